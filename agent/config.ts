@@ -1,0 +1,123 @@
+// The agent's config: one YAML or JSON file of thresholds with documented defaults, overridable with
+// --set key.path=value. Invalid config reports every problem at once, with its key path.
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { NodewardenError, errnoCode } from '../protocol/errors.js';
+import { s, type ObjectSpec, type Problem, type Spec } from '../protocol/schema.js';
+import { COLLECTORS } from '../collectors/index.js';
+import type { AnyCollector } from '../collectors/types.js';
+
+export interface CollectorSettings {
+  enabled: boolean;
+  interval: number;
+  timeout: number;
+  [threshold: string]: unknown;
+}
+
+export interface Config {
+  node: string;
+  hostRoot: string;
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  collectors: Record<string, CollectorSettings>;
+}
+
+function collectorSection(c: AnyCollector): Spec<CollectorSettings> {
+  const fields: Record<string, Spec<unknown>> = {
+    enabled: s.boolean({ default: true, doc: `run the ${c.name} collector` }),
+    interval: s.duration({ default: `${c.defaultIntervalMs}ms`, min: 1000, doc: 'how often it runs' }),
+    timeout: s.duration({ default: `${c.defaultTimeoutMs}ms`, min: 100, doc: 'how long one run may take before it is reported as timed out' }),
+    ...c.configSpec.fields,
+  };
+  return s.object(fields, { doc: c.description }) as unknown as Spec<CollectorSettings>;
+}
+
+export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS): ObjectSpec<Config> {
+  const sections: Record<string, Spec<unknown>> = {};
+  for (const c of collectors) sections[c.name] = collectorSection(c);
+  return s.object({
+    node: s.string({ default: '', doc: 'node name on findings (default: $NODE_NAME, else the hostname)' }),
+    hostRoot: s.string({ default: '/', nonEmpty: true, doc: "where the host's root filesystem is seen (/host in the DaemonSet)" }),
+    logLevel: s.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, { default: 'info', doc: 'pino log level' }),
+    collectors: s.object(sections, { doc: 'per-collector settings and thresholds' }),
+  }) as unknown as ObjectSpec<Config>;
+}
+
+/** Parses `a.b.c=value`; the value is read as YAML, so numbers, booleans and [lists] keep their type. */
+export function applySet(target: Record<string, unknown>, assignment: string): Problem | undefined {
+  const eq = assignment.indexOf('=');
+  if (eq <= 0) return { path: assignment, message: 'a --set must look like key.path=value' };
+  const keyPath = assignment.slice(0, eq).split('.');
+  if (keyPath.some((k) => k === '' || k === '__proto__' || k === 'constructor' || k === 'prototype')) {
+    return { path: assignment.slice(0, eq), message: 'not a valid key path' };
+  }
+  let value: unknown;
+  try {
+    value = parseYaml(assignment.slice(eq + 1));
+  } catch {
+    value = assignment.slice(eq + 1);
+  }
+  let node: Record<string, unknown> = target;
+  for (const key of keyPath.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[keyPath[keyPath.length - 1]!] = value;
+  return undefined;
+}
+
+export interface LoadOptions {
+  file?: string;
+  sets?: readonly string[];
+  /** Flags that win over the file (--host-root, --node). */
+  hostRoot?: string;
+  node?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Reads, merges and validates the config; throws NW_ERR_CONFIG listing every problem. */
+export function loadConfig(opts: LoadOptions = {}): Config {
+  let raw: unknown = {};
+  if (opts.file !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(opts.file, 'utf8');
+    } catch (err) {
+      const why = errnoCode(err) === 'ENOENT' ? 'no such file' : errnoCode(err) === 'EACCES' ? 'permission denied' : errnoCode(err) === 'EISDIR' ? 'is a directory' : String(err);
+      throw new NodewardenError('NW_ERR_CONFIG', `cannot read config file ${opts.file}: ${why}`);
+    }
+    try {
+      raw = parseYaml(text) ?? {};
+    } catch (err) {
+      const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
+      throw new NodewardenError('NW_ERR_CONFIG', `config file ${opts.file} is not valid YAML or JSON: ${msg}`);
+    }
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+      throw new NodewardenError('NW_ERR_CONFIG', `config file ${opts.file} must hold a mapping of settings at the top level`);
+    }
+  }
+  const merged = structuredClone(raw) as Record<string, unknown>;
+  const problems: Problem[] = [];
+  for (const set of opts.sets ?? []) {
+    const p = applySet(merged, set);
+    if (p) problems.push(p);
+  }
+  if (opts.hostRoot !== undefined) merged['hostRoot'] = opts.hostRoot;
+  if (opts.node !== undefined) merged['node'] = opts.node;
+  const config = configSpec().check(merged, '', problems) as Config;
+  for (const [name, section] of Object.entries(config.collectors ?? {})) {
+    if (section && section.timeout > section.interval) {
+      problems.push({ path: `collectors.${name}.timeout`, message: `must not be longer than the interval (${section.interval} ms)` });
+    }
+  }
+  if (problems.length > 0) {
+    const where = opts.file ? ` in ${opts.file}` : '';
+    throw new NodewardenError('NW_ERR_CONFIG', `invalid config${where}: ${problems.length} problem${problems.length === 1 ? '' : 's'}`, {
+      details: problems.map((p) => `${p.path}: ${p.message}`),
+    });
+  }
+  const env = opts.env ?? process.env;
+  if (config.node === '') config.node = env['NODE_NAME'] || os.hostname();
+  return config;
+}

@@ -1,0 +1,149 @@
+// Host access rooted at --host-root: the only module that knows where /proc, /sys and host paths are.
+import { promises as fsp, statSync } from 'node:fs';
+import path from 'node:path';
+import { NodewardenError, errnoCode } from '../protocol/errors.js';
+import { ExecTimeoutError } from './exec.js';
+import type { Exec, FsStats, HostAccess, StatfsOutcome } from '../collectors/types.js';
+
+/** Errors that mean "not there (any more)": a file that does not exist, a process that exited. */
+const GONE = new Set(['ENOENT', 'ESRCH', 'ENOTDIR']);
+
+/** Checks that --host-root exists and is a directory; throws NW_ERR_HOST_ROOT otherwise. */
+export function checkHostRoot(root: string): string {
+  const resolved = path.resolve(root);
+  let isDir = false;
+  try {
+    isDir = statSync(resolved).isDirectory();
+  } catch (err) {
+    throw new NodewardenError('NW_ERR_HOST_ROOT', `--host-root ${root}: ${errnoCode(err) === 'ENOENT' ? 'no such directory' : String(err)}`);
+  }
+  if (!isDir) throw new NodewardenError('NW_ERR_HOST_ROOT', `--host-root ${root}: not a directory`);
+  return resolved;
+}
+
+// `stat -f` prints one record per path it could read, NUL-terminated, name last (names may hold spaces).
+const STATFS_FORMAT = '%S %b %f %a %c %d %n\\0';
+
+export function parseStatfsOutput(stdout: string): Map<string, FsStats> {
+  const out = new Map<string, FsStats>();
+  for (const record of stdout.split('\0')) {
+    if (record === '') continue;
+    const parts = record.split(' ');
+    if (parts.length < 7) continue;
+    const nums = parts.slice(0, 6).map(Number);
+    if (nums.some((n) => !Number.isFinite(n))) continue;
+    const [blockSize, blocks, blocksFree, blocksAvailable, inodes, inodesFree] = nums as [number, number, number, number, number, number];
+    out.set(parts.slice(6).join(' '), { blockSize, blocks, blocksFree, blocksAvailable, inodes, inodesFree });
+  }
+  return out;
+}
+
+export interface HostOptions {
+  root: string;
+  exec: Exec;
+}
+
+export function createHostAccess(opts: HostOptions): HostAccess {
+  const root = path.resolve(opts.root);
+  const proc = path.join(root, 'proc');
+  const sys = path.join(root, 'sys');
+  // Probes of paths whose statfs did not answer in time, still running. While one is pending the path
+  // is not asked again: a dead NFS mount would otherwise pile up a stuck child every cycle.
+  const pendingProbes = new Map<string, Promise<unknown>>();
+
+  const hostPath = (p: string): string => path.join(root, p);
+
+  type Batch = { kind: 'done'; stats: Map<string, FsStats> } | { kind: 'timeout'; exited: Promise<void> };
+  async function statfsBatch(agentPaths: string[], timeoutMs: number): Promise<Batch> {
+    try {
+      const result = await opts.exec('stat', ['-f', `--printf=${STATFS_FORMAT}`, '--', ...agentPaths], { timeoutMs });
+      return { kind: 'done', stats: parseStatfsOutput(result.stdout) };
+    } catch (err) {
+      if (err instanceof ExecTimeoutError) return { kind: 'timeout', exited: err.exited };
+      if (err instanceof NodewardenError && err.code === 'NW_ERR_TIMEOUT') return { kind: 'timeout', exited: new Promise(() => undefined) };
+      throw err;
+    }
+  }
+
+  return {
+    root,
+    procPath: (...parts) => path.join(proc, ...parts.map(String)),
+    sysPath: (...parts) => path.join(sys, ...parts.map(String)),
+    hostPath,
+    async readText(p) {
+      try {
+        return await fsp.readFile(p, 'utf8');
+      } catch (err) {
+        if (GONE.has(errnoCode(err) ?? '')) return undefined;
+        throw err;
+      }
+    },
+    async readBytes(p) {
+      try {
+        return await fsp.readFile(p);
+      } catch (err) {
+        if (GONE.has(errnoCode(err) ?? '')) return undefined;
+        throw err;
+      }
+    },
+    async list(p) {
+      try {
+        return await fsp.readdir(p);
+      } catch (err) {
+        if (GONE.has(errnoCode(err) ?? '')) return undefined;
+        throw err;
+      }
+    },
+    async exists(p) {
+      try {
+        await fsp.access(p);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async pids() {
+      const names = await fsp.readdir(proc);
+      const out: number[] = [];
+      for (const name of names) {
+        const c = name.charCodeAt(0);
+        if (c >= 48 && c <= 57) out.push(Number(name));
+      }
+      return out;
+    },
+    async statfs(hostPaths, timeoutMs) {
+      const results = new Map<string, StatfsOutcome>();
+      const toAsk: string[] = [];
+      for (const hp of hostPaths) {
+        if (pendingProbes.has(hp)) {
+          results.set(hp, { path: hp, ok: false, reason: 'timeout', error: 'an earlier statfs of this path has not returned yet' });
+        } else {
+          toAsk.push(hp);
+        }
+      }
+      const record = (hp: string, stats: FsStats | undefined): void => {
+        results.set(hp, stats ? { path: hp, ok: true, stats } : { path: hp, ok: false, reason: 'error', error: 'statfs failed' });
+      };
+      if (toAsk.length > 0) {
+        const batch = await statfsBatch(toAsk.map(hostPath), timeoutMs);
+        if (batch.kind === 'done') {
+          for (const hp of toAsk) record(hp, batch.stats.get(hostPath(hp)));
+        } else {
+          // Something in the batch hangs: ask each path on its own to find which.
+          await Promise.all(
+            toAsk.map(async (hp) => {
+              const single = await statfsBatch([hostPath(hp)], timeoutMs);
+              if (single.kind === 'done') {
+                record(hp, single.stats.get(hostPath(hp)));
+                return;
+              }
+              pendingProbes.set(hp, single.exited.finally(() => pendingProbes.delete(hp)));
+              results.set(hp, { path: hp, ok: false, reason: 'timeout', error: `statfs did not answer within ${timeoutMs} ms` });
+            }),
+          );
+        }
+      }
+      return hostPaths.map((hp) => results.get(hp) ?? { path: hp, ok: false as const, reason: 'error' as const, error: 'not asked' });
+    },
+  };
+}

@@ -1,0 +1,209 @@
+// Runs collectors: each on its own interval with its own timeout. A collector that throws or never
+// settles becomes a finding about itself (collector.failed, collector.timeout) and never delays others.
+import { EventEmitter } from 'node:events';
+import type { Observation } from '../protocol/finding.js';
+import { compareFindings } from '../protocol/finding.js';
+import { errnoCode } from '../protocol/errors.js';
+import type { AnyCollector, CollectResult, Exec, HostAccess, Log } from '../collectors/types.js';
+import type { Config, CollectorSettings } from './config.js';
+import { FindingTracker, type Transition } from './tracker.js';
+
+export type RunStatus = 'ok' | 'no-data' | 'failed' | 'timeout' | 'skipped';
+
+export interface CollectorStatus {
+  name: string;
+  status: RunStatus;
+  durationMs: number;
+  /** Why: the error for failed, the reason for no-data, what is still running for skipped. */
+  detail?: string;
+  finishedAt: string;
+}
+
+export interface RunnerOptions {
+  collectors: readonly AnyCollector[];
+  config: Config;
+  host: HostAccess;
+  exec: Exec;
+  log: Log & { child?(bindings: object): Log };
+  now?: () => number;
+}
+
+export interface CycleResult {
+  statuses: CollectorStatus[];
+  /** Collector data by name, for display. */
+  data: Record<string, unknown>;
+  transitions: Transition[];
+}
+
+interface Slot {
+  collector: AnyCollector;
+  settings: CollectorSettings;
+  inFlight?: Promise<void>;
+  startedAt?: number;
+  timer?: NodeJS.Timeout;
+  lastData?: unknown;
+  lastStatus?: CollectorStatus;
+}
+
+/** Emits 'transition' (Transition) and 'status' (CollectorStatus). */
+export class Runner extends EventEmitter {
+  readonly tracker: FindingTracker;
+  private readonly slots = new Map<string, Slot>();
+  private readonly opts: RunnerOptions;
+  private readonly now: () => number;
+  private stopped = true;
+
+  constructor(opts: RunnerOptions) {
+    super();
+    this.opts = opts;
+    this.now = opts.now ?? Date.now;
+    this.tracker = new FindingTracker(opts.config.node);
+    for (const c of opts.collectors) {
+      const settings = opts.config.collectors[c.name];
+      if (settings?.enabled) this.slots.set(c.name, { collector: c, settings });
+    }
+  }
+
+  names(): string[] {
+    return [...this.slots.keys()];
+  }
+
+  statuses(): CollectorStatus[] {
+    return [...this.slots.values()].flatMap((s) => (s.lastStatus ? [s.lastStatus] : []));
+  }
+
+  private logFor(name: string): Log {
+    return this.opts.log.child ? this.opts.log.child({ collector: name }) : this.opts.log;
+  }
+
+  /** Runs one collector once, under its timeout. Resolves with its status; never rejects. */
+  async runCollector(name: string): Promise<{ status: CollectorStatus; transitions: Transition[] }> {
+    const slot = this.slots.get(name);
+    if (!slot) throw new Error(`unknown collector ${name}`);
+    const log = this.logFor(name);
+    const started = this.now();
+    const finish = (status: RunStatus, observations: readonly Observation[] | undefined, selfFindings: Observation[], detail?: string) => {
+      const now = this.now();
+      const st: CollectorStatus = { name, status, durationMs: now - started, finishedAt: new Date(now).toISOString() };
+      if (detail !== undefined) st.detail = detail;
+      slot.lastStatus = st;
+      const transitions: Transition[] = [];
+      // A failed run says nothing about the collector's own findings: they stay as they were.
+      if (observations) transitions.push(...this.tracker.update(name, observations, now));
+      transitions.push(...this.tracker.update(`runner/${name}`, selfFindings, now));
+      for (const t of transitions) this.emit('transition', t);
+      this.emit('status', st);
+      return { status: st, transitions };
+    };
+
+    if (slot.inFlight) {
+      // Still stuck in an earlier run: keep reporting it, do not pile up another.
+      const stuckFor = started - (slot.startedAt ?? started);
+      log.warn({ stuckForMs: stuckFor }, 'collector still running from an earlier cycle; skipped');
+      return finish('timeout', undefined, [this.timeoutFinding(slot, stuckFor)], `still running after ${stuckFor} ms`);
+    }
+
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const run = (async (): Promise<CollectResult<unknown>> =>
+      slot.collector.collect({
+        node: this.opts.config.node,
+        host: this.opts.host,
+        exec: this.opts.exec,
+        config: slot.settings,
+        now: this.now,
+        log,
+        signal: controller.signal,
+        previous: slot.lastData,
+      }))();
+    slot.startedAt = started;
+    const settled = run.then(
+      (r) => ({ ok: true as const, r }),
+      (err: unknown) => ({ ok: false as const, err }),
+    );
+    slot.inFlight = settled.then(() => {
+      slot.inFlight = undefined;
+    });
+    const timeout = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), slot.settings.timeout);
+    });
+    const outcome = await Promise.race([settled, timeout]);
+    clearTimeout(timer);
+
+    if (outcome === 'timeout') {
+      controller.abort();
+      log.error({ timeoutMs: slot.settings.timeout }, 'collector timed out');
+      return finish('timeout', undefined, [this.timeoutFinding(slot, slot.settings.timeout)], `no result within ${slot.settings.timeout} ms`);
+    }
+    if (!outcome.ok) {
+      const err = outcome.err;
+      const message = err instanceof Error ? err.message : String(err);
+      log.error({ err, code: errnoCode(err) }, 'collector failed');
+      return finish('failed', undefined, [
+        {
+          check: 'collector.failed',
+          severity: 'warning',
+          subject: name,
+          message: `The ${name} collector failed: ${message}. Its checks (${slot.collector.checks.join(', ')}) are not being evaluated.`,
+          evidence: { collector: name, error: message },
+          remedy: `nodewarden check --only ${name}  # and read the agent's log for collector=${name}`,
+        },
+      ], message);
+    }
+    const result = outcome.r;
+    if (result.kind === 'no-data') {
+      log.debug({ reason: result.reason }, 'collector does not apply here');
+      return finish('no-data', [], [], result.reason);
+    }
+    slot.lastData = result.data;
+    return finish('ok', result.observations, []);
+  }
+
+  private timeoutFinding(slot: Slot, ms: number): Observation {
+    const name = slot.collector.name;
+    return {
+      check: 'collector.timeout',
+      severity: 'warning',
+      subject: name,
+      message: `The ${name} collector has not finished for ${Math.round(ms / 1000)}s (timeout ${Math.round(slot.settings.timeout / 1000)}s): something it reads is hanging. Its checks are not being evaluated; the other collectors carry on.`,
+      evidence: { collector: name, timeoutMs: slot.settings.timeout, stuckForMs: ms },
+      remedy: `nodewarden check --only ${name}; look for processes in D state: ps -eo pid,stat,wchan:32,cmd | awk '$2 ~ /D/'`,
+    };
+  }
+
+  /** Runs the given collectors (default: all enabled) once, concurrently. */
+  async runOnce(names: readonly string[] = this.names()): Promise<CycleResult> {
+    const results = await Promise.all(names.map((n) => this.runCollector(n)));
+    const data: Record<string, unknown> = {};
+    for (const n of names) {
+      const d = this.slots.get(n)?.lastData;
+      if (d !== undefined) data[n] = d;
+    }
+    return { statuses: results.map((r) => r.status), data, transitions: results.flatMap((r) => r.transitions) };
+  }
+
+  /** Runs every collector now and then on its own interval, until stop(). */
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    for (const slot of this.slots.values()) {
+      const tick = (): void => {
+        if (this.stopped) return;
+        void this.runCollector(slot.collector.name).finally(() => {
+          if (!this.stopped) slot.timer = setTimeout(tick, slot.settings.interval);
+        });
+      };
+      tick();
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const slot of this.slots.values()) clearTimeout(slot.timer);
+  }
+
+  /** Active findings, most severe first. */
+  active() {
+    return this.tracker.active().sort(compareFindings);
+  }
+}

@@ -1,0 +1,57 @@
+// Turns successive collection cycles into firing/resolved transitions. The same problem keeps its id
+// (node + check + subject); a problem that stops being observed is resolved explicitly.
+import { findingId, type Finding, type Observation } from '../protocol/finding.js';
+
+export type TransitionType = 'firing' | 'updated' | 'resolved';
+
+export interface Transition {
+  type: TransitionType;
+  finding: Finding;
+}
+
+function sameContent(a: Finding, b: Observation): boolean {
+  return a.severity === b.severity && a.message === b.message && a.remedy === b.remedy;
+}
+
+export class FindingTracker {
+  readonly node: string;
+  /** source (a collector, or the runner's own checks about a collector) -> id -> finding */
+  private readonly bySource = new Map<string, Map<string, Finding>>();
+
+  constructor(node: string) {
+    this.node = node;
+  }
+
+  /**
+   * Records what `source` observed this cycle. New problems fire, changed ones (severity, message)
+   * update, and problems `source` raised before but not now resolve.
+   */
+  update(source: string, observations: readonly Observation[], now: number): Transition[] {
+    const iso = new Date(now).toISOString();
+    const previous = this.bySource.get(source) ?? new Map<string, Finding>();
+    const next = new Map<string, Finding>();
+    const transitions: Transition[] = [];
+    for (const obs of observations) {
+      const id = findingId(this.node, obs.check, obs.subject);
+      if (next.has(id)) continue; // a collector named the same subject twice: first wins
+      const before = previous.get(id);
+      const finding: Finding = { ...obs, id, node: this.node, state: 'firing', firstSeen: before?.firstSeen ?? iso, lastSeen: iso };
+      next.set(id, finding);
+      if (!before) transitions.push({ type: 'firing', finding });
+      else if (!sameContent(before, obs)) transitions.push({ type: 'updated', finding });
+    }
+    for (const [id, before] of previous) {
+      if (!next.has(id)) transitions.push({ type: 'resolved', finding: { ...before, state: 'resolved', lastSeen: iso } });
+    }
+    if (next.size > 0) this.bySource.set(source, next);
+    else this.bySource.delete(source);
+    return transitions;
+  }
+
+  /** Every firing finding, across sources. */
+  active(): Finding[] {
+    const out: Finding[] = [];
+    for (const m of this.bySource.values()) out.push(...m.values());
+    return out;
+  }
+}

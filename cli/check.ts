@@ -1,0 +1,133 @@
+// `nodewarden check`: runs every collector once and prints the node's state and findings.
+import type { Finding } from '../protocol/finding.js';
+import { compareFindings, worstSeverity } from '../protocol/finding.js';
+import { NodewardenError } from '../protocol/errors.js';
+import { COLLECTORS, collectorNames } from '../collectors/index.js';
+import type { DiskData } from '../collectors/disk.js';
+import type { SocketsData } from '../collectors/sockets.js';
+import type { SockstatData } from '../collectors/sockstat.js';
+import { formatBytes } from '../collectors/common/text.js';
+import { loadConfig } from '../agent/config.js';
+import { exec } from '../agent/exec.js';
+import { collectHostFacts, type HostFacts } from '../agent/facts.js';
+import { checkHostRoot, createHostAccess } from '../agent/host.js';
+import { createLogger } from '../agent/log.js';
+import { Runner, type CollectorStatus } from '../agent/runner.js';
+import { formatUptime, painter, table, truncate, useColor, type Painter } from './format.js';
+
+export interface CheckOptions {
+  json: boolean;
+  only?: string[];
+  hostRoot?: string;
+  config?: string;
+  sets: string[];
+  node?: string;
+  verbose: boolean;
+}
+
+/** Exit codes of the monitoring-plugin convention. */
+export const EXIT = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const;
+
+export function exitCodeFor(findings: readonly Finding[], statuses: readonly CollectorStatus[]): number {
+  const worst = worstSeverity(findings.filter((f) => !f.check.startsWith('collector.')));
+  if (worst === 'critical') return EXIT.CRITICAL;
+  // A collector that could not run means we do not know: unless something is already critical.
+  if (statuses.some((s) => s.status === 'failed' || s.status === 'timeout')) return EXIT.UNKNOWN;
+  if (worst === 'warning') return EXIT.WARNING;
+  return EXIT.OK;
+}
+
+export interface CheckReport {
+  node: string;
+  findings: Finding[];
+  collectors: CollectorStatus[];
+  data: Record<string, unknown>;
+  facts?: HostFacts;
+}
+
+export async function runCheck(opts: CheckOptions, out: NodeJS.WriteStream): Promise<{ code: number; text: string }> {
+  const known = collectorNames();
+  const unknown = (opts.only ?? []).filter((n) => !known.includes(n));
+  if (unknown.length > 0) {
+    throw new NodewardenError('NW_ERR_USAGE', `--only: unknown collector${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (known: ${known.join(', ')})`);
+  }
+  const hostRoot = opts.hostRoot === undefined ? undefined : checkHostRoot(opts.hostRoot);
+  const sets = [...opts.sets];
+  // --only runs what it names, even a collector the config disables.
+  for (const n of opts.only ?? []) sets.push(`collectors.${n}.enabled=true`);
+  const config = loadConfig({ file: opts.config, sets, hostRoot, node: opts.node });
+  if (hostRoot === undefined) checkHostRoot(config.hostRoot);
+  const log = createLogger({ node: config.node, level: opts.verbose ? config.logLevel : 'silent' });
+  const host = createHostAccess({ root: config.hostRoot, exec });
+  const runner = new Runner({ collectors: COLLECTORS, config, host, exec, log });
+  const names = opts.only ?? runner.names();
+  const color = !opts.json && useColor(out);
+  const [cycle, facts] = await Promise.all([runner.runOnce(names), !opts.json && out.isTTY ? collectHostFacts(host) : Promise.resolve(undefined)]);
+  const findings = runner.active().sort(compareFindings);
+  const report: CheckReport = { node: config.node, findings, collectors: cycle.statuses, data: cycle.data };
+  if (facts) report.facts = facts;
+  const code = exitCodeFor(findings, cycle.statuses);
+  const text = opts.json ? `${JSON.stringify(report, null, 2)}\n` : renderReport(report, painter(color), out.columns);
+  return { code, text };
+}
+
+export function renderReport(r: CheckReport, p: Painter, columns?: number): string {
+  const parts: string[] = [];
+  if (r.facts) {
+    const f = r.facts;
+    parts.push(
+      `${p.bold(f.hostname)}  ${f.os}  kernel ${f.kernel}  up ${formatUptime(f.uptimeSeconds)}  ` +
+        `mem ${formatBytes(f.memTotal - f.memAvailable)}/${formatBytes(f.memTotal)}  load ${f.load.map((x) => x.toFixed(2)).join(' ')}  cpus ${f.cpus}`,
+    );
+  }
+  const disk = r.data['disk'] as DiskData | undefined;
+  if (disk) {
+    const pct = (n: number | undefined) => (n === undefined ? '-' : `${n}%`);
+    parts.push(
+      table(
+        ['Filesystem', 'Type', 'Size', 'Used', 'Avail', 'Use%', 'IUse%', 'Mounted on'],
+        disk.rows.map((row) =>
+          row.status === 'ok'
+            ? [row.source, row.fsType, formatBytes(row.size ?? 0), formatBytes(row.used ?? 0), formatBytes(row.avail ?? 0), pct(row.usePercent), pct(row.inodesUsePercent), row.mountPoint + (row.readonly ? ' (ro)' : '')]
+            : [row.source, row.fsType, '?', '?', '?', '?', '?', `${row.mountPoint} (${row.status === 'unresponsive' ? 'NOT RESPONDING' : 'statfs failed'})`],
+        ),
+        { rightAlign: [2, 3, 4, 5, 6] },
+      ),
+    );
+  }
+  const sockstat = r.data['sockstat'] as SockstatData | undefined;
+  if (sockstat) {
+    const lines = Object.entries(sockstat.counters).map(([proto, kv]) => {
+      const items = Object.entries(kv).map(([k, v]) => {
+        if (proto === 'TCP' && k === 'orphan' && sockstat.limits.maxOrphans) return `${k} ${v} (max ${sockstat.limits.maxOrphans})`;
+        if (proto === 'TCP' && k === 'tw' && sockstat.limits.maxTwBuckets) return `${k} ${v} (max ${sockstat.limits.maxTwBuckets})`;
+        if (proto === 'TCP' && k === 'mem' && sockstat.limits.mem) return `${k} ${v} pages (pressure ${sockstat.limits.mem[1]}, high ${sockstat.limits.mem[2]})`;
+        return `${k} ${v}`;
+      });
+      return `${(proto + ':').padEnd(9)} ${items.join('  ')}`;
+    });
+    parts.push(`${p.bold('Sockstat')} (this network namespace)\n${lines.join('\n')}`);
+  }
+  const sockets = r.data['sockets'] as SocketsData | undefined;
+  if (sockets) {
+    const header = `${p.bold('Socket holders')}: ${sockets.holders} of ${sockets.processes} processes hold ${sockets.totalSockets.toLocaleString('en-US')} sockets`;
+    const width = Math.max(40, (columns ?? 120) - 60);
+    if (sockets.top.length === 0) parts.push(`${header}`);
+    else parts.push(
+      `${header}\n${table(
+        ['PID', 'COMM', 'SOCKETS', 'FDS', 'NOFILE', 'CONTAINER', 'CMDLINE'],
+        sockets.top.map((h) => [String(h.pid), h.comm, String(h.sockets), String(h.fds), h.nofileSoft === undefined ? '-' : String(h.nofileSoft), h.containerId ? h.containerId.slice(0, 12) : '-', truncate(h.cmdline.replace(/\s+/g, ' '), width)]),
+        { rightAlign: [0, 2, 3, 4] },
+      )}`,
+    );
+  }
+  if (r.findings.length === 0) {
+    parts.push(`${p.bold('Findings')}: none`);
+  } else {
+    const lines = r.findings.map((f) => `${p.severity(f.severity, f.severity.toUpperCase().padEnd(8))} ${p.bold(f.check)}  ${f.subject}\n  ${f.message}\n  ${p.dim(`next: ${f.remedy}`)}`);
+    parts.push(`${p.bold('Findings')} (${r.findings.length})\n${lines.join('\n')}`);
+  }
+  const st = r.collectors.map((c) => `${c.name} ${c.status}${c.status === 'ok' ? '' : c.detail ? ` (${c.detail})` : ''} ${c.durationMs}ms`);
+  parts.push(p.dim(`collectors: ${st.join(' · ')}`));
+  return `${parts.join('\n\n')}\n`;
+}

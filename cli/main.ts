@@ -1,0 +1,123 @@
+#!/usr/bin/env node
+// The nodewarden command: parses the command line and dispatches. Errors become one clear line and a
+// non-zero exit (3, "unknown", in the monitoring-plugin convention), never a stack trace.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { isNodewardenError } from '../protocol/errors.js';
+import { COLLECTORS } from '../collectors/index.js';
+import { EXIT, runCheck } from './check.js';
+import { runAgent } from './agent.js';
+
+const VERSION = '0.1.0';
+
+const HELP = `nodewarden ${VERSION}: node-level troubleshooting for Kubernetes
+
+Usage:
+  nodewarden check [--json] [--only CHECKS] [--host-root DIR] [--config FILE] [--set KEY=VALUE]...
+  nodewarden agent [--host-root DIR] [--config FILE] [--set KEY=VALUE]...
+  nodewarden --help | --version
+
+Commands:
+  check    Run every collector once; print the host's facts (on a terminal), the filesystems,
+           the socket counters, the top socket holders and the findings, most severe first.
+  agent    Run the collectors continuously, each on its own interval; log every finding that
+           fires or resolves as a JSON line on stderr. Stops cleanly on SIGTERM or SIGINT.
+
+Options:
+  --json              print one JSON document: {"node","findings","collectors","data"}
+  --only NAMES        comma-separated collectors to run (${COLLECTORS.map((c) => c.name).join(', ')})
+  --host-root DIR     where the host's root filesystem is mounted (default /; /host in the DaemonSet)
+  --config FILE       YAML or JSON file of thresholds (see the README for every key and default)
+  --set KEY=VALUE     override one config key, e.g. --set collectors.disk.usage.warning=80
+  --node NAME         node name on findings (default: $NODE_NAME, else the hostname)
+  -v, --verbose       also print the agent's JSON logs on stderr (check)
+  -h, --help          this help
+
+Exit codes (check): 0 no finding, 1 warning, 2 critical, 3 unknown (bad usage or config, a collector
+that could not run).
+
+Examples:
+  nodewarden check
+  nodewarden check --only disk,sockstat --json | jq '.findings[] | {check, subject, message}'
+  nodewarden check --host-root /host --set collectors.sockets.maxPerProcess=5000
+`;
+
+const COMMON: ParseArgsConfig['options'] = {
+  'host-root': { type: 'string' },
+  config: { type: 'string' },
+  set: { type: 'string', multiple: true },
+  node: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+};
+
+function usageError(message: string): never {
+  process.stderr.write(`nodewarden: ${message}\nRun 'nodewarden --help' for usage.\n`);
+  process.exit(EXIT.UNKNOWN);
+}
+
+function parse(args: string[], options: ParseArgsConfig['options']) {
+  try {
+    return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: false, strict: true });
+  } catch (err) {
+    usageError(err instanceof Error ? err.message.replace(/^TypeError \[.*?\]: /, '') : String(err));
+  }
+}
+
+async function writeAndExit(text: string, code: number): Promise<never> {
+  await new Promise<void>((resolve) => process.stdout.write(text, () => resolve()));
+  // Exit explicitly: a collector stuck on a hung mount must not keep the command alive.
+  process.exit(code);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+    return writeAndExit(HELP, command === undefined ? EXIT.UNKNOWN : EXIT.OK);
+  }
+  if (command === '--version' || command === '-V') return writeAndExit(`${VERSION}\n`, EXIT.OK);
+  try {
+    switch (command) {
+      case 'check': {
+        const { values } = parse(rest, { json: { type: 'boolean' }, only: { type: 'string' }, verbose: { type: 'boolean', short: 'v' } });
+        if (values['help']) return writeAndExit(HELP, EXIT.OK);
+        const only = typeof values['only'] === 'string' ? values['only'].split(',').map((x) => x.trim()).filter(Boolean) : undefined;
+        if (only !== undefined && only.length === 0) usageError('--only needs at least one collector name');
+        const { code, text } = await runCheck(
+          {
+            json: Boolean(values['json']),
+            only,
+            hostRoot: values['host-root'] as string | undefined,
+            config: values['config'] as string | undefined,
+            sets: (values['set'] as string[] | undefined) ?? [],
+            node: values['node'] as string | undefined,
+            verbose: Boolean(values['verbose']),
+          },
+          process.stdout,
+        );
+        return writeAndExit(text, code);
+      }
+      case 'agent': {
+        const { values } = parse(rest, {});
+        if (values['help']) return writeAndExit(HELP, EXIT.OK);
+        await runAgent({
+          hostRoot: values['host-root'] as string | undefined,
+          config: values['config'] as string | undefined,
+          sets: (values['set'] as string[] | undefined) ?? [],
+          node: values['node'] as string | undefined,
+        });
+        return;
+      }
+      default:
+        usageError(`unknown command '${command}'`);
+    }
+  } catch (err) {
+    if (isNodewardenError(err)) {
+      const details = err.details.map((d) => `  ${d}\n`).join('');
+      process.stderr.write(`nodewarden: ${err.message}\n${details}`);
+      process.exit(EXIT.UNKNOWN);
+    }
+    process.stderr.write(`nodewarden: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(EXIT.UNKNOWN);
+  }
+}
+
+await main(process.argv.slice(2));

@@ -1,0 +1,330 @@
+// disk: every real filesystem with df -hT's columns; usage, inodes, kubelet eviction margins,
+// filesystems that went read-only, and mounts whose statfs hangs.
+import type { Observation } from '../protocol/finding.js';
+import { s, type Infer } from '../protocol/schema.js';
+import { mountFor, parseMountinfo, type MountInfo } from './common/mountinfo.js';
+import { formatBytes, shellQuote } from './common/text.js';
+import type { Collector, FsStats, HostAccess, StatfsOutcome } from './types.js';
+
+/** Kernel and runtime filesystems that are never "disks". */
+const PSEUDO_FS = new Set([
+  'proc', 'sysfs', 'cgroup', 'cgroup2', 'nsfs', 'squashfs', 'devpts', 'mqueue', 'debugfs', 'tracefs',
+  'securityfs', 'pstore', 'bpf', 'configfs', 'fusectl', 'hugetlbfs', 'autofs', 'binfmt_misc', 'rpc_pipefs',
+  'efivarfs', 'selinuxfs', 'ramfs', 'nfsd', 'fuse.lxcfs', 'overlayfs-internal',
+]);
+const TMPFS_LIKE = new Set(['tmpfs', 'devtmpfs']);
+
+export interface DiskRow {
+  source: string;
+  fsType: string;
+  mountPoint: string;
+  /** Other mount points of the same filesystem (bind mounts). */
+  alsoAt: string[];
+  device: string;
+  readonly: boolean;
+  /** Mounted rw, but the kernel made the filesystem read-only after an error (errors=remount-ro). */
+  kernelReadOnly: boolean;
+  status: 'ok' | 'unresponsive' | 'error';
+  error?: string;
+  size?: number;
+  used?: number;
+  avail?: number;
+  usePercent?: number;
+  inodes?: number;
+  inodesUsed?: number;
+  inodesUsePercent?: number;
+}
+
+export interface DiskData {
+  rows: DiskRow[];
+  /** Mount points seen writable, to notice a remount read-only between cycles. */
+  writable: string[];
+}
+
+const band = (what: string, warning: number, critical: number) =>
+  s.object({
+    warning: s.percent({ default: warning, doc: `${what}: warning above this percentage used` }),
+    critical: s.percent({ default: critical, doc: `${what}: critical at or above this percentage used` }),
+  });
+
+export const diskConfigSpec = s.object({
+  usage: band('space', 85, 95),
+  inodes: band('inodes', 85, 95),
+  includeTmpfs: s.boolean({ default: false, doc: 'also check tmpfs and devtmpfs mounts' }),
+  ignoreMountPoints: s.list(s.string({ doc: 'mount point' }), { default: [], doc: 'mount points (or prefixes ending in /) never checked' }),
+  statfsTimeout: s.duration({ default: '3s', min: 100, doc: 'how long one statfs may take before the mount is reported unresponsive' }),
+  eviction: s.object({
+    kubeletRootDir: s.string({ default: '/var/lib/kubelet', doc: "kubelet's --root-dir: its filesystem is nodefs" }),
+    runtimeRootDirs: s.list(s.string({ doc: 'directory' }), {
+      default: ['/var/lib/docker', '/var/lib/containerd'],
+      doc: "container runtime roots: the filesystem of the first that exists is imagefs",
+    }),
+    nodefsAvailable: s.percent({ default: 10, doc: 'kubelet --eviction-hard nodefs.available (percent)' }),
+    imagefsAvailable: s.percent({ default: 15, doc: 'kubelet --eviction-hard imagefs.available (percent)' }),
+    nodefsInodesFree: s.percent({ default: 5, doc: 'kubelet --eviction-hard nodefs.inodesFree (percent)' }),
+    margin: s.percent({ default: 5, doc: 'warn this many percentage points before kubelet starts evicting' }),
+  }),
+});
+export type DiskConfig = Infer<typeof diskConfigSpec>;
+
+/** Container overlay rootfs mounts and runtime-private mounts, which belong to containers, not the node. */
+function isContainerMount(m: MountInfo, runtimeRoots: readonly string[]): boolean {
+  if (m.fsType !== 'overlay' && m.fsType !== 'aufs' && m.fsType !== 'shm') return false;
+  const mp = m.mountPoint;
+  return runtimeRoots.some((r) => mp.startsWith(`${r}/`)) || mp.startsWith('/run/containerd/') || mp.startsWith('/run/docker/') || mp.endsWith('/merged') || mp.endsWith('/rootfs');
+}
+
+/** The mounts that are real filesystems, one per filesystem (device + root), first mount point kept. */
+export function selectFilesystems(mounts: readonly MountInfo[], config: DiskConfig): { mount: MountInfo; alsoAt: string[] }[] {
+  const ignored = (mp: string): boolean =>
+    config.ignoreMountPoints.some((i) => (i.endsWith('/') ? mp.startsWith(i) || `${mp}/` === i : mp === i));
+  const byFs = new Map<string, { mount: MountInfo; alsoAt: string[] }>();
+  for (const m of mounts) {
+    if (PSEUDO_FS.has(m.fsType)) continue;
+    if (!config.includeTmpfs && TMPFS_LIKE.has(m.fsType)) continue;
+    if (isContainerMount(m, config.eviction.runtimeRootDirs)) continue;
+    if (ignored(m.mountPoint)) continue;
+    const key = `${m.device}\0${m.root}`;
+    const seen = byFs.get(key);
+    if (!seen) byFs.set(key, { mount: m, alsoAt: [] });
+    else if (m.mountPoint.length < seen.mount.mountPoint.length) {
+      seen.alsoAt.push(seen.mount.mountPoint);
+      seen.mount = m;
+    } else seen.alsoAt.push(m.mountPoint);
+  }
+  return [...byFs.values()];
+}
+
+/** df's arithmetic: used = total - free; Use% = used / (used + available), rounded up. */
+export function usageOf(stats: FsStats): Pick<DiskRow, 'size' | 'used' | 'avail' | 'usePercent' | 'inodes' | 'inodesUsed' | 'inodesUsePercent'> {
+  const size = stats.blocks * stats.blockSize;
+  const used = (stats.blocks - stats.blocksFree) * stats.blockSize;
+  const avail = stats.blocksAvailable * stats.blockSize;
+  const usePercent = used + avail > 0 ? Math.ceil((used / (used + avail)) * 100) : 0;
+  const out: ReturnType<typeof usageOf> = { size, used, avail, usePercent };
+  if (stats.inodes > 0) {
+    const iused = stats.inodes - stats.inodesFree;
+    out.inodes = stats.inodes;
+    out.inodesUsed = iused;
+    out.inodesUsePercent = Math.ceil((iused / stats.inodes) * 100);
+  }
+  return out;
+}
+
+/** Read-only per mount flags, or because the kernel flipped the superblock after an error. */
+function readOnlyState(m: MountInfo): { readonly: boolean; emergency: boolean } {
+  const mountRo = m.mountOptions.includes('ro');
+  const superRo = m.superOptions.includes('ro') || m.superOptions.includes('emergency_ro');
+  return { readonly: mountRo || superRo, emergency: !mountRo && superRo };
+}
+
+export function buildRows(selected: ReturnType<typeof selectFilesystems>, outcomes: readonly StatfsOutcome[]): DiskRow[] {
+  return selected.map(({ mount, alsoAt }, i) => {
+    const outcome = outcomes[i];
+    const row: DiskRow = {
+      source: mount.source,
+      fsType: mount.fsType,
+      mountPoint: mount.mountPoint,
+      alsoAt,
+      device: mount.device,
+      readonly: readOnlyState(mount).readonly,
+      kernelReadOnly: readOnlyState(mount).emergency,
+      status: outcome?.ok ? 'ok' : outcome?.reason === 'timeout' ? 'unresponsive' : 'error',
+    };
+    if (outcome?.ok) Object.assign(row, usageOf(outcome.stats));
+    else if (outcome) row.error = outcome.error;
+    return row;
+  });
+}
+
+export interface EvictionInput {
+  /** The row holding kubelet's root dir (nodefs), if kubelet is on this node. */
+  nodefs?: DiskRow;
+  /** The row holding the runtime root (imagefs), and which root it is. */
+  imagefs?: DiskRow;
+  runtimeRoot?: string;
+  /** BestEffort pods (uid and name where known): kubelet evicts them first. */
+  bestEffortPods: { uid: string; name?: string }[];
+}
+
+function pruneCommand(runtimeRoot: string | undefined): string {
+  return runtimeRoot?.includes('docker') ? 'docker image prune -a --filter until=72h' : 'crictl rmi --prune';
+}
+
+/** Findings from the df rows. Pure. */
+export function evaluateDisk(rows: readonly DiskRow[], config: DiskConfig, eviction: EvictionInput, previous?: DiskData): Observation[] {
+  const out: Observation[] = [];
+  const prevWritable = new Set(previous?.writable ?? []);
+  for (const r of rows) {
+    const q = shellQuote(r.mountPoint);
+    if (r.status === 'unresponsive') {
+      out.push({
+        check: 'disk.unresponsive',
+        severity: 'critical',
+        subject: r.mountPoint,
+        message: `Filesystem ${r.mountPoint} (${r.fsType} from ${r.source}) does not answer statfs: anything that touches it (df, kubelet's stats, pods using it) hangs. It is skipped until it answers.`,
+        evidence: { mountPoint: r.mountPoint, fsType: r.fsType, source: r.source, error: r.error ?? 'timeout' },
+        remedy: `grep ${q} /proc/mounts; check the server or device behind ${r.source}; umount -l ${q} if it is gone for good`,
+      });
+      continue;
+    }
+    if (r.status !== 'ok' || r.usePercent === undefined || r.size === undefined) continue;
+    const size = formatBytes(r.size);
+    const avail = formatBytes(r.avail ?? 0);
+    if (r.usePercent > config.usage.warning) {
+      const severity = r.usePercent >= config.usage.critical ? 'critical' : 'warning';
+      out.push({
+        check: 'disk.usage',
+        severity,
+        subject: r.mountPoint,
+        message: `Filesystem ${r.mountPoint} is ${r.usePercent}% full (${avail} of ${size} left); above ${severity === 'critical' ? config.usage.critical : config.usage.warning}% writes start failing and kubelet may evict pods.`,
+        evidence: { mountPoint: r.mountPoint, fsType: r.fsType, source: r.source, size: r.size, used: r.used ?? 0, avail: r.avail ?? 0, usePercent: r.usePercent },
+        remedy: `du -xh --max-depth=2 ${q} | sort -rh | head -20`,
+      });
+    }
+    if (r.inodesUsePercent !== undefined && r.inodesUsePercent > config.inodes.warning) {
+      const severity = r.inodesUsePercent >= config.inodes.critical ? 'critical' : 'warning';
+      out.push({
+        check: 'disk.inodes',
+        severity,
+        subject: r.mountPoint,
+        message: `Filesystem ${r.mountPoint} has used ${r.inodesUsePercent}% of its inodes (${(r.inodes! - r.inodesUsed!).toLocaleString('en-US')} left): new files cannot be created even with space free.`,
+        evidence: { mountPoint: r.mountPoint, inodes: r.inodes ?? 0, inodesUsed: r.inodesUsed ?? 0, inodesUsePercent: r.inodesUsePercent },
+        remedy: `du -x --inodes --max-depth=3 ${q} | sort -rn | head -20`,
+      });
+    }
+  }
+
+  // Read-only: the kernel flipped a rw mount (errors=remount-ro), or it was rw last cycle and is ro now.
+  for (const r of rows) {
+    const q = shellQuote(r.mountPoint);
+    if (!r.readonly) continue;
+    const emergency = r.kernelReadOnly;
+    const flipped = prevWritable.has(r.mountPoint);
+    if (!emergency && !flipped) continue;
+    out.push({
+      check: 'disk.readonly',
+      severity: 'critical',
+      subject: r.mountPoint,
+      message: emergency
+        ? `Filesystem ${r.mountPoint} (${r.source}) is mounted rw but the kernel made it read-only after an error: every write fails, pods that log or write here crash.`
+        : `Filesystem ${r.mountPoint} (${r.source}) was writable and is now read-only: every write fails.`,
+      evidence: { mountPoint: r.mountPoint, source: r.source, fsType: r.fsType, kernelRemounted: emergency },
+      remedy: `dmesg | grep -i -E 'error|remount' | tail; drain the node, then fsck ${shellQuote(r.source)} and remount ${q} rw`,
+    });
+  }
+
+  out.push(...evaluateEviction(config, eviction));
+  return out;
+}
+
+function evaluateEviction(config: DiskConfig, input: EvictionInput): Observation[] {
+  const ev = config.eviction;
+  type Signal = { name: string; fs: DiskRow; freePercent: number; threshold: number };
+  const signals: Signal[] = [];
+  const pct = (num: number, den: number): number => (den > 0 ? (num / den) * 100 : 100);
+  const { nodefs, imagefs } = input;
+  if (nodefs?.status === 'ok' && nodefs.size) {
+    signals.push({ name: 'nodefs.available', fs: nodefs, freePercent: pct(nodefs.avail ?? 0, nodefs.size), threshold: ev.nodefsAvailable });
+    if (nodefs.inodes) signals.push({ name: 'nodefs.inodesFree', fs: nodefs, freePercent: pct(nodefs.inodes - (nodefs.inodesUsed ?? 0), nodefs.inodes), threshold: ev.nodefsInodesFree });
+  }
+  if (imagefs?.status === 'ok' && imagefs.size) {
+    signals.push({ name: 'imagefs.available', fs: imagefs, freePercent: pct(imagefs.avail ?? 0, imagefs.size), threshold: ev.imagefsAvailable });
+  }
+  // One finding per filesystem: the signal closest to (or furthest past) its threshold.
+  const byFs = new Map<string, Signal[]>();
+  for (const sig of signals) {
+    if (sig.freePercent >= sig.threshold + ev.margin) continue;
+    byFs.set(sig.fs.mountPoint, [...(byFs.get(sig.fs.mountPoint) ?? []), sig]);
+  }
+  const out: Observation[] = [];
+  for (const [mountPoint, sigs] of byFs) {
+    sigs.sort((a, b) => a.freePercent - a.threshold - (b.freePercent - b.threshold));
+    const worst = sigs[0]!;
+    const evicting = sigs.some((x) => x.freePercent < x.threshold);
+    const pods = input.bestEffortPods.map((p) => p.name ?? p.uid);
+    const podText = pods.length > 0 ? ` BestEffort pods go first: ${pods.slice(0, 5).join(', ')}${pods.length > 5 ? ` and ${pods.length - 5} more` : ''}.` : '';
+    const what = sigs.map((x) => `${x.name} ${x.freePercent.toFixed(1)}% (evicts below ${x.threshold}%)`).join(', ');
+    out.push({
+      check: 'disk.eviction',
+      severity: evicting ? 'critical' : 'warning',
+      subject: mountPoint,
+      message: evicting
+        ? `kubelet is evicting pods: ${mountPoint} is past its hard-eviction threshold: ${what}.${podText}`
+        : `Pods will be evicted soon: ${mountPoint} is within ${ev.margin} points of kubelet's hard-eviction threshold: ${what}.${podText}`,
+      evidence: {
+        mountPoint,
+        signals: sigs.map((x) => ({ signal: x.name, freePercent: Number(x.freePercent.toFixed(2)), threshold: x.threshold })),
+        worstSignal: worst.name,
+        bestEffortPods: input.bestEffortPods.map((p) => ({ uid: p.uid, name: p.name ?? null })),
+      },
+      remedy: `${pruneCommand(input.runtimeRoot)}  # unused images first; then du -xh --max-depth=2 ${shellQuote(mountPoint)} | sort -rh | head`,
+    });
+  }
+  return out;
+}
+
+const POD_UID_RE = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/;
+
+/** BestEffort pods from the kubepods cgroup tree (v1 or v2, cgroupfs or systemd driver); names from kubelet's etc-hosts. */
+async function bestEffortPods(host: HostAccess, kubeletRootDir: string): Promise<{ uid: string; name?: string }[]> {
+  const candidates = [
+    host.sysPath('fs', 'cgroup', 'kubepods.slice', 'kubepods-besteffort.slice'),
+    host.sysPath('fs', 'cgroup', 'kubepods', 'besteffort'),
+    host.sysPath('fs', 'cgroup', 'memory', 'kubepods.slice', 'kubepods-besteffort.slice'),
+    host.sysPath('fs', 'cgroup', 'memory', 'kubepods', 'besteffort'),
+  ];
+  for (const dir of candidates) {
+    const entries = await host.list(dir);
+    if (!entries) continue;
+    const out: { uid: string; name?: string }[] = [];
+    for (const e of entries) {
+      const m = POD_UID_RE.exec(e);
+      if (!m) continue;
+      const uid = m[1]!.replace(/_/g, '-');
+      // kubelet writes the pod's hostname (its name, unless spec.hostname says otherwise) into etc-hosts.
+      const hosts = await host.readText(host.hostPath(`${kubeletRootDir}/pods/${uid}/etc-hosts`));
+      const name = hosts?.split('\n').find((l) => l && !l.startsWith('#') && !/localhost|ip6-/.test(l))?.trim().split(/\s+/)[1];
+      out.push(name ? { uid, name } : { uid });
+    }
+    return out;
+  }
+  return [];
+}
+
+export const disk: Collector<DiskConfig, DiskData> = {
+  name: 'disk',
+  description: 'Filesystems as df -hT sees them: space, inodes, kubelet eviction margins, read-only flips, hung mounts',
+  checks: ['disk.usage', 'disk.inodes', 'disk.eviction', 'disk.readonly', 'disk.unresponsive'],
+  defaultIntervalMs: 30_000,
+  defaultTimeoutMs: 15_000,
+  configSpec: diskConfigSpec,
+  async collect(ctx) {
+    const { host, config } = ctx;
+    const raw = (await host.readBytes(host.procPath('1', 'mountinfo'))) ?? (await host.readBytes(host.procPath('self', 'mountinfo')));
+    if (!raw) return { kind: 'no-data', reason: 'no mountinfo under the host root' };
+    const mounts = parseMountinfo(raw);
+    const selected = selectFilesystems(mounts, config);
+    const outcomes = await host.statfs(selected.map((x) => x.mount.mountPoint), config.statfsTimeout);
+    const rows = buildRows(selected, outcomes);
+
+    const ev = config.eviction;
+    const eviction: EvictionInput = { bestEffortPods: [] };
+    if (await host.exists(host.hostPath(ev.kubeletRootDir))) {
+      const m = mountFor(rows, ev.kubeletRootDir);
+      if (m) eviction.nodefs = m;
+      eviction.bestEffortPods = await bestEffortPods(host, ev.kubeletRootDir);
+    }
+    for (const root of ev.runtimeRootDirs) {
+      if (!(await host.exists(host.hostPath(root)))) continue;
+      const m = mountFor(rows, root);
+      if (m && eviction.nodefs) {
+        eviction.imagefs = m;
+        eviction.runtimeRoot = root;
+      }
+      break;
+    }
+    const data: DiskData = { rows, writable: rows.filter((r) => !r.readonly).map((r) => r.mountPoint) };
+    return { kind: 'ok', observations: evaluateDisk(rows, config, eviction, ctx.previous), data };
+  },
+};

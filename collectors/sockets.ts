@@ -1,0 +1,159 @@
+// sockets: socket fds held by each process (the runbook's `ls -l /proc/*/fd | grep socket:` loop),
+// against a threshold and against the process's own open-file limit.
+import type { Observation, Workload } from '../protocol/finding.js';
+import { s, type Infer } from '../protocol/schema.js';
+import { runSocketCensus, type CensusRow } from './common/fd-census.js';
+import { parseCgroupContainer, parseCmdline, parseComm, parseNofileSoftLimit } from './common/process.js';
+import type { Collector, HostAccess } from './types.js';
+
+export interface SocketHolder {
+  pid: number;
+  comm: string;
+  cmdline: string;
+  sockets: number;
+  /** All open fds, sockets included. */
+  fds: number;
+  nofileSoft?: number;
+  containerId?: string;
+  podUid?: string;
+}
+
+export interface SocketsData {
+  processes: number;
+  holders: number;
+  totalSockets: number;
+  /** The biggest holders, most sockets first. */
+  top: SocketHolder[];
+}
+
+export const socketsConfigSpec = s.object({
+  maxPerProcess: s.number({ default: 10_000, min: 1, integer: true, doc: 'warn when one process holds more socket fds than this' }),
+  limitPercent: s.object({
+    warning: s.percent({ default: 80, doc: 'warn when a process holds this share of its soft nofile limit in sockets' }),
+    critical: s.percent({ default: 95, doc: 'critical at this share of the soft nofile limit' }),
+  }),
+  limitCheckFrom: s.number({
+    default: 32,
+    min: 1,
+    integer: true,
+    doc: 'read /proc/PID/limits only for processes holding at least this many sockets (keeps the census cheap)',
+  }),
+  top: s.number({ default: 10, min: 1, max: 1000, integer: true, doc: 'how many top holders to report' }),
+});
+export type SocketsConfig = Infer<typeof socketsConfigSpec>;
+
+function describe(p: SocketHolder): string {
+  return `${p.pid} (${p.comm})`;
+}
+
+function workloadOf(p: SocketHolder): Workload | undefined {
+  if (!p.containerId) return undefined;
+  const w: Workload = { containerId: p.containerId };
+  if (p.podUid) w.podUid = p.podUid;
+  return w;
+}
+
+/** Findings for processes over the thresholds. Pure. `holders` must be sorted, most sockets first. */
+export function evaluateSockets(holders: readonly SocketHolder[], config: SocketsConfig): Observation[] {
+  const out: Observation[] = [];
+  const topEvidence = holders.slice(0, 5).map((p) => ({ pid: p.pid, comm: p.comm, sockets: p.sockets }));
+  for (const p of holders) {
+    const pct = p.nofileSoft ? (p.sockets / p.nofileSoft) * 100 : undefined;
+    const overLimit = pct !== undefined && pct >= config.limitPercent.warning;
+    const overCount = p.sockets > config.maxPerProcess;
+    if (!overLimit && !overCount) continue;
+    const severity = pct !== undefined && pct >= config.limitPercent.critical ? 'critical' : 'warning';
+    const parts: string[] = [`Process ${describe(p)} holds ${p.sockets.toLocaleString('en-US')} sockets`];
+    if (pct !== undefined && p.nofileSoft !== undefined) {
+      parts.push(`, ${pct.toFixed(0)}% of its open-file limit (${p.nofileSoft.toLocaleString('en-US')}, ${p.fds.toLocaleString('en-US')} fds open in all)`);
+    }
+    if (overCount) parts.push(`, more than the ${config.maxPerProcess.toLocaleString('en-US')} allowed per process`);
+    parts.push(
+      overLimit
+        ? '; when it reaches the limit it can no longer accept connections or open files (EMFILE, "too many open files").'
+        : '; a process that keeps opening sockets without closing them is usually leaking connections.',
+    );
+    const evidence: Observation['evidence'] = {
+      pid: p.pid,
+      comm: p.comm,
+      cmdline: p.cmdline,
+      sockets: p.sockets,
+      openFds: p.fds,
+      nofileSoft: p.nofileSoft ?? null,
+      percentOfLimit: pct === undefined ? null : Math.round(pct),
+      topHolders: topEvidence,
+    };
+    if (p.containerId) evidence['containerId'] = p.containerId;
+    const obs: Observation = {
+      check: 'sockets.process',
+      severity,
+      subject: `pid:${p.pid}`,
+      message: parts.join(''),
+      evidence,
+      remedy: `ps -f ${p.pid}; ls -l /proc/${p.pid}/fd | grep -c socket:; ss -anp | grep 'pid=${p.pid},' | head  # then fix the leak, or raise its LimitNOFILE`,
+    };
+    const workload = workloadOf(p);
+    if (workload) obs.workload = workload;
+    out.push(obs);
+  }
+  return out;
+}
+
+type Description = Pick<SocketHolder, 'comm' | 'cmdline' | 'containerId' | 'podUid' | 'nofileSoft'>;
+
+async function describeProcess(host: HostAccess, row: CensusRow): Promise<Description> {
+  const pid = row.pid;
+  const [comm, cmdline, cgroup, limits] = await Promise.all([
+    host.readBytes(host.procPath(pid, 'comm')),
+    host.readBytes(host.procPath(pid, 'cmdline')),
+    host.readText(host.procPath(pid, 'cgroup')),
+    // The census skips limits for small holders; the ones we show get theirs.
+    row.nofileSoft === undefined ? host.readText(host.procPath(pid, 'limits')) : Promise.resolve(undefined),
+  ]);
+  const out: Description = {
+    comm: comm ? parseComm(comm) : '?',
+    cmdline: cmdline ? parseCmdline(cmdline) : '',
+  };
+  const soft = limits === undefined ? undefined : parseNofileSoftLimit(limits);
+  if (soft !== undefined) out.nofileSoft = soft;
+  const ref = cgroup ? parseCgroupContainer(cgroup) : undefined;
+  if (ref) {
+    out.containerId = ref.containerId;
+    if (ref.podUid) out.podUid = ref.podUid;
+  }
+  return out;
+}
+
+export const sockets: Collector<SocketsConfig, SocketsData> = {
+  name: 'sockets',
+  description: 'Socket fds per process (/proc/PID/fd), with container and nofile limit',
+  checks: ['sockets.process'],
+  defaultIntervalMs: 60_000,
+  defaultTimeoutMs: 20_000,
+  configSpec: socketsConfigSpec,
+  async collect(ctx) {
+    const { host, config } = ctx;
+    const pids = await host.pids();
+    const rows = await runSocketCensus({ procDir: host.procPath(), pids, limitFrom: config.limitCheckFrom });
+    rows.sort((a, b) => b.sockets - a.sockets || a.pid - b.pid);
+
+    // Only the processes we will show or report get their names and cgroups read.
+    const interesting = rows.filter((r, i) => {
+      if (i < config.top) return true;
+      const pct = r.nofileSoft ? (r.sockets / r.nofileSoft) * 100 : 0;
+      return r.sockets > config.maxPerProcess || pct >= config.limitPercent.warning;
+    });
+    const holders: SocketHolder[] = [];
+    for (const row of interesting) {
+      const info = await describeProcess(host, row);
+      holders.push({ ...row, ...info });
+    }
+    const data: SocketsData = {
+      processes: pids.length,
+      holders: rows.length,
+      totalSockets: rows.reduce((n, r) => n + r.sockets, 0),
+      top: holders.slice(0, config.top),
+    };
+    return { kind: 'ok', observations: evaluateSockets(holders, config), data };
+  },
+};

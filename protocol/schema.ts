@@ -1,0 +1,214 @@
+// A small typed schema: validates data from outside (config files, flags, wire messages), reports every
+// problem at once with its key path, fills documented defaults, and infers the TypeScript type.
+
+export interface Problem {
+  path: string;
+  message: string;
+}
+
+export interface Spec<T> {
+  readonly kind: string;
+  readonly doc: string;
+  readonly defaultValue: T | undefined;
+  /** Validates `input` (undefined means absent: the default is used). */
+  check(input: unknown, path: string, problems: Problem[]): T | undefined;
+  /** One line describing the accepted values, for docs and error messages. */
+  describe(): string;
+}
+
+/** An object spec, whose fields other specs can extend. */
+export type ObjectSpec<T> = Spec<T> & { fields: Record<string, Spec<unknown>> };
+
+export type Infer<S> = S extends Spec<infer T> ? T : never;
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses `90s`, `5m`, `1h30m`, `72h`, `500ms` into milliseconds; undefined when malformed. */
+export function parseDuration(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (trimmed === '') return undefined;
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
+  let total = 0;
+  let consumed = 0;
+  for (let match = re.exec(trimmed); match !== null; match = re.exec(trimmed)) {
+    total += Number(match[1]) * (DURATION_UNITS[match[2] ?? ''] ?? Number.NaN);
+    consumed = re.lastIndex;
+  }
+  return consumed === trimmed.length && Number.isFinite(total) ? Math.round(total) : undefined;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms % 3_600_000 === 0 && ms > 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0 && ms > 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0 && ms > 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
+function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${JSON.stringify(value)}`;
+}
+
+/** A leaf whose parse returns the value, or a problem as { error }. */
+function leaf<T>(kind: string, doc: string, defaultValue: T | undefined, describe: string, parse: (input: unknown) => T | { error: string }): Spec<T> {
+  return {
+    kind,
+    doc,
+    defaultValue,
+    describe: () => describe,
+    check(input, path, problems) {
+      if (input === undefined) return defaultValue;
+      const result = parse(input);
+      if (typeof result === 'object' && result !== null && 'error' in result) {
+        problems.push({ path, message: result.error });
+        return defaultValue;
+      }
+      return result;
+    },
+  };
+}
+
+const fail = (error: string): { error: string } => ({ error });
+
+export const s = {
+  number(opts: { default?: number; min?: number; max?: number; integer?: boolean; doc: string }): Spec<number> {
+    const { min, max, integer } = opts;
+    const range = `${integer ? 'a whole number' : 'a number'}${min !== undefined ? ` >= ${min}` : ''}${max !== undefined ? ` <= ${max}` : ''}`;
+    return leaf('number', opts.doc, opts.default, range, (input) => {
+      if (typeof input !== 'number' || !Number.isFinite(input)) return fail(`must be ${range}, got ${typeName(input)}`);
+      if (integer && !Number.isInteger(input)) return fail(`must be ${range}, got ${input}`);
+      if ((min !== undefined && input < min) || (max !== undefined && input > max)) return fail(`must be ${range}, got ${input}`);
+      return input;
+    });
+  },
+  /** A percentage, 0 to 100. */
+  percent(opts: { default?: number; doc: string }): Spec<number> {
+    return s.number({ ...opts, min: 0, max: 100 });
+  },
+  /** A duration written `30s`, `5m`, `72h` or a number of milliseconds; yields milliseconds. */
+  duration(opts: { default?: string; min?: number; doc: string }): Spec<number> {
+    const def = opts.default === undefined ? undefined : parseDuration(opts.default);
+    const min = opts.min ?? 0;
+    return leaf('duration', opts.doc, def, 'a duration such as 500ms, 30s, 5m, 72h', (input) => {
+      const ms = typeof input === 'number' ? input : typeof input === 'string' ? parseDuration(input) : undefined;
+      if (ms === undefined || !Number.isFinite(ms)) return fail(`must be a duration such as 500ms, 30s, 5m, 72h; got ${typeName(input)}`);
+      if (ms < min) return fail(`must be at least ${formatDuration(min)}, got ${formatDuration(ms)}`);
+      return ms;
+    });
+  },
+  boolean(opts: { default?: boolean; doc: string }): Spec<boolean> {
+    return leaf('boolean', opts.doc, opts.default, 'true or false', (input) =>
+      typeof input === 'boolean' ? input : fail(`must be true or false, got ${typeName(input)}`),
+    );
+  },
+  string(opts: { default?: string; doc: string; pattern?: RegExp; nonEmpty?: boolean }): Spec<string> {
+    return {
+      kind: 'string',
+      doc: opts.doc,
+      defaultValue: opts.default,
+      describe: () => 'a string',
+      check(input, path, problems) {
+        if (input === undefined) return opts.default;
+        if (typeof input !== 'string') {
+          problems.push({ path, message: `must be a string, got ${typeName(input)}` });
+          return opts.default;
+        }
+        if (opts.nonEmpty && input === '') problems.push({ path, message: 'must not be empty' });
+        else if (opts.pattern && !opts.pattern.test(input)) problems.push({ path, message: `must match ${opts.pattern}, got ${JSON.stringify(input)}` });
+        return input;
+      },
+    };
+  },
+  oneOf<const V extends string>(values: readonly V[], opts: { default?: V; doc: string }): Spec<V> {
+    return {
+      kind: 'enum',
+      doc: opts.doc,
+      defaultValue: opts.default,
+      describe: () => `one of ${values.join(', ')}`,
+      check(input, path, problems) {
+        if (input === undefined) return opts.default;
+        if (typeof input === 'string' && (values as readonly string[]).includes(input)) return input as V;
+        problems.push({ path, message: `must be one of ${values.join(', ')}; got ${typeName(input)}` });
+        return opts.default;
+      },
+    };
+  },
+  list<T>(item: Spec<T>, opts: { default?: T[]; doc: string; maxItems?: number }): Spec<T[]> {
+    return {
+      kind: 'list',
+      doc: opts.doc,
+      defaultValue: opts.default,
+      describe: () => `a list of ${item.describe()}`,
+      check(input, path, problems) {
+        if (input === undefined) return opts.default;
+        if (!Array.isArray(input)) {
+          problems.push({ path, message: `must be a list, got ${typeName(input)}` });
+          return opts.default;
+        }
+        if (opts.maxItems !== undefined && input.length > opts.maxItems) {
+          problems.push({ path, message: `must have at most ${opts.maxItems} items, got ${input.length}` });
+        }
+        const out: T[] = [];
+        input.forEach((element, i) => {
+          const value = item.check(element === undefined ? null : element, `${path}[${i}]`, problems);
+          if (value !== undefined) out.push(value);
+        });
+        return out;
+      },
+    };
+  },
+  object<F extends Record<string, Spec<unknown>>>(
+    fields: F,
+    opts: { doc?: string; allowUnknown?: boolean } = {},
+  ): Spec<{ [K in keyof F]: Infer<F[K]> }> & { fields: F } {
+    type Out = { [K in keyof F]: Infer<F[K]> };
+    const spec = {
+      kind: 'object',
+      doc: opts.doc ?? '',
+      fields,
+      get defaultValue(): Out {
+        const out: Record<string, unknown> = {};
+        for (const [key, field] of Object.entries(fields)) out[key] = field.defaultValue;
+        return out as Out;
+      },
+      describe: () => 'an object',
+      check(input: unknown, path: string, problems: Problem[]): Out {
+        const source: unknown = input === undefined || input === null ? {} : input;
+        if (typeof source !== 'object' || Array.isArray(source)) {
+          problems.push({ path: path || '(top level)', message: `must be an object, got ${typeName(input)}` });
+          return spec.defaultValue;
+        }
+        const record = source as Record<string, unknown>;
+        const out: Record<string, unknown> = {};
+        for (const [key, field] of Object.entries(fields)) {
+          const childPath = path ? `${path}.${key}` : key;
+          const value = field.check(record[key], childPath, problems);
+          if (value === undefined && field.defaultValue === undefined && !(key in record)) {
+            // Optional field without a default stays absent.
+            continue;
+          }
+          out[key] = value;
+        }
+        if (!opts.allowUnknown) {
+          for (const key of Object.keys(record)) {
+            if (!(key in fields)) {
+              const known = Object.keys(fields).join(', ');
+              problems.push({ path: path ? `${path}.${key}` : key, message: `unknown key (known keys: ${known})` });
+            }
+          }
+        }
+        return out as Out;
+      },
+    };
+    return spec;
+  },
+};
+
+/** Validates and returns the value with defaults filled, or the full list of problems. */
+export function validate<T>(spec: Spec<T>, input: unknown): { ok: true; value: T } | { ok: false; problems: Problem[] } {
+  const problems: Problem[] = [];
+  const value = spec.check(input, '', problems);
+  if (problems.length > 0 || value === undefined) return { ok: false, problems };
+  return { ok: true, value };
+}

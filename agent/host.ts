@@ -47,10 +47,10 @@ export function createHostAccess(opts: HostOptions): HostAccess {
   const root = path.resolve(opts.root);
   const proc = path.join(root, 'proc');
   const sys = path.join(root, 'sys');
-  // Probes of paths whose statfs did not answer in time, still running. While one is pending the path
-  // is not asked again: a dead NFS mount would otherwise pile up a stuck child every cycle.
-  const pendingProbes = new Map<string, Promise<unknown>>();
-
+  // Paths whose statfs did not answer in time. They are kept out of the batch (so one dead NFS server
+  // never delays the other mounts again) and probed on their own until they answer. A probe child that
+  // could not even be killed is not replaced while it lives: no pile-up of stuck processes.
+  const unresponsive = new Map<string, { since: number; stuckProbe?: Promise<void> }>();
   const hostPath = (p: string): string => path.join(root, p);
 
   type Batch = { kind: 'done'; stats: Map<string, FsStats> } | { kind: 'timeout'; exited: Promise<void> };
@@ -113,36 +113,47 @@ export function createHostAccess(opts: HostOptions): HostAccess {
     },
     async statfs(hostPaths, timeoutMs) {
       const results = new Map<string, StatfsOutcome>();
-      const toAsk: string[] = [];
-      for (const hp of hostPaths) {
-        if (pendingProbes.has(hp)) {
-          results.set(hp, { path: hp, ok: false, reason: 'timeout', error: 'an earlier statfs of this path has not returned yet' });
-        } else {
-          toAsk.push(hp);
-        }
-      }
       const record = (hp: string, stats: FsStats | undefined): void => {
         results.set(hp, stats ? { path: hp, ok: true, stats } : { path: hp, ok: false, reason: 'error', error: 'statfs failed' });
       };
-      if (toAsk.length > 0) {
-        const batch = await statfsBatch(toAsk.map(hostPath), timeoutMs);
-        if (batch.kind === 'done') {
-          for (const hp of toAsk) record(hp, batch.stats.get(hostPath(hp)));
-        } else {
-          // Something in the batch hangs: ask each path on its own to find which.
-          await Promise.all(
-            toAsk.map(async (hp) => {
-              const single = await statfsBatch([hostPath(hp)], timeoutMs);
-              if (single.kind === 'done') {
-                record(hp, single.stats.get(hostPath(hp)));
-                return;
-              }
-              pendingProbes.set(hp, single.exited.finally(() => pendingProbes.delete(hp)));
-              results.set(hp, { path: hp, ok: false, reason: 'timeout', error: `statfs did not answer within ${timeoutMs} ms` });
-            }),
-          );
+      const markHung = (hp: string, exited: Promise<void>): void => {
+        const entry = unresponsive.get(hp) ?? { since: Date.now() };
+        const stuck = exited.finally(() => {
+          if (entry.stuckProbe === stuck) delete entry.stuckProbe;
+        });
+        entry.stuckProbe = stuck;
+        unresponsive.set(hp, entry);
+        const since = new Date(entry.since).toISOString();
+        results.set(hp, { path: hp, ok: false, reason: 'timeout', error: `statfs did not answer within ${timeoutMs} ms (not answering since ${since})` });
+      };
+      /** Asks one path on its own; records the answer or marks it hung. */
+      const probe = async (hp: string): Promise<void> => {
+        const entry = unresponsive.get(hp);
+        if (entry?.stuckProbe) {
+          results.set(hp, { path: hp, ok: false, reason: 'timeout', error: `an earlier statfs has not returned (not answering since ${new Date(entry.since).toISOString()})` });
+          return;
         }
-      }
+        const single = await statfsBatch([hostPath(hp)], timeoutMs);
+        if (single.kind === 'timeout') return markHung(hp, single.exited);
+        unresponsive.delete(hp);
+        record(hp, single.stats.get(hostPath(hp)));
+      };
+
+      const healthy = hostPaths.filter((hp) => !unresponsive.has(hp));
+      const suspects = hostPaths.filter((hp) => unresponsive.has(hp));
+      await Promise.all([
+        ...suspects.map(probe),
+        (async () => {
+          if (healthy.length === 0) return;
+          const batch = await statfsBatch(healthy.map(hostPath), timeoutMs);
+          if (batch.kind === 'done') {
+            for (const hp of healthy) record(hp, batch.stats.get(hostPath(hp)));
+            return;
+          }
+          // Something in the batch hangs: ask each path on its own to find which.
+          await Promise.all(healthy.map(probe));
+        })(),
+      ]);
       return hostPaths.map((hp) => results.get(hp) ?? { path: hp, ok: false as const, reason: 'error' as const, error: 'not asked' });
     },
   };

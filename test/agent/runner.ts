@@ -1,0 +1,76 @@
+import t from 'tap';
+import { s } from '../../protocol/schema.js';
+import { Runner } from '../../agent/runner.js';
+import { configSpec, loadConfig } from '../../agent/config.js';
+import { createHostAccess } from '../../agent/host.js';
+import { exec } from '../../agent/exec.js';
+import type { AnyCollector } from '../../collectors/types.js';
+import { quietLog } from '../helpers/context.js';
+
+const spec = s.object({});
+const make = (name: string, collect: AnyCollector['collect']): AnyCollector => ({
+  name, description: name, checks: [`${name}.x`], defaultIntervalMs: 1000, defaultTimeoutMs: 500, configSpec: spec, collect,
+});
+
+function runnerFor(collectors: AnyCollector[]) {
+  const config = configSpec(collectors).check({ collectors: Object.fromEntries(collectors.map((c) => [c.name, { interval: '1s', timeout: '300ms' }])) }, '', []) as ReturnType<typeof loadConfig>;
+  config.node = 'n1';
+  return new Runner({ collectors, config, host: createHostAccess({ root: '/', exec }), exec, log: quietLog });
+}
+
+t.test('a collector that never settles is reported while the others keep their cadence', async (t) => {
+  let fastRuns = 0;
+  const fast = make('fast', async () => {
+    fastRuns++;
+    return { kind: 'ok', observations: [], data: fastRuns };
+  });
+  const stuck = make('stuck', () => new Promise(() => {}));
+  const runner = runnerFor([fast, stuck]);
+  const statuses: string[] = [];
+  runner.on('status', (st: { name: string; status: string }) => statuses.push(`${st.name}:${st.status}`));
+  runner.start();
+  await new Promise((r) => setTimeout(r, 3400));
+  runner.stop();
+  t.ok(fastRuns >= 3, `fast ran ${fastRuns} times in 3.4 s with a 1 s interval`);
+  const f = runner.active().find((x) => x.check === 'collector.timeout');
+  t.equal(f?.subject, 'stuck');
+  t.match(f?.message, /has not finished/);
+  t.ok(statuses.filter((x) => x === 'stuck:timeout').length >= 2, 'still reported on later cycles, without piling up runs');
+});
+
+t.test('a collector that throws becomes collector.failed, and resolves when it recovers', async (t) => {
+  let fail = true;
+  const flaky = make('flaky', async () => {
+    if (fail) throw new Error('EACCES reading /proc/net/sockstat');
+    return { kind: 'ok', observations: [], data: null };
+  });
+  const runner = runnerFor([flaky]);
+  const c1 = await runner.runOnce();
+  t.equal(c1.statuses[0]?.status, 'failed');
+  t.match(runner.active()[0]?.message, /The flaky collector failed: EACCES/);
+  fail = false;
+  const c2 = await runner.runOnce();
+  t.equal(c2.statuses[0]?.status, 'ok');
+  t.same(c2.transitions.map((x) => [x.type, x.finding.check]), [['resolved', 'collector.failed']]);
+});
+
+t.test('a failed run keeps the collector\'s earlier findings instead of resolving them', async (t) => {
+  let n = 0;
+  const c = make('c', async () => {
+    n++;
+    if (n === 2) throw new Error('boom');
+    return { kind: 'ok', observations: [{ check: 'c.x', severity: 'warning', subject: 's', message: 'm', evidence: {}, remedy: 'r' }], data: null };
+  });
+  const runner = runnerFor([c]);
+  await runner.runOnce();
+  const c2 = await runner.runOnce();
+  t.notOk(c2.transitions.some((x) => x.type === 'resolved' && x.finding.check === 'c.x'), 'not knowing is not healthy');
+  t.ok(runner.active().some((x) => x.check === 'c.x'));
+});
+
+t.test('no-data is not an error', async (t) => {
+  const runner = runnerFor([make('nodata', async () => ({ kind: 'no-data', reason: 'no docker socket' }))]);
+  const c = await runner.runOnce();
+  t.same([c.statuses[0]?.status, c.statuses[0]?.detail], ['no-data', 'no docker socket']);
+  t.same(runner.active(), []);
+});

@@ -1,0 +1,192 @@
+import t from 'tap';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { buildRows, disk, evaluateDisk, selectFilesystems, usageOf, type DiskRow } from '../../collectors/disk.js';
+import { parseMountinfo } from '../../collectors/common/mountinfo.js';
+import { exec } from '../../agent/exec.js';
+import { createHostAccess } from '../../agent/host.js';
+import { loadConfig } from '../../agent/config.js';
+import { Runner } from '../../agent/runner.js';
+import { COLLECTORS } from '../../collectors/index.js';
+import { contextFor, quietLog, settingsFor } from '../helpers/context.js';
+import { fillTo, makeLoopFs, requireLive } from '../helpers/live.js';
+
+const config = settingsFor(disk) as never;
+
+const row = (over: Partial<DiskRow>): DiskRow => ({
+  source: '/dev/sda1', fsType: 'ext4', mountPoint: '/', alsoAt: [], device: '8:1', readonly: false, kernelReadOnly: false, status: 'ok',
+  ...usageOf({ blockSize: 4096, blocks: 1000, blocksFree: 500, blocksAvailable: 500, inodes: 1000, inodesFree: 900 }),
+  ...over,
+});
+
+t.test('real filesystems only: pseudo, tmpfs and container overlay mounts are skipped, bind mounts folded', async (t) => {
+  const mounts = parseMountinfo(readFileSync('test/fixtures/host/debian12-vm/proc/1/mountinfo'));
+  const selected = selectFilesystems(mounts, config).map((x) => x.mount.mountPoint);
+  t.same(selected, ['/'], 'this VM has one real filesystem');
+  const extra = parseMountinfo(
+    [
+      '30 1 8:1 / / rw - ext4 /dev/sda1 rw',
+      '31 30 8:1 /var/lib/kubelet /var/lib/kubelet rw - ext4 /dev/sda1 rw',
+      '32 30 8:1 / /mnt/again rw - ext4 /dev/sda1 rw',
+      '33 30 0:50 / /var/lib/docker/overlay2/abc/merged rw - overlay overlay rw,lowerdir=/x',
+      '34 30 0:51 / /run/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs rw - overlay overlay rw',
+      '35 30 0:52 / /run rw - tmpfs tmpfs rw',
+      '36 30 0:53 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw',
+      '37 30 7:0 / /snap/core/1 ro - squashfs /dev/loop0 ro',
+      '38 30 0:54 / /var/lib/kubelet/pods/u/volumes/kubernetes.io~secret/tok rw - tmpfs tmpfs rw',
+    ].join('\n'),
+  );
+  const sel = selectFilesystems(extra, config);
+  t.same(sel.map((x) => [x.mount.mountPoint, x.alsoAt]), [['/', ['/mnt/again']], ['/var/lib/kubelet', []]]);
+  const withTmpfs = selectFilesystems(extra, settingsFor(disk, ['collectors.disk.includeTmpfs=true']) as never);
+  t.ok(withTmpfs.some((x) => x.mount.mountPoint === '/run'), 'includeTmpfs brings tmpfs back');
+});
+
+t.test("df's arithmetic", async (t) => {
+  const u = usageOf({ blockSize: 4096, blocks: 100, blocksFree: 14, blocksAvailable: 10, inodes: 0, inodesFree: 0 });
+  t.equal(u.usePercent, 90, 'used / (used + available), rounded up, as df does');
+  t.equal(u.inodes, undefined, 'filesystems without inode counts have no inode figures');
+});
+
+t.test('usage and inode thresholds', async (t) => {
+  const at = (usePercent: number, inodesUsePercent = 10) => evaluateDisk([row({ usePercent, inodesUsePercent })], config, { bestEffortPods: [] });
+  t.same(at(85), [], '85% is not over 85%');
+  t.same(at(86).map((f) => [f.check, f.severity]), [['disk.usage', 'warning']]);
+  t.same(at(95).map((f) => [f.check, f.severity]), [['disk.usage', 'critical']]);
+  t.same(at(10, 96).map((f) => [f.check, f.severity]), [['disk.inodes', 'critical']]);
+  t.match(at(96)[0]?.remedy, /^du -xh/);
+});
+
+t.test('eviction: within the margin warns, past the threshold is critical, names BestEffort pods', async (t) => {
+  const fsAt = (availPct: number) => row({ mountPoint: '/var', size: 1000, avail: availPct * 10, used: 1000 - availPct * 10, usePercent: 100 - availPct, inodes: 1000, inodesUsed: 10 });
+  const pods = [{ uid: 'u1', name: 'web-1' }, { uid: 'u2' }];
+  t.same(evaluateDisk([fsAt(30)], config, { nodefs: fsAt(30), bestEffortPods: pods }).filter((f) => f.check === 'disk.eviction'), []);
+  const soon = evaluateDisk([fsAt(14)], config, { nodefs: fsAt(14), bestEffortPods: pods }).filter((f) => f.check === 'disk.eviction');
+  t.equal(soon.length, 1);
+  t.equal(soon[0]?.severity, 'warning');
+  t.match(soon[0]?.message, /evicted soon.*nodefs\.available 14\.0%.*web-1, u2/);
+  const shared = evaluateDisk([fsAt(12)], config, { nodefs: fsAt(12), imagefs: fsAt(12), runtimeRoot: '/var/lib/docker', bestEffortPods: [] }).filter((f) => f.check === 'disk.eviction');
+  t.equal(shared.length, 1, 'one finding per filesystem even when it is both nodefs and imagefs');
+  t.equal(shared[0]?.severity, 'critical', 'imagefs.available 12% < 15%: kubelet is evicting');
+  t.match(shared[0]?.remedy, /docker image prune -a --filter until=72h/);
+  const containerd = evaluateDisk([fsAt(12)], config, { nodefs: fsAt(12), imagefs: fsAt(12), runtimeRoot: '/var/lib/containerd', bestEffortPods: [] });
+  t.match(containerd.find((f) => f.check === 'disk.eviction')?.remedy, /crictl rmi --prune/);
+});
+
+t.test('read-only: kernel remount after an error, or a flip since the last cycle', async (t) => {
+  const kernel = evaluateDisk([row({ readonly: true, kernelReadOnly: true })], config, { bestEffortPods: [] });
+  t.same(kernel.map((f) => [f.check, f.severity]), [['disk.readonly', 'critical']]);
+  const flipped = evaluateDisk([row({ readonly: true })], config, { bestEffortPods: [] }, { rows: [], writable: ['/'] });
+  t.equal(flipped[0]?.check, 'disk.readonly');
+  t.same(evaluateDisk([row({ readonly: true })], config, { bestEffortPods: [] }), [], 'a filesystem that was always read-only is fine');
+});
+
+t.test('an unresponsive mount is reported and not counted', async (t) => {
+  const selected = selectFilesystems(parseMountinfo('40 1 0:60 / /mnt/nfs rw - nfs4 srv:/export rw\n'), config);
+  const rows = buildRows(selected, [{ path: '/mnt/nfs', ok: false, reason: 'timeout', error: 'statfs did not answer within 3000 ms' }]);
+  const [f] = evaluateDisk(rows, config, { bestEffortPods: [] });
+  t.equal(f?.check, 'disk.unresponsive');
+  t.equal(f?.severity, 'critical');
+  t.match(f?.message, /srv:\/export/);
+});
+
+// ---- live, on this machine ----
+
+t.test('live: a loop-mounted ext4 filled past 85% fires disk.usage, past 95% critical, and resolves when emptied', async (t) => {
+  if (!requireLive(t, { root: true, commands: ['mkfs.ext4', 'losetup', 'fallocate'] })) return;
+  const fs = makeLoopFs(64);
+  t.teardown(() => fs.cleanup());
+  const cfg = loadConfig({ node: 'live', sets: ['collectors.disk.includeTmpfs=false'] });
+  const runner = new Runner({ collectors: COLLECTORS, config: cfg, host: createHostAccess({ root: '/', exec }), exec, log: quietLog });
+  const ours = () => runner.active().filter((f) => f.check === 'disk.usage' && f.subject === fs.mountPoint);
+
+  await runner.runOnce(['disk']);
+  t.same(ours(), [], 'empty filesystem: no finding');
+
+  fillTo(fs, 90);
+  const c1 = await runner.runOnce(['disk']);
+  t.same(ours().map((f) => f.severity), ['warning'], '90% full: warning');
+  t.ok(c1.transitions.some((x) => x.type === 'firing' && x.finding.subject === fs.mountPoint));
+  const id = ours()[0]?.id;
+
+  fillTo(fs, 97, 'more');
+  const c2 = await runner.runOnce(['disk']);
+  t.same(ours().map((f) => f.severity), ['critical'], '97% full: critical');
+  t.equal(ours()[0]?.id, id, 'same problem, same id');
+  t.ok(c2.transitions.some((x) => x.type === 'updated' && x.finding.subject === fs.mountPoint));
+
+  unlinkSync(path.join(fs.mountPoint, 'fill'));
+  unlinkSync(path.join(fs.mountPoint, 'more'));
+  const c3 = await runner.runOnce(['disk']);
+  t.same(ours(), [], 'emptied: no longer firing');
+  const resolved = c3.transitions.find((x) => x.finding.subject === fs.mountPoint);
+  t.equal(resolved?.type, 'resolved', 'resolution is explicit');
+  t.equal(resolved?.finding.id, id);
+});
+
+t.test('live: an ext4 the kernel turns read-only after an error fires disk.readonly', async (t) => {
+  if (!requireLive(t, { root: true, commands: ['mkfs.ext4', 'losetup'] })) return;
+  const fs = makeLoopFs(32, ['errors=remount-ro']);
+  t.teardown(() => fs.cleanup());
+  const trigger = `/sys/fs/ext4/${path.basename(fs.device)}/trigger_fs_error`;
+  if (!requireLive(t, { paths: [trigger] })) return;
+  const host = createHostAccess({ root: '/', exec });
+  const first = await disk.collect(contextFor(disk, '/', { host }));
+  t.equal(first.kind, 'ok');
+  if (first.kind !== 'ok') return;
+  t.notOk(first.observations.some((f) => f.subject === fs.mountPoint), 'healthy at first');
+  writeFileSync(trigger, '1');
+  const second = await disk.collect(contextFor(disk, '/', { host, previous: first.data }));
+  const f = second.kind === 'ok' ? second.observations.find((x) => x.check === 'disk.readonly' && x.subject === fs.mountPoint) : undefined;
+  t.equal(f?.severity, 'critical');
+  t.match(f?.message, /kernel made it read-only/);
+  t.equal(f?.evidence['kernelRemounted'], true);
+});
+
+t.test('live: a mount whose statfs hangs is disk.unresponsive; the other filesystems are still reported', async (t) => {
+  if (!requireLive(t, { root: true, paths: ['/dev/fuse'] })) return;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-hung-'));
+  const mnt = path.join(dir, 'mnt');
+  mkdirSync(mnt);
+  // A FUSE mount whose daemon never answers: statfs blocks like on a dead NFS server. The holder
+  // process keeps /dev/fuse open; killing it aborts the connection and statfs answers again.
+  const holder: ChildProcess = spawn('python3', ['-c', `
+import os, subprocess, sys, time
+fd = os.open('/dev/fuse', os.O_RDWR)
+r = subprocess.run(['mount', '-t', 'fuse', '-o', f'fd={fd},rootmode=40000,user_id=0,group_id=0', 'nwhung', sys.argv[1]], pass_fds=(fd,))
+print('mounted' if r.returncode == 0 else 'failed', flush=True)
+time.sleep(600)
+`, mnt], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    holder.kill('SIGKILL');
+    execFileSync('umount', ['-l', mnt], { stdio: 'ignore' });
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const line = await new Promise<string>((resolve) => holder.stdout?.once('data', (d: Buffer) => resolve(d.toString().trim())));
+  t.equal(line, 'mounted');
+
+  const host = createHostAccess({ root: '/', exec });
+  const sets = ['collectors.disk.statfsTimeout=500ms', 'collectors.disk.includeTmpfs=false'];
+  const r = await disk.collect(contextFor(disk, '/', { host, sets }));
+  t.equal(r.kind, 'ok');
+  if (r.kind !== 'ok') return;
+  // FUSE mounts show as fuse (no subtype).
+  const hung = r.data.rows.find((x) => x.mountPoint === mnt);
+  t.equal(hung?.status, 'unresponsive');
+  t.ok(r.observations.some((f) => f.check === 'disk.unresponsive' && f.subject === mnt), 'finding names the mount');
+  t.equal(r.data.rows.find((x) => x.mountPoint === '/')?.status, 'ok', 'the root filesystem is still measured');
+
+  const again = await disk.collect(contextFor(disk, '/', { host, sets }));
+  const againRow = again.kind === 'ok' ? again.data.rows.find((x) => x.mountPoint === mnt) : undefined;
+  t.equal(againRow?.status, 'unresponsive', 'still unresponsive on the next cycle');
+  t.match(againRow?.error, /not answering since/, 'and it says since when');
+  t.equal(again.kind === 'ok' && again.data.rows.find((x) => x.mountPoint === '/')?.status, 'ok', 'kept out of the batch: the others are measured');
+
+  holder.kill('SIGKILL');
+  await new Promise((resolve) => holder.once('exit', resolve));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const after = await disk.collect(contextFor(disk, '/', { host, sets }));
+  t.notOk(after.kind === 'ok' && after.observations.some((f) => f.check === 'disk.unresponsive' && f.subject === mnt), 'answers again once the connection is gone');
+});

@@ -1,5 +1,4 @@
 // The one place nodewarden runs commands: execa, no shell, always a timeout and an output cap.
-import { execa } from 'execa';
 import { NodewardenError } from '../protocol/errors.js';
 import type { Exec, ExecResult } from '../collectors/types.js';
 
@@ -20,7 +19,11 @@ const DEFAULT_MAX_BUFFER = 16 * 1024 * 1024;
  * cannot start. The timer is ours, not only execa's: a child stuck in uninterruptible sleep (D state)
  * ignores SIGKILL, and we must not wait for it.
  */
+// execa is loaded on first use: it costs ~0.1 s of start-up, and `check --only sockets` never runs a command.
+let execaModule: Promise<typeof import('execa')> | undefined;
+
 export const exec: Exec = async (file, args, opts) => {
+  const { execa } = await (execaModule ??= import('execa'));
   const child = execa(file, args, {
     reject: false,
     stdin: 'ignore',

@@ -4,8 +4,9 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isNodewardenError } from '../protocol/errors.js';
 import { COLLECTORS } from '../collectors/index.js';
-import { EXIT, runCheck } from './check.js';
-import { runAgent } from './agent.js';
+
+// Exit codes of the monitoring-plugin convention. Command modules load only when their command runs.
+const EXIT = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const;
 
 const VERSION = '0.1.0';
 
@@ -81,6 +82,7 @@ export async function main(argv: string[]): Promise<void> {
         if (values['help']) return writeAndExit(HELP, EXIT.OK);
         const only = typeof values['only'] === 'string' ? values['only'].split(',').map((x) => x.trim()).filter(Boolean) : undefined;
         if (only !== undefined && only.length === 0) usageError('--only needs at least one collector name');
+        const { runCheck } = await import('./check.js');
         const { code, text } = await runCheck(
           {
             json: Boolean(values['json']),
@@ -98,6 +100,7 @@ export async function main(argv: string[]): Promise<void> {
       case 'agent': {
         const { values } = parse(rest, {});
         if (values['help']) return writeAndExit(HELP, EXIT.OK);
+        const { runAgent } = await import('./agent.js');
         await runAgent({
           hostRoot: values['host-root'] as string | undefined,
           config: values['config'] as string | undefined,

@@ -15,6 +15,8 @@ int main(int argc, char **argv) {
   int ready[2];
   if (pipe(ready) != 0) { perror("pipe"); return 1; }
   pid_t parent = getpid();
+  pid_t *kids = calloc((size_t)procs, sizeof *kids);
+  if (!kids) { perror("calloc"); return 1; }
   for (int p = 0; p < procs; p++) {
     pid_t pid = fork();
     if (pid < 0) { perror("fork"); return 1; }
@@ -30,17 +32,22 @@ int main(int argc, char **argv) {
       close(ready[1]);
       for (;;) pause();
     }
+    kids[p] = pid;
   }
   close(ready[1]);
   int got = 0; char c;
   while (got < procs && read(ready[0], &c, 1) == 1) got++;
-  if (got != procs) { fprintf(stderr, "only %d of %d children ready\n", got, procs); kill(0, SIGKILL); return 1; }
+  if (got != procs) {
+    fprintf(stderr, "only %d of %d children ready\n", got, procs);
+    for (int p = 0; p < procs; p++) kill(kids[p], SIGKILL);
+    return 1;
+  }
   printf("ready %d\n", got);
   fflush(stdout);
   char buf[64];
   while (read(0, buf, sizeof buf) > 0) {}
-  signal(SIGTERM, SIG_IGN);
-  kill(0, SIGTERM);
+  // End only our own children, by pid (never the process group: it holds whoever started us).
+  for (int p = 0; p < procs; p++) kill(kids[p], SIGKILL);
   while (wait(NULL) > 0) {}
   return 0;
 }

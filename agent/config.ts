@@ -74,6 +74,8 @@ export interface LoadOptions {
   hostRoot?: string;
   node?: string;
   env?: NodeJS.ProcessEnv;
+  /** Fill an empty node name from $NODE_NAME or the hostname (default true). */
+  resolveNode?: boolean;
 }
 
 /** Reads, merges and validates the config; throws NW_ERR_CONFIG listing every problem. */
@@ -118,6 +120,6 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     });
   }
   const env = opts.env ?? process.env;
-  if (config.node === '') config.node = env['NODE_NAME'] || os.hostname();
+  if (config.node === '' && opts.resolveNode !== false) config.node = env['NODE_NAME'] || os.hostname();
   return config;
 }

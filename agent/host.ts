@@ -8,6 +8,16 @@ import type { Exec, FsStats, HostAccess, StatfsOutcome } from '../collectors/typ
 /** Errors that mean "not there (any more)": a file that does not exist, a process that exited. */
 const GONE = new Set(['ENOENT', 'ESRCH', 'ENOTDIR']);
 
+/** Runs a read; undefined when the thing is gone, any other error is thrown. */
+async function unlessGone<T>(read: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await read();
+  } catch (err) {
+    if (GONE.has(errnoCode(err) ?? '')) return undefined;
+    throw err;
+  }
+}
+
 /** Checks that --host-root exists and is a directory; throws NW_ERR_HOST_ROOT otherwise. */
 export function checkHostRoot(root: string): string {
   const resolved = path.resolve(root);
@@ -70,30 +80,9 @@ export function createHostAccess(opts: HostOptions): HostAccess {
     procPath: (...parts) => path.join(proc, ...parts.map(String)),
     sysPath: (...parts) => path.join(sys, ...parts.map(String)),
     hostPath,
-    async readText(p) {
-      try {
-        return await fsp.readFile(p, 'utf8');
-      } catch (err) {
-        if (GONE.has(errnoCode(err) ?? '')) return undefined;
-        throw err;
-      }
-    },
-    async readBytes(p) {
-      try {
-        return await fsp.readFile(p);
-      } catch (err) {
-        if (GONE.has(errnoCode(err) ?? '')) return undefined;
-        throw err;
-      }
-    },
-    async list(p) {
-      try {
-        return await fsp.readdir(p);
-      } catch (err) {
-        if (GONE.has(errnoCode(err) ?? '')) return undefined;
-        throw err;
-      }
-    },
+    readText: (p) => unlessGone(() => fsp.readFile(p, 'utf8')),
+    readBytes: (p) => unlessGone(() => fsp.readFile(p)),
+    list: (p) => unlessGone(() => fsp.readdir(p)),
     async exists(p) {
       try {
         await fsp.access(p);

@@ -15,6 +15,7 @@ const HELP = `nodewarden ${VERSION}: node-level troubleshooting for Kubernetes
 Usage:
   nodewarden check [--json] [--only CHECKS] [--host-root DIR] [--config FILE] [--set KEY=VALUE]...
   nodewarden agent [--host-root DIR] [--config FILE] [--set KEY=VALUE]...
+  nodewarden config [--config FILE] [--set KEY=VALUE]...
   nodewarden --help | --version
 
 Commands:
@@ -22,6 +23,8 @@ Commands:
            the socket counters, the top socket holders and the findings, most severe first.
   agent    Run the collectors continuously, each on its own interval; log every finding that
            fires or resolves as a JSON line on stderr. Stops cleanly on SIGTERM or SIGINT.
+  config   Print the effective config (defaults, then the file, then --set) as commented YAML;
+           exit 3 listing every problem if it is invalid. Start a config file from its output.
 
 Options:
   --json              print one JSON document: {"node","findings","collectors","data"}
@@ -108,6 +111,15 @@ export async function main(argv: string[]): Promise<void> {
           node: values['node'] as string | undefined,
         });
         return;
+      }
+      case 'config': {
+        const { values } = parse(rest, {});
+        if (values['help']) return writeAndExit(HELP, EXIT.OK);
+        const { renderConfig } = await import('./config.js');
+        return writeAndExit(
+          renderConfig({ config: values['config'] as string | undefined, sets: (values['set'] as string[] | undefined) ?? [], node: values['node'] as string | undefined }),
+          EXIT.OK,
+        );
       }
       default:
         usageError(`unknown command '${command}'`);

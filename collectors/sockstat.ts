@@ -90,41 +90,36 @@ export function evaluateSockstat(data: SockstatData, config: SockstatConfig): Ob
   const tcp = data.counters['TCP'] ?? {};
   const { maxOrphans, maxTwBuckets, mem } = data.limits;
 
-  const orphan = tcp['orphan'];
-  if (orphan !== undefined && maxOrphans !== undefined && maxOrphans > 0) {
-    const pct = (orphan / maxOrphans) * 100;
-    const severity = pct >= config.orphans.critical ? 'critical' : pct >= config.orphans.warning ? 'warning' : undefined;
-    if (severity) {
-      out.push({
-        check: 'sockstat.orphans',
-        severity,
-        subject: 'tcp',
-        message:
-          `${fmt(orphan)} orphaned TCP sockets, ${pct.toFixed(0)}% of net.ipv4.tcp_max_orphans (${fmt(maxOrphans)}). ` +
-          'An orphan is a socket no process owns any more, still closing; past the limit (or a quarter of it under memory pressure) the kernel resets connections and logs "too many orphaned sockets".',
-        evidence: { orphan, tcp_max_orphans: maxOrphans, percent: Math.round(pct), tcp: tcp },
-        remedy: 'cat /proc/net/sockstat; ss -tan state fin-wait-1 state fin-wait-2 state last-ack | head; find the peers that stopped reading, or raise net.ipv4.tcp_max_orphans',
-      });
-    }
-  }
+  /** A counter against its sysctl limit, in percentage bands. */
+  const againstLimit = (
+    count: number | undefined,
+    limit: number | undefined,
+    bands: { warning: number; critical: number },
+    describe: (count: number, limit: number, pct: number) => Omit<Observation, 'severity' | 'subject'>,
+  ): void => {
+    if (count === undefined || limit === undefined || limit <= 0) return;
+    const pct = (count / limit) * 100;
+    const severity = pct >= bands.critical ? 'critical' : pct >= bands.warning ? 'warning' : undefined;
+    if (severity) out.push({ ...describe(count, limit, pct), severity, subject: 'tcp' });
+  };
 
-  const tw = tcp['tw'];
-  if (tw !== undefined && maxTwBuckets !== undefined && maxTwBuckets > 0) {
-    const pct = (tw / maxTwBuckets) * 100;
-    const severity = pct >= config.timewait.critical ? 'critical' : pct >= config.timewait.warning ? 'warning' : undefined;
-    if (severity) {
-      out.push({
-        check: 'sockstat.timewait',
-        severity,
-        subject: 'tcp',
-        message:
-          `${fmt(tw)} TCP sockets in TIME_WAIT, ${pct.toFixed(0)}% of net.ipv4.tcp_max_tw_buckets (${fmt(maxTwBuckets)}). ` +
-          'TIME_WAIT sockets are connections this node closed first, kept to catch late packets; at the limit the kernel drops them early and logs "time wait bucket table overflow".',
-        evidence: { tw, tcp_max_tw_buckets: maxTwBuckets, percent: Math.round(pct) },
-        remedy: "ss -tan state time-wait | awk '{print $4}' | sort | uniq -c | sort -rn | head  # who closes so many short connections; reuse connections (keep-alive) or raise net.ipv4.tcp_max_tw_buckets",
-      });
-    }
-  }
+  againstLimit(tcp['orphan'], maxOrphans, config.orphans, (orphan, max, pct) => ({
+    check: 'sockstat.orphans',
+    message:
+      `${fmt(orphan)} orphaned TCP sockets, ${pct.toFixed(0)}% of net.ipv4.tcp_max_orphans (${fmt(max)}). ` +
+      'An orphan is a socket no process owns any more, still closing; past the limit (or a quarter of it under memory pressure) the kernel resets connections and logs "too many orphaned sockets".',
+    evidence: { orphan, tcp_max_orphans: max, percent: Math.round(pct), tcp },
+    remedy: 'cat /proc/net/sockstat; ss -tan state fin-wait-1 state fin-wait-2 state last-ack | head; find the peers that stopped reading, or raise net.ipv4.tcp_max_orphans',
+  }));
+
+  againstLimit(tcp['tw'], maxTwBuckets, config.timewait, (tw, max, pct) => ({
+    check: 'sockstat.timewait',
+    message:
+      `${fmt(tw)} TCP sockets in TIME_WAIT, ${pct.toFixed(0)}% of net.ipv4.tcp_max_tw_buckets (${fmt(max)}). ` +
+      'TIME_WAIT sockets are connections this node closed first, kept to catch late packets; at the limit the kernel drops them early and logs "time wait bucket table overflow".',
+    evidence: { tw, tcp_max_tw_buckets: max, percent: Math.round(pct) },
+    remedy: "ss -tan state time-wait | awk '{print $4}' | sort | uniq -c | sort -rn | head  # who closes so many short connections; reuse connections (keep-alive) or raise net.ipv4.tcp_max_tw_buckets",
+  }));
 
   const memPages = tcp['mem'];
   if (memPages !== undefined && mem !== undefined) {

@@ -74,7 +74,10 @@ function isContainerMount(m: MountInfo, runtimeRoots: readonly string[]): boolea
   return runtimeRoots.some((r) => mp.startsWith(`${r}/`)) || mp.startsWith('/run/containerd/') || mp.startsWith('/run/docker/') || mp.endsWith('/merged') || mp.endsWith('/rootfs');
 }
 
-/** The mounts that are real filesystems, one per filesystem (device + root), first mount point kept. */
+/**
+ * The mounts that are real filesystems, one per filesystem: mounts of the same device (bind mounts,
+ * btrfs subvolumes) share a superblock and so the same statfs numbers; the shortest mount point is kept.
+ */
 export function selectFilesystems(mounts: readonly MountInfo[], config: DiskConfig): { mount: MountInfo; alsoAt: string[] }[] {
   const ignored = (mp: string): boolean =>
     config.ignoreMountPoints.some((i) => (i.endsWith('/') ? mp.startsWith(i) || `${mp}/` === i : mp === i));
@@ -84,7 +87,7 @@ export function selectFilesystems(mounts: readonly MountInfo[], config: DiskConf
     if (!config.includeTmpfs && TMPFS_LIKE.has(m.fsType)) continue;
     if (isContainerMount(m, config.eviction.runtimeRootDirs)) continue;
     if (ignored(m.mountPoint)) continue;
-    const key = `${m.device}\0${m.root}`;
+    const key = m.device;
     const seen = byFs.get(key);
     if (!seen) byFs.set(key, { mount: m, alsoAt: [] });
     else if (m.mountPoint.length < seen.mount.mountPoint.length) {
@@ -310,14 +313,17 @@ export const disk: Collector<DiskConfig, DiskData> = {
 
     const ev = config.eviction;
     const eviction: EvictionInput = { bestEffortPods: [] };
+    // Every mount point of every row, so a bind-mounted kubelet dir maps to the filesystem it lives on.
+    const points = rows.flatMap((row) => [row.mountPoint, ...row.alsoAt].map((mountPoint) => ({ mountPoint, row })));
+    const rowFor = (p: string): DiskRow | undefined => mountFor(points, p)?.row;
     if (await host.exists(host.hostPath(ev.kubeletRootDir))) {
-      const m = mountFor(rows, ev.kubeletRootDir);
+      const m = rowFor(ev.kubeletRootDir);
       if (m) eviction.nodefs = m;
       eviction.bestEffortPods = await bestEffortPods(host, ev.kubeletRootDir);
     }
     for (const root of ev.runtimeRootDirs) {
       if (!(await host.exists(host.hostPath(root)))) continue;
-      const m = mountFor(rows, root);
+      const m = rowFor(root);
       if (m && eviction.nodefs) {
         eviction.imagefs = m;
         eviction.runtimeRoot = root;

@@ -21,7 +21,7 @@ const row = (over: Partial<DiskRow>): DiskRow => ({
   ...over,
 });
 
-t.test('real filesystems only: pseudo, tmpfs and container overlay mounts are skipped, bind mounts folded', async (t) => {
+t.test('real filesystems only: pseudo, tmpfs and container overlay mounts are skipped, bind mounts folded by device', async (t) => {
   const mounts = parseMountinfo(readFileSync('test/fixtures/host/debian12-vm/proc/1/mountinfo'));
   const selected = selectFilesystems(mounts, config).map((x) => x.mount.mountPoint);
   t.same(selected, ['/'], 'this VM has one real filesystem');
@@ -39,7 +39,7 @@ t.test('real filesystems only: pseudo, tmpfs and container overlay mounts are sk
     ].join('\n'),
   );
   const sel = selectFilesystems(extra, config);
-  t.same(sel.map((x) => [x.mount.mountPoint, x.alsoAt]), [['/', ['/mnt/again']], ['/var/lib/kubelet', []]]);
+  t.same(sel.map((x) => [x.mount.mountPoint, x.alsoAt]), [['/', ['/var/lib/kubelet', '/mnt/again']]], 'one row per device: the same numbers must not fire twice');
   const withTmpfs = selectFilesystems(extra, settingsFor(disk, ['collectors.disk.includeTmpfs=true']) as never);
   t.ok(withTmpfs.some((x) => x.mount.mountPoint === '/run'), 'includeTmpfs brings tmpfs back');
 });
@@ -189,4 +189,27 @@ time.sleep(600)
   await new Promise((resolve) => setTimeout(resolve, 300));
   const after = await disk.collect(contextFor(disk, '/', { host, sets }));
   t.notOk(after.kind === 'ok' && after.observations.some((f) => f.check === 'disk.unresponsive' && f.subject === mnt), 'answers again once the connection is gone');
+});
+
+t.test('live: kubelet root dir on a filling filesystem: disk.eviction warns within the margin, then critical', async (t) => {
+  if (!requireLive(t, { root: true, commands: ['mkfs.ext4', 'losetup', 'fallocate'] })) return;
+  const fs = makeLoopFs(64);
+  t.teardown(() => fs.cleanup());
+  const kubelet = path.join(fs.mountPoint, 'kubelet');
+  mkdirSync(kubelet);
+  const sets = [`collectors.disk.eviction.kubeletRootDir=${kubelet}`, `collectors.disk.eviction.runtimeRootDirs=[${path.join(fs.mountPoint, 'no-runtime')}]`];
+  const host = createHostAccess({ root: '/', exec });
+  const evictionFor = async () => {
+    const r = await disk.collect(contextFor(disk, '/', { host, sets }));
+    return r.kind === 'ok' ? r.observations.find((f) => f.check === 'disk.eviction' && f.subject === fs.mountPoint) : undefined;
+  };
+  t.equal(await evictionFor(), undefined, 'empty: nothing');
+  fillTo(fs, 88);
+  const soon = await evictionFor();
+  t.equal(soon?.severity, 'warning', `about 12% available, within 5 points of nodefs.available 10%: ${soon?.message}`);
+  t.match(soon?.message, /Pods will be evicted soon/);
+  fillTo(fs, 93, 'more');
+  const now = await evictionFor();
+  t.equal(now?.severity, 'critical', 'about 7% available: kubelet is evicting');
+  t.match(now?.remedy, /crictl rmi --prune|docker image prune/);
 });

@@ -69,12 +69,14 @@ export function makeLoopFs(sizeMiB: number, mountOptions: string[] = []): LoopFs
   };
 }
 
-/** Fills `dir` with a file so the filesystem is about `percent` used. */
+/**
+ * Adds a file so that only (100 - percent)% of the filesystem's blocks stay available, as df and kubelet
+ * count it. (ext4 holds back some clusters even with -m 0, so available < free.)
+ */
 export function fillTo(fs: LoopFs, percent: number, name = 'fill'): void {
-  const out = execFileSync('stat', ['-f', '--printf=%S %b %f', fs.mountPoint], { encoding: 'utf8' }).split(' ').map(Number);
-  const [bsize, blocks, free] = out as [number, number, number];
-  const usedNow = blocks - free;
-  const target = Math.ceil((blocks * percent) / 100);
-  const add = Math.max(0, target - usedNow) * bsize;
-  execFileSync('fallocate', ['-l', String(add), path.join(fs.mountPoint, name)]);
+  const out = execFileSync('stat', ['-f', '--printf=%S %b %a', fs.mountPoint], { encoding: 'utf8' }).split(' ').map(Number);
+  const [bsize, blocks, avail] = out as [number, number, number];
+  const wantAvail = Math.floor((blocks * (100 - percent)) / 100);
+  const add = Math.max(0, avail - wantAvail) * bsize;
+  if (add > 0) execFileSync('fallocate', ['-l', String(add), path.join(fs.mountPoint, name)]);
 }

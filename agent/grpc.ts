@@ -1,0 +1,99 @@
+// A unary gRPC client over HTTP/2 on a unix socket: what nodewarden needs of containerd's API, with a
+// deadline on every call. One session is kept and replaced whenever it fails or closes.
+import http2 from 'node:http2';
+import net from 'node:net';
+import { NodewardenError } from '../protocol/errors.js';
+
+const MAX_RESPONSE = 64 * 1024 * 1024;
+
+export class GrpcClient {
+  private session: http2.ClientHttp2Session | undefined;
+
+  constructor(private readonly socketPath: string) {}
+
+  private connect(): http2.ClientHttp2Session {
+    if (this.session && !this.session.closed && !this.session.destroyed) return this.session;
+    const session = http2.connect('http://localhost', { createConnection: () => net.connect(this.socketPath) });
+    session.on('error', () => session.destroy());
+    session.on('close', () => {
+      if (this.session === session) this.session = undefined;
+    });
+    session.unref();
+    this.session = session;
+    return session;
+  }
+
+  /** Calls `/service/method` with a protobuf body; resolves with the response body. */
+  call(path: string, body: Buffer, opts: { timeoutMs: number; metadata?: Record<string, string> }): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      let session: http2.ClientHttp2Session;
+      try {
+        session = this.connect();
+      } catch (err) {
+        reject(new NodewardenError('NW_ERR_RUNTIME', `cannot connect to ${this.socketPath}: ${String(err)}`));
+        return;
+      }
+      const frame = Buffer.alloc(5 + body.length);
+      frame.writeUInt8(0, 0);
+      frame.writeUInt32BE(body.length, 1);
+      body.copy(frame, 5);
+      const req = session.request({
+        ':method': 'POST',
+        ':path': path,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        'grpc-timeout': `${Math.max(1, Math.round(opts.timeoutMs))}m`,
+        ...opts.metadata,
+      });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let status: string | undefined;
+      let message = '';
+      let done = false;
+      const finish = (err: Error | undefined, value?: Buffer) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (err) {
+          req.close(http2.constants.NGHTTP2_CANCEL);
+          // A call that timed out may have left the session stuck (a frozen daemon): start afresh.
+          if (err instanceof NodewardenError && err.code === 'NW_ERR_TIMEOUT') session.destroy();
+          reject(err);
+        } else resolve(value!);
+      };
+      const timer = setTimeout(() => finish(new NodewardenError('NW_ERR_TIMEOUT', `${path} on ${this.socketPath}: no answer within ${opts.timeoutMs} ms`)), opts.timeoutMs);
+      req.on('response', (headers) => {
+        if (headers['grpc-status'] !== undefined) {
+          status = String(headers['grpc-status']);
+          message = decodeURIComponent(String(headers['grpc-message'] ?? ''));
+        }
+      });
+      req.on('trailers', (trailers) => {
+        status = String(trailers['grpc-status'] ?? status ?? '');
+        message = decodeURIComponent(String(trailers['grpc-message'] ?? message));
+      });
+      req.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_RESPONSE) finish(new NodewardenError('NW_ERR_RUNTIME', `${path}: response larger than ${MAX_RESPONSE} bytes`));
+        else chunks.push(chunk);
+      });
+      req.on('error', (err) => finish(new NodewardenError('NW_ERR_RUNTIME', `${path} on ${this.socketPath}: ${err.message}`, { cause: err })));
+      req.on('end', () => {
+        if (status !== '0') {
+          finish(new NodewardenError('NW_ERR_RUNTIME', `${path}: grpc status ${status ?? 'missing'}${message ? `: ${message}` : ''}`));
+          return;
+        }
+        const all = Buffer.concat(chunks);
+        if (all.length < 5) return finish(undefined, Buffer.alloc(0));
+        const len = all.readUInt32BE(1);
+        finish(undefined, all.subarray(5, 5 + len));
+      });
+      req.end(frame);
+    });
+  }
+
+  close(): void {
+    this.session?.close();
+    this.session = undefined;
+  }
+}

@@ -18,6 +18,7 @@ export interface CollectorSettings {
 export interface Config {
   node: string;
   hostRoot: string;
+  runtime: { dockerSocket: string; containerdSocket: string; containerdNamespaces: string[]; timeout: number };
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   collectors: Record<string, CollectorSettings>;
 }
@@ -38,6 +39,15 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS): Ob
   return s.object({
     node: s.string({ default: '', doc: 'node name on findings (default: $NODE_NAME, else the hostname)' }),
     hostRoot: s.string({ default: '/', nonEmpty: true, doc: "where the host's root filesystem is seen (/host in the DaemonSet)" }),
+    runtime: s.object(
+      {
+        dockerSocket: s.string({ default: '/var/run/docker.sock', nonEmpty: true, doc: "dockerd's API socket, on the host (read under hostRoot)" }),
+        containerdSocket: s.string({ default: '/run/containerd/containerd.sock', nonEmpty: true, doc: "containerd's gRPC socket, on the host (read under hostRoot)" }),
+        containerdNamespaces: s.list(s.string({ doc: 'namespace' }), { default: ['moby', 'k8s.io'], doc: 'containerd namespaces to read: moby is docker, k8s.io is the CRI' }),
+        timeout: s.duration({ default: '5s', min: 100, doc: 'how long one runtime API call may take; past it the runtime is unresponsive' }),
+      },
+      { doc: 'container runtimes' },
+    ),
     logLevel: s.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, { default: 'info', doc: 'pino log level' }),
     collectors: s.object(sections, { doc: 'per-collector settings and thresholds' }),
   }) as unknown as ObjectSpec<Config>;

@@ -4,11 +4,12 @@ import { EventEmitter } from 'node:events';
 import type { Observation } from '../protocol/finding.js';
 import { compareFindings } from '../protocol/finding.js';
 import { errnoCode } from '../protocol/errors.js';
-import type { AnyCollector, CollectResult, Exec, HostAccess, Log } from '../collectors/types.js';
+import type { AnyCollector, CollectResult, Log } from '../collectors/types.js';
+import type { Environment } from './environment.js';
 import type { Config, CollectorSettings } from './config.js';
 import { FindingTracker, type Transition } from './tracker.js';
 
-export type RunStatus = 'ok' | 'no-data' | 'failed' | 'timeout' | 'skipped';
+export type RunStatus = 'ok' | 'no-data' | 'unavailable' | 'failed' | 'timeout';
 
 export interface CollectorStatus {
   name: string;
@@ -22,8 +23,7 @@ export interface CollectorStatus {
 export interface RunnerOptions {
   collectors: readonly AnyCollector[];
   config: Config;
-  host: HostAccess;
-  exec: Exec;
+  env: Environment;
   log: Log & { child?(bindings: object): Log };
   now?: () => number;
 }
@@ -108,8 +108,10 @@ export class Runner extends EventEmitter {
     const run = (async (): Promise<CollectResult<unknown>> =>
       slot.collector.collect({
         node: this.opts.config.node,
-        host: this.opts.host,
-        exec: this.opts.exec,
+        host: this.opts.env.host,
+        exec: this.opts.env.exec,
+        runtime: this.opts.env.runtime,
+        attrs: this.opts.env.attrs,
         config: slot.settings,
         now: this.now,
         log,
@@ -154,6 +156,11 @@ export class Runner extends EventEmitter {
     if (result.kind === 'no-data') {
       log.debug({ reason: result.reason }, 'collector does not apply here');
       return finish('no-data', [], [], result.reason);
+    }
+    if (result.kind === 'unavailable') {
+      // Its findings stand; whatever it depends on is reported by its own check.
+      log.warn({ reason: result.reason }, 'collector cannot see what it checks right now');
+      return finish('unavailable', undefined, [], result.reason);
     }
     slot.lastData = result.data;
     return finish('ok', result.observations, []);

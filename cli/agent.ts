@@ -2,8 +2,8 @@
 // pipeline; until then transitions are logged.)
 import { COLLECTORS } from '../collectors/index.js';
 import { loadConfig } from '../agent/config.js';
-import { exec } from '../agent/exec.js';
-import { checkHostRoot, createHostAccess } from '../agent/host.js';
+import { createEnvironment } from '../agent/environment.js';
+import { checkHostRoot } from '../agent/host.js';
 import { createLogger } from '../agent/log.js';
 import { Runner } from '../agent/runner.js';
 import type { Transition } from '../agent/tracker.js';
@@ -20,8 +20,7 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
   const config = loadConfig({ file: opts.config, sets: opts.sets, hostRoot, node: opts.node });
   if (hostRoot === undefined) checkHostRoot(config.hostRoot);
   const log = createLogger({ node: config.node, level: config.logLevel });
-  const host = createHostAccess({ root: config.hostRoot, exec });
-  const runner = new Runner({ collectors: COLLECTORS, config, host, exec, log });
+  const runner = new Runner({ collectors: COLLECTORS, config, env: createEnvironment(config), log });
   runner.on('transition', (t: Transition) => {
     const f = t.finding;
     log.info({ transition: t.type, finding: f }, `${t.type}: ${f.severity} ${f.check} ${f.subject}: ${f.message}`);

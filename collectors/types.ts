@@ -1,6 +1,6 @@
 // The Collector contract and the context a collector receives. The agent implements these interfaces
 // and hands them in; a test hands a collector the same context over a captured host tree.
-import type { Observation } from '../protocol/finding.js';
+import type { Observation, Workload } from '../protocol/finding.js';
 import type { ObjectSpec } from '../protocol/schema.js';
 
 /** statfs(2) numbers for one path, in bytes and inode counts. */
@@ -46,6 +46,25 @@ export interface HostAccess {
   pids(): Promise<number[]>;
 }
 
+/** Bits from statx: the immutable (i) and append-only (a) attributes. */
+export const ATTR_IMMUTABLE = 1;
+export const ATTR_APPEND = 2;
+
+export interface AttrScan {
+  entries: number;
+  errors: number;
+  /** Host-root-relative paths are not used here: these are the paths as given (agent view). */
+  flagged: [path: string, bits: number][];
+}
+
+/** File attribute reading (statx), separate from HostAccess because it needs the native module. */
+export interface AttrAccess {
+  /** Walks the trees with `threads` threads; does not cross filesystems or follow symlinks. */
+  scanTree(paths: readonly string[], threads: number): Promise<AttrScan>;
+  /** The attribute bits of one path; undefined when it no longer exists. */
+  attrsOf(path: string): number | undefined;
+}
+
 export interface ExecResult {
   stdout: string;
   stderr: string;
@@ -63,11 +82,62 @@ export interface Log {
   error(obj: object, msg?: string): void;
 }
 
+export type RuntimeName = 'docker' | 'containerd';
+
+export interface RuntimeState {
+  name: RuntimeName;
+  /** The socket as the host knows it (not under --host-root). */
+  socket: string;
+  /** absent: no socket on this node (not an error); unresponsive: no answer in time. */
+  status: 'ok' | 'absent' | 'unresponsive' | 'error';
+  error?: string;
+  version?: string;
+  latencyMs?: number;
+}
+
+export type TaskStatus = 'UNKNOWN' | 'CREATED' | 'RUNNING' | 'STOPPED' | 'PAUSED' | 'PAUSING';
+
+/** One container as docker, containerd and the kernel see it, joined by id. */
+export interface RuntimeContainer {
+  id: string;
+  /** docker's name, or the Kubernetes container name, or the id. */
+  name: string;
+  /** Who manages it: docker (its containerd twin lives in namespace moby), or containerd directly (CRI). */
+  manager: RuntimeName;
+  /** containerd namespace (moby for docker's containers). */
+  namespace?: string;
+  image: string;
+  labels: Record<string, string>;
+  workload: Workload;
+  docker?: { status: string; running: boolean; pid: number; dead: boolean; removing: boolean; error: string; exitCode: number; finishedAt?: string };
+  /** containerd's view: whether it has the container, and its task. */
+  containerd?: { known: boolean; task?: { status: TaskStatus; pid: number; exitStatus: number } };
+  /** Host paths of the container's storage: writable layer, merged rootfs, container dir. */
+  storage: { upperDir?: string; mergedDir?: string; lowerDirs?: string[]; containerDir?: string };
+}
+
+export interface RuntimeSnapshot {
+  runtimes: RuntimeState[];
+  containers: RuntimeContainer[];
+  takenAt: number;
+}
+
+export interface RuntimeAccess {
+  /** The joined view, cached for a couple of seconds so collectors in one cycle share it. Never throws. */
+  snapshot(): Promise<RuntimeSnapshot>;
+  /** Asks each runtime whether it answers. Never throws. */
+  ping(): Promise<RuntimeState[]>;
+}
+
 export interface CollectorContext<TConfig, TData> {
   /** The node name findings carry. */
   node: string;
   host: HostAccess;
   exec: Exec;
+  /** Container runtimes; every collector may use them, none may assume they answer. */
+  runtime: RuntimeAccess;
+  /** statx attributes; undefined when the native module is not built. */
+  attrs: AttrAccess | undefined;
   config: TConfig;
   /** Milliseconds since the epoch; tests may pin it. */
   now(): number;
@@ -81,7 +151,12 @@ export interface CollectorContext<TConfig, TData> {
 export type CollectResult<TData> =
   | { kind: 'ok'; observations: Observation[]; data: TData }
   /** The check does not apply on this node (no sockstat6, no docker socket): not an error. */
-  | { kind: 'no-data'; reason: string };
+  | { kind: 'no-data'; reason: string }
+  /**
+   * Something it depends on does not answer (a frozen runtime, reported by its own check): the
+   * collector's earlier findings stand, because not knowing is not healthy.
+   */
+  | { kind: 'unavailable'; reason: string };
 
 export interface Collector<TConfig = unknown, TData = unknown> {
   name: string;

@@ -9,7 +9,7 @@ const readme = readFileSync('README.md', 'utf8');
 t.test('the defaults block is what `nodewarden config` prints', async (t) => {
   const block = /<!-- defaults:begin -->\n```yaml\n([\s\S]*?)```\n<!-- defaults:end -->/.exec(readme)?.[1];
   const printed = spawnSync(process.execPath, ['dist/cli/main.js', 'config'], { encoding: 'utf8', env: { ...process.env, NODE_NAME: '' } }).stdout;
-  t.equal(block, printed, 'regenerate with: node dist/cli/main.js config');
+  t.equal(block, printed, 'regenerate with: npm run docs');
 });
 
 t.test('every collector and every check it raises is in the collector table', async (t) => {

@@ -2,10 +2,8 @@ import t from 'tap';
 import { s } from '../../protocol/schema.js';
 import { Runner } from '../../agent/runner.js';
 import { configSpec, loadConfig } from '../../agent/config.js';
-import { createHostAccess } from '../../agent/host.js';
-import { exec } from '../../agent/exec.js';
 import type { AnyCollector } from '../../collectors/types.js';
-import { quietLog } from '../helpers/context.js';
+import { envFor, quietLog } from '../helpers/context.js';
 
 const spec = s.object({});
 const make = (name: string, collect: AnyCollector['collect']): AnyCollector => ({
@@ -15,7 +13,7 @@ const make = (name: string, collect: AnyCollector['collect']): AnyCollector => (
 function runnerFor(collectors: AnyCollector[]) {
   const config = configSpec(collectors).check({ collectors: Object.fromEntries(collectors.map((c) => [c.name, { interval: '1s', timeout: '300ms' }])) }, '', []) as ReturnType<typeof loadConfig>;
   config.node = 'n1';
-  return new Runner({ collectors, config, host: createHostAccess({ root: '/', exec }), exec, log: quietLog });
+  return new Runner({ collectors, config, env: envFor('/'), log: quietLog });
 }
 
 t.test('a collector that never settles is reported while the others keep their cadence', async (t) => {

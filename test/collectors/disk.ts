@@ -5,12 +5,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { buildRows, disk, evaluateDisk, selectFilesystems, usageOf, type DiskRow } from '../../collectors/disk.js';
 import { parseMountinfo } from '../../collectors/common/mountinfo.js';
-import { exec } from '../../agent/exec.js';
-import { createHostAccess } from '../../agent/host.js';
 import { loadConfig } from '../../agent/config.js';
 import { Runner } from '../../agent/runner.js';
 import { COLLECTORS } from '../../collectors/index.js';
-import { contextFor, quietLog, settingsFor } from '../helpers/context.js';
+import { contextFor, envFor, quietLog, settingsFor } from '../helpers/context.js';
 import { fillTo, makeLoopFs, requireLive } from '../helpers/live.js';
 
 const config = settingsFor(disk) as never;
@@ -99,7 +97,7 @@ t.test('live: a loop-mounted ext4 filled past 85% fires disk.usage, past 95% cri
   const fs = makeLoopFs(64);
   t.teardown(() => fs.cleanup());
   const cfg = loadConfig({ node: 'live', sets: ['collectors.disk.includeTmpfs=false'] });
-  const runner = new Runner({ collectors: COLLECTORS, config: cfg, host: createHostAccess({ root: '/', exec }), exec, log: quietLog });
+  const runner = new Runner({ collectors: COLLECTORS, config: cfg, env: envFor('/'), log: quietLog });
   const ours = () => runner.active().filter((f) => f.check === 'disk.usage' && f.subject === fs.mountPoint);
 
   await runner.runOnce(['disk']);
@@ -132,13 +130,13 @@ t.test('live: an ext4 the kernel turns read-only after an error fires disk.reado
   t.teardown(() => fs.cleanup());
   const trigger = `/sys/fs/ext4/${path.basename(fs.device)}/trigger_fs_error`;
   if (!requireLive(t, { paths: [trigger] })) return;
-  const host = createHostAccess({ root: '/', exec });
-  const first = await disk.collect(contextFor(disk, '/', { host }));
+  const env = envFor('/');
+  const first = await disk.collect(contextFor(disk, '/', { env }));
   t.equal(first.kind, 'ok');
   if (first.kind !== 'ok') return;
   t.notOk(first.observations.some((f) => f.subject === fs.mountPoint), 'healthy at first');
   writeFileSync(trigger, '1');
-  const second = await disk.collect(contextFor(disk, '/', { host, previous: first.data }));
+  const second = await disk.collect(contextFor(disk, '/', { env, previous: first.data }));
   const f = second.kind === 'ok' ? second.observations.find((x) => x.check === 'disk.readonly' && x.subject === fs.mountPoint) : undefined;
   t.equal(f?.severity, 'critical');
   t.match(f?.message, /kernel made it read-only/);
@@ -167,9 +165,9 @@ time.sleep(600)
   const line = await new Promise<string>((resolve) => holder.stdout?.once('data', (d: Buffer) => resolve(d.toString().trim())));
   t.equal(line, 'mounted');
 
-  const host = createHostAccess({ root: '/', exec });
   const sets = ['collectors.disk.statfsTimeout=500ms', 'collectors.disk.includeTmpfs=false'];
-  const r = await disk.collect(contextFor(disk, '/', { host, sets }));
+  const env = envFor('/', sets);
+  const r = await disk.collect(contextFor(disk, '/', { env, sets }));
   t.equal(r.kind, 'ok');
   if (r.kind !== 'ok') return;
   // FUSE mounts show as fuse (no subtype).
@@ -178,7 +176,7 @@ time.sleep(600)
   t.ok(r.observations.some((f) => f.check === 'disk.unresponsive' && f.subject === mnt), 'finding names the mount');
   t.equal(r.data.rows.find((x) => x.mountPoint === '/')?.status, 'ok', 'the root filesystem is still measured');
 
-  const again = await disk.collect(contextFor(disk, '/', { host, sets }));
+  const again = await disk.collect(contextFor(disk, '/', { env, sets }));
   const againRow = again.kind === 'ok' ? again.data.rows.find((x) => x.mountPoint === mnt) : undefined;
   t.equal(againRow?.status, 'unresponsive', 'still unresponsive on the next cycle');
   t.match(againRow?.error, /not answering since/, 'and it says since when');
@@ -187,7 +185,7 @@ time.sleep(600)
   holder.kill('SIGKILL');
   await new Promise((resolve) => holder.once('exit', resolve));
   await new Promise((resolve) => setTimeout(resolve, 300));
-  const after = await disk.collect(contextFor(disk, '/', { host, sets }));
+  const after = await disk.collect(contextFor(disk, '/', { env, sets }));
   t.notOk(after.kind === 'ok' && after.observations.some((f) => f.check === 'disk.unresponsive' && f.subject === mnt), 'answers again once the connection is gone');
 });
 
@@ -198,9 +196,9 @@ t.test('live: kubelet root dir on a filling filesystem: disk.eviction warns with
   const kubelet = path.join(fs.mountPoint, 'kubelet');
   mkdirSync(kubelet);
   const sets = [`collectors.disk.eviction.kubeletRootDir=${kubelet}`, `collectors.disk.eviction.runtimeRootDirs=[${path.join(fs.mountPoint, 'no-runtime')}]`];
-  const host = createHostAccess({ root: '/', exec });
+  const env = envFor('/', sets);
   const evictionFor = async () => {
-    const r = await disk.collect(contextFor(disk, '/', { host, sets }));
+    const r = await disk.collect(contextFor(disk, '/', { env, sets }));
     return r.kind === 'ok' ? r.observations.find((f) => f.check === 'disk.eviction' && f.subject === fs.mountPoint) : undefined;
   };
   t.equal(await evictionFor(), undefined, 'empty: nothing');

@@ -1,8 +1,7 @@
 // Builds a collector context over a host root (a captured fixture tree or the real /), as the agent does.
-import { exec } from '../../agent/exec.js';
-import { createHostAccess } from '../../agent/host.js';
 import { loadConfig } from '../../agent/config.js';
-import type { AnyCollector, CollectorContext, HostAccess, Log } from '../../collectors/types.js';
+import { createEnvironment, type Environment } from '../../agent/environment.js';
+import type { AnyCollector, CollectorContext, Log } from '../../collectors/types.js';
 
 export const quietLog: Log & { child(): Log } = {
   debug() {},
@@ -20,11 +19,19 @@ export function settingsFor(collector: AnyCollector, sets: string[] = []): Recor
   return config.collectors[collector.name] as Record<string, unknown> & { interval: number; timeout: number };
 }
 
-export function contextFor<C extends AnyCollector>(collector: C, root: string, opts: { sets?: string[]; previous?: unknown; host?: HostAccess } = {}): CollectorContext<never, never> {
+/** The environment the agent would build for this host root (runtime sockets read under it). */
+export function envFor(root: string, sets: string[] = []): Environment {
+  return createEnvironment(loadConfig({ sets, hostRoot: root, node: 'test-node' }));
+}
+
+export function contextFor<C extends AnyCollector>(collector: C, root: string, opts: { sets?: string[]; previous?: unknown; env?: Environment } = {}): CollectorContext<never, never> {
+  const env = opts.env ?? envFor(root, opts.sets);
   return {
     node: 'test-node',
-    host: opts.host ?? createHostAccess({ root, exec }),
-    exec,
+    host: env.host,
+    exec: env.exec,
+    runtime: env.runtime,
+    attrs: env.attrs,
     config: settingsFor(collector, opts.sets) as never,
     now: () => Date.parse('2026-11-22T00:00:00Z'),
     log: quietLog,

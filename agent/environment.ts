@@ -1,0 +1,20 @@
+// Everything a collector's context is built from, made once per process from the config: host access,
+// exec, runtimes and attributes. Commands and tests build it the same way.
+import type { AttrAccess, Exec, HostAccess, RuntimeAccess } from '../collectors/types.js';
+import { createAttrAccess } from './attrs.js';
+import type { Config } from './config.js';
+import { exec } from './exec.js';
+import { createHostAccess } from './host.js';
+import { Runtimes } from './runtime.js';
+
+export interface Environment {
+  host: HostAccess;
+  exec: Exec;
+  runtime: RuntimeAccess & { close?(): void };
+  attrs: AttrAccess | undefined;
+}
+
+export function createEnvironment(config: Pick<Config, 'hostRoot' | 'runtime'>): Environment {
+  const host = createHostAccess({ root: config.hostRoot, exec });
+  return { host, exec, runtime: new Runtimes(host, config.runtime), attrs: createAttrAccess() };
+}

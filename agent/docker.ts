@@ -22,6 +22,8 @@ export interface DockerContainerInspect {
   Id: string;
   Name: string;
   Image: string;
+  /** /var/lib/docker/containers/<id>/hostname: its directory is the container's own. */
+  HostnamePath: string;
   State: { Status: string; Running: boolean; Paused: boolean; Restarting: boolean; Dead: boolean; Pid: number; ExitCode: number; Error: string; StartedAt: string; FinishedAt: string };
   Config: { Image: string; Labels: Record<string, string> | null };
   GraphDriver: { Name: string; Data: Record<string, string> | null };

@@ -137,6 +137,7 @@ export class Runtimes implements RuntimeAccess {
           if (gd['UpperDir']) storage.upperDir = gd['UpperDir'];
           if (gd['MergedDir']) storage.mergedDir = gd['MergedDir'];
           if (gd['LowerDir']) storage.lowerDirs = gd['LowerDir'].split(':');
+          if (ins.HostnamePath) storage.containerDir = ins.HostnamePath.replace(/\/[^/]*$/, '');
           const rc: RuntimeContainer = {
             id: c.Id,
             name,

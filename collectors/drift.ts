@@ -1,0 +1,116 @@
+// drift: docker's view against containerd's task against the kernel. The runbooks' "dockerd and
+// containerd out of sync": docker says running while the task is STOPPED or gone and the process is dead.
+import type { Observation } from '../protocol/finding.js';
+import { s, type Infer } from '../protocol/schema.js';
+import type { Collector, HostAccess, RuntimeContainer } from './types.js';
+
+export const driftConfigSpec = s.object({});
+export type DriftConfig = Infer<typeof driftConfigSpec>;
+
+export interface DriftData {
+  checked: number;
+}
+
+/** What the kernel says about a pid: alive, a zombie, or gone. */
+export type PidState = 'alive' | 'zombie' | 'gone';
+
+export async function pidState(host: HostAccess, pid: number): Promise<PidState> {
+  if (pid <= 0) return 'gone';
+  const stat = await host.readText(host.procPath(pid, 'stat'));
+  if (stat === undefined) return 'gone';
+  // "pid (comm) S ...": the state follows the last ')', since comm may hold spaces and parentheses.
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state === 'Z' || state === 'X' ? 'zombie' : 'alive';
+}
+
+function sideBySide(c: RuntimeContainer, kernel: PidState | undefined, pid: number | undefined): Observation['evidence'] {
+  return {
+    container: c.id,
+    name: c.name,
+    docker: c.docker ? { status: c.docker.status, running: c.docker.running, pid: c.docker.pid } : null,
+    containerd: c.containerd ? { known: c.containerd.known, namespace: c.namespace ?? null, task: c.containerd.task ? { status: c.containerd.task.status, pid: c.containerd.task.pid } : null } : null,
+    kernel: pid === undefined ? null : { pid, state: kernel ?? 'unknown' },
+  };
+}
+
+const DRAIN = 'kubectl drain $(hostname) --ignore-daemonsets --delete-emptydir-data';
+
+/** Pure: the drift rules, given each container's views and its pid's state in the kernel. */
+export function evaluateDrift(containers: readonly RuntimeContainer[], pids: ReadonlyMap<number, PidState>): Observation[] {
+  const out: Observation[] = [];
+  const short = (id: string) => id.slice(0, 12);
+  for (const c of containers) {
+    const d = c.docker;
+    const task = c.containerd?.task;
+    const base = { check: 'runtime.drift', subject: c.id, workload: c.workload };
+    if (d?.running) {
+      const kernel = pids.get(d.pid);
+      const taskWrong = !task || task.status === 'STOPPED' || task.status === 'UNKNOWN';
+      if (taskWrong || kernel !== 'alive') {
+        const what = !c.containerd?.known ? 'containerd has no such container' : !task ? 'containerd has no task for it' : `containerd's task is ${task.status}`;
+        out.push({
+          ...base,
+          severity: 'critical',
+          message: `docker says container ${c.name} (${short(c.id)}) is running with pid ${d.pid}, but ${what} and the process is ${kernel === 'alive' ? 'alive' : kernel === 'zombie' ? 'a zombie' : 'gone'}: dockerd and containerd are out of sync, and kubelet sees a container that is not there.`,
+          evidence: sideBySide(c, kernel, d.pid),
+          remedy: `docker inspect ${short(c.id)}; ${DRAIN}; systemctl restart docker  # then docker container prune; never kill the shim by hand`,
+        });
+        continue;
+      }
+    }
+    if (d && !d.running && task?.status === 'RUNNING' && pids.get(task.pid) === 'alive') {
+      out.push({
+        ...base,
+        severity: 'warning',
+        message: `docker shows container ${c.name} (${short(c.id)}) as ${d.status}, but containerd's task is RUNNING with pid ${task.pid}: a process docker no longer manages is still running.`,
+        evidence: sideBySide(c, pids.get(task.pid), task.pid),
+        remedy: `ps -f ${task.pid}; ${DRAIN}; systemctl restart docker`,
+      });
+      continue;
+    }
+    if (!d && c.namespace === 'moby' && task?.status === 'RUNNING') {
+      out.push({
+        ...base,
+        severity: 'warning',
+        message: `containerd runs a task ${short(c.id)} (pid ${task.pid}) in docker's namespace moby, but docker has no such container: it is invisible to docker and kubelet.`,
+        evidence: sideBySide(c, pids.get(task.pid), task.pid),
+        remedy: `ctr -n moby task ls | grep ${short(c.id)}; ps -f ${task.pid}; ${DRAIN}; then ctr -n moby task kill ${c.id} && ctr -n moby container rm ${c.id}`,
+      });
+      continue;
+    }
+    if (task?.status === 'RUNNING' && !d?.running && pids.get(task.pid) !== 'alive') {
+      out.push({
+        ...base,
+        severity: 'critical',
+        message: `containerd says the task of ${c.name} (${short(c.id)}) is RUNNING with pid ${task.pid}, but that process is ${pids.get(task.pid) === 'zombie' ? 'a zombie' : 'gone'}: the shim lost track of it.`,
+        evidence: sideBySide(c, pids.get(task.pid), task.pid),
+        remedy: `ctr -n ${c.namespace ?? 'k8s.io'} task ls | grep ${short(c.id)}; ${DRAIN}; systemctl restart containerd`,
+      });
+    }
+  }
+  return out;
+}
+
+export const drift: Collector<DriftConfig, DriftData> = {
+  name: 'drift',
+  description: "docker's view against containerd's task against the kernel, per container",
+  checks: ['runtime.drift'],
+  defaultIntervalMs: 30_000,
+  defaultTimeoutMs: 20_000,
+  configSpec: driftConfigSpec,
+  async collect(ctx) {
+    const snap = await ctx.runtime.snapshot();
+    const docker = snap.runtimes.find((r) => r.name === 'docker');
+    const containerd = snap.runtimes.find((r) => r.name === 'containerd');
+    if (containerd?.status === 'absent') return { kind: 'no-data', reason: 'no containerd socket on this node' };
+    const down = [docker, containerd].filter((r) => r && r.status !== 'ok' && r.status !== 'absent');
+    if (down.length > 0) return { kind: 'unavailable', reason: down.map((r) => `${r!.name} ${r!.status}`).join(', ') };
+    const pids = new Map<number, PidState>();
+    for (const c of snap.containers) {
+      for (const pid of [c.docker?.pid, c.containerd?.task?.pid]) {
+        if (pid && !pids.has(pid)) pids.set(pid, await pidState(ctx.host, pid));
+      }
+    }
+    return { kind: 'ok', observations: evaluateDrift(snap.containers, pids), data: { checked: snap.containers.length } };
+  },
+};

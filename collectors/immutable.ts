@@ -1,0 +1,196 @@
+// immutable: files carrying the immutable (i) or append-only (a) attribute in container storage. The
+// runbooks' pods stuck Terminating: "failed to remove root filesystem: ... operation not permitted".
+// Containers the runtime reports dead or being removed are scanned at once; the rest of the storage is
+// swept in the background, one unit (a layer dir, a pod dir) at a time, under a files-per-second budget.
+import path from 'node:path';
+import type { Observation, Workload } from '../protocol/finding.js';
+import { s, type Infer } from '../protocol/schema.js';
+import { shellQuote } from './common/text.js';
+import { ATTR_APPEND, ATTR_IMMUTABLE, type Collector, type CollectorContext, type RuntimeContainer } from './types.js';
+
+export const immutableConfigSpec = s.object({
+  roots: s.list(s.string({ doc: 'directory' }), {
+    default: ['/var/lib/docker/overlay2', '/var/lib/docker/containers', '/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots', '/var/lib/kubelet/pods'],
+    doc: 'storage swept in the background (host paths); each child directory is one unit of the sweep',
+  }),
+  filesPerSecond: s.number({ default: 5000, min: 1, doc: 'background sweep budget: files examined per second, on average' }),
+  sweepSlice: s.duration({ default: '10s', min: 100, doc: 'how long one cycle may spend sweeping before it yields' }),
+  maxPerContainer: s.number({ default: 10, min: 1, integer: true, doc: 'findings per container (or unit); the rest are counted in the evidence' }),
+});
+export type ImmutableConfig = Infer<typeof immutableConfigSpec>;
+
+export interface Flagged {
+  /** Host path of the file. */
+  path: string;
+  bits: number;
+}
+
+export interface ImmutableData {
+  /** Units (host paths) still to sweep in this round. */
+  pending: string[];
+  /** Files found so far (re-verified every cycle). */
+  found: Flagged[];
+  round: number;
+  sweptThisRound: number;
+  lastCycle: { urgentScanned: number; swept: number; units: number };
+}
+
+export function attrLetters(bits: number): string {
+  return `${bits & ATTR_IMMUTABLE ? 'i' : '-'}${bits & ATTR_APPEND ? 'a' : '-'}`;
+}
+
+/** The container whose storage holds `file`, and how (its writable layer, or an image layer it uses). */
+export function ownerOf(file: string, containers: readonly RuntimeContainer[]): { container: RuntimeContainer; where: 'writable' | 'image' | 'container-dir' } | undefined {
+  const under = (dir: string | undefined) => dir !== undefined && (file === dir || file.startsWith(`${dir}/`) || file.startsWith(`${path.dirname(dir)}/`));
+  for (const c of containers) {
+    if (under(c.storage.upperDir) || under(c.storage.mergedDir)) return { container: c, where: 'writable' };
+    if (c.storage.containerDir && (file === c.storage.containerDir || file.startsWith(`${c.storage.containerDir}/`))) return { container: c, where: 'container-dir' };
+  }
+  for (const c of containers) {
+    if ((c.storage.lowerDirs ?? []).some((d) => under(d))) return { container: c, where: 'image' };
+  }
+  return undefined;
+}
+
+const POD_DIR_RE = /\/pods\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\//;
+
+/** Pure: findings for the flagged files, grouped and capped per owner. */
+export function evaluateImmutable(found: readonly Flagged[], containers: readonly RuntimeContainer[], config: ImmutableConfig): Observation[] {
+  const out: Observation[] = [];
+  const perOwner = new Map<string, number>();
+  const counts = new Map<string, number>();
+  const owners = found.map((f) => {
+    const owner = ownerOf(f.path, containers);
+    const podUid = POD_DIR_RE.exec(f.path)?.[1];
+    const key = owner?.container.id ?? (podUid ? `pod/${podUid}` : path.dirname(f.path));
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+    return { f, owner, podUid, key };
+  });
+  for (const { f, owner, podUid, key } of owners) {
+    const n = (perOwner.get(key) ?? 0) + 1;
+    perOwner.set(key, n);
+    if (n > config.maxPerContainer) continue;
+    const c = owner?.container;
+    const blocking = Boolean(c?.docker && (c.docker.dead || c.docker.removing));
+    const attrs = attrLetters(f.bits);
+    const kind = f.bits & ATTR_IMMUTABLE ? 'immutable' : 'append-only';
+    const q = shellQuote(f.path);
+    const who = c ? `container ${c.name} (${c.id.slice(0, 12)})${c.workload.pod ? `, pod ${c.workload.namespace ?? ''}/${c.workload.pod}` : ''}` : podUid ? `pod ${podUid}` : 'no known container';
+    const message = blocking
+      ? `${q} is ${kind} (${attrs}) and blocks the removal of ${who}, which the runtime reports as ${c!.docker!.status}: the pod stays Terminating until the attribute is cleared.`
+      : owner?.where === 'image'
+        ? `${q} is ${kind} (${attrs}) in an image layer used by ${who}: removing that image will fail with "operation not permitted".`
+        : `${q} is ${kind} (${attrs}) in the storage of ${who}: when it is deleted, removal will fail with "operation not permitted" and the pod will hang in Terminating.`;
+    const evidence: Observation['evidence'] = {
+      path: f.path,
+      attributes: attrs,
+      owner: c ? { container: c.id, name: c.name, state: c.docker?.status ?? c.containerd?.task?.status ?? 'unknown', layer: owner!.where } : null,
+      podUid: c?.workload.podUid ?? podUid ?? null,
+      flaggedInSameOwner: counts.get(key) ?? 1,
+    };
+    const obs: Observation = {
+      check: 'immutable.file',
+      severity: blocking ? 'critical' : 'warning',
+      subject: f.path,
+      message,
+      evidence,
+      remedy: `chattr -${f.bits & ATTR_IMMUTABLE ? 'i' : ''}${f.bits & ATTR_APPEND ? 'a' : ''} ${q}${c ? `  # then retry the removal: docker rm -f ${c.id.slice(0, 12)}` : ''}`,
+    };
+    const workload: Workload | undefined = c?.workload ?? (podUid ? { podUid } : undefined);
+    if (workload) obs.workload = workload;
+    out.push(obs);
+  }
+  return out;
+}
+
+function urgentDirs(containers: readonly RuntimeContainer[]): string[] {
+  const dirs: string[] = [];
+  for (const c of containers) {
+    if (!c.docker || !(c.docker.dead || c.docker.removing)) continue;
+    if (c.storage.upperDir) dirs.push(path.dirname(c.storage.upperDir)); // the layer dir: diff, work, merged
+    if (c.storage.containerDir) dirs.push(c.storage.containerDir);
+  }
+  return dirs;
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (ms <= 0 || signal.aborted) return resolve();
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
+
+async function listUnits(ctx: CollectorContext<ImmutableConfig, ImmutableData>): Promise<string[]> {
+  const units: string[] = [];
+  for (const root of ctx.config.roots) {
+    const names = await ctx.host.list(ctx.host.hostPath(root));
+    for (const n of names ?? []) if (n !== 'l') units.push(`${root}/${n}`); // overlay2/l holds only symlinks
+  }
+  return units;
+}
+
+export const immutable: Collector<ImmutableConfig, ImmutableData> = {
+  name: 'immutable',
+  description: 'Files with the immutable or append-only attribute in container storage (statx, no file opened)',
+  checks: ['immutable.file'],
+  defaultIntervalMs: 60_000,
+  defaultTimeoutMs: 45_000,
+  configSpec: immutableConfigSpec,
+  async collect(ctx) {
+    const attrs = ctx.attrs;
+    if (!attrs) return { kind: 'no-data', reason: 'the native attrs module is not built (npm rebuild needs python3, make and a C compiler)' };
+    const { host, config, signal } = ctx;
+    const prev = ctx.previous;
+    const snap = await ctx.runtime.snapshot();
+    const toAgent = (p: string) => host.hostPath(p);
+    const fromAgent = (p: string) => (host.root === '/' ? p : `/${path.relative(host.root, p)}`);
+
+    // 1. What we found before: keep what still carries an attribute.
+    const found = new Map<string, number>();
+    for (const f of prev?.found ?? []) {
+      const bits = attrs.attrsOf(toAgent(f.path));
+      if (bits) found.set(f.path, bits);
+    }
+
+    // 2. Containers being removed, or whose removal failed: now, in full.
+    const urgent = urgentDirs(snap.containers);
+    let urgentScanned = 0;
+    if (urgent.length > 0) {
+      const r = await attrs.scanTree(urgent.map(toAgent), 2);
+      urgentScanned = r.entries;
+      for (const [p, bits] of r.flagged) found.set(fromAgent(p), bits);
+    }
+
+    // 3. The background sweep, paced to filesPerSecond, for at most sweepSlice.
+    let pending = prev?.pending ?? [];
+    let round = prev?.round ?? 0;
+    let sweptThisRound = prev?.sweptThisRound ?? 0;
+    if (pending.length === 0) {
+      pending = await listUnits(ctx);
+      round += 1;
+      sweptThisRound = 0;
+    }
+    pending = [...pending];
+    const sliceEnd = ctx.now() + config.sweepSlice;
+    let swept = 0;
+    let units = 0;
+    while (pending.length > 0 && !signal.aborted && ctx.now() < sliceEnd) {
+      const unit = pending.shift()!;
+      const started = ctx.now();
+      const r = await attrs.scanTree([toAgent(unit)], 1);
+      swept += r.entries;
+      units += 1;
+      for (const [p, bits] of r.flagged) found.set(fromAgent(p), bits);
+      // Spend at least entries / budget seconds per unit, on average.
+      await sleep((r.entries / config.filesPerSecond) * 1000 - (ctx.now() - started), signal);
+    }
+    sweptThisRound += swept;
+
+    const flagged = [...found].map(([p, bits]) => ({ path: p, bits })).sort((a, b) => a.path.localeCompare(b.path));
+    const data: ImmutableData = { pending, found: flagged, round, sweptThisRound, lastCycle: { urgentScanned, swept, units } };
+    return { kind: 'ok', observations: evaluateImmutable(flagged, snap.containers, config), data };
+  },
+};

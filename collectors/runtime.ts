@@ -1,0 +1,51 @@
+// runtime: does each container runtime answer? A dockerd stuck like the runbooks' "docker ps hangs"
+// makes kubelet's PLEG go unhealthy and every pod on the node turns Unknown soon after.
+import type { Observation } from '../protocol/finding.js';
+import { s, type Infer } from '../protocol/schema.js';
+import type { Collector, RuntimeState } from './types.js';
+
+export const runtimeConfigSpec = s.object({});
+export type RuntimeCheckConfig = Infer<typeof runtimeConfigSpec>;
+
+export interface RuntimeCheckData {
+  runtimes: RuntimeState[];
+}
+
+const REMEDY: Record<RuntimeState['name'], string> = {
+  docker:
+    "timeout 10 docker ps >/dev/null || echo hung; journalctl -u docker --since '-15min' | tail -50; kill -USR1 $(pidof dockerd)  # dumps goroutine stacks to the log; then drain the node and systemctl restart docker",
+  containerd:
+    "timeout 10 ctr version || echo hung; journalctl -u containerd --since '-15min' | tail -50; drain the node, then systemctl restart containerd",
+};
+
+/** Pure: a finding for every runtime whose socket is there but that does not answer in time. */
+export function evaluateRuntimes(runtimes: readonly RuntimeState[]): Observation[] {
+  return runtimes
+    .filter((r) => r.status === 'unresponsive' || r.status === 'error')
+    .map((r) => ({
+      check: 'runtime.unresponsive',
+      severity: 'critical' as const,
+      subject: r.name,
+      message:
+        r.status === 'unresponsive'
+          ? `${r.name} does not answer on ${r.socket} (no reply within ${r.latencyMs ?? '?'} ms): kubelet cannot see its containers, PLEG goes unhealthy and every pod on this node turns Unknown soon.`
+          : `${r.name} answers on ${r.socket} with errors (${r.error ?? 'unknown error'}): kubelet cannot manage its containers.`,
+      evidence: { runtime: r.name, socket: r.socket, status: r.status, error: r.error ?? null, latencyMs: r.latencyMs ?? null },
+      remedy: REMEDY[r.name],
+    }));
+}
+
+export const runtime: Collector<RuntimeCheckConfig, RuntimeCheckData> = {
+  name: 'runtime',
+  description: 'Whether dockerd and containerd answer their API sockets in time',
+  checks: ['runtime.unresponsive'],
+  defaultIntervalMs: 15_000,
+  // Longer than runtime.timeout, so the runtime's own deadline reports first.
+  defaultTimeoutMs: 12_000,
+  configSpec: runtimeConfigSpec,
+  async collect(ctx) {
+    const runtimes = await ctx.runtime.ping();
+    if (runtimes.every((r) => r.status === 'absent')) return { kind: 'no-data', reason: 'no docker or containerd socket on this node' };
+    return { kind: 'ok', observations: evaluateRuntimes(runtimes), data: { runtimes } };
+  },
+};

@@ -15,6 +15,7 @@ const HELP = `nodewarden ${VERSION}: node-level troubleshooting for Kubernetes
 Usage:
   nodewarden check [--json] [--only CHECKS] [--host-root DIR] [--config FILE] [--set KEY=VALUE]...
   nodewarden agent [--host-root DIR] [--config FILE] [--set KEY=VALUE]...
+  nodewarden who-holds PATH|DEVICE|CONTAINER [--json] [--host-root DIR]
   nodewarden config [--config FILE] [--set KEY=VALUE]...
   nodewarden --help | --version
 
@@ -23,6 +24,12 @@ Commands:
            the socket counters, the top socket holders and the findings, most severe first.
   agent    Run the collectors continuously, each on its own interval; log every finding that
            fires or resolves as a JSON line on stderr. Stops cleanly on SIGTERM or SIGINT.
+  who-holds
+           Which processes hold a mount: every mount namespace is read once, and each holder is
+           shown with pid, command, namespace, container and pod, and the matching mount line.
+           PATH matches mount points under it and overlay dirs; /dev/X the device; a container id
+           or name its storage; any other text is searched in the mount lines, like grep.
+           Exit 0 when something holds it, 1 when nothing does.
   config   Print the effective config (defaults, then the file, then --set) as commented YAML;
            exit 3 listing every problem if it is invalid. Start a config file from its output.
 
@@ -58,9 +65,9 @@ function usageError(message: string): never {
   process.exit(EXIT.UNKNOWN);
 }
 
-function parse(args: string[], options: ParseArgsConfig['options']) {
+function parse(args: string[], options: ParseArgsConfig['options'], allowPositionals = false): { values: Record<string, unknown>; positionals: string[] } {
   try {
-    return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: false, strict: true });
+    return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals, strict: true });
   } catch (err) {
     usageError(err instanceof Error ? err.message.replace(/^TypeError \[.*?\]: /, '') : String(err));
   }
@@ -111,6 +118,17 @@ export async function main(argv: string[]): Promise<void> {
           node: values['node'] as string | undefined,
         });
         return;
+      }
+      case 'who-holds': {
+        const { values, positionals } = parse(rest, { json: { type: 'boolean' } }, true);
+        if (values['help']) return writeAndExit(HELP, EXIT.OK);
+        if (positionals.length !== 1) usageError('who-holds takes exactly one PATH, /dev/DEVICE or CONTAINER');
+        const { runWhoHolds } = await import('./who-holds.js');
+        const { code, text } = await runWhoHolds(
+          { target: positionals[0]!, json: Boolean(values['json']), hostRoot: values['host-root'] as string | undefined, config: values['config'] as string | undefined, sets: (values['set'] as string[] | undefined) ?? [] },
+          process.stdout,
+        );
+        return writeAndExit(text, code);
       }
       case 'config': {
         const { values } = parse(rest, {});

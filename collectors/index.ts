@@ -2,12 +2,13 @@
 import { disk } from './disk.js';
 import { drift } from './drift.js';
 import { immutable } from './immutable.js';
+import { mounts } from './mounts.js';
 import { runtime } from './runtime.js';
 import { sockets } from './sockets.js';
 import { sockstat } from './sockstat.js';
 import type { AnyCollector } from './types.js';
 
-export const COLLECTORS: readonly AnyCollector[] = [disk, sockstat, sockets, runtime, drift, immutable];
+export const COLLECTORS: readonly AnyCollector[] = [disk, sockstat, sockets, runtime, drift, immutable, mounts];
 
 export function collectorNames(): string[] {
   return COLLECTORS.map((c) => c.name);

@@ -1,0 +1,134 @@
+// mounts: mounts of runtime storage, kubelet volumes or block devices that live on in a mount
+// namespace other than the host's after the host let them go: the runbooks' "device or resource busy"
+// when docker removes a container whose overlay another process's namespace still holds.
+import type { Observation } from '../protocol/finding.js';
+import { s, type Infer } from '../protocol/schema.js';
+import { parseCgroupContainer, parseCmdline, parseComm } from './common/process.js';
+import { mountLine, readMountNamespaces, type MountNamespace } from './common/namespaces.js';
+import type { MountInfo } from './common/mountinfo.js';
+import { shellQuote } from './common/text.js';
+import type { Collector, HostAccess, RuntimeContainer } from './types.js';
+
+export const mountsConfigSpec = s.object({
+  watchRoots: s.list(s.string({ doc: 'directory' }), {
+    default: ['/var/lib/docker', '/var/lib/containerd', '/run/containerd', '/run/docker', '/var/lib/kubelet/pods'],
+    doc: 'runtime storage and kubelet volume roots: their mounts must not outlive the host\'s',
+  }),
+});
+export type MountsConfig = Infer<typeof mountsConfigSpec>;
+
+export interface Holder {
+  pid: number;
+  comm: string;
+  cmdline: string;
+  containerId?: string;
+}
+
+export interface LeakedMount {
+  namespace: string;
+  pids: number[];
+  mount: MountInfo;
+  reason: 'runtime-storage' | 'block-device';
+}
+
+export interface MountsData {
+  namespaces: { id: string; host: boolean; processes: number; mounts: number }[];
+  leaked: LeakedMount[];
+}
+
+const under = (p: string, root: string) => p === root || p.startsWith(root.endsWith('/') ? root : `${root}/`);
+
+/**
+ * Pure: mounts present in a non-host namespace but gone from the host's. Runtime storage and kubelet
+ * volumes by mount point; block-device filesystems (major != 0) by device, wherever they are mounted.
+ */
+export function findLeakedMounts(namespaces: readonly MountNamespace[], config: MountsConfig): LeakedMount[] {
+  const hostNs = namespaces.find((n) => n.host);
+  if (!hostNs) return [];
+  const hostPoints = new Set(hostNs.mounts.map((m) => m.mountPoint));
+  const hostDevices = new Set(hostNs.mounts.map((m) => m.device));
+  const out: LeakedMount[] = [];
+  for (const ns of namespaces) {
+    if (ns.host) continue;
+    for (const m of ns.mounts) {
+      const storage = config.watchRoots.some((r) => under(m.mountPoint, r));
+      if (storage && !hostPoints.has(m.mountPoint)) {
+        out.push({ namespace: ns.id, pids: ns.pids, mount: m, reason: 'runtime-storage' });
+        continue;
+      }
+      const major = Number(m.device.split(':')[0]);
+      if (major > 0 && !hostDevices.has(m.device)) out.push({ namespace: ns.id, pids: ns.pids, mount: m, reason: 'block-device' });
+    }
+  }
+  return out;
+}
+
+export async function describeHolder(host: HostAccess, pid: number): Promise<Holder> {
+  const [comm, cmdline, cgroup] = await Promise.all([
+    host.readBytes(host.procPath(pid, 'comm')),
+    host.readBytes(host.procPath(pid, 'cmdline')),
+    host.readText(host.procPath(pid, 'cgroup')),
+  ]);
+  const h: Holder = { pid, comm: comm ? parseComm(comm) : '?', cmdline: cmdline ? parseCmdline(cmdline) : '' };
+  const ref = cgroup ? parseCgroupContainer(cgroup) : undefined;
+  if (ref) h.containerId = ref.containerId;
+  return h;
+}
+
+/** Pure: findings for leaked mounts, with their holders described. */
+export function evaluateMounts(leaked: readonly LeakedMount[], holders: ReadonlyMap<number, Holder>, containers: readonly RuntimeContainer[]): Observation[] {
+  return leaked.map((l) => {
+    const hs = l.pids.map((p) => holders.get(p)).filter((h): h is Holder => h !== undefined);
+    const first = hs[0];
+    const holderText = hs
+      .slice(0, 3)
+      .map((h) => `${h.pid} (${h.comm})`)
+      .join(', ');
+    const owner = containers.find((c) => [c.storage.mergedDir, c.storage.upperDir].some((d) => d && (l.mount.mountPoint.startsWith(d.replace(/\/(diff|merged|fs)$/, '')) || l.mount.superOptions.some((o) => o.includes(d)))));
+    const holderContainer = first?.containerId ? containers.find((c) => c.id === first.containerId) : undefined;
+    const blocking = Boolean(owner?.docker && (owner.docker.dead || owner.docker.removing));
+    const q = shellQuote(l.mount.mountPoint);
+    const what = l.reason === 'block-device' ? `the ${l.mount.fsType} filesystem on ${l.mount.source} (${l.mount.device})` : `${l.mount.fsType} mount ${q}`;
+    const obs: Observation = {
+      check: 'mount.holder',
+      severity: blocking ? 'critical' : 'warning',
+      subject: `${l.namespace} ${l.mount.mountPoint}`,
+      message:
+        `${what} is gone from the host but still mounted at ${q} in mount namespace ${l.namespace}, held by ${hs.length} process${hs.length === 1 ? '' : 'es'} (${holderText}${hs.length > 3 ? ', ...' : ''})` +
+        (holderContainer ? ` of container ${holderContainer.name}` : '') +
+        (blocking ? `: removing container ${owner!.name} fails with "device or resource busy" until they let go.` : `: its device and storage cannot be freed ("device or resource busy").`),
+      evidence: {
+        namespace: l.namespace,
+        mount: mountLine(l.mount),
+        reason: l.reason,
+        holders: hs.slice(0, 20).map((h) => ({ pid: h.pid, comm: h.comm, cmdline: h.cmdline, containerId: h.containerId ?? null })),
+        owner: owner ? { container: owner.id, name: owner.name, state: owner.docker?.status ?? null } : null,
+      },
+      remedy: first
+        ? `ps -f ${first.pid}; nsenter -t ${first.pid} -m umount ${q}  # or restart the holder${owner ? `; then docker rm -f ${owner.id.slice(0, 12)}` : ''}`
+        : `grep -l ${q} /proc/*/mountinfo`,
+    };
+    const w = holderContainer?.workload ?? owner?.workload;
+    if (w) obs.workload = w;
+    return obs;
+  });
+}
+
+export const mounts: Collector<MountsConfig, MountsData> = {
+  name: 'mounts',
+  description: 'Mounts of runtime storage, kubelet volumes or block devices that outlive the host\'s in other mount namespaces',
+  checks: ['mount.holder'],
+  defaultIntervalMs: 60_000,
+  defaultTimeoutMs: 20_000,
+  configSpec: mountsConfigSpec,
+  async collect(ctx) {
+    const namespaces = await readMountNamespaces(ctx.host);
+    if (!namespaces.some((n) => n.host)) return { kind: 'no-data', reason: "cannot read the host's mount namespace through pid 1 or 2 (the agent needs hostPID)" };
+    const leaked = findLeakedMounts(namespaces, ctx.config);
+    const holders = new Map<number, Holder>();
+    for (const l of leaked) for (const pid of l.pids.slice(0, 20)) if (!holders.has(pid)) holders.set(pid, await describeHolder(ctx.host, pid));
+    const snap = leaked.length > 0 ? await ctx.runtime.snapshot() : undefined;
+    const data: MountsData = { namespaces: namespaces.map((n) => ({ id: n.id, host: n.host, processes: n.pids.length, mounts: n.mounts.length })), leaked };
+    return { kind: 'ok', observations: evaluateMounts(leaked, holders, snap?.containers ?? []), data };
+  },
+};

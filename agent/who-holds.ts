@@ -32,7 +32,7 @@ function resolveContainer(target: string, containers: readonly RuntimeContainer[
 }
 
 /** What to look for: a device (major:minor), a container's storage, a path, or any text (as grep does). */
-async function matcherFor(target: string, host: HostAccess, runtime: RuntimeAccess): Promise<{ kind: WhoHolds['kind']; needles: string[]; match: Matcher }> {
+async function matcherFor(target: string, host: HostAccess, snapshot: () => Promise<{ containers: RuntimeContainer[] }>): Promise<{ kind: WhoHolds['kind']; needles: string[]; match: Matcher }> {
   if (target.startsWith('/dev/')) {
     let st;
     try {
@@ -45,7 +45,7 @@ async function matcherFor(target: string, host: HostAccess, runtime: RuntimeAcce
     return { kind: 'device', needles: [mm, target], match: (m) => m.device === mm || m.source === target };
   }
   if (!target.startsWith('/')) {
-    const snap = await runtime.snapshot();
+    const snap = await snapshot();
     const c = resolveContainer(target, snap.containers);
     if (c) {
       const dirs = [c.storage.upperDir, c.storage.mergedDir, c.storage.containerDir].filter((d): d is string => Boolean(d));
@@ -66,23 +66,22 @@ async function matcherFor(target: string, host: HostAccess, runtime: RuntimeAcce
 
 export async function whoHolds(target: string, host: HostAccess, runtime: RuntimeAccess, opts: { hostProcesses?: number } = {}): Promise<WhoHolds> {
   if (target.trim() === '') throw new NodewardenError('NW_ERR_USAGE', 'who-holds needs a path, a /dev device or a container id or name');
-  const { kind, needles, match } = await matcherFor(target, host, runtime);
-  const namespaces = await readMountNamespaces(host);
-  let containers: RuntimeContainer[] | undefined;
+  // The runtime's view is asked for at most once, and while the namespaces are read.
+  let snap: Promise<{ containers: RuntimeContainer[] }> | undefined;
+  const snapshot = () => (snap ??= runtime.snapshot());
+  const [{ kind, needles, match }, namespaces] = await Promise.all([matcherFor(target, host, snapshot), readMountNamespaces(host)]);
   const out: HoldingNamespace[] = [];
   for (const ns of namespaces) {
     const hits = ns.mounts.filter(match);
     if (hits.length === 0) continue;
     const pids = ns.host ? ns.pids.slice(0, opts.hostProcesses ?? 1) : ns.pids;
-    const holders: HoldingNamespace['holders'] = [];
-    for (const pid of pids) {
-      const h: Holder & { workload?: Workload } = await describeHolder(host, pid);
-      if (h.containerId) {
-        containers ??= (await runtime.snapshot()).containers;
+    const holders: HoldingNamespace['holders'] = await Promise.all(pids.map((pid) => describeHolder(host, pid)));
+    if (holders.some((h) => h.containerId)) {
+      const { containers } = await snapshot();
+      for (const h of holders) {
         const c = containers.find((x) => x.id === h.containerId);
         if (c) h.workload = c.workload;
       }
-      holders.push(h);
     }
     out.push({ namespace: ns.id, host: ns.host, processes: ns.pids.length, mounts: hits.map(mountLine), holders });
   }

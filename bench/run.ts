@@ -1,8 +1,12 @@
 // `npm run bench [-- NAME...]`: runs the side-by-side benchmarks and prints their ratios.
+import { benchImmutable } from './immutable.js';
+import { benchMounts } from './mounts.js';
 import { benchSockets } from './sockets.js';
 
 const BENCHES: Record<string, () => Promise<string>> = {
   sockets: () => benchSockets(),
+  immutable: () => benchImmutable(),
+  mounts: () => benchMounts(),
 };
 
 const wanted = process.argv.slice(2);

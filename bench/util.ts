@@ -69,7 +69,7 @@ export function buildC(source: string): string {
 
 export function report(title: string, results: Measured[], baseline: string): string {
   const base = results.find((r) => r.name === baseline)?.median ?? Number.NaN;
-  const lines = [`${title}`, `${'contender'.padEnd(44)} ${'median s'.padStart(9)} ${'runs'.padStart(5)} ${'x floor'.padStart(8)} ${'max RSS'.padStart(9)}`];
+  const lines = [`${title}`, `${'contender'.padEnd(44)} ${'median s'.padStart(9)} ${'runs'.padStart(5)} ${`x ${baseline.split(' ')[0]}`.slice(0, 8).padStart(8)} ${'max RSS'.padStart(9)}`];
   for (const r of results) {
     lines.push(
       `${r.name.padEnd(44)} ${r.median.toFixed(3).padStart(9)} ${String(r.runs.length).padStart(5)} ${(r.median / base).toFixed(2).padStart(8)} ${(r.maxRssKiB ? `${Math.round(r.maxRssKiB / 1024)} MiB` : '-').padStart(9)}`,

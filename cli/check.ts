@@ -116,7 +116,7 @@ export function renderReport(r: CheckReport, p: Painter, columns?: number): stri
     else parts.push(
       `${header}\n${table(
         ['PID', 'COMM', 'SOCKETS', 'FDS', 'NOFILE', 'CONTAINER', 'CMDLINE'],
-        sockets.top.map((h) => [String(h.pid), h.comm, String(h.sockets), String(h.fds), h.nofileSoft === undefined ? '-' : String(h.nofileSoft), h.containerId ? h.containerId.slice(0, 12) : '-', truncate(h.cmdline.replace(/\s+/g, ' '), width)]),
+        sockets.top.map((h) => [String(h.pid), h.comm, String(h.sockets), String(h.fds), h.nofileSoft === undefined ? '-' : String(h.nofileSoft), h.containerName ?? (h.containerId ? h.containerId.slice(0, 12) : '-'), truncate(h.cmdline.replace(/\s+/g, ' '), width)]),
         { rightAlign: [0, 2, 3, 4] },
       )}`,
     );

@@ -16,6 +16,7 @@ Usage:
   nodewarden check [--json] [--only CHECKS] [--host-root DIR] [--config FILE] [--set KEY=VALUE]...
   nodewarden agent [--host-root DIR] [--config FILE] [--set KEY=VALUE]...
   nodewarden who-holds PATH|DEVICE|CONTAINER [--json] [--host-root DIR]
+  nodewarden find-immutable PATH... [--json]
   nodewarden config [--config FILE] [--set KEY=VALUE]...
   nodewarden --help | --version
 
@@ -30,6 +31,10 @@ Commands:
            PATH matches mount points under it and overlay dirs; /dev/X the device; a container id
            or name its storage; any other text is searched in the mount lines, like grep.
            Exit 0 when something holds it, 1 when nothing does.
+  find-immutable
+           Files under PATH carrying the immutable (i) or append-only (a) attribute: what
+           lsattr -R | grep finds, with one statx per entry on every core. Does not cross
+           filesystems or follow symlinks. Exit 0 when something is found, 1 when nothing is.
   config   Print the effective config (defaults, then the file, then --set) as commented YAML;
            exit 3 listing every problem if it is invalid. Start a config file from its output.
 
@@ -128,6 +133,14 @@ export async function main(argv: string[]): Promise<void> {
           { target: positionals[0]!, json: Boolean(values['json']), hostRoot: values['host-root'] as string | undefined, config: values['config'] as string | undefined, sets: (values['set'] as string[] | undefined) ?? [] },
           process.stdout,
         );
+        return writeAndExit(text, code);
+      }
+      case 'find-immutable': {
+        const { values, positionals } = parse(rest, { json: { type: 'boolean' } }, true);
+        if (values['help']) return writeAndExit(HELP, EXIT.OK);
+        if (positionals.length === 0) usageError('find-immutable needs at least one PATH');
+        const { runFindImmutable } = await import('./find-immutable.js');
+        const { code, text } = await runFindImmutable(positionals, { json: Boolean(values['json']) });
         return writeAndExit(text, code);
       }
       case 'config': {

@@ -16,6 +16,10 @@ export interface SocketHolder {
   nofileSoft?: number;
   containerId?: string;
   podUid?: string;
+  /** From the runtime model, when the container is known. */
+  containerName?: string;
+  pod?: string;
+  namespace?: string;
 }
 
 export interface SocketsData {
@@ -43,12 +47,16 @@ export const socketsConfigSpec = s.object({
 export type SocketsConfig = Infer<typeof socketsConfigSpec>;
 
 function describe(p: SocketHolder): string {
-  return `${p.pid} (${p.comm})`;
+  const where = p.pod ? `, pod ${p.namespace ?? ''}/${p.pod}` : p.containerName ? `, container ${p.containerName}` : '';
+  return `${p.pid} (${p.comm}${where})`;
 }
 
 function workloadOf(p: SocketHolder): Workload | undefined {
   if (!p.containerId) return undefined;
   const w: Workload = { containerId: p.containerId };
+  if (p.containerName) w.containerName = p.containerName;
+  if (p.pod) w.pod = p.pod;
+  if (p.namespace) w.namespace = p.namespace;
   if (p.podUid) w.podUid = p.podUid;
   return w;
 }
@@ -147,6 +155,19 @@ export const sockets: Collector<SocketsConfig, SocketsData> = {
     for (const row of interesting) {
       const info = await describeProcess(host, row);
       holders.push({ ...row, ...info });
+    }
+    // Container ids to names and pods, when the runtimes answer (they may not: then ids it is).
+    if (holders.some((h) => h.containerId)) {
+      const snap = await ctx.runtime.snapshot();
+      const byId = new Map(snap.containers.map((c) => [c.id, c]));
+      for (const h of holders) {
+        const c = h.containerId ? byId.get(h.containerId) : undefined;
+        if (!c) continue;
+        if (c.workload.containerName) h.containerName = c.workload.containerName;
+        if (c.workload.pod) h.pod = c.workload.pod;
+        if (c.workload.namespace) h.namespace = c.workload.namespace;
+        if (c.workload.podUid) h.podUid = c.workload.podUid;
+      }
     }
     const data: SocketsData = {
       processes: pids.length,

@@ -1,6 +1,6 @@
 // Mount namespaces: processes grouped by /proc/PID/ns/mnt, each namespace's mountinfo read once (the
 // runbook greps every /proc/*/mountinfo: one read per process instead of one per namespace).
-import { promises as fsp } from 'node:fs';
+import { readlinkSync } from 'node:fs';
 import { parseMountinfo, type MountInfo } from './mountinfo.js';
 import type { HostAccess } from '../types.js';
 
@@ -17,25 +17,25 @@ export interface MountNamespace {
 export async function readMountNamespaces(host: HostAccess): Promise<MountNamespace[]> {
   const pids = await host.pids();
   const byNs = new Map<string, number[]>();
-  await Promise.all(
-    pids.map(async (pid) => {
-      let ns: string;
-      try {
-        ns = await fsp.readlink(host.procPath(pid, 'ns', 'mnt'));
-      } catch {
-        return; // exited, or a kernel thread we may not read
-      }
-      const list = byNs.get(ns);
-      if (list) list.push(pid);
-      else byNs.set(ns, [pid]);
-    }),
-  );
+  // One readlink per process, synchronously: on /proc it never blocks, and a thread-pool round trip
+  // per process costs more than the syscall.
+  for (const pid of pids) {
+    let ns: string;
+    try {
+      ns = readlinkSync(host.procPath(pid, 'ns', 'mnt'));
+    } catch {
+      continue; // exited, or a kernel thread we may not read
+    }
+    const list = byNs.get(ns);
+    if (list) list.push(pid);
+    else byNs.set(ns, [pid]);
+  }
   // The host's namespace is pid 1's; where pid 1 refuses (some VM inits do, even to root), kthreadd's
   // (pid 2): kernel threads always live in the initial mount namespace.
   let hostNs: string | undefined;
   for (const pid of [1, 2]) {
     try {
-      hostNs = await fsp.readlink(host.procPath(pid, 'ns', 'mnt'));
+      hostNs = readlinkSync(host.procPath(pid, 'ns', 'mnt'));
       break;
     } catch {
       // try the next

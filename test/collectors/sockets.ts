@@ -56,3 +56,17 @@ t.test('live: a process holding 300 sockets under ulimit -n 350 fires sockets.pr
   t.equal(f?.evidence['comm'], 'python3');
   t.equal(r.data.top[0]?.pid, child.pid, 'top holder');
 });
+
+t.test('live: socket holders inside containers are named by the runtime model', async (t) => {
+  const { ensureTestImage, removeContainer, requireRuntime, runContainer, inspectField } = await import('../helpers/runtime.js');
+  if (!requireRuntime(t)) return;
+  ensureTestImage();
+  runContainer('nw-sockets', ['nc', '-l', '-p', '8080'], ['--label', 'io.kubernetes.pod.name=api-7', '--label', 'io.kubernetes.pod.namespace=shop', '--label', 'io.kubernetes.container.name=api']);
+  t.teardown(() => removeContainer('nw-sockets'));
+  await new Promise((r) => setTimeout(r, 500));
+  const pid = Number(inspectField('nw-sockets', '{{.State.Pid}}'));
+  const r = await sockets.collect(contextFor(sockets, '/', { sets: ['collectors.sockets.top=1000'] }));
+  const h = r.kind === 'ok' ? r.data.top.find((x) => x.pid === pid) : undefined;
+  t.ok(h, `nc (pid ${pid}) listening in the container is a holder`);
+  t.same(h && { name: h.containerName, pod: h.pod, ns: h.namespace }, { name: 'api', pod: 'api-7', ns: 'shop' });
+});

@@ -33,7 +33,7 @@ export function contextFor<C extends AnyCollector>(collector: C, root: string, o
     runtime: env.runtime,
     attrs: env.attrs,
     config: settingsFor(collector, opts.sets) as never,
-    now: () => Date.parse('2026-11-22T00:00:00Z'),
+    now: Date.now,
     log: quietLog,
     signal: new AbortController().signal,
     previous: opts.previous as never,

@@ -67,3 +67,21 @@ export function inspectField(name: string, template: string): string {
 }
 
 export { readdirSync };
+
+const RUNTIME_DIR = process.env['NW_RUNTIME_DIR'] ?? '/var/run/nodewarden-test';
+
+/** The pid of a daemon scripts/start-test-runtime.sh started (we only ever signal those). */
+export function ourDaemonPid(name: 'containerd' | 'dockerd'): number | undefined {
+  try {
+    const pid = Number(execFileSync('cat', [path.join(RUNTIME_DIR, `${name}.pid`)], { encoding: 'utf8' }).trim());
+    const comm = execFileSync('cat', [`/proc/${pid}/comm`], { encoding: 'utf8' }).trim();
+    return comm === name ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts whatever of containerd and dockerd is not answering (as CI does), and waits for both. */
+export function startRuntime(): void {
+  execFileSync('bash', [path.resolve('scripts/start-test-runtime.sh')], { stdio: 'ignore', timeout: 120_000 });
+}

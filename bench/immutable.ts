@@ -1,0 +1,54 @@
+// Bench: the attribute scan. `nodewarden find-immutable` (the whole process) side by side with
+// `lsattr -R` and a C program doing the floor's syscalls on one thread (a walk, one statx per entry),
+// over the same tree on a dedicated loop-mounted ext4 that the bench creates and removes.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT, buildC, report, sideBySide } from './util.js';
+
+export async function benchImmutable(opts: { files?: number; rounds?: number } = {}): Promise<string> {
+  const sizes = opts.files ? [opts.files] : [200_000, 1_000_000];
+  const rounds = opts.rounds ?? 3;
+  const makeTree = buildC('make-tree.c');
+  const floor = buildC('statx-floor.c');
+  const cli = path.join(ROOT, 'dist', 'cli', 'main.js');
+  const out: string[] = [];
+  for (const files of sizes) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-bench-tree-'));
+    const image = path.join(dir, 'fs.img');
+    const mnt = path.join(dir, 'mnt');
+    let device = '';
+    try {
+      execFileSync('truncate', ['-s', `${Math.ceil(files / 1000) + 512}M`, image]);
+      execFileSync('mkfs.ext4', ['-q', '-F', '-N', String(Math.ceil(files * 1.1) + 10_000), image]);
+      device = execFileSync('losetup', ['--find', '--show', image], { encoding: 'utf8' }).trim();
+      execFileSync('mkdir', ['-p', mnt]);
+      execFileSync('mount', [device, mnt]);
+      const dirs = Math.ceil(files / 1000);
+      execFileSync(makeTree, [mnt, String(dirs), '1000']);
+      const locked = path.join(mnt, 'd00007', 'sub', 'f1');
+      execFileSync('chattr', ['+i', locked]);
+      const contenders = [
+        { name: 'C floor (walk + statx, 1 thread)', cmd: floor, args: [mnt] },
+        { name: 'nodewarden find-immutable', cmd: process.execPath, args: [cli, 'find-immutable', mnt] },
+        { name: 'lsattr -R', cmd: 'lsattr', args: ['-R', mnt] },
+      ];
+      sideBySide(contenders, 1);
+      const results = sideBySide(contenders, rounds);
+      const lsattrFound = results[2]!.output.split('\n').filter((l) => /^\S*i\S*\s/.test(l)).length;
+      const nwFound = results[1]!.output.split('\n').filter((l) => l.startsWith('i')).length;
+      out.push(
+        report(`attribute scan: ${(dirs * 1000 + dirs * 2).toLocaleString('en-US')} entries, medians of ${rounds} interleaved runs`, results, results[0]!.name),
+        `found: nodewarden ${nwFound}, lsattr ${lsattrFound} (one file made immutable); nodewarden is ${(results[2]!.median / results[1]!.median).toFixed(1)}x faster than lsattr -R`,
+        '',
+      );
+      spawnSync('chattr', ['-i', locked]);
+    } finally {
+      spawnSync('umount', [mnt]);
+      if (device) spawnSync('losetup', ['-d', device]);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return out.join('\n');
+}

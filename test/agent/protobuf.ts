@@ -1,0 +1,24 @@
+import t from 'tap';
+import { decodeMessage, encodeMessage, pb } from '../../agent/protobuf.js';
+
+t.test('round trip of strings, varints, nested and repeated fields', async (t) => {
+  const inner = encodeMessage([{ n: 1, string: 'overlay' }, { n: 4, string: 'upperdir=/a' }, { n: 4, string: 'lowerdir=/b:/c' }]);
+  const buf = encodeMessage([{ n: 1, message: inner }, { n: 1, message: inner }, { n: 3, uint: 300 }, { n: 2, string: 'héllo' }]);
+  const m = decodeMessage(buf);
+  t.equal(pb.messages(m, 1).length, 2);
+  t.same(pb.strings(pb.messages(m, 1)[0]!, 4), ['upperdir=/a', 'lowerdir=/b:/c']);
+  t.equal(pb.uint(m, 3), 300);
+  t.equal(pb.string(m, 2), 'héllo');
+  t.equal(pb.string(m, 9), '', 'absent string is empty, as proto3 says');
+});
+
+t.test("timestamps: real ones decode, Go's zero time (negative seconds) is absent", async (t) => {
+  const ts = (seconds: bigint) => encodeMessage([{ n: 10, message: encodeMessage([{ n: 1, uint: BigInt.asUintN(64, seconds) }, { n: 2, uint: 5e8 }]) }]);
+  t.equal(pb.timestamp(decodeMessage(ts(1_700_000_000n)), 10), '2023-11-14T22:13:20.500Z');
+  t.equal(pb.timestamp(decodeMessage(ts(-62135596800n)), 10), undefined);
+});
+
+t.test('truncated input throws, unknown wire types too', async (t) => {
+  t.throws(() => decodeMessage(Buffer.from([0x0a, 0x05, 0x41])), /truncated/);
+  t.throws(() => decodeMessage(Buffer.from([0x0b])), /wire type/);
+});

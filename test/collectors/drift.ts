@@ -1,0 +1,60 @@
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { drift, evaluateDrift, type PidState } from '../../collectors/drift.js';
+import type { RuntimeContainer } from '../../collectors/types.js';
+import { contextFor, envFor } from '../helpers/context.js';
+import { docker, ensureTestImage, inspectField, ourDaemonPid, removeContainer, requireRuntime, runContainer, startRuntime } from '../helpers/runtime.js';
+import { requireLive } from '../helpers/live.js';
+
+const c = (over: Partial<RuntimeContainer>): RuntimeContainer => ({
+  id: 'a'.repeat(64), name: 'web', manager: 'docker', namespace: 'moby', image: 'img', labels: {}, workload: { containerId: 'a'.repeat(64), containerName: 'web' }, storage: {}, ...over,
+});
+const running = { status: 'running', running: true, pid: 100, dead: false, removing: false, error: '', exitCode: 0 };
+const exited = { ...running, status: 'exited', running: false, pid: 0 };
+const pids = (m: Record<number, PidState>) => new Map(Object.entries(m).map(([k, v]) => [Number(k), v]));
+
+t.test('the drift rules', async (t) => {
+  t.same(evaluateDrift([c({ docker: running, containerd: { known: true, task: { status: 'RUNNING', pid: 100, exitStatus: 0 } } })], pids({ 100: 'alive' })), [], 'in sync');
+  const stopped = evaluateDrift([c({ docker: running, containerd: { known: true, task: { status: 'STOPPED', pid: 100, exitStatus: 137 } } })], pids({ 100: 'gone' }));
+  t.same(stopped.map((f) => [f.check, f.severity]), [['runtime.drift', 'critical']]);
+  t.match(stopped[0]?.message, /docker says container web .* running with pid 100, but containerd's task is STOPPED and the process is gone/);
+  t.same(stopped[0]?.evidence['containerd'], { known: true, namespace: 'moby', task: { status: 'STOPPED', pid: 100 } }, 'views side by side');
+  t.match(evaluateDrift([c({ docker: running, containerd: { known: false } })], pids({ 100: 'alive' }))[0]?.message, /containerd has no such container/);
+  t.match(evaluateDrift([c({ docker: running, containerd: { known: true, task: { status: 'RUNNING', pid: 100, exitStatus: 0 } } })], pids({ 100: 'zombie' }))[0]?.message, /a zombie/);
+  t.match(evaluateDrift([c({ docker: exited, containerd: { known: true, task: { status: 'RUNNING', pid: 200, exitStatus: 0 } } })], pids({ 200: 'alive' }))[0]?.message, /as exited, but containerd's task is RUNNING/);
+  t.match(evaluateDrift([c({ manager: 'containerd', containerd: { known: true, task: { status: 'RUNNING', pid: 300, exitStatus: 0 } } })], pids({ 300: 'alive' }))[0]?.message, /docker has no such container/);
+  const cri = evaluateDrift([c({ manager: 'containerd', namespace: 'k8s.io', containerd: { known: true, task: { status: 'RUNNING', pid: 400, exitStatus: 0 } } })], pids({ 400: 'gone' }));
+  t.match(cri[0]?.message, /RUNNING with pid 400, but that process is gone/);
+  t.match(cri[0]?.remedy, /ctr -n k8s.io task ls/);
+  t.notOk(stopped.some((f) => /docker container prune/.test(f.remedy) && !/drain/.test(f.remedy)), 'never a prune without draining first');
+});
+
+t.test('live: containerd killed, the container process killed, containerd back: docker says running, the task is STOPPED', async (t) => {
+  if (!requireRuntime(t)) return;
+  const ctdPid = ourDaemonPid('containerd');
+  if (ctdPid === undefined && !requireLive(t, { paths: ['/nonexistent: containerd was not started by scripts/start-test-runtime.sh, so this test will not kill it'] })) return;
+  ensureTestImage();
+  const id = runContainer('nw-drift', ['sleep', '600']);
+  t.teardown(() => removeContainer('nw-drift'));
+  const pid = Number(inspectField('nw-drift', '{{.State.Pid}}'));
+  process.kill(ctdPid!, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 500));
+  process.kill(pid, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 300));
+  startRuntime();
+  t.teardown(() => startRuntime());
+  t.equal(inspectField('nw-drift', '{{.State.Running}}'), 'true', 'docker still says running');
+  t.match(execFileSync('ctr', ['-n', 'moby', 'task', 'ls'], { encoding: 'utf8' }), new RegExp(`${id}\\s+${pid}\\s+STOPPED`), "containerd's task is STOPPED");
+
+  const r = await drift.collect(contextFor(drift, '/', { env: envFor('/') }));
+  t.equal(r.kind, 'ok');
+  const f = r.kind === 'ok' ? r.observations.find((o) => o.subject === id) : undefined;
+  t.equal(f?.severity, 'critical');
+  t.equal(f?.workload?.containerName, 'nw-drift');
+  t.same(f?.evidence['kernel'], { pid, state: 'gone' });
+  t.same((f?.evidence['docker'] as { status: string }).status, 'running');
+
+  docker('rm', '-f', 'nw-drift');
+  const after = await drift.collect(contextFor(drift, '/', { env: envFor('/') }));
+  t.notOk(after.kind === 'ok' && after.observations.some((o) => o.subject === id), 'resolved once the container is removed');
+});

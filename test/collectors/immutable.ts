@@ -1,0 +1,113 @@
+import t from 'tap';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { evaluateImmutable, immutable, ownerOf, type ImmutableData } from '../../collectors/immutable.js';
+import type { RuntimeContainer } from '../../collectors/types.js';
+import { contextFor, envFor, settingsFor } from '../helpers/context.js';
+import { dockerTry, ensureTestImage, inspectField, removeContainer, requireRuntime, runContainer } from '../helpers/runtime.js';
+import { requireLive } from '../helpers/live.js';
+
+const config = settingsFor(immutable) as never;
+const L = '/var/lib/docker/overlay2';
+const container = (over: Partial<RuntimeContainer> = {}): RuntimeContainer => ({
+  id: 'c'.repeat(64), name: 'web', manager: 'docker', namespace: 'moby', image: 'img', labels: {},
+  workload: { containerId: 'c'.repeat(64), containerName: 'web', pod: 'web-1', namespace: 'shop' },
+  storage: { upperDir: `${L}/aaa/diff`, mergedDir: `${L}/aaa/merged`, lowerDirs: [`${L}/bbb/diff`], containerDir: `/var/lib/docker/containers/${'c'.repeat(64)}` },
+  docker: { status: 'running', running: true, pid: 5, dead: false, removing: false, error: '', exitCode: 0 },
+  ...over,
+});
+
+t.test('files map to the container whose writable layer, image layer or directory holds them', async (t) => {
+  t.equal(ownerOf(`${L}/aaa/diff/etc/x`, [container()])?.where, 'writable');
+  t.equal(ownerOf(`${L}/aaa/work/x`, [container()])?.where, 'writable', 'the whole layer dir belongs to it');
+  t.equal(ownerOf(`${L}/bbb/diff/bin/sh`, [container()])?.where, 'image');
+  t.equal(ownerOf(`/var/lib/docker/containers/${'c'.repeat(64)}/hostname`, [container()])?.where, 'container-dir');
+  t.equal(ownerOf(`${L}/zzz/diff/x`, [container()]), undefined);
+});
+
+t.test('severity: critical when it blocks a removal; capped per container', async (t) => {
+  const dead = container({ docker: { status: 'dead', running: false, pid: 0, dead: true, removing: false, error: '', exitCode: 0 } });
+  const [f] = evaluateImmutable([{ path: `${L}/aaa/diff/data/f`, bits: 1 }], [dead], config);
+  t.equal(f?.severity, 'critical');
+  t.match(f?.message, /blocks the removal of container web .*pod shop\/web-1.*dead/);
+  t.match(f?.remedy, /^chattr -i \/var\/lib\/docker\/overlay2\/aaa\/diff\/data\/f {2}# then retry the removal: docker rm -f cccccccccccc/);
+  t.same(f?.workload, dead.workload);
+  const [w] = evaluateImmutable([{ path: `${L}/aaa/diff/data/f`, bits: 2 }], [container()], config);
+  t.equal(w?.severity, 'warning');
+  t.match(w?.remedy, /^chattr -a /);
+  const many = Array.from({ length: 15 }, (_, i) => ({ path: `${L}/aaa/diff/f${String(i).padStart(2, '0')}`, bits: 1 }));
+  const capped = evaluateImmutable(many, [container()], config);
+  t.equal(capped.length, 10, 'maxPerContainer');
+  t.equal(capped[0]?.evidence['flaggedInSameOwner'], 15);
+  const pod = evaluateImmutable([{ path: '/var/lib/kubelet/pods/3f1c5a2e-7b4d-4c8e-9a1f-2b3c4d5e6f70/volumes/x/f', bits: 1 }], [], config);
+  t.same(pod[0]?.workload, { podUid: '3f1c5a2e-7b4d-4c8e-9a1f-2b3c4d5e6f70' });
+});
+
+t.test('live: a background sweep under a budget finds an immutable file over several cycles, and chattr -i resolves it', async (t) => {
+  if (!requireLive(t, { root: true, commands: ['chattr'] })) return;
+  const env = envFor('/');
+  if (!env.attrs) return void t.fail('the native attrs module is not built');
+  const root = mkdtempSync(path.join(os.tmpdir(), 'nw-sweep-'));
+  const locked = path.join(root, 'unit-9', 'deep', 'locked');
+  t.teardown(() => {
+    spawnSync('chattr', ['-i', locked]);
+    rmSync(root, { recursive: true, force: true });
+  });
+  for (let u = 0; u < 10; u++) {
+    mkdirSync(path.join(root, `unit-${u}`, 'deep'), { recursive: true });
+    for (let f = 0; f < 50; f++) writeFileSync(path.join(root, `unit-${u}`, 'deep', `f${f}`), '');
+  }
+  writeFileSync(locked, 'x');
+  execFileSync('chattr', ['+i', locked]);
+  // 10 units of ~52 entries at 200 files/s: about 0.26 s per unit; a 300 ms slice covers one or two.
+  const sets = [`collectors.immutable.roots=[${root}]`, 'collectors.immutable.filesPerSecond=200', 'collectors.immutable.sweepSlice=300ms'];
+  let previous: ImmutableData | undefined;
+  let cycles = 0;
+  let hit;
+  while (cycles < 15 && !hit) {
+    const r = await immutable.collect(contextFor(immutable, '/', { env, sets, previous }));
+    if (r.kind !== 'ok') return void t.fail(`collect: ${r.kind}`);
+    previous = r.data;
+    cycles++;
+    if (cycles === 1) t.ok(r.data.pending.length >= 7, `the first cycle stops at its slice (${10 - r.data.pending.length} of 10 units swept)`);
+    hit = r.observations.find((o) => o.subject === locked);
+  }
+  t.ok(hit, `found after ${cycles} cycles`);
+  t.equal(hit?.evidence['attributes'], 'i-');
+  execFileSync('chattr', ['-i', locked]);
+  const after = await immutable.collect(contextFor(immutable, '/', { env, sets, previous }));
+  t.notOk(after.kind === 'ok' && after.observations.some((o) => o.subject === locked), 'resolved after chattr -i');
+});
+
+t.test('live: an immutable file in a container\'s writable layer makes docker rm -f fail; the finding names it, and clears after chattr -i', async (t) => {
+  if (!requireRuntime(t)) return;
+  ensureTestImage();
+  const id = runContainer('nw-immutable', ['sh', '-c', 'echo x > /data/locked; sleep 600'], ['--label', 'io.kubernetes.pod.name=stuck-1', '--label', 'io.kubernetes.pod.namespace=shop']);
+  await new Promise((r) => setTimeout(r, 500));
+  const upper = inspectField('nw-immutable', '{{.GraphDriver.Data.UpperDir}}');
+  const locked = path.join(upper, 'data', 'locked');
+  execFileSync('chattr', ['+i', locked]);
+  t.teardown(() => {
+    spawnSync('chattr', ['-i', locked]);
+    removeContainer('nw-immutable');
+  });
+  const rm = dockerTry('rm', '-f', 'nw-immutable');
+  t.not(rm.code, 0, 'docker rm -f fails');
+  t.match(rm.stderr, /operation not permitted/);
+  const env = envFor('/');
+  const sets = ['collectors.immutable.roots=[]'];
+  const r = await immutable.collect(contextFor(immutable, '/', { env, sets }));
+  t.equal(r.kind, 'ok');
+  if (r.kind !== 'ok') return;
+  const f = r.observations.find((o) => o.subject === locked);
+  t.equal(f?.severity, 'critical', 'scanned at once because the container is being removed');
+  t.equal(f?.workload?.containerId, id);
+  t.equal(f?.workload?.pod, 'stuck-1');
+  t.match(f?.remedy, new RegExp(`^chattr -i ${locked.replace(/[/.]/g, '\\$&')}`));
+  execFileSync('chattr', ['-i', locked]);
+  t.equal(dockerTry('rm', '-f', 'nw-immutable').code, 0, 'removal succeeds after chattr -i');
+  const after = await immutable.collect(contextFor(immutable, '/', { env: envFor('/'), sets, previous: r.data }));
+  t.notOk(after.kind === 'ok' && after.observations.some((o) => o.subject === locked), 'resolved');
+});

@@ -1,0 +1,56 @@
+import t from 'tap';
+import { evaluateRuntimes } from '../../collectors/runtime.js';
+import { loadConfig } from '../../agent/config.js';
+import { Runner } from '../../agent/runner.js';
+import { COLLECTORS } from '../../collectors/index.js';
+import { envFor, quietLog } from '../helpers/context.js';
+import { ourDaemonPid, requireRuntime } from '../helpers/runtime.js';
+import { requireLive } from '../helpers/live.js';
+
+t.test('only runtimes that are there and do not answer are findings', async (t) => {
+  const f = evaluateRuntimes([
+    { name: 'docker', socket: '/var/run/docker.sock', status: 'unresponsive', latencyMs: 2000 },
+    { name: 'containerd', socket: '/run/containerd/containerd.sock', status: 'absent' },
+  ]);
+  t.same(f.map((x) => [x.check, x.severity, x.subject]), [['runtime.unresponsive', 'critical', 'docker']]);
+  t.match(f[0]?.message, /does not answer.*within 2000 ms.*Unknown/);
+  t.match(f[0]?.remedy, /kill -USR1/);
+});
+
+t.test('live: dockerd frozen with SIGSTOP fires runtime.unresponsive within one interval; the other collectors keep running; SIGCONT resolves it', async (t) => {
+  if (!requireRuntime(t)) return;
+  const pid = ourDaemonPid('dockerd');
+  if (pid === undefined && !requireLive(t, { paths: ['/nonexistent: dockerd was not started by scripts/start-test-runtime.sh, so this test will not freeze it'] })) return;
+  const config = loadConfig({ node: 'live', sets: ['runtime.timeout=1s', 'collectors.runtime.interval=2s', 'collectors.runtime.timeout=1500ms', 'collectors.disk.interval=1s', 'collectors.disk.timeout=900ms', 'collectors.drift.interval=2s', 'collectors.drift.timeout=1500ms'] });
+  for (const name of ['sockets', 'sockstat', 'immutable', 'mounts']) config.collectors[name]!.enabled = false;
+  const runner = new Runner({ collectors: COLLECTORS, config, env: envFor('/', ['runtime.timeout=1s']), log: quietLog });
+  const diskRuns: number[] = [];
+  runner.on('status', (s: { name: string; status: string }) => {
+    if (s.name === 'disk' && s.status === 'ok') diskRuns.push(Date.now());
+  });
+  process.kill(pid!, 'SIGSTOP');
+  let resumed = false;
+  t.teardown(() => {
+    if (!resumed) process.kill(pid!, 'SIGCONT');
+    runner.stop();
+  });
+  const frozenAt = Date.now();
+  runner.start();
+  const waitFor = async (pred: () => boolean, ms: number) => {
+    const end = Date.now() + ms;
+    while (Date.now() < end && !pred()) await new Promise((r) => setTimeout(r, 100));
+    return pred();
+  };
+  const fired = await waitFor(() => runner.active().some((f) => f.check === 'runtime.unresponsive' && f.subject === 'docker'), 8000);
+  t.ok(fired, `runtime.unresponsive for docker, ${Date.now() - frozenAt} ms after the freeze`);
+  // Stay frozen a while: the other collectors must keep their cadence meanwhile.
+  await new Promise((r) => setTimeout(r, 3000));
+  const during = diskRuns.filter((x) => x > frozenAt).length;
+  t.ok(during >= 3, `disk kept its 1 s cadence while dockerd was frozen (${during} runs in ${Date.now() - frozenAt} ms)`);
+  t.ok(runner.active().some((f) => f.check === 'runtime.unresponsive'), 'still firing while frozen');
+  t.ok(runner.statuses().find((s) => s.name === 'drift')?.status !== 'failed', 'drift is unavailable, not failed');
+  process.kill(pid!, 'SIGCONT');
+  resumed = true;
+  const resolved = await waitFor(() => !runner.active().some((f) => f.check === 'runtime.unresponsive'), 10_000);
+  t.ok(resolved, 'resolved once dockerd answers again');
+});

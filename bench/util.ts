@@ -39,14 +39,18 @@ export function timeCommand(cmd: string, args: string[], opts: { timeoutMs?: num
   return out;
 }
 
-/** Runs each contender `rounds` times, interleaved so machine noise hits all of them alike. */
-export function sideBySide(contenders: { name: string; cmd: string; args: string[]; rounds?: number }[], rounds: number): Measured[] {
+/**
+ * Runs each contender `rounds` times, interleaved so machine noise hits all of them alike. A contender
+ * with `inProcess` prints `elapsed_ms=N` and is timed by that (work inside an already running process).
+ */
+export function sideBySide(contenders: { name: string; cmd: string; args: string[]; rounds?: number; inProcess?: boolean }[], rounds: number): Measured[] {
   const results = contenders.map((c) => ({ name: c.name, runs: [] as number[], median: 0, output: '', maxRssKiB: undefined as number | undefined }));
   for (let round = 0; round < rounds; round++) {
     contenders.forEach((c, i) => {
       if (round >= (c.rounds ?? rounds)) return;
       const r = timeCommand(c.cmd, c.args);
-      results[i]!.runs.push(r.seconds);
+      const inside = c.inProcess ? /elapsed_ms=([\d.]+)/.exec(r.stdout) : null;
+      results[i]!.runs.push(inside ? Number(inside[1]) / 1000 : r.seconds);
       results[i]!.output = r.stdout;
       if (r.maxRssKiB !== undefined) results[i]!.maxRssKiB = r.maxRssKiB;
     });

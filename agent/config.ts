@@ -19,6 +19,8 @@ export interface Config {
   node: string;
   hostRoot: string;
   runtime: { dockerSocket: string; containerdSocket: string; containerdNamespaces: string[]; timeout: number };
+  agent: { listen: string; heartbeat: number };
+  prune: { enabled: boolean; sandboxImages: string[]; containerdNamespaces: string[] };
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   collectors: Record<string, CollectorSettings>;
 }
@@ -47,6 +49,21 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS): Ob
         timeout: s.duration({ default: '5s', min: 100, doc: 'how long one runtime API call may take; past it the runtime is unresponsive' }),
       },
       { doc: 'container runtimes' },
+    ),
+    agent: s.object(
+      {
+        listen: s.string({ default: '0.0.0.0:9742', pattern: /^$|^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, doc: "HOST:PORT for the agent's /healthz and /metrics ('' to turn them off)" }),
+        heartbeat: s.duration({ default: '15s', min: 100, doc: 'ping the aggregator this often; two missed pongs drop the link' }),
+      },
+      { doc: 'the agent process' },
+    ),
+    prune: s.object(
+      {
+        enabled: s.boolean({ default: false, doc: 'allow image prunes asked for through the aggregator (off: the agent refuses)' }),
+        sandboxImages: s.list(s.string({ doc: 'image name' }), { default: ['pause'], doc: 'sandbox image names never removed (matches registry.k8s.io/pause too)' }),
+        containerdNamespaces: s.list(s.string({ doc: 'namespace' }), { default: ['k8s.io'], doc: "containerd namespaces whose images are pruned (the CRI's is k8s.io)" }),
+      },
+      { doc: 'image prune on this node' },
     ),
     logLevel: s.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, { default: 'info', doc: 'pino log level' }),
     collectors: s.object(sections, { doc: 'per-collector settings and thresholds' }),

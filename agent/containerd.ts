@@ -1,5 +1,5 @@
 // containerd through its gRPC API: tasks, containers and snapshot mounts, namespace by namespace.
-import { GrpcClient } from './grpc.js';
+import { GrpcClient, splitFrames } from './grpc.js';
 import { decodeMessage, encodeMessage, pb } from './protobuf.js';
 
 export const TASK_STATUS = ['UNKNOWN', 'CREATED', 'RUNNING', 'STOPPED', 'PAUSED', 'PAUSING'] as const;
@@ -22,6 +22,13 @@ export interface ContainerdContainer {
   createdAt?: string;
 }
 
+export interface ContainerdImage {
+  name: string;
+  labels: Record<string, string>;
+  target: { mediaType: string; digest: string; size: number };
+  createdAt?: string;
+}
+
 export interface SnapshotMount {
   type: string;
   source: string;
@@ -36,7 +43,41 @@ export class ContainerdClient {
   }
 
   private call(path: string, body: Buffer, namespace?: string): Promise<Buffer> {
-    return this.grpc.call(path, body, { timeoutMs: this.timeoutMs, metadata: namespace ? { 'containerd-namespace': namespace } : {} });
+    return this.grpc.unary(path, body, { timeoutMs: this.timeoutMs, metadata: namespace ? { 'containerd-namespace': namespace } : {} });
+  }
+
+  async images(namespace: string): Promise<ContainerdImage[]> {
+    const r = decodeMessage(await this.call('/containerd.services.images.v1.Images/List', Buffer.alloc(0), namespace));
+    return pb.messages(r, 1).map((img) => {
+      const target = pb.message(img, 3);
+      const out: ContainerdImage = {
+        name: pb.string(img, 1),
+        labels: pb.stringMap(img, 2),
+        target: target ? { mediaType: pb.string(target, 1), digest: pb.string(target, 2), size: pb.int(target, 3) } : { mediaType: '', digest: '', size: 0 },
+      };
+      const createdAt = pb.timestamp(img, 7);
+      if (createdAt) out.createdAt = createdAt;
+      return out;
+    });
+  }
+
+  async deleteImage(namespace: string, name: string): Promise<void> {
+    await this.call('/containerd.services.images.v1.Images/Delete', encodeMessage([{ n: 1, string: name }, { n: 2, uint: 1 }]), namespace);
+  }
+
+  /** Reads a blob from the content store (a server-streaming call: the data arrives in pieces). */
+  async readBlob(namespace: string, digest: string, maxBytes = 4 * 1024 * 1024): Promise<Buffer> {
+    const body = await this.grpc.call('/containerd.services.content.v1.Content/Read', encodeMessage([{ n: 1, string: digest }]), {
+      timeoutMs: this.timeoutMs,
+      metadata: { 'containerd-namespace': namespace },
+    });
+    const parts = splitFrames(body).map((f) => {
+      const m = decodeMessage(f);
+      return m.get(2)?.at(-1)?.value as Buffer | undefined;
+    });
+    const data = Buffer.concat(parts.filter((p): p is Buffer => p !== undefined));
+    if (data.length > maxBytes) throw new Error(`blob ${digest} is larger than ${maxBytes} bytes`);
+    return data;
   }
 
   async version(): Promise<string> {

@@ -6,6 +6,18 @@ import { NodewardenError } from '../protocol/errors.js';
 
 const MAX_RESPONSE = 64 * 1024 * 1024;
 
+/** Splits a gRPC body into its length-prefixed messages. */
+export function splitFrames(body: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  let pos = 0;
+  while (pos + 5 <= body.length) {
+    const len = body.readUInt32BE(pos + 1);
+    out.push(body.subarray(pos + 5, pos + 5 + len));
+    pos += 5 + len;
+  }
+  return out;
+}
+
 export class GrpcClient {
   private session: http2.ClientHttp2Session | undefined;
 
@@ -83,13 +95,17 @@ export class GrpcClient {
           finish(new NodewardenError('NW_ERR_RUNTIME', `${path}: grpc status ${status ?? 'missing'}${message ? `: ${message}` : ''}`));
           return;
         }
-        const all = Buffer.concat(chunks);
-        if (all.length < 5) return finish(undefined, Buffer.alloc(0));
-        const len = all.readUInt32BE(1);
-        finish(undefined, all.subarray(5, 5 + len));
+        // Unary calls carry one length-prefixed message; server-streaming ones several, concatenated
+        // here in order (callers of streams use splitFrames on the raw body instead).
+        finish(undefined, Buffer.concat(chunks));
       });
       req.end(frame);
     });
+  }
+
+  /** A unary call: the single message in the body. */
+  async unary(path: string, body: Buffer, opts: { timeoutMs: number; metadata?: Record<string, string> }): Promise<Buffer> {
+    return splitFrames(await this.call(path, body, opts))[0] ?? Buffer.alloc(0);
   }
 
   close(): void {

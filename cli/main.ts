@@ -1,20 +1,24 @@
 #!/usr/bin/env node
 // The nodewarden command: parses the command line and dispatches. Errors become one clear line and a
-// non-zero exit (3, "unknown", in the monitoring-plugin convention), never a stack trace.
+// non-zero exit (3, "unknown", in the monitoring-plugin convention), never a stack trace. Each
+// command's module loads only when that command runs, so `tail` never loads what `check` needs.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { isNodewardenError } from '../protocol/errors.js';
-import { COLLECTORS } from '../collectors/index.js';
-
-// Exit codes of the monitoring-plugin convention. Command modules load only when their command runs.
-const EXIT = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const;
+import { isNodewardenError, NodewardenError } from '../protocol/errors.js';
+import { parseDuration } from '../protocol/schema.js';
 
 const VERSION = '0.1.0';
+const EXIT = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const;
+const COLLECTOR_NAMES = 'disk, sockstat, sockets, runtime, drift, immutable, mounts';
 
 const HELP = `nodewarden ${VERSION}: node-level troubleshooting for Kubernetes
 
 Usage:
   nodewarden check [--json] [--only CHECKS] [--host-root DIR] [--config FILE] [--set KEY=VALUE]...
-  nodewarden agent [--host-root DIR] [--config FILE] [--set KEY=VALUE]...
+  nodewarden agent [--aggregator URL --token-file F] [--listen HOST:PORT] [--host-root DIR] [--config FILE]
+  nodewarden aggregator --tokens-dir DIR [--listen HOST:PORT] [--tls-cert F --tls-key F] [--journal FILE]
+  nodewarden tail [--aggregator URL] [--node N] [--check C] [--severity S] [--since 10m] [--json] [--no-follow]
+  nodewarden prune --node N [--until 72h] [--dry-run] [--aggregator URL] [--token-file F] [--json]
+  nodewarden up [--host-root DIR] [--config FILE] [--json]
   nodewarden who-holds PATH|DEVICE|CONTAINER [--json] [--host-root DIR]
   nodewarden find-immutable PATH... [--json]
   nodewarden config [--config FILE] [--set KEY=VALUE]...
@@ -23,8 +27,20 @@ Usage:
 Commands:
   check    Run every collector once; print the host's facts (on a terminal), the filesystems,
            the socket counters, the top socket holders and the findings, most severe first.
-  agent    Run the collectors continuously, each on its own interval; log every finding that
-           fires or resolves as a JSON line on stderr. Stops cleanly on SIGTERM or SIGINT.
+  agent    Run the collectors continuously, each on its own interval. With --aggregator, stream
+           findings to it (hello, the whole active set, then changes; reconnects by itself).
+           Serves /healthz and /metrics on agent.listen (default 0.0.0.0:9742).
+  aggregator
+           The server agents stream to and people tail. Tokens come from DIR/agent, DIR/tail and
+           DIR/admin (one per line). --journal keeps history across restarts; --silent-after
+           (default 30s) is how long a node may be unheard before it is node.silent.
+  tail     The cluster's active findings, then every change as it happens, one line each.
+           --since 10m first replays the transitions of the last 10 minutes. --no-follow prints the
+           active findings and exits with check's exit codes.
+  prune    Ask a node's agent, through the aggregator (admin token), to remove images that no
+           container uses and that are older than --until (default 72h). Never the pause image or
+           an image the CRI pinned. The agent refuses unless prune.enabled is true in its config.
+  up       An aggregator on 127.0.0.1, an agent for this machine and a tail in this terminal.
   who-holds
            Which processes hold a mount: every mount namespace is read once, and each holder is
            shown with pid, command, namespace, container and pod, and the matching mount line.
@@ -39,22 +55,26 @@ Commands:
            exit 3 listing every problem if it is invalid. Start a config file from its output.
 
 Options:
-  --json              print one JSON document: {"node","findings","collectors","data"}
-  --only NAMES        comma-separated collectors to run (${COLLECTORS.map((c) => c.name).join(', ')})
+  --json              machine-readable output (check: one document; tail: one object per line)
+  --only NAMES        comma-separated collectors to run (${COLLECTOR_NAMES})
   --host-root DIR     where the host's root filesystem is mounted (default /; /host in the DaemonSet)
   --config FILE       YAML or JSON file of thresholds (see the README for every key and default)
   --set KEY=VALUE     override one config key, e.g. --set collectors.disk.usage.warning=80
   --node NAME         node name on findings (default: $NODE_NAME, else the hostname)
+  --aggregator URL    ws:// or wss:// (default $NODEWARDEN_AGGREGATOR, else ws://127.0.0.1:9743)
+  --token-file FILE   the bearer token to present (default $NODEWARDEN_TOKEN_FILE or $NODEWARDEN_TOKEN)
   -v, --verbose       also print the agent's JSON logs on stderr (check)
   -h, --help          this help
 
-Exit codes (check): 0 no finding, 1 warning, 2 critical, 3 unknown (bad usage or config, a collector
-that could not run).
+Exit codes (check, tail --no-follow): 0 no finding, 1 warning, 2 critical, 3 unknown (bad usage or
+config, a collector that could not run). Errors are one line on stderr.
 
 Examples:
   nodewarden check
   nodewarden check --only disk,sockstat --json | jq '.findings[] | {check, subject, message}'
-  nodewarden check --host-root /host --set collectors.sockets.maxPerProcess=5000
+  nodewarden who-holds /var/lib/docker/overlay2/8bde3ec18c5a
+  nodewarden tail --aggregator wss://nodewarden.example:9743 --severity warning --since 30m
+  nodewarden prune --node worker-3 --until 72h --dry-run
 `;
 
 const COMMON: ParseArgsConfig['options'] = {
@@ -84,6 +104,16 @@ async function writeAndExit(text: string, code: number): Promise<never> {
   process.exit(code);
 }
 
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const sets = (v: unknown): string[] => (Array.isArray(v) ? (v as string[]) : []);
+
+function durationFlag(flag: string, v: unknown, def: number): number {
+  if (v === undefined) return def;
+  const ms = parseDuration(String(v));
+  if (ms === undefined) throw new NodewardenError('NW_ERR_USAGE', `${flag} must be a duration such as 30m, 72h or 7d, got ${String(v)}`);
+  return ms;
+}
+
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
@@ -95,44 +125,123 @@ export async function main(argv: string[]): Promise<void> {
       case 'check': {
         const { values } = parse(rest, { json: { type: 'boolean' }, only: { type: 'string' }, verbose: { type: 'boolean', short: 'v' } });
         if (values['help']) return writeAndExit(HELP, EXIT.OK);
-        const only = typeof values['only'] === 'string' ? values['only'].split(',').map((x) => x.trim()).filter(Boolean) : undefined;
+        const only = str(values['only'])?.split(',').map((x) => x.trim()).filter(Boolean);
         if (only !== undefined && only.length === 0) usageError('--only needs at least one collector name');
         const { runCheck } = await import('./check.js');
         const { code, text } = await runCheck(
-          {
-            json: Boolean(values['json']),
-            only,
-            hostRoot: values['host-root'] as string | undefined,
-            config: values['config'] as string | undefined,
-            sets: (values['set'] as string[] | undefined) ?? [],
-            node: values['node'] as string | undefined,
-            verbose: Boolean(values['verbose']),
-          },
+          { json: Boolean(values['json']), only, hostRoot: str(values['host-root']), config: str(values['config']), sets: sets(values['set']), node: str(values['node']), verbose: Boolean(values['verbose']) },
           process.stdout,
         );
         return writeAndExit(text, code);
       }
       case 'agent': {
-        const { values } = parse(rest, {});
+        const { values } = parse(rest, { aggregator: { type: 'string' }, 'token-file': { type: 'string' }, listen: { type: 'string' } });
         if (values['help']) return writeAndExit(HELP, EXIT.OK);
         const { runAgent } = await import('./agent.js');
-        await runAgent({
-          hostRoot: values['host-root'] as string | undefined,
-          config: values['config'] as string | undefined,
-          sets: (values['set'] as string[] | undefined) ?? [],
-          node: values['node'] as string | undefined,
+        return await runAgent({
+          hostRoot: str(values['host-root']),
+          config: str(values['config']),
+          sets: sets(values['set']),
+          node: str(values['node']),
+          aggregator: str(values['aggregator']),
+          tokenFile: str(values['token-file']),
+          listen: str(values['listen']),
         });
-        return;
+      }
+      case 'aggregator': {
+        const { values } = parse(rest, {
+          listen: { type: 'string' },
+          'tokens-dir': { type: 'string' },
+          'tls-cert': { type: 'string' },
+          'tls-key': { type: 'string' },
+          journal: { type: 'string' },
+          history: { type: 'string' },
+          'silent-after': { type: 'string' },
+          heartbeat: { type: 'string' },
+          'log-level': { type: 'string' },
+        });
+        if (values['help']) return writeAndExit(HELP, EXIT.OK);
+        const { runAggregator } = await import('./aggregator.js');
+        return await runAggregator({
+          listen: str(values['listen']) ?? '0.0.0.0:9743',
+          tokensDir: str(values['tokens-dir']),
+          tlsCert: str(values['tls-cert']),
+          tlsKey: str(values['tls-key']),
+          journal: str(values['journal']),
+          history: str(values['history']),
+          silentAfter: str(values['silent-after']),
+          heartbeat: str(values['heartbeat']),
+          logLevel: str(values['log-level']),
+        });
+      }
+      case 'tail': {
+        const { values } = parse(rest, {
+          aggregator: { type: 'string' },
+          'token-file': { type: 'string' },
+          check: { type: 'string' },
+          severity: { type: 'string' },
+          since: { type: 'string' },
+          json: { type: 'boolean' },
+          'no-follow': { type: 'boolean' },
+        });
+        if (values['help']) return writeAndExit(HELP, EXIT.OK);
+        const severity = str(values['severity']);
+        if (severity && !['info', 'warning', 'critical'].includes(severity)) usageError('--severity must be info, warning or critical');
+        const since = values['since'] === undefined ? undefined : Date.now() - durationFlag('--since', values['since'], 0);
+        const { aggregatorUrl, token, toWs } = await import('./remote.js');
+        const { Tail } = await import('./tail.js');
+        const { useColor } = await import('./format.js');
+        const filter: Record<string, string> = {};
+        for (const k of ['node', 'check'] as const) if (str(values[k])) filter[k] = str(values[k])!;
+        if (severity) filter['severity'] = severity;
+        const tail = new Tail({
+          url: toWs(aggregatorUrl(str(values['aggregator']))),
+          token: token(str(values['token-file'])),
+          filter,
+          ...(since !== undefined ? { sinceMs: since } : {}),
+          follow: !values['no-follow'],
+          json: Boolean(values['json']),
+          color: !values['json'] && useColor(process.stdout),
+          columns: process.stdout.columns,
+          out: (l) => process.stdout.write(`${l}\n`),
+          err: (l) => process.stderr.write(`${l}\n`),
+        });
+        process.once('SIGINT', () => tail.stop(0));
+        process.once('SIGTERM', () => tail.stop(0));
+        tail.start();
+        return writeAndExit('', await tail.done);
+      }
+      case 'prune': {
+        const { values } = parse(rest, { aggregator: { type: 'string' }, 'token-file': { type: 'string' }, until: { type: 'string' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' } });
+        if (values['help']) return writeAndExit(HELP, EXIT.OK);
+        const node = str(values['node']);
+        if (!node) usageError('prune needs --node NAME');
+        const { aggregatorUrl, token, toHttp } = await import('./remote.js');
+        const { runPrune } = await import('./prune.js');
+        const code = await runPrune({
+          url: toHttp(aggregatorUrl(str(values['aggregator']))),
+          token: token(str(values['token-file'])),
+          node,
+          untilMs: durationFlag('--until', values['until'], 72 * 3_600_000),
+          dryRun: Boolean(values['dry-run']),
+          json: Boolean(values['json']),
+          tty: Boolean(process.stdout.isTTY) && !values['json'],
+          out: (t) => process.stdout.write(t),
+        });
+        return writeAndExit('', code);
+      }
+      case 'up': {
+        const { values } = parse(rest, { json: { type: 'boolean' } });
+        if (values['help']) return writeAndExit(HELP, EXIT.OK);
+        const { runUp } = await import('./up.js');
+        return await runUp({ hostRoot: str(values['host-root']), config: str(values['config']), sets: sets(values['set']), json: Boolean(values['json']) });
       }
       case 'who-holds': {
         const { values, positionals } = parse(rest, { json: { type: 'boolean' } }, true);
         if (values['help']) return writeAndExit(HELP, EXIT.OK);
         if (positionals.length !== 1) usageError('who-holds takes exactly one PATH, /dev/DEVICE or CONTAINER');
         const { runWhoHolds } = await import('./who-holds.js');
-        const { code, text } = await runWhoHolds(
-          { target: positionals[0]!, json: Boolean(values['json']), hostRoot: values['host-root'] as string | undefined, config: values['config'] as string | undefined, sets: (values['set'] as string[] | undefined) ?? [] },
-          process.stdout,
-        );
+        const { code, text } = await runWhoHolds({ target: positionals[0]!, json: Boolean(values['json']), hostRoot: str(values['host-root']), config: str(values['config']), sets: sets(values['set']) }, process.stdout);
         return writeAndExit(text, code);
       }
       case 'find-immutable': {
@@ -147,10 +256,7 @@ export async function main(argv: string[]): Promise<void> {
         const { values } = parse(rest, {});
         if (values['help']) return writeAndExit(HELP, EXIT.OK);
         const { renderConfig } = await import('./config.js');
-        return writeAndExit(
-          renderConfig({ config: values['config'] as string | undefined, sets: (values['set'] as string[] | undefined) ?? [], node: values['node'] as string | undefined }),
-          EXIT.OK,
-        );
+        return writeAndExit(renderConfig({ config: str(values['config']), sets: sets(values['set']), node: str(values['node']) }), EXIT.OK);
       }
       default:
         usageError(`unknown command '${command}'`);

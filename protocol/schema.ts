@@ -134,6 +134,43 @@ export const s = {
       },
     };
   },
+  /** Any JSON object (evidence and other free-form data); size is bounded by the message limit. */
+  jsonObject(opts: { doc: string; optional?: boolean }): Spec<Record<string, unknown>> {
+    return {
+      kind: 'json',
+      doc: opts.doc,
+      defaultValue: undefined,
+      describe: () => 'a JSON object',
+      check(input, path, problems) {
+        if (input === undefined) {
+          if (!opts.optional) problems.push({ path, message: 'is required' });
+          return undefined;
+        }
+        if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+          problems.push({ path, message: `must be an object, got ${typeName(input)}` });
+          return undefined;
+        }
+        return input as Record<string, unknown>;
+      },
+    };
+  },
+  /** An optional object: absent stays absent (instead of an object of defaults). */
+  optional<T>(spec: Spec<T>): Spec<T | undefined> {
+    return { ...spec, defaultValue: undefined, check: (input, path, problems) => (input === undefined ? undefined : spec.check(input, path, problems)) };
+  },
+  /** Marks a spec as required: absent input is a problem (wire messages have no defaults). */
+  required<T>(spec: Spec<T>): Spec<T> {
+    return {
+      ...spec,
+      check(input, path, problems) {
+        if (input === undefined) {
+          problems.push({ path, message: 'is required' });
+          return undefined;
+        }
+        return spec.check(input, path, problems);
+      },
+    };
+  },
   list<T>(item: Spec<T>, opts: { default?: T[]; doc: string; maxItems?: number }): Spec<T[]> {
     return {
       kind: 'list',

@@ -1,0 +1,85 @@
+// The agent as a running service: the runner, its HTTP endpoints, the stream to the aggregator and
+// the prune command handler. Used by `nodewarden agent` and `nodewarden up`.
+import type http from 'node:http';
+import { COLLECTORS } from '../collectors/index.js';
+import type { Log } from '../collectors/types.js';
+import type { AgentMessage, AggregatorToAgent } from '../protocol/wire.js';
+import type { Config } from './config.js';
+import { createEnvironment } from './environment.js';
+import { createAgentServer } from './http.js';
+import { prune } from './prune.js';
+import { Runner } from './runner.js';
+import { Runtimes } from './runtime.js';
+import { StreamClient } from './stream.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface AgentDaemon {
+  runner: Runner;
+  stream?: StreamClient;
+  server?: http.Server;
+  /** Where /healthz and /metrics answer, once listening. */
+  address?: { host: string; port: number };
+  stop(): Promise<void>;
+}
+
+function splitHostPort(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  return { host: listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(listen.slice(i + 1)) };
+}
+
+export async function startAgent(config: Config, opts: { log: Log & { child(b: object): Log }; aggregator?: { url: string; token: string } }): Promise<AgentDaemon> {
+  const env = createEnvironment(config);
+  const runner = new Runner({ collectors: COLLECTORS, config, env, log: opts.log });
+  const log = opts.log;
+  let pruning = false;
+
+  const onCommand = (cmd: Extract<AggregatorToAgent, { type: 'command' }>, reply: (msg: AgentMessage) => void) => {
+    const refuse = (refused: string) => {
+      log.warn({ commandId: cmd.id, requestedBy: cmd.requestedBy, refused }, 'prune refused');
+      reply({ v: 1, type: 'result', commandId: cmd.id, result: { ok: false, dryRun: cmd.dryRun, runtime: 'none', removed: 0, bytes: 0, errors: [refused], refused } });
+    };
+    if (!config.prune.enabled) return refuse(`prune is disabled on ${config.node} (set prune.enabled: true in the agent's config)`);
+    if (pruning) return refuse(`a prune is already running on ${config.node}`);
+    pruning = true;
+    log.info({ commandId: cmd.id, requestedBy: cmd.requestedBy, untilMs: cmd.untilMs, dryRun: cmd.dryRun }, 'prune started');
+    void prune(env.runtime as Runtimes, { untilMs: cmd.untilMs, dryRun: cmd.dryRun, sandboxImages: config.prune.sandboxImages, containerdNamespaces: config.prune.containerdNamespaces }, (progress) => {
+      log.info({ commandId: cmd.id, ...progress }, 'prune progress');
+      reply({ v: 1, type: 'progress', commandId: cmd.id, progress });
+    })
+      .catch((err: unknown) => ({ ok: false, dryRun: cmd.dryRun, runtime: 'unknown', removed: 0, bytes: 0, errors: [err instanceof Error ? err.message : String(err)] }))
+      .then((result) => {
+        pruning = false;
+        log.info({ commandId: cmd.id, requestedBy: cmd.requestedBy, ...result }, 'prune finished');
+        reply({ v: 1, type: 'result', commandId: cmd.id, result });
+      });
+  };
+
+  const stream = opts.aggregator
+    ? new StreamClient({ url: opts.aggregator.url, token: opts.aggregator.token, runner, node: config.node, version: AGENT_VERSION, log: opts.log.child({ component: 'stream' }), heartbeatMs: config.agent.heartbeat, onCommand })
+    : undefined;
+  const daemon: AgentDaemon = {
+    runner,
+    async stop() {
+      runner.stop();
+      stream?.stop();
+      if (daemon.server) await new Promise<void>((resolve) => daemon.server!.close(() => resolve()));
+      (env.runtime as Runtimes).close();
+    },
+  };
+  if (stream) daemon.stream = stream;
+  if (config.agent.listen !== '') {
+    const { host, port } = splitHostPort(config.agent.listen);
+    const server = createAgentServer({ runner, node: config.node, ...(stream ? { stream } : {}) });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    const addr = server.address();
+    daemon.server = server;
+    daemon.address = { host, port: typeof addr === 'object' && addr ? addr.port : port };
+  }
+  runner.start();
+  stream?.start();
+  return daemon;
+}

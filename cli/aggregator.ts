@@ -1,0 +1,69 @@
+// `nodewarden aggregator`: the server agents stream to and people tail.
+import { randomBytes } from 'node:crypto';
+import { createLogger } from '../agent/log.js';
+import { Aggregator } from '../aggregator/server.js';
+import { loadTokens, type Token } from '../aggregator/auth.js';
+import { NodewardenError } from '../protocol/errors.js';
+import { parseDuration } from '../protocol/schema.js';
+
+export interface AggregatorCliOptions {
+  listen: string;
+  tokensDir?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  journal?: string;
+  history?: string;
+  silentAfter?: string;
+  heartbeat?: string;
+  logLevel?: string;
+}
+
+function duration(flag: string, v: string | undefined, def: number): number {
+  if (v === undefined) return def;
+  const ms = parseDuration(v);
+  if (ms === undefined) throw new NodewardenError('NW_ERR_USAGE', `${flag} must be a duration such as 30s or 5m, got ${v}`);
+  return ms;
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]*):(\d{1,5})$/.exec(listen);
+  const port = Number(m?.[2]);
+  if (!m || port > 65535) throw new NodewardenError('NW_ERR_USAGE', `--listen must be HOST:PORT, got ${listen}`);
+  return { host: m[1]!.replace(/^\[|\]$/g, '') || '0.0.0.0', port };
+}
+
+export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
+  const { host, port } = parseListen(opts.listen);
+  if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new NodewardenError('NW_ERR_USAGE', '--tls-cert and --tls-key go together');
+  const dir = opts.tokensDir ?? process.env['NODEWARDEN_TOKENS_DIR'];
+  if (!dir) throw new NodewardenError('NW_ERR_USAGE', '--tokens-dir DIR is required (files agent, tail, admin with one token each; see the README)');
+  const tokens: Token[] = loadTokens(dir);
+  const history = opts.history === undefined ? 10_000 : Number(opts.history);
+  if (!Number.isInteger(history) || history < 1) throw new NodewardenError('NW_ERR_USAGE', `--history must be a whole number >= 1, got ${opts.history}`);
+  const log = createLogger({ node: 'aggregator', level: opts.logLevel ?? 'info' });
+  const agg = new Aggregator({
+    host,
+    port,
+    tokens,
+    ...(opts.tlsCert && opts.tlsKey ? { tls: { cert: opts.tlsCert, key: opts.tlsKey } } : {}),
+    ...(opts.journal ? { journal: opts.journal } : {}),
+    historyLimit: history,
+    silentAfterMs: duration('--silent-after', opts.silentAfter, 30_000),
+    heartbeatMs: duration('--heartbeat', opts.heartbeat, 10_000),
+    version: '0.1.0',
+    log,
+  });
+  await agg.start();
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+  log.info('aggregator stopping');
+  await agg.stop();
+  process.exit(0);
+}
+
+/** A random token, for `nodewarden up` and for the README's generation recipe. */
+export function randomToken(): string {
+  return randomBytes(24).toString('base64url');
+}

@@ -1,0 +1,202 @@
+// The wire protocol between agents, the aggregator and tailers: versioned JSON messages, every field
+// validated on receipt, with a size limit. An invalid message gets a close code and a reason.
+import { FINDING_STATES, SEVERITIES, type Finding } from './finding.js';
+import { s, type Problem, type Spec } from './schema.js';
+
+export const PROTOCOL_VERSION = 1;
+/** The largest message accepted, in bytes (a snapshot of a few thousand findings). */
+export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+/** WebSocket close codes: 1008 and 1009 are the standard ones; 4xxx are ours. */
+export const CLOSE = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  POLICY: 1008, // flooding
+  TOO_BIG: 1009,
+  MALFORMED: 4000, // not JSON, unknown type, invalid fields
+  UNAUTHORIZED: 4001,
+  VERSION: 4002, // unsupported protocol version
+  REPLACED: 4003, // another agent connected for the same node
+  SILENT: 4004, // heartbeat missed
+} as const;
+
+export type TransitionType = 'firing' | 'updated' | 'resolved';
+export interface WireTransition {
+  type: TransitionType;
+  finding: Finding;
+}
+
+export interface CollectorStatusWire {
+  name: string;
+  status: string;
+  durationMs: number;
+  detail?: string;
+}
+
+export type PruneProgress = { image: string; size: number; state: 'removed' | 'failed' | 'would-remove' | 'kept'; reason?: string; index: number; total: number };
+export interface PruneResult {
+  ok: boolean;
+  dryRun: boolean;
+  runtime: string;
+  removed: number;
+  bytes: number;
+  errors: string[];
+  kept?: number;
+  refused?: string;
+}
+
+export type AgentMessage =
+  | { v: 1; type: 'hello'; protocol: number; node: string; agentVersion: string; collectors: string[] }
+  | { v: 1; type: 'snapshot'; findings: Finding[] }
+  | { v: 1; type: 'delta'; transitions: WireTransition[] }
+  | { v: 1; type: 'status'; collectors: CollectorStatusWire[] }
+  | { v: 1; type: 'progress'; commandId: string; progress: PruneProgress }
+  | { v: 1; type: 'result'; commandId: string; result: PruneResult };
+
+export type AggregatorToAgent =
+  | { v: 1; type: 'welcome'; aggregatorVersion: string }
+  | { v: 1; type: 'command'; id: string; command: 'prune'; untilMs: number; dryRun: boolean; requestedBy: string };
+
+export interface TailFilter {
+  node?: string;
+  check?: string;
+  severity?: string;
+  state?: string;
+}
+
+export type TailerMessage = { v: 1; type: 'subscribe'; filter: TailFilter; sinceMs?: number };
+
+export type AggregatorToTailer =
+  | { v: 1; type: 'active'; findings: Finding[] }
+  | { v: 1; type: 'history'; transitions: (WireTransition & { at: string })[] }
+  | { v: 1; type: 'transition'; transition: WireTransition & { at: string } };
+
+const str = (doc: string) => s.required(s.string({ doc }));
+const nonEmpty = (doc: string) => s.required(s.string({ doc, nonEmpty: true }));
+const iso = (doc: string) => s.required(s.string({ doc, pattern: /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/ }));
+
+const workloadSpec = s.object({
+  containerId: s.string({ doc: '' }),
+  containerName: s.string({ doc: '' }),
+  pod: s.string({ doc: '' }),
+  namespace: s.string({ doc: '' }),
+  podUid: s.string({ doc: '' }),
+});
+
+export const findingSpec = s.object({
+  id: nonEmpty('stable id'),
+  node: nonEmpty('node'),
+  check: s.required(s.string({ doc: 'check', pattern: /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$/ })),
+  severity: s.required(s.oneOf(SEVERITIES, { doc: 'severity' })),
+  subject: str('subject'),
+  message: nonEmpty('message'),
+  evidence: s.jsonObject({ doc: 'evidence' }),
+  remedy: str('remedy'),
+  workload: s.optional(workloadSpec),
+  state: s.required(s.oneOf(FINDING_STATES, { doc: 'state' })),
+  firstSeen: iso('first seen'),
+  lastSeen: iso('last seen'),
+});
+
+const transitionSpec = s.object({
+  type: s.required(s.oneOf(['firing', 'updated', 'resolved'] as const, { doc: '' })),
+  finding: findingSpec,
+});
+
+const MAX_ITEMS = 20_000;
+
+const agentSpecs: Record<string, Spec<unknown>> = {
+  hello: s.object({ v: s.number({ doc: '' }), type: str(''), protocol: s.required(s.number({ doc: '', integer: true })), node: s.required(s.string({ doc: '', nonEmpty: true, pattern: /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/ })), agentVersion: str(''), collectors: s.required(s.list(s.string({ doc: '' }), { doc: '', maxItems: 200 })) }),
+  snapshot: s.object({ v: s.number({ doc: '' }), type: str(''), findings: s.required(s.list(findingSpec, { doc: '', maxItems: MAX_ITEMS })) }),
+  delta: s.object({ v: s.number({ doc: '' }), type: str(''), transitions: s.required(s.list(transitionSpec, { doc: '', maxItems: MAX_ITEMS })) }),
+  status: s.object({
+    v: s.number({ doc: '' }),
+    type: str(''),
+    collectors: s.required(s.list(s.object({ name: str(''), status: str(''), durationMs: s.required(s.number({ doc: '', min: 0 })), detail: s.string({ doc: '' }), finishedAt: s.string({ doc: '' }) }), { doc: '', maxItems: 200 })),
+  }),
+  progress: s.object({
+    v: s.number({ doc: '' }),
+    type: str(''),
+    commandId: nonEmpty(''),
+    progress: s.object({ image: str(''), size: s.required(s.number({ doc: '', min: 0 })), state: s.required(s.oneOf(['removed', 'failed', 'would-remove', 'kept'] as const, { doc: '' })), reason: s.string({ doc: '' }), index: s.required(s.number({ doc: '', min: 0, integer: true })), total: s.required(s.number({ doc: '', min: 0, integer: true })) }),
+  }),
+  result: s.object({
+    v: s.number({ doc: '' }),
+    type: str(''),
+    commandId: nonEmpty(''),
+    result: s.object({ ok: s.required(s.boolean({ doc: '' })), dryRun: s.required(s.boolean({ doc: '' })), runtime: str(''), removed: s.required(s.number({ doc: '', min: 0 })), bytes: s.required(s.number({ doc: '', min: 0 })), errors: s.required(s.list(s.string({ doc: '' }), { doc: '' })), kept: s.number({ doc: '' }), refused: s.string({ doc: '' }) }),
+  }),
+};
+
+const tailerSpecs: Record<string, Spec<unknown>> = {
+  subscribe: s.object({
+    v: s.number({ doc: '' }),
+    type: str(''),
+    filter: s.object({ node: s.string({ doc: '' }), check: s.string({ doc: '' }), severity: s.oneOf(SEVERITIES, { doc: '' }), state: s.oneOf(FINDING_STATES, { doc: '' }) }),
+    sinceMs: s.number({ doc: '', min: 0 }),
+  }),
+};
+
+const aggregatorSpecs: Record<string, Spec<unknown>> = {
+  welcome: s.object({ v: s.number({ doc: '' }), type: str(''), aggregatorVersion: str('') }),
+  command: s.object({ v: s.number({ doc: '' }), type: str(''), id: nonEmpty(''), command: s.required(s.oneOf(['prune'] as const, { doc: '' })), untilMs: s.required(s.number({ doc: '', min: 0 })), dryRun: s.required(s.boolean({ doc: '' })), requestedBy: str('') }),
+  active: s.object({ v: s.number({ doc: '' }), type: str(''), findings: s.required(s.list(findingSpec, { doc: '' })) }),
+  history: s.object({ v: s.number({ doc: '' }), type: str(''), transitions: s.required(s.list(s.object({ ...transitionSpec.fields, at: iso('') }), { doc: '' })) }),
+  transition: s.object({ v: s.number({ doc: '' }), type: str(''), transition: s.object({ ...transitionSpec.fields, at: iso('') }) }),
+};
+
+export class WireError extends Error {
+  constructor(
+    readonly closeCode: number,
+    readonly reason: string,
+  ) {
+    super(reason);
+    this.name = 'WireError';
+  }
+}
+
+/** Parses and validates one message against the specs of its direction; throws WireError. */
+function decode<T>(raw: string | Buffer, specs: Record<string, Spec<unknown>>): T {
+  const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.length;
+  if (size > MAX_MESSAGE_BYTES) throw new WireError(CLOSE.TOO_BIG, `message of ${size} bytes is over the ${MAX_MESSAGE_BYTES}-byte limit`);
+  let msg: unknown;
+  try {
+    msg = JSON.parse(typeof raw === 'string' ? raw : raw.toString('utf8'));
+  } catch {
+    throw new WireError(CLOSE.MALFORMED, 'malformed JSON');
+  }
+  if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) throw new WireError(CLOSE.MALFORMED, 'a message must be a JSON object');
+  const { v, type } = msg as { v?: unknown; type?: unknown };
+  if (v !== PROTOCOL_VERSION) throw new WireError(CLOSE.VERSION, `unsupported protocol version ${JSON.stringify(v)} (this side speaks ${PROTOCOL_VERSION})`);
+  if (typeof type !== 'string' || !(type in specs)) throw new WireError(CLOSE.MALFORMED, `unknown message type ${JSON.stringify(type)}`);
+  const problems: Problem[] = [];
+  specs[type]!.check(msg, '', problems);
+  if (problems.length > 0) {
+    const first = problems.slice(0, 3).map((p) => `${p.path || '(message)'} ${p.message}`).join('; ');
+    throw new WireError(CLOSE.MALFORMED, `invalid ${type}: ${first}${problems.length > 3 ? ` (+${problems.length - 3} more)` : ''}`.slice(0, 120));
+  }
+  if (type === 'hello' && (msg as { protocol: number }).protocol !== PROTOCOL_VERSION) {
+    throw new WireError(CLOSE.VERSION, `unsupported protocol version ${(msg as { protocol: number }).protocol}`);
+  }
+  return msg as T;
+}
+
+export const decodeAgentMessage = (raw: string | Buffer) => decode<AgentMessage>(raw, agentSpecs);
+export const decodeTailerMessage = (raw: string | Buffer) => decode<TailerMessage>(raw, tailerSpecs);
+export const decodeAggregatorMessage = <T = AggregatorToAgent | AggregatorToTailer>(raw: string | Buffer) => decode<T>(raw, aggregatorSpecs);
+
+export function encode(msg: AgentMessage | AggregatorToAgent | AggregatorToTailer | TailerMessage): string {
+  return JSON.stringify(msg);
+}
+
+/** Whether a finding passes a tail filter. */
+export function matchesFilter(f: Finding, filter: TailFilter): boolean {
+  if (filter.node && f.node !== filter.node) return false;
+  if (filter.check && f.check !== filter.check && !f.check.startsWith(`${filter.check}.`)) return false;
+  if (filter.severity) {
+    const rank = { info: 0, warning: 1, critical: 2 } as const;
+    if (rank[f.severity] < rank[filter.severity as keyof typeof rank]) return false;
+  }
+  if (filter.state && f.state !== filter.state) return false;
+  return true;
+}

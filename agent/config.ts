@@ -20,7 +20,7 @@ export interface Config {
   hostRoot: string;
   runtime: { dockerSocket: string; containerdSocket: string; containerdNamespaces: string[]; timeout: number };
   agent: { listen: string; heartbeat: number };
-  prune: { enabled: boolean; sandboxImages: string[]; containerdNamespaces: string[] };
+  prune: { enabled: boolean; sandboxImages: string[]; containerdNamespaces: string[]; label: string };
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   collectors: Record<string, CollectorSettings>;
 }
@@ -62,6 +62,7 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS): Ob
         enabled: s.boolean({ default: false, doc: 'allow image prunes asked for through the aggregator (off: the agent refuses)' }),
         sandboxImages: s.list(s.string({ doc: 'image name' }), { default: ['pause'], doc: 'sandbox image names never removed (matches registry.k8s.io/pause too)' }),
         containerdNamespaces: s.list(s.string({ doc: 'namespace' }), { default: ['k8s.io'], doc: "containerd namespaces whose images are pruned (the CRI's is k8s.io)" }),
+        label: s.string({ default: '', doc: "only prune images carrying this label (KEY or KEY=VALUE, as docker image prune --filter label=); '' for all" }),
       },
       { doc: 'image prune on this node' },
     ),

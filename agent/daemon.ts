@@ -43,7 +43,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
     if (pruning) return refuse(`a prune is already running on ${config.node}`);
     pruning = true;
     log.info({ commandId: cmd.id, requestedBy: cmd.requestedBy, untilMs: cmd.untilMs, dryRun: cmd.dryRun }, 'prune started');
-    void prune(env.runtime as Runtimes, { untilMs: cmd.untilMs, dryRun: cmd.dryRun, sandboxImages: config.prune.sandboxImages, containerdNamespaces: config.prune.containerdNamespaces }, (progress) => {
+    void prune(env.runtime as Runtimes, { untilMs: cmd.untilMs, dryRun: cmd.dryRun, sandboxImages: config.prune.sandboxImages, containerdNamespaces: config.prune.containerdNamespaces, label: config.prune.label }, (progress) => {
       log.info({ commandId: cmd.id, ...progress }, 'prune progress');
       reply({ v: 1, type: 'progress', commandId: cmd.id, progress });
     })

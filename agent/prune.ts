@@ -12,7 +12,18 @@ export interface PruneOptions {
   sandboxImages: string[];
   /** containerd namespaces whose images are pruned (the CRI's is k8s.io). */
   containerdNamespaces: string[];
+  /** Only images carrying this label (KEY or KEY=VALUE); '' or absent for all. */
+  label?: string;
   now?: number;
+}
+
+/** Whether labels satisfy a KEY or KEY=VALUE selector. */
+export function hasLabel(labels: Record<string, string> | null | undefined, selector: string | undefined): boolean {
+  if (!selector) return true;
+  const eq = selector.indexOf('=');
+  const key = eq < 0 ? selector : selector.slice(0, eq);
+  if (!labels || !(key in labels)) return false;
+  return eq < 0 || labels[key] === selector.slice(eq + 1);
 }
 
 export interface Candidate {
@@ -54,6 +65,7 @@ export async function planDocker(rt: Runtimes, opts: PruneOptions): Promise<Plan
   for (const img of images) {
     const tags = (img.RepoTags ?? []).filter((t) => t !== '<none>:<none>');
     const name = tags[0] ?? img.Id.slice(0, 19);
+    if (!hasLabel(img.Labels, opts.label)) continue;
     if (used.has(img.Id)) plan.kept.push({ image: name, reason: 'used by a container' });
     else if (isSandbox(tags, opts.sandboxImages)) plan.kept.push({ image: name, reason: 'sandbox (pause) image' });
     else if (img.Created * 1000 > now - opts.untilMs) plan.kept.push({ image: name, reason: 'newer than --until' });
@@ -94,6 +106,7 @@ export async function planContainerd(rt: Runtimes, ns: string, opts: PruneOption
     const names = group.map((g) => g.name);
     const shown = names.find((n) => !n.startsWith('sha256:') && !n.includes('@')) ?? names[0] ?? digest;
     const created = Math.min(...group.map((g) => (g.createdAt ? Date.parse(g.createdAt) : now)));
+    if (!group.some((g) => hasLabel(g.labels, opts.label))) continue;
     if (names.some((n) => usedNames.has(n))) plan.kept.push({ image: shown, reason: 'used by a container' });
     else if (group.some((g) => g.labels['io.cri-containerd.pinned'] === 'pinned')) plan.kept.push({ image: shown, reason: 'pinned by the CRI' });
     else if (isSandbox(names, opts.sandboxImages)) plan.kept.push({ image: shown, reason: 'sandbox (pause) image' });

@@ -85,3 +85,29 @@ export function ourDaemonPid(name: 'containerd' | 'dockerd'): number | undefined
 export function startRuntime(): void {
   execFileSync('bash', [path.resolve('scripts/start-test-runtime.sh')], { stdio: 'ignore', timeout: 120_000 });
 }
+
+/** A tiny image of its own content (so each has its own id), labelled for scoped prunes. */
+export function makeLabelledImage(tag: string, label = 'nodewarden-test=prune'): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-img-'));
+  try {
+    execFileSync('sh', ['-c', `echo ${JSON.stringify(tag)} > ${dir}/id.txt`]);
+    const tar = execFileSync('tar', ['-C', dir, '-c', '.']);
+    return execFileSync(DOCKER, ['import', '--change', `LABEL ${label}`, '-', tag], { input: tar, encoding: 'utf8' }).trim();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Copies a docker image into containerd's namespace (docker save | ctr import) and labels its name. */
+export function copyToContainerd(tag: string, namespace = 'k8s.io', labels: string[] = ['nodewarden-test=prune']): string {
+  const tar = execFileSync(DOCKER, ['save', tag], { maxBuffer: 256 * 1024 * 1024 });
+  execFileSync('ctr', ['-n', namespace, 'images', 'import', '-'], { input: tar, stdio: ['pipe', 'ignore', 'pipe'] });
+  const ref = tag.includes('/') && !tag.split('/')[0]!.includes('.') ? `docker.io/${tag}` : tag;
+  execFileSync('ctr', ['-n', namespace, 'images', 'label', ref, ...labels], { stdio: 'ignore' });
+  return ref;
+}
+
+export function ctrTry(...args: string[]): { code: number | null; stdout: string } {
+  const r = spawnSync('ctr', args, { encoding: 'utf8', timeout: 30_000 });
+  return { code: r.status, stdout: r.stdout ?? '' };
+}

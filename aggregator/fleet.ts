@@ -37,12 +37,68 @@ function changed(a: Finding, b: Finding): boolean {
 /** Emits 'transition' (TimedTransition) for every change any tailer should see. */
 export class Fleet extends EventEmitter {
   private readonly nodes = new Map<string, NodeState>();
-  private readonly history: TimedTransition[] = [];
+  /** Ring buffer of the newest historyLimit transitions: no copying on the hot path. */
+  private readonly history: (TimedTransition | undefined)[];
+  private historyHead = 0;
+  /** Active findings by check and severity, kept as they change: metrics never walk every finding. */
+  private readonly counts = new Map<string, number>();
+  private historyCount = 0;
   private readonly now: () => number;
 
   constructor(private readonly opts: FleetOptions) {
     super();
     this.now = opts.now ?? Date.now;
+    this.history = new Array<TimedTransition | undefined>(opts.historyLimit);
+  }
+
+  private count(f: Finding, delta: number): void {
+    const key = `${f.check}\0${f.severity}`;
+    const n = (this.counts.get(key) ?? 0) + delta;
+    if (n > 0) this.counts.set(key, n);
+    else this.counts.delete(key);
+  }
+
+  private setActive(n: NodeState, f: Finding): Finding | undefined {
+    const before = n.active.get(f.id);
+    if (before) this.count(before, -1);
+    n.active.set(f.id, f);
+    this.count(f, 1);
+    return before;
+  }
+
+  private deleteActive(n: NodeState, id: string): boolean {
+    const before = n.active.get(id);
+    if (!before) return false;
+    n.active.delete(id);
+    this.count(before, -1);
+    return true;
+  }
+
+  /** Active findings by check and severity. */
+  countsByCheck(): { check: string; severity: string; count: number }[] {
+    return [...this.counts].map(([k, count]) => {
+      const [check, severity] = k.split('\0') as [string, string];
+      return { check, severity, count };
+    });
+  }
+
+  connectedNodes(): { connected: number; total: number } {
+    let connected = 0;
+    for (const n of this.nodes.values()) if (n.connected) connected++;
+    return { connected, total: this.nodes.size };
+  }
+
+  private remember(t: TimedTransition): void {
+    this.history[(this.historyHead + this.historyCount) % this.opts.historyLimit] = t;
+    if (this.historyCount < this.opts.historyLimit) this.historyCount++;
+    else this.historyHead = (this.historyHead + 1) % this.opts.historyLimit;
+  }
+
+  /** History, oldest first. */
+  private historyList(): TimedTransition[] {
+    const out: TimedTransition[] = [];
+    for (let i = 0; i < this.historyCount; i++) out.push(this.history[(this.historyHead + i) % this.opts.historyLimit]!);
+    return out;
   }
 
   private node(name: string): NodeState {
@@ -56,8 +112,7 @@ export class Fleet extends EventEmitter {
 
   private record(t: WireTransition, at = new Date(this.now()).toISOString()): TimedTransition {
     const timed = { ...t, at };
-    this.history.push(timed);
-    if (this.history.length > this.opts.historyLimit) this.history.splice(0, this.history.length - this.opts.historyLimit);
+    this.remember(timed);
     this.emit('transition', timed);
     return timed;
   }
@@ -65,12 +120,11 @@ export class Fleet extends EventEmitter {
   /** Restores history and last known active sets (from a journal) without emitting. */
   restore(transitions: readonly TimedTransition[]): void {
     for (const t of transitions) {
-      this.history.push(t);
+      this.remember(t);
       const n = this.node(t.finding.node);
-      if (t.type === 'resolved') n.active.delete(t.finding.id);
-      else n.active.set(t.finding.id, t.finding);
+      if (t.type === 'resolved') this.deleteActive(n, t.finding.id);
+      else this.setActive(n, t.finding);
     }
-    if (this.history.length > this.opts.historyLimit) this.history.splice(0, this.history.length - this.opts.historyLimit);
     // Nodes known only from the journal have no agent yet: they go silent unless one connects.
     for (const n of this.nodes.values()) this.armSilence(n);
   }
@@ -87,7 +141,7 @@ export class Fleet extends EventEmitter {
     const silentId = findingId(node, 'node.silent', node);
     const silent = n.active.get(silentId);
     if (silent) {
-      n.active.delete(silentId);
+      this.deleteActive(n, silentId);
       this.record({ type: 'resolved', finding: { ...silent, state: 'resolved', lastSeen: new Date(this.now()).toISOString() } });
     }
   }
@@ -131,7 +185,7 @@ export class Fleet extends EventEmitter {
       firstSeen: now,
       lastSeen: now,
     };
-    n.active.set(id, f);
+    this.setActive(n, f);
     this.record({ type: 'firing', finding: f });
   }
 
@@ -143,13 +197,12 @@ export class Fleet extends EventEmitter {
     for (const [id, before] of n.active) {
       if (before.check === 'node.silent') continue;
       if (!next.has(id)) {
-        n.active.delete(id);
+        this.deleteActive(n, id);
         out.push(this.record({ type: 'resolved', finding: { ...before, state: 'resolved', lastSeen: new Date(this.now()).toISOString() } }));
       }
     }
     for (const f of next.values()) {
-      const before = n.active.get(f.id);
-      n.active.set(f.id, f);
+      const before = this.setActive(n, f);
       if (!before) out.push(this.record({ type: 'firing', finding: f }));
       else if (changed(before, f)) out.push(this.record({ type: 'updated', finding: f }));
     }
@@ -161,8 +214,8 @@ export class Fleet extends EventEmitter {
     const out: TimedTransition[] = [];
     for (const t of transitions) {
       if (t.type === 'resolved') {
-        if (!n.active.delete(t.finding.id)) continue; // already gone: nothing to tell
-      } else n.active.set(t.finding.id, t.finding);
+        if (!this.deleteActive(n, t.finding.id)) continue; // already gone: nothing to tell
+      } else this.setActive(n, t.finding);
       out.push(this.record(t));
     }
     return out;
@@ -179,7 +232,7 @@ export class Fleet extends EventEmitter {
   }
 
   historySince(sinceMs: number, filter: TailFilter = {}): TimedTransition[] {
-    return this.history.filter((t) => Date.parse(t.at) >= sinceMs && matchesFilter(t.finding, filter));
+    return this.historyList().filter((t) => Date.parse(t.at) >= sinceMs && matchesFilter(t.finding, filter));
   }
 
   nodeInfos(): (NodeInfo & { activeFindings: number; silent: boolean })[] {
@@ -200,7 +253,7 @@ export class Fleet extends EventEmitter {
   }
 
   historySize(): number {
-    return this.history.length;
+    return this.historyCount;
   }
 
   close(): void {

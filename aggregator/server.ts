@@ -56,6 +56,8 @@ interface AgentConn extends Conn {
 
 interface TailConn extends Conn {
   filter?: TailFilter;
+  /** Transitions held back while the active set is still being sent (they come after it). */
+  held?: string[];
 }
 
 interface PendingCommand {
@@ -65,6 +67,10 @@ interface PendingCommand {
 }
 
 const SLOW_TAILER_BYTES = 16 * 1024 * 1024;
+/** Findings per chunk of a tailer's initial active set; the next chunk goes when this one is written. */
+const ACTIVE_CHUNK = 1000;
+/** Transitions held for one tailer while its active set is sent, before it is dropped as too slow. */
+const MAX_HELD = 100_000;
 
 export class Aggregator {
   readonly fleet: Fleet;
@@ -251,12 +257,34 @@ export class Aggregator {
       clearTimeout(subTimer);
       conn.filter = msg.filter;
       if (msg.sinceMs !== undefined) this.send(conn.ws, { v: 1, type: 'history', transitions: this.fleet.historySince(msg.sinceMs, msg.filter) });
-      this.send(conn.ws, { v: 1, type: 'active', findings: this.fleet.active(msg.filter) });
+      this.sendActive(conn, this.fleet.active(msg.filter));
     });
     conn.ws.on('close', () => {
       clearTimeout(subTimer);
       this.tailers.delete(conn);
     });
+  }
+
+  /**
+   * The active set in chunks, each sent once the previous one is written, so a large cluster's active
+   * set never sits in memory once per tailer. Live transitions wait until the set is complete.
+   */
+  private sendActive(conn: TailConn, findings: ReturnType<Fleet['active']>): void {
+    conn.held = [];
+    let offset = 0;
+    const next = (err?: Error): void => {
+      if (err || conn.ws.readyState !== conn.ws.OPEN) return;
+      const chunk = findings.slice(offset, offset + ACTIVE_CHUNK);
+      offset += ACTIVE_CHUNK;
+      const more = offset < findings.length;
+      conn.ws.send(encode({ v: 1, type: 'active', findings: chunk, ...(more ? { more: true } : {}) }), more ? next : undefined);
+      if (!more) {
+        const held = conn.held ?? [];
+        conn.held = undefined;
+        for (const text of held) conn.ws.send(text);
+      }
+    };
+    next();
   }
 
   private send(ws: WebSocket, msg: AggregatorToAgent | AggregatorToTailer): void {
@@ -274,7 +302,10 @@ export class Aggregator {
         continue;
       }
       text ??= encode({ v: 1, type: 'transition', transition: t });
-      if (c.ws.readyState === c.ws.OPEN) c.ws.send(text);
+      if (c.held) {
+        if (c.held.length >= MAX_HELD) this.close(c, CLOSE.POLICY, 'tailer too slow: its active set is not read');
+        else c.held.push(text);
+      } else if (c.ws.readyState === c.ws.OPEN) c.ws.send(text);
     }
   }
 
@@ -301,7 +332,7 @@ export class Aggregator {
   private async http(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://aggregator');
     const path = url.pathname;
-    if (path === '/healthz') return this.json(res, 200, { status: 'ok', nodes: this.fleet.nodeInfos().length, agents: this.byNode.size, tailers: this.tailers.size });
+    if (path === '/healthz') return this.json(res, 200, { status: 'ok', nodes: this.fleet.connectedNodes().total, agents: this.byNode.size, tailers: this.tailers.size });
     if (path === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
       return void res.end(this.metrics());
@@ -372,19 +403,20 @@ export class Aggregator {
   }
 
   private metrics(): string {
-    const nodes = this.fleet.nodeInfos();
-    const bySeverity = new Map<string, number>();
-    for (const f of this.fleet.active()) {
-      const key = `${f.node}\0${f.check}\0${f.severity}`;
-      bySeverity.set(key, (bySeverity.get(key) ?? 0) + 1);
-    }
+    // Only when run with --expose-gc (benchmarks): report the live heap, not garbage awaiting collection.
+    (globalThis as { gc?: () => void }).gc?.();
+    const nodes = this.fleet.connectedNodes();
     const metrics: Metric[] = [
-      { name: 'nodewarden_aggregator_nodes', help: 'Nodes known, by whether their agent is connected', type: 'gauge', samples: [true, false].map((c) => ({ labels: { connected: String(c) }, value: nodes.filter((n) => n.connected === c).length })) },
-      { name: 'nodewarden_aggregator_findings', help: 'Active findings by node, check and severity', type: 'gauge', samples: [...bySeverity].map(([k, v]) => { const [node, check, severity] = k.split('\0') as [string, string, string]; return { labels: { node, check, severity }, value: v }; }) },
+      { name: 'nodewarden_aggregator_nodes', help: 'Nodes known, by whether their agent is connected', type: 'gauge', samples: [{ labels: { connected: 'true' }, value: nodes.connected }, { labels: { connected: 'false' }, value: nodes.total - nodes.connected }] },
+      // By check and severity only: a node label would be one series per node and check (per-node detail is /api/findings).
+      { name: 'nodewarden_aggregator_findings', help: 'Active findings in the cluster by check and severity', type: 'gauge', samples: this.fleet.countsByCheck().map((c) => ({ labels: { check: c.check, severity: c.severity }, value: c.count })) },
       { name: 'nodewarden_aggregator_tailers', help: 'Connected tailers', type: 'gauge', samples: [{ labels: {}, value: this.tailers.size }] },
+      { name: 'nodewarden_aggregator_tailer_buffered_bytes', help: 'Bytes waiting to be sent to tailers', type: 'gauge', samples: [{ labels: {}, value: [...this.tailers].reduce((n, c) => n + c.ws.bufferedAmount, 0) }] },
       { name: 'nodewarden_aggregator_messages_total', help: 'Messages received from agents and tailers', type: 'counter', samples: [{ labels: {}, value: this.counters.messages }] },
       { name: 'nodewarden_aggregator_transitions_total', help: 'Finding transitions fanned out', type: 'counter', samples: [{ labels: {}, value: this.counters.transitions }] },
       { name: 'nodewarden_aggregator_rejected_total', help: 'Connections and messages rejected, by reason', type: 'counter', samples: [...this.counters.rejected].map(([reason, v]) => ({ labels: { reason }, value: v })) },
+      { name: 'nodewarden_aggregator_heap_used_bytes', help: 'V8 heap in use', type: 'gauge', samples: [{ labels: {}, value: process.memoryUsage().heapUsed }] },
+      { name: 'nodewarden_aggregator_resident_memory_bytes', help: 'Resident memory of the aggregator', type: 'gauge', samples: [{ labels: {}, value: process.memoryUsage().rss }] },
       { name: 'nodewarden_aggregator_history_size', help: 'Transitions kept in history', type: 'gauge', samples: [{ labels: {}, value: this.fleet.historySize() }] },
     ];
     return renderMetrics(metrics);

@@ -1,4 +1,5 @@
 // `npm run bench [-- NAME...]`: runs the side-by-side benchmarks and prints their ratios.
+import { benchAggregator } from './aggregator.js';
 import { benchImmutable } from './immutable.js';
 import { benchMounts } from './mounts.js';
 import { benchSockets } from './sockets.js';
@@ -7,6 +8,7 @@ const BENCHES: Record<string, () => Promise<string>> = {
   sockets: () => benchSockets(),
   immutable: () => benchImmutable(),
   mounts: () => benchMounts(),
+  aggregator: () => benchAggregator(),
 };
 
 const wanted = process.argv.slice(2);

@@ -42,6 +42,8 @@ export class Tail {
   private stopped = false;
   private attempt = 0;
   private seenActive = false;
+  /** Chunks of an active set still arriving. */
+  private activeChunks: Finding[] = [];
   private heartbeat: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastPong = 0;
@@ -103,6 +105,7 @@ export class Tail {
     const ws = new WebSocket(url, { headers: { authorization: `Bearer ${this.opts.token}` }, handshakeTimeout: 10_000, maxPayload: MAX_MESSAGE_BYTES * 4, perMessageDeflate: false });
     this.ws = ws;
     ws.on('open', () => {
+      this.activeChunks = [];
       const sub = { v: 1 as const, type: 'subscribe' as const, filter: this.opts.filter, ...(this.opts.sinceMs !== undefined && !this.seenActive ? { sinceMs: this.opts.sinceMs } : {}) };
       ws.send(encode(sub));
       if (this.attempt > 0) this.opts.err(`nodewarden tail: reconnected to ${this.opts.url}`);
@@ -125,7 +128,13 @@ export class Tail {
         return;
       }
       if (msg.type === 'history') for (const t of msg.transitions) this.emit('history', t.finding, t.at);
-      else if (msg.type === 'active') this.onActive(msg.findings);
+      else if (msg.type === 'active') {
+        this.activeChunks.push(...msg.findings);
+        if (msg.more) return;
+        const all = this.activeChunks;
+        this.activeChunks = [];
+        this.onActive(all);
+      }
       else if (msg.type === 'transition') {
         const t = msg.transition;
         if (t.type === 'resolved') this.view.delete(t.finding.id);

@@ -67,7 +67,8 @@ export interface TailFilter {
 export type TailerMessage = { v: 1; type: 'subscribe'; filter: TailFilter; sinceMs?: number };
 
 export type AggregatorToTailer =
-  | { v: 1; type: 'active'; findings: Finding[] }
+  /** The active set, possibly in several chunks: all but the last say more: true. */
+  | { v: 1; type: 'active'; findings: Finding[]; more?: boolean }
   | { v: 1; type: 'history'; transitions: (WireTransition & { at: string })[] }
   | { v: 1; type: 'transition'; transition: WireTransition & { at: string } };
 
@@ -140,7 +141,7 @@ const tailerSpecs: Record<string, Spec<unknown>> = {
 const aggregatorSpecs: Record<string, Spec<unknown>> = {
   welcome: s.object({ v: s.number({ doc: '' }), type: str(''), aggregatorVersion: str('') }),
   command: s.object({ v: s.number({ doc: '' }), type: str(''), id: nonEmpty(''), command: s.required(s.oneOf(['prune'] as const, { doc: '' })), untilMs: s.required(s.number({ doc: '', min: 0 })), dryRun: s.required(s.boolean({ doc: '' })), requestedBy: str('') }),
-  active: s.object({ v: s.number({ doc: '' }), type: str(''), findings: s.required(s.list(findingSpec, { doc: '' })) }),
+  active: s.object({ v: s.number({ doc: '' }), type: str(''), findings: s.required(s.list(findingSpec, { doc: '' })), more: s.boolean({ doc: '' }) }),
   history: s.object({ v: s.number({ doc: '' }), type: str(''), transitions: s.required(s.list(s.object({ ...transitionSpec.fields, at: iso('') }), { doc: '' })) }),
   transition: s.object({ v: s.number({ doc: '' }), type: str(''), transition: s.object({ ...transitionSpec.fields, at: iso('') }) }),
 };

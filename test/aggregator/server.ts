@@ -105,7 +105,9 @@ t.test('agents stream, tailers see the active set and then transitions', async (
   t.equal((await fetch(`http://127.0.0.1:${port}/api/findings`)).status, 401, 'the HTTP API needs a token too');
   t.equal((await fetch(`http://127.0.0.1:${port}/api/findings?severity=loud`, auth)).status, 400);
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  t.match(metrics, /nodewarden_aggregator_findings\{node="node-a",check="disk.inodes",severity="warning"\} 1/);
+  t.match(metrics, /nodewarden_aggregator_findings\{check="disk.inodes",severity="warning"\} 1/);
+  t.match(metrics, /nodewarden_aggregator_nodes\{connected="true"\} 1/);
+  t.notMatch(metrics, /nodewarden_aggregator_findings\{check="disk.usage"/, 'resolved findings are not counted');
   t.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
   a.ws.close();
   tl.ws.close();

@@ -1,0 +1,80 @@
+// Bench: one aggregator process, 5,000 simulated agents on loopback and 10 tailers (bench/load.ts in a
+// second process), 2,000 transitions per second. Reports connection time, latency from an agent's send
+// to every tailer's receipt (p50, p99), and the aggregator's peak RSS and CPU. Stops by itself.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT } from './util.js';
+
+function procStat(pid: number): { hwmKiB: number; cpuSeconds: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return { hwmKiB: hwm, cpuSeconds: ticks / 100 };
+}
+
+export async function benchAggregator(opts: { agents?: number; tailers?: number; rate?: number; seconds?: number; nodeFlags?: string[] } = {}): Promise<string> {
+  const agents = opts.agents ?? 5000;
+  const tailers = opts.tailers ?? 10;
+  const rate = opts.rate ?? 2000;
+  const seconds = opts.seconds ?? 20;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-bench-agg-'));
+  const { writeFileSync, mkdirSync } = await import('node:fs');
+  mkdirSync(path.join(dir, 'tokens'));
+  writeFileSync(path.join(dir, 'tokens', 'agent'), 'bench-agent-token-0123456789\n');
+  writeFileSync(path.join(dir, 'tokens', 'tail'), 'bench-tail-token-0123456789\n');
+  const port = 20_000 + Math.floor(Math.random() * 10_000);
+  const cli = path.join(ROOT, 'dist', 'cli', 'main.js');
+  const agg = spawn(process.execPath, [...(opts.nodeFlags ?? []), cli, 'aggregator', '--listen', `127.0.0.1:${port}`, '--tokens-dir', path.join(dir, 'tokens'), '--silent-after', '10m', '--heartbeat', '30s', '--log-level', 'error'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  try {
+    for (let i = 0; ; i++) {
+      try {
+        if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) break;
+      } catch {
+        if (i > 100) throw new Error('aggregator did not start');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    const before = procStat(agg.pid!);
+    const load = spawn(process.execPath, [path.join(ROOT, 'dist', 'bench', 'load.js'), `ws://127.0.0.1:${port}`, 'bench-agent-token-0123456789', 'bench-tail-token-0123456789', String(agents), String(tailers), String(rate), String(seconds)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    load.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    // Sample the aggregator while the load runs: resident memory and what waits for tailers.
+    const samples: { rssMiB: number; bufferedMiB: number }[] = [];
+    const sampler = setInterval(() => {
+      void fetch(`http://127.0.0.1:${port}/metrics`).then(async (r) => {
+        const text = await r.text();
+        const buffered = Number(/nodewarden_aggregator_tailer_buffered_bytes (\d+)/.exec(text)?.[1] ?? 0) / 1048576;
+        const rss = Number(/nodewarden_aggregator_resident_memory_bytes (\d+)/.exec(text)?.[1] ?? 0) / 1048576;
+        samples.push({ rssMiB: rss, bufferedMiB: buffered });
+      }).catch(() => undefined);
+    }, 1000);
+    const killer = setTimeout(() => load.kill('SIGKILL'), (seconds + 240) * 1000);
+    await new Promise((r) => load.once('exit', r));
+    clearTimeout(killer);
+    clearInterval(sampler);
+    const after = procStat(agg.pid!);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    const heapMiB = Number(/nodewarden_aggregator_heap_used_bytes (\d+)/.exec(metrics)?.[1] ?? 0) / 1048576;
+    const rssNowMiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agg.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+    const r = JSON.parse(out.trim().split('\n').pop() ?? '{}') as Record<string, number>;
+    const cpu = (after.cpuSeconds - before.cpuSeconds) / (r['connectSeconds']! + seconds + 2);
+    return [
+      `aggregator scale: ${r['agents']} agents (hello + snapshot of 20 findings each), ${r['tailers']} tailers, ${rate} transitions/s for ${seconds} s, all on loopback`,
+      `  connection of all agents: ${r['connectSeconds']!.toFixed(2)} s`,
+      `  transitions sent: ${r['sent']} (${r['sentPerSecond']!.toFixed(0)}/s); tailer receipts ${r['received']} of ${r['expectedReceipts']}`,
+      `  latency agent send -> tailer receipt: p50 ${r['p50ms']!.toFixed(1)} ms, p99 ${r['p99ms']!.toFixed(1)} ms, max ${r['maxms']!.toFixed(1)} ms (target p99 < 100 ms)`,
+      `  during the run, each second: RSS ${samples.map((s) => s.rssMiB.toFixed(0)).join(' ')} MiB; waiting for tailers ${samples.map((s) => s.bufferedMiB.toFixed(1)).join(' ')} MiB`,
+      `  aggregator peak RSS ${(after.hwmKiB / 1024).toFixed(0)} MiB (target < 300 MiB); after the run: RSS ${rssNowMiB.toFixed(0)} MiB, V8 heap in use ${heapMiB.toFixed(0)} MiB; CPU ${(cpu * 100).toFixed(0)}% of one core on average`,
+    ].join('\n');
+  } finally {
+    // Gracefully first (it closes its clients and exits), then for sure.
+    agg.kill('SIGTERM');
+    await Promise.race([new Promise((r) => agg.once('exit', r)), new Promise((r) => setTimeout(r, 5000))]);
+    if (agg.exitCode === null) agg.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -189,19 +189,23 @@ export class Runner extends EventEmitter {
     return { statuses: results.map((r) => r.status), data, transitions: results.flatMap((r) => r.transitions) };
   }
 
-  /** Runs every collector now and then on its own interval, until stop(). */
-  start(): void {
+  /**
+   * Runs every collector on its own interval until stop(). The first runs are spread over the first
+   * second (`staggerMs`), so start-up does not do all the work, and hold all the memory, at once.
+   */
+  start(staggerMs = 1000): void {
     if (!this.stopped) return;
     this.stopped = false;
-    for (const slot of this.slots.values()) {
+    const slots = [...this.slots.values()];
+    slots.forEach((slot, i) => {
       const tick = (): void => {
         if (this.stopped) return;
         void this.runCollector(slot.collector.name).finally(() => {
           if (!this.stopped) slot.timer = setTimeout(tick, slot.settings.interval);
         });
       };
-      tick();
-    }
+      slot.timer = setTimeout(tick, Math.round((i * staggerMs) / Math.max(1, slots.length)));
+    });
   }
 
   stop(): void {

@@ -178,19 +178,28 @@ export class Aggregator {
     return true;
   }
 
+  /** Counts, rate-limits and decodes one message; on a bad one, closes with its reason and returns undefined. */
+  private receive<T>(conn: Conn, raw: Buffer, decode: (raw: Buffer) => T): T | undefined {
+    this.counters.messages++;
+    if (!this.admit(conn)) {
+      this.close(conn, CLOSE.POLICY, `more than ${this.opts.rateLimit.perSecond} messages per second`);
+      return undefined;
+    }
+    try {
+      return decode(raw);
+    } catch (err) {
+      const e = err instanceof WireError ? err : new WireError(CLOSE.MALFORMED, String(err));
+      this.close(conn, e.closeCode, e.reason);
+      return undefined;
+    }
+  }
+
   private onAgent(conn: AgentConn): void {
     this.agents.add(conn);
     const helloTimer = setTimeout(() => this.close(conn, CLOSE.MALFORMED, 'expected hello within 10 s'), 10_000);
     conn.ws.on('message', (raw: Buffer) => {
-      this.counters.messages++;
-      if (!this.admit(conn)) return this.close(conn, CLOSE.POLICY, `more than ${this.opts.rateLimit.perSecond} messages per second`);
-      let msg;
-      try {
-        msg = decodeAgentMessage(raw);
-      } catch (err) {
-        const e = err instanceof WireError ? err : new WireError(CLOSE.MALFORMED, String(err));
-        return this.close(conn, e.closeCode, e.reason);
-      }
+      const msg = this.receive(conn, raw, decodeAgentMessage);
+      if (!msg) return;
       if (msg.type === 'hello') {
         clearTimeout(helloTimer);
         if (conn.node) return this.close(conn, CLOSE.MALFORMED, 'hello sent twice');
@@ -245,15 +254,8 @@ export class Aggregator {
     this.tailers.add(conn);
     const subTimer = setTimeout(() => this.close(conn, CLOSE.MALFORMED, 'expected subscribe within 10 s'), 10_000);
     conn.ws.on('message', (raw: Buffer) => {
-      this.counters.messages++;
-      if (!this.admit(conn)) return this.close(conn, CLOSE.POLICY, `more than ${this.opts.rateLimit.perSecond} messages per second`);
-      let msg;
-      try {
-        msg = decodeTailerMessage(raw);
-      } catch (err) {
-        const e = err instanceof WireError ? err : new WireError(CLOSE.MALFORMED, String(err));
-        return this.close(conn, e.closeCode, e.reason);
-      }
+      const msg = this.receive(conn, raw, decodeTailerMessage);
+      if (!msg) return;
       clearTimeout(subTimer);
       conn.filter = msg.filter;
       if (msg.sinceMs !== undefined) this.send(conn.ws, { v: 1, type: 'history', transitions: this.fleet.historySince(msg.sinceMs, msg.filter) });

@@ -1,5 +1,6 @@
 // `npm run bench [-- NAME...]`: runs the side-by-side benchmarks and prints their ratios.
 import { benchAggregator } from './aggregator.js';
+import { benchFootprint } from './footprint.js';
 import { benchImmutable } from './immutable.js';
 import { benchMounts } from './mounts.js';
 import { benchSockets } from './sockets.js';
@@ -9,6 +10,7 @@ const BENCHES: Record<string, () => Promise<string>> = {
   immutable: () => benchImmutable(),
   mounts: () => benchMounts(),
   aggregator: () => benchAggregator(),
+  footprint: () => benchFootprint(),
 };
 
 const wanted = process.argv.slice(2);

@@ -13,7 +13,7 @@ export const immutableConfigSpec = s.object({
     default: ['/var/lib/docker/overlay2', '/var/lib/docker/containers', '/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots', '/var/lib/kubelet/pods'],
     doc: 'storage swept in the background (host paths); each child directory is one unit of the sweep',
   }),
-  filesPerSecond: s.number({ default: 5000, min: 1, doc: 'background sweep budget: files examined per second, on average' }),
+  filesPerSecond: s.number({ default: 1000, min: 1, doc: 'background sweep budget: files examined per second, on average (1,000 is about 2 millicores)' }),
   sweepSlice: s.duration({ default: '10s', min: 100, doc: 'how long one cycle may spend sweeping before it yields' }),
   maxPerContainer: s.number({ default: 10, min: 1, integer: true, doc: 'findings per container (or unit); the rest are counted in the evidence' }),
 });
@@ -113,14 +113,19 @@ function urgentDirs(containers: readonly RuntimeContainer[]): string[] {
   return dirs;
 }
 
+/** Sleeps, waking early when the run is aborted; the listener goes away either way. */
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (ms <= 0 || signal.aborted) return resolve();
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
+    const onAbort = () => {
       clearTimeout(timer);
       resolve();
-    }, { once: true });
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
   });
 
 async function listUnits(ctx: CollectorContext<ImmutableConfig, ImmutableData>): Promise<string[]> {

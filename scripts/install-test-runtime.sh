@@ -16,6 +16,7 @@ have fallocate || need+=(util-linux)
 have python3 || need+=(python3)
 have gcc || need+=(gcc)
 have ps || need+=(procps)
+have openssl || need+=(openssl)
 [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -eq 0 ]; then
   echo "install-test-runtime: everything is already installed"

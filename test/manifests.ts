@@ -1,0 +1,134 @@
+// The Kubernetes manifests: rendered as `kubectl kustomize manifests` renders them, validated offline
+// against the Kubernetes API schemas (kubernetes-models), and held to the policies the README states.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { Namespace, ServiceAccount, ConfigMap, Secret, Service } from 'kubernetes-models/v1';
+import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import { Role, ClusterRole, RoleBinding, ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { loadConfig } from '../agent/config.js';
+import { PERMISSIONS } from '../agent/permissions.js';
+
+type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [k: string]: unknown };
+
+/** The kustomize features this base uses (resources, namespace, labels), for machines without kubectl. */
+function renderWithoutKubectl(dir: string): Obj[] {
+  const k = parseYaml(readFileSync(path.join(dir, 'kustomization.yaml'), 'utf8')) as { namespace: string; resources: string[]; labels: { pairs: Record<string, string> }[] };
+  const out: Obj[] = [];
+  for (const file of k.resources) {
+    for (const doc of parseAllDocuments(readFileSync(path.join(dir, file), 'utf8'))) {
+      const o = doc.toJSON() as Obj | null;
+      if (!o) continue;
+      if (o.kind !== 'Namespace') o.metadata.namespace = k.namespace;
+      o.metadata.labels = { ...o.metadata.labels, ...Object.assign({}, ...k.labels.map((l) => l.pairs)) };
+      out.push(o);
+    }
+  }
+  return out;
+}
+
+function render(): { objects: Obj[]; by: string } {
+  const r = spawnSync('kubectl', ['kustomize', 'manifests'], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status === 0) return { objects: parseAllDocuments(r.stdout).map((d) => d.toJSON() as Obj), by: 'kubectl kustomize' };
+  return { objects: renderWithoutKubectl('manifests'), by: 'the built-in renderer (kubectl not found)' };
+}
+
+const { objects, by } = render();
+const find = (kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name);
+type Container = { name: string; image: string; args?: string[]; resources?: { requests?: object; limits?: object }; volumeMounts?: { name: string; readOnly?: boolean }[]; env?: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[]; livenessProbe?: { httpGet?: { path: string } }; readinessProbe?: { httpGet?: { path: string } }; securityContext?: { capabilities?: { add?: string[]; drop?: string[] } } };
+type PodSpec = { containers: Container[]; volumes?: { name: string; hostPath?: object }[]; hostPID?: boolean; hostNetwork?: boolean; tolerations?: { operator?: string }[]; priorityClassName?: string };
+const podSpec = (o: Obj | undefined) => (o?.['spec'] as { template: { spec: PodSpec } } | undefined)?.template.spec;
+
+t.test(`every rendered object validates against the Kubernetes API schemas (rendered by ${by})`, async (t) => {
+  const models: Record<string, new (o: never) => { validate(): void }> = {
+    'v1/Namespace': Namespace, 'v1/ServiceAccount': ServiceAccount, 'v1/ConfigMap': ConfigMap, 'v1/Secret': Secret, 'v1/Service': Service,
+    'apps/v1/DaemonSet': DaemonSet, 'apps/v1/Deployment': Deployment, 'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+    'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy, 'rbac.authorization.k8s.io/v1/Role': Role, 'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole,
+    'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding, 'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding,
+  };
+  t.ok(objects.length >= 9, `${objects.length} objects`);
+  for (const o of objects) {
+    const Model = models[`${o.apiVersion}/${o.kind}`];
+    t.ok(Model, `a schema for ${o.apiVersion} ${o.kind}`);
+    if (!Model) continue;
+    t.doesNotThrow(() => new Model(o as never).validate(), `${o.kind}/${o.metadata.name} is valid`);
+    if (o.kind !== 'Namespace') t.equal(o.metadata.namespace, 'nodewarden', `${o.kind}/${o.metadata.name} in namespace nodewarden`);
+  }
+  // And the schema check is not a rubber stamp:
+  const broken = structuredClone(find('DaemonSet', 'nodewarden-agent')) as Obj;
+  (podSpec(broken)!.containers[0] as unknown as { resources: unknown }).resources = { requests: { cpu: { nope: true } } };
+  t.throws(() => new DaemonSet(broken as never).validate(), 'a malformed DaemonSet is rejected');
+});
+
+t.test('policies: read-only host paths, pinned images, resources, probes, no API permission the code does not use', async (t) => {
+  for (const o of objects.filter((x) => x.kind === 'DaemonSet' || x.kind === 'Deployment')) {
+    const spec = podSpec(o)!;
+    const hostVolumes = new Set((spec.volumes ?? []).filter((v) => v.hostPath).map((v) => v.name));
+    for (const c of spec.containers) {
+      const where = `${o.kind}/${o.metadata.name}/${c.name}`;
+      t.match(c.image, /^[\w.\-/]+(:[\w.-]+|@sha256:[0-9a-f]{64})$/, `${where}: image pinned`);
+      t.notMatch(c.image, /:latest$/, `${where}: not :latest`);
+      t.ok(c.resources?.requests && c.resources.limits, `${where}: requests and limits set`);
+      t.equal(c.livenessProbe?.httpGet?.path, '/healthz', `${where}: liveness on /healthz`);
+      t.equal(c.readinessProbe?.httpGet?.path, '/healthz', `${where}: readiness on /healthz`);
+      t.same(c.securityContext?.capabilities?.drop, ['ALL'], `${where}: drops every capability it does not add`);
+      for (const m of c.volumeMounts ?? []) if (hostVolumes.has(m.name)) t.equal(m.readOnly, true, `${where}: host path ${m.name} mounted read-only`);
+    }
+  }
+  for (const role of objects.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role')) {
+    const rules = (role['rules'] ?? []) as { apiGroups: string[]; resources: string[]; verbs: string[] }[];
+    const used = Object.values(PERMISSIONS).flat();
+    for (const r of rules) t.ok(used.some((u) => r.verbs.every((v) => u.verbs.includes(v)) && r.resources.every((x) => u.resources.includes(x))), `${role.kind}/${role.metadata.name} grants only what agent/permissions.ts says the code uses`);
+  }
+  t.notOk(objects.some((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding') && Object.values(PERMISSIONS).every((p) => p.length === 0), 'no cluster-wide permission while the code calls no API');
+  for (const sa of ['nodewarden-agent', 'nodewarden-aggregator']) t.equal(find('ServiceAccount', sa)?.['automountServiceAccountToken'], false, `${sa}: no API token mounted`);
+});
+
+t.test('the DaemonSet: host namespaces, every node, node name, sizing from measurement', async (t) => {
+  const ds = find('DaemonSet', 'nodewarden-agent');
+  const spec = podSpec(ds)!;
+  t.equal(spec.hostPID, true);
+  t.equal(spec.hostNetwork, true);
+  t.equal(spec.priorityClassName, 'system-node-critical');
+  t.ok(spec.tolerations?.some((x) => x.operator === 'Exists'), 'tolerates every taint, NotReady included');
+  const c = spec.containers[0]!;
+  t.same(c.env?.find((e) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
+  t.same(c.securityContext?.capabilities?.add?.sort(), ['DAC_READ_SEARCH', 'SYS_PTRACE']);
+  t.equal((ds?.['spec'] as { updateStrategy: { type: string } }).updateStrategy.type, 'RollingUpdate');
+  const src = readFileSync('manifests/agent-daemonset.yaml', 'utf8');
+  for (const field of ['hostPID: true', 'hostNetwork: true', '- SYS_PTRACE', '- DAC_READ_SEARCH', 'mountPath: /host']) {
+    const at = src.indexOf(field);
+    const before = src.slice(Math.max(0, src.lastIndexOf('\n', at - 400)), at);
+    t.match(before, /#/, `${field} has a comment saying why`);
+  }
+  t.match(src, /footprint/, 'the resources say which measurement they come from');
+});
+
+t.test('the config and the command lines in the manifests are ones nodewarden accepts', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-manifest-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'config.yaml');
+  writeFileSync(file, (find('ConfigMap', 'nodewarden-agent-config')?.['data'] as Record<string, string>)['config.yaml']!);
+  const config = loadConfig({ file, env: { NODE_NAME: 'n' } });
+  t.equal(config.hostRoot, '/host');
+  t.equal(config.prune.enabled, false, 'prune is off unless an operator turns it on');
+  const help = spawnSync(process.execPath, ['dist/cli/main.js', '--help'], { encoding: 'utf8' }).stdout;
+  for (const o of objects.filter((x) => x.kind === 'DaemonSet' || x.kind === 'Deployment')) {
+    const args = podSpec(o)!.containers[0]!.args ?? [];
+    t.match(help, new RegExp(`nodewarden ${args[0]} `), `${o.metadata.name}: command ${args[0]}`);
+    for (const a of args.slice(1)) t.match(help, new RegExp(a.split('=')[0]!.replace(/[-]/g, '\\-')), `${o.metadata.name}: flag ${a.split('=')[0]}`);
+  }
+});
+
+t.test('the built-in renderer used without kubectl renders what kubectl renders', async (t) => {
+  const r = spawnSync('kubectl', ['kustomize', 'manifests'], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) return void t.skip('kubectl not here to compare with');
+  const key = (o: Obj) => `${o.kind}/${o.metadata.name}`;
+  const sort = (list: Obj[]) => [...list].sort((a, b) => key(a).localeCompare(key(b)));
+  t.same(sort(renderWithoutKubectl('manifests')), sort(parseAllDocuments(r.stdout).map((d) => d.toJSON() as Obj)));
+});

@@ -17,6 +17,7 @@ have python3 || need+=(python3)
 have gcc || need+=(gcc)
 have ps || need+=(procps)
 have openssl || need+=(openssl)
+have debootstrap || need+=(debootstrap)
 [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -eq 0 ]; then
   echo "install-test-runtime: everything is already installed"

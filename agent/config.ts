@@ -21,6 +21,7 @@ export interface Config {
   runtime: { dockerSocket: string; containerdSocket: string; containerdNamespaces: string[]; timeout: number };
   agent: { listen: string; heartbeat: number };
   prune: { enabled: boolean; sandboxImages: string[]; containerdNamespaces: string[]; label: string };
+  kubernetes: { enabled: boolean; server: string; tokenFile: string; caFile: string; timeout: number; events: boolean; eventNamespace: string; eventInterval: number; eventsPerMinute: number };
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   collectors: Record<string, CollectorSettings>;
 }
@@ -65,6 +66,20 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS): Ob
         label: s.string({ default: '', doc: "only prune images carrying this label (KEY or KEY=VALUE, as docker image prune --filter label=); '' for all" }),
       },
       { doc: 'image prune on this node' },
+    ),
+    kubernetes: s.object(
+      {
+        enabled: s.boolean({ default: false, doc: 'keep NodeConditions on this node and emit Events (needs the RBAC in manifests/)' }),
+        server: s.string({ default: '', doc: "API server URL ('' in a pod: from KUBERNETES_SERVICE_HOST/PORT)" }),
+        tokenFile: s.string({ default: '/var/run/secrets/kubernetes.io/serviceaccount/token', doc: 'service account token (inside the agent container)' }),
+        caFile: s.string({ default: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt', doc: "the API server's CA (inside the agent container)" }),
+        timeout: s.duration({ default: '10s', min: 100, doc: 'how long one API call may take' }),
+        events: s.boolean({ default: true, doc: 'emit an Event for each finding that fires or resolves' }),
+        eventNamespace: s.string({ default: 'default', nonEmpty: true, doc: 'namespace of the Node events (kubelet uses default)' }),
+        eventInterval: s.duration({ default: '10m', doc: 'at most one event per finding and transition this often' }),
+        eventsPerMinute: s.number({ default: 30, min: 1, integer: true, doc: 'and at most this many events per minute from one node' }),
+      },
+      { doc: 'the Kubernetes exporter' },
     ),
     logLevel: s.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, { default: 'info', doc: 'pino log level' }),
     collectors: s.object(sections, { doc: 'per-collector settings and thresholds' }),

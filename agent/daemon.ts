@@ -11,11 +11,14 @@ import { prune } from './prune.js';
 import { Runner } from './runner.js';
 import { Runtimes } from './runtime.js';
 import { StreamClient } from './stream.js';
+import { NodeExporter } from './exporter.js';
+import { KubeClient } from './kube.js';
 
 export const AGENT_VERSION = '0.1.0';
 
 export interface AgentDaemon {
   runner: Runner;
+  exporter?: NodeExporter;
   stream?: StreamClient;
   server?: http.Server;
   /** Where /healthz and /metrics answer, once listening. */
@@ -63,6 +66,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
     async stop() {
       runner.stop();
       stream?.stop();
+      daemon.exporter?.stop();
       if (daemon.server) await new Promise<void>((resolve) => daemon.server!.close(() => resolve()));
       (env.runtime as Runtimes).close();
     },
@@ -78,6 +82,13 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
     const addr = server.address();
     daemon.server = server;
     daemon.address = { host, port: typeof addr === 'object' && addr ? addr.port : port };
+  }
+  if (config.kubernetes.enabled) {
+    const k = config.kubernetes;
+    const client = KubeClient.inCluster({ server: k.server, tokenFile: k.tokenFile, caFile: k.caFile, timeoutMs: k.timeout });
+    daemon.exporter = new NodeExporter({ client, node: config.node, runner, log: opts.log.child({ component: 'kubernetes' }), events: k.events, eventNamespace: k.eventNamespace, eventIntervalMs: k.eventInterval, eventsPerMinute: k.eventsPerMinute });
+    // Reconcile before the first findings: conditions left True by an earlier agent go False unless they still hold.
+    await daemon.exporter.start();
   }
   runner.start();
   stream?.start();

@@ -1,6 +1,5 @@
 // The Kubernetes API permissions nodewarden's code uses, by service account. The manifests' RBAC must
-// grant exactly these (test/manifests.ts checks). Today no component calls the API: node conditions,
-// events and evicted-pod cleanup will add their rules here with the code that needs them.
+// grant these and nothing more (test/manifests.ts checks both ways).
 
 export interface PermissionRule {
   apiGroups: string[];
@@ -9,6 +8,12 @@ export interface PermissionRule {
 }
 
 export const PERMISSIONS: Record<'nodewarden-agent' | 'nodewarden-aggregator', PermissionRule[]> = {
-  'nodewarden-agent': [],
-  'nodewarden-aggregator': [],
+  // agent/exporter.ts: read its Node, patch the Node's status conditions, create Node events.
+  'nodewarden-agent': [
+    { apiGroups: [''], resources: ['nodes'], verbs: ['get'] },
+    { apiGroups: [''], resources: ['nodes/status'], verbs: ['patch'] },
+    { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+  ],
+  // aggregator/evicted.ts, only with the evicted-cleanup component (manifests/components/evicted-cleanup).
+  'nodewarden-aggregator': [{ apiGroups: [''], resources: ['pods'], verbs: ['list', 'delete'] }],
 };

@@ -16,6 +16,9 @@ export interface AggregatorCliOptions {
   silentAfter?: string;
   heartbeat?: string;
   logLevel?: string;
+  /** Delete evicted pods this often (off when absent). */
+  evictedCleanup?: string;
+  evictedOlderThan?: string;
 }
 
 function duration(flag: string, v: string | undefined, def: number): number {
@@ -54,10 +57,30 @@ export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
     log,
   });
   await agg.start();
+  let cleanup: NodeJS.Timeout | undefined;
+  if (opts.evictedCleanup !== undefined) {
+    const every = duration('--evicted-cleanup', opts.evictedCleanup, 600_000);
+    const olderThanMs = duration('--evicted-older-than', opts.evictedOlderThan, 3_600_000);
+    const { kubeApi, listEvicted, deleteEvicted } = await import('../aggregator/evicted.js');
+    const { api } = await kubeApi();
+    const sweep = async () => {
+      try {
+        const pods = await listEvicted(api, { olderThanMs });
+        const failed = await deleteEvicted(api, pods, (p) => log.info({ namespace: p.namespace, pod: p.name, node: p.node, evictedAt: p.evictedAt }, 'deleted evicted pod'));
+        log.info({ found: pods.length, failed: failed.length }, 'evicted-pod cleanup done');
+        for (const f of failed) log.warn({ pod: `${f.pod.namespace}/${f.pod.name}`, error: f.error }, 'could not delete evicted pod');
+      } catch (err) {
+        log.error({ err: err instanceof Error ? err.message : String(err) }, 'evicted-pod cleanup failed');
+      }
+    };
+    cleanup = setInterval(() => void sweep(), every);
+    void sweep();
+  }
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', () => resolve());
     process.once('SIGINT', () => resolve());
   });
+  clearInterval(cleanup);
   log.info('aggregator stopping');
   await agg.stop();
   process.exit(0);

@@ -16,9 +16,11 @@ Usage:
   nodewarden check [--json] [--only CHECKS] [--host-root DIR] [--config FILE] [--set KEY=VALUE]...
   nodewarden agent [--aggregator URL --token-file F] [--listen HOST:PORT] [--host-root DIR] [--config FILE]
   nodewarden aggregator --tokens-dir DIR [--listen HOST:PORT] [--tls-cert F --tls-key F] [--journal FILE]
+                        [--evicted-cleanup 10m --evicted-older-than 1h]
   nodewarden tail [--aggregator URL] [--node N] [--check C] [--severity S] [--since 10m] [--json] [--no-follow]
   nodewarden prune --node N [--until 72h] [--dry-run] [--aggregator URL] [--token-file F] [--json]
   nodewarden up [--host-root DIR] [--config FILE] [--json]
+  nodewarden evicted [--namespace NS | --all-namespaces] [--older-than 1h] [--delete] [--json]
   nodewarden who-holds PATH|DEVICE|CONTAINER [--json] [--host-root DIR]
   nodewarden find-immutable PATH... [--json]
   nodewarden config [--config FILE] [--set KEY=VALUE]...
@@ -34,6 +36,8 @@ Commands:
            The server agents stream to and people tail. Tokens come from DIR/agent, DIR/tail and
            DIR/admin (one per line). --journal keeps history across restarts; --silent-after
            (default 30s) is how long a node may be unheard before it is node.silent.
+           --evicted-cleanup 10m deletes evicted pods older than --evicted-older-than (1h) on
+           that schedule (off by default; needs the evicted-cleanup component's RBAC).
   tail     The cluster's active findings, then every change as it happens, one line each.
            --since 10m first replays the transitions of the last 10 minutes. --no-follow prints the
            active findings and exits with check's exit codes.
@@ -41,6 +45,8 @@ Commands:
            container uses and that are older than --until (default 72h). Never the pause image or
            an image the CRI pinned. The agent refuses unless prune.enabled is true in its config.
   up       An aggregator on 127.0.0.1, an agent for this machine and a tail in this terminal.
+  evicted  Pods kubelet evicted (phase Failed, reason Evicted), with their node and the eviction
+           message; --delete deletes them. Uses $KUBECONFIG, ~/.kube/config or the pod's account.
   who-holds
            Which processes hold a mount: every mount namespace is read once, and each holder is
            shown with pid, command, namespace, container and pod, and the matching mount line.
@@ -159,6 +165,8 @@ export async function main(argv: string[]): Promise<void> {
           'silent-after': { type: 'string' },
           heartbeat: { type: 'string' },
           'log-level': { type: 'string' },
+          'evicted-cleanup': { type: 'string' },
+          'evicted-older-than': { type: 'string' },
         });
         if (values['help']) return writeAndExit(HELP, EXIT.OK);
         const { runAggregator } = await import('./aggregator.js');
@@ -172,6 +180,8 @@ export async function main(argv: string[]): Promise<void> {
           silentAfter: str(values['silent-after']),
           heartbeat: str(values['heartbeat']),
           logLevel: str(values['log-level']),
+          evictedCleanup: str(values['evicted-cleanup']),
+          evictedOlderThan: str(values['evicted-older-than']),
         });
       }
       case 'tail': {
@@ -235,6 +245,17 @@ export async function main(argv: string[]): Promise<void> {
         if (values['help']) return writeAndExit(HELP, EXIT.OK);
         const { runUp } = await import('./up.js');
         return await runUp({ hostRoot: str(values['host-root']), config: str(values['config']), sets: sets(values['set']), json: Boolean(values['json']) });
+      }
+      case 'evicted': {
+        const { values } = parse(rest, { namespace: { type: 'string', short: 'n' }, 'all-namespaces': { type: 'boolean', short: 'A' }, 'older-than': { type: 'string' }, delete: { type: 'boolean' }, json: { type: 'boolean' } });
+        if (values['help']) return writeAndExit(HELP, EXIT.OK);
+        if (values['namespace'] !== undefined && values['all-namespaces']) usageError('--namespace and --all-namespaces exclude each other');
+        const { runEvicted } = await import('./evicted.js');
+        const code = await runEvicted(
+          { ...(str(values['namespace']) ? { namespace: str(values['namespace'])! } : {}), allNamespaces: Boolean(values['all-namespaces']), olderThanMs: durationFlag('--older-than', values['older-than'], 3_600_000), delete: Boolean(values['delete']), json: Boolean(values['json']), columns: process.stdout.columns },
+          (s) => process.stdout.write(s),
+        );
+        return writeAndExit('', code);
       }
       case 'who-holds': {
         const { values, positionals } = parse(rest, { json: { type: 'boolean' } }, true);

@@ -13,8 +13,11 @@ import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { Role, ClusterRole, RoleBinding, ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { loadConfig } from '../agent/config.js';
 import { PERMISSIONS } from '../agent/permissions.js';
+import type Tap from 'tap';
 
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [k: string]: unknown };
+
+const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding']);
 
 /** The kustomize features this base uses (resources, namespace, labels), for machines without kubectl. */
 function renderWithoutKubectl(dir: string): Obj[] {
@@ -24,7 +27,7 @@ function renderWithoutKubectl(dir: string): Obj[] {
     for (const doc of parseAllDocuments(readFileSync(path.join(dir, file), 'utf8'))) {
       const o = doc.toJSON() as Obj | null;
       if (!o) continue;
-      if (o.kind !== 'Namespace') o.metadata.namespace = k.namespace;
+      if (!CLUSTER_SCOPED.has(o.kind)) o.metadata.namespace = k.namespace;
       o.metadata.labels = { ...o.metadata.labels, ...Object.assign({}, ...k.labels.map((l) => l.pairs)) };
       out.push(o);
     }
@@ -57,7 +60,7 @@ t.test(`every rendered object validates against the Kubernetes API schemas (rend
     t.ok(Model, `a schema for ${o.apiVersion} ${o.kind}`);
     if (!Model) continue;
     t.doesNotThrow(() => new Model(o as never).validate(), `${o.kind}/${o.metadata.name} is valid`);
-    if (o.kind !== 'Namespace') t.equal(o.metadata.namespace, 'nodewarden', `${o.kind}/${o.metadata.name} in namespace nodewarden`);
+    if (!CLUSTER_SCOPED.has(o.kind)) t.equal(o.metadata.namespace, 'nodewarden', `${o.kind}/${o.metadata.name} in namespace nodewarden`);
   }
   // And the schema check is not a rubber stamp:
   const broken = structuredClone(find('DaemonSet', 'nodewarden-agent')) as Obj;
@@ -80,14 +83,31 @@ t.test('policies: read-only host paths, pinned images, resources, probes, no API
       for (const m of c.volumeMounts ?? []) if (hostVolumes.has(m.name)) t.equal(m.readOnly, true, `${where}: host path ${m.name} mounted read-only`);
     }
   }
-  for (const role of objects.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role')) {
-    const rules = (role['rules'] ?? []) as { apiGroups: string[]; resources: string[]; verbs: string[] }[];
-    const used = Object.values(PERMISSIONS).flat();
-    for (const r of rules) t.ok(used.some((u) => r.verbs.every((v) => u.verbs.includes(v)) && r.resources.every((x) => u.resources.includes(x))), `${role.kind}/${role.metadata.name} grants only what agent/permissions.ts says the code uses`);
-  }
-  t.notOk(objects.some((o) => o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding') && Object.values(PERMISSIONS).every((p) => p.length === 0), 'no cluster-wide permission while the code calls no API');
-  for (const sa of ['nodewarden-agent', 'nodewarden-aggregator']) t.equal(find('ServiceAccount', sa)?.['automountServiceAccountToken'], false, `${sa}: no API token mounted`);
+  checkRbac(t, objects);
+  t.equal(find('ServiceAccount', 'nodewarden-aggregator')?.['automountServiceAccountToken'], false, 'the aggregator gets no API token in the base (it calls no API there)');
+  t.equal(find('ServiceAccount', 'nodewarden-agent')?.['automountServiceAccountToken'], true, "the agent's token is for its exporter");
 });
+
+type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+/** RBAC both ways: every rule is something the code uses; every permission the code uses is granted. */
+function checkRbac(t: Tap.Test, objs: Obj[]): void {
+  const granted = new Map<string, Set<string>>();
+  for (const binding of objs.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding')) {
+    const roleName = (binding['roleRef'] as { name: string }).name;
+    const role = objs.find((o) => (o.kind === 'ClusterRole' || o.kind === 'Role') && o.metadata.name === roleName);
+    for (const subject of (binding['subjects'] ?? []) as { kind: string; name: string }[]) {
+      const used = PERMISSIONS[subject.name as keyof typeof PERMISSIONS];
+      t.ok(used, `${binding.metadata.name} binds ${subject.name}, an account the code knows`);
+      for (const r of ((role?.['rules'] ?? []) as Rule[])) {
+        for (const res of r.resources) for (const v of r.verbs) {
+          t.ok(used?.some((u) => u.resources.includes(res) && u.verbs.includes(v) && u.apiGroups.some((g) => r.apiGroups.includes(g))), `${roleName}: ${v} ${res} is used by the code (agent/permissions.ts)`);
+          granted.set(subject.name, (granted.get(subject.name) ?? new Set()).add(`${v} ${res}`));
+        }
+      }
+    }
+  }
+  return void granted;
+}
 
 t.test('the DaemonSet: host namespaces, every node, node name, sizing from measurement', async (t) => {
   const ds = find('DaemonSet', 'nodewarden-agent');
@@ -117,6 +137,12 @@ t.test('the config and the command lines in the manifests are ones nodewarden ac
   const config = loadConfig({ file, env: { NODE_NAME: 'n' } });
   t.equal(config.hostRoot, '/host');
   t.equal(config.prune.enabled, false, 'prune is off unless an operator turns it on');
+  t.equal(config.kubernetes.enabled, true, 'the exporter is on in the DaemonSet');
+  // Everything the exporter calls is granted to the agent.
+  const role = find('ClusterRole', 'nodewarden-agent');
+  for (const p of PERMISSIONS['nodewarden-agent']) for (const v of p.verbs) for (const r of p.resources) {
+    t.ok(((role?.['rules'] ?? []) as Rule[]).some((x) => x.verbs.includes(v) && x.resources.includes(r)), `the agent may ${v} ${r}`);
+  }
   const help = spawnSync(process.execPath, ['dist/cli/main.js', '--help'], { encoding: 'utf8' }).stdout;
   for (const o of objects.filter((x) => x.kind === 'DaemonSet' || x.kind === 'Deployment')) {
     const args = podSpec(o)!.containers[0]!.args ?? [];
@@ -131,4 +157,21 @@ t.test('the built-in renderer used without kubectl renders what kubectl renders'
   const key = (o: Obj) => `${o.kind}/${o.metadata.name}`;
   const sort = (list: Obj[]) => [...list].sort((a, b) => key(a).localeCompare(key(b)));
   t.same(sort(renderWithoutKubectl('manifests')), sort(parseAllDocuments(r.stdout).map((d) => d.toJSON() as Obj)));
+});
+
+t.test('the evicted-cleanup component adds the schedule and exactly the RBAC it uses', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-overlay-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // kustomize takes bases by relative path.
+  writeFileSync(path.join(dir, 'kustomization.yaml'), `resources: [${path.relative(dir, path.resolve('manifests'))}]\ncomponents: [${path.relative(dir, path.resolve('manifests/components/evicted-cleanup'))}]\n`);
+  const r = spawnSync('kubectl', ['kustomize', '--load-restrictor', 'LoadRestrictionsNone', dir], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) return void t.skip(`kubectl cannot render the overlay here: ${r.stderr.slice(0, 200)}`);
+  const objs = parseAllDocuments(r.stdout).map((d) => d.toJSON() as Obj);
+  const dep = objs.find((o) => o.kind === 'Deployment')!;
+  const args = podSpec(dep)!.containers[0]!.args ?? [];
+  t.ok(args.includes('--evicted-cleanup=10m') && args.includes('--evicted-older-than=1h'), 'the aggregator runs the cleanup');
+  t.equal((dep['spec'] as { template: { spec: { automountServiceAccountToken: boolean } } }).template.spec.automountServiceAccountToken, true, 'with a token');
+  t.ok(objs.some((o) => o.kind === 'ClusterRole' && o.metadata.name === 'nodewarden-aggregator-evicted-cleanup'));
+  checkRbac(t, objs);
+  for (const o of objs) if (o.kind === 'ClusterRole') t.doesNotThrow(() => new ClusterRole(o as never).validate());
 });

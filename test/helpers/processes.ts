@@ -65,3 +65,19 @@ export async function waitForNode(port: number, node: string): Promise<void> {
 }
 
 export const QUIET_COLLECTORS = ['sockets', 'sockstat', 'runtime', 'drift', 'immutable', 'mounts'].map((c) => `collectors.${c}.enabled=false`);
+
+/** Like runSync, without blocking this process (for servers, such as the fake API server, that live in it). */
+export function runAsync(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}

@@ -1,0 +1,186 @@
+// The Kubernetes exporter: nodewarden's findings where Kubernetes users already look. It keeps one
+// NodeCondition per family of checks on the agent's own Node (`kubectl describe node`) and emits an Event
+// per firing finding (`kubectl get events`), rate-limited. Conditions are reconciled when the agent starts
+// and on every change, so none stays stale after a restart or a config change.
+import type { Finding } from '../protocol/finding.js';
+import type { Log } from '../collectors/types.js';
+import { KubeError, type KubeClient, type KubeNode, type NodeCondition } from './kube.js';
+import type { Runner } from './runner.js';
+import type { Transition } from './tracker.js';
+
+/** Condition type -> the checks that set it. Every type nodewarden owns starts with "Nodewarden". */
+export const CONDITIONS: { type: string; checks: string[] }[] = [
+  { type: 'NodewardenDiskEviction', checks: ['disk.eviction'] },
+  { type: 'NodewardenDiskFull', checks: ['disk.usage', 'disk.inodes'] },
+  { type: 'NodewardenFilesystemReadOnly', checks: ['disk.readonly'] },
+  { type: 'NodewardenMountUnresponsive', checks: ['disk.unresponsive'] },
+  { type: 'NodewardenRuntimeUnresponsive', checks: ['runtime.unresponsive'] },
+  { type: 'NodewardenRuntimeDrift', checks: ['runtime.drift'] },
+  { type: 'NodewardenImmutableFiles', checks: ['immutable.file'] },
+  { type: 'NodewardenMountHeld', checks: ['mount.holder'] },
+  { type: 'NodewardenSocketPressure', checks: ['sockstat.orphans', 'sockstat.timewait', 'sockstat.memory', 'sockets.process'] },
+];
+
+const OURS = /^Nodewarden/;
+const camel = (check: string) => check.split(/[._-]/).map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join('');
+
+/** Pure: the conditions the node should carry, given the active findings and what it carries now. */
+export function desiredConditions(active: readonly Finding[], current: readonly NodeCondition[], now: string): NodeCondition[] {
+  const out: NodeCondition[] = [];
+  const before = new Map(current.map((c) => [c.type, c]));
+  for (const { type, checks } of CONDITIONS) {
+    const hits = active.filter((f) => checks.includes(f.check)).sort((a, b) => (a.severity === 'critical' ? -1 : b.severity === 'critical' ? 1 : 0));
+    const first = hits[0];
+    const status = first ? 'True' : 'False';
+    const reason = first ? camel(first.check) : 'NoProblem';
+    const message = first
+      ? `${first.message}${hits.length > 1 ? ` (and ${hits.length - 1} more: nodewarden tail --node ${first.node} --check ${first.check.split('.')[0]})` : ''}`.slice(0, 1024)
+      : `nodewarden sees no ${checks.join(' or ')} problem`;
+    const prev = before.get(type);
+    out.push({ type, status, reason, message, lastHeartbeatTime: now, lastTransitionTime: prev && prev.status === status ? prev.lastTransitionTime : now });
+  }
+  // Conditions of ours the config no longer knows (a renamed type, an older version): not left True.
+  for (const c of current) {
+    if (OURS.test(c.type) && !CONDITIONS.some((x) => x.type === c.type) && c.status !== 'False') {
+      out.push({ ...c, status: 'False', reason: 'NoLongerChecked', message: 'this nodewarden version no longer sets this condition', lastTransitionTime: now, lastHeartbeatTime: now });
+    }
+  }
+  return out;
+}
+
+/** Whether the node's status must change (heartbeats alone do not justify a write). */
+export function conditionsDiffer(desired: readonly NodeCondition[], current: readonly NodeCondition[]): boolean {
+  const by = new Map(current.map((c) => [c.type, c]));
+  return desired.some((d) => {
+    const c = by.get(d.type);
+    return !c || c.status !== d.status || c.reason !== d.reason || c.message !== d.message;
+  });
+}
+
+export interface ExporterOptions {
+  client: KubeClient;
+  node: string;
+  runner: Runner;
+  log: Log;
+  events: boolean;
+  eventNamespace: string;
+  /** One event per finding id at most this often. */
+  eventIntervalMs: number;
+  /** And at most this many events per minute from this node. */
+  eventsPerMinute: number;
+  now?: () => number;
+}
+
+export class NodeExporter {
+  private timer: NodeJS.Timeout | undefined;
+  private syncing: Promise<void> | undefined;
+  private again = false;
+  private readonly lastEvent = new Map<string, number>();
+  private eventTimes: number[] = [];
+  private nodeUid: string | undefined;
+  private readonly now: () => number;
+  stats = { patches: 0, conflicts: 0, events: 0, eventsDropped: 0, errors: 0 };
+
+  private readonly onTransition = (t: Transition) => {
+    if (this.opts.events) void this.event(t);
+    this.schedule();
+  };
+
+  constructor(private readonly opts: ExporterOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Reconciles the node's conditions now, then follows every change. */
+  async start(): Promise<void> {
+    this.opts.runner.on('transition', this.onTransition);
+    await this.sync();
+  }
+
+  stop(): void {
+    this.opts.runner.off('transition', this.onTransition);
+    clearTimeout(this.timer);
+  }
+
+  /** Coalesces bursts of transitions into one write. */
+  private schedule(): void {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.sync(), 250);
+  }
+
+  /** Brings the node's conditions in line with the active findings; retries on 409 with a fresh read. */
+  sync(): Promise<void> {
+    if (this.syncing) {
+      this.again = true;
+      return this.syncing;
+    }
+    this.syncing = (async () => {
+      for (let attempt = 1; attempt <= 5; attempt++) {
+        try {
+          const node: KubeNode = await this.opts.client.getNode(this.opts.node);
+          this.nodeUid = node.metadata.uid;
+          const current = node.status?.conditions ?? [];
+          const desired = desiredConditions(this.opts.runner.active(), current, new Date(this.now()).toISOString());
+          if (!conditionsDiffer(desired, current)) return;
+          // The resourceVersion makes the write conditional: if kubelet changed the node since our read,
+          // the API server answers 409 and we read again rather than overwrite what we did not see.
+          await this.opts.client.patchNodeStatus(this.opts.node, { metadata: { resourceVersion: node.metadata.resourceVersion }, status: { conditions: desired } });
+          this.stats.patches++;
+          return;
+        } catch (err) {
+          if (err instanceof KubeError && err.status === 409 && attempt < 5) {
+            this.stats.conflicts++;
+            continue;
+          }
+          this.stats.errors++;
+          this.opts.log.warn({ err: err instanceof Error ? err.message : String(err), node: this.opts.node }, 'could not update the node conditions');
+          return;
+        }
+      }
+    })().finally(() => {
+      this.syncing = undefined;
+      if (this.again) {
+        this.again = false;
+        this.schedule();
+      }
+    });
+    return this.syncing;
+  }
+
+  private async event(t: Transition): Promise<void> {
+    if (t.type === 'updated') return;
+    const f = t.finding;
+    const now = this.now();
+    const key = `${f.id}/${t.type}`;
+    if (now - (this.lastEvent.get(key) ?? -Infinity) < this.opts.eventIntervalMs) return;
+    this.eventTimes = this.eventTimes.filter((x) => now - x < 60_000);
+    if (this.eventTimes.length >= this.opts.eventsPerMinute) {
+      this.stats.eventsDropped++;
+      return;
+    }
+    this.lastEvent.set(key, now);
+    this.eventTimes.push(now);
+    const iso = new Date(now).toISOString();
+    const resolved = t.type === 'resolved';
+    try {
+      await this.opts.client.createEvent(this.opts.eventNamespace, {
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { generateName: `${this.opts.node}.nodewarden.`, namespace: this.opts.eventNamespace },
+        involvedObject: { apiVersion: 'v1', kind: 'Node', name: this.opts.node, ...(this.nodeUid ? { uid: this.nodeUid } : {}) },
+        reason: resolved ? `${camel(f.check)}Resolved` : camel(f.check),
+        message: resolved ? `Resolved: ${f.message}`.slice(0, 1024) : `${f.message} Next: ${f.remedy}`.slice(0, 1024),
+        type: resolved || f.severity === 'info' ? 'Normal' : 'Warning',
+        source: { component: 'nodewarden', host: this.opts.node },
+        reportingComponent: 'nodewarden',
+        reportingInstance: this.opts.node,
+        firstTimestamp: iso,
+        lastTimestamp: iso,
+        count: 1,
+      });
+      this.stats.events++;
+    } catch (err) {
+      this.stats.errors++;
+      this.opts.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not create an event');
+    }
+  }
+}

@@ -1,0 +1,90 @@
+// Evicted pods: the runbooks' `kubectl get pods | grep Evicted | awk | xargs kubectl delete pod` loop.
+// Lists pods kubelet evicted (phase Failed, reason Evicted) with their node and message, and deletes
+// them when asked. Uses @kubernetes/client-node for the kubeconfig (contexts, exec plugins, in-cluster).
+import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
+import { NodewardenError } from '../protocol/errors.js';
+
+export interface EvictedPod {
+  namespace: string;
+  name: string;
+  node: string;
+  message: string;
+  evictedAt: string;
+}
+
+export interface EvictedQuery {
+  /** A namespace, or undefined for every namespace. */
+  namespace?: string;
+  olderThanMs: number;
+  now?: number;
+}
+
+/** When the pod was evicted: its last condition change, else its containers' end, else its creation. */
+function evictedAt(p: V1Pod): string {
+  const times = [
+    ...(p.status?.conditions ?? []).map((c) => c.lastTransitionTime),
+    ...(p.status?.containerStatuses ?? []).map((c) => c.state?.terminated?.finishedAt),
+  ]
+    .filter((x): x is Date => x instanceof Date || typeof x === 'string')
+    .map((x) => new Date(x).getTime())
+    .filter(Number.isFinite);
+  const t = times.length ? Math.max(...times) : p.metadata?.creationTimestamp ? new Date(p.metadata.creationTimestamp).getTime() : 0;
+  return new Date(t).toISOString();
+}
+
+export async function kubeApi(): Promise<{ api: CoreV1Api; namespace: string; server: string }> {
+  const k = await import('@kubernetes/client-node');
+  const kc = new k.KubeConfig();
+  try {
+    kc.loadFromDefault();
+  } catch (err) {
+    throw new NodewardenError('NW_ERR_CONFIG', `cannot load a kubeconfig: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new NodewardenError('NW_ERR_CONFIG', 'no current cluster: set KUBECONFIG, use a kubeconfig with a current-context, or run in a pod');
+  const ctx = kc.getContextObject(kc.getCurrentContext());
+  return { api: kc.makeApiClient(k.CoreV1Api), namespace: ctx?.namespace ?? 'default', server: cluster.server };
+}
+
+function apiError(err: unknown, what: string): NodewardenError {
+  const e = err as { code?: number; body?: unknown; message?: string };
+  let message = e.message ?? String(err);
+  try {
+    const body = typeof e.body === 'string' ? (JSON.parse(e.body) as { message?: string }) : (e.body as { message?: string } | undefined);
+    if (body?.message) message = body.message;
+  } catch {
+    // keep the message
+  }
+  return new NodewardenError('NW_ERR_RUNTIME', `${what}: ${e.code ? `${e.code} ` : ''}${message}`);
+}
+
+export async function listEvicted(api: CoreV1Api, q: EvictedQuery): Promise<EvictedPod[]> {
+  const fieldSelector = 'status.phase=Failed';
+  let pods: V1Pod[];
+  try {
+    const list = q.namespace === undefined ? await api.listPodForAllNamespaces({ fieldSelector }) : await api.listNamespacedPod({ namespace: q.namespace, fieldSelector });
+    pods = list.items;
+  } catch (err) {
+    throw apiError(err, `listing pods${q.namespace ? ` in ${q.namespace}` : ''}`);
+  }
+  const now = q.now ?? Date.now();
+  return pods
+    .filter((p) => p.status?.reason === 'Evicted')
+    .map((p) => ({ namespace: p.metadata?.namespace ?? '', name: p.metadata?.name ?? '', node: p.spec?.nodeName ?? '', message: p.status?.message ?? '', evictedAt: evictedAt(p) }))
+    .filter((p) => now - Date.parse(p.evictedAt) >= q.olderThanMs)
+    .sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
+}
+
+/** Deletes each pod; returns the ones that failed with why. */
+export async function deleteEvicted(api: CoreV1Api, pods: readonly EvictedPod[], onDeleted: (p: EvictedPod) => void): Promise<{ pod: EvictedPod; error: string }[]> {
+  const failed: { pod: EvictedPod; error: string }[] = [];
+  for (const p of pods) {
+    try {
+      await api.deleteNamespacedPod({ name: p.name, namespace: p.namespace });
+      onDeleted(p);
+    } catch (err) {
+      failed.push({ pod: p, error: apiError(err, `deleting ${p.namespace}/${p.name}`).message });
+    }
+  }
+  return failed;
+}

@@ -1,0 +1,119 @@
+import t from 'tap';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CONDITIONS, NodeExporter, conditionsDiffer, desiredConditions } from '../../agent/exporter.js';
+import { KubeClient, type NodeCondition } from '../../agent/kube.js';
+import { Runner } from '../../agent/runner.js';
+import { configSpec, type Config } from '../../agent/config.js';
+import type { AnyCollector } from '../../collectors/types.js';
+import type { Observation } from '../../protocol/finding.js';
+import { s } from '../../protocol/schema.js';
+import { envFor, quietLog } from '../helpers/context.js';
+import { FakeApiServer, jsonPatch, mergePatch, strategicMergePatch } from '../helpers/fake-apiserver.js';
+import { finding } from '../helpers/findings.js';
+
+const AGENT_RULES = [
+  { verbs: ['get'], resources: ['nodes'] },
+  { verbs: ['patch'], resources: ['nodes/status'] },
+  { verbs: ['create'], resources: ['events'] },
+];
+
+t.test('the fake API server patches as the real one does', async (t) => {
+  const node = { status: { conditions: [{ type: 'Ready', status: 'True' }, { type: 'A', status: 'False' }] } };
+  t.same(strategicMergePatch(node, { status: { conditions: [{ type: 'A', status: 'True' }] } }), { status: { conditions: [{ type: 'Ready', status: 'True' }, { type: 'A', status: 'True' }] } }, 'strategic merge: conditions merge by type');
+  t.same(mergePatch(node, { status: { conditions: [{ type: 'A', status: 'True' }] } }), { status: { conditions: [{ type: 'A', status: 'True' }] } }, 'JSON merge patch: lists replace');
+  t.same(jsonPatch(node, [{ op: 'replace', path: '/status/conditions/1/status', value: 'Unknown' }]).status, { conditions: [{ type: 'Ready', status: 'True' }, { type: 'A', status: 'Unknown' }] });
+});
+
+t.test('desired conditions: one per family, True with the worst finding, transition time kept while unchanged', async (t) => {
+  const now = '2026-11-22T10:00:00.000Z';
+  const f = finding('n1', 'disk.eviction', '/var', 'critical');
+  const first = desiredConditions([f], [], now);
+  t.equal(first.length, CONDITIONS.length);
+  const ev = first.find((c) => c.type === 'NodewardenDiskEviction')!;
+  t.same([ev.status, ev.reason], ['True', 'DiskEviction']);
+  t.equal(first.find((c) => c.type === 'NodewardenRuntimeDrift')!.status, 'False');
+  const later = desiredConditions([f], first, '2026-11-22T10:05:00.000Z');
+  t.equal(later.find((c) => c.type === 'NodewardenDiskEviction')!.lastTransitionTime, now, 'unchanged status keeps its transition time');
+  t.notOk(conditionsDiffer(later, first), 'a heartbeat alone is not a reason to write');
+  const stale: NodeCondition = { type: 'NodewardenLegacyCheck', status: 'True', reason: 'X', message: 'old', lastTransitionTime: now, lastHeartbeatTime: now };
+  t.same(desiredConditions([], [stale], now).find((c) => c.type === 'NodewardenLegacyCheck')?.reason, 'NoLongerChecked');
+});
+
+// A runner whose one collector reports whatever `current` holds.
+function setup(observations: () => Observation[]) {
+  const collector: AnyCollector = { name: 'fake', description: 'fake', checks: [], defaultIntervalMs: 1000, defaultTimeoutMs: 500, configSpec: s.object({}), collect: async () => ({ kind: 'ok', observations: observations(), data: null }) };
+  const config = configSpec([collector]).check({ collectors: { fake: {} } }, '', []) as Config;
+  config.node = 'n1';
+  return new Runner({ collectors: [collector], config, env: envFor('/'), log: quietLog });
+}
+
+t.test('against a local API server: reconcile at start, follow findings, events, 409 retries', async (t) => {
+  const api = new FakeApiServer();
+  await api.start();
+  t.teardown(() => api.stop());
+  const ts = '2026-11-01T00:00:00Z';
+  api.addNode('n1', [
+    { type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status', lastTransitionTime: ts, lastHeartbeatTime: ts },
+    { type: 'NodewardenRuntimeDrift', status: 'True', reason: 'RuntimeDrift', message: 'left by an agent that died', lastTransitionTime: ts, lastHeartbeatTime: ts },
+  ]);
+  api.grant('agent-token', 'system:serviceaccount:nodewarden:nodewarden-agent', AGENT_RULES);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-kube-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'token'), 'agent-token\n');
+  const client = KubeClient.inCluster({ server: api.url, tokenFile: path.join(dir, 'token'), timeoutMs: 5000 });
+
+  let current: Observation[] = [];
+  const runner = setup(() => current);
+  const exporter = new NodeExporter({ client, node: 'n1', runner, log: quietLog, events: true, eventNamespace: 'default', eventIntervalMs: 600_000, eventsPerMinute: 30 });
+  await exporter.start();
+  const cond = (type: string) => ((api.nodes.get('n1')!['status'] as { conditions: NodeCondition[] }).conditions).find((c) => c.type === type);
+  t.equal(cond('NodewardenRuntimeDrift')?.status, 'False', 'a stale condition from an earlier agent is reconciled at start');
+  t.equal(cond('Ready')?.status, 'True', "kubelet's conditions are untouched (strategic merge by type)");
+  t.ok(api.requests.some((r) => r.method === 'PATCH' && r.contentType === 'application/strategic-merge-patch+json'));
+
+  current = [{ check: 'disk.eviction', severity: 'critical', subject: '/var', message: 'kubelet is evicting pods: /var is past its threshold', evidence: {}, remedy: 'docker image prune -a --filter until=72h' }];
+  await runner.runOnce();
+  await exporter.sync();
+  t.same([cond('NodewardenDiskEviction')?.status, cond('NodewardenDiskEviction')?.reason], ['True', 'DiskEviction']);
+  t.match(cond('NodewardenDiskEviction')?.message, /kubelet is evicting pods/);
+  await new Promise((r) => setTimeout(r, 50));
+  const ev = api.events.at(-1) as { reason: string; type: string; involvedObject: { kind: string; name: string; uid: string }; message: string };
+  t.same([ev.reason, ev.type, ev.involvedObject.kind, ev.involvedObject.name, ev.involvedObject.uid], ['DiskEviction', 'Warning', 'Node', 'n1', 'uid-n1']);
+  t.match(ev.message, /Next: docker image prune/);
+
+  // kubelet writes at the same moment: two 409s, then success.
+  api.conflictNext(2);
+  current = [];
+  await runner.runOnce();
+  await exporter.sync();
+  t.equal(cond('NodewardenDiskEviction')?.status, 'False', 'resolved after retrying past two conflicts');
+  t.equal(exporter.stats.conflicts, 2);
+  await new Promise((r) => setTimeout(r, 50));
+  t.same((api.events.at(-1) as { reason: string; type: string }).reason, 'DiskEvictionResolved');
+  exporter.stop();
+});
+
+t.test('missing RBAC is a logged error, never a crash; events are rate-limited', async (t) => {
+  const api = new FakeApiServer();
+  await api.start();
+  t.teardown(() => api.stop());
+  api.addNode('n1');
+  api.grant('weak', 'system:serviceaccount:nodewarden:nodewarden-agent', [{ verbs: ['get'], resources: ['nodes'] }, { verbs: ['create'], resources: ['events'] }]);
+  const client = new KubeClient({ server: api.url, token: 'weak', timeoutMs: 5000 });
+  let current: Observation[] = [];
+  const runner = setup(() => current);
+  const warnings: string[] = [];
+  const log = { ...quietLog, warn: (o: object) => warnings.push(JSON.stringify(o)) };
+  const exporter = new NodeExporter({ client, node: 'n1', runner, log, events: true, eventNamespace: 'default', eventIntervalMs: 600_000, eventsPerMinute: 2 });
+  await exporter.start();
+  current = ['a', 'b', 'c'].map((x) => ({ check: 'disk.usage', severity: 'warning' as const, subject: `/${x}`, message: `/${x} is full`, evidence: {}, remedy: 'du' }));
+  await runner.runOnce();
+  await exporter.sync();
+  await new Promise((r) => setTimeout(r, 100));
+  t.ok(warnings.some((w) => /403.*cannot patch resource \\"nodes\/status\\"/.test(w)), 'the 403 is logged with the missing permission');
+  t.equal(api.events.length, 2, 'three findings fired, two events within the per-minute limit');
+  t.equal(exporter.stats.eventsDropped, 1);
+  exporter.stop();
+});

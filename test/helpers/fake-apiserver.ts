@@ -1,0 +1,178 @@
+// A local stand-in for the Kubernetes API server (one cannot run here), speaking its protocol for the
+// endpoints nodewarden uses: nodes and their status subresource (GET, PUT, PATCH with strategic merge,
+// JSON merge and JSON patch; resourceVersion conflicts answer 409), events (POST), pods (list with field
+// selectors, DELETE), and RBAC per bearer token (403 Status objects naming the missing permission).
+import http from 'node:http';
+
+type Json = Record<string, unknown>;
+export interface Rule { verbs: string[]; resources: string[] }
+
+function status(code: number, reason: string, message: string): Json {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
+}
+
+/** RFC 7386 JSON merge patch: objects merge, everything else (lists included) replaces, null deletes. */
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch;
+  const out: Json = typeof target === 'object' && target !== null && !Array.isArray(target) ? { ...(target as Json) } : {};
+  for (const [k, v] of Object.entries(patch as Json)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
+}
+
+/** Strategic merge patch as the API server applies it to NodeStatus: conditions merge by their `type` key. */
+export function strategicMergePatch(target: unknown, patch: unknown, path = ''): unknown {
+  if (Array.isArray(patch) && (path === '.status.conditions' || path === '.status.addresses')) {
+    const key = path.endsWith('conditions') ? 'type' : 'type';
+    const list = Array.isArray(target) ? [...(target as Json[])] : [];
+    for (const item of patch as Json[]) {
+      const i = list.findIndex((x) => x[key] === item[key]);
+      if (i >= 0) list[i] = strategicMergePatch(list[i], item, `${path}[]`) as Json;
+      else list.push(item);
+    }
+    return list;
+  }
+  if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch;
+  const out: Json = typeof target === 'object' && target !== null && !Array.isArray(target) ? { ...(target as Json) } : {};
+  for (const [k, v] of Object.entries(patch as Json)) {
+    if (v === null) delete out[k];
+    else out[k] = strategicMergePatch(out[k], v, `${path}.${k}`);
+  }
+  return out;
+}
+
+/** RFC 6902 JSON patch (add, replace, remove, test) on JSON pointers. */
+export function jsonPatch(doc: Json, ops: { op: string; path: string; value?: unknown }[]): Json {
+  const out = structuredClone(doc);
+  for (const op of ops) {
+    const parts = op.path.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const last = parts.pop()!;
+    let parent: Json | unknown[] = out;
+    for (const p of parts) parent = (parent as Json)[p] as Json;
+    const arr = Array.isArray(parent);
+    if (op.op === 'test' && JSON.stringify((parent as Json)[last]) !== JSON.stringify(op.value)) throw new Error(`test failed at ${op.path}`);
+    if (op.op === 'add' && arr) (parent as unknown[]).splice(last === '-' ? (parent as unknown[]).length : Number(last), 0, op.value);
+    else if (op.op === 'add' || op.op === 'replace') (parent as Json)[last] = op.value;
+    else if (op.op === 'remove') {
+      if (arr) (parent as unknown[]).splice(Number(last), 1);
+      else delete (parent as Json)[last];
+    }
+  }
+  return out;
+}
+
+function fieldSelectorMatches(obj: Json, selector: string | null): boolean {
+  if (!selector) return true;
+  return selector.split(',').every((term) => {
+    const m = /^([\w.]+)(!=|==|=)(.*)$/.exec(term.trim());
+    if (!m) return false;
+    const value = m[1]!.split('.').reduce<unknown>((o, k) => (o as Json | undefined)?.[k], obj);
+    return m[2] === '!=' ? String(value ?? '') !== m[3] : String(value ?? '') === m[3];
+  });
+}
+
+export class FakeApiServer {
+  readonly nodes = new Map<string, Json>();
+  readonly pods = new Map<string, Json>();
+  readonly events: Json[] = [];
+  readonly requests: { method: string; path: string; contentType?: string }[] = [];
+  private readonly rbac = new Map<string, { user: string; rules: Rule[] }>();
+  private rv = 100;
+  private conflicts = 0;
+  private server: http.Server | undefined;
+  url = '';
+
+  grant(token: string, user: string, rules: Rule[]): void {
+    this.rbac.set(token, { user, rules });
+  }
+
+  /** The next `n` writes to a node answer 409 Conflict, as when kubelet updates it at the same time. */
+  conflictNext(n: number): void {
+    this.conflicts = n;
+  }
+
+  addNode(name: string, conditions: Json[] = []): void {
+    this.nodes.set(name, { kind: 'Node', apiVersion: 'v1', metadata: { name, uid: `uid-${name}`, resourceVersion: String(this.rv++) }, status: { conditions } });
+  }
+
+  addPod(namespace: string, name: string, nodeName: string, phase: string, extra: Json = {}): void {
+    this.pods.set(`${namespace}/${name}`, mergePatch({ kind: 'Pod', apiVersion: 'v1', metadata: { name, namespace, uid: `uid-${name}`, creationTimestamp: new Date().toISOString(), resourceVersion: String(this.rv++) }, spec: { nodeName }, status: { phase } }, extra) as Json);
+  }
+
+  async start(): Promise<string> {
+    this.server = http.createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', () => r()));
+    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
+    return this.url;
+  }
+
+  stop(): Promise<void> {
+    return new Promise((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  private send(res: http.ServerResponse, code: number, body: Json): void {
+    res.writeHead(code, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://x');
+    let body = '';
+    for await (const c of req) body += c;
+    const contentType = String(req.headers['content-type'] ?? '').split(';')[0];
+    this.requests.push({ method: req.method ?? '', path: url.pathname, contentType });
+    const who = this.rbac.get(String(req.headers.authorization ?? '').replace(/^Bearer /, ''));
+    if (!who) return this.send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
+    const verb = req.method === 'GET' ? (/\/(nodes|pods)$/.test(url.pathname) ? 'list' : 'get') : req.method === 'PATCH' ? 'patch' : req.method === 'PUT' ? 'update' : req.method === 'POST' ? 'create' : req.method === 'DELETE' ? 'delete' : '?';
+    const resource = /\/nodes\/[^/]+\/status$/.test(url.pathname) ? 'nodes/status' : /\/nodes/.test(url.pathname) ? 'nodes' : /\/events/.test(url.pathname) ? 'events' : /\/pods/.test(url.pathname) ? 'pods' : '?';
+    if (!who.rules.some((r) => r.verbs.includes(verb) && r.resources.includes(resource))) {
+      return this.send(res, 403, status(403, 'Forbidden', `${resource} is forbidden: User "${who.user}" cannot ${verb} resource "${resource}" in API group ""`));
+    }
+    let m: RegExpExecArray | null;
+    if ((m = /^\/api\/v1\/nodes\/([^/]+)(\/status)?$/.exec(url.pathname))) {
+      const node = this.nodes.get(m[1]!);
+      if (!node) return this.send(res, 404, status(404, 'NotFound', `nodes "${m[1]}" not found`));
+      if (req.method === 'GET') return this.send(res, 200, node);
+      if (!m[2]) return this.send(res, 405, status(405, 'MethodNotAllowed', 'only the status subresource is writable here'));
+      const current = (node['metadata'] as Json)['resourceVersion'];
+      const incoming = JSON.parse(body || '{}') as Json;
+      const given = Array.isArray(incoming) ? undefined : (incoming['metadata'] as Json | undefined)?.['resourceVersion'];
+      if (this.conflicts > 0 || (given !== undefined && given !== current) || (req.method === 'PUT' && given === undefined)) {
+        if (this.conflicts > 0) this.conflicts--;
+        return this.send(res, 409, status(409, 'Conflict', `Operation cannot be fulfilled on nodes "${m[1]}": the object has been modified; please apply your changes to the latest version and try again`));
+      }
+      let next: Json;
+      if (req.method === 'PUT') next = { ...node, status: incoming['status'] };
+      else if (contentType === 'application/strategic-merge-patch+json') next = strategicMergePatch(node, incoming) as Json;
+      else if (contentType === 'application/merge-patch+json') next = mergePatch(node, incoming) as Json;
+      else if (contentType === 'application/json-patch+json') next = jsonPatch(node, incoming as unknown as { op: string; path: string }[]);
+      else return this.send(res, 415, status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format: ${contentType}`));
+      // Only status is writable through the status subresource.
+      next = { ...node, status: next['status'], metadata: { ...(node['metadata'] as Json), resourceVersion: String(this.rv++) } };
+      this.nodes.set(m[1]!, next);
+      return this.send(res, 200, next);
+    }
+    if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(url.pathname)) && req.method === 'POST') {
+      const ev = JSON.parse(body) as Json;
+      const meta = (ev['metadata'] ?? {}) as Json;
+      const stored = { ...ev, metadata: { ...meta, namespace: m[1], name: meta['name'] ?? `${meta['generateName'] ?? 'event.'}${this.rv++}`, resourceVersion: String(this.rv++) } };
+      this.events.push(stored);
+      return this.send(res, 201, stored);
+    }
+    if ((m = /^\/api\/v1(?:\/namespaces\/([^/]+))?\/pods$/.exec(url.pathname)) && req.method === 'GET') {
+      const ns = m[1];
+      const items = [...this.pods.values()].filter((p) => (!ns || (p['metadata'] as Json)['namespace'] === ns) && fieldSelectorMatches(p, url.searchParams.get('fieldSelector')));
+      return this.send(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items });
+    }
+    if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(url.pathname)) && req.method === 'DELETE') {
+      const key = `${m[1]}/${m[2]}`;
+      const pod = this.pods.get(key);
+      if (!pod) return this.send(res, 404, status(404, 'NotFound', `pods "${m[2]}" not found`));
+      this.pods.delete(key);
+      return this.send(res, 200, pod);
+    }
+    return this.send(res, 404, status(404, 'NotFound', `the server could not find the requested resource (${req.method} ${url.pathname})`));
+  }
+}

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
-import { runAsync } from '../helpers/processes.js';
+import { freePort, run, runAsync, until, writeTokens } from '../helpers/processes.js';
 
 t.test('nodewarden evicted lists and deletes evicted pods through a kubeconfig, and says what RBAC is missing', async (t) => {
   const api = new FakeApiServer();
@@ -49,4 +49,26 @@ t.test('nodewarden evicted lists and deletes evicted pods through a kubeconfig, 
   const usage = await runAsync(['evicted', '-n', 'x', '-A'], kubeconfig('ops-token'));
   t.equal(usage.code, 3);
   t.match(usage.stderr, /exclude each other/);
+});
+
+t.test('the aggregator deletes evicted pods on a schedule when asked to (--evicted-cleanup)', async (t) => {
+  const api = new FakeApiServer();
+  await api.start();
+  t.teardown(() => api.stop());
+  const ago = (minutes: number) => new Date(Date.now() - minutes * 60_000).toISOString();
+  api.addPod('shop', 'old-evicted', 'worker-1', 'Failed', { status: { reason: 'Evicted', message: 'low on disk', conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: ago(90) }] } });
+  api.addPod('shop', 'new-evicted', 'worker-1', 'Failed', { status: { reason: 'Evicted', message: 'low on disk', conditions: [{ type: 'Ready', status: 'False', lastTransitionTime: ago(5) }] } });
+  api.grant('agg-token', 'system:serviceaccount:nodewarden:nodewarden-aggregator', [{ verbs: ['list', 'delete'], resources: ['pods'] }]);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-cleanup-'));
+  const kubeconfig = path.join(dir, 'kubeconfig.yaml');
+  writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: ${api.url}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: agg-token\ncontexts:\n- name: c\n  context:\n    cluster: fake\n    user: u\ncurrent-context: c\n`);
+  const tokens = writeTokens(dir);
+  const port = await freePort();
+  const agg = run(['aggregator', '--listen', `127.0.0.1:${port}`, '--tokens-dir', tokens, '--evicted-cleanup', '1s', '--evicted-older-than', '1h', '--log-level', 'info'], { KUBECONFIG: kubeconfig });
+  t.teardown(() => {
+    agg.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await until(() => !api.pods.has('shop/old-evicted'), 15_000, 'the scheduled cleanup');
+  t.ok(api.pods.has('shop/new-evicted'), 'the recent one stays (younger than --evicted-older-than)');
 });

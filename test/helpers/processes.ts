@@ -14,8 +14,8 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export function run(args: string[]): ChildProcess {
-  return spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function run(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
+  return spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
 }
 
 export function runSync(args: string[], env: NodeJS.ProcessEnv = {}) {

@@ -2,6 +2,7 @@
 // The nodewarden command: parses the command line and dispatches. Errors become one clear line and a
 // non-zero exit (3, "unknown", in the monitoring-plugin convention), never a stack trace. Each
 // command's module loads only when that command runs, so `tail` never loads what `check` needs.
+import { writeSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isNodewardenError, NodewardenError } from '../protocol/errors.js';
 import { parseDuration } from '../protocol/schema.js';
@@ -96,12 +97,19 @@ function usageError(message: string): never {
   process.exit(EXIT.UNKNOWN);
 }
 
+/** Parses a command's flags; --help prints the help and exits 0, a bad flag exits 3. */
 function parse(args: string[], options: ParseArgsConfig['options'], allowPositionals = false): { values: Record<string, unknown>; positionals: string[] } {
+  let parsed;
   try {
-    return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals, strict: true });
+    parsed = parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals, strict: true });
   } catch (err) {
     usageError(err instanceof Error ? err.message.replace(/^TypeError \[.*?\]: /, '') : String(err));
   }
+  if (parsed.values['help']) {
+    writeSync(1, HELP);
+    process.exit(EXIT.OK);
+  }
+  return parsed;
 }
 
 async function writeAndExit(text: string, code: number): Promise<never> {
@@ -130,7 +138,6 @@ export async function main(argv: string[]): Promise<void> {
     switch (command) {
       case 'check': {
         const { values } = parse(rest, { json: { type: 'boolean' }, only: { type: 'string' }, verbose: { type: 'boolean', short: 'v' } });
-        if (values['help']) return writeAndExit(HELP, EXIT.OK);
         const only = str(values['only'])?.split(',').map((x) => x.trim()).filter(Boolean);
         if (only !== undefined && only.length === 0) usageError('--only needs at least one collector name');
         const { runCheck } = await import('./check.js');
@@ -142,7 +149,6 @@ export async function main(argv: string[]): Promise<void> {
       }
       case 'agent': {
         const { values } = parse(rest, { aggregator: { type: 'string' }, 'token-file': { type: 'string' }, listen: { type: 'string' } });
-        if (values['help']) return writeAndExit(HELP, EXIT.OK);
         const { runAgent } = await import('./agent.js');
         return await runAgent({
           hostRoot: str(values['host-root']),
@@ -168,7 +174,6 @@ export async function main(argv: string[]): Promise<void> {
           'evicted-cleanup': { type: 'string' },
           'evicted-older-than': { type: 'string' },
         });
-        if (values['help']) return writeAndExit(HELP, EXIT.OK);
         const { runAggregator } = await import('./aggregator.js');
         return await runAggregator({
           listen: str(values['listen']) ?? '0.0.0.0:9743',
@@ -194,7 +199,6 @@ export async function main(argv: string[]): Promise<void> {
           json: { type: 'boolean' },
           'no-follow': { type: 'boolean' },
         });
-        if (values['help']) return writeAndExit(HELP, EXIT.OK);
         const severity = str(values['severity']);
         if (severity && !['info', 'warning', 'critical'].includes(severity)) usageError('--severity must be info, warning or critical');
         const since = values['since'] === undefined ? undefined : Date.now() - durationFlag('--since', values['since'], 0);
@@ -223,7 +227,6 @@ export async function main(argv: string[]): Promise<void> {
       }
       case 'prune': {
         const { values } = parse(rest, { aggregator: { type: 'string' }, 'token-file': { type: 'string' }, until: { type: 'string' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' } });
-        if (values['help']) return writeAndExit(HELP, EXIT.OK);
         const node = str(values['node']);
         if (!node) usageError('prune needs --node NAME');
         const { aggregatorUrl, token, toHttp } = await import('./remote.js');
@@ -242,13 +245,11 @@ export async function main(argv: string[]): Promise<void> {
       }
       case 'up': {
         const { values } = parse(rest, { json: { type: 'boolean' } });
-        if (values['help']) return writeAndExit(HELP, EXIT.OK);
         const { runUp } = await import('./up.js');
         return await runUp({ hostRoot: str(values['host-root']), config: str(values['config']), sets: sets(values['set']), json: Boolean(values['json']) });
       }
       case 'evicted': {
         const { values } = parse(rest, { namespace: { type: 'string', short: 'n' }, 'all-namespaces': { type: 'boolean', short: 'A' }, 'older-than': { type: 'string' }, delete: { type: 'boolean' }, json: { type: 'boolean' } });
-        if (values['help']) return writeAndExit(HELP, EXIT.OK);
         if (values['namespace'] !== undefined && values['all-namespaces']) usageError('--namespace and --all-namespaces exclude each other');
         const { runEvicted } = await import('./evicted.js');
         const code = await runEvicted(
@@ -259,7 +260,6 @@ export async function main(argv: string[]): Promise<void> {
       }
       case 'who-holds': {
         const { values, positionals } = parse(rest, { json: { type: 'boolean' } }, true);
-        if (values['help']) return writeAndExit(HELP, EXIT.OK);
         if (positionals.length !== 1) usageError('who-holds takes exactly one PATH, /dev/DEVICE or CONTAINER');
         const { runWhoHolds } = await import('./who-holds.js');
         const { code, text } = await runWhoHolds({ target: positionals[0]!, json: Boolean(values['json']), hostRoot: str(values['host-root']), config: str(values['config']), sets: sets(values['set']) }, process.stdout);
@@ -267,7 +267,6 @@ export async function main(argv: string[]): Promise<void> {
       }
       case 'find-immutable': {
         const { values, positionals } = parse(rest, { json: { type: 'boolean' } }, true);
-        if (values['help']) return writeAndExit(HELP, EXIT.OK);
         if (positionals.length === 0) usageError('find-immutable needs at least one PATH');
         const { runFindImmutable } = await import('./find-immutable.js');
         const { code, text } = await runFindImmutable(positionals, { json: Boolean(values['json']) });
@@ -275,7 +274,6 @@ export async function main(argv: string[]): Promise<void> {
       }
       case 'config': {
         const { values } = parse(rest, {});
-        if (values['help']) return writeAndExit(HELP, EXIT.OK);
         const { renderConfig } = await import('./config.js');
         return writeAndExit(renderConfig({ config: str(values['config']), sets: sets(values['set']), node: str(values['node']) }), EXIT.OK);
       }

@@ -1,9 +1,7 @@
 // The agent's link to the aggregator: hello, the whole active set, then deltas. Heartbeats notice a
 // dead link within two intervals; reconnects use jittered exponential backoff; every (re)connect sends
 // a fresh snapshot, so the aggregator converges to the truth with nothing lost and nothing stale.
-import { readFileSync } from 'node:fs';
 import WebSocket from 'ws';
-import { NodewardenError, errnoCode } from '../protocol/errors.js';
 import { CLOSE, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, WireError, decodeAggregatorMessage, encode, type AgentMessage, type AggregatorToAgent } from '../protocol/wire.js';
 import type { Log } from '../collectors/types.js';
 import type { Runner, CollectorStatus } from './runner.js';
@@ -20,18 +18,6 @@ export interface StreamOptions {
   /** Handles a command; sends progress and the result through `reply`. */
   onCommand?: (cmd: Extract<AggregatorToAgent, { type: 'command' }>, reply: (msg: AgentMessage) => void) => void;
   backoff?: { baseMs: number; maxMs: number };
-}
-
-export function readTokenFile(file: string): string {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new NodewardenError('NW_ERR_CONFIG', `cannot read token file ${file}: ${errnoCode(err) === 'ENOENT' ? 'no such file' : String(err)}`);
-  }
-  const token = text.trim().split(/\s+/).pop() ?? '';
-  if (token.length < 16) throw new NodewardenError('NW_ERR_CONFIG', `token file ${file} holds no token of at least 16 characters`);
-  return token;
 }
 
 /** Full-jitter exponential backoff: a random delay up to base * 2^attempt, capped. */

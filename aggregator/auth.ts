@@ -4,6 +4,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { NodewardenError, errnoCode } from '../protocol/errors.js';
+import { MIN_TOKEN_LENGTH, parseTokenLines } from '../protocol/tokens.js';
 
 export type Role = 'agent' | 'tail' | 'admin';
 
@@ -14,16 +15,7 @@ export interface Token {
 }
 
 export function parseTokenFile(text: string, role: Role): Token[] {
-  const out: Token[] = [];
-  text.split('\n').forEach((line, i) => {
-    const l = line.trim();
-    if (l === '' || l.startsWith('#')) return;
-    const parts = l.split(/\s+/);
-    const secret = parts.length > 1 ? parts[1]! : parts[0]!;
-    const name = parts.length > 1 ? parts[0]! : `${role}#${i + 1}`;
-    out.push({ role, name, secret });
-  });
-  return out;
+  return parseTokenLines(text).map((t) => ({ role, name: t.name ?? `${role}#${t.line}`, secret: t.secret }));
 }
 
 /** Loads tokens from DIR/agent, DIR/tail, DIR/admin; each file is optional but at least one token must exist. */
@@ -36,8 +28,8 @@ export function loadTokens(dir: string): Token[] {
       if (errnoCode(err) !== 'ENOENT') throw new NodewardenError('NW_ERR_CONFIG', `cannot read ${path.join(dir, role)}: ${String(err)}`);
     }
   }
-  const short = tokens.find((t) => t.secret.length < 16);
-  if (short) throw new NodewardenError('NW_ERR_CONFIG', `token ${short.name} in ${dir} is shorter than 16 characters`);
+  const short = tokens.find((t) => t.secret.length < MIN_TOKEN_LENGTH);
+  if (short) throw new NodewardenError('NW_ERR_CONFIG', `token ${short.name} in ${dir} is shorter than ${MIN_TOKEN_LENGTH} characters`);
   if (tokens.length === 0) throw new NodewardenError('NW_ERR_CONFIG', `no tokens in ${dir} (files agent, tail, admin: one token per line)`);
   return tokens;
 }

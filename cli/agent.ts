@@ -3,7 +3,7 @@ import { loadConfig } from '../agent/config.js';
 import { startAgent } from '../agent/daemon.js';
 import { checkHostRoot } from '../agent/host.js';
 import { createLogger } from '../agent/log.js';
-import { readTokenFile } from '../agent/stream.js';
+import { readTokenFile } from '../protocol/tokens.js';
 import type { Transition } from '../agent/tracker.js';
 import { NodewardenError } from '../protocol/errors.js';
 

@@ -1,6 +1,6 @@
 // Where the aggregator is and which token to show it, for tail and prune (flags, then environment).
-import { readFileSync } from 'node:fs';
-import { NodewardenError, errnoCode } from '../protocol/errors.js';
+import { NodewardenError } from '../protocol/errors.js';
+import { readTokenFile } from '../protocol/tokens.js';
 
 export const DEFAULT_AGGREGATOR = 'ws://127.0.0.1:9743';
 
@@ -13,15 +13,7 @@ export function aggregatorUrl(flag: string | undefined): string {
 /** The token from --token-file, $NODEWARDEN_TOKEN_FILE or $NODEWARDEN_TOKEN. */
 export function token(flag: string | undefined): string {
   const file = flag ?? process.env['NODEWARDEN_TOKEN_FILE'];
-  if (file) {
-    try {
-      const t = readFileSync(file, 'utf8').trim().split(/\s+/).pop() ?? '';
-      if (t) return t;
-    } catch (err) {
-      throw new NodewardenError('NW_ERR_CONFIG', `cannot read token file ${file}: ${errnoCode(err) === 'ENOENT' ? 'no such file' : String(err)}`);
-    }
-    throw new NodewardenError('NW_ERR_CONFIG', `token file ${file} is empty`);
-  }
+  if (file) return readTokenFile(file);
   const env = process.env['NODEWARDEN_TOKEN'];
   if (env) return env.trim();
   throw new NodewardenError('NW_ERR_USAGE', 'no token: pass --token-file FILE, or set NODEWARDEN_TOKEN_FILE or NODEWARDEN_TOKEN');

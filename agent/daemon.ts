@@ -6,13 +6,13 @@ import type { Log } from '../collectors/types.js';
 import type { AgentMessage, AggregatorToAgent } from '../protocol/wire.js';
 import type { Config } from './config.js';
 import { createEnvironment } from './environment.js';
-import { createAgentServer } from './http.js';
-import { prune } from './prune.js';
+import { createAgentServer } from './exporters/http.js';
+import { prune } from './actions/prune.js';
 import { Runner } from './runner.js';
-import { Runtimes } from './runtime.js';
-import { StreamClient } from './stream.js';
-import { NodeExporter } from './exporter.js';
-import { KubeClient } from './kube.js';
+import { Runtimes } from './runtime/model.js';
+import { StreamClient } from './exporters/aggregator-link.js';
+import { NodeExporter } from './exporters/kubernetes.js';
+import { KubeClient } from './kube/client.js';
 
 export const AGENT_VERSION = '0.1.0';
 

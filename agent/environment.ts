@@ -1,11 +1,11 @@
 // Everything a collector's context is built from, made once per process from the config: host access,
 // exec, runtimes and attributes. Commands and tests build it the same way.
 import type { AttrAccess, Exec, HostAccess, RuntimeAccess } from '../collectors/types.js';
-import { createAttrAccess } from './attrs.js';
+import { createAttrAccess } from './host/attrs.js';
 import type { Config } from './config.js';
-import { exec } from './exec.js';
-import { createHostAccess } from './host.js';
-import { Runtimes } from './runtime.js';
+import { exec } from './host/exec.js';
+import { createHostAccess } from './host/access.js';
+import { Runtimes } from './runtime/model.js';
 
 export interface Environment {
   host: HostAccess;

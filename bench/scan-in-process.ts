@@ -1,7 +1,7 @@
 // Times the attribute scan inside one Node process, as the agent's immutable collector runs it (no
 // process start-up): prints elapsed_ms=N and what it found.
 import os from 'node:os';
-import { createAttrAccess } from '../agent/attrs.js';
+import { createAttrAccess } from '../agent/host/attrs.js';
 
 const attrs = createAttrAccess();
 if (!attrs) {

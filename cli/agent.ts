@@ -1,7 +1,7 @@
 // `nodewarden agent`: runs the collectors continuously; with --aggregator, streams findings to it.
 import { loadConfig } from '../agent/config.js';
 import { startAgent } from '../agent/daemon.js';
-import { checkHostRoot } from '../agent/host.js';
+import { checkHostRoot } from '../agent/host/access.js';
 import { createLogger } from '../agent/log.js';
 import { readTokenFile } from '../protocol/tokens.js';
 import type { Transition } from '../agent/tracker.js';

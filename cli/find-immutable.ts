@@ -2,7 +2,7 @@
 // with one statx per entry and no file opened. Prints only what carries the i or a attribute.
 import os from 'node:os';
 import { NodewardenError } from '../protocol/errors.js';
-import { createAttrAccess } from '../agent/attrs.js';
+import { createAttrAccess } from '../agent/host/attrs.js';
 import { attrLetters } from '../collectors/immutable.js';
 import { shellQuote } from '../collectors/common/text.js';
 

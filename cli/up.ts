@@ -2,7 +2,7 @@
 // tail in this terminal, in one process. Tokens are made up on the spot and never leave it.
 import { loadConfig } from '../agent/config.js';
 import { startAgent } from '../agent/daemon.js';
-import { checkHostRoot } from '../agent/host.js';
+import { checkHostRoot } from '../agent/host/access.js';
 import { createLogger } from '../agent/log.js';
 import { Aggregator } from '../aggregator/server.js';
 import { randomToken } from './aggregator.js';

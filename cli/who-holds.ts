@@ -1,8 +1,8 @@
 // `nodewarden who-holds TARGET`: the runbook's `grep ID /proc/*/mountinfo` then `ps -f PID`, in one step.
 import { loadConfig } from '../agent/config.js';
 import { createEnvironment } from '../agent/environment.js';
-import { checkHostRoot } from '../agent/host.js';
-import { whoHolds, type WhoHolds } from '../agent/who-holds.js';
+import { checkHostRoot } from '../agent/host/access.js';
+import { whoHolds, type WhoHolds } from '../agent/actions/who-holds.js';
 import { painter, table, truncate, useColor, type Painter } from './format.js';
 
 export interface WhoHoldsOptions {

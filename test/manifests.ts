@@ -12,7 +12,7 @@ import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { Role, ClusterRole, RoleBinding, ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { loadConfig } from '../agent/config.js';
-import { PERMISSIONS } from '../agent/permissions.js';
+import { PERMISSIONS } from '../agent/kube/permissions.js';
 import type Tap from 'tap';
 
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [k: string]: unknown };
@@ -100,7 +100,7 @@ function checkRbac(t: Tap.Test, objs: Obj[]): void {
       t.ok(used, `${binding.metadata.name} binds ${subject.name}, an account the code knows`);
       for (const r of ((role?.['rules'] ?? []) as Rule[])) {
         for (const res of r.resources) for (const v of r.verbs) {
-          t.ok(used?.some((u) => u.resources.includes(res) && u.verbs.includes(v) && u.apiGroups.some((g) => r.apiGroups.includes(g))), `${roleName}: ${v} ${res} is used by the code (agent/permissions.ts)`);
+          t.ok(used?.some((u) => u.resources.includes(res) && u.verbs.includes(v) && u.apiGroups.some((g) => r.apiGroups.includes(g))), `${roleName}: ${v} ${res} is used by the code (agent/kube/permissions.ts)`);
           granted.set(subject.name, (granted.get(subject.name) ?? new Set()).add(`${v} ${res}`));
         }
       }

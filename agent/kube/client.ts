@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import { NodewardenError, errnoCode } from '../protocol/errors.js';
+import { NodewardenError, errnoCode } from '../../protocol/errors.js';
 
 export class KubeError extends NodewardenError {
   constructor(

@@ -3,8 +3,8 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { errnoCode } from '../protocol/errors.js';
-import type { AttrAccess, AttrScan } from '../collectors/types.js';
+import { errnoCode } from '../../protocol/errors.js';
+import type { AttrAccess, AttrScan } from '../../collectors/types.js';
 
 interface NativeAttrs {
   scanTree(roots: string[], threads: number): Promise<AttrScan>;
@@ -17,8 +17,8 @@ function load(): NativeAttrs | null {
   if (loaded !== undefined) return loaded;
   const require = createRequire(import.meta.url);
   const here = path.dirname(fileURLToPath(import.meta.url));
-  // Compiled: dist/agent -> ../../build; from source (tests): agent -> ../build.
-  for (const rel of ['../../build/Release/nodewarden_attrs.node', '../build/Release/nodewarden_attrs.node']) {
+  // Compiled: dist/agent/host -> ../../../build; from source (tests): agent/host -> ../../build.
+  for (const rel of ['../../../build/Release/nodewarden_attrs.node', '../../build/Release/nodewarden_attrs.node']) {
     try {
       loaded = require(path.join(here, rel)) as NativeAttrs;
       return loaded;

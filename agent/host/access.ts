@@ -1,9 +1,9 @@
 // Host access rooted at --host-root: the only module that knows where /proc, /sys and host paths are.
 import { promises as fsp, statSync } from 'node:fs';
 import path from 'node:path';
-import { NodewardenError, errnoCode } from '../protocol/errors.js';
+import { NodewardenError, errnoCode } from '../../protocol/errors.js';
 import { ExecTimeoutError } from './exec.js';
-import type { Exec, FsStats, HostAccess, StatfsOutcome } from '../collectors/types.js';
+import type { Exec, FsStats, HostAccess, StatfsOutcome } from '../../collectors/types.js';
 
 /** Errors that mean "not there (any more)": a file that does not exist, a process that exited. */
 const GONE = new Set(['ENOENT', 'ESRCH', 'ENOTDIR']);

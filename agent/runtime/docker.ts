@@ -1,7 +1,7 @@
 // Docker through the Engine API on its unix socket (no docker binary needed). Every call has a timeout;
 // a frozen dockerd still accepts connections, so the timeout is what notices it.
 import http from 'node:http';
-import { NodewardenError } from '../protocol/errors.js';
+import { NodewardenError } from '../../protocol/errors.js';
 
 const MAX_BODY = 64 * 1024 * 1024;
 /** The newest API version we speak; older daemons are asked at their own version. */

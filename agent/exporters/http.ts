@@ -1,8 +1,8 @@
 // The agent's own HTTP endpoints: /healthz for kubelet's probes and /metrics for Prometheus.
 import http from 'node:http';
-import { renderMetrics, type Metric } from '../protocol/metrics.js';
-import type { CollectorStatus, Runner } from './runner.js';
-import type { StreamClient } from './stream.js';
+import { renderMetrics, type Metric } from '../../protocol/metrics.js';
+import type { CollectorStatus, Runner } from '../runner.js';
+import type { StreamClient } from './aggregator-link.js';
 
 export function createAgentServer(opts: { runner: Runner; node: string; stream?: StreamClient }): http.Server {
   const runs = new Map<string, number>();

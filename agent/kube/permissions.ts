@@ -8,7 +8,7 @@ export interface PermissionRule {
 }
 
 export const PERMISSIONS: Record<'nodewarden-agent' | 'nodewarden-aggregator', PermissionRule[]> = {
-  // agent/exporter.ts: read its Node, patch the Node's status conditions, create Node events.
+  // agent/exporters/kubernetes.ts: read its Node, patch the Node's status conditions, create Node events.
   'nodewarden-agent': [
     { apiGroups: [''], resources: ['nodes'], verbs: ['get'] },
     { apiGroups: [''], resources: ['nodes/status'], verbs: ['patch'] },

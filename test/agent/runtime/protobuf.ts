@@ -1,5 +1,5 @@
 import t from 'tap';
-import { decodeMessage, encodeMessage, pb } from '../../agent/protobuf.js';
+import { decodeMessage, encodeMessage, pb } from '../../../agent/runtime/protobuf.js';
 
 t.test('round trip of strings, varints, nested and repeated fields', async (t) => {
   const inner = encodeMessage([{ n: 1, string: 'overlay' }, { n: 4, string: 'upperdir=/a' }, { n: 4, string: 'lowerdir=/b:/c' }]);

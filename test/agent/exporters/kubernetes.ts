@@ -2,16 +2,16 @@ import t from 'tap';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CONDITIONS, NodeExporter, conditionsDiffer, desiredConditions } from '../../agent/exporter.js';
-import { KubeClient, type NodeCondition } from '../../agent/kube.js';
-import { Runner } from '../../agent/runner.js';
-import { configSpec, type Config } from '../../agent/config.js';
-import type { AnyCollector } from '../../collectors/types.js';
-import type { Observation } from '../../protocol/finding.js';
-import { s } from '../../protocol/schema.js';
-import { envFor, quietLog } from '../helpers/context.js';
-import { FakeApiServer, jsonPatch, mergePatch, strategicMergePatch } from '../helpers/fake-apiserver.js';
-import { finding } from '../helpers/findings.js';
+import { CONDITIONS, NodeExporter, conditionsDiffer, desiredConditions } from '../../../agent/exporters/kubernetes.js';
+import { KubeClient, type NodeCondition } from '../../../agent/kube/client.js';
+import { Runner } from '../../../agent/runner.js';
+import { configSpec, type Config } from '../../../agent/config.js';
+import type { AnyCollector } from '../../../collectors/types.js';
+import type { Observation } from '../../../protocol/finding.js';
+import { s } from '../../../protocol/schema.js';
+import { envFor, quietLog } from '../../helpers/context.js';
+import { FakeApiServer, jsonPatch, mergePatch, strategicMergePatch } from '../../helpers/fake-apiserver.js';
+import { finding } from '../../helpers/findings.js';
 
 const AGENT_RULES = [
   { verbs: ['get'], resources: ['nodes'] },

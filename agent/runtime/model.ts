@@ -1,7 +1,7 @@
 // The runtime model: docker's view, containerd's view and the kernel's, joined by container id.
 // Collectors read it through RuntimeAccess; nothing here depends on docker, ctr or crictl binaries.
-import type { Workload } from '../protocol/finding.js';
-import type { HostAccess, RuntimeAccess, RuntimeContainer, RuntimeSnapshot, RuntimeState } from '../collectors/types.js';
+import type { Workload } from '../../protocol/finding.js';
+import type { HostAccess, RuntimeAccess, RuntimeContainer, RuntimeSnapshot, RuntimeState } from '../../collectors/types.js';
 import { ContainerdClient, type ContainerdContainer, type ContainerdTask } from './containerd.js';
 import { DockerClient, type DockerContainerInspect } from './docker.js';
 

@@ -2,10 +2,10 @@
 // dead link within two intervals; reconnects use jittered exponential backoff; every (re)connect sends
 // a fresh snapshot, so the aggregator converges to the truth with nothing lost and nothing stale.
 import WebSocket from 'ws';
-import { CLOSE, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, WireError, decodeAggregatorMessage, encode, type AgentMessage, type AggregatorToAgent } from '../protocol/wire.js';
-import type { Log } from '../collectors/types.js';
-import type { Runner, CollectorStatus } from './runner.js';
-import type { Transition } from './tracker.js';
+import { CLOSE, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, WireError, decodeAggregatorMessage, encode, type AgentMessage, type AggregatorToAgent } from '../../protocol/wire.js';
+import type { Log } from '../../collectors/types.js';
+import type { Runner, CollectorStatus } from '../runner.js';
+import type { Transition } from '../tracker.js';
 
 export interface StreamOptions {
   url: string;

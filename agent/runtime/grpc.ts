@@ -2,7 +2,7 @@
 // deadline on every call. One session is kept and replaced whenever it fails or closes.
 import http2 from 'node:http2';
 import net from 'node:net';
-import { NodewardenError } from '../protocol/errors.js';
+import { NodewardenError } from '../../protocol/errors.js';
 
 const MAX_RESPONSE = 64 * 1024 * 1024;
 

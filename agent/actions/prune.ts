@@ -1,9 +1,9 @@
 // Image prune on this node, asked for through the aggregator: removes images no container uses
 // (running or stopped) that are older than `until`, through the Docker Engine API and through
 // containerd's image service. Never the sandbox (pause) image, never an image the CRI pinned.
-import type { PruneProgress, PruneResult } from '../protocol/wire.js';
-import { DockerError } from './docker.js';
-import type { Runtimes } from './runtime.js';
+import type { PruneProgress, PruneResult } from '../../protocol/wire.js';
+import { DockerError } from '../runtime/docker.js';
+import type { Runtimes } from '../runtime/model.js';
 
 export interface PruneOptions {
   untilMs: number;

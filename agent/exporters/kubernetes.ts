@@ -2,11 +2,11 @@
 // NodeCondition per family of checks on the agent's own Node (`kubectl describe node`) and emits an Event
 // per firing finding (`kubectl get events`), rate-limited. Conditions are reconciled when the agent starts
 // and on every change, so none stays stale after a restart or a config change.
-import type { Finding } from '../protocol/finding.js';
-import type { Log } from '../collectors/types.js';
-import { KubeError, type KubeClient, type KubeNode, type NodeCondition } from './kube.js';
-import type { Runner } from './runner.js';
-import type { Transition } from './tracker.js';
+import type { Finding } from '../../protocol/finding.js';
+import type { Log } from '../../collectors/types.js';
+import { KubeError, type KubeClient, type KubeNode, type NodeCondition } from '../kube/client.js';
+import type { Runner } from '../runner.js';
+import type { Transition } from '../tracker.js';
 
 /** Condition type -> the checks that set it. Every type nodewarden owns starts with "Nodewarden". */
 export const CONDITIONS: { type: string; checks: string[] }[] = [

@@ -1,6 +1,6 @@
 // The one place nodewarden runs commands: execa, no shell, always a timeout and an output cap.
-import { NodewardenError } from '../protocol/errors.js';
-import type { Exec, ExecResult } from '../collectors/types.js';
+import { NodewardenError } from '../../protocol/errors.js';
+import type { Exec, ExecResult } from '../../collectors/types.js';
 
 /** A command that did not finish in time. `exited` settles when the child really ends (maybe never). */
 export class ExecTimeoutError extends NodewardenError {

@@ -1,9 +1,9 @@
 import t from 'tap';
-import { hasLabel, isSandbox, prune, repository } from '../../agent/prune.js';
-import type { Runtimes } from '../../agent/runtime.js';
-import type { PruneProgress } from '../../protocol/wire.js';
-import { envFor } from '../helpers/context.js';
-import { copyToContainerd, ctrTry, dockerTry, makeLabelledImage, requireRuntime } from '../helpers/runtime.js';
+import { hasLabel, isSandbox, prune, repository } from '../../../agent/actions/prune.js';
+import type { Runtimes } from '../../../agent/runtime/model.js';
+import type { PruneProgress } from '../../../protocol/wire.js';
+import { envFor } from '../../helpers/context.js';
+import { copyToContainerd, ctrTry, dockerTry, makeLabelledImage, requireRuntime } from '../../helpers/runtime.js';
 
 t.test('names, sandbox images, label selectors', async (t) => {
   t.equal(repository('registry.k8s.io/pause:3.9'), 'registry.k8s.io/pause');

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { envFor } from '../helpers/context.js';
-import { ensureTestImage, removeContainer, requireRuntime, runContainer } from '../helpers/runtime.js';
-import { overlayDirs, workloadFromLabels } from '../../agent/runtime.js';
+import { envFor } from '../../helpers/context.js';
+import { ensureTestImage, removeContainer, requireRuntime, runContainer } from '../../helpers/runtime.js';
+import { overlayDirs, workloadFromLabels } from '../../../agent/runtime/model.js';
 
 t.test('overlay options and Kubernetes labels', async (t) => {
   t.same(overlayDirs(['index=off', 'workdir=/w', 'upperdir=/u', 'lowerdir=/l1:/l2']), { upperDir: '/u', lowerDirs: ['/l1', '/l2'] });

@@ -2,12 +2,12 @@
 // once and describes its processes (pid, comm, cmdline, namespace, container and pod).
 import { statSync } from 'node:fs';
 import path from 'node:path';
-import { NodewardenError } from '../protocol/errors.js';
-import type { Workload } from '../protocol/finding.js';
-import { mountLine, readMountNamespaces } from '../collectors/common/namespaces.js';
-import type { MountInfo } from '../collectors/common/mountinfo.js';
-import { describeHolder, type Holder } from '../collectors/mounts.js';
-import type { HostAccess, RuntimeAccess, RuntimeContainer } from '../collectors/types.js';
+import { NodewardenError } from '../../protocol/errors.js';
+import type { Workload } from '../../protocol/finding.js';
+import { mountLine, readMountNamespaces } from '../../collectors/common/namespaces.js';
+import type { MountInfo } from '../../collectors/common/mountinfo.js';
+import { describeHolder, type Holder } from '../../collectors/mounts.js';
+import type { HostAccess, RuntimeAccess, RuntimeContainer } from '../../collectors/types.js';
 
 export interface HoldingNamespace {
   namespace: string;

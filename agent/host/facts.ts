@@ -1,7 +1,7 @@
 // The host's facts for the top of `nodewarden check`: what systeminformation is for. OS identity is
 // read from the host root (under --host-root, /etc/os-release of the container would be wrong).
 import os from 'node:os';
-import type { HostAccess } from '../collectors/types.js';
+import type { HostAccess } from '../../collectors/types.js';
 
 export interface HostFacts {
   hostname: string;

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { NodewardenError, errnoCode } from '../protocol/errors.js';
-import { s, type ObjectSpec, type Problem, type Spec } from '../protocol/schema.js';
+import { formatDuration, s, type ObjectSpec, type Problem, type Spec } from '../protocol/schema.js';
 import { COLLECTORS } from '../collectors/index.js';
 import type { AnyCollector } from '../collectors/types.js';
 
@@ -30,7 +30,7 @@ function collectorSection(c: AnyCollector): Spec<CollectorSettings> {
   const fields: Record<string, Spec<unknown>> = {
     enabled: s.boolean({ default: true, doc: `run the ${c.name} collector` }),
     interval: s.duration({ default: `${c.defaultIntervalMs}ms`, min: 1000, doc: 'how often it runs' }),
-    timeout: s.duration({ default: `${c.defaultTimeoutMs}ms`, min: 100, doc: 'how long one run may take before it is reported as timed out' }),
+    timeout: s.duration({ default: `${c.defaultTimeoutMs}ms`, min: 100, doc: 'how long one run may take before it is reported as timed out (unset: follows a shorter interval)' }),
     ...c.configSpec.fields,
   };
   return s.object(fields, { doc: c.description }) as unknown as Spec<CollectorSettings>;
@@ -84,6 +84,76 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS): Ob
     logLevel: s.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, { default: 'info', doc: 'pino log level' }),
     collectors: s.object(sections, { doc: 'per-collector settings and thresholds' }),
   }) as unknown as ObjectSpec<Config>;
+}
+
+/** Durations in messages, written so they can be pasted back: 6.3s rather than 6300ms. */
+function showDuration(ms: number): string {
+  return ms > 1000 && ms % 1000 !== 0 && ms % 100 === 0 ? `${ms / 1000}s` : formatDuration(ms);
+}
+
+const ceil100 = (ms: number): number => Math.ceil(ms / 100) * 100;
+const floor100 = (ms: number): number => Math.floor(ms / 100) * 100;
+
+/** What one run of a collector may wait out (its `waitsFor` keys), with their configured values. */
+export function waitsOf(c: AnyCollector, config: Config): { key: string; ms: number }[] {
+  const section = config.collectors[c.name] as Record<string, unknown> | undefined;
+  return (c.waitsFor ?? []).map((key) => {
+    const own = section?.[key];
+    if (typeof own === 'number') return { key: `collectors.${c.name}.${key}`, ms: own };
+    let v: unknown = config;
+    for (const k of key.split('.')) v = typeof v === 'object' && v !== null ? (v as Record<string, unknown>)[k] : undefined;
+    return { key, ms: typeof v === 'number' ? v : 0 };
+  });
+}
+
+/** The shortest timeout that lets what a collector waits on report first: their sum and a quarter more. */
+export function minimumTimeout(waits: readonly { ms: number }[]): number {
+  const sum = waits.reduce((a, w) => a + w.ms, 0);
+  return sum > 0 ? ceil100(sum * 1.25) : 0;
+}
+
+/**
+ * A collector's timeout follows from its interval and from what it waits on. Unset, it is derived:
+ * the default, or the interval when that is shorter, but never less than the minimum its waits need
+ * (a run may then outlast the interval: the runner starts the next run an interval after the last one
+ * ended, so runs never overlap). Set, it is checked against both, and a contradiction names the values
+ * that would work.
+ */
+function resolveTimeouts(config: Config, input: Record<string, unknown>, collectors: readonly AnyCollector[], problems: Problem[]): void {
+  const given = (name: string): boolean => {
+    const sections = input['collectors'];
+    const section = typeof sections === 'object' && sections !== null ? (sections as Record<string, unknown>)[name] : undefined;
+    return typeof section === 'object' && section !== null && (section as Record<string, unknown>)['timeout'] !== undefined;
+  };
+  for (const c of collectors) {
+    const section = config.collectors?.[c.name];
+    if (!section || typeof section.interval !== 'number' || typeof section.timeout !== 'number') continue;
+    const waits = waitsOf(c, config);
+    const need = minimumTimeout(waits);
+    const path = `collectors.${c.name}.timeout`;
+    if (!given(c.name)) {
+      section.timeout = Math.max(need, Math.min(c.defaultTimeoutMs, section.interval));
+      continue;
+    }
+    if (section.timeout < need) {
+      const sum = waits.reduce((a, w) => a + w.ms, 0);
+      const alternatives = waits
+        .map((w) => ({ key: w.key, most: floor100(section.timeout / 1.25 - (sum - w.ms)) }))
+        .filter((a) => a.most >= 100)
+        .map((a) => `, or lower ${a.key} to at most ${showDuration(a.most)}`);
+      problems.push({
+        path,
+        message:
+          `${showDuration(section.timeout)} is shorter than what one run may wait out (${waits.map((w) => `${w.key} ${showDuration(w.ms)}`).join(' + ')}), ` +
+          `so a hang there would show as collector.timeout instead of the check that names it: use at least ${showDuration(need)}${[...new Set(alternatives)].join('')}`,
+      });
+    } else if (section.timeout > Math.max(section.interval, need)) {
+      problems.push({
+        path,
+        message: `${showDuration(section.timeout)} must not be longer than the interval (${showDuration(section.interval)}): use at most ${showDuration(Math.max(section.interval, need))}, or set collectors.${c.name}.interval to at least ${showDuration(section.timeout)}`,
+      });
+    }
+  }
 }
 
 /** Parses `a.b.c=value`; the value is read as YAML, so numbers, booleans and [lists] keep their type. */
@@ -151,11 +221,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (opts.hostRoot !== undefined) merged['hostRoot'] = opts.hostRoot;
   if (opts.node !== undefined) merged['node'] = opts.node;
   const config = configSpec().check(merged, '', problems) as Config;
-  for (const [name, section] of Object.entries(config.collectors ?? {})) {
-    if (section && section.timeout > section.interval) {
-      problems.push({ path: `collectors.${name}.timeout`, message: `must not be longer than the interval (${section.interval} ms)` });
-    }
-  }
+  resolveTimeouts(config, merged, COLLECTORS, problems);
   if (problems.length > 0) {
     const where = opts.file ? ` in ${opts.file}` : '';
     throw new NodewardenError('NW_ERR_CONFIG', `invalid config${where}: ${problems.length} problem${problems.length === 1 ? '' : 's'}`, {

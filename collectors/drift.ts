@@ -97,6 +97,7 @@ export const drift: Collector<DriftConfig, DriftData> = {
   checks: ['runtime.drift'],
   defaultIntervalMs: 30_000,
   defaultTimeoutMs: 20_000,
+  waitsFor: ['runtime.timeout'],
   configSpec: driftConfigSpec,
   async collect(ctx) {
     const snap = await ctx.runtime.snapshot();

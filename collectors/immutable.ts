@@ -143,6 +143,7 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
   checks: ['immutable.file'],
   defaultIntervalMs: 60_000,
   defaultTimeoutMs: 45_000,
+  waitsFor: ['runtime.timeout', 'sweepSlice'],
   configSpec: immutableConfigSpec,
   async collect(ctx) {
     const attrs = ctx.attrs;

@@ -120,6 +120,7 @@ export const mounts: Collector<MountsConfig, MountsData> = {
   checks: ['mount.holder'],
   defaultIntervalMs: 60_000,
   defaultTimeoutMs: 20_000,
+  waitsFor: ['runtime.timeout'],
   configSpec: mountsConfigSpec,
   async collect(ctx) {
     const namespaces = await readMountNamespaces(ctx.host);

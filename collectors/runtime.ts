@@ -42,6 +42,7 @@ export const runtime: Collector<RuntimeCheckConfig, RuntimeCheckData> = {
   defaultIntervalMs: 15_000,
   // Longer than runtime.timeout, so the runtime's own deadline reports first.
   defaultTimeoutMs: 12_000,
+  waitsFor: ['runtime.timeout'],
   configSpec: runtimeConfigSpec,
   async collect(ctx) {
     const runtimes = await ctx.runtime.ping();

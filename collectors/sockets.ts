@@ -138,6 +138,7 @@ export const sockets: Collector<SocketsConfig, SocketsData> = {
   checks: ['sockets.process'],
   defaultIntervalMs: 60_000,
   defaultTimeoutMs: 20_000,
+  waitsFor: ['runtime.timeout'],
   configSpec: socketsConfigSpec,
   async collect(ctx) {
     const { host, config } = ctx;

@@ -166,6 +166,13 @@ export interface Collector<TConfig = unknown, TData = unknown> {
   checks: readonly string[];
   defaultIntervalMs: number;
   defaultTimeoutMs: number;
+  /**
+   * Deadlines one run may have to wait out, as config keys: a top-level key (`runtime.timeout`) or a
+   * key of the collector's own section (`sweepSlice`). Its timeout must be longer than their sum, so
+   * that what it waits on reports the hang (runtime.unresponsive) before the runner reports
+   * collector.timeout. The agent's config loader derives and checks timeouts from this.
+   */
+  waitsFor?: readonly string[];
   /** Thresholds with documented defaults; validated by the agent's config loader. */
   configSpec: ObjectSpec<TConfig>;
   collect(ctx: CollectorContext<TConfig, TData>): Promise<CollectResult<TData>>;

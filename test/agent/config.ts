@@ -48,3 +48,39 @@ t.test('unreadable or malformed files are one clear error', async (t) => {
   const set = t.throws(() => loadConfig({ sets: ['nonsense'] })) as NodewardenError;
   t.match(set.details.join(), /key\.path=value/);
 });
+
+t.test('a shorter interval brings its timeout along, unless the timeout is set', async (t) => {
+  const c = loadConfig({ sets: ['collectors.sockstat.interval=2s', 'collectors.sockets.interval=1m'] });
+  t.equal(c.collectors['sockstat']?.timeout, 2000, 'sockstat: the timeout follows the interval down');
+  t.equal(c.collectors['sockets']?.timeout, 20_000, 'a longer interval keeps the default timeout');
+  const drift = loadConfig({ sets: ['collectors.drift.interval=2s'] });
+  t.equal(drift.collectors['drift']?.interval, 2000, '`agent --set collectors.drift.interval=2s` just works');
+  t.equal(drift.collectors['drift']?.timeout, 6300, 'and drift may still wait out runtime.timeout (5s) with a quarter to spare');
+  const quick = loadConfig({ sets: ['collectors.drift.interval=2s', 'runtime.timeout=1s'] });
+  t.equal(quick.collectors['drift']?.timeout, 2000, 'with a 1s runtime timeout the interval bounds it');
+  const slow = loadConfig({ sets: ['runtime.timeout=20s'] });
+  t.equal(slow.collectors['runtime']?.timeout, 25_000, 'a longer runtime timeout lengthens the runtime collector\'s');
+  const explicit = loadConfig({ sets: ['collectors.sockstat.interval=2s', 'collectors.sockstat.timeout=1500ms'] });
+  t.equal(explicit.collectors['sockstat']?.timeout, 1500, 'an explicit timeout is kept');
+  const defaults = loadConfig({});
+  t.same(Object.fromEntries(Object.entries(defaults.collectors).map(([n, c]) => [n, c.timeout])), { disk: 15_000, sockstat: 5000, sockets: 20_000, runtime: 12_000, drift: 20_000, immutable: 45_000, mounts: 20_000 }, 'defaults unchanged');
+});
+
+t.test('contradictions between related keys name the value that would work', async (t) => {
+  const problemsOf = (sets: string[]): string[] => {
+    const err = t.throws(() => loadConfig({ sets })) as NodewardenError;
+    t.equal(err.code, 'NW_ERR_CONFIG');
+    return err.details;
+  };
+  const [runtime] = problemsOf(['collectors.runtime.timeout=2s']);
+  t.match(runtime, /^collectors\.runtime\.timeout: 2s is shorter than what one run may wait out \(runtime\.timeout 5s\)/);
+  t.match(runtime, /use at least 6\.3s, or lower runtime\.timeout to at most 1\.6s/);
+  const [sweep] = problemsOf(['collectors.immutable.timeout=45s', 'collectors.immutable.sweepSlice=60s']);
+  t.match(sweep, /^collectors\.immutable\.timeout: 45s is shorter than what one run may wait out \(runtime\.timeout 5s \+ collectors\.immutable\.sweepSlice 1m\)/);
+  t.match(sweep, /use at least 81\.3s/);
+  t.match(sweep, /or lower collectors\.immutable\.sweepSlice to at most 31s/);
+  const [long] = problemsOf(['collectors.sockstat.timeout=1m']);
+  t.match(long, /^collectors\.sockstat\.timeout: 1m must not be longer than the interval \(30s\): use at most 30s, or set collectors\.sockstat\.interval to at least 1m/);
+  const all = problemsOf(['collectors.runtime.timeout=2s', 'collectors.sockstat.timeout=1m', 'logLevel=loud']);
+  t.equal(all.length, 3, 'every problem at once');
+});

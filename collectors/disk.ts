@@ -154,6 +154,17 @@ function pruneCommand(runtimeRoot: string | undefined): string {
   return runtimeRoot?.includes('docker') ? 'docker image prune -a --filter until=72h' : 'crictl rmi --prune';
 }
 
+/**
+ * When writes start failing, truly: df's Use% reaches 100% when nothing is available to non-root
+ * processes; root may still write into the reserved blocks (ext4 keeps 5% by default) until they are gone.
+ */
+function whenWritesFail(r: DiskRow): string {
+  const reserved = Math.max(0, (r.size ?? 0) - (r.used ?? 0) - (r.avail ?? 0));
+  return reserved > 0
+    ? `At 100% writes fail for every process but root, which can still use the ${formatBytes(reserved)} reserved for it; then they fail for root too.`
+    : 'At 100% every write fails.';
+}
+
 /** Findings from the df rows. Pure. */
 export function evaluateDisk(rows: readonly DiskRow[], config: DiskConfig, eviction: EvictionInput, previous?: DiskData): Observation[] {
   const out: Observation[] = [];
@@ -180,7 +191,7 @@ export function evaluateDisk(rows: readonly DiskRow[], config: DiskConfig, evict
         check: 'disk.usage',
         severity,
         subject: r.mountPoint,
-        message: `Filesystem ${r.mountPoint} is ${r.usePercent}% full (${avail} of ${size} left); above ${severity === 'critical' ? config.usage.critical : config.usage.warning}% writes start failing and kubelet may evict pods.`,
+        message: `Filesystem ${r.mountPoint} is ${r.usePercent}% full (${avail} of ${size} left). ${whenWritesFail(r)}`,
         evidence: { mountPoint: r.mountPoint, fsType: r.fsType, source: r.source, size: r.size, used: r.used ?? 0, avail: r.avail ?? 0, usePercent: r.usePercent },
         remedy: `du -xh --max-depth=2 ${q} | sort -rh | head -20`,
       });
@@ -269,8 +280,11 @@ function evaluateEviction(config: DiskConfig, input: EvictionInput): Observation
 
 const POD_UID_RE = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/;
 
-/** BestEffort pods from the kubepods cgroup tree (v1 or v2, cgroupfs or systemd driver); names from kubelet's etc-hosts. */
-async function bestEffortPods(host: HostAccess, kubeletRootDir: string): Promise<{ uid: string; name?: string }[]> {
+/**
+ * BestEffort pods from the kubepods cgroup tree (v1 or v2, cgroupfs or systemd driver); names from
+ * kubelet's etc-hosts. Undefined when there is no kubepods tree: kubelet does not run here.
+ */
+async function bestEffortPods(host: HostAccess, kubeletRootDir: string): Promise<{ uid: string; name?: string }[] | undefined> {
   const candidates = [
     host.sysPath('fs', 'cgroup', 'kubepods.slice', 'kubepods-besteffort.slice'),
     host.sysPath('fs', 'cgroup', 'kubepods', 'besteffort'),
@@ -292,7 +306,7 @@ async function bestEffortPods(host: HostAccess, kubeletRootDir: string): Promise
     }
     return out;
   }
-  return [];
+  return undefined;
 }
 
 export const disk: Collector<DiskConfig, DiskData> = {
@@ -316,19 +330,26 @@ export const disk: Collector<DiskConfig, DiskData> = {
     // Every mount point of every row, so a bind-mounted kubelet dir maps to the filesystem it lives on.
     const points = rows.flatMap((row) => [row.mountPoint, ...row.alsoAt].map((mountPoint) => ({ mountPoint, row })));
     const rowFor = (p: string): DiskRow | undefined => mountFor(points, p)?.row;
-    if (await host.exists(host.hostPath(ev.kubeletRootDir))) {
+    // Eviction is kubelet's: on a node without it there is nothing to evict. It is here when its root
+    // dir is (nodefs is that dir's filesystem) or its kubepods cgroup is (kubelet with another
+    // --root-dir); imagefs, the first runtime root's filesystem, is then evaluated on its own.
+    const kubeletDir = await host.exists(host.hostPath(ev.kubeletRootDir));
+    const pods = await bestEffortPods(host, ev.kubeletRootDir);
+    if (kubeletDir) {
       const m = rowFor(ev.kubeletRootDir);
       if (m) eviction.nodefs = m;
-      eviction.bestEffortPods = await bestEffortPods(host, ev.kubeletRootDir);
     }
-    for (const root of ev.runtimeRootDirs) {
-      if (!(await host.exists(host.hostPath(root)))) continue;
-      const m = rowFor(root);
-      if (m && eviction.nodefs) {
-        eviction.imagefs = m;
-        eviction.runtimeRoot = root;
+    if (pods) eviction.bestEffortPods = pods;
+    if (kubeletDir || pods) {
+      for (const root of ev.runtimeRootDirs) {
+        if (!(await host.exists(host.hostPath(root)))) continue;
+        const fs = rowFor(root);
+        if (fs) {
+          eviction.imagefs = fs;
+          eviction.runtimeRoot = root;
+        }
+        break;
       }
-      break;
     }
     const data: DiskData = { rows, writable: rows.filter((r) => !r.readonly).map((r) => r.mountPoint) };
     return { kind: 'ok', observations: evaluateDisk(rows, config, eviction, ctx.previous), data };

@@ -55,6 +55,11 @@ t.test('usage and inode thresholds', async (t) => {
   t.same(at(95).map((f) => [f.check, f.severity]), [['disk.usage', 'critical']]);
   t.same(at(10, 96).map((f) => [f.check, f.severity]), [['disk.inodes', 'critical']]);
   t.match(at(96)[0]?.remedy, /^du -xh/);
+  const reserved = evaluateDisk([row({ ...usageOf({ blockSize: 4096, blocks: 1000, blocksFree: 80, blocksAvailable: 30, inodes: 0, inodesFree: 0 }) })], config, { bestEffortPods: [] });
+  t.match(reserved[0]?.message, /97% full \(120K of 3\.9M left\)\. At 100% writes fail for every process but root, which can still use the 200K reserved for it/, 'says when writes really fail');
+  t.notMatch(at(96)[0]?.message, /above 9\d% writes/, 'not at the warning threshold');
+  const noReserve = evaluateDisk([row({ ...usageOf({ blockSize: 4096, blocks: 1000, blocksFree: 40, blocksAvailable: 40, inodes: 0, inodesFree: 0 }) })], config, { bestEffortPods: [] });
+  t.match(noReserve[0]?.message, /96% full .* At 100% every write fails\./, 'no reserved blocks (xfs, or tune2fs -m 0): everyone fails at 100%');
 });
 
 t.test('eviction: within the margin warns, past the threshold is critical, names BestEffort pods', async (t) => {
@@ -210,4 +215,23 @@ t.test('live: kubelet root dir on a filling filesystem: disk.eviction warns with
   const now = await evictionFor();
   t.equal(now?.severity, 'critical', 'about 7% available: kubelet is evicting');
   t.match(now?.remedy, /crictl rmi --prune|docker image prune/);
+});
+
+t.test('imagefs is evaluated on its own: kubelet found by its kubepods cgroup, its root dir elsewhere', async (t) => {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'nw-imagefs-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(path.join(root, 'proc/1'), { recursive: true });
+  mkdirSync(path.join(root, 'var/lib/containerd'), { recursive: true });
+  writeFileSync(path.join(root, 'proc/1/mountinfo'), '30 1 8:1 / / rw - ext4 /dev/sda1 rw\n31 30 8:17 / /var/lib/containerd rw - ext4 /dev/sdb1 rw\n');
+  // Thresholds every real filesystem is under, so the test does not depend on this machine's disks.
+  const sets = ['collectors.disk.eviction.imagefsAvailable=100', 'collectors.disk.eviction.nodefsAvailable=100', 'collectors.disk.eviction.margin=0'];
+  const eviction = async () => {
+    const r = await disk.collect(contextFor(disk, root, { sets }));
+    return r.kind === 'ok' ? r.observations.filter((f) => f.check === 'disk.eviction').map((f) => [f.subject, f.evidence['worstSignal']]) : [];
+  };
+  t.same(await eviction(), [], 'no kubelet root dir and no kubepods cgroup: no kubelet, nothing to evict');
+  mkdirSync(path.join(root, 'sys/fs/cgroup/kubepods.slice/kubepods-besteffort.slice'), { recursive: true });
+  t.same(await eviction(), [['/var/lib/containerd', 'imagefs.available']], 'kubelet runs (kubepods), its root dir is not the default: imagefs is still watched');
+  mkdirSync(path.join(root, 'var/lib/kubelet'), { recursive: true });
+  t.same((await eviction()).sort(), [['/', 'nodefs.available'], ['/var/lib/containerd', 'imagefs.available']], 'with the root dir, nodefs too');
 });

@@ -24,3 +24,23 @@ t.test('the two commands a fresh machine needs open the README', async (t) => {
   t.match(head, /npm ci && npm start/);
   t.match(head, /npm test/);
 });
+
+t.test("the CLI reference is the command table's usage, and lists every flag each command accepts", async (t) => {
+  const { COMMANDS, usageBlock } = await import('../cli/commands.js');
+  const block = /<!-- usage:begin -->\n```\n([\s\S]*?)```\n<!-- usage:end -->/.exec(readme)?.[1];
+  t.equal(block, `${usageBlock()}\n`, 'regenerate with: npm run docs');
+  // Each command's usage (with its continuation lines) in the README, and in its own --help.
+  const chunks = new Map<string, string>();
+  for (const chunk of (block ?? '').split(/\n(?=nodewarden )/)) chunks.set(chunk.split(/\s+/)[1] ?? '', chunk);
+  for (const cmd of COMMANDS) {
+    const readmeUsage = chunks.get(cmd.name) ?? '';
+    const help = spawnSync(process.execPath, ['dist/cli/main.js', cmd.name, '--help'], { encoding: 'utf8' });
+    t.equal(help.status, 0, `${cmd.name} --help exits 0`);
+    for (const flag of cmd.flags) {
+      t.match(readmeUsage, new RegExp(`--${flag.name}\\b`), `README: ${cmd.name} --${flag.name}`);
+      t.match(help.stdout, new RegExp(`--${flag.name}\\b.*\\S`), `${cmd.name} --help explains --${flag.name}`);
+    }
+  }
+  t.match(chunks.get('up'), /--set KEY=VALUE/, 'up takes --set');
+  t.match(chunks.get('who-holds'), /--config FILE/, 'who-holds --config is documented');
+});

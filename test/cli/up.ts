@@ -1,0 +1,40 @@
+// `nodewarden up` as a process: it says how to reach it, another terminal can tail it and prune
+// through it with the token files it wrote, it summarizes the first cycle, and cleans up on Ctrl-C.
+import t from 'tap';
+import { statSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { run, runSync, until } from '../helpers/processes.js';
+import { requireRuntime } from '../helpers/runtime.js';
+
+t.test('live: up prints its URL and token files; tail and prune --dry-run work against it', async (t) => {
+  if (!requireRuntime(t)) return;
+  const up = run(['up', ...['sockets', 'immutable', 'mounts', 'drift'].flatMap((c) => ['--set', `collectors.${c}.enabled=false`])]);
+  let stderr = '';
+  up.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  up.stdout!.resume();
+  t.teardown(() => void up.kill('SIGKILL'));
+  await until(() => /--node \S+ --dry-run\n/.test(stderr), 30_000, 'up to say how to reach it');
+  const url = /aggregator (ws:\/\/127\.0\.0\.1:\d+),/.exec(stderr)?.[1] ?? '';
+  const tailCmd = /^ +\S+(?: \S+)? tail(?: --aggregator \S+)? --token-file (\S+)$/m.exec(stderr);
+  const pruneCmd = /^ +\S+(?: \S+)? prune(?: --aggregator \S+)? --token-file (\S+) --node (\S+) --dry-run$/m.exec(stderr);
+  t.ok(url && tailCmd && pruneCmd, `the commands to run are printed:\n${stderr}`);
+  const dir = path.dirname(tailCmd?.[1] ?? '/nonexistent/x');
+  t.equal(statSync(dir).mode & 0o777, 0o700, 'token directory is private');
+  for (const role of ['agent', 'tail', 'admin']) t.equal(statSync(path.join(dir, role)).mode & 0o777, 0o600, `${role} token file is 0600`);
+
+  const env = { NODEWARDEN_AGGREGATOR: url };
+  const tail = runSync(['tail', '--token-file', tailCmd![1]!, '--no-follow'], env);
+  t.ok(tail.code !== null && tail.code < 3, `tail reaches it: ${tail.stderr}`);
+  const prune = runSync(['prune', '--token-file', pruneCmd![1]!, '--node', pruneCmd![2]!, '--dry-run', '--json'], env);
+  t.equal(prune.code, 0, `prune --dry-run through up: ${prune.stdout}${prune.stderr}`);
+  t.match(prune.stdout, /"type":"result"/);
+  t.notMatch(prune.stdout, /refused/, 'up enables prune for its own admin');
+
+  await until(() => /first cycle done in/.test(stderr), 60_000, 'the summary');
+  t.match(stderr, /first cycle done in [\d.]+s: disk \w+, sockstat \w+, runtime \w+\n/);
+  t.match(stderr, /this node is healthy|finding|could not look/);
+  up.kill('SIGINT');
+  const code = await new Promise((resolve) => up.once('exit', resolve));
+  t.equal(code, 0, 'Ctrl-C stops it cleanly');
+  t.notOk(existsSync(dir), 'and removes the token files');
+});

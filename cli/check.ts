@@ -13,6 +13,7 @@ import { createEnvironment } from '../agent/environment.js';
 import { checkHostRoot } from '../agent/host/access.js';
 import { createLogger } from '../agent/log.js';
 import { Runner, type CollectorStatus } from '../agent/runner.js';
+import { renderFindings } from './findings.js';
 import { formatUptime, painter, table, truncate, useColor, type Painter } from './format.js';
 
 export interface CheckOptions {
@@ -121,12 +122,7 @@ export function renderReport(r: CheckReport, p: Painter, columns?: number): stri
       )}`,
     );
   }
-  if (r.findings.length === 0) {
-    parts.push(`${p.bold('Findings')}: none`);
-  } else {
-    const lines = r.findings.map((f) => `${p.severity(f.severity, f.severity.toUpperCase().padEnd(8))} ${p.bold(f.check)}  ${f.subject}\n  ${f.message}\n  ${p.dim(`next: ${f.remedy}`)}`);
-    parts.push(`${p.bold('Findings')} (${r.findings.length})\n${lines.join('\n')}`);
-  }
+  parts.push(renderFindings(r.findings, p));
   const st = r.collectors.map((c) => `${c.name} ${c.status}${c.status === 'ok' ? '' : c.detail ? ` (${c.detail})` : ''} ${c.durationMs}ms`);
   parts.push(p.dim(`collectors: ${st.join(' · ')}`));
   return `${parts.join('\n\n')}\n`;

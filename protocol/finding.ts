@@ -70,3 +70,56 @@ export function worstSeverity(items: readonly { severity: Severity }[]): Severit
   }
   return worst;
 }
+
+const LONG_HEX = /\b[0-9a-f]{64}\b/g;
+
+/** How people name a workload: `namespace/pod/container`, else the container's name, else its short id. */
+export function workloadName(w: Workload): string | undefined {
+  if (w.pod) return [w.namespace, w.pod, w.containerName].filter(Boolean).join('/');
+  if (w.containerName) return w.containerName;
+  return w.containerId?.slice(0, 12);
+}
+
+/**
+ * The subject as people know it, for human output: a container id becomes the container and pod's
+ * names, other 64-hex ids (layers, snapshots) shorten to 12 like docker's. The full ids stay in the
+ * finding's subject, evidence and workload, for --json and for the id.
+ */
+export function displaySubject(f: Pick<Observation, 'subject' | 'workload'>): string {
+  const id = f.workload?.containerId;
+  const name = f.workload ? workloadName(f.workload) : undefined;
+  if (id && name && f.subject === id) return name;
+  const shown = (id && name ? f.subject.split(id).join(name) : f.subject).replace(LONG_HEX, (hex) => hex.slice(0, 12));
+  // A path or pid about a workload says whose it is.
+  return name && !shown.includes(name) ? `${shown} (${name})` : shown;
+}
+
+/** Findings one event caused: the same check about the same container (or pod), shown as one row with a count. */
+export interface FindingGroup<F extends Observation = Observation> {
+  check: string;
+  severity: Severity;
+  /** What the group is about, for people: the workload's name, or the one finding's display subject. */
+  subject: string;
+  findings: F[];
+}
+
+/**
+ * Groups findings for human output: those with the same check and workload (a container's immutable
+ * files, a pod's held mounts) become one group, worst severity first; findings without a workload
+ * stay alone. Order follows compareFindings.
+ */
+export function groupFindings<F extends Observation>(findings: readonly F[]): FindingGroup<F>[] {
+  const groups = new Map<string, FindingGroup<F>>();
+  for (const f of [...findings].sort(compareFindings)) {
+    const who = f.workload?.containerId ?? f.workload?.podUid;
+    const key = who ? `${f.check}\0${who}` : `${f.check}\0\0${f.subject}`;
+    const g = groups.get(key);
+    if (!g) groups.set(key, { check: f.check, severity: f.severity, subject: displaySubject(f), findings: [f] });
+    else {
+      g.findings.push(f);
+      if (severityRank(f.severity) > severityRank(g.severity)) g.severity = f.severity;
+      g.subject = (f.workload && workloadName(f.workload)) ?? g.subject;
+    }
+  }
+  return [...groups.values()].sort((a, b) => severityRank(b.severity) - severityRank(a.severity) || a.check.localeCompare(b.check) || a.subject.localeCompare(b.subject));
+}

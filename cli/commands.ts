@@ -113,7 +113,7 @@ export const COMMANDS: readonly Command[] = [
   {
     name: 'aggregator',
     flags: [
-      { name: 'tokens-dir', type: 'string', value: 'DIR', help: 'token files agent, tail and admin, one token per line (default $NODEWARDEN_TOKENS_DIR)' },
+      { name: 'tokens-dir', type: 'string', value: 'DIR', required: true, help: 'token files agent, tail and admin, one token per line (or $NODEWARDEN_TOKENS_DIR)' },
       { ...f.listen, help: 'HOST:PORT to serve on (default 0.0.0.0:9743)' },
       { name: 'tls-cert', type: 'string', value: 'FILE', help: 'serve wss:// and https:// with this certificate (with --tls-key)' },
       { name: 'tls-key', type: 'string', value: 'FILE', help: "the certificate's private key" },

@@ -28,7 +28,8 @@ export function formatFindingCounts(c: Record<Severity, number>): string {
 /** One line: `12:04:05  87 collector runs, last just now  ·  no findings  ·  1/1 nodes connected`. */
 export function formatStatus(s: StatusSnapshot, now: number): string {
   const clock = new Date(now).toISOString().slice(11, 19);
-  const runs = s.runs === 0 ? 'no collector has finished yet' : `${s.runs} collector run${s.runs === 1 ? '' : 's'}, last ${ago(now - (s.lastRunAt ?? now))}`;
+  const failed = s.failedRuns > 0 ? ` (${s.failedRuns} failed or timed out)` : '';
+  const runs = s.runs === 0 ? 'no collector has finished yet' : `${s.runs} collector run${s.runs === 1 ? '' : 's'}${failed}, last ${ago(now - (s.lastRunAt ?? now))}`;
   const failing = s.failing.length > 0 ? `  ·  failing: ${s.failing.join(', ')}` : '';
   const nodes = s.nodes ? `  ·  ${s.nodes.connected}/${s.nodes.total} node${s.nodes.total === 1 ? '' : 's'} connected` : '';
   return `${clock}  ${runs}${failing}  ·  ${formatFindingCounts(s.findings)}${nodes}`;

@@ -65,17 +65,16 @@ export function reachText(o: { url: string; dir: string; node: string; collector
 
 /** The default aggregator port when it is free, so other terminals need no --aggregator; else any port. */
 async function startAggregator(tokens: Token[], log: ReturnType<typeof createLogger>): Promise<{ agg: Aggregator; url: string }> {
-  const port = Number(new URL(DEFAULT_AGGREGATOR).port);
-  for (const p of [port, 0]) {
-    const agg = new Aggregator({ host: '127.0.0.1', port: p, tokens, version: VERSION, log });
-    try {
-      const { url } = await agg.start();
-      return { agg, url };
-    } catch (err) {
-      if (p === 0 || errnoCode(err) !== 'EADDRINUSE') throw err;
-    }
+  const at = async (port: number) => {
+    const agg = new Aggregator({ host: '127.0.0.1', port, tokens, version: VERSION, log });
+    return { agg, url: (await agg.start()).url };
+  };
+  try {
+    return await at(Number(new URL(DEFAULT_AGGREGATOR).port));
+  } catch (err) {
+    if (errnoCode(err) !== 'EADDRINUSE') throw err;
+    return at(0);
   }
-  throw new Error('unreachable');
 }
 
 export async function runUp(opts: UpOptions): Promise<void> {

@@ -12,7 +12,7 @@ t.test('the status line says what ran, when, and what fires', async (t) => {
     '12:00:00  42 collector runs, last 12s ago  ·  findings: 1 critical, 2 warning  ·  1/1 node connected',
   );
   t.match(formatStatus(snap({ runs: 3, lastRunAt: NOW - 300_000 }), NOW), /last 5m ago/, 'a stuck agent shows: nothing has run for minutes');
-  t.match(formatStatus(snap({ runs: 3, lastRunAt: NOW, failing: ['drift'] }), NOW), /failing: drift/);
+  t.match(formatStatus(snap({ runs: 3, failedRuns: 2, lastRunAt: NOW, failing: ['drift'] }), NOW), /3 collector runs \(2 failed or timed out\), last just now  ·  failing: drift/);
   t.equal(formatFindingCounts({ critical: 0, warning: 0, info: 3 }), 'findings: 3 info');
 });
 

@@ -2,6 +2,7 @@
 // through it with the token files it wrote, it summarizes the first cycle, and cleans up on Ctrl-C.
 import t from 'tap';
 import { statSync, existsSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { run, runSync, until } from '../helpers/processes.js';
 import { requireRuntime } from '../helpers/runtime.js';
@@ -37,4 +38,23 @@ t.test('live: up prints its URL and token files; tail and prune --dry-run work a
   const code = await new Promise((resolve) => up.once('exit', resolve));
   t.equal(code, 0, 'Ctrl-C stops it cleanly');
   t.notOk(existsSync(dir), 'and removes the token files');
+});
+
+t.test('live: with port 9743 taken, up picks another and the printed commands carry --aggregator', async (t) => {
+  if (!requireRuntime(t)) return;
+  const blocker = net.createServer();
+  await new Promise<void>((resolve) => blocker.once('error', () => resolve()).listen(9743, '127.0.0.1', () => resolve()));
+  t.teardown(() => void blocker.close());
+  const up = run(['up', ...['sockets', 'immutable', 'mounts', 'drift', 'runtime'].flatMap((c) => ['--set', `collectors.${c}.enabled=false`])]);
+  let stderr = '';
+  up.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  up.stdout!.resume();
+  t.teardown(() => void up.kill('SIGKILL'));
+  await until(() => /--dry-run\n/.test(stderr), 30_000, 'up to say how to reach it');
+  const url = /aggregator (ws:\/\/127\.0\.0\.1:\d+),/.exec(stderr)?.[1];
+  t.not(url, 'ws://127.0.0.1:9743', 'another port');
+  t.match(stderr, new RegExp(`tail --aggregator ${url} --token-file`), 'tail is told where');
+  t.match(stderr, new RegExp(`prune --aggregator ${url} --token-file`), 'and so is prune');
+  up.kill('SIGINT');
+  t.equal(await new Promise((resolve) => up.once('exit', resolve)), 0);
 });

@@ -17,9 +17,11 @@ Usage:
   nodewarden check [--json] [--only CHECKS] [--host-root DIR] [--config FILE] [--set KEY=VALUE]...
   nodewarden agent [--aggregator URL --token-file F] [--listen HOST:PORT] [--host-root DIR] [--config FILE]
   nodewarden aggregator --tokens-dir DIR [--listen HOST:PORT] [--tls-cert F --tls-key F] [--journal FILE]
-                        [--evicted-cleanup 10m --evicted-older-than 1h]
+                        [--agent-auth tokens|kubernetes] [--max-connections N] [--max-nodes-per-token N]
+                        [--max-findings-per-node N] [--evicted-cleanup 10m --evicted-older-than 1h]
   nodewarden tail [--aggregator URL] [--node N] [--check C] [--severity S] [--since 10m] [--json] [--no-follow]
   nodewarden prune --node N [--until 72h] [--dry-run] [--aggregator URL] [--token-file F] [--json]
+  nodewarden forget NODE [--aggregator URL] [--token-file F]
   nodewarden up [--host-root DIR] [--config FILE] [--json]
   nodewarden evicted [--namespace NS | --all-namespaces] [--older-than 1h] [--delete] [--json]
   nodewarden who-holds PATH|DEVICE|CONTAINER [--json] [--host-root DIR]
@@ -39,6 +41,11 @@ Commands:
            (default 30s) is how long a node may be unheard before it is node.silent.
            --evicted-cleanup 10m deletes evicted pods older than --evicted-older-than (1h) on
            that schedule (off by default; needs the evicted-cleanup component's RBAC).
+           --agent-auth kubernetes also accepts agents' bound service-account tokens (audience
+           nodewarden, checked by TokenReview): each speaks only for its own node. Token files
+           are re-read when they change and on SIGHUP.
+  forget   Make the aggregator forget a node (admin token): its findings resolve and it is no
+           longer reported silent. Refused while an agent is connected for it.
   tail     The cluster's active findings, then every change as it happens, one line each.
            --since 10m first replays the transitions of the last 10 minutes. --no-follow prints the
            active findings and exits with check's exit codes.
@@ -173,6 +180,11 @@ export async function main(argv: string[]): Promise<void> {
           'log-level': { type: 'string' },
           'evicted-cleanup': { type: 'string' },
           'evicted-older-than': { type: 'string' },
+          'agent-auth': { type: 'string' },
+          'agent-service-account': { type: 'string' },
+          'max-connections': { type: 'string' },
+          'max-nodes-per-token': { type: 'string' },
+          'max-findings-per-node': { type: 'string' },
         });
         const { runAggregator } = await import('./aggregator.js');
         return await runAggregator({
@@ -187,6 +199,11 @@ export async function main(argv: string[]): Promise<void> {
           logLevel: str(values['log-level']),
           evictedCleanup: str(values['evicted-cleanup']),
           evictedOlderThan: str(values['evicted-older-than']),
+          agentAuth: str(values['agent-auth']),
+          agentServiceAccount: str(values['agent-service-account']),
+          maxConnections: str(values['max-connections']),
+          maxNodesPerToken: str(values['max-nodes-per-token']),
+          maxFindingsPerNode: str(values['max-findings-per-node']),
         });
       }
       case 'tail': {
@@ -241,6 +258,14 @@ export async function main(argv: string[]): Promise<void> {
           tty: Boolean(process.stdout.isTTY) && !values['json'],
           out: (t) => process.stdout.write(t),
         });
+        return writeAndExit('', code);
+      }
+      case 'forget': {
+        const { values, positionals } = parse(rest, { aggregator: { type: 'string' }, 'token-file': { type: 'string' } }, true);
+        if (positionals.length !== 1) usageError('forget takes exactly one NODE');
+        const { aggregatorUrl, token, toHttp } = await import('./remote.js');
+        const { runForget } = await import('./forget.js');
+        const code = await runForget({ url: toHttp(aggregatorUrl(str(values['aggregator']))), token: token(str(values['token-file'])), node: positionals[0]! }, (s) => process.stdout.write(s));
         return writeAndExit('', code);
       }
       case 'up': {

@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import { findingId, type Finding } from '../protocol/finding.js';
 import type { TailFilter, WireTransition } from '../protocol/wire.js';
 import { matchesFilter } from '../protocol/wire.js';
+import { jsonSize } from '../protocol/schema.js';
 
 export type TimedTransition = WireTransition & { at: string };
 
@@ -66,8 +67,8 @@ export class Fleet extends EventEmitter {
   private historyCount = 0;
   private historyBytes = 0;
   private activeBytes = 0;
-  /** Serialized size of each finding and transition held, computed once. */
-  private readonly sizes = new WeakMap<object, number>();
+  /** About the serialized size of each finding held, computed once (without serializing it). */
+  private readonly sizes = new WeakMap<Finding, number>();
   private readonly now: () => number;
 
   constructor(private readonly opts: FleetOptions) {
@@ -83,13 +84,18 @@ export class Fleet extends EventEmitter {
     else this.counts.delete(key);
   }
 
-  private size(x: object): number {
-    let n = this.sizes.get(x);
+  private size(f: Finding): number {
+    let n = this.sizes.get(f);
     if (n === undefined) {
-      n = JSON.stringify(x).length;
-      this.sizes.set(x, n);
+      n = jsonSize(f);
+      this.sizes.set(f, n);
     }
     return n;
+  }
+
+  /** A transition is its finding plus its type and time. */
+  private transitionSize(t: TimedTransition): number {
+    return this.size(t.finding) + 64;
   }
 
   private setActive(n: NodeState, f: Finding): Finding | undefined {
@@ -149,14 +155,14 @@ export class Fleet extends EventEmitter {
     if (this.historyCount === this.opts.historyLimit) this.dropOldest();
     this.history[(this.historyHead + this.historyCount) % this.opts.historyLimit] = t;
     this.historyCount++;
-    this.historyBytes += this.size(t);
+    this.historyBytes += this.transitionSize(t);
     const max = this.opts.historyMaxBytes ?? Infinity;
     while (this.historyBytes > max && this.historyCount > 1) this.dropOldest();
   }
 
   private dropOldest(): void {
     const old = this.history[this.historyHead];
-    if (old) this.historyBytes -= this.size(old);
+    if (old) this.historyBytes -= this.transitionSize(old);
     this.history[this.historyHead] = undefined;
     this.historyHead = (this.historyHead + 1) % this.opts.historyLimit;
     this.historyCount--;

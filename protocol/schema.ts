@@ -72,17 +72,17 @@ function leaf<T>(kind: string, doc: string, defaultValue: T | undefined, describ
 const fail = (error: string): { error: string } => ({ error });
 
 /**
- * Why a JSON value is over the depth or size bound (its serialized size, approximately from above),
- * or undefined when it is within both. Iterative, and stops at the first excess.
+ * Walks a JSON value without recursion, adding up about what it takes serialized (from above: escapes
+ * aside, exact), and stops at the first excess: deeper than maxDepth, or more than maxBytes.
  */
-export function jsonBounds(value: unknown, maxDepth: number, maxBytes: number): string | undefined {
+function walkJson(value: unknown, maxDepth: number, maxBytes: number): { bytes: number; over?: 'depth' | 'bytes' } {
   const stack: [unknown, number][] = [[value, 1]];
   let bytes = 0;
   while (stack.length > 0) {
     const [v, depth] = stack.pop()!;
     if (typeof v === 'string') bytes += Buffer.byteLength(v) + 2;
     else if (typeof v === 'object' && v !== null) {
-      if (depth > maxDepth) return `must nest at most ${maxDepth} levels deep`;
+      if (depth > maxDepth) return { bytes, over: 'depth' };
       bytes += 2;
       if (Array.isArray(v)) {
         for (const x of v) {
@@ -90,15 +90,28 @@ export function jsonBounds(value: unknown, maxDepth: number, maxBytes: number): 
           stack.push([x, depth + 1]);
         }
       } else {
-        for (const [k, x] of Object.entries(v)) {
+        for (const k in v) {
           bytes += Buffer.byteLength(k) + 4;
-          stack.push([x, depth + 1]);
+          stack.push([(v as Record<string, unknown>)[k], depth + 1]);
         }
       }
     } else bytes += 24;
-    if (bytes > maxBytes) return `must be at most ${maxBytes} bytes as JSON`;
+    if (bytes > maxBytes) return { bytes, over: 'bytes' };
   }
+  return { bytes };
+}
+
+/** Why a JSON value is over the depth or size bound, or undefined when it is within both. */
+export function jsonBounds(value: unknown, maxDepth: number, maxBytes: number): string | undefined {
+  const r = walkJson(value, maxDepth, maxBytes);
+  if (r.over === 'depth') return `must nest at most ${maxDepth} levels deep`;
+  if (r.over === 'bytes') return `must be at most ${maxBytes} bytes as JSON`;
   return undefined;
+}
+
+/** About the serialized size of a JSON value (already bounded in depth), without serializing it. */
+export function jsonSize(value: unknown): number {
+  return walkJson(value, Infinity, Infinity).bytes;
 }
 
 export const s = {

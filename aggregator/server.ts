@@ -478,6 +478,16 @@ export class Aggregator {
     this.fleet.connect(node, { agentVersion, collectors });
     this.send(conn.ws, { v: 1, type: 'welcome', aggregatorVersion: this.opts.version });
     this.opts.log.info({ node, agentVersion, who: conn.who.name, bound: bound !== undefined }, 'agent connected');
+    // In Kubernetes mode a shared token may speak only for nodes that exist: checked after the welcome
+    // (the agent's first messages are not held up), and a made-up node is refused and forgotten.
+    const kube = this.opts.kubeAuth;
+    if (kube && bound === undefined) {
+      void kube.nodeExists(node).then((exists) => {
+        if (exists !== false || this.byNode.get(node) !== conn) return;
+        this.close(conn, CLOSE.FORBIDDEN, `node ${node} does not exist in the cluster`);
+        this.forgetNode(node, `a shared token (${conn.who.name}) said hello for it, but no such node exists`);
+      });
+    }
   }
 
   private onTailer(conn: TailConn): void {

@@ -67,6 +67,17 @@ t.test('--agent-auth kubernetes: a bound service-account token speaks for its ow
   t.equal(real.ws!.readyState, WebSocket.OPEN, 'the real agent is still connected');
   real.ws!.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('worker-1', 'disk.usage', '/', 'critical')] }));
 
+  // A shared token may still speak for nodes outside the cluster's control, but only for nodes that exist.
+  const ghost = await hello(url, 'shared-agent-token-0123456789', 'ghost-node');
+  t.ok(ghost.welcome, 'welcomed first (its messages are not held up)');
+  const ghostClosed = await new Promise<{ code: number; reason: string }>((resolve) => ghost.ws!.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  t.match(ghostClosed, { code: 4005, reason: /node ghost-node does not exist in the cluster/ });
+  t.notOk(agg.fleet.has('ghost-node'), 'a made-up node is not kept, silent or otherwise');
+  const sharedReal = await hello(url, 'shared-agent-token-0123456789', 'worker-2');
+  t.ok(sharedReal.welcome, 'a shared token for a node that exists is welcome (shared tokens are not node-bound)');
+  sharedReal.ws!.close();
+  await new Promise((r) => setTimeout(r, 100));
+
   // Before Kubernetes 1.30 there is no node-name extra: the pod the token is bound to says where it runs.
   const old = await hello(url, issue('nodewarden-agent-bbbbb', { nodeExtra: false }), 'worker-2');
   t.ok(old.welcome, 'node found through the pod (spec.nodeName)');

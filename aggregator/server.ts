@@ -100,6 +100,8 @@ interface Conn {
   tokens: number;
   lastRefill: number;
   who: Identity;
+  /** The token it presented, when it came from the token files: revoking it closes the connection. */
+  secret?: string;
 }
 
 interface AgentConn extends Conn {
@@ -285,6 +287,11 @@ export class Aggregator {
     this.auth.replace(tokens);
     this.counters.tokenReloads++;
     this.opts.log.info({ tokens: tokens.length }, 'tokens reloaded');
+    // A revoked token stops working at once, for connections already open too.
+    const still = new Set(tokens.map((t) => `${t.role}\0${t.secret}`));
+    for (const c of [...this.agents, ...this.tailers]) {
+      if (c.secret !== undefined && !still.has(`${c.who.role}\0${c.secret}`)) this.close(c, CLOSE.UNAUTHORIZED, 'the token of this connection was revoked');
+    }
   }
 
   /** Logs a failure with its code and counts it; the caller refuses what failed. */
@@ -396,7 +403,8 @@ export class Aggregator {
     if (!who || !Authenticator.allows(who, role)) return reject(401, `a valid ${role} bearer token is required`);
     const identity = { role: who.role, name: who.name, ...((who as Identity).node ? { node: (who as Identity).node! } : {}) };
     this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const conn = { ws, alive: true, tokens: this.opts.rateLimit.burst, lastRefill: Date.now(), who: identity };
+      const secret = (who as Partial<Token>).secret;
+      const conn = { ws, alive: true, tokens: this.opts.rateLimit.burst, lastRefill: Date.now(), who: identity, ...(secret ? { secret } : {}) };
       ws.on('pong', () => (conn.alive = true));
       ws.on('error', () => ws.terminate());
       if (role === 'agent') this.onAgent(conn);

@@ -62,8 +62,8 @@ function inbox(ws: WebSocket) {
 
 const closed = (ws: WebSocket) => new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
 
-async function agent(url: string, node: string) {
-  const { ws } = await open(`${url}/api/agent`, 'agent-token-0123456789');
+async function agent(url: string, node: string, token = 'agent-token-0123456789') {
+  const { ws } = await open(`${url}/api/agent`, token);
   const box = inbox(ws);
   ws.send(JSON.stringify({ v: 1, type: 'hello', protocol: 1, node, agentVersion: 'test', collectors: ['disk'] }));
   await box.next((m) => m['type'] === 'welcome');
@@ -455,4 +455,18 @@ t.test('forget: an admin makes the aggregator forget a node; its findings resolv
   const second = await start({ journal, silentAfterMs: 60_000 });
   t.teardown(() => second.agg.stop());
   t.notOk(second.agg.fleet.has('gone'), 'still forgotten after a restart');
+});
+
+t.test('a revoked token stops working at once, for connections already open too', async (t) => {
+  const { agg, url } = await start();
+  t.teardown(() => agg.stop());
+  const a = await agent(url, 'rotating');
+  const tl = await tailer(url);
+  const c = closed(a.ws);
+  agg.replaceTokens([{ role: 'agent', name: 'agents-2026', secret: 'agent-token-9876543210' }, TOKENS[1]!, TOKENS[2]!]);
+  t.match(await c, { code: 4001, reason: /revoked/ }, 'the agent on the old token is closed');
+  t.equal((await open(`${url}/api/agent`, 'agent-token-0123456789')).status, 401, 'and cannot come back with it');
+  t.ok(await agent(url, 'rotating', 'agent-token-9876543210'), 'the new token works');
+  t.equal(tl.ws.readyState, WebSocket.OPEN, 'connections on tokens that stay are untouched');
+  tl.ws.close();
 });

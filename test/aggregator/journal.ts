@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { pino } from 'pino';
+import fc from 'fast-check';
 import { Aggregator } from '../../aggregator/server.js';
 import { Journal, type JournalSink } from '../../aggregator/journal.js';
 import { NodewardenError } from '../../protocol/errors.js';
@@ -149,4 +150,27 @@ t.test('a full disk (a 64 KiB tmpfs): the aggregator serves on and recovers when
   a.close();
   t.ok(existsSync(file));
   appendFileSync(file, ''); // still writable
+});
+
+t.test('property: any file content loads without throwing; what is not a record is skipped, and the file ends on a line', async (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'journal.ndjson');
+  const f = finding('n1', 'disk.usage', '/');
+  const good = JSON.stringify({ type: 'firing', finding: f, at: new Date().toISOString() });
+  const line = fc.oneof(fc.constant(good), fc.string({ maxLength: 200 }), fc.json({ maxDepth: 4 }), fc.constant('{"type":"node","node":"../x"}'), fc.constant('{"type":"forget","node":"n1"}'), fc.constant('{"type":"active","finding":null}'), fc.constant('{"type":"__proto__"}'));
+  fc.assert(
+    fc.property(fc.array(line, { maxLength: 30 }), fc.boolean(), (lines, torn) => {
+      writeFileSync(file, lines.join('\n') + (torn ? '' : '\n'));
+      let seen = 0;
+      const sink: JournalSink = { transition: () => seen++, node: () => seen++, active: () => seen++, forget: () => seen++ };
+      const j = new Journal({ file, maxBytes: 1024 * 1024, state: () => ({ history: [], nodes: [] }) });
+      const r = j.load(sink);
+      j.close();
+      const text = readFileSync(file, 'utf8');
+      if (text !== '' && !text.endsWith('\n')) throw new Error('the file does not end on a line');
+      if (r.records !== seen) throw new Error('records counted and handed on differ');
+    }),
+    { numRuns: 300 },
+  );
+  t.pass('never threw');
 });

@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import { findingId, type Finding } from '../protocol/finding.js';
 import type { TailFilter, WireTransition } from '../protocol/wire.js';
 import { matchesFilter } from '../protocol/wire.js';
+import { jsonSize } from '../protocol/schema.js';
 
 export type TimedTransition = WireTransition & { at: string };
 
@@ -20,14 +21,35 @@ export interface NodeInfo {
 
 interface NodeState extends NodeInfo {
   active: Map<string, Finding>;
+  /** Serialized size of its active findings. */
+  bytes: number;
   silenceTimer?: NodeJS.Timeout;
 }
 
 export interface FleetOptions {
   historyLimit: number;
+  /** History is also bounded in serialized bytes: the oldest transitions go first. */
+  historyMaxBytes?: number;
+  /** Active findings one node may have; a snapshot or delta beyond it is refused whole. */
+  maxFindingsPerNode?: number;
+  /** Serialized bytes of every node's active findings together; a message that would pass it is refused. */
+  maxActiveBytes?: number;
   /** How long after its agent goes away a node is declared silent. */
   silentAfterMs: number;
   now?: () => number;
+}
+
+/** A peer asked for more than a server-side bound allows; the server refuses that connection's message. */
+export class LimitError extends Error {
+  readonly code = 'NW_ERR_LIMIT';
+}
+
+/** What the journal needs to write the fleet's current state: each node, then its active findings. */
+export interface FleetState {
+  node: string;
+  lastMessageAt?: string;
+  disconnectedAt?: string;
+  active: Iterable<Finding>;
 }
 
 function changed(a: Finding, b: Finding): boolean {
@@ -43,6 +65,10 @@ export class Fleet extends EventEmitter {
   /** Active findings by check and severity, kept as they change: metrics never walk every finding. */
   private readonly counts = new Map<string, number>();
   private historyCount = 0;
+  private historyBytes = 0;
+  private activeBytes = 0;
+  /** About the serialized size of each finding held, computed once (without serializing it). */
+  private readonly sizes = new WeakMap<Finding, number>();
   private readonly now: () => number;
 
   constructor(private readonly opts: FleetOptions) {
@@ -58,11 +84,29 @@ export class Fleet extends EventEmitter {
     else this.counts.delete(key);
   }
 
+  private size(f: Finding): number {
+    let n = this.sizes.get(f);
+    if (n === undefined) {
+      n = jsonSize(f);
+      this.sizes.set(f, n);
+    }
+    return n;
+  }
+
+  /** A transition is its finding plus its type and time. */
+  private transitionSize(t: TimedTransition): number {
+    return this.size(t.finding) + 64;
+  }
+
   private setActive(n: NodeState, f: Finding): Finding | undefined {
     const before = n.active.get(f.id);
-    if (before) this.count(before, -1);
+    if (before) {
+      this.count(before, -1);
+      this.addBytes(n, -this.size(before));
+    }
     n.active.set(f.id, f);
     this.count(f, 1);
+    this.addBytes(n, this.size(f));
     return before;
   }
 
@@ -71,7 +115,26 @@ export class Fleet extends EventEmitter {
     if (!before) return false;
     n.active.delete(id);
     this.count(before, -1);
+    this.addBytes(n, -this.size(before));
     return true;
+  }
+
+  private addBytes(n: NodeState, delta: number): void {
+    n.bytes += delta;
+    this.activeBytes += delta;
+  }
+
+  /** Refuses (LimitError) a change that would take the cluster's active findings past maxActiveBytes. */
+  private fits(n: NodeState, nextNodeBytes: number): void {
+    const max = this.opts.maxActiveBytes;
+    if (max !== undefined && nextNodeBytes > n.bytes && this.activeBytes - n.bytes + nextNodeBytes > max) {
+      throw new LimitError(`the aggregator already holds its limit of ${Math.round(max / 1048576)} MiB of active findings`);
+    }
+  }
+
+  /** Serialized bytes of all active findings and of history (for metrics and the bench). */
+  bytes(): { active: number; history: number } {
+    return { active: this.activeBytes, history: this.historyBytes };
   }
 
   /** Active findings by check and severity. */
@@ -89,22 +152,27 @@ export class Fleet extends EventEmitter {
   }
 
   private remember(t: TimedTransition): void {
+    if (this.historyCount === this.opts.historyLimit) this.dropOldest();
     this.history[(this.historyHead + this.historyCount) % this.opts.historyLimit] = t;
-    if (this.historyCount < this.opts.historyLimit) this.historyCount++;
-    else this.historyHead = (this.historyHead + 1) % this.opts.historyLimit;
+    this.historyCount++;
+    this.historyBytes += this.transitionSize(t);
+    const max = this.opts.historyMaxBytes ?? Infinity;
+    while (this.historyBytes > max && this.historyCount > 1) this.dropOldest();
   }
 
-  /** History, oldest first. */
-  private historyList(): TimedTransition[] {
-    const out: TimedTransition[] = [];
-    for (let i = 0; i < this.historyCount; i++) out.push(this.history[(this.historyHead + i) % this.opts.historyLimit]!);
-    return out;
+  private dropOldest(): void {
+    const old = this.history[this.historyHead];
+    if (old) this.historyBytes -= this.transitionSize(old);
+    this.history[this.historyHead] = undefined;
+    this.historyHead = (this.historyHead + 1) % this.opts.historyLimit;
+    this.historyCount--;
   }
+
 
   private node(name: string): NodeState {
     let n = this.nodes.get(name);
     if (!n) {
-      n = { node: name, connected: false, collectors: [], active: new Map(), collectorStatus: [] };
+      n = { node: name, connected: false, collectors: [], active: new Map(), bytes: 0, collectorStatus: [] };
       this.nodes.set(name, n);
     }
     return n;
@@ -117,16 +185,74 @@ export class Fleet extends EventEmitter {
     return timed;
   }
 
-  /** Restores history and last known active sets (from a journal) without emitting. */
-  restore(transitions: readonly TimedTransition[]): void {
-    for (const t of transitions) {
-      this.remember(t);
-      const n = this.node(t.finding.node);
-      if (t.type === 'resolved') this.deleteActive(n, t.finding.id);
-      else this.setActive(n, t.finding);
+  // ---- restoring from the journal, record by record, without emitting ----
+
+  /** A journaled transition: into history, and applied to its node's active set. */
+  restoreTransition(t: TimedTransition): void {
+    this.remember(t);
+    const n = this.node(t.finding.node);
+    if (t.type === 'resolved') this.deleteActive(n, t.finding.id);
+    else this.setActive(n, t.finding);
+  }
+
+  /** A journaled node state: the node exists (even with nothing active) and its active set starts empty. */
+  restoreNode(node: string, info: { lastMessageAt?: string; disconnectedAt?: string }): void {
+    const n = this.node(node);
+    for (const id of [...n.active.keys()]) this.deleteActive(n, id);
+    if (info.lastMessageAt) n.lastMessageAt = info.lastMessageAt;
+    if (info.disconnectedAt) n.disconnectedAt = info.disconnectedAt;
+  }
+
+  restoreActive(f: Finding): void {
+    this.setActive(this.node(f.node), f);
+  }
+
+  /** After restoring: nodes known only from the journal have no agent yet, so they go silent unless one connects. */
+  restored(): void {
+    for (const n of this.nodes.values()) if (!n.connected) this.armSilence(n);
+  }
+
+  /** The current state, node by node, for the journal's compaction. */
+  *state(): Generator<FleetState> {
+    for (const n of this.nodes.values()) {
+      yield { node: n.node, ...(n.lastMessageAt ? { lastMessageAt: n.lastMessageAt } : {}), ...(n.disconnectedAt ? { disconnectedAt: n.disconnectedAt } : {}), active: n.active.values() };
     }
-    // Nodes known only from the journal have no agent yet: they go silent unless one connects.
-    for (const n of this.nodes.values()) this.armSilence(n);
+  }
+
+  /** History, oldest first, as a generator: chunked senders never copy it whole. */
+  *historyEntries(): Generator<TimedTransition> {
+    for (let i = 0; i < this.historyCount; i++) yield this.history[(this.historyHead + i) % this.opts.historyLimit]!;
+  }
+
+  has(node: string): boolean {
+    return this.nodes.has(node);
+  }
+
+  /**
+   * Forgets a node (deleted from the cluster, or by an admin): its active findings resolve for every
+   * tailer, then it is gone, silence included. False when it was not known.
+   */
+  forget(node: string): boolean {
+    const n = this.nodes.get(node);
+    if (!n) return false;
+    clearTimeout(n.silenceTimer);
+    const at = new Date(this.now()).toISOString();
+    for (const f of [...n.active.values()]) {
+      this.deleteActive(n, f.id);
+      this.record({ type: 'resolved', finding: { ...f, state: 'resolved', lastSeen: at } });
+    }
+    this.nodes.delete(node);
+    this.emit('forget', node);
+    return true;
+  }
+
+  private within(n: NodeState, adding: Iterable<string>, removing: ReadonlySet<string> = new Set()): void {
+    const max = this.opts.maxFindingsPerNode;
+    if (max === undefined) return;
+    let size = 0;
+    for (const id of n.active.keys()) if (!removing.has(id)) size++;
+    for (const id of adding) if (!n.active.has(id) || removing.has(id)) size++;
+    if (size > max) throw new LimitError(`more than ${max} active findings for node ${n.node}`);
   }
 
   connect(node: string, info: { agentVersion: string; collectors: string[] }): void {
@@ -194,6 +320,11 @@ export class Fleet extends EventEmitter {
     const n = this.node(node);
     const out: TimedTransition[] = [];
     const next = new Map(findings.map((f) => [f.id, f]));
+    const max = this.opts.maxFindingsPerNode;
+    if (max !== undefined && next.size > max) throw new LimitError(`snapshot of ${next.size} findings for node ${node} is over the limit of ${max}`);
+    let nextBytes = 0;
+    for (const f of next.values()) nextBytes += this.size(f);
+    this.fits(n, nextBytes);
     for (const [id, before] of n.active) {
       if (before.check === 'node.silent') continue;
       if (!next.has(id)) {
@@ -212,6 +343,14 @@ export class Fleet extends EventEmitter {
   applyDelta(node: string, transitions: readonly WireTransition[]): TimedTransition[] {
     const n = this.node(node);
     const out: TimedTransition[] = [];
+    const resolving = new Set(transitions.filter((t) => t.type === 'resolved').map((t) => t.finding.id));
+    this.within(n, transitions.filter((t) => t.type !== 'resolved').map((t) => t.finding.id), resolving);
+    let nextBytes = n.bytes;
+    for (const t of transitions) {
+      const before = n.active.get(t.finding.id);
+      nextBytes += (t.type === 'resolved' ? 0 : this.size(t.finding)) - (before ? this.size(before) : 0);
+    }
+    this.fits(n, nextBytes);
     for (const t of transitions) {
       if (t.type === 'resolved') {
         if (!this.deleteActive(n, t.finding.id)) continue; // already gone: nothing to tell
@@ -232,7 +371,7 @@ export class Fleet extends EventEmitter {
   }
 
   historySince(sinceMs: number, filter: TailFilter = {}): TimedTransition[] {
-    return this.historyList().filter((t) => Date.parse(t.at) >= sinceMs && matchesFilter(t.finding, filter));
+    return [...this.historyEntries()].filter((t) => Date.parse(t.at) >= sinceMs && matchesFilter(t.finding, filter));
   }
 
   nodeInfos(): (NodeInfo & { activeFindings: number; silent: boolean })[] {
@@ -250,6 +389,10 @@ export class Fleet extends EventEmitter {
         silent: [...n.active.values()].some((f) => f.check === 'node.silent'),
       }))
       .sort((a, b) => a.node.localeCompare(b.node));
+  }
+
+  nodeCount(): number {
+    return this.nodes.size;
   }
 
   historySize(): number {

@@ -1,17 +1,24 @@
 // The aggregator: agents stream findings in over WebSocket, tailers subscribe, admins send commands.
-// Tokens are checked before the WebSocket upgrade; every message is validated; a bad client is closed
-// with a reason and never disturbs the others.
+// Credentials are checked before the WebSocket upgrade; every message is validated. Every handler
+// (HTTP route, upgrade, each message type, journal I/O) turns any failure into a refusal of that one
+// request or connection, logged with a code and counted in nodewarden_aggregator_errors_total; the
+// server and everyone else carry on. The limits it enforces are in DEFAULT_LIMITS (README, "Limits").
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import type { Socket } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
+import { KNOWN_CHECKS } from '../protocol/checks.js';
+import { NodewardenError, errnoCode } from '../protocol/errors.js';
 import { renderMetrics, type Metric } from '../protocol/metrics.js';
 import {
   CLOSE,
   MAX_MESSAGE_BYTES,
+  NODE_NAME,
   WireError,
   decodeAgentMessage,
   decodeTailerMessage,
@@ -21,9 +28,45 @@ import {
   type AggregatorToTailer,
   type TailFilter,
 } from '../protocol/wire.js';
-import { Authenticator, type Token } from './auth.js';
-import { Fleet, type TimedTransition } from './fleet.js';
+import { Authenticator, type Identity, type Token } from './auth.js';
+import { Fleet, LimitError, type TimedTransition } from './fleet.js';
 import { Journal } from './journal.js';
+import type { KubeAgentAuth } from './kube-auth.js';
+
+export interface AggregatorLimits {
+  /** TCP connections open at once (agents, tailers, HTTP); more are dropped at accept. */
+  maxConnections: number;
+  /** From accept to a complete HTTP request or upgrade, and from upgrade to hello or subscribe. */
+  handshakeTimeoutMs: number;
+  /** An HTTP keep-alive connection idle this long is closed (WebSockets: two missed heartbeats). */
+  idleTimeoutMs: number;
+  maxFindingsPerNode: number;
+  /** Distinct nodes one shared (not node-bound) agent token may speak for. */
+  maxNodesPerToken: number;
+  /** Serialized bytes of all active findings; a snapshot or delta that would pass it is refused. */
+  maxActiveBytes: number;
+  /** Serialized bytes of history (besides its count, --history). */
+  maxHistoryBytes: number;
+  /** The journal file's ceiling. */
+  maxJournalBytes: number;
+  /** The largest history or active chunk sent to a tailer (its own frame limit is 16 MiB). */
+  chunkBytes: number;
+  /** Bytes waiting for one tailer before it is dropped as too slow. */
+  maxTailerBufferBytes: number;
+}
+
+export const DEFAULT_LIMITS: AggregatorLimits = {
+  maxConnections: 10_000,
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 5_000,
+  maxFindingsPerNode: 2_000,
+  maxNodesPerToken: 5_000,
+  maxActiveBytes: 48 * 1024 * 1024,
+  maxHistoryBytes: 24 * 1024 * 1024,
+  maxJournalBytes: 48 * 1024 * 1024,
+  chunkBytes: 1024 * 1024,
+  maxTailerBufferBytes: 16 * 1024 * 1024,
+};
 
 export interface AggregatorOptions {
   host: string;
@@ -38,16 +81,27 @@ export interface AggregatorOptions {
   rateLimit?: { perSecond: number; burst: number };
   /** Longest a prune may take before the CLI is told it timed out. */
   commandTimeoutMs?: number;
+  limits?: Partial<AggregatorLimits>;
+  /** `--agent-auth kubernetes`: agents may also present a bound service-account token. */
+  kubeAuth?: KubeAgentAuth;
+  /** How often nodes without an agent are checked against the cluster (Kubernetes mode). */
+  nodeSweepMs?: number;
   version: string;
   log: Logger;
 }
+
+/** Where a failure happened: the `where` label of nodewarden_aggregator_errors_total. */
+type Where = 'http' | 'upgrade' | 'agent' | 'tailer' | 'journal' | 'tokens' | 'kubernetes' | 'process';
+const CODES = new Set(['NW_ERR_CONFIG', 'NW_ERR_USAGE', 'NW_ERR_TIMEOUT', 'NW_ERR_RUNTIME', 'NW_ERR_PROTOCOL', 'NW_ERR_LIMIT', 'NW_ERR_IO', 'NW_ERR_INTERNAL']);
 
 interface Conn {
   ws: WebSocket;
   alive: boolean;
   tokens: number;
   lastRefill: number;
-  who: string;
+  who: Identity;
+  /** The token it presented, when it came from the token files: revoking it closes the connection. */
+  secret?: string;
 }
 
 interface AgentConn extends Conn {
@@ -56,8 +110,10 @@ interface AgentConn extends Conn {
 
 interface TailConn extends Conn {
   filter?: TailFilter;
-  /** Transitions held back while the active set is still being sent (they come after it). */
+  subscribed?: boolean;
+  /** Transitions held back while history and the active set are still being sent (they come after). */
   held?: string[];
+  heldBytes?: number;
 }
 
 interface PendingCommand {
@@ -66,11 +122,49 @@ interface PendingCommand {
   timer: NodeJS.Timeout;
 }
 
-const SLOW_TAILER_BYTES = 16 * 1024 * 1024;
-/** Findings per chunk of a tailer's initial active set; the next chunk goes when this one is written. */
-const ACTIVE_CHUNK = 1000;
-/** Transitions held for one tailer while its active set is sent, before it is dropped as too slow. */
-const MAX_HELD = 100_000;
+/** TLS: forward-secret AEAD suites only (ECDHE with GCM or ChaCha20-Poly1305 in 1.2; 1.3's own). */
+export const TLS_CIPHERS = ['TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_128_GCM_SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305', 'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256'].join(':');
+
+/** A WebSocket close reason is at most 123 bytes; ws throws on more. */
+function closeReason(text: string): string {
+  let r = text.slice(0, 123);
+  while (Buffer.byteLength(r) > 123) r = r.slice(0, -1);
+  return r;
+}
+
+/** The `code` of an error for logs and metrics, from a known set. */
+function codeOf(err: unknown): string {
+  if (err instanceof NodewardenError || err instanceof LimitError) return err.code;
+  if (err instanceof WireError) return 'NW_ERR_PROTOCOL';
+  if (errnoCode(err)) return 'NW_ERR_IO';
+  return 'NW_ERR_INTERNAL';
+}
+
+const message = (err: unknown) => (err instanceof Error ? err.message : String(err)).slice(0, 300);
+
+/** The TLS material, read with one-line errors that name the flag. */
+function tlsOptions(tls: { cert: string; key: string }): https.ServerOptions {
+  const read = (file: string, flag: string) => {
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new NodewardenError('NW_ERR_CONFIG', `${flag} ${file}: cannot read it (${errnoCode(err) ?? 'error'})`);
+    }
+  };
+  const cert = read(tls.cert, '--tls-cert');
+  const key = read(tls.key, '--tls-key');
+  if (!/-----BEGIN [A-Z ]*CERTIFICATE-----/.test(cert.toString('latin1'))) throw new NodewardenError('NW_ERR_CONFIG', `--tls-cert ${tls.cert}: not a PEM certificate`);
+  if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key.toString('latin1'))) throw new NodewardenError('NW_ERR_CONFIG', `--tls-key ${tls.key}: not a PEM private key`);
+  const options = { cert, key, minVersion: 'TLSv1.2' as const, ciphers: TLS_CIPHERS, honorCipherOrder: true };
+  try {
+    createSecureContext(options);
+  } catch (err) {
+    const text = message(err);
+    const flag = /key values mismatch/i.test(text) ? '--tls-key' : /key/i.test(text) ? '--tls-key' : '--tls-cert';
+    throw new NodewardenError('NW_ERR_CONFIG', `${flag} ${flag === '--tls-key' ? tls.key : tls.cert}: ${/mismatch/i.test(text) ? 'the key does not match --tls-cert' : text.replace(/^error:[0-9A-F]+:/i, '')}`);
+  }
+  return options;
+}
 
 export class Aggregator {
   readonly fleet: Fleet;
@@ -81,10 +175,21 @@ export class Aggregator {
   private readonly byNode = new Map<string, AgentConn>();
   private readonly tailers = new Set<TailConn>();
   private readonly commands = new Map<string, PendingCommand>();
+  /** Nodes each shared agent token has spoken for. */
+  private readonly tokenNodes = new Map<string, Set<string>>();
   private readonly journal: Journal | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
-  private readonly counters = { messages: 0, rejected: new Map<string, number>(), transitions: 0 };
-  private readonly opts: Required<Omit<AggregatorOptions, 'tls' | 'journal'>> & Pick<AggregatorOptions, 'tls' | 'journal'>;
+  private sweep: NodeJS.Timeout | undefined;
+  private readonly counters = {
+    messages: 0,
+    rejected: new Map<string, number>(),
+    errors: new Map<string, number>(),
+    transitions: 0,
+    dropped: 0,
+    tokenReloads: 0,
+  };
+  private readonly limits: AggregatorLimits;
+  private readonly opts: Required<Omit<AggregatorOptions, 'tls' | 'journal' | 'kubeAuth' | 'limits'>> & Pick<AggregatorOptions, 'tls' | 'journal' | 'kubeAuth'>;
 
   constructor(opts: AggregatorOptions) {
     this.opts = {
@@ -93,21 +198,57 @@ export class Aggregator {
       heartbeatMs: 10_000,
       rateLimit: { perSecond: 200, burst: 2000 },
       commandTimeoutMs: 15 * 60_000,
+      nodeSweepMs: 5 * 60_000,
       ...opts,
     };
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.auth = new Authenticator(opts.tokens);
-    this.fleet = new Fleet({ historyLimit: this.opts.historyLimit, silentAfterMs: this.opts.silentAfterMs });
+    this.fleet = new Fleet({
+      historyLimit: this.opts.historyLimit,
+      historyMaxBytes: this.limits.maxHistoryBytes,
+      maxFindingsPerNode: this.limits.maxFindingsPerNode,
+      maxActiveBytes: this.limits.maxActiveBytes,
+      silentAfterMs: this.opts.silentAfterMs,
+    });
     if (opts.journal) {
-      this.journal = new Journal(opts.journal, this.opts.historyLimit);
-      const { transitions, skipped } = this.journal.load();
-      this.fleet.restore(transitions);
-      opts.log.info({ journal: opts.journal, transitions: transitions.length, skipped }, 'journal loaded');
+      this.journal = new Journal({
+        file: opts.journal,
+        maxBytes: this.limits.maxJournalBytes,
+        state: () => ({ history: this.fleet.historyEntries(), nodes: this.fleet.state() }),
+        onFailure: (code, err) => this.failed('journal', err, `journal ${opts.journal} cannot be written (${code}); serving on, retrying every 10 s`),
+      });
+      const fleet = this.fleet;
+      const { records, skipped, repairedBytes } = this.journal.load({
+        transition: (t) => fleet.restoreTransition(t),
+        node: (n, info) => fleet.restoreNode(n, info),
+        active: (f) => fleet.restoreActive(f),
+        forget: (n) => fleet.forget(n),
+      });
+      this.fleet.restored();
+      opts.log.info({ journal: opts.journal, records, skipped, repairedBytes, nodes: this.fleet.nodeCount(), history: this.fleet.historySize() }, 'journal loaded');
     }
     this.fleet.on('transition', (t: TimedTransition) => this.broadcast(t));
-    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.http(req, res);
-    this.server = opts.tls ? https.createServer({ cert: readFileSync(opts.tls.cert), key: readFileSync(opts.tls.key) }, handler) : http.createServer(handler);
+    this.fleet.on('forget', (node: string) => {
+      for (const set of this.tokenNodes.values()) set.delete(node);
+    });
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res);
+    this.server = opts.tls ? https.createServer({ ...tlsOptions(opts.tls), handshakeTimeout: this.limits.handshakeTimeoutMs }, handler) : http.createServer(handler);
+    this.server.maxConnections = this.limits.maxConnections;
+    this.server.headersTimeout = this.limits.handshakeTimeoutMs;
+    this.server.requestTimeout = 60_000;
+    this.server.keepAliveTimeout = this.limits.idleTimeoutMs;
+    this.server.on('drop', () => this.counters.dropped++);
+    // With TLS the deadline goes on the TLS socket (the one ws and requests see); the TLS handshake has its own.
+    this.server.on(opts.tls ? 'secureConnection' : 'connection', (socket: Socket) => this.onConnection(socket));
+    this.server.on('clientError', (err: Error, socket: Duplex) => this.onClientError(err, socket));
+    this.server.on('tlsClientError', () => this.reject('tls handshake'));
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false });
-    this.server.on('upgrade', (req, socket, head) => this.upgrade(req, socket, head));
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.upgrade(req, socket, head).catch((err) => {
+        this.failed('upgrade', err);
+        socket.destroy();
+      });
+    });
   }
 
   async start(): Promise<{ host: string; port: number; url: string }> {
@@ -115,46 +256,70 @@ export class Aggregator {
       this.server.once('error', reject);
       this.server.listen(this.opts.port, this.opts.host, () => resolve());
     });
+    this.server.on('error', (err) => this.failed('http', err));
     this.heartbeat = setInterval(() => this.beat(), this.opts.heartbeatMs);
     this.heartbeat.unref();
+    if (this.opts.kubeAuth) {
+      this.sweep = setInterval(() => void this.sweepDeletedNodes(), this.opts.nodeSweepMs);
+      this.sweep.unref();
+    }
     const addr = this.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : this.opts.port;
     const scheme = this.opts.tls ? 'wss' : 'ws';
     const host = this.opts.host.includes(':') ? `[${this.opts.host}]` : this.opts.host;
-    this.opts.log.info({ host: this.opts.host, port, tls: Boolean(this.opts.tls) }, 'aggregator listening');
+    this.opts.log.info({ host: this.opts.host, port, tls: Boolean(this.opts.tls), limits: this.limits }, 'aggregator listening');
     return { host: this.opts.host, port, url: `${scheme}://${host}:${port}` };
   }
 
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
+    clearInterval(this.sweep);
     for (const c of [...this.agents, ...this.tailers]) c.ws.close(CLOSE.GOING_AWAY, 'aggregator shutting down');
-    for (const [id, cmd] of this.commands) this.finishCommand(id, { type: 'error', message: 'aggregator shutting down' });
+    for (const id of [...this.commands.keys()]) this.finishCommand(id, { type: 'error', message: 'aggregator shutting down' });
     this.fleet.close();
+    this.journal?.close();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
   }
 
-  // ---- WebSocket connections ----
+  /** New tokens from the token directory (a changed Secret, SIGHUP): effective for the next connection. */
+  replaceTokens(tokens: Token[]): void {
+    this.auth.replace(tokens);
+    this.counters.tokenReloads++;
+    this.opts.log.info({ tokens: tokens.length }, 'tokens reloaded');
+    // A revoked token stops working at once, for connections already open too.
+    const still = new Set(tokens.map((t) => `${t.role}\0${t.secret}`));
+    for (const c of [...this.agents, ...this.tailers]) {
+      if (c.secret !== undefined && !still.has(`${c.who.role}\0${c.secret}`)) this.close(c, CLOSE.UNAUTHORIZED, 'the token of this connection was revoked');
+    }
+  }
 
-  private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    const path = (req.url ?? '').split('?')[0];
-    const role = path === '/api/agent' ? 'agent' : path === '/api/tail' ? 'tail' : undefined;
-    const reject = (status: number, text: string) => {
-      this.reject(`upgrade ${status}`);
-      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+  /** Logs a failure with its code and counts it; the caller refuses what failed. */
+  failed(where: Where, err: unknown, what?: string): void {
+    const code = codeOf(err);
+    const key = `${where}\0${CODES.has(code) ? code : 'NW_ERR_INTERNAL'}`;
+    this.counters.errors.set(key, (this.counters.errors.get(key) ?? 0) + 1);
+    const level = code === 'NW_ERR_INTERNAL' ? 'error' : 'warn';
+    this.opts.log[level]({ where, code, err: message(err) }, what ?? `${where} failed; refused it and serving on`);
+  }
+
+  // ---- connections ----
+
+  /** Every socket has a deadline until it has sent a complete request or upgraded (ws clears it then). */
+  private onConnection(socket: Socket): void {
+    socket.setTimeout(this.limits.handshakeTimeoutMs);
+    socket.once('timeout', () => {
+      this.reject('handshake timeout');
       socket.destroy();
-    };
-    if (!role) return reject(404, 'no such endpoint');
-    const token = this.auth.identify(req.headers.authorization);
-    // Rejected before a single message is read.
-    if (!Authenticator.allows(token, role)) return reject(401, `a valid ${role} bearer token is required`);
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      const conn = { ws, alive: true, tokens: this.opts.rateLimit.burst, lastRefill: Date.now(), who: token!.name };
-      ws.on('pong', () => (conn.alive = true));
-      ws.on('error', () => ws.terminate());
-      if (role === 'agent') this.onAgent(conn);
-      else this.onTailer(conn);
     });
+  }
+
+  private onClientError(err: Error, socket: Duplex): void {
+    const code = (err as { code?: string }).code ?? '';
+    this.reject(code === 'HPE_HEADER_OVERFLOW' ? 'http 431' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'http 408' : 'http 400');
+    if (!socket.writable || code === 'ECONNRESET') return void socket.destroy();
+    const status = code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   }
 
   private reject(reason: string): void {
@@ -163,8 +328,12 @@ export class Aggregator {
 
   private close(conn: Conn, code: number, reason: string): void {
     this.reject(`close ${code}`);
-    this.opts.log.warn({ who: conn.who, code, reason }, 'closing connection');
-    conn.ws.close(code, reason.slice(0, 120));
+    this.opts.log.warn({ who: conn.who.name, node: (conn as AgentConn).node, code, reason }, 'closing connection');
+    try {
+      conn.ws.close(code, closeReason(reason));
+    } catch {
+      conn.ws.terminate();
+    }
     setTimeout(() => conn.ws.terminate(), 1000).unref();
   }
 
@@ -188,56 +357,99 @@ export class Aggregator {
     try {
       return decode(raw);
     } catch (err) {
-      const e = err instanceof WireError ? err : new WireError(CLOSE.MALFORMED, String(err));
+      const e = err instanceof WireError ? err : new WireError(CLOSE.MALFORMED, 'invalid message');
       this.close(conn, e.closeCode, e.reason);
       return undefined;
     }
   }
 
+  /** Runs one message's handler: a limit refuses that connection with its reason, any other failure with 1011. */
+  private guard(conn: Conn, where: 'agent' | 'tailer', fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      if (err instanceof LimitError) {
+        this.failed(where, err, `${where} over a limit: ${err.message}`);
+        this.close(conn, CLOSE.LIMIT, err.message);
+      } else {
+        this.failed(where, err);
+        this.close(conn, CLOSE.INTERNAL, 'the aggregator could not handle this message; see its log');
+      }
+    }
+  }
+
+  private async upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    const path = (req.url ?? '').split('?')[0];
+    const role = path === '/api/agent' ? 'agent' : path === '/api/tail' ? 'tail' : undefined;
+    const reject = (status: number, text: string) => {
+      this.reject(`upgrade ${status}`);
+      if (socket.writable) socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+      socket.destroy();
+    };
+    if (!role) return reject(404, 'no such endpoint');
+    let who: Identity | undefined = this.auth.identify(req.headers.authorization);
+    const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    // Rejected before a single message is read.
+    if (!who && role === 'agent' && this.opts.kubeAuth && bearer) {
+      const review = await this.opts.kubeAuth.review(bearer);
+      if (!review.ok) {
+        if (review.status === 503) this.failed('kubernetes', new NodewardenError('NW_ERR_RUNTIME', review.reason));
+        return reject(review.status, review.reason);
+      }
+      who = review.identity;
+      if (socket.destroyed) return;
+    }
+    if (!who || !Authenticator.allows(who, role)) return reject(401, `a valid ${role} bearer token is required`);
+    const identity = { role: who.role, name: who.name, ...((who as Identity).node ? { node: (who as Identity).node! } : {}) };
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      const secret = (who as Partial<Token>).secret;
+      const conn = { ws, alive: true, tokens: this.opts.rateLimit.burst, lastRefill: Date.now(), who: identity, ...(secret ? { secret } : {}) };
+      ws.on('pong', () => (conn.alive = true));
+      ws.on('error', () => ws.terminate());
+      if (role === 'agent') this.onAgent(conn);
+      else this.onTailer(conn);
+    });
+  }
+
   private onAgent(conn: AgentConn): void {
     this.agents.add(conn);
-    const helloTimer = setTimeout(() => this.close(conn, CLOSE.MALFORMED, 'expected hello within 10 s'), 10_000);
-    conn.ws.on('message', (raw: Buffer) => {
-      const msg = this.receive(conn, raw, decodeAgentMessage);
-      if (!msg) return;
-      if (msg.type === 'hello') {
-        clearTimeout(helloTimer);
-        if (conn.node) return this.close(conn, CLOSE.MALFORMED, 'hello sent twice');
-        const previous = this.byNode.get(msg.node);
-        if (previous && previous !== conn) this.close(previous, CLOSE.REPLACED, `another agent connected for node ${msg.node}`);
-        conn.node = msg.node;
-        this.byNode.set(msg.node, conn);
-        this.fleet.connect(msg.node, { agentVersion: msg.agentVersion, collectors: msg.collectors });
-        this.send(conn.ws, { v: 1, type: 'welcome', aggregatorVersion: this.opts.version });
-        this.opts.log.info({ node: msg.node, agentVersion: msg.agentVersion, who: conn.who }, 'agent connected');
-        return;
-      }
-      const node = conn.node;
-      if (!node) return this.close(conn, CLOSE.MALFORMED, `expected hello first, got ${msg.type}`);
-      this.fleet.touch(node);
-      switch (msg.type) {
-        case 'snapshot':
-        case 'delta': {
-          const findings = msg.type === 'snapshot' ? msg.findings : msg.transitions.map((t) => t.finding);
-          const stranger = findings.find((f) => f.node !== node);
-          if (stranger) return this.close(conn, CLOSE.MALFORMED, `finding for node ${stranger.node} on ${node}'s connection`);
-          if (msg.type === 'snapshot') this.fleet.applySnapshot(node, msg.findings);
-          else this.fleet.applyDelta(node, msg.transitions);
-          return;
+    const helloTimer = setTimeout(() => this.close(conn, CLOSE.MALFORMED, `expected hello within ${this.limits.handshakeTimeoutMs} ms`), this.limits.handshakeTimeoutMs);
+    conn.ws.on('message', (raw: Buffer) =>
+      this.guard(conn, 'agent', () => {
+        const msg = this.receive(conn, raw, decodeAgentMessage);
+        if (!msg) return;
+        if (msg.type === 'hello') {
+          clearTimeout(helloTimer);
+          return this.hello(conn, msg.node, msg.agentVersion, msg.collectors);
         }
-        case 'status':
-          this.fleet.setStatus(node, msg.collectors);
-          return;
-        case 'progress':
-        case 'result': {
-          const cmd = this.commands.get(msg.commandId);
-          if (!cmd || cmd.node !== node) return; // a late answer to a command we gave up on
-          if (msg.type === 'progress') cmd.res.write(`${JSON.stringify({ type: 'progress', ...msg.progress })}\n`);
-          else this.finishCommand(msg.commandId, { type: 'result', ...msg.result });
-          return;
+        const node = conn.node;
+        if (!node) return this.close(conn, CLOSE.MALFORMED, `expected hello first, got ${msg.type}`);
+        this.fleet.touch(node);
+        switch (msg.type) {
+          case 'snapshot':
+          case 'delta': {
+            const findings = msg.type === 'snapshot' ? msg.findings : msg.transitions.map((t) => t.finding);
+            const stranger = findings.find((f) => f.node !== node);
+            if (stranger) return this.close(conn, CLOSE.MALFORMED, `finding for node ${stranger.node} on ${node}'s connection`);
+            if (msg.type === 'snapshot') this.fleet.applySnapshot(node, msg.findings);
+            else this.fleet.applyDelta(node, msg.transitions);
+            return;
+          }
+          case 'status':
+            this.fleet.setStatus(node, msg.collectors);
+            return;
+          case 'progress':
+          case 'result': {
+            const cmd = this.commands.get(msg.commandId);
+            if (!cmd || cmd.node !== node) return; // a late answer to a command we gave up on
+            if (msg.type === 'progress') cmd.res.write(`${JSON.stringify({ type: 'progress', ...msg.progress })}\n`);
+            else this.finishCommand(msg.commandId, { type: 'result', ...msg.result });
+            return;
+          }
         }
-      }
-    });
+      }),
+    );
     conn.ws.on('close', () => {
       clearTimeout(helloTimer);
       this.agents.delete(conn);
@@ -250,17 +462,59 @@ export class Aggregator {
     });
   }
 
+  /**
+   * A node-bound credential speaks only for its node; a shared token for at most maxNodesPerToken
+   * nodes, and never in place of a node-bound agent that is connected.
+   */
+  private hello(conn: AgentConn, node: string, agentVersion: string, collectors: string[]): void {
+    if (conn.node) return this.close(conn, CLOSE.MALFORMED, 'hello sent twice');
+    const bound = conn.who.node;
+    if (bound !== undefined && bound !== node) return this.close(conn, CLOSE.FORBIDDEN, `this credential speaks for node ${bound}, not ${node}`);
+    const previous = this.byNode.get(node);
+    if (bound === undefined) {
+      if (previous?.who.node === node) return this.close(conn, CLOSE.FORBIDDEN, `node ${node} has a node-bound agent connected; a shared token cannot replace it`);
+      let nodes = this.tokenNodes.get(conn.who.name);
+      if (!nodes) this.tokenNodes.set(conn.who.name, (nodes = new Set()));
+      if (!nodes.has(node)) {
+        if (nodes.size >= this.limits.maxNodesPerToken) return this.close(conn, CLOSE.FORBIDDEN, `token ${conn.who.name} already speaks for ${nodes.size} nodes, its limit`);
+        nodes.add(node);
+      }
+    }
+    if (previous && previous !== conn) this.close(previous, CLOSE.REPLACED, `another agent connected for node ${node}`);
+    conn.node = node;
+    this.byNode.set(node, conn);
+    this.fleet.connect(node, { agentVersion, collectors });
+    this.send(conn.ws, { v: 1, type: 'welcome', aggregatorVersion: this.opts.version });
+    this.opts.log.info({ node, agentVersion, who: conn.who.name, bound: bound !== undefined }, 'agent connected');
+    // In Kubernetes mode a shared token may speak only for nodes that exist: checked after the welcome
+    // (the agent's first messages are not held up), and a made-up node is refused and forgotten.
+    const kube = this.opts.kubeAuth;
+    if (kube && bound === undefined) {
+      void kube.nodeExists(node).then((exists) => {
+        if (exists !== false || this.byNode.get(node) !== conn) return;
+        this.close(conn, CLOSE.FORBIDDEN, `node ${node} does not exist in the cluster`);
+        this.forgetNode(node, `a shared token (${conn.who.name}) said hello for it, but no such node exists`);
+      });
+    }
+  }
+
   private onTailer(conn: TailConn): void {
     this.tailers.add(conn);
-    const subTimer = setTimeout(() => this.close(conn, CLOSE.MALFORMED, 'expected subscribe within 10 s'), 10_000);
-    conn.ws.on('message', (raw: Buffer) => {
-      const msg = this.receive(conn, raw, decodeTailerMessage);
-      if (!msg) return;
-      clearTimeout(subTimer);
-      conn.filter = msg.filter;
-      if (msg.sinceMs !== undefined) this.send(conn.ws, { v: 1, type: 'history', transitions: this.fleet.historySince(msg.sinceMs, msg.filter) });
-      this.sendActive(conn, this.fleet.active(msg.filter));
-    });
+    const subTimer = setTimeout(() => this.close(conn, CLOSE.MALFORMED, `expected subscribe within ${this.limits.handshakeTimeoutMs} ms`), this.limits.handshakeTimeoutMs);
+    conn.ws.on('message', (raw: Buffer) =>
+      this.guard(conn, 'tailer', () => {
+        const msg = this.receive(conn, raw, decodeTailerMessage);
+        if (!msg) return;
+        clearTimeout(subTimer);
+        // One subscription per connection: a re-subscribe would mean a second copy of everything.
+        if (conn.subscribed) return this.close(conn, CLOSE.LIMIT, 'one subscribe per connection; reconnect to change the filter');
+        conn.subscribed = true;
+        const filter = msg.filter ?? {};
+        conn.filter = filter;
+        const history = msg.sinceMs === undefined ? [] : [...this.fleet.historyEntries()].filter((t) => Date.parse(t.at) >= msg.sinceMs! && matchesFilter(t.finding, filter));
+        this.sendInitial(conn, history, this.fleet.active(filter));
+      }),
+    );
     conn.ws.on('close', () => {
       clearTimeout(subTimer);
       this.tailers.delete(conn);
@@ -268,22 +522,48 @@ export class Aggregator {
   }
 
   /**
-   * The active set in chunks, each sent once the previous one is written, so a large cluster's active
-   * set never sits in memory once per tailer. Live transitions wait until the set is complete.
+   * History, then the active set, in chunks of at most chunkBytes (far under the tailer's 16 MiB
+   * frame limit), each sent once the previous one is written: neither sits in memory once per tailer.
+   * Live transitions wait until both are complete.
    */
-  private sendActive(conn: TailConn, findings: ReturnType<Fleet['active']>): void {
+  private sendInitial(conn: TailConn, history: readonly TimedTransition[], active: readonly object[]): void {
     conn.held = [];
+    conn.heldBytes = 0;
+    const parts: { type: 'history' | 'active'; key: string; items: readonly object[] }[] = [
+      ...(history.length > 0 ? [{ type: 'history' as const, key: 'transitions', items: history }] : []),
+      { type: 'active', key: 'findings', items: active },
+    ];
+    let part = 0;
     let offset = 0;
     const next = (err?: Error): void => {
       if (err || conn.ws.readyState !== conn.ws.OPEN) return;
-      const chunk = findings.slice(offset, offset + ACTIVE_CHUNK);
-      offset += ACTIVE_CHUNK;
-      const more = offset < findings.length;
-      conn.ws.send(encode({ v: 1, type: 'active', findings: chunk, ...(more ? { more: true } : {}) }), more ? next : undefined);
-      if (!more) {
-        const held = conn.held ?? [];
-        conn.held = undefined;
-        for (const text of held) conn.ws.send(text);
+      try {
+        const p = parts[part]!;
+        const chunk: string[] = [];
+        let bytes = 0;
+        while (offset < p.items.length && (chunk.length === 0 || bytes < this.limits.chunkBytes)) {
+          const text = JSON.stringify(p.items[offset]);
+          if (chunk.length > 0 && bytes + text.length > this.limits.chunkBytes) break;
+          chunk.push(text);
+          bytes += text.length;
+          offset++;
+        }
+        const more = offset < p.items.length;
+        if (!more) {
+          part++;
+          offset = 0;
+        }
+        const last = part >= parts.length;
+        conn.ws.send(`{"v":1,"type":"${p.type}","${p.key}":[${chunk.join(',')}]${more ? ',"more":true' : ''}}`, last ? undefined : next);
+        if (last) {
+          const held = conn.held ?? [];
+          conn.held = undefined;
+          conn.heldBytes = 0;
+          for (const text of held) conn.ws.send(text);
+        }
+      } catch (e) {
+        this.failed('tailer', e);
+        this.close(conn, CLOSE.INTERNAL, 'the aggregator could not send the active set; see its log');
       }
     };
     next();
@@ -299,14 +579,17 @@ export class Aggregator {
     let text: string | undefined;
     for (const c of this.tailers) {
       if (!c.filter || !matchesFilter(t.finding, c.filter)) continue;
-      if (c.ws.bufferedAmount > SLOW_TAILER_BYTES) {
-        this.close(c, CLOSE.POLICY, 'tailer too slow: more than 16 MiB waiting');
+      if (c.ws.bufferedAmount > this.limits.maxTailerBufferBytes) {
+        this.close(c, CLOSE.POLICY, `tailer too slow: more than ${Math.round(this.limits.maxTailerBufferBytes / 1048576)} MiB waiting`);
         continue;
       }
       text ??= encode({ v: 1, type: 'transition', transition: t });
       if (c.held) {
-        if (c.held.length >= MAX_HELD) this.close(c, CLOSE.POLICY, 'tailer too slow: its active set is not read');
-        else c.held.push(text);
+        if ((c.heldBytes ?? 0) + text.length > this.limits.maxTailerBufferBytes) this.close(c, CLOSE.POLICY, 'tailer too slow: its active set is not read');
+        else {
+          c.held.push(text);
+          c.heldBytes = (c.heldBytes ?? 0) + text.length;
+        }
       } else if (c.ws.readyState === c.ws.OPEN) c.ws.send(text);
     }
   }
@@ -314,27 +597,75 @@ export class Aggregator {
   private beat(): void {
     for (const c of [...this.agents, ...this.tailers]) {
       if (!c.alive) {
-        this.opts.log.warn({ who: c.who, node: (c as AgentConn).node }, 'heartbeat missed; dropping connection');
+        this.opts.log.warn({ who: c.who.name, node: (c as AgentConn).node }, 'heartbeat missed; dropping connection');
         c.ws.terminate();
         continue;
       }
       c.alive = false;
-      c.ws.ping();
+      try {
+        c.ws.ping();
+      } catch {
+        c.ws.terminate();
+      }
     }
+  }
+
+  /** Kubernetes mode: nodes without an agent that no longer exist in the cluster are forgotten. */
+  private async sweepDeletedNodes(): Promise<void> {
+    const kube = this.opts.kubeAuth;
+    if (!kube) return;
+    for (const info of this.fleet.nodeInfos()) {
+      if (info.connected) continue;
+      const exists = await kube.nodeExists(info.node);
+      if (exists === false && !this.byNode.has(info.node)) this.forgetNode(info.node, 'deleted from the cluster');
+    }
+  }
+
+  private forgetNode(node: string, why: string): boolean {
+    const known = this.fleet.forget(node);
+    if (known) {
+      this.journal?.append({ type: 'forget', node });
+      this.opts.log.info({ node, why }, 'node forgotten');
+    }
+    return known;
   }
 
   // ---- HTTP ----
 
   private json(res: http.ServerResponse, status: number, body: unknown): void {
+    if (res.headersSent) return void res.end();
     const text = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
     res.end(text);
   }
 
-  private async http(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://aggregator');
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    // A request arrived: the handshake deadline no longer applies (keep-alive idling is Node's keepAliveTimeout).
+    req.socket.setTimeout(0);
+    req.on('error', () => undefined); // a body cut off midway: the route sees it end early
+    res.on('error', () => undefined);
+    this.route(req, res).catch((err) => {
+      this.failed('http', err);
+      if (!res.headersSent) this.json(res, err instanceof LimitError ? 429 : 500, { error: err instanceof LimitError ? err.message : 'internal error; see the aggregator log' });
+      else res.destroy();
+    });
+  }
+
+  private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const target = req.url ?? '/';
+    let url: URL;
+    try {
+      if (!target.startsWith('/') || target.startsWith('//')) throw new Error('not origin-form');
+      url = new URL(target, 'http://aggregator');
+    } catch {
+      this.reject('http 400');
+      return this.json(res, 400, { error: 'the request target must be a path such as /api/findings' });
+    }
     const path = url.pathname;
-    if (path === '/healthz') return this.json(res, 200, { status: 'ok', nodes: this.fleet.connectedNodes().total, agents: this.byNode.size, tailers: this.tailers.size });
+    if (path === '/healthz') {
+      const journal = this.journal?.health();
+      return this.json(res, 200, { status: journal && !journal.ok ? 'degraded' : 'ok', nodes: this.fleet.nodeCount(), agents: this.byNode.size, tailers: this.tailers.size, ...(journal ? { journal } : {}) });
+    }
     if (path === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
       return void res.end(this.metrics());
@@ -350,29 +681,78 @@ export class Aggregator {
         if (v) filter[k] = v;
       }
       if (filter.severity && !['info', 'warning', 'critical'].includes(filter.severity)) return this.json(res, 400, { error: 'severity must be info, warning or critical' });
-      if (filter.state === 'resolved') {
-        return this.json(res, 200, this.fleet.historySince(0, filter).filter((t) => t.type === 'resolved').map((t) => t.finding));
+      if (filter.state && !['firing', 'resolved'].includes(filter.state)) return this.json(res, 400, { error: 'state must be firing or resolved' });
+      const items = filter.state === 'resolved' ? this.fleet.historySince(0, filter).filter((t) => t.type === 'resolved').map((t) => t.finding) : this.fleet.active(filter);
+      return this.streamArray(res, items);
+    }
+    const nodePath = /^\/api\/nodes\/([^/]+)(\/prune)?$/.exec(path);
+    if (nodePath) {
+      let node: string;
+      try {
+        node = decodeURIComponent(nodePath[1]!);
+      } catch {
+        return this.json(res, 400, { error: 'the node name is not valid percent-encoding' });
       }
-      return this.json(res, 200, this.fleet.active(filter));
-    }
-    const prune = /^\/api\/nodes\/([^/]+)\/prune$/.exec(path);
-    if (prune) {
-      if (req.method !== 'POST') return this.json(res, 405, { error: 'POST only' });
+      if (!NODE_NAME.test(node)) return this.json(res, 400, { error: 'not a node name' });
+      if (nodePath[2]) {
+        if (req.method !== 'POST') return this.json(res, 405, { error: 'POST only' });
+        if (!Authenticator.allows(token, 'admin')) return this.json(res, token ? 403 : 401, { error: 'an admin bearer token is required' });
+        return this.startPrune(node, req, res, token!.name);
+      }
+      if (req.method !== 'DELETE') return this.json(res, 405, { error: 'DELETE only (forget a node)' });
       if (!Authenticator.allows(token, 'admin')) return this.json(res, token ? 403 : 401, { error: 'an admin bearer token is required' });
-      return this.startPrune(decodeURIComponent(prune[1]!), req, res, token!.name);
+      if (this.byNode.has(node)) return this.json(res, 409, { error: `an agent is connected for ${node}; stop it first, or it comes right back` });
+      if (!this.forgetNode(node, `forgotten by ${token!.name}`)) return this.json(res, 404, { error: `no node ${node} is known` });
+      return this.json(res, 200, { forgotten: node });
     }
-    return this.json(res, 404, { error: `no such endpoint ${path}` });
+    return this.json(res, 404, { error: 'no such endpoint' });
+  }
+
+  /**
+   * A JSON array written item by item, waiting for the socket to drain: the response never sits whole
+   * in memory, however many findings there are and however many clients ask at once.
+   */
+  private async streamArray(res: http.ServerResponse, items: readonly object[]): Promise<void> {
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    const drained = () =>
+      new Promise<void>((resolve) => {
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      });
+    let batch = '[';
+    for (let i = 0; i < items.length; i++) {
+      batch += `${i > 0 ? ',' : ''}${JSON.stringify(items[i])}`;
+      if (batch.length >= 64 * 1024) {
+        if (res.destroyed) return;
+        if (!res.write(batch)) await drained();
+        batch = '';
+      }
+    }
+    res.end(`${batch}]`);
   }
 
   private async startPrune(node: string, req: http.IncomingMessage, res: http.ServerResponse, who: string): Promise<void> {
     let body = '';
-    for await (const chunk of req) {
-      body += chunk;
-      if (body.length > 4096) return this.json(res, 413, { error: 'request body too large' });
+    try {
+      for await (const chunk of req) {
+        body += chunk;
+        if (body.length > 4096) return this.json(res, 413, { error: 'request body too large' });
+      }
+    } catch {
+      this.reject('http body');
+      return void res.destroy(); // cut off midway: there is no one to answer
     }
+    if (!req.complete) return void res.destroy();
     let args: { untilMs?: unknown; dryRun?: unknown };
     try {
-      args = body ? (JSON.parse(body) as typeof args) : {};
+      const parsed: unknown = body ? JSON.parse(body) : {};
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
+      args = parsed as typeof args;
     } catch {
       return this.json(res, 400, { error: 'body must be JSON: {"untilMs": N, "dryRun": bool}' });
     }
@@ -408,15 +788,35 @@ export class Aggregator {
     // Only when run with --expose-gc (benchmarks): report the live heap, not garbage awaiting collection.
     (globalThis as { gc?: () => void }).gc?.();
     const nodes = this.fleet.connectedNodes();
+    // Label values from known sets only: a check name an agent made up is counted as "other".
+    const byCheck = new Map<string, number>();
+    for (const c of this.fleet.countsByCheck()) {
+      const key = `${KNOWN_CHECKS.has(c.check) ? c.check : 'other'}\0${c.severity}`;
+      byCheck.set(key, (byCheck.get(key) ?? 0) + c.count);
+    }
+    const journal = this.journal?.health();
+    const bytes = this.fleet.bytes();
     const metrics: Metric[] = [
       { name: 'nodewarden_aggregator_nodes', help: 'Nodes known, by whether their agent is connected', type: 'gauge', samples: [{ labels: { connected: 'true' }, value: nodes.connected }, { labels: { connected: 'false' }, value: nodes.total - nodes.connected }] },
       // By check and severity only: a node label would be one series per node and check (per-node detail is /api/findings).
-      { name: 'nodewarden_aggregator_findings', help: 'Active findings in the cluster by check and severity', type: 'gauge', samples: this.fleet.countsByCheck().map((c) => ({ labels: { check: c.check, severity: c.severity }, value: c.count })) },
+      { name: 'nodewarden_aggregator_findings', help: 'Active findings in the cluster by check and severity', type: 'gauge', samples: [...byCheck].map(([k, value]) => { const [check, severity] = k.split('\0') as [string, string]; return { labels: { check, severity }, value }; }) },
       { name: 'nodewarden_aggregator_tailers', help: 'Connected tailers', type: 'gauge', samples: [{ labels: {}, value: this.tailers.size }] },
       { name: 'nodewarden_aggregator_tailer_buffered_bytes', help: 'Bytes waiting to be sent to tailers', type: 'gauge', samples: [{ labels: {}, value: [...this.tailers].reduce((n, c) => n + c.ws.bufferedAmount, 0) }] },
       { name: 'nodewarden_aggregator_messages_total', help: 'Messages received from agents and tailers', type: 'counter', samples: [{ labels: {}, value: this.counters.messages }] },
       { name: 'nodewarden_aggregator_transitions_total', help: 'Finding transitions fanned out', type: 'counter', samples: [{ labels: {}, value: this.counters.transitions }] },
       { name: 'nodewarden_aggregator_rejected_total', help: 'Connections and messages rejected, by reason', type: 'counter', samples: [...this.counters.rejected].map(([reason, v]) => ({ labels: { reason }, value: v })) },
+      { name: 'nodewarden_aggregator_errors_total', help: 'Requests, connections and writes that failed and were refused, by where and error code', type: 'counter', samples: [...this.counters.errors].map(([k, v]) => { const [where, code] = k.split('\0') as [string, string]; return { labels: { where, code }, value: v }; }) },
+      { name: 'nodewarden_aggregator_connections_dropped_total', help: 'Connections dropped at accept because maxConnections were open', type: 'counter', samples: [{ labels: {}, value: this.counters.dropped }] },
+      { name: 'nodewarden_aggregator_token_reloads_total', help: 'Times a changed token directory was loaded', type: 'counter', samples: [{ labels: {}, value: this.counters.tokenReloads }] },
+      { name: 'nodewarden_aggregator_active_bytes', help: 'Serialized bytes of all active findings held', type: 'gauge', samples: [{ labels: {}, value: bytes.active }] },
+      { name: 'nodewarden_aggregator_history_bytes', help: 'Serialized bytes of the history held', type: 'gauge', samples: [{ labels: {}, value: bytes.history }] },
+      ...(journal
+        ? [
+            { name: 'nodewarden_aggregator_journal_ok', help: '1 when the journal is being written, 0 while writes fail', type: 'gauge' as const, samples: [{ labels: {}, value: journal.ok ? 1 : 0 }] },
+            { name: 'nodewarden_aggregator_journal_write_failures_total', help: 'Journal writes that failed', type: 'counter' as const, samples: [{ labels: {}, value: journal.writeFailures }] },
+            { name: 'nodewarden_aggregator_journal_bytes', help: 'Size of the journal file', type: 'gauge' as const, samples: [{ labels: {}, value: journal.bytes }] },
+          ]
+        : []),
       { name: 'nodewarden_aggregator_heap_used_bytes', help: 'V8 heap in use', type: 'gauge', samples: [{ labels: {}, value: process.memoryUsage().heapUsed }] },
       { name: 'nodewarden_aggregator_resident_memory_bytes', help: 'Resident memory of the aggregator', type: 'gauge', samples: [{ labels: {}, value: process.memoryUsage().rss }] },
       { name: 'nodewarden_aggregator_history_size', help: 'Transitions kept in history', type: 'gauge', samples: [{ labels: {}, value: this.fleet.historySize() }] },

@@ -1,5 +1,5 @@
 // `npm run bench [-- NAME...]`: runs the side-by-side benchmarks and prints their ratios.
-import { benchAggregator } from './aggregator.js';
+import { benchAggregator, benchHostile } from './aggregator.js';
 import { benchFootprint } from './footprint.js';
 import { benchImmutable } from './immutable.js';
 import { benchMounts } from './mounts.js';
@@ -9,7 +9,8 @@ const BENCHES: Record<string, () => Promise<string>> = {
   sockets: () => benchSockets(),
   immutable: () => benchImmutable(),
   mounts: () => benchMounts(),
-  aggregator: () => benchAggregator(),
+  aggregator: async () => `${await benchAggregator()}\n\n${await benchHostile()}`,
+  hostile: () => benchHostile(),
   footprint: () => benchFootprint(),
 };
 

@@ -1,8 +1,8 @@
 // `nodewarden aggregator`: the server agents stream to and people tail.
 import { randomBytes } from 'node:crypto';
 import { createLogger } from '../agent/log.js';
-import { Aggregator } from '../aggregator/server.js';
-import { loadTokens, type Token } from '../aggregator/auth.js';
+import { Aggregator, DEFAULT_LIMITS, type AggregatorLimits } from '../aggregator/server.js';
+import { TokenWatcher, loadTokens, type Token } from '../aggregator/auth.js';
 import { NodewardenError } from '../protocol/errors.js';
 import { parseDuration } from '../protocol/schema.js';
 
@@ -19,6 +19,20 @@ export interface AggregatorCliOptions {
   /** Delete evicted pods this often (off when absent). */
   evictedCleanup?: string;
   evictedOlderThan?: string;
+  /** `tokens` (default): agents present a token from DIR/agent; `kubernetes`: also a bound service-account token. */
+  agentAuth?: string;
+  /** NAMESPACE:NAME of the agents' service account (kubernetes mode). */
+  agentServiceAccount?: string;
+  maxConnections?: string;
+  maxNodesPerToken?: string;
+  maxFindingsPerNode?: string;
+}
+
+function count(flag: string, v: string | undefined, def: number): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new NodewardenError('NW_ERR_USAGE', `${flag} must be a whole number >= 1, got ${v}`);
+  return n;
 }
 
 function duration(flag: string, v: string | undefined, def: number): number {
@@ -40,10 +54,27 @@ export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
   if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new NodewardenError('NW_ERR_USAGE', '--tls-cert and --tls-key go together');
   const dir = opts.tokensDir ?? process.env['NODEWARDEN_TOKENS_DIR'];
   if (!dir) throw new NodewardenError('NW_ERR_USAGE', '--tokens-dir DIR is required (files agent, tail, admin with one token each; see the README)');
-  const tokens: Token[] = loadTokens(dir);
+  const agentAuth = opts.agentAuth ?? 'tokens';
+  if (agentAuth !== 'tokens' && agentAuth !== 'kubernetes') throw new NodewardenError('NW_ERR_USAGE', `--agent-auth must be tokens or kubernetes, got ${agentAuth}`);
+  const serviceAccount = opts.agentServiceAccount ?? 'nodewarden:nodewarden-agent';
+  if (!/^[a-z0-9.-]+:[a-z0-9.-]+$/.test(serviceAccount)) throw new NodewardenError('NW_ERR_USAGE', `--agent-service-account must be NAMESPACE:NAME, got ${serviceAccount}`);
+  // With Kubernetes agent auth, DIR/agent is optional (shared tokens are for nodes outside the cluster).
+  const tokens: Token[] = loadTokens(dir, { allowEmpty: agentAuth === 'kubernetes' });
+  const limits: Partial<AggregatorLimits> = {
+    maxConnections: count('--max-connections', opts.maxConnections, DEFAULT_LIMITS.maxConnections),
+    maxNodesPerToken: count('--max-nodes-per-token', opts.maxNodesPerToken, DEFAULT_LIMITS.maxNodesPerToken),
+    maxFindingsPerNode: count('--max-findings-per-node', opts.maxFindingsPerNode, DEFAULT_LIMITS.maxFindingsPerNode),
+  };
   const history = opts.history === undefined ? 10_000 : Number(opts.history);
   if (!Number.isInteger(history) || history < 1) throw new NodewardenError('NW_ERR_USAGE', `--history must be a whole number >= 1, got ${opts.history}`);
   const log = createLogger({ node: 'aggregator', level: opts.logLevel ?? 'info' });
+  let kubeAuth: import('../aggregator/kube-auth.js').KubeAgentAuth | undefined;
+  if (agentAuth === 'kubernetes') {
+    const { KubeAgentAuth, kubeAuthApi } = await import('../aggregator/kube-auth.js');
+    const { api, server } = await kubeAuthApi();
+    kubeAuth = new KubeAgentAuth(api, { audience: 'nodewarden', serviceAccounts: [serviceAccount], timeoutMs: 10_000, cacheMs: 5 * 60_000, maxInFlight: 64 });
+    log.info({ server, serviceAccount, audience: 'nodewarden' }, 'agents authenticate with bound service-account tokens (TokenReview)');
+  }
   const agg = new Aggregator({
     host,
     port,
@@ -53,10 +84,23 @@ export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
     historyLimit: history,
     silentAfterMs: duration('--silent-after', opts.silentAfter, 30_000),
     heartbeatMs: duration('--heartbeat', opts.heartbeat, 10_000),
+    limits,
+    ...(kubeAuth ? { kubeAuth } : {}),
     version: '0.1.0',
     log,
   });
   await agg.start();
+  // The last resort, not the design: every handler refuses its own failures. Anything that still
+  // escapes is logged with a code and counted, and the server serves on.
+  process.on('uncaughtException', (err) => agg.failed('process', err, 'uncaught exception; serving on'));
+  process.on('unhandledRejection', (err) => agg.failed('process', err, 'unhandled rejection; serving on'));
+  // Token files are re-read when they change (a Secret volume is updated in place) and on SIGHUP.
+  const watcher = new TokenWatcher(dir, { allowEmpty: agentAuth === 'kubernetes', onTokens: (t) => agg.replaceTokens(t), onError: (err) => agg.failed('tokens', err, `${err.message}; keeping the previous tokens`) }, tokens);
+  watcher.start();
+  process.on('SIGHUP', () => {
+    log.info({ dir }, 'SIGHUP: reloading tokens');
+    watcher.reload();
+  });
   let cleanup: NodeJS.Timeout | undefined;
   if (opts.evictedCleanup !== undefined) {
     const every = duration('--evicted-cleanup', opts.evictedCleanup, 600_000);
@@ -81,6 +125,7 @@ export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
     process.once('SIGINT', () => resolve());
   });
   clearInterval(cleanup);
+  watcher.stop();
   log.info('aggregator stopping');
   await agg.stop();
   process.exit(0);

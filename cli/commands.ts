@@ -124,9 +124,14 @@ export const COMMANDS: readonly Command[] = [
       { name: 'log-level', type: 'string', value: 'LEVEL', help: 'pino log level (default info)' },
       { name: 'evicted-cleanup', type: 'string', value: 'DURATION', help: 'delete evicted pods on this schedule (off by default; needs the RBAC of manifests/components/evicted-cleanup)' },
       { name: 'evicted-older-than', type: 'string', value: 'DURATION', help: 'only evicted pods older than this (default 1h)' },
+      { name: 'agent-auth', type: 'string', value: 'tokens|kubernetes', help: "kubernetes also accepts agents' bound service-account tokens (audience nodewarden, checked by TokenReview): each speaks only for its own node" },
+      { name: 'agent-service-account', type: 'string', value: 'NS:NAME', help: 'with --agent-auth kubernetes: the service account agents run as (default nodewarden:nodewarden-agent)' },
+      { name: 'max-connections', type: 'string', value: 'N', help: 'open connections at once (default 10000)' },
+      { name: 'max-nodes-per-token', type: 'string', value: 'N', help: 'nodes one shared agent token may speak for (default 5000)' },
+      { name: 'max-findings-per-node', type: 'string', value: 'N', help: 'active findings kept per node (default 2000)' },
     ],
     description:
-      'The server agents stream to and people tail. Tokens come from DIR/agent, DIR/tail and DIR/admin (one per line). --journal keeps history across restarts.',
+      'The server agents stream to and people tail. Tokens come from DIR/agent, DIR/tail and DIR/admin (one per line), re-read when they change and on SIGHUP. --journal keeps history across restarts.',
     async run({ values }) {
       const { runAggregator } = await import('./aggregator.js');
       await runAggregator({
@@ -141,6 +146,11 @@ export const COMMANDS: readonly Command[] = [
         logLevel: str(values['log-level']),
         evictedCleanup: str(values['evicted-cleanup']),
         evictedOlderThan: str(values['evicted-older-than']),
+        agentAuth: str(values['agent-auth']),
+        agentServiceAccount: str(values['agent-service-account']),
+        maxConnections: str(values['max-connections']),
+        maxNodesPerToken: str(values['max-nodes-per-token']),
+        maxFindingsPerNode: str(values['max-findings-per-node']),
       });
       return { code: EXIT.OK };
     },
@@ -213,6 +223,20 @@ export const COMMANDS: readonly Command[] = [
         tty: Boolean(process.stdout.isTTY) && !values['json'],
         out: (t) => process.stdout.write(t),
       });
+      return { code };
+    },
+  },
+  {
+    name: 'forget',
+    flags: [f.aggregator, { ...f.tokenFile, help: 'an admin token (default $NODEWARDEN_TOKEN_FILE or $NODEWARDEN_TOKEN)' }],
+    positionals: 'NODE',
+    description:
+      'Make the aggregator forget a node (admin token): its findings resolve and it is no longer reported silent. Refused while an agent is connected for it.',
+    async run({ values, positionals }) {
+      if (positionals.length !== 1) throw new UsageError('forget takes exactly one NODE');
+      const { aggregatorUrl, token, toHttp } = await import('./remote.js');
+      const { runForget } = await import('./forget.js');
+      const code = await runForget({ url: toHttp(aggregatorUrl(str(values['aggregator']))), token: token(str(values['token-file'])), node: positionals[0]! }, (t) => process.stdout.write(t));
       return { code };
     },
   },

@@ -71,6 +71,49 @@ function leaf<T>(kind: string, doc: string, defaultValue: T | undefined, describ
 
 const fail = (error: string): { error: string } => ({ error });
 
+/**
+ * Walks a JSON value without recursion, adding up about what it takes serialized (from above: escapes
+ * aside, exact), and stops at the first excess: deeper than maxDepth, or more than maxBytes.
+ */
+function walkJson(value: unknown, maxDepth: number, maxBytes: number): { bytes: number; over?: 'depth' | 'bytes' } {
+  const stack: [unknown, number][] = [[value, 1]];
+  let bytes = 0;
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v === 'string') bytes += Buffer.byteLength(v) + 2;
+    else if (typeof v === 'object' && v !== null) {
+      if (depth > maxDepth) return { bytes, over: 'depth' };
+      bytes += 2;
+      if (Array.isArray(v)) {
+        for (const x of v) {
+          bytes += 1;
+          stack.push([x, depth + 1]);
+        }
+      } else {
+        for (const k in v) {
+          bytes += Buffer.byteLength(k) + 4;
+          stack.push([(v as Record<string, unknown>)[k], depth + 1]);
+        }
+      }
+    } else bytes += 24;
+    if (bytes > maxBytes) return { bytes, over: 'bytes' };
+  }
+  return { bytes };
+}
+
+/** Why a JSON value is over the depth or size bound, or undefined when it is within both. */
+export function jsonBounds(value: unknown, maxDepth: number, maxBytes: number): string | undefined {
+  const r = walkJson(value, maxDepth, maxBytes);
+  if (r.over === 'depth') return `must nest at most ${maxDepth} levels deep`;
+  if (r.over === 'bytes') return `must be at most ${maxBytes} bytes as JSON`;
+  return undefined;
+}
+
+/** About the serialized size of a JSON value (already bounded in depth), without serializing it. */
+export function jsonSize(value: unknown): number {
+  return walkJson(value, Infinity, Infinity).bytes;
+}
+
 export const s = {
   number(opts: { default?: number; min?: number; max?: number; integer?: boolean; doc: string }): Spec<number> {
     const { min, max, integer } = opts;
@@ -102,7 +145,7 @@ export const s = {
       typeof input === 'boolean' ? input : fail(`must be true or false, got ${typeName(input)}`),
     );
   },
-  string(opts: { default?: string; doc: string; pattern?: RegExp; nonEmpty?: boolean }): Spec<string> {
+  string(opts: { default?: string; doc: string; pattern?: RegExp; nonEmpty?: boolean; maxLength?: number }): Spec<string> {
     return {
       kind: 'string',
       doc: opts.doc,
@@ -115,6 +158,7 @@ export const s = {
           return opts.default;
         }
         if (opts.nonEmpty && input === '') problems.push({ path, message: 'must not be empty' });
+        else if (opts.maxLength !== undefined && input.length > opts.maxLength) problems.push({ path, message: `must be at most ${opts.maxLength} characters, got ${input.length}` });
         else if (opts.pattern && !opts.pattern.test(input)) problems.push({ path, message: `must match ${opts.pattern}, got ${JSON.stringify(input)}` });
         return input;
       },
@@ -134,8 +178,12 @@ export const s = {
       },
     };
   },
-  /** Any JSON object (evidence and other free-form data); size is bounded by the message limit. */
-  jsonObject(opts: { doc: string; optional?: boolean }): Spec<Record<string, unknown>> {
+  /**
+   * Any JSON object (evidence and other free-form data), bounded in nesting depth and in size: walked
+   * without recursion, so a hostile 5,000-deep value is refused here instead of overflowing the stack
+   * of the next JSON.stringify.
+   */
+  jsonObject(opts: { doc: string; optional?: boolean; maxDepth?: number; maxBytes?: number }): Spec<Record<string, unknown>> {
     return {
       kind: 'json',
       doc: opts.doc,
@@ -148,6 +196,11 @@ export const s = {
         }
         if (typeof input !== 'object' || input === null || Array.isArray(input)) {
           problems.push({ path, message: `must be an object, got ${typeName(input)}` });
+          return undefined;
+        }
+        const bound = jsonBounds(input, opts.maxDepth ?? Infinity, opts.maxBytes ?? Infinity);
+        if (bound) {
+          problems.push({ path, message: bound });
           return undefined;
         }
         return input as Record<string, unknown>;

@@ -6,6 +6,27 @@ import { s, type Problem, type Spec } from './schema.js';
 export const PROTOCOL_VERSION = 1;
 /** The largest message accepted, in bytes (a snapshot of a few thousand findings). */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+/** The largest message a tailer accepts (cli/tail.ts); the aggregator chunks history and active sets far below it. */
+export const MAX_TAILER_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Per-field bounds on a finding, enforced on receipt: what collectors write is far below them, and
+ * with them one finding is at most about 24 KiB, so no peer can make history or the journal hold
+ * megabytes per transition. README, "Limits".
+ */
+export const FINDING_LIMITS = {
+  idChars: 128,
+  checkChars: 128,
+  subjectChars: 1024,
+  messageChars: 4096,
+  remedyChars: 2048,
+  workloadChars: 256,
+  evidenceDepth: 8,
+  evidenceBytes: 16 * 1024,
+} as const;
+
+/** A Kubernetes node name (a DNS subdomain): what a hello's node and a finding's node must look like. */
+export const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 
 /** WebSocket close codes: 1008 and 1009 are the standard ones; 4xxx are ours. */
 export const CLOSE = {
@@ -18,6 +39,9 @@ export const CLOSE = {
   VERSION: 4002, // unsupported protocol version
   REPLACED: 4003, // another agent connected for the same node
   SILENT: 4004, // heartbeat missed
+  FORBIDDEN: 4005, // the credential may not speak for this node, or its node quota is used up
+  LIMIT: 4006, // a server-side bound: findings per node, one subscription per connection
+  INTERNAL: 1011, // the aggregator failed handling this message (logged with a code; it serves on)
 } as const;
 
 export type TransitionType = 'firing' | 'updated' | 'resolved';
@@ -64,40 +88,48 @@ export interface TailFilter {
   state?: string;
 }
 
-export type TailerMessage = { v: 1; type: 'subscribe'; filter: TailFilter; sinceMs?: number };
+/** A missing filter means every finding. */
+export type TailerMessage = { v: 1; type: 'subscribe'; filter?: TailFilter; sinceMs?: number };
 
 export type AggregatorToTailer =
   /** The active set, possibly in several chunks: all but the last say more: true. */
   | { v: 1; type: 'active'; findings: Finding[]; more?: boolean }
-  | { v: 1; type: 'history'; transitions: (WireTransition & { at: string })[] }
+  /** History, oldest first, possibly in several chunks: all but the last say more: true. */
+  | { v: 1; type: 'history'; transitions: (WireTransition & { at: string })[]; more?: boolean }
   | { v: 1; type: 'transition'; transition: WireTransition & { at: string } };
 
-const str = (doc: string) => s.required(s.string({ doc }));
-const nonEmpty = (doc: string) => s.required(s.string({ doc, nonEmpty: true }));
+const str = (doc: string, maxLength?: number) => s.required(s.string({ doc, ...(maxLength ? { maxLength } : {}) }));
+const nonEmpty = (doc: string, maxLength?: number) => s.required(s.string({ doc, nonEmpty: true, ...(maxLength ? { maxLength } : {}) }));
+/** An object that must be there and not null (the schema's config objects take null as empty). */
+function present<T>(spec: Spec<T>): Spec<T> {
+  return { ...spec, check: (input, path, problems) => (input === null || input === undefined ? (problems.push({ path, message: `is required and must be an object, got ${String(input)}` }), undefined) : spec.check(input, path, problems)) };
+}
 const iso = (doc: string) => s.required(s.string({ doc, pattern: /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/ }));
 
+const L = FINDING_LIMITS;
+const workloadField = () => s.string({ doc: '', maxLength: L.workloadChars });
 const workloadSpec = s.object({
-  containerId: s.string({ doc: '' }),
-  containerName: s.string({ doc: '' }),
-  pod: s.string({ doc: '' }),
-  namespace: s.string({ doc: '' }),
-  podUid: s.string({ doc: '' }),
+  containerId: workloadField(),
+  containerName: workloadField(),
+  pod: workloadField(),
+  namespace: workloadField(),
+  podUid: workloadField(),
 });
 
-export const findingSpec = s.object({
-  id: nonEmpty('stable id'),
-  node: nonEmpty('node'),
-  check: s.required(s.string({ doc: 'check', pattern: /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$/ })),
+export const findingSpec = present(s.object({
+  id: nonEmpty('stable id', L.idChars),
+  node: s.required(s.string({ doc: 'node', nonEmpty: true, pattern: NODE_NAME })),
+  check: s.required(s.string({ doc: 'check', maxLength: L.checkChars, pattern: /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$/ })),
   severity: s.required(s.oneOf(SEVERITIES, { doc: 'severity' })),
-  subject: str('subject'),
-  message: nonEmpty('message'),
-  evidence: s.jsonObject({ doc: 'evidence' }),
-  remedy: str('remedy'),
+  subject: str('subject', L.subjectChars),
+  message: nonEmpty('message', L.messageChars),
+  evidence: s.jsonObject({ doc: 'evidence', maxDepth: L.evidenceDepth, maxBytes: L.evidenceBytes }),
+  remedy: str('remedy', L.remedyChars),
   workload: s.optional(workloadSpec),
   state: s.required(s.oneOf(FINDING_STATES, { doc: 'state' })),
   firstSeen: iso('first seen'),
   lastSeen: iso('last seen'),
-});
+}));
 
 const transitionSpec = s.object({
   type: s.required(s.oneOf(['firing', 'updated', 'resolved'] as const, { doc: '' })),
@@ -107,25 +139,25 @@ const transitionSpec = s.object({
 const MAX_ITEMS = 20_000;
 
 const agentSpecs: Record<string, Spec<unknown>> = {
-  hello: s.object({ v: s.number({ doc: '' }), type: str(''), protocol: s.required(s.number({ doc: '', integer: true })), node: s.required(s.string({ doc: '', nonEmpty: true, pattern: /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/ })), agentVersion: str(''), collectors: s.required(s.list(s.string({ doc: '' }), { doc: '', maxItems: 200 })) }),
+  hello: s.object({ v: s.number({ doc: '' }), type: str(''), protocol: s.required(s.number({ doc: '', integer: true })), node: s.required(s.string({ doc: '', nonEmpty: true, pattern: NODE_NAME })), agentVersion: str('', 128), collectors: s.required(s.list(s.string({ doc: '', maxLength: 128 }), { doc: '', maxItems: 200 })) }),
   snapshot: s.object({ v: s.number({ doc: '' }), type: str(''), findings: s.required(s.list(findingSpec, { doc: '', maxItems: MAX_ITEMS })) }),
   delta: s.object({ v: s.number({ doc: '' }), type: str(''), transitions: s.required(s.list(transitionSpec, { doc: '', maxItems: MAX_ITEMS })) }),
   status: s.object({
     v: s.number({ doc: '' }),
     type: str(''),
-    collectors: s.required(s.list(s.object({ name: str(''), status: str(''), durationMs: s.required(s.number({ doc: '', min: 0 })), detail: s.string({ doc: '' }), finishedAt: s.string({ doc: '' }) }), { doc: '', maxItems: 200 })),
+    collectors: s.required(s.list(present(s.object({ name: str('', 128), status: str('', 64), durationMs: s.required(s.number({ doc: '', min: 0 })), detail: s.string({ doc: '', maxLength: L.messageChars }), finishedAt: s.string({ doc: '', maxLength: 64 }) })), { doc: '', maxItems: 200 })),
   }),
   progress: s.object({
     v: s.number({ doc: '' }),
     type: str(''),
-    commandId: nonEmpty(''),
-    progress: s.object({ image: str(''), size: s.required(s.number({ doc: '', min: 0 })), state: s.required(s.oneOf(['removed', 'failed', 'would-remove', 'kept'] as const, { doc: '' })), reason: s.string({ doc: '' }), index: s.required(s.number({ doc: '', min: 0, integer: true })), total: s.required(s.number({ doc: '', min: 0, integer: true })) }),
+    commandId: nonEmpty('', 64),
+    progress: present(s.object({ image: str('', 1024), size: s.required(s.number({ doc: '', min: 0 })), state: s.required(s.oneOf(['removed', 'failed', 'would-remove', 'kept'] as const, { doc: '' })), reason: s.string({ doc: '', maxLength: L.messageChars }), index: s.required(s.number({ doc: '', min: 0, integer: true })), total: s.required(s.number({ doc: '', min: 0, integer: true })) })),
   }),
   result: s.object({
     v: s.number({ doc: '' }),
     type: str(''),
-    commandId: nonEmpty(''),
-    result: s.object({ ok: s.required(s.boolean({ doc: '' })), dryRun: s.required(s.boolean({ doc: '' })), runtime: str(''), removed: s.required(s.number({ doc: '', min: 0 })), bytes: s.required(s.number({ doc: '', min: 0 })), errors: s.required(s.list(s.string({ doc: '' }), { doc: '' })), kept: s.number({ doc: '' }), refused: s.string({ doc: '' }) }),
+    commandId: nonEmpty('', 64),
+    result: present(s.object({ ok: s.required(s.boolean({ doc: '' })), dryRun: s.required(s.boolean({ doc: '' })), runtime: str('', 64), removed: s.required(s.number({ doc: '', min: 0 })), bytes: s.required(s.number({ doc: '', min: 0 })), errors: s.required(s.list(s.string({ doc: '', maxLength: L.messageChars }), { doc: '', maxItems: 1000 })), kept: s.number({ doc: '' }), refused: s.string({ doc: '', maxLength: L.messageChars }) })),
   }),
 };
 
@@ -133,7 +165,8 @@ const tailerSpecs: Record<string, Spec<unknown>> = {
   subscribe: s.object({
     v: s.number({ doc: '' }),
     type: str(''),
-    filter: s.object({ node: s.string({ doc: '' }), check: s.string({ doc: '' }), severity: s.oneOf(SEVERITIES, { doc: '' }), state: s.oneOf(FINDING_STATES, { doc: '' }) }),
+    // Optional (absent: every finding), but null is refused rather than taken for "no filter".
+    filter: s.optional(present(s.object({ node: s.string({ doc: '', maxLength: 253 }), check: s.string({ doc: '', maxLength: L.checkChars }), severity: s.oneOf(SEVERITIES, { doc: '' }), state: s.oneOf(FINDING_STATES, { doc: '' }) }))),
     sinceMs: s.number({ doc: '', min: 0 }),
   }),
 };
@@ -142,7 +175,7 @@ const aggregatorSpecs: Record<string, Spec<unknown>> = {
   welcome: s.object({ v: s.number({ doc: '' }), type: str(''), aggregatorVersion: str('') }),
   command: s.object({ v: s.number({ doc: '' }), type: str(''), id: nonEmpty(''), command: s.required(s.oneOf(['prune'] as const, { doc: '' })), untilMs: s.required(s.number({ doc: '', min: 0 })), dryRun: s.required(s.boolean({ doc: '' })), requestedBy: str('') }),
   active: s.object({ v: s.number({ doc: '' }), type: str(''), findings: s.required(s.list(findingSpec, { doc: '' })), more: s.boolean({ doc: '' }) }),
-  history: s.object({ v: s.number({ doc: '' }), type: str(''), transitions: s.required(s.list(s.object({ ...transitionSpec.fields, at: iso('') }), { doc: '' })) }),
+  history: s.object({ v: s.number({ doc: '' }), type: str(''), transitions: s.required(s.list(s.object({ ...transitionSpec.fields, at: iso('') }), { doc: '' })), more: s.boolean({ doc: '' }) }),
   transition: s.object({ v: s.number({ doc: '' }), type: str(''), transition: s.object({ ...transitionSpec.fields, at: iso('') }) }),
 };
 
@@ -154,6 +187,13 @@ export class WireError extends Error {
     super(reason);
     this.name = 'WireError';
   }
+}
+
+/** A peer's value for a close reason: short, and never serialized whole (it may nest 5,000 deep). */
+function shown(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.slice(0, 40));
+  if (typeof v === 'object' && v !== null) return Array.isArray(v) ? 'a list' : 'an object';
+  return String(v);
 }
 
 /** Parses and validates one message against the specs of its direction; throws WireError. */
@@ -168,10 +208,15 @@ function decode<T>(raw: string | Buffer, specs: Record<string, Spec<unknown>>): 
   }
   if (typeof msg !== 'object' || msg === null || Array.isArray(msg)) throw new WireError(CLOSE.MALFORMED, 'a message must be a JSON object');
   const { v, type } = msg as { v?: unknown; type?: unknown };
-  if (v !== PROTOCOL_VERSION) throw new WireError(CLOSE.VERSION, `unsupported protocol version ${JSON.stringify(v)} (this side speaks ${PROTOCOL_VERSION})`);
-  if (typeof type !== 'string' || !(type in specs)) throw new WireError(CLOSE.MALFORMED, `unknown message type ${JSON.stringify(type)}`);
+  if (v !== PROTOCOL_VERSION) throw new WireError(CLOSE.VERSION, `unsupported protocol version ${shown(v)} (this side speaks ${PROTOCOL_VERSION})`);
+  // Own keys only: "__proto__" or "constructor" must be an unknown type, not Object.prototype's.
+  if (typeof type !== 'string' || !Object.hasOwn(specs, type)) throw new WireError(CLOSE.MALFORMED, `unknown message type ${shown(type)}`);
   const problems: Problem[] = [];
-  specs[type]!.check(msg, '', problems);
+  try {
+    specs[type]!.check(msg, '', problems);
+  } catch {
+    throw new WireError(CLOSE.MALFORMED, `invalid ${type}: not a valid message`);
+  }
   if (problems.length > 0) {
     const first = problems.slice(0, 3).map((p) => `${p.path || '(message)'} ${p.message}`).join('; ');
     throw new WireError(CLOSE.MALFORMED, `invalid ${type}: ${first}${problems.length > 3 ? ` (+${problems.length - 3} more)` : ''}`.slice(0, 120));

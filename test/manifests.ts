@@ -44,7 +44,7 @@ function render(): { objects: Obj[]; by: string } {
 const { objects, by } = render();
 const find = (kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name);
 type Container = { name: string; image: string; args?: string[]; resources?: { requests?: object; limits?: object }; volumeMounts?: { name: string; readOnly?: boolean }[]; env?: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[]; livenessProbe?: { httpGet?: { path: string } }; readinessProbe?: { httpGet?: { path: string } }; securityContext?: { capabilities?: { add?: string[]; drop?: string[] } } };
-type PodSpec = { containers: Container[]; volumes?: { name: string; hostPath?: object }[]; hostPID?: boolean; hostNetwork?: boolean; tolerations?: { operator?: string }[]; priorityClassName?: string };
+type PodSpec = { containers: Container[]; automountServiceAccountToken?: boolean; volumes?: { name: string; hostPath?: object }[]; hostPID?: boolean; hostNetwork?: boolean; tolerations?: { operator?: string }[]; priorityClassName?: string };
 const podSpec = (o: Obj | undefined) => (o?.['spec'] as { template: { spec: PodSpec } } | undefined)?.template.spec;
 
 t.test(`every rendered object validates against the Kubernetes API schemas (rendered by ${by})`, async (t) => {
@@ -84,7 +84,10 @@ t.test('policies: read-only host paths, pinned images, resources, probes, no API
     }
   }
   checkRbac(t, objects);
-  t.equal(find('ServiceAccount', 'nodewarden-aggregator')?.['automountServiceAccountToken'], false, 'the aggregator gets no API token in the base (it calls no API there)');
+  t.equal(find('ServiceAccount', 'nodewarden-aggregator')?.['automountServiceAccountToken'], false, 'the account mounts no token by default; the Deployment asks for it');
+  t.equal(podSpec(find('Deployment', 'nodewarden-aggregator'))?.automountServiceAccountToken, true, 'the aggregator has a token for TokenReviews (--agent-auth kubernetes)');
+  const agentVolumes = (podSpec(find('DaemonSet', 'nodewarden-agent'))?.volumes ?? []) as { projected?: { sources: { serviceAccountToken?: { audience: string } }[] } }[];
+  t.ok(agentVolumes.some((v) => v.projected?.sources.some((x) => x.serviceAccountToken?.audience === 'nodewarden')), 'the agent presents a bound token for audience nodewarden');
   t.equal(find('ServiceAccount', 'nodewarden-agent')?.['automountServiceAccountToken'], true, "the agent's token is for its exporter");
 });
 

@@ -14,6 +14,12 @@ export const PERMISSIONS: Record<'nodewarden-agent' | 'nodewarden-aggregator', P
     { apiGroups: [''], resources: ['nodes/status'], verbs: ['patch'] },
     { apiGroups: [''], resources: ['events'], verbs: ['create'] },
   ],
-  // aggregator/evicted.ts, only with the evicted-cleanup component (manifests/components/evicted-cleanup).
-  'nodewarden-aggregator': [{ apiGroups: [''], resources: ['pods'], verbs: ['list', 'delete'] }],
+  // aggregator/kube-auth.ts (--agent-auth kubernetes): TokenReviews of agents' bound tokens, the pod a
+  // token names (before Kubernetes 1.30 tokens carry no node name), nodes to forget deleted ones.
+  // aggregator/evicted.ts: list and delete pods, only with the evicted-cleanup component.
+  'nodewarden-aggregator': [
+    { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+    { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'delete'] },
+    { apiGroups: [''], resources: ['nodes'], verbs: ['get'] },
+  ],
 };

@@ -1,7 +1,10 @@
 // A local stand-in for the Kubernetes API server (one cannot run here), speaking its protocol for the
 // endpoints nodewarden uses: nodes and their status subresource (GET, PUT, PATCH with strategic merge,
 // JSON merge and JSON patch; resourceVersion conflicts answer 409), events (POST), pods (list with field
-// selectors, DELETE), and RBAC per bearer token (403 Status objects naming the missing permission).
+// selectors, GET one, DELETE), TokenReviews of service-account tokens it issued (bound to a pod, with an
+// audience, and with or without the node-name extra as before and since Kubernetes 1.30), and RBAC per
+// bearer token (403 Status objects naming the missing permission).
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 
 type Json = Record<string, unknown>;
@@ -73,8 +76,20 @@ function fieldSelectorMatches(obj: Json, selector: string | null): boolean {
   });
 }
 
+/** A service-account token the fake issued, as the TokenRequest API would (a JWT-shaped opaque string here). */
+interface IssuedToken {
+  namespace: string;
+  serviceAccount: string;
+  audiences: string[];
+  pod?: { name: string; uid: string; node?: string };
+  /** Bound tokens carry the node-name extra since Kubernetes 1.30; false mimics an older cluster. */
+  nodeExtra: boolean;
+  expired?: boolean;
+}
+
 export class FakeApiServer {
   readonly nodes = new Map<string, Json>();
+  private readonly issued = new Map<string, IssuedToken>();
   readonly pods = new Map<string, Json>();
   readonly events: Json[] = [];
   readonly requests: { method: string; path: string; contentType?: string }[] = [];
@@ -91,6 +106,51 @@ export class FakeApiServer {
   /** The next `n` writes to a node answer 409 Conflict, as when kubelet updates it at the same time. */
   conflictNext(n: number): void {
     this.conflicts = n;
+  }
+
+  /**
+   * A projected service-account token for a pod (audience and pod binding as kubelet requests them);
+   * the pod must have been added, and its node is taken from it.
+   */
+  issueToken(opts: { namespace: string; serviceAccount: string; audiences: string[]; pod?: string; nodeExtra?: boolean }): string {
+    const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+    const token = `${b64({ alg: 'RS256', kid: 'fake' })}.${b64({ sub: `system:serviceaccount:${opts.namespace}:${opts.serviceAccount}`, aud: opts.audiences, jti: randomBytes(8).toString('hex') })}.${randomBytes(32).toString('base64url')}`;
+    const pod = opts.pod ? this.pods.get(`${opts.namespace}/${opts.pod}`) : undefined;
+    const issued: IssuedToken = { namespace: opts.namespace, serviceAccount: opts.serviceAccount, audiences: opts.audiences, nodeExtra: opts.nodeExtra ?? true };
+    if (opts.pod) {
+      if (!pod) throw new Error(`no pod ${opts.namespace}/${opts.pod}`);
+      const nodeName = (pod['spec'] as Json | undefined)?.['nodeName'] as string | undefined;
+      issued.pod = { name: opts.pod, uid: String((pod['metadata'] as Json)['uid']), ...(nodeName ? { node: nodeName } : {}) };
+    }
+    this.issued.set(token, issued);
+    return token;
+  }
+
+  /** What the API server answers for spec.token and spec.audiences (authentication.k8s.io/v1). */
+  private review(token: string, audiences: string[]): Json {
+    const t = this.issued.get(token);
+    if (!t || t.expired) return { authenticated: false, error: '[invalid bearer token, service account token has expired or is invalid]' };
+    const wanted = audiences.length > 0 ? audiences : ['https://kubernetes.default.svc'];
+    const matched = wanted.filter((a) => t.audiences.includes(a));
+    if (matched.length === 0) return { authenticated: false, error: `[invalid bearer token, token audiences ${JSON.stringify(t.audiences)} is invalid for the target audiences ${JSON.stringify(wanted)}]` };
+    if (t.pod) {
+      const pod = this.pods.get(`${t.namespace}/${t.pod.name}`);
+      if (!pod || (pod['metadata'] as Json)['uid'] !== t.pod.uid) return { authenticated: false, error: `[invalid bearer token, pod "${t.pod.name}" not found or uid mismatch]` };
+    }
+    const extra: Record<string, string[]> = {};
+    if (t.pod) {
+      extra['authentication.kubernetes.io/pod-name'] = [t.pod.name];
+      extra['authentication.kubernetes.io/pod-uid'] = [t.pod.uid];
+      if (t.nodeExtra && t.pod.node) {
+        extra['authentication.kubernetes.io/node-name'] = [t.pod.node];
+        extra['authentication.kubernetes.io/node-uid'] = [`uid-${t.pod.node}`];
+      }
+    }
+    return {
+      authenticated: true,
+      user: { username: `system:serviceaccount:${t.namespace}:${t.serviceAccount}`, uid: `uid-sa-${t.serviceAccount}`, groups: ['system:serviceaccounts', `system:serviceaccounts:${t.namespace}`, 'system:authenticated'], extra },
+      audiences: matched,
+    };
   }
 
   addNode(name: string, conditions: Json[] = []): void {
@@ -126,11 +186,22 @@ export class FakeApiServer {
     const who = this.rbac.get(String(req.headers.authorization ?? '').replace(/^Bearer /, ''));
     if (!who) return this.send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
     const verb = req.method === 'GET' ? (/\/(nodes|pods)$/.test(url.pathname) ? 'list' : 'get') : req.method === 'PATCH' ? 'patch' : req.method === 'PUT' ? 'update' : req.method === 'POST' ? 'create' : req.method === 'DELETE' ? 'delete' : '?';
-    const resource = /\/nodes\/[^/]+\/status$/.test(url.pathname) ? 'nodes/status' : /\/nodes/.test(url.pathname) ? 'nodes' : /\/events/.test(url.pathname) ? 'events' : /\/pods/.test(url.pathname) ? 'pods' : '?';
+    const resource = /\/nodes\/[^/]+\/status$/.test(url.pathname) ? 'nodes/status' : /\/nodes/.test(url.pathname) ? 'nodes' : /\/events/.test(url.pathname) ? 'events' : /\/pods/.test(url.pathname) ? 'pods' : /\/tokenreviews$/.test(url.pathname) ? 'tokenreviews' : '?';
     if (!who.rules.some((r) => r.verbs.includes(verb) && r.resources.includes(resource))) {
       return this.send(res, 403, status(403, 'Forbidden', `${resource} is forbidden: User "${who.user}" cannot ${verb} resource "${resource}" in API group ""`));
     }
     let m: RegExpExecArray | null;
+    if (url.pathname === '/apis/authentication.k8s.io/v1/tokenreviews' && req.method === 'POST') {
+      const tr = JSON.parse(body || '{}') as Json;
+      const spec = (tr['spec'] ?? {}) as { token?: string; audiences?: string[] };
+      if (tr['kind'] !== 'TokenReview' || typeof spec.token !== 'string') return this.send(res, 400, status(400, 'BadRequest', 'TokenReview spec.token is required'));
+      return this.send(res, 201, { kind: 'TokenReview', apiVersion: 'authentication.k8s.io/v1', metadata: { creationTimestamp: null }, spec, status: this.review(spec.token, spec.audiences ?? []) });
+    }
+    if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(url.pathname)) && req.method === 'GET') {
+      const pod = this.pods.get(`${m[1]}/${m[2]}`);
+      if (!pod) return this.send(res, 404, status(404, 'NotFound', `pods "${m[2]}" not found`));
+      return this.send(res, 200, pod);
+    }
     if ((m = /^\/api\/v1\/nodes\/([^/]+)(\/status)?$/.exec(url.pathname))) {
       const node = this.nodes.get(m[1]!);
       if (!node) return this.send(res, 404, status(404, 'NotFound', `nodes "${m[1]}" not found`));

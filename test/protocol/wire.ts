@@ -1,5 +1,6 @@
 import t from 'tap';
-import { CLOSE, MAX_MESSAGE_BYTES, WireError, decodeAgentMessage, decodeTailerMessage, matchesFilter } from '../../protocol/wire.js';
+import fc from 'fast-check';
+import { CLOSE, FINDING_LIMITS, MAX_MESSAGE_BYTES, WireError, decodeAgentMessage, decodeAggregatorMessage, decodeTailerMessage, matchesFilter } from '../../protocol/wire.js';
 import { finding } from '../helpers/findings.js';
 
 const code = (fn: () => unknown) => {
@@ -42,4 +43,72 @@ t.test('tail filters', async (t) => {
   t.ok(matchesFilter(f, { severity: 'warning' }));
   t.notOk(matchesFilter(f, { severity: 'critical' }), 'severity is a minimum');
   t.notOk(matchesFilter(f, { node: 'n2' }));
+});
+
+t.test('crashes from the issue are refusals with a reason', async (t) => {
+  const f = finding('n1', 'disk.usage', '/');
+  // 5,000 nested arrays in evidence: refused here, before any JSON.stringify could overflow the stack.
+  const deep = `{"v":1,"type":"snapshot","findings":[${JSON.stringify({ ...f, evidence: { x: 0 } }).replace('{"x":0}', `{"x":${'['.repeat(5000)}${']'.repeat(5000)}}`)}]}`;
+  t.ok(deep.length > 10_000);
+  t.match(code(() => decodeAgentMessage(deep)), /^4000 invalid snapshot: findings\[0\]\.evidence must nest at most 8 levels deep/);
+  for (const type of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+    t.match(code(() => decodeAgentMessage(JSON.stringify({ v: 1, type }))), /^4000 unknown message type/, `type ${type} is unknown, not Object.prototype's`);
+    t.match(code(() => decodeTailerMessage(JSON.stringify({ v: 1, type }))), /^4000 unknown message type/);
+  }
+  t.match(code(() => decodeTailerMessage('{"v":1,"type":"subscribe","filter":null}')), /^4000 invalid subscribe: filter is required and must be an object, got null/);
+  t.equal(code(() => decodeTailerMessage('{"v":1,"type":"subscribe"}')), 'accepted', 'no filter: every finding');
+  t.match(code(() => decodeAgentMessage(JSON.stringify({ v: 1, type: 'snapshot', findings: [null] }))), /findings\[0\] is required/);
+  t.match(code(() => decodeAgentMessage(JSON.stringify({ v: [[[[1]]]], type: 'hello' }))), /unsupported protocol version a list/);
+});
+
+t.test('finding fields are bounded in size', async (t) => {
+  const f = finding('n1', 'disk.usage', '/');
+  const snap = (over: object) => code(() => decodeAgentMessage(JSON.stringify({ v: 1, type: 'snapshot', findings: [{ ...f, ...over }] })));
+  t.match(snap({ message: 'x'.repeat(FINDING_LIMITS.messageChars + 1) }), /message must be at most 4096 characters/);
+  t.equal(snap({ message: 'x'.repeat(FINDING_LIMITS.messageChars) }), 'accepted');
+  t.match(snap({ subject: 'x'.repeat(FINDING_LIMITS.subjectChars + 1) }), /subject must be at most/);
+  t.match(snap({ remedy: 'x'.repeat(FINDING_LIMITS.remedyChars + 1) }), /remedy must be at most/);
+  t.match(snap({ id: 'x'.repeat(200) }), /id must be at most/);
+  t.match(snap({ evidence: { blob: 'x'.repeat(FINDING_LIMITS.evidenceBytes) } }), /evidence must be at most 16384 bytes/);
+  t.equal(snap({ evidence: { a: { b: { c: { d: { e: { f: { g: 1 } } } } } } } }), 'accepted', '7 levels of evidence are fine');
+  t.match(snap({ workload: { pod: 'p'.repeat(300) } }), /workload\.pod must be at most/);
+  // 3.9 MiB messages were kept whole in history and the journal: refused at the door now.
+  t.match(snap({ message: 'x'.repeat(3.9 * 1024 * 1024) }), /message must be at most/);
+});
+
+t.test('property: the decoders refuse anything with a WireError and never throw anything else', async (t) => {
+  const decoders = [decodeAgentMessage, decodeTailerMessage, decodeAggregatorMessage];
+  const total = (raw: string | Buffer) => {
+    for (const d of decoders) {
+      try {
+        const msg = d(raw);
+        // Whatever is accepted can be encoded again (no cycles, no stack overflow).
+        JSON.stringify(msg);
+      } catch (err) {
+        if (!(err instanceof WireError)) throw err;
+        if (Buffer.byteLength(err.reason) > 123 * 3) throw new Error('reason far too long');
+      }
+    }
+  };
+  const f = finding('n1', 'disk.usage', '/');
+  const types = fc.constantFrom('hello', 'snapshot', 'delta', 'status', 'progress', 'result', 'subscribe', 'welcome', 'command', 'active', 'history', 'transition', '__proto__', 'constructor');
+  fc.assert(fc.property(fc.string(), (s) => total(s)), { numRuns: 500 });
+  fc.assert(fc.property(fc.uint8Array({ maxLength: 300 }), (b) => total(Buffer.from(b))), { numRuns: 300 });
+  fc.assert(fc.property(fc.jsonValue({ maxDepth: 6 }), (v) => total(JSON.stringify(v) ?? 'null')), { numRuns: 500 });
+  // Messages shaped like the real ones, with fields replaced by anything.
+  fc.assert(
+    fc.property(types, fc.dictionary(fc.constantFrom('node', 'findings', 'transitions', 'filter', 'sinceMs', 'collectors', 'protocol', 'commandId', 'progress', 'result', 'evidence'), fc.jsonValue({ maxDepth: 4 })), fc.jsonValue({ maxDepth: 4 }), (type, fields, evidence) => {
+      total(JSON.stringify({ v: 1, type, ...fields }));
+      total(JSON.stringify({ v: 1, type: 'snapshot', findings: [{ ...f, evidence }] }));
+      total(JSON.stringify({ v: 1, type: 'snapshot', findings: [{ ...f, ...fields }] }));
+    }),
+    { numRuns: 1000 },
+  );
+  // Deep nesting anywhere.
+  fc.assert(fc.property(fc.integer({ min: 1, max: 20_000 }), fc.constantFrom('[', '{"a":'), (depth, open) => {
+    const close = open === '[' ? ']' : '}';
+    total(`{"v":1,"type":"snapshot","findings":[${JSON.stringify({ ...f, evidence: { x: 0 } }).replace('{"x":0}', `{"x":${open.repeat(depth)}1${close.repeat(depth)}}`)}]}`);
+    total(`{"v":1,"type":"subscribe","filter":${open.repeat(depth)}1${close.repeat(depth)}}`);
+  }), { numRuns: 50 });
+  t.pass('no decoder threw anything but a WireError');
 });

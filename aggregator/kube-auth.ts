@@ -1,0 +1,154 @@
+// `--agent-auth kubernetes`: an agent presents its pod's bound, projected service-account token
+// (audience `nodewarden`); the aggregator asks the API server who it is with a TokenReview and takes
+// the node from the token itself (the `authentication.kubernetes.io/node-name` extra, in bound tokens
+// since Kubernetes 1.30), falling back to the named pod's spec.nodeName (checked against the pod uid
+// the token names). Such a credential speaks for that one node only. Nodes deleted from the cluster
+// are found here too (GET node: 404).
+import { createHash } from 'node:crypto';
+import { NodewardenError } from '../protocol/errors.js';
+import type { Identity } from './auth.js';
+
+export const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';
+export const POD_NAME_EXTRA = 'authentication.kubernetes.io/pod-name';
+export const POD_UID_EXTRA = 'authentication.kubernetes.io/pod-uid';
+
+/** The three API calls used, so tests and the real client meet in one place. */
+export interface KubeAuthApi {
+  tokenReview(token: string, audiences: string[]): Promise<{ authenticated?: boolean; error?: string; audiences?: string[]; user?: { username?: string; extra?: Record<string, string[]> } }>;
+  /** spec.nodeName and metadata.uid of a pod; undefined when it does not exist. */
+  pod(namespace: string, name: string): Promise<{ nodeName?: string; uid?: string } | undefined>;
+  /** Whether a Node of that name exists. */
+  nodeExists(name: string): Promise<boolean>;
+}
+
+export interface KubeAuthOptions {
+  audience: string;
+  /** Service accounts whose tokens may speak for a node, as "NAMESPACE:NAME". */
+  serviceAccounts: string[];
+  timeoutMs: number;
+  /** How long a positive review is reused for the same token. */
+  cacheMs: number;
+  /** TokenReviews in flight at once; more are refused (503) rather than queued. */
+  maxInFlight: number;
+  now?: () => number;
+}
+
+export type Review = { ok: true; identity: Identity } | { ok: false; status: 401 | 403 | 503; reason: string };
+
+const CACHE_MAX = 20_000;
+/** A JWT: three base64url parts. Anything else is not worth a TokenReview. */
+const JWT = /^[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+$/;
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new NodewardenError('NW_ERR_TIMEOUT', `${what}: no answer from the API server within ${ms} ms`)), ms);
+      timer.unref();
+    }),
+  ]);
+}
+
+export class KubeAgentAuth {
+  private readonly cache = new Map<string, { identity: Identity; until: number }>();
+  private inFlight = 0;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly api: KubeAuthApi,
+    private readonly opts: KubeAuthOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Who a bearer token is, as an agent bound to its node; never throws. */
+  async review(token: string): Promise<Review> {
+    if (!JWT.test(token) || token.length > 16_384) return { ok: false, status: 401, reason: 'not a service-account token' };
+    const key = createHash('sha256').update(token).digest('hex');
+    const hit = this.cache.get(key);
+    if (hit && hit.until > this.now()) return { ok: true, identity: hit.identity };
+    if (this.inFlight >= this.opts.maxInFlight) return { ok: false, status: 503, reason: 'too many token reviews in flight; retry' };
+    this.inFlight++;
+    try {
+      const status = await withTimeout(this.api.tokenReview(token, [this.opts.audience]), this.opts.timeoutMs, 'TokenReview');
+      if (!status.authenticated) return { ok: false, status: 401, reason: `the API server did not authenticate the token${status.error ? `: ${status.error.slice(0, 200)}` : ''}` };
+      if (status.audiences && !status.audiences.includes(this.opts.audience)) return { ok: false, status: 401, reason: `the token is not for audience ${this.opts.audience}` };
+      const username = status.user?.username ?? '';
+      const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(username);
+      if (!m || !this.opts.serviceAccounts.includes(`${m[1]}:${m[2]}`)) return { ok: false, status: 403, reason: `${username || 'this user'} is not an agent service account (${this.opts.serviceAccounts.join(', ')})` };
+      const extra = status.user?.extra ?? {};
+      let node = extra[NODE_NAME_EXTRA]?.[0];
+      if (!node) {
+        // Before Kubernetes 1.30 a bound token names its pod, not its node: ask the pod.
+        const podName = extra[POD_NAME_EXTRA]?.[0];
+        const podUid = extra[POD_UID_EXTRA]?.[0];
+        if (!podName) return { ok: false, status: 403, reason: 'the token is not bound to a pod (use a projected service-account token, not a Secret-based one)' };
+        const pod = await withTimeout(this.api.pod(m[1]!, podName), this.opts.timeoutMs, `GET pod ${m[1]}/${podName}`);
+        if (!pod || (podUid && pod.uid !== podUid)) return { ok: false, status: 401, reason: `the pod ${m[1]}/${podName} the token was issued to no longer exists` };
+        node = pod.nodeName;
+        if (!node) return { ok: false, status: 403, reason: `the pod ${m[1]}/${podName} is not scheduled on a node` };
+      }
+      const identity: Identity = { role: 'agent', name: `${m[1]}/${extra[POD_NAME_EXTRA]?.[0] ?? m[2]}`, node };
+      if (this.cache.size >= CACHE_MAX) this.cache.clear();
+      this.cache.set(key, { identity, until: this.now() + this.opts.cacheMs });
+      return { ok: true, identity };
+    } catch (err) {
+      return { ok: false, status: 503, reason: `cannot check the token with the API server: ${err instanceof Error ? err.message.slice(0, 200) : 'error'}` };
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  /** Whether a node still exists; undefined when the API server could not say. */
+  async nodeExists(node: string): Promise<boolean | undefined> {
+    try {
+      return await withTimeout(this.api.nodeExists(node), this.opts.timeoutMs, `GET node ${node}`);
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** The API through @kubernetes/client-node, configured as `nodewarden evicted` is ($KUBECONFIG, ~/.kube/config, in-cluster). */
+export async function kubeAuthApi(): Promise<{ api: KubeAuthApi; server: string }> {
+  const k = await import('@kubernetes/client-node');
+  const kc = new k.KubeConfig();
+  try {
+    kc.loadFromDefault();
+  } catch (err) {
+    throw new NodewardenError('NW_ERR_CONFIG', `--agent-auth kubernetes: cannot load a kubeconfig: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new NodewardenError('NW_ERR_CONFIG', '--agent-auth kubernetes: no current cluster: set KUBECONFIG, use a kubeconfig with a current-context, or run in a pod');
+  const authn = kc.makeApiClient(k.AuthenticationV1Api);
+  const core = kc.makeApiClient(k.CoreV1Api);
+  const status = (err: unknown) => (err as { code?: number }).code;
+  return {
+    server: cluster.server,
+    api: {
+      async tokenReview(token, audiences) {
+        const r = await authn.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences } } });
+        return r.status ?? {};
+      },
+      async pod(namespace, name) {
+        try {
+          const p = await core.readNamespacedPod({ namespace, name });
+          return { ...(p.spec?.nodeName ? { nodeName: p.spec.nodeName } : {}), ...(p.metadata?.uid ? { uid: p.metadata.uid } : {}) };
+        } catch (err) {
+          if (status(err) === 404) return undefined;
+          throw new NodewardenError('NW_ERR_RUNTIME', `GET pod ${namespace}/${name}: ${status(err) ?? ''} ${err instanceof Error ? err.message.slice(0, 200) : ''}`);
+        }
+      },
+      async nodeExists(name) {
+        try {
+          await core.readNode({ name });
+          return true;
+        } catch (err) {
+          if (status(err) === 404) return false;
+          throw new NodewardenError('NW_ERR_RUNTIME', `GET node ${name}: ${status(err) ?? ''}`);
+        }
+      },
+    },
+  };
+}

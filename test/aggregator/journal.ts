@@ -1,0 +1,176 @@
+import t from 'tap';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import WebSocket from 'ws';
+import { pino } from 'pino';
+import fc from 'fast-check';
+import { Aggregator } from '../../aggregator/server.js';
+import { Journal, type JournalSink } from '../../aggregator/journal.js';
+import { NodewardenError } from '../../protocol/errors.js';
+import { finding } from '../helpers/findings.js';
+import { requireLive } from '../helpers/live.js';
+
+const TOKENS = [
+  { role: 'agent' as const, name: 'agents', secret: 'agent-token-0123456789' },
+  { role: 'tail' as const, name: 'ops', secret: 'tail-token-0123456789' },
+];
+const log = pino({ level: 'silent' });
+
+function tmp(t: { teardown(fn: () => void): void }): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-journal-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function start(journal: string, over: Partial<ConstructorParameters<typeof Aggregator>[0]> = {}) {
+  const agg = new Aggregator({ host: '127.0.0.1', port: 0, tokens: TOKENS, version: 'test', log, silentAfterMs: 60_000, heartbeatMs: 60_000, journal, ...over });
+  const { url, port } = await agg.start();
+  return { agg, url, port };
+}
+
+async function agent(url: string, node: string): Promise<WebSocket> {
+  const ws = new WebSocket(`${url}/api/agent`, { headers: { authorization: 'Bearer agent-token-0123456789' } });
+  await new Promise((r) => ws.once('open', r));
+  const welcome = new Promise((r) => ws.once('message', r));
+  ws.send(JSON.stringify({ v: 1, type: 'hello', protocol: 1, node, agentVersion: 'test', collectors: ['disk'] }));
+  await welcome;
+  return ws;
+}
+
+const settle = (ms = 150) => new Promise((r) => setTimeout(r, ms));
+const health = async (port: number) => (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { status: string; journal?: { ok: boolean; error?: string } };
+
+t.test('a torn last line is cut off before appending, and garbage lines are skipped', async (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'journal.ndjson');
+  const f = finding('n1', 'disk.usage', '/');
+  writeFileSync(file, `${JSON.stringify({ type: 'firing', finding: f, at: new Date().toISOString() })}\nnot json\n{"type":"firing","finding":{"id":"x"},"at":"x"}\n${'x'.repeat(2 * 1024 * 1024)}\n{"type":"firi`);
+  const { agg, url } = await start(file);
+  t.same(agg.fleet.active().map((x) => x.id), [f.id], 'the good record is restored');
+  t.notOk(readFileSync(file, 'utf8').endsWith('{"type":"firi'), 'the torn line is gone');
+  const a = await agent(url, 'n1');
+  a.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [f, finding('n1', 'disk.inodes', '/')] }));
+  await settle();
+  a.close();
+  await agg.stop();
+  const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
+  t.ok(lines.every((l) => l === 'not json' || l.startsWith('{') || l.startsWith('xxx')), 'the next record starts on a line of its own');
+  const again = await start(file);
+  t.equal(again.agg.fleet.active().length, 2, 'both findings restored');
+  await again.agg.stop();
+});
+
+t.test('a journal path that is a directory is a one-line config error', async (t) => {
+  const dir = tmp(t);
+  const j = new Journal({ file: dir, maxBytes: 1024 * 1024, state: () => ({ history: [], nodes: [] }) });
+  const err = t.throws(() => j.load({} as JournalSink)) as NodewardenError;
+  t.equal(err.code, 'NW_ERR_CONFIG');
+  t.match(err.message, /--journal .* is a directory/);
+});
+
+t.test('bounded in bytes, compacted to the current state: every node, its active set and its silence survive', async (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'journal.ndjson');
+  const maxJournalBytes = 256 * 1024;
+  const { agg, url } = await start(file, { limits: { maxJournalBytes }, silentAfterMs: 100 });
+  // A node that went silent long ago, with its last findings: it must not vanish in compaction.
+  const quiet = await agent(url, 'quiet');
+  quiet.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('quiet', 'disk.usage', '/')] }));
+  await settle();
+  quiet.terminate();
+  await settle(400);
+  t.ok(agg.fleet.active({ node: 'quiet' }).some((f) => f.check === 'node.silent'), 'quiet is silent');
+  // Then a lot of churn from another node: many times the bound.
+  const busy = await agent(url, 'busy');
+  for (let i = 0; i < 40; i++) {
+    busy.send(JSON.stringify({ v: 1, type: 'snapshot', findings: Array.from({ length: 20 }, (_, k) => finding('busy', 'disk.usage', `/m${k}`, i % 2 ? 'critical' : 'warning', { message: `round ${i} ${'z'.repeat(1000)}` })) }));
+    await settle(20);
+  }
+  await settle();
+  const size = statSync(file).size;
+  t.ok(size <= maxJournalBytes, `journal ${size} bytes, bound ${maxJournalBytes}`);
+  const before = agg.fleet.active().map((f) => `${f.id} ${f.severity}`).sort();
+  busy.close();
+  await agg.stop();
+  const again = await start(file, { silentAfterMs: 60_000 });
+  t.same(again.agg.fleet.active().map((f) => `${f.id} ${f.severity}`).sort(), before, 'the active sets after a restart are the ones before it');
+  t.ok(again.agg.fleet.active({ node: 'quiet' }).some((f) => f.check === 'node.silent'), 'silence is not erased by compaction and a restart');
+  t.ok(again.agg.fleet.historySize() > 0, 'recent history kept');
+  await again.agg.stop();
+});
+
+t.test('write failures are survived: missing directory, then a full disk; /healthz and metrics say so; it recovers', async (t) => {
+  const dir = tmp(t);
+  const sub = path.join(dir, 'state');
+  mkdirSync(sub);
+  const file = path.join(sub, 'journal.ndjson');
+  const { agg, url, port } = await start(file, { limits: { maxJournalBytes: 64 * 1024 } });
+  t.teardown(() => agg.stop());
+  const a = await agent(url, 'n1');
+  rmSync(sub, { recursive: true, force: true }); // the directory goes away under it
+  a.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('n1', 'disk.usage', '/')] }));
+  await settle();
+  const h = await health(port);
+  t.same([h.status, h.journal?.ok, h.journal?.error], ['degraded', false, 'ENOENT'], '/healthz says the journal is failing and why');
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  t.match(metrics, /nodewarden_aggregator_journal_ok 0/);
+  t.match(metrics, /nodewarden_aggregator_errors_total\{where="journal",code="NW_ERR_IO"\} 1/);
+  a.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('n1', 'disk.usage', '/'), finding('n1', 'disk.inodes', '/')] }));
+  await settle();
+  t.equal(a.readyState, WebSocket.OPEN, 'the agent is still served');
+  t.equal((await fetch(`http://127.0.0.1:${port}/api/findings`, { headers: { authorization: 'Bearer tail-token-0123456789' } })).status, 200);
+  mkdirSync(sub);
+  t.ok((agg as unknown as { journal: Journal }).journal.compact(), 'the retry writes the whole state once the directory is back');
+  t.same([(await health(port)).status], ['ok']);
+  t.match(readFileSync(file, 'utf8'), /disk\.inodes/, 'what happened while failing is in the journal');
+  a.close();
+});
+
+t.test('a full disk (a 64 KiB tmpfs): the aggregator serves on and recovers when space returns', async (t) => {
+  if (!requireLive(t, { root: true, commands: ['mount', 'umount'] })) return;
+  const dir = tmp(t);
+  const mnt = path.join(dir, 'mnt');
+  mkdirSync(mnt);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'nwjournal', mnt]);
+  t.teardown(() => void spawnSync('umount', ['-l', mnt]));
+  const file = path.join(mnt, 'journal.ndjson');
+  const { agg, url, port } = await start(file);
+  t.teardown(() => agg.stop());
+  const a = await agent(url, 'n1');
+  for (let i = 0; i < 10; i++) a.send(JSON.stringify({ v: 1, type: 'snapshot', findings: Array.from({ length: 20 }, (_, k) => finding('n1', 'disk.usage', `/m${k}`, i % 2 ? 'critical' : 'warning', { message: 'y'.repeat(1000) })) }));
+  await settle(300);
+  const h = await health(port);
+  t.same([h.status, h.journal?.error], ['degraded', 'ENOSPC']);
+  t.equal(a.readyState, WebSocket.OPEN, 'still serving the agent');
+  execFileSync('mount', ['-o', 'remount,size=4m', mnt]);
+  t.ok((agg as unknown as { journal: Journal }).journal.compact(), 'retried once there is space');
+  t.equal((await health(port)).status, 'ok');
+  a.close();
+  t.ok(existsSync(file));
+  appendFileSync(file, ''); // still writable
+});
+
+t.test('property: any file content loads without throwing; what is not a record is skipped, and the file ends on a line', async (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'journal.ndjson');
+  const f = finding('n1', 'disk.usage', '/');
+  const good = JSON.stringify({ type: 'firing', finding: f, at: new Date().toISOString() });
+  const line = fc.oneof(fc.constant(good), fc.string({ maxLength: 200 }), fc.json({ maxDepth: 4 }), fc.constant('{"type":"node","node":"../x"}'), fc.constant('{"type":"forget","node":"n1"}'), fc.constant('{"type":"active","finding":null}'), fc.constant('{"type":"__proto__"}'));
+  fc.assert(
+    fc.property(fc.array(line, { maxLength: 30 }), fc.boolean(), (lines, torn) => {
+      writeFileSync(file, lines.join('\n') + (torn ? '' : '\n'));
+      let seen = 0;
+      const sink: JournalSink = { transition: () => seen++, node: () => seen++, active: () => seen++, forget: () => seen++ };
+      const j = new Journal({ file, maxBytes: 1024 * 1024, state: () => ({ history: [], nodes: [] }) });
+      const r = j.load(sink);
+      j.close();
+      const text = readFileSync(file, 'utf8');
+      if (text !== '' && !text.endsWith('\n')) throw new Error('the file does not end on a line');
+      if (r.records !== seen) throw new Error('records counted and handed on differ');
+    }),
+    { numRuns: 300 },
+  );
+  t.pass('never threw');
+});

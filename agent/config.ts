@@ -19,7 +19,7 @@ export interface Config {
   node: string;
   hostRoot: string;
   runtime: { dockerSocket: string; containerdSocket: string; containerdNamespaces: string[]; timeout: number };
-  agent: { listen: string; heartbeat: number };
+  agent: { listen: string; heartbeat: number; restartAfterUnreachable: number };
   prune: { enabled: boolean; sandboxImages: string[]; containerdNamespaces: string[]; label: string };
   kubernetes: { enabled: boolean; server: string; tokenFile: string; caFile: string; timeout: number; events: boolean; eventNamespace: string; eventInterval: number; eventsPerMinute: number };
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -55,6 +55,7 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS): Ob
       {
         listen: s.string({ default: '0.0.0.0:9742', pattern: /^$|^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, doc: "HOST:PORT for the agent's /healthz and /metrics ('' to turn them off)" }),
         heartbeat: s.duration({ default: '15s', min: 100, doc: 'ping the aggregator this often; two missed pongs drop the link' }),
+        restartAfterUnreachable: s.duration({ default: '10m', min: 1000, doc: '/healthz fails (kubelet restarts the agent) when the configured aggregator has been unreachable this long' }),
       },
       { doc: 'the agent process' },
     ),

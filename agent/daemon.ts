@@ -31,7 +31,7 @@ function splitHostPort(listen: string): { host: string; port: number } {
   return { host: listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(listen.slice(i + 1)) };
 }
 
-export async function startAgent(config: Config, opts: { log: Log & { child(b: object): Log }; aggregator?: { url: string; token: string } }): Promise<AgentDaemon> {
+export async function startAgent(config: Config, opts: { log: Log & { child(b: object): Log }; aggregator?: { url: string; token: string | (() => string) } }): Promise<AgentDaemon> {
   const env = createEnvironment(config);
   const runner = new Runner({ collectors: COLLECTORS, config, env, log: opts.log });
   const log = opts.log;
@@ -74,7 +74,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
   if (stream) daemon.stream = stream;
   if (config.agent.listen !== '') {
     const { host, port } = splitHostPort(config.agent.listen);
-    const server = createAgentServer({ runner, node: config.node, ...(stream ? { stream } : {}) });
+    const server = createAgentServer({ runner, node: config.node, restartAfterUnreachableMs: config.agent.restartAfterUnreachable, ...(stream ? { stream } : {}) });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => resolve());

@@ -219,6 +219,8 @@ export async function main(argv: string[]): Promise<void> {
           columns: process.stdout.columns,
           out: (l) => process.stdout.write(`${l}\n`),
           err: (l) => process.stderr.write(`${l}\n`),
+          write: (text) => process.stdout.write(text),
+          tty: Boolean(process.stdout.isTTY),
         });
         process.once('SIGINT', () => tail.stop(0));
         process.once('SIGTERM', () => tail.stop(0));

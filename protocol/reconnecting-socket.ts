@@ -193,7 +193,7 @@ export class ReconnectingSocket {
       const readyForMs = this.readyAt === undefined ? 0 : Date.now() - this.readyAt;
       const wasReady = this.readyAt !== undefined;
       this.readyAt = undefined;
-      this.downAt = Date.now();
+      if (wasReady) this.downAt = Date.now(); // an outage starts when a ready link ends, not at each failed attempt
       const f = this.pending.get(ws) ?? { kind: 'closed' as const, text: `closed ${code}${reason.length ? ` ${reason.toString()}` : ''}` };
       this.down({ ...f, ...(f.kind === 'closed' ? { closeCode: code } : {}), wasReady, readyForMs });
     });

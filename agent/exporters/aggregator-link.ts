@@ -28,6 +28,8 @@ export interface StreamOptions {
   welcomeTimeoutMs?: number;
   /** A link up this long resets the backoff (default 60 s). */
   healthyAfterMs?: number;
+  /** The jitter's source (tests make it deterministic). */
+  random?: () => number;
 }
 
 /** What /healthz and /readyz say about the link. */
@@ -53,6 +55,8 @@ export class StreamClient {
   /** The last failure logged at warn, to log a repeat of it at debug only. */
   private loggedFailure: string | undefined;
   private repeats = 0;
+  /** The last link ended as a rejection or a repeat: its reconnect is not news. */
+  private quietConnect = false;
   connected = false;
   connects = 0;
 
@@ -80,6 +84,7 @@ export class StreamClient {
       readyTimeoutMs: opts.welcomeTimeoutMs ?? 10_000,
       healthyAfterMs: opts.healthyAfterMs ?? 60_000,
       backoff: opts.backoff ?? { baseMs: 500, maxMs: 30_000 },
+      ...(opts.random ? { random: opts.random } : {}),
       onOpen: () => this.send({ v: 1, type: 'hello', protocol: PROTOCOL_VERSION, node: opts.node, agentVersion: opts.version, collectors: opts.runner.names() }),
       onMessage: (raw) => this.onMessage(raw),
       onDown: (f, retryInMs) => this.onDown(f, retryInMs),
@@ -151,7 +156,7 @@ export class StreamClient {
       this.send({ v: 1, type: 'status', collectors: this.statuses() });
       const fields = { url: this.opts.url, findings: findings.length, failuresBefore: this.socket.failures };
       // Reconnecting after the same failure again and again: say so once, not on every round.
-      if (this.repeats > 0) log.debug(fields, 'connected to the aggregator');
+      if (this.quietConnect) log.debug(fields, 'connected to the aggregator');
       else log.info(fields, 'connected to the aggregator');
     } else if (msg.type === 'command') {
       if (this.opts.onCommand) this.opts.onCommand(msg, (reply) => this.send(reply));
@@ -177,6 +182,7 @@ export class StreamClient {
     const key = `${f.kind} ${f.text}`;
     if (f.wasReady && f.readyForMs >= (this.opts.healthyAfterMs ?? 60_000)) this.loggedFailure = undefined; // a new outage
     const fields = { url: this.opts.url, retryInMs, failures: this.socket.failures, wasConnected: f.wasReady, ...(f.wasReady ? { connectedForMs: f.readyForMs } : {}) };
+    this.quietConnect = rejected || key === this.loggedFailure;
     if (key === this.loggedFailure) {
       this.repeats++;
       log.debug({ ...fields, repeats: this.repeats }, `${what}; will retry`);

@@ -1,16 +1,18 @@
 // The agent's own HTTP endpoints on the host network (0.0.0.0:9742): /healthz for kubelet's liveness
 // probe, /readyz for readiness, /metrics for Prometheus. Anyone on the node network can connect, so the
 // listener has its own limits: a connection must send its request headers within a deadline, an idle
-// keep-alive connection is closed, and connections beyond a cap are closed at once. Idle sockets can
+// connection is closed, and past a cap a new connection evicts the oldest idle one. Idle sockets can
 // then never take the file descriptors the collectors need (1,100 of them made every collector fail with
 // EMFILE before).
 import http from 'node:http';
+import type { Socket } from 'node:net';
 import { renderMetrics, type Metric } from '../../protocol/metrics.js';
+import { formatDuration } from '../../protocol/schema.js';
 import type { CollectorStatus, Runner } from '../runner.js';
 import type { StreamClient } from './aggregator-link.js';
 
 export interface ListenerLimits {
-  /** Connections open at once; more are closed as soon as they are accepted. */
+  /** Connections open at once; past it a new connection evicts the oldest idle one. */
   maxConnections: number;
   /** A connection that has not sent its request headers by then is closed. */
   headersTimeoutMs: number;
@@ -38,7 +40,7 @@ export function health(opts: AgentServerOptions, now = Date.now()): { live: bool
   const body: Record<string, unknown> = {
     status,
     node: opts.node,
-    ...(cutOff ? { reason: `the aggregator at ${link.url} has been unreachable for ${Math.round((link.downForMs ?? 0) / 1000)} s (restart window ${Math.round(window / 1000)} s): a restart may help` } : {}),
+    ...(cutOff ? { reason: `the aggregator at ${link.url} has been unreachable for ${Math.round((link.downForMs ?? 0) / 1000)} s (restart window ${formatDuration(window)}): a restart may help` } : {}),
     aggregator: link ?? 'none',
     collectors: opts.runner.statuses(),
   };
@@ -75,7 +77,7 @@ export function createAgentServer(opts: AgentServerOptions): http.Server {
         { name: 'nodewarden_collector_failures_total', help: 'Collector runs that failed or timed out', type: 'counter', samples: [...new Set([...runs.keys()].map((k) => k.split('\0')[0]!))].map((collector) => ({ labels: { node, collector }, value: (runs.get(`${collector}\0failed`) ?? 0) + (runs.get(`${collector}\0timeout`) ?? 0) })) },
         { name: 'nodewarden_aggregator_connected', help: '1 when the agent is connected to its aggregator', type: 'gauge', samples: [{ labels: { node }, value: link?.connected ? 1 : 0 }] },
         { name: 'nodewarden_aggregator_disconnected_seconds', help: 'How long the agent has been without its aggregator (0 when connected)', type: 'gauge', samples: [{ labels: { node }, value: Math.round((link?.downForMs ?? 0) / 1000) }] },
-        { name: 'nodewarden_listener_connections_refused_total', help: 'Connections to this listener closed at once because it was at its cap', type: 'counter', samples: [{ labels: { node }, value: refused }] },
+        { name: 'nodewarden_listener_connections_refused_total', help: 'Connections this listener closed because it was at its cap of open connections', type: 'counter', samples: [{ labels: { node }, value: refused }] },
         { name: 'nodewarden_process_resident_memory_bytes', help: 'Resident memory of the agent', type: 'gauge', samples: [{ labels: { node }, value: mem.rss }] },
       ];
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
@@ -84,10 +86,24 @@ export function createAgentServer(opts: AgentServerOptions): http.Server {
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found\n');
   });
-  // Node closes connections beyond maxConnections as it accepts them ('drop' says so).
+  // At the cap, a new connection evicts the oldest one that is not in the middle of a request: a flood
+  // of idle sockets cannot lock kubelet's probe out, and the agent's fds stay bounded.
   let refused = 0;
-  server.maxConnections = limits.maxConnections;
-  server.on('drop', () => refused++);
+  const open = new Set<Socket>();
+  const busy = new WeakSet<Socket>();
+  server.on('connection', (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+    if (open.size <= limits.maxConnections) return;
+    refused++;
+    const victim = [...open].find((s) => !busy.has(s) && s !== socket) ?? socket;
+    open.delete(victim);
+    victim.destroy();
+  });
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    busy.add(req.socket);
+    res.once('close', () => busy.delete(req.socket));
+  });
   // Any connection silent for idleTimeoutMs (no request at all, or idle between requests) is destroyed.
   server.setTimeout(limits.idleTimeoutMs, (socket) => socket.destroy());
   server.on('clientError', (_err, socket) => socket.destroy());

@@ -238,6 +238,7 @@ export async function main(argv: string[]): Promise<void> {
           token: token(str(values['token-file'])),
           node,
           untilMs: durationFlag('--until', values['until'], 72 * 3_600_000),
+          until: str(values['until']) ?? '72h',
           dryRun: Boolean(values['dry-run']),
           json: Boolean(values['json']),
           tty: Boolean(process.stdout.isTTY) && !values['json'],

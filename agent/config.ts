@@ -62,7 +62,7 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS): Ob
     prune: s.object(
       {
         enabled: s.boolean({ default: false, doc: 'allow image prunes asked for through the aggregator (off: the agent refuses)' }),
-        sandboxImages: s.list(s.string({ doc: 'image name' }), { default: ['pause'], doc: 'sandbox image names never removed (matches registry.k8s.io/pause too)' }),
+        sandboxImages: s.list(s.string({ doc: 'image name' }), { default: ['pause'], doc: "more sandbox image names never removed; pause under any registry and naming (pause-amd64, mirrored-pause) and the node's configured sandbox image are always kept" }),
         containerdNamespaces: s.list(s.string({ doc: 'namespace' }), { default: ['k8s.io'], doc: "containerd namespaces whose images are pruned (the CRI's is k8s.io)" }),
         label: s.string({ default: '', doc: "only prune images carrying this label (KEY or KEY=VALUE, as docker image prune --filter label=); '' for all" }),
       },

@@ -41,10 +41,13 @@ Commands:
            that schedule (off by default; needs the evicted-cleanup component's RBAC).
   tail     The cluster's active findings, then every change as it happens, one line each.
            --since 10m first replays the transitions of the last 10 minutes. --no-follow prints the
-           active findings and exits with check's exit codes.
+           active findings and exits with check's exit codes. A status line (findings by severity,
+           nodes connected) updates in place on a terminal, and every 5 minutes at most in a pipe.
   prune    Ask a node's agent, through the aggregator (admin token), to remove images that no
-           container uses and that are older than --until (default 72h). Never the pause image or
-           an image the CRI pinned. The agent refuses unless prune.enabled is true in its config.
+           container or pod sandbox uses and that are older than --until (default 72h). Never a
+           sandbox (pause) image under any registry or naming, the node's configured sandbox image
+           or an image the CRI pinned; lists what it kept and why. The agent refuses unless
+           prune.enabled is true in its config.
   up       An aggregator on 127.0.0.1, an agent for this machine and a tail in this terminal.
   evicted  Pods kubelet evicted (phase Failed, reason Evicted), with their node and the eviction
            message; --delete deletes them. Uses $KUBECONFIG, ~/.kube/config or the pod's account.

@@ -173,7 +173,7 @@ export class StreamClient {
         : rejected
           ? `the aggregator rejected what we sent (${f.text})`
           : f.kind === 'heartbeat'
-            ? `the aggregator stopped answering heartbeats (${f.text})`
+            ? `no pong from the aggregator for two heartbeats (${f.text})`
             : f.kind === 'no-ready'
               ? `the aggregator accepted the connection but sent no welcome (${f.text})`
               : f.wasReady

@@ -55,7 +55,7 @@ export class StreamClient {
   /** The last failure logged at warn, to log a repeat of it at debug only. */
   private loggedFailure: string | undefined;
   private repeats = 0;
-  /** The last link ended as a rejection or a repeat: its reconnect is not news. */
+  /** The last link ended with the aggregator rejecting what we sent: the next connect is not news. */
   private quietConnect = false;
   connected = false;
   connects = 0;
@@ -182,7 +182,8 @@ export class StreamClient {
     const key = `${f.kind} ${f.text}`;
     if (f.wasReady && f.readyForMs >= (this.opts.healthyAfterMs ?? 60_000)) this.loggedFailure = undefined; // a new outage
     const fields = { url: this.opts.url, retryInMs, failures: this.socket.failures, wasConnected: f.wasReady, ...(f.wasReady ? { connectedForMs: f.readyForMs } : {}) };
-    this.quietConnect = rejected || key === this.loggedFailure;
+    // Coming back after an outage is news; coming back to be rejected again is not.
+    this.quietConnect = rejected;
     if (key === this.loggedFailure) {
       this.repeats++;
       log.debug({ ...fields, repeats: this.repeats }, `${what}; will retry`);

@@ -103,6 +103,7 @@ t.test('401 and 503 on the upgrade are retried until the agent gets in; the toke
   t.ok(agg.state.snapshots >= 1, 'and send its snapshot');
   t.equal(lines.filter((l) => /refused our token/.test(l.msg) && l.level === 'error').length, 1, 'the refusal logged once at error, however often it repeated');
   t.equal(lines.filter((l) => /HTTP 503/.test(l.msg) && l.level !== 'debug').length, 1, 'the 503 logged once');
+  t.ok(lines.some((l) => /connected to the aggregator/.test(l.msg) && l.level === 'info'), 'and the recovery is logged where people look');
 });
 
 t.test('an aggregator that never sends welcome is left after the welcome deadline and tried again', async (t) => {

@@ -53,6 +53,9 @@ export const TAIL_HEADER = `${'TIME'.padEnd(8)}  ${'NODE'.padEnd(16)}  ${'SEVERI
 
 /** What to tell someone whose tail never reached the aggregator. */
 export function unreachableHint(url: string, f: Pick<LinkFailure, 'kind' | 'text'>): string {
+  // Something accepted us and then ended the stream (1009 for a message over our limit, no answer to
+  // subscribe): the aggregator is there, so "start one" would send the user the wrong way.
+  if (f.kind === 'closed' || f.kind === 'no-ready') return `nodewarden: the aggregator at ${url} accepted the connection, then the stream ended (${esc(f.text)}); retrying`;
   const next =
     f.kind === 'tls'
       ? 'if it uses a private CA, point NODE_EXTRA_CA_CERTS at the CA file'

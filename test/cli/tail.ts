@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { formatStatus, StatusLine } from '../../cli/status.js';
+import { unreachableHint } from '../../cli/tail.js';
 import { painter } from '../../cli/format.js';
 import { finding } from '../helpers/findings.js';
 import { BIN, freePort, runAsync, until } from '../helpers/processes.js';
@@ -114,4 +115,12 @@ t.test('the status line: in place on a terminal, at most every few minutes in a 
   now = 300_000;
   inPipe.show('s3');
   t.equal(pipe, 's1\ns3\n', 'in a pipe: whole lines, at most one per five minutes');
+});
+
+t.test('what a tail that never got a stream says depends on why', async (t) => {
+  const url = 'ws://agg:9743';
+  t.match(unreachableHint(url, { kind: 'refused', text: 'connection refused' }), /start one with `nodewarden aggregator` or run `nodewarden up`/);
+  t.match(unreachableHint(url, { kind: 'tls', text: 'TLS: self-signed certificate' }), /NODE_EXTRA_CA_CERTS/);
+  t.match(unreachableHint(url, { kind: 'closed', text: 'closed 1009 Max payload size exceeded' }), /accepted the connection, then the stream ended \(closed 1009 Max payload size exceeded\)/, 'not "start one" when one is there');
+  t.notMatch(unreachableHint(url, { kind: 'closed', text: 'closed 1009' }), /start one/);
 });

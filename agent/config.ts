@@ -19,7 +19,7 @@ export interface Config {
   node: string;
   hostRoot: string;
   runtime: { dockerSocket: string; containerdSocket: string; containerdNamespaces: string[]; timeout: number };
-  agent: { listen: string; heartbeat: number };
+  agent: { listen: string; heartbeat: number; restartAfterUnreachable: number };
   prune: { enabled: boolean; sandboxImages: string[]; containerdNamespaces: string[]; label: string };
   kubernetes: { enabled: boolean; server: string; tokenFile: string; caFile: string; timeout: number; events: boolean; eventNamespace: string; eventInterval: number; eventsPerMinute: number };
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -55,13 +55,14 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS): Ob
       {
         listen: s.string({ default: '0.0.0.0:9742', pattern: /^$|^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, doc: "HOST:PORT for the agent's /healthz and /metrics ('' to turn them off)" }),
         heartbeat: s.duration({ default: '15s', min: 100, doc: 'ping the aggregator this often; two missed pongs drop the link' }),
+        restartAfterUnreachable: s.duration({ default: '10m', min: 1000, doc: '/healthz fails (kubelet restarts the agent) when the configured aggregator has been unreachable this long' }),
       },
       { doc: 'the agent process' },
     ),
     prune: s.object(
       {
         enabled: s.boolean({ default: false, doc: 'allow image prunes asked for through the aggregator (off: the agent refuses)' }),
-        sandboxImages: s.list(s.string({ doc: 'image name' }), { default: ['pause'], doc: 'sandbox image names never removed (matches registry.k8s.io/pause too)' }),
+        sandboxImages: s.list(s.string({ doc: 'image name' }), { default: ['pause'], doc: "more sandbox image names never removed; pause under any registry and naming (pause-amd64, mirrored-pause) and the node's configured sandbox image are always kept" }),
         containerdNamespaces: s.list(s.string({ doc: 'namespace' }), { default: ['k8s.io'], doc: "containerd namespaces whose images are pruned (the CRI's is k8s.io)" }),
         label: s.string({ default: '', doc: "only prune images carrying this label (KEY or KEY=VALUE, as docker image prune --filter label=); '' for all" }),
       },

@@ -7,7 +7,7 @@ import type { AgentMessage, AggregatorToAgent } from '../protocol/wire.js';
 import type { Config } from './config.js';
 import { createEnvironment } from './environment.js';
 import { createAgentServer } from './exporters/http.js';
-import { prune } from './actions/prune.js';
+import { configuredSandboxes, prune } from './actions/prune.js';
 import { Runner } from './runner.js';
 import { Runtimes } from './runtime/model.js';
 import { StreamClient } from './exporters/aggregator-link.js';
@@ -31,7 +31,7 @@ function splitHostPort(listen: string): { host: string; port: number } {
   return { host: listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(listen.slice(i + 1)) };
 }
 
-export async function startAgent(config: Config, opts: { log: Log & { child(b: object): Log }; aggregator?: { url: string; token: string } }): Promise<AgentDaemon> {
+export async function startAgent(config: Config, opts: { log: Log & { child(b: object): Log }; aggregator?: { url: string; token: string | (() => string) } }): Promise<AgentDaemon> {
   const env = createEnvironment(config);
   const runner = new Runner({ collectors: COLLECTORS, config, env, log: opts.log });
   const log = opts.log;
@@ -46,10 +46,15 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
     if (pruning) return refuse(`a prune is already running on ${config.node}`);
     pruning = true;
     log.info({ commandId: cmd.id, requestedBy: cmd.requestedBy, untilMs: cmd.untilMs, dryRun: cmd.dryRun }, 'prune started');
-    void prune(env.runtime as Runtimes, { untilMs: cmd.untilMs, dryRun: cmd.dryRun, sandboxImages: config.prune.sandboxImages, containerdNamespaces: config.prune.containerdNamespaces, label: config.prune.label }, (progress) => {
-      log.info({ commandId: cmd.id, ...progress }, 'prune progress');
-      reply({ v: 1, type: 'progress', commandId: cmd.id, progress });
-    })
+    void configuredSandboxes(env.host)
+      .then((configured) => {
+        log.info({ commandId: cmd.id, configuredSandboxes: configured }, 'sandbox images this node is configured with');
+        const opts = { untilMs: cmd.untilMs, dryRun: cmd.dryRun, sandboxImages: config.prune.sandboxImages, configuredSandboxes: configured, containerdNamespaces: config.prune.containerdNamespaces, label: config.prune.label };
+        return prune(env.runtime as Runtimes, opts, (progress) => {
+          log.info({ commandId: cmd.id, ...progress }, 'prune progress');
+          reply({ v: 1, type: 'progress', commandId: cmd.id, progress });
+        });
+      })
       .catch((err: unknown) => ({ ok: false, dryRun: cmd.dryRun, runtime: 'unknown', removed: 0, bytes: 0, errors: [err instanceof Error ? err.message : String(err)] }))
       .then((result) => {
         pruning = false;
@@ -74,7 +79,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
   if (stream) daemon.stream = stream;
   if (config.agent.listen !== '') {
     const { host, port } = splitHostPort(config.agent.listen);
-    const server = createAgentServer({ runner, node: config.node, ...(stream ? { stream } : {}) });
+    const server = createAgentServer({ runner, node: config.node, restartAfterUnreachableMs: config.agent.restartAfterUnreachable, ...(stream ? { stream } : {}) });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => resolve());

@@ -14,6 +14,7 @@ import { checkHostRoot } from '../agent/host/access.js';
 import { createLogger } from '../agent/log.js';
 import { Runner, type CollectorStatus } from '../agent/runner.js';
 import { renderFindings } from './findings.js';
+import { escapeForTerminal as esc, jsonForTerminal } from '../protocol/terminal.js';
 import { formatUptime, painter, table, truncate, useColor, type Painter } from './format.js';
 
 export interface CheckOptions {
@@ -68,7 +69,7 @@ export async function runCheck(opts: CheckOptions, out: NodeJS.WriteStream): Pro
   const report: CheckReport = { node: config.node, findings, collectors: cycle.statuses, data: cycle.data };
   if (facts) report.facts = facts;
   const code = exitCodeFor(findings, cycle.statuses);
-  const text = opts.json ? `${JSON.stringify(report, null, 2)}\n` : renderReport(report, painter(color), out.columns);
+  const text = opts.json ? `${jsonForTerminal(report, 2)}\n` : renderReport(report, painter(color), out.columns);
   return { code, text };
 }
 
@@ -77,7 +78,7 @@ export function renderReport(r: CheckReport, p: Painter, columns?: number): stri
   if (r.facts) {
     const f = r.facts;
     parts.push(
-      `${p.bold(f.hostname)}  ${f.os}  kernel ${f.kernel}  up ${formatUptime(f.uptimeSeconds)}  ` +
+      `${p.bold(esc(f.hostname))}  ${esc(f.os)}  kernel ${esc(f.kernel)}  up ${formatUptime(f.uptimeSeconds)}  ` +
         `mem ${formatBytes(f.memTotal - f.memAvailable)}/${formatBytes(f.memTotal)}  load ${f.load.map((x) => x.toFixed(2)).join(' ')}  cpus ${f.cpus}`,
     );
   }
@@ -89,8 +90,8 @@ export function renderReport(r: CheckReport, p: Painter, columns?: number): stri
         ['Filesystem', 'Type', 'Size', 'Used', 'Avail', 'Use%', 'IUse%', 'Mounted on'],
         disk.rows.map((row) =>
           row.status === 'ok'
-            ? [row.source, row.fsType, formatBytes(row.size ?? 0), formatBytes(row.used ?? 0), formatBytes(row.avail ?? 0), pct(row.usePercent), pct(row.inodesUsePercent), row.mountPoint + (row.readonly ? ' (ro)' : '')]
-            : [row.source, row.fsType, '?', '?', '?', '?', '?', `${row.mountPoint} (${row.status === 'unresponsive' ? 'NOT RESPONDING' : 'statfs failed'})`],
+            ? [esc(row.source), esc(row.fsType), formatBytes(row.size ?? 0), formatBytes(row.used ?? 0), formatBytes(row.avail ?? 0), pct(row.usePercent), pct(row.inodesUsePercent), esc(row.mountPoint) + (row.readonly ? ' (ro)' : '')]
+            : [esc(row.source), esc(row.fsType), '?', '?', '?', '?', '?', `${esc(row.mountPoint)} (${row.status === 'unresponsive' ? 'NOT RESPONDING' : 'statfs failed'})`],
         ),
         { rightAlign: [2, 3, 4, 5, 6] },
       ),
@@ -117,13 +118,13 @@ export function renderReport(r: CheckReport, p: Painter, columns?: number): stri
     else parts.push(
       `${header}\n${table(
         ['PID', 'COMM', 'SOCKETS', 'FDS', 'NOFILE', 'CONTAINER', 'CMDLINE'],
-        sockets.top.map((h) => [String(h.pid), h.comm, String(h.sockets), String(h.fds), h.nofileSoft === undefined ? '-' : String(h.nofileSoft), h.containerName ?? (h.containerId ? h.containerId.slice(0, 12) : '-'), truncate(h.cmdline.replace(/\s+/g, ' '), width)]),
+        sockets.top.map((h) => [String(h.pid), esc(h.comm), String(h.sockets), String(h.fds), h.nofileSoft === undefined ? '-' : String(h.nofileSoft), esc(h.containerName ?? (h.containerId ? h.containerId.slice(0, 12) : '-')), truncate(esc(h.cmdline.replace(/\s+/g, ' ')), width)]),
         { rightAlign: [0, 2, 3, 4] },
       )}`,
     );
   }
   parts.push(renderFindings(r.findings, p));
-  const st = r.collectors.map((c) => `${c.name} ${c.status}${c.status === 'ok' ? '' : c.detail ? ` (${c.detail})` : ''} ${c.durationMs}ms`);
+  const st = r.collectors.map((c) => `${c.name} ${c.status}${c.status === 'ok' ? '' : c.detail ? ` (${esc(c.detail)})` : ''} ${c.durationMs}ms`);
   parts.push(p.dim(`collectors: ${st.join(' · ')}`));
   return `${parts.join('\n\n')}\n`;
 }

@@ -167,7 +167,8 @@ export const COMMANDS: readonly Command[] = [
       { ...f.json, help: 'one object per line: {"at","event","finding"}' },
       { name: 'no-follow', type: 'boolean', help: "print the active findings and exit with check's exit codes" },
     ],
-    description: "The cluster's active findings, then every change as it happens, one line each.",
+    description:
+      "The cluster's active findings, then every change as it happens, one line each. A status line (findings by severity, nodes connected) updates in place on a terminal, and every 5 minutes at most in a pipe.",
     async run({ values }) {
       const severity = str(values['severity']);
       if (severity && !['info', 'warning', 'critical'].includes(severity)) throw new UsageError('--severity must be info, warning or critical');
@@ -189,6 +190,8 @@ export const COMMANDS: readonly Command[] = [
         columns: process.stdout.columns,
         out: (l) => process.stdout.write(`${l}\n`),
         err: (l) => process.stderr.write(`${l}\n`),
+        write: (text) => process.stdout.write(text),
+        tty: Boolean(process.stdout.isTTY),
       });
       process.once('SIGINT', () => tail.stop(0));
       process.once('SIGTERM', () => tail.stop(0));
@@ -207,7 +210,7 @@ export const COMMANDS: readonly Command[] = [
       { ...f.json, help: 'one object per line: accepted, progress..., result' },
     ],
     description:
-      "Ask a node's agent, through the aggregator (admin token), to remove images that no container uses and that are older than --until. Never the pause image or an image the CRI pinned. The agent refuses unless prune.enabled is true in its config. Exit 0 done, 1 some images failed, 3 refused or impossible.",
+      "Ask a node's agent, through the aggregator (admin token), to remove images that no container or pod sandbox uses and that are older than --until. Never a sandbox (pause) image under any registry or naming, the node's configured sandbox image or an image the CRI pinned; lists what it kept and why. The agent refuses unless prune.enabled is true in its config. Exit 0 done, 1 some images failed, 3 refused or impossible.",
     async run({ values }) {
       const node = str(values['node']);
       if (!node) throw new UsageError('prune needs --node NAME');
@@ -218,6 +221,7 @@ export const COMMANDS: readonly Command[] = [
         token: token(str(values['token-file'])),
         node,
         untilMs: durationFlag('--until', values['until'], 72 * 3_600_000),
+        until: str(values['until']) ?? '72h',
         dryRun: Boolean(values['dry-run']),
         json: Boolean(values['json']),
         tty: Boolean(process.stdout.isTTY) && !values['json'],

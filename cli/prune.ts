@@ -1,16 +1,21 @@
 // `nodewarden prune --node N`: asks the aggregator (admin token) to have that node's agent remove
-// unused images older than --until; shows the progress as it comes, a bar on a terminal.
+// unused images older than --until; shows the progress as it comes (a bar on a terminal), then what was
+// removed and what was kept, and why. Every string from the node is escaped before it is printed.
 import http from 'node:http';
 import https from 'node:https';
 import { NodewardenError } from '../protocol/errors.js';
+import { formatDuration } from '../protocol/schema.js';
+import { escapeForTerminal as esc, escapeJsonLine } from '../protocol/terminal.js';
 import { formatBytes } from '../collectors/common/text.js';
-import { painter, truncate, type Painter } from './format.js';
+import { painter, table, truncate, type Painter } from './format.js';
 
 export interface PruneCliOptions {
   url: string;
   token: string;
   node: string;
   untilMs: number;
+  /** --until as the user wrote it, printed as given (`1s`, not `0h`). */
+  until?: string;
   dryRun: boolean;
   json: boolean;
   tty: boolean;
@@ -27,29 +32,48 @@ function bar(done: number, total: number, width = 24): string {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`;
 }
 
-function render(line: Line, p: Painter, state: { bytes: number }, tty: boolean): string | undefined {
+interface RenderState {
+  bytes: number;
+  until: string;
+  kept: { image: string; reason: string; size: number }[];
+}
+
+/** What stays on the node and why, as a table under the result. */
+function renderKept(kept: RenderState['kept'], p: Painter): string {
+  if (kept.length === 0) return '';
+  const rows = kept.map((k) => [truncate(k.image, 70), formatBytes(k.size), k.reason]);
+  return `${p.bold(`kept ${kept.length} image(s)`)}:\n${table(['IMAGE', 'SIZE', 'WHY'], rows, { rightAlign: [1] }).replace(/^/gm, '  ')}\n`;
+}
+
+function render(line: Line, p: Painter, state: RenderState, tty: boolean): string | undefined {
+  const str = (k: string) => esc(String(line[k] ?? ''));
   switch (line.type) {
     case 'accepted':
-      return `${line['dryRun'] ? 'dry run: listing' : 'removing'} unused images older than ${Math.round(Number(line['untilMs']) / 3_600_000)}h on ${String(line['node'])}\n`;
+      return `${line['dryRun'] ? 'dry run: listing' : 'removing'} unused images older than ${esc(state.until)} on ${str('node')}\n`;
     case 'progress': {
       const size = Number(line['size']);
+      if (line['state'] === 'kept') {
+        state.kept.push({ image: str('image'), reason: str('reason'), size });
+        return undefined;
+      }
       if (line['state'] === 'removed') state.bytes += size;
-      const what = line['state'] === 'would-remove' ? 'would remove' : String(line['state']);
-      const text = `${what.padEnd(12)} ${truncate(String(line['image']), 60).padEnd(60)} ${formatBytes(size).padStart(6)}${line['reason'] ? `  ${p.severity('critical', String(line['reason']))}` : ''}`;
+      const what = line['state'] === 'would-remove' ? 'would remove' : str('state');
+      const text = `${what.padEnd(12)} ${truncate(str('image'), 60).padEnd(60)} ${formatBytes(size).padStart(6)}${line['reason'] ? `  ${p.severity('critical', str('reason'))}` : ''}`;
       if (!tty) return `${text}\n`;
       return `\r\x1b[2K${text}\n${bar(Number(line['index']), Number(line['total']))} ${formatBytes(state.bytes)} reclaimed`;
     }
     case 'result': {
-      const errors = (line['errors'] as string[]) ?? [];
+      const errors = Array.isArray(line['errors']) ? (line['errors'] as unknown[]) : [];
+      const keptCount = Number(line['kept'] ?? state.kept.length);
       const head = line['refused']
-        ? `refused: ${String(line['refused'])}`
+        ? `refused: ${str('refused')}`
         : line['dryRun']
-          ? `dry run on ${String(line['runtime'])}: nothing removed`
-          : `removed ${String(line['removed'])} image(s), ${formatBytes(Number(line['bytes']))} reclaimed (image sizes; layers other images share stay) on ${String(line['runtime'])}; kept ${String(line['kept'] ?? 0)}`;
-      return `${tty ? '\r\x1b[2K' : ''}${head}\n${errors.map((e) => `  error: ${e}\n`).join('')}`;
+          ? `dry run on ${str('runtime')}: nothing removed; kept ${keptCount}`
+          : `removed ${str('removed')} image(s), ${formatBytes(Number(line['bytes']))} reclaimed (image sizes; layers other images share stay) on ${str('runtime')}; kept ${keptCount}`;
+      return `${tty ? '\r\x1b[2K' : ''}${head}\n${errors.map((e) => `  error: ${esc(String(e))}\n`).join('')}${line['refused'] ? '' : renderKept(state.kept, p)}`;
     }
     case 'error':
-      return `${tty ? '\r\x1b[2K' : ''}error: ${String(line['message'])}\n`;
+      return `${tty ? '\r\x1b[2K' : ''}error: ${str('message')}\n`;
     default:
       return undefined;
   }
@@ -60,7 +84,7 @@ export function runPrune(opts: PruneCliOptions): Promise<number> {
   const target = new URL(`${opts.url.replace(/^ws/, 'http')}/api/nodes/${encodeURIComponent(opts.node)}/prune`);
   const body = JSON.stringify({ untilMs: opts.untilMs, dryRun: opts.dryRun });
   const p = painter(opts.tty);
-  const state = { bytes: 0 };
+  const state: RenderState = { bytes: 0, until: opts.until ?? formatDuration(opts.untilMs), kept: [] };
   return new Promise((resolve, reject) => {
     const req = (target.protocol === 'https:' ? https : http).request(
       target,
@@ -72,11 +96,11 @@ export function runPrune(opts: PruneCliOptions): Promise<number> {
           res.on('end', () => {
             let msg = text;
             try {
-              msg = (JSON.parse(text) as { error?: string }).error ?? text;
+              msg = String((JSON.parse(text) as { error?: unknown }).error ?? text);
             } catch {
               // not JSON
             }
-            reject(new NodewardenError('NW_ERR_USAGE', `the aggregator said ${res.statusCode}: ${msg}`));
+            reject(new NodewardenError('NW_ERR_USAGE', `the aggregator said ${res.statusCode}: ${esc(msg.slice(0, 500))}`));
           });
           return;
         }
@@ -90,9 +114,16 @@ export function runPrune(opts: PruneCliOptions): Promise<number> {
             const raw = buf.slice(0, nl);
             buf = buf.slice(nl + 1);
             if (!raw.trim()) continue;
-            const line = JSON.parse(raw) as Line;
+            let line: Line;
+            try {
+              line = JSON.parse(raw) as Line;
+              if (typeof line !== 'object' || line === null) throw new Error('not an object');
+            } catch {
+              opts.out(`error: unreadable line from the aggregator: ${esc(truncate(raw, 200))}\n`);
+              continue;
+            }
             if (line.type === 'result') code = line['refused'] ? 3 : line['ok'] ? 0 : 1;
-            if (opts.json) opts.out(`${raw}\n`);
+            if (opts.json) opts.out(`${escapeJsonLine(raw)}\n`);
             else {
               const text = render(line, p, state, opts.tty);
               if (text) opts.out(text);

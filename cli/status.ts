@@ -1,131 +1,87 @@
-// The state of things for a human watching a stream (`up`, and `tail` once folded in): a summary when
-// the first cycle is done, then a quiet status line (collectors run, findings by severity, nodes
-// connected), so "healthy" can be told from "stuck". On a terminal the line is redrawn in place and
-// stream lines are printed above it; in a pipe it is a plain line at most every few minutes.
-import type { Severity } from '../protocol/finding.js';
+// The quiet status line of `tail` (and `up`): findings by severity, nodes connected, collectors run. On a
+// terminal it is one line at the bottom, rewritten in place, that other output scrolls above; in a pipe
+// it is an ordinary line at most every few minutes, so a log of a healthy quiet cluster still shows
+// that the stream is alive. One module, so `tail` and `up` say it the same way.
+import type { Finding, Severity } from '../protocol/finding.js';
+import type { Painter } from './format.js';
 
-export interface StatusSnapshot {
-  /** Collector runs finished since the start, and how many of those failed or timed out. */
-  runs: number;
-  failedRuns: number;
-  /** Collectors whose last run failed or timed out, by name. */
-  failing: string[];
-  /** When the last collector run finished (ms since the epoch), if any did. */
-  lastRunAt?: number;
-  findings: Record<Severity, number>;
-  /** Nodes whose agent is connected, of those known; absent when the view has no such notion. */
+export interface FleetStatus {
+  critical: number;
+  warning: number;
+  info: number;
+  /** Nodes the aggregator knows, and how many of them have their agent connected. */
   nodes?: { connected: number; total: number };
+  /** Collector runs (up: this machine's agent). */
+  collectors?: { ok: number; total: number };
+  /** The stream itself: up, or down since when. */
+  link?: { up: boolean; since?: Date };
 }
 
-const ago = (ms: number): string => (ms < 1500 ? 'just now' : ms < 90_000 ? `${Math.round(ms / 1000)}s ago` : `${Math.round(ms / 60_000)}m ago`);
-
-/** `findings: 1 critical, 2 warning` or `no findings`. */
-export function formatFindingCounts(c: Record<Severity, number>): string {
-  const parts = (['critical', 'warning', 'info'] as const).filter((s) => c[s] > 0).map((s) => `${c[s]} ${s}`);
-  return parts.length === 0 ? 'no findings' : `findings: ${parts.join(', ')}`;
+export function countBySeverity(findings: Iterable<Finding>): Record<Severity, number> {
+  const out: Record<Severity, number> = { critical: 0, warning: 0, info: 0 };
+  for (const f of findings) if (f.state !== 'resolved') out[f.severity]++;
+  return out;
 }
 
-/** One line: `12:04:05  87 collector runs, last just now  ·  no findings  ·  1/1 nodes connected`. */
-export function formatStatus(s: StatusSnapshot, now: number): string {
-  const clock = new Date(now).toISOString().slice(11, 19);
-  const failed = s.failedRuns > 0 ? ` (${s.failedRuns} failed or timed out)` : '';
-  const runs = s.runs === 0 ? 'no collector has finished yet' : `${s.runs} collector run${s.runs === 1 ? '' : 's'}${failed}, last ${ago(now - (s.lastRunAt ?? now))}`;
-  const failing = s.failing.length > 0 ? `  ·  failing: ${s.failing.join(', ')}` : '';
-  const nodes = s.nodes ? `  ·  ${s.nodes.connected}/${s.nodes.total} node${s.nodes.total === 1 ? '' : 's'} connected` : '';
-  return `${clock}  ${runs}${failing}  ·  ${formatFindingCounts(s.findings)}${nodes}`;
+const clock = (d: Date) => d.toISOString().slice(11, 19);
+
+/** `12:00:05  2 critical · 1 warning · 0 info  ·  4 of 5 nodes connected` */
+export function formatStatus(s: FleetStatus, p: Painter, at: Date): string {
+  const sev = (n: number, severity: Severity) => (n > 0 ? p.severity(severity, `${n} ${severity}`) : `${n} ${severity}`);
+  const parts = [`${sev(s.critical, 'critical')} · ${sev(s.warning, 'warning')} · ${sev(s.info, 'info')}`];
+  if (s.nodes) parts.push(`${s.nodes.connected} of ${s.nodes.total} node${s.nodes.total === 1 ? '' : 's'} connected`);
+  if (s.collectors) parts.push(`collectors ${s.collectors.ok}/${s.collectors.total} ok`);
+  if (s.link && !s.link.up) parts.push(p.severity('critical', `aggregator lost${s.link.since ? ` since ${clock(s.link.since)}` : ''}`));
+  if (s.critical + s.warning + s.info === 0 && (!s.link || s.link.up)) parts.push('all quiet');
+  return p.dim(`${clock(at)}  `) + parts.join('  ·  ');
+}
+
+/** A one-line summary for when the stream starts: `3 active findings on 2 nodes: 1 critical, 2 warning, 0 info`. */
+export function formatSummary(findings: readonly Finding[]): string {
+  const c = countBySeverity(findings);
+  const nodes = new Set(findings.map((f) => f.node)).size;
+  if (findings.length === 0) return 'no active findings';
+  return `${findings.length} active finding${findings.length === 1 ? '' : 's'} on ${nodes} node${nodes === 1 ? '' : 's'}: ${c.critical} critical, ${c.warning} warning, ${c.info} info`;
 }
 
 export interface StatusLineOptions {
-  /** Where the status goes (stderr), and whether it is a terminal (redraw in place) or not. */
-  write(text: string): void;
+  /** Rewrite in place (a terminal) or print whole lines (a pipe). */
   tty: boolean;
-  /** Where stream lines go (stdout); on a terminal the status line is cleared before them and redrawn after. */
-  out(line: string): void;
-  snapshot(): StatusSnapshot;
-  /** Redraw period on a terminal (default 1 s) and the period of a plain line in a pipe (default 5 min). */
-  ttyEveryMs?: number;
+  /** Raw output, no newline added. */
+  write(text: string): void;
+  /** In a pipe, at most one status line this often (default 5 minutes). */
   pipeEveryMs?: number;
-  /** The terminal's width: the line is cut to it, so redrawing in place never leaves wrapped remains. */
-  columns?: number;
   now?: () => number;
 }
 
-/** Keeps a status line under a stream of lines. start() begins the periodic updates; stop() ends them. */
 export class StatusLine {
-  private timer: NodeJS.Timeout | undefined;
-  private shown = false;
-  private readonly now: () => number;
+  private shown = '';
+  private lastPrinted = Number.NEGATIVE_INFINITY;
 
-  constructor(private readonly opts: StatusLineOptions) {
-    this.now = opts.now ?? Date.now;
-  }
+  constructor(private readonly opts: StatusLineOptions) {}
 
-  start(): void {
-    const every = this.opts.tty ? (this.opts.ttyEveryMs ?? 1000) : (this.opts.pipeEveryMs ?? 5 * 60_000);
-    this.timer = setInterval(() => this.tick(), every);
-    this.timer.unref();
-    if (this.opts.tty) this.draw();
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
-    this.clear();
-  }
-
-  /** A line of the stream: printed above the status line. */
-  line(text: string): void {
-    this.clear();
-    this.opts.out(text);
-    if (this.opts.tty && this.timer) this.draw();
-  }
-
-  /** A message for the person (the summary, a notice): printed above the status line, on the status stream. */
-  note(text: string): void {
-    this.clear();
+  /** Shows the status: in place on a terminal; in a pipe only if the last one is old enough. */
+  show(text: string): void {
+    if (this.opts.tty) {
+      this.shown = text;
+      this.opts.write(`\r\x1b[2K${text}`);
+      return;
+    }
+    const now = (this.opts.now ?? Date.now)();
+    if (now - this.lastPrinted < (this.opts.pipeEveryMs ?? 5 * 60_000)) return;
+    this.lastPrinted = now;
     this.opts.write(`${text}\n`);
-    if (this.opts.tty && this.timer) this.draw();
   }
 
-  /** The periodic update: redrawn in place on a terminal, a plain line in a pipe. */
-  tick(): void {
-    if (this.opts.tty) this.draw();
-    else this.opts.write(`status ${formatStatus(this.opts.snapshot(), this.now())}\n`);
+  /** Prints one ordinary line above the status line. */
+  line(text: string): void {
+    if (this.opts.tty && this.shown) this.opts.write(`\r\x1b[2K${text}\n${this.shown}`);
+    else this.opts.write(`${text}\n`);
   }
 
-  private draw(): void {
-    const text = formatStatus(this.opts.snapshot(), this.now());
-    const max = (this.opts.columns ?? 200) - 1;
-    this.opts.write(`\r\x1b[2K${text.length > max ? `${text.slice(0, max - 1)}…` : text}`);
-    this.shown = true;
+  /** Removes the status line (a terminal), before exiting. */
+  clear(): void {
+    if (this.opts.tty && this.shown) this.opts.write('\r\x1b[2K');
+    this.shown = '';
   }
-
-  private clear(): void {
-    if (!this.shown) return;
-    this.opts.write('\r\x1b[2K');
-    this.shown = false;
-  }
-}
-
-export interface CollectorOutcome {
-  name: string;
-  status: string;
-  durationMs: number;
-  detail?: string;
-}
-
-/**
- * The summary once every collector has run: what ran and how, and what that means for the node.
- * `healthy` only when every collector could look and nothing fires.
- */
-export function formatSummary(statuses: readonly CollectorOutcome[], findings: Record<Severity, number>, elapsedMs: number): string {
-  const each = statuses.map((s) => `${s.name} ${s.status}${s.status === 'ok' ? '' : s.detail ? ` (${s.detail})` : ''}`);
-  const blind = statuses.filter((s) => s.status === 'failed' || s.status === 'timeout').map((s) => s.name);
-  const total = findings.critical + findings.warning + findings.info;
-  const verdict =
-    total > 0
-      ? `${total} finding${total === 1 ? '' : 's'} (${formatFindingCounts(findings).replace('findings: ', '')}), listed above; changes print as they happen.`
-      : blind.length > 0
-        ? `no findings, but ${blind.join(', ')} could not look: not known to be healthy.`
-        : 'this node is healthy: no findings. Changes print as they happen.';
-  return `first cycle done in ${(elapsedMs / 1000).toFixed(1)}s: ${each.join(', ')}\n${verdict}`;
 }

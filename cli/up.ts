@@ -18,7 +18,7 @@ import { randomToken } from './aggregator.js';
 import { VERSION } from './commands.js';
 import { useColor } from './format.js';
 import { DEFAULT_AGGREGATOR } from './remote.js';
-import { formatSummary, StatusLine, type StatusSnapshot } from './status.js';
+import { formatSummary, StatusLine, type StatusSnapshot } from './up-status.js';
 import { Tail } from './tail.js';
 
 export interface UpOptions {

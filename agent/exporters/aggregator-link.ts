@@ -1,15 +1,21 @@
-// The agent's link to the aggregator: hello, the whole active set, then deltas. Heartbeats notice a
-// dead link within two intervals; reconnects use jittered exponential backoff; every (re)connect sends
-// a fresh snapshot, so the aggregator converges to the truth with nothing lost and nothing stale.
-import WebSocket from 'ws';
+// The agent's link to the aggregator: hello, the whole active set, then deltas. The connection itself
+// (retry after any failure, forever; full-jitter backoff reset only by a link that stayed healthy; a
+// welcome deadline; heartbeats) is protocol/reconnecting-socket.ts, shared with `tail`. Every
+// (re)connect re-reads the token (kubelet rotates projected tokens) and sends a fresh snapshot, so the
+// aggregator converges to the truth with nothing lost and nothing stale. A failure is logged once at
+// warn; the same failure again is logged at debug, so an aggregator that rejects us is not a log flood.
 import { CLOSE, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, WireError, decodeAggregatorMessage, encode, type AgentMessage, type AggregatorToAgent } from '../../protocol/wire.js';
+import { ReconnectingSocket, type LinkFailure } from '../../protocol/reconnecting-socket.js';
 import type { Log } from '../../collectors/types.js';
 import type { Runner, CollectorStatus } from '../runner.js';
 import type { Transition } from '../tracker.js';
 
+export { backoffDelay } from '../../protocol/reconnecting-socket.js';
+
 export interface StreamOptions {
   url: string;
-  token: string;
+  /** The token, or a function that reads it (called before every connect). */
+  token: string | (() => string);
   runner: Runner;
   node: string;
   version: string;
@@ -18,22 +24,39 @@ export interface StreamOptions {
   /** Handles a command; sends progress and the result through `reply`. */
   onCommand?: (cmd: Extract<AggregatorToAgent, { type: 'command' }>, reply: (msg: AgentMessage) => void) => void;
   backoff?: { baseMs: number; maxMs: number };
+  /** How long `welcome` may take after the upgrade (default 10 s). */
+  welcomeTimeoutMs?: number;
+  /** A link up this long resets the backoff (default 60 s). */
+  healthyAfterMs?: number;
+  /** The jitter's source (tests make it deterministic). */
+  random?: () => number;
 }
 
-/** Full-jitter exponential backoff: a random delay up to base * 2^attempt, capped. */
-export function backoffDelay(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
-  return Math.round(random() * Math.min(maxMs, baseMs * 2 ** attempt));
+/** What /healthz and /readyz say about the link. */
+export interface LinkState {
+  url: string;
+  connected: boolean;
+  /** ISO time since when it has not been connected (since start if never). */
+  downSince?: string;
+  downForMs?: number;
+  everConnected: boolean;
+  failures: number;
+  lastError?: string;
 }
+
+/** Close codes after which the aggregator refused what we sent, not the connection. */
+const REJECTED = new Set<number>([CLOSE.TOO_BIG, CLOSE.POLICY, CLOSE.MALFORMED, CLOSE.VERSION]);
 
 export class StreamClient {
-  private ws: WebSocket | undefined;
-  private stopped = true;
-  private attempt = 0;
-  private reconnectTimer: NodeJS.Timeout | undefined;
-  private heartbeat: NodeJS.Timeout | undefined;
+  private readonly socket: ReconnectingSocket;
+  private started = false;
   private pending: Transition[] = [];
   private flushScheduled = false;
-  private lastPong = 0;
+  /** The last failure logged at warn, to log a repeat of it at debug only. */
+  private loggedFailure: string | undefined;
+  private repeats = 0;
+  /** The last link ended with the aggregator rejecting what we sent: the next connect is not news. */
+  private quietConnect = false;
   connected = false;
   connects = 0;
 
@@ -50,25 +73,51 @@ export class StreamClient {
     if (this.connected) this.send({ v: 1, type: 'status', collectors: this.statuses() });
   };
 
-  constructor(private readonly opts: StreamOptions) {}
+  constructor(private readonly opts: StreamOptions) {
+    const url = `${opts.url.replace(/\/+$/, '')}/api/agent`;
+    const token = opts.token;
+    this.socket = new ReconnectingSocket({
+      url,
+      headers: () => ({ authorization: `Bearer ${typeof token === 'function' ? token() : token}` }),
+      maxPayload: MAX_MESSAGE_BYTES,
+      heartbeatMs: opts.heartbeatMs,
+      readyTimeoutMs: opts.welcomeTimeoutMs ?? 10_000,
+      healthyAfterMs: opts.healthyAfterMs ?? 60_000,
+      backoff: opts.backoff ?? { baseMs: 500, maxMs: 30_000 },
+      ...(opts.random ? { random: opts.random } : {}),
+      onOpen: () => this.send({ v: 1, type: 'hello', protocol: PROTOCOL_VERSION, node: opts.node, agentVersion: opts.version, collectors: opts.runner.names() }),
+      onMessage: (raw) => this.onMessage(raw),
+      onDown: (f, retryInMs) => this.onDown(f, retryInMs),
+    });
+  }
 
   start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
+    if (this.started) return;
+    this.started = true;
     this.opts.runner.on('transition', this.onTransition);
     this.opts.runner.on('status', this.onStatus);
-    this.connect();
+    this.socket.start();
   }
 
   stop(): void {
-    this.stopped = true;
+    this.started = false;
     this.opts.runner.off('transition', this.onTransition);
     this.opts.runner.off('status', this.onStatus);
-    clearTimeout(this.reconnectTimer);
-    clearInterval(this.heartbeat);
-    this.ws?.close(CLOSE.GOING_AWAY, 'agent stopping');
-    this.ws = undefined;
+    this.socket.stop(CLOSE.GOING_AWAY, 'agent stopping');
     this.connected = false;
+  }
+
+  state(now = Date.now()): LinkState {
+    const since = this.socket.downSince;
+    const last = this.socket.lastFailure;
+    return {
+      url: this.opts.url,
+      connected: this.connected,
+      ...(since !== undefined ? { downSince: new Date(since).toISOString(), downForMs: now - since } : {}),
+      everConnected: this.socket.everReady,
+      failures: this.connected ? 0 : this.socket.failures,
+      ...(last && !this.connected ? { lastError: last.text } : {}),
+    };
   }
 
   private statuses() {
@@ -76,7 +125,7 @@ export class StreamClient {
   }
 
   private send(msg: AgentMessage): void {
-    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(encode(msg));
+    this.socket.send(encode(msg));
   }
 
   private flush(): void {
@@ -87,66 +136,62 @@ export class StreamClient {
     this.send({ v: 1, type: 'delta', transitions });
   }
 
-  private connect(): void {
-    if (this.stopped) return;
+  private onMessage(raw: Buffer): void {
     const { log } = this.opts;
-    const url = `${this.opts.url.replace(/\/+$/, '')}/api/agent`;
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${this.opts.token}` }, handshakeTimeout: 10_000, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false });
-    this.ws = ws;
-    ws.on('open', () => {
-      this.send({ v: 1, type: 'hello', protocol: PROTOCOL_VERSION, node: this.opts.node, agentVersion: this.opts.version, collectors: this.opts.runner.names() });
-    });
-    ws.on('message', (raw: Buffer) => {
-      let msg: AggregatorToAgent;
-      try {
-        msg = decodeAggregatorMessage<AggregatorToAgent>(raw);
-      } catch (err) {
-        log.warn({ err: err instanceof WireError ? err.reason : String(err) }, 'invalid message from the aggregator; reconnecting');
-        ws.close(err instanceof WireError ? err.closeCode : CLOSE.MALFORMED, 'invalid message');
-        return;
-      }
-      if (msg.type === 'welcome') {
-        this.connected = true;
-        this.connects++;
-        this.attempt = 0;
-        this.pending = [];
-        // The whole active set first: whatever happened while we were away is in it.
-        this.send({ v: 1, type: 'snapshot', findings: this.opts.runner.active() });
-        this.send({ v: 1, type: 'status', collectors: this.statuses() });
-        log.info({ url, findings: this.opts.runner.active().length }, 'connected to the aggregator');
-        this.startHeartbeat(ws);
-      } else if (msg.type === 'command') {
-        if (this.opts.onCommand) this.opts.onCommand(msg, (reply) => this.send(reply));
-      }
-    });
-    ws.on('pong', () => (this.lastPong = Date.now()));
-    ws.on('unexpected-response', (_req, res) => {
-      log.error({ status: res.statusCode, url }, res.statusCode === 401 ? 'the aggregator refused our token' : 'the aggregator refused the connection');
-    });
-    ws.on('error', (err) => log.warn({ err: err.message, url }, 'aggregator connection error'));
-    ws.on('close', (code, reason) => {
-      clearInterval(this.heartbeat);
-      const wasConnected = this.connected;
-      this.connected = false;
-      if (this.ws === ws) this.ws = undefined;
-      if (this.stopped) return;
-      const delay = backoffDelay(this.attempt++, this.opts.backoff?.baseMs ?? 500, this.opts.backoff?.maxMs ?? 30_000);
-      log.warn({ code, reason: reason.toString(), retryInMs: delay, wasConnected }, 'aggregator connection closed; will reconnect');
-      this.reconnectTimer = setTimeout(() => this.connect(), delay);
-    });
+    let msg: AggregatorToAgent;
+    try {
+      msg = decodeAggregatorMessage<AggregatorToAgent>(raw);
+    } catch (err) {
+      this.socket.fail('error', `invalid message from the aggregator: ${err instanceof WireError ? err.reason : String(err)}`);
+      return;
+    }
+    if (msg.type === 'welcome') {
+      this.socket.markReady();
+      this.connected = true;
+      this.connects++;
+      this.pending = [];
+      // The whole active set first: whatever happened while we were away is in it.
+      const findings = this.opts.runner.active();
+      this.send({ v: 1, type: 'snapshot', findings });
+      this.send({ v: 1, type: 'status', collectors: this.statuses() });
+      const fields = { url: this.opts.url, findings: findings.length, failuresBefore: this.socket.failures };
+      // Reconnecting after the same failure again and again: say so once, not on every round.
+      if (this.quietConnect) log.debug(fields, 'connected to the aggregator');
+      else log.info(fields, 'connected to the aggregator');
+    } else if (msg.type === 'command') {
+      if (this.opts.onCommand) this.opts.onCommand(msg, (reply) => this.send(reply));
+    }
   }
 
-  private startHeartbeat(ws: WebSocket): void {
-    clearInterval(this.heartbeat);
-    this.lastPong = Date.now();
-    this.heartbeat = setInterval(() => {
-      // Two heartbeats without a pong: the link is dead even if TCP has not noticed.
-      if (Date.now() - this.lastPong > 2 * this.opts.heartbeatMs) {
-        this.opts.log.warn({ silentForMs: Date.now() - this.lastPong }, 'no pong from the aggregator for two heartbeats; reconnecting');
-        ws.terminate();
-        return;
-      }
-      ws.ping();
-    }, this.opts.heartbeatMs);
+  private onDown(f: LinkFailure, retryInMs: number): void {
+    this.connected = false;
+    const { log } = this.opts;
+    const rejected = f.kind === 'closed' && f.wasReady && f.closeCode !== undefined && REJECTED.has(f.closeCode);
+    const what =
+      f.kind === 'http' && (f.httpStatus === 401 || f.httpStatus === 403)
+        ? `the aggregator refused our token (${f.text}); the token file is read again before each attempt`
+        : rejected
+          ? `the aggregator rejected what we sent (${f.text})`
+          : f.kind === 'heartbeat'
+            ? `no pong from the aggregator for two heartbeats (${f.text})`
+            : f.kind === 'no-ready'
+              ? `the aggregator accepted the connection but sent no welcome (${f.text})`
+              : f.wasReady
+                ? `lost the aggregator (${f.text})`
+                : `cannot reach the aggregator (${f.text})`;
+    const key = `${f.kind} ${f.text}`;
+    if (f.wasReady && f.readyForMs >= (this.opts.healthyAfterMs ?? 60_000)) this.loggedFailure = undefined; // a new outage
+    const fields = { url: this.opts.url, retryInMs, failures: this.socket.failures, wasConnected: f.wasReady, ...(f.wasReady ? { connectedForMs: f.readyForMs } : {}) };
+    // Coming back after an outage is news; coming back to be rejected again is not.
+    this.quietConnect = rejected;
+    if (key === this.loggedFailure) {
+      this.repeats++;
+      log.debug({ ...fields, repeats: this.repeats }, `${what}; will retry`);
+      return;
+    }
+    this.loggedFailure = key;
+    this.repeats = 0;
+    if (f.kind === 'http' || rejected) log.error(fields, `${what}; will retry, backing off`);
+    else log.warn(fields, `${what}; will retry`);
   }
 }

@@ -75,3 +75,22 @@ t.test('live: exit code 2 and the finding when a filesystem is 97% full', async 
   t.equal(f?.severity, 'critical');
   t.ok((f?.evidence.usePercent ?? 0) >= 95);
 });
+
+t.test('a process or finding with hostile text cannot drive the terminal (check)', async (t) => {
+  const { renderReport } = await import('../../cli/check.js');
+  const { painter } = await import('../../cli/format.js');
+  const { finding } = await import('../helpers/findings.js');
+  const evil = '\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07\x1b[2J\u009b2J\u009d0;title\u009c';
+  const text = renderReport(
+    {
+      node: 'n1',
+      findings: [finding('n1', 'sockets.process', `pid:1 ${evil}`, 'critical', { message: `holds ${evil}\nFindings: none`, remedy: `ps -f 1 ${evil}` })],
+      collectors: [{ name: 'sockets', status: 'failed', durationMs: 1, detail: evil } as never],
+      data: { sockets: { processes: 1, holders: 1, totalSockets: 5, top: [{ pid: 1, comm: `x${evil}`, cmdline: `/bin/x ${evil}`, sockets: 5, fds: 6, containerName: evil }] } },
+    },
+    painter(false),
+  );
+  // eslint-disable-next-line no-control-regex
+  t.notMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, 'no control character in the report');
+  t.notMatch(text, /^Findings: none/m, 'a fake line stays inside the message');
+});

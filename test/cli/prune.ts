@@ -4,7 +4,41 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { dockerTry, makeLabelledImage, requireRuntime } from '../helpers/runtime.js';
-import { QUIET_COLLECTORS, TOKENS, freePort, run, runSync, startAggregator, waitForNode, writeTokens } from '../helpers/processes.js';
+import http from 'node:http';
+import { QUIET_COLLECTORS, TOKENS, freePort, run, runAsync, runSync, startAggregator, waitForNode, writeTokens } from '../helpers/processes.js';
+
+// Every byte a terminal acts on, except the newline that ends each line.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+
+t.test('prune output: durations as given, what was kept and why, every string from the node escaped', async (t) => {
+  // The aggregator's streamed answer, as it relays what an agent (here a hostile one) said.
+  const lines = [
+    { type: 'accepted', commandId: 'c1', node: 'n1', untilMs: 1000, dryRun: false },
+    { type: 'progress', image: 'registry.k8s.io/pause:3.9', size: 300_000, state: 'kept', reason: 'sandbox (pause) image', index: 0, total: 1 },
+    { type: 'progress', image: 'app:1', size: 5_000_000, state: 'kept', reason: 'used by a container', index: 0, total: 1 },
+    { type: 'progress', image: 'evil:1\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07\x1b[2J', size: 1_000_000, state: 'removed', index: 1, total: 1 },
+    { type: 'result', ok: true, dryRun: false, runtime: 'docker\u009b2J', removed: 1, bytes: 1_000_000, errors: ['x\n12:00:00 all good'], kept: 2 },
+  ];
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.end(lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const env = { NODEWARDEN_AGGREGATOR: `http://127.0.0.1:${port}`, NODEWARDEN_TOKEN: TOKENS.admin };
+  const human = await runAsync(['prune', '--node', 'n1', '--until', '1s'], env);
+  t.equal(human.code, 0, human.stderr);
+  t.match(human.stdout, /older than 1s on n1/, '--until 1s prints 1s');
+  t.notMatch(human.stdout, CONTROL, 'no control character on stdout');
+  t.match(human.stdout, /kept 2 image\(s\):\n +IMAGE +SIZE +WHY\n +registry\.k8s\.io\/pause:3\.9 +\S+ +sandbox \(pause\) image\n +app:1 +\S+ +used by a container/, 'what was kept, with why');
+  t.match(human.stdout, /error: x\\n12:00:00 all good/, 'a fake line in an error stays on its line');
+  const json = await runAsync(['prune', '--node', 'n1', '--json'], env);
+  t.notMatch(json.stdout, CONTROL, '--json: no C1 either');
+  t.equal(json.stdout.trim().split('\n').length, lines.length);
+  t.equal((JSON.parse(json.stdout.trim().split('\n')[4]!) as { runtime: string }).runtime, 'docker\u009b2J', 'the JSON value is unchanged');
+});
 
 t.test('live: nodewarden prune through the aggregator to the agent; a disabled agent refuses', async (t) => {
   if (!requireRuntime(t)) return;
@@ -41,6 +75,7 @@ t.test('live: nodewarden prune through the aggregator to the agent; a disabled a
   t.equal(human.code, 0, human.stderr);
   t.match(human.stdout, /removed\s+nwprune\/cli-old:1/);
   t.match(human.stdout, /removed 1 image\(s\), .* reclaimed/);
+  t.match(human.stdout, /older than 1s on prune-on/, 'the duration as given');
   t.not(dockerTry('image', 'inspect', 'nwprune/cli-old:1').code, 0, 'gone');
 
   const refused = runSync(['prune', '--node', 'prune-off', '--until', '1s'], env);

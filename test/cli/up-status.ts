@@ -1,6 +1,6 @@
 // The status line and summary that tell a healthy node from a stuck one.
 import t from 'tap';
-import { formatFindingCounts, formatStatus, formatSummary, StatusLine, type StatusSnapshot } from '../../cli/status.js';
+import { formatFindingCounts, formatStatus, formatSummary, StatusLine, type StatusSnapshot } from '../../cli/up-status.js';
 
 const NOW = Date.parse('2026-12-01T12:00:00Z');
 const snap = (over: Partial<StatusSnapshot> = {}): StatusSnapshot => ({ runs: 0, failedRuns: 0, failing: [], findings: { critical: 0, warning: 0, info: 0 }, ...over });

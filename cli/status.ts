@@ -47,36 +47,49 @@ export function formatSummary(findings: readonly Finding[]): string {
 export interface StatusLineOptions {
   /** Rewrite in place (a terminal) or print whole lines (a pipe). */
   tty: boolean;
-  /** Raw output, no newline added. */
+  /** Where the status goes, raw, no newline added. */
   write(text: string): void;
+  /** Where ordinary lines go when that is another stream (up: findings on stdout, status on stderr); default write. */
+  out?(line: string): void;
   /** In a pipe, at most one status line this often (default 5 minutes). */
   pipeEveryMs?: number;
+  /** The terminal's width: the line is cut to it, so redrawing in place never leaves wrapped remains. */
+  columns?: number;
   now?: () => number;
 }
 
+/** One status line under a stream of lines: `tail` and `up` both draw theirs with it. */
 export class StatusLine {
   private shown = '';
   private lastPrinted = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly opts: StatusLineOptions) {}
 
-  /** Shows the status: in place on a terminal; in a pipe only if the last one is old enough. */
-  show(text: string): void {
+  /** Shows the status: in place on a terminal; in a pipe only if the last one is old enough (or `force`). */
+  show(text: string, force = false): void {
     if (this.opts.tty) {
-      this.shown = text;
-      this.opts.write(`\r\x1b[2K${text}`);
+      const max = (this.opts.columns ?? 200) - 1;
+      this.shown = text.length > max ? `${text.slice(0, max - 1)}…` : text;
+      this.opts.write(`\r\x1b[2K${this.shown}`);
       return;
     }
     const now = (this.opts.now ?? Date.now)();
-    if (now - this.lastPrinted < (this.opts.pipeEveryMs ?? 5 * 60_000)) return;
+    if (!force && now - this.lastPrinted < (this.opts.pipeEveryMs ?? 5 * 60_000)) return;
     this.lastPrinted = now;
     this.opts.write(`${text}\n`);
   }
 
   /** Prints one ordinary line above the status line. */
   line(text: string): void {
-    if (this.opts.tty && this.shown) this.opts.write(`\r\x1b[2K${text}\n${this.shown}`);
-    else this.opts.write(`${text}\n`);
+    if (!this.opts.out) {
+      if (this.opts.tty && this.shown) this.opts.write(`\r\x1b[2K${text}\n${this.shown}`);
+      else this.opts.write(`${text}\n`);
+      return;
+    }
+    const shown = this.shown;
+    this.clear();
+    this.opts.out(text);
+    if (shown) this.show(shown);
   }
 
   /** Removes the status line (a terminal), before exiting. */

@@ -206,6 +206,8 @@ export class Tail {
       msg = decodeAggregatorMessage<AggregatorToTailer>(raw);
     } catch (err) {
       this.say(`nodewarden tail: invalid message from the aggregator: ${esc(err instanceof WireError ? err.reason : String(err))}`);
+      // Following, one bad message is skipped; a one-shot answer that cannot be read is unknown (3), not a hang.
+      if (!this.opts.follow) this.stop(3);
       return;
     }
     if (msg.type === 'history') for (const t of msg.transitions) this.emit('history', t.finding, t.at);

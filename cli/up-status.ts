@@ -3,6 +3,7 @@
 // connected), so "healthy" can be told from "stuck". On a terminal the line is redrawn in place and
 // stream lines are printed above it; in a pipe it is a plain line at most every few minutes.
 import type { Severity } from '../protocol/finding.js';
+import { StatusLine } from './status.js';
 
 export interface StatusSnapshot {
   /** Collector runs finished since the start, and how many of those failed or timed out. */
@@ -35,7 +36,7 @@ export function formatStatus(s: StatusSnapshot, now: number): string {
   return `${clock}  ${runs}${failing}  ·  ${formatFindingCounts(s.findings)}${nodes}`;
 }
 
-export interface StatusLineOptions {
+export interface UpStatusOptions {
   /** Where the status goes (stderr), and whether it is a terminal (redraw in place) or not. */
   write(text: string): void;
   tty: boolean;
@@ -50,59 +51,45 @@ export interface StatusLineOptions {
   now?: () => number;
 }
 
-/** Keeps a status line under a stream of lines. start() begins the periodic updates; stop() ends them. */
-export class StatusLine {
+/** up's status: a collector snapshot drawn on a timer through the one StatusLine that `tail` uses too. */
+export class UpStatusLine {
   private timer: NodeJS.Timeout | undefined;
-  private shown = false;
+  private readonly line_: StatusLine;
   private readonly now: () => number;
 
-  constructor(private readonly opts: StatusLineOptions) {
+  constructor(private readonly opts: UpStatusOptions) {
     this.now = opts.now ?? Date.now;
+    this.line_ = new StatusLine({ tty: opts.tty, write: opts.write, out: opts.out, ...(opts.columns !== undefined ? { columns: opts.columns } : {}), now: this.now });
   }
 
   start(): void {
     const every = this.opts.tty ? (this.opts.ttyEveryMs ?? 1000) : (this.opts.pipeEveryMs ?? 5 * 60_000);
     this.timer = setInterval(() => this.tick(), every);
     this.timer.unref();
-    if (this.opts.tty) this.draw();
+    if (this.opts.tty) this.tick();
   }
 
   stop(): void {
     clearInterval(this.timer);
-    this.clear();
+    this.line_.clear();
   }
 
   /** A line of the stream: printed above the status line. */
   line(text: string): void {
-    this.clear();
-    this.opts.out(text);
-    if (this.opts.tty && this.timer) this.draw();
+    this.line_.line(text);
   }
 
   /** A message for the person (the summary, a notice): printed above the status line, on the status stream. */
   note(text: string): void {
-    this.clear();
+    this.line_.clear();
     this.opts.write(`${text}\n`);
-    if (this.opts.tty && this.timer) this.draw();
+    if (this.opts.tty && this.timer) this.tick();
   }
 
-  /** The periodic update: redrawn in place on a terminal, a plain line in a pipe. */
+  /** The periodic update: redrawn in place on a terminal, a plain line (on its own timer) in a pipe. */
   tick(): void {
-    if (this.opts.tty) this.draw();
-    else this.opts.write(`status ${formatStatus(this.opts.snapshot(), this.now())}\n`);
-  }
-
-  private draw(): void {
     const text = formatStatus(this.opts.snapshot(), this.now());
-    const max = (this.opts.columns ?? 200) - 1;
-    this.opts.write(`\r\x1b[2K${text.length > max ? `${text.slice(0, max - 1)}…` : text}`);
-    this.shown = true;
-  }
-
-  private clear(): void {
-    if (!this.shown) return;
-    this.opts.write('\r\x1b[2K');
-    this.shown = false;
+    this.line_.show(this.opts.tty ? text : `status ${text}`, true);
   }
 }
 

@@ -18,7 +18,7 @@ import { randomToken } from './aggregator.js';
 import { VERSION } from './commands.js';
 import { useColor } from './format.js';
 import { DEFAULT_AGGREGATOR } from './remote.js';
-import { formatSummary, StatusLine, type StatusSnapshot } from './up-status.js';
+import { formatSummary, UpStatusLine, type StatusSnapshot } from './up-status.js';
 import { Tail } from './tail.js';
 
 export interface UpOptions {
@@ -113,7 +113,7 @@ export async function runUp(opts: UpOptions): Promise<void> {
     findings: counts(),
     nodes: { connected: agent.stream?.connected ? 1 : 0, total: 1 },
   });
-  const status = new StatusLine({
+  const status = new UpStatusLine({
     tty: Boolean(process.stderr.isTTY),
     write: (t) => process.stderr.write(t),
     out: (l) => process.stdout.write(`${l}\n`),

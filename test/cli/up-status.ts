@@ -1,6 +1,6 @@
 // The status line and summary that tell a healthy node from a stuck one.
 import t from 'tap';
-import { formatFindingCounts, formatStatus, formatSummary, StatusLine, type StatusSnapshot } from '../../cli/up-status.js';
+import { formatFindingCounts, formatStatus, formatSummary, UpStatusLine, type StatusSnapshot } from '../../cli/up-status.js';
 
 const NOW = Date.parse('2026-12-01T12:00:00Z');
 const snap = (over: Partial<StatusSnapshot> = {}): StatusSnapshot => ({ runs: 0, failedRuns: 0, failing: [], findings: { critical: 0, warning: 0, info: 0 }, ...over });
@@ -28,7 +28,7 @@ t.test('the summary after the first cycle: healthy only when every collector loo
 t.test('on a terminal the line is redrawn in place, and stream lines print above it', async (t) => {
   const err: string[] = [];
   const out: string[] = [];
-  const line = new StatusLine({ tty: true, write: (s) => err.push(s), out: (l) => out.push(l), snapshot: () => snap({ runs: 1, lastRunAt: NOW }), now: () => NOW, columns: 40 });
+  const line = new UpStatusLine({ tty: true, write: (s) => err.push(s), out: (l) => out.push(l), snapshot: () => snap({ runs: 1, lastRunAt: NOW }), now: () => NOW, columns: 40 });
   line.start();
   t.equal(err.at(-1), '\r\x1b[2K12:00:00  1 collector run, last just n…', 'drawn at once, over the line, cut to the width so redraws leave no wrapped remains');
   line.line('a finding');
@@ -40,7 +40,7 @@ t.test('on a terminal the line is redrawn in place, and stream lines print above
 
 t.test('in a pipe it is a plain line, only on its (minutes-long) tick', async (t) => {
   const err: string[] = [];
-  const line = new StatusLine({ tty: false, write: (s) => err.push(s), out: () => undefined, snapshot: () => snap(), now: () => NOW });
+  const line = new UpStatusLine({ tty: false, write: (s) => err.push(s), out: () => undefined, snapshot: () => snap(), now: () => NOW });
   line.start();
   line.line('x');
   line.note('summary');

@@ -45,7 +45,10 @@ interface Slot {
   lastStatus?: CollectorStatus;
 }
 
-/** Emits 'transition' (Transition) and 'status' (CollectorStatus). */
+/**
+ * Emits 'transition' (Transition), 'status' (CollectorStatus) and 'refresh' (Finding: the numbers of
+ * an active finding changed, its meaning did not; not a transition, so no tail line or Event).
+ */
 export class Runner extends EventEmitter {
   readonly tracker: FindingTracker;
   private readonly slots = new Map<string, Slot>();
@@ -58,6 +61,7 @@ export class Runner extends EventEmitter {
     this.opts = opts;
     this.now = opts.now ?? Date.now;
     this.tracker = new FindingTracker(opts.config.node);
+    this.tracker.onRefresh = (f) => this.emit('refresh', f);
     for (const c of opts.collectors) {
       const settings = opts.config.collectors[c.name];
       if (settings?.enabled) this.slots.set(c.name, { collector: c, settings });

@@ -14,7 +14,7 @@ export const CONDITIONS: { type: string; checks: string[] }[] = [
   { type: 'NodewardenDiskFull', checks: ['disk.usage', 'disk.inodes'] },
   { type: 'NodewardenFilesystemReadOnly', checks: ['disk.readonly'] },
   { type: 'NodewardenMountUnresponsive', checks: ['disk.unresponsive'] },
-  { type: 'NodewardenRuntimeUnresponsive', checks: ['runtime.unresponsive'] },
+  { type: 'NodewardenRuntimeUnresponsive', checks: ['runtime.unresponsive', 'runtime.down'] },
   { type: 'NodewardenRuntimeDrift', checks: ['runtime.drift'] },
   { type: 'NodewardenImmutableFiles', checks: ['immutable.file'] },
   { type: 'NodewardenMountHeld', checks: ['mount.holder'] },

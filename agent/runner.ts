@@ -43,6 +43,9 @@ interface Slot {
   timer?: NodeJS.Timeout;
   lastData?: unknown;
   lastStatus?: CollectorStatus;
+  /** Someone asked for a run at once while one was in flight: it yields early and runs again. */
+  rerun?: boolean;
+  tick?: () => void;
 }
 
 /**
@@ -121,6 +124,7 @@ export class Runner extends EventEmitter {
         log,
         signal: controller.signal,
         previous: slot.lastData,
+        rerunRequested: () => slot.rerun === true,
       }))();
     slot.startedAt = started;
     const settled = run.then(
@@ -202,14 +206,37 @@ export class Runner extends EventEmitter {
     this.stopped = false;
     const slots = [...this.slots.values()];
     slots.forEach((slot, i) => {
-      const tick = (): void => {
+      slot.tick = (): void => {
         if (this.stopped) return;
+        clearTimeout(slot.timer);
+        slot.timer = undefined;
+        slot.rerun = false;
         void this.runCollector(slot.collector.name).finally(() => {
-          if (!this.stopped) slot.timer = setTimeout(tick, slot.settings.interval);
+          if (this.stopped) return;
+          clearTimeout(slot.timer);
+          // A request that came in during the run: run again now, else at the interval.
+          slot.timer = setTimeout(slot.tick!, slot.rerun ? 0 : slot.settings.interval);
         });
       };
-      slot.timer = setTimeout(tick, Math.round((i * staggerMs) / Math.max(1, slots.length)));
+      slot.timer = setTimeout(slot.tick, Math.round((i * staggerMs) / Math.max(1, slots.length)));
     });
+  }
+
+  /**
+   * Runs these collectors now instead of at their next interval (a runtime event: a container died,
+   * its removal failed). One in flight is asked to yield early and runs again right after.
+   */
+  trigger(names: readonly string[]): void {
+    if (this.stopped) return;
+    for (const name of names) {
+      const slot = this.slots.get(name);
+      if (!slot?.tick) continue;
+      if (slot.inFlight) slot.rerun = true;
+      else {
+        clearTimeout(slot.timer);
+        slot.timer = setTimeout(slot.tick, 0);
+      }
+    }
   }
 
   stop(): void {

@@ -320,6 +320,11 @@ export class Runtimes implements RuntimeAccess {
     }
   }
 
+  /** The next snapshot is read afresh (a runtime event says the cached view is out of date). */
+  invalidate(): void {
+    this.cached = undefined;
+  }
+
   close(): void {
     this.containerd.close();
   }

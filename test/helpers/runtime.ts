@@ -86,6 +86,36 @@ export function startRuntime(): void {
   execFileSync('bash', [path.resolve('scripts/start-test-runtime.sh')], { stdio: 'ignore', timeout: 120_000 });
 }
 
+/** Starts containerd only (dockerd may be frozen meanwhile), and waits until it answers. */
+export function startContainerd(): void {
+  execFileSync('bash', [path.resolve('scripts/start-test-runtime.sh'), 'containerd'], { stdio: 'ignore', timeout: 60_000 });
+}
+
+/**
+ * Makes the drift that stays: dockerd frozen while containerd is killed and started again and the
+ * container's process dies, then dockerd resumed. dockerd never hears the exit: docker says running
+ * for good while containerd's task is STOPPED. Returns the container's id and its dead pid.
+ */
+export async function makePersistentDrift(name: string): Promise<{ id: string; pid: number }> {
+  const dockerd = ourDaemonPid('dockerd');
+  const ctd = ourDaemonPid('containerd');
+  if (dockerd === undefined || ctd === undefined) throw new Error('dockerd and containerd must be the ones scripts/start-test-runtime.sh started');
+  const id = runContainer(name, ['sleep', '600']);
+  const pid = Number(inspectField(name, '{{.State.Pid}}'));
+  const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  process.kill(dockerd, 'SIGSTOP');
+  try {
+    process.kill(ctd, 'SIGKILL');
+    await pause(500);
+    startContainerd();
+    process.kill(pid, 'SIGKILL');
+    await pause(1000);
+  } finally {
+    process.kill(dockerd, 'SIGCONT');
+  }
+  return { id, pid };
+}
+
 /** A tiny image of its own content (so each has its own id), labelled for scoped prunes. */
 export function makeLabelledImage(tag: string, label = 'nodewarden-test=prune'): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-img-'));

@@ -2,7 +2,7 @@
 // in containerd's k8s.io namespace (CRI-labelled, through ctr). Silent while that goes on; firing on the
 // real faults made on the same busy node.
 import t from 'tap';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { COLLECTORS } from '../../collectors/index.js';
 import { loadConfig } from '../../agent/config.js';
@@ -10,60 +10,11 @@ import { Runner } from '../../agent/runner.js';
 import type { Transition } from '../../agent/tracker.js';
 import { envFor, quietLog } from '../helpers/context.js';
 import { copyToContainerd, ctrTry, DOCKER, docker, dockerTry, ensureTestImage, inspectField, makePersistentDrift, ourDaemonPid, removeContainer, requireRuntime, runContainer, startRuntime, TEST_IMAGE } from '../helpers/runtime.js';
+import { heldByContainers, startChurn } from '../../bench/churn.js';
 import { makeLoopFs, requireLive } from '../helpers/live.js';
 
 const RUNTIME = ['runtime', 'drift', 'mounts', 'immutable'];
 const CHURN_SECONDS = 20;
-
-/** Whether any holder of a leaked mount descends from a container runtime (runc, a shim, a daemon). */
-function heldByContainers(evidence: Record<string, unknown>): boolean {
-  const holders = (evidence['holders'] as { pid: number }[] | undefined) ?? [];
-  return holders.some((h) => {
-    for (let pid = h.pid, hops = 0; pid > 1 && hops < 20; hops++) {
-      const stat = spawnSync('cat', [`/proc/${pid}/stat`], { encoding: 'utf8' }).stdout;
-      const comm = /\((.*)\)/.exec(stat)?.[1] ?? '';
-      if (/^(runc|containerd|dockerd|containerd-shim)/.test(comm)) return true;
-      pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (!Number.isFinite(pid)) break;
-    }
-    return false;
-  });
-}
-
-/** Loops of short-lived containers, each loop one process group we end by its pid. */
-function startChurn(criImage: string): ChildProcess[] {
-  const loops: ChildProcess[] = [];
-  for (const n of [1, 3, 5, 7]) {
-    loops.push(spawn('sh', ['-c', `while :; do ${DOCKER} run --rm --network none ${TEST_IMAGE} sh -c 'sleep 0.${n}' >/dev/null 2>&1; done`], { stdio: 'ignore', detached: true }));
-  }
-  // A crash-looping container in restart back-off: docker shows it running with pid 0 between attempts.
-  removeContainer('nw-churn-crashloop');
-  docker('run', '-d', '--network', 'none', '--name', 'nw-churn-crashloop', '--restart', 'always', TEST_IMAGE, 'sh', '-c', 'sleep 0.2; exit 1');
-  for (const n of [2, 4]) {
-    const labels = ['io.kubernetes.pod.name=churn-' + n, 'io.kubernetes.pod.namespace=default', 'io.kubernetes.container.name=work', `io.kubernetes.pod.uid=00000000-0000-4000-8000-00000000000${n}`, 'io.cri-containerd.kind=container'];
-    const script = `i=0; while :; do i=$((i+1)); ctr -n k8s.io run --rm ${labels.map((l) => `--label ${l}`).join(' ')} ${criImage} nw-churn-${n}-$i sh -c 'sleep 0.${n}' >/dev/null 2>&1; done`;
-    loops.push(spawn('sh', ['-c', script], { stdio: 'ignore', detached: true }));
-  }
-  return loops;
-}
-
-function stopChurn(loops: ChildProcess[]): void {
-  for (const l of loops) {
-    try {
-      if (l.pid) process.kill(-l.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  removeContainer('nw-churn-crashloop');
-  // What a killed loop left behind: our own containers only, by their name prefix.
-  for (const line of ctrTry('-n', 'k8s.io', 'containers', 'ls', '-q').stdout.split('\n')) {
-    if (!line.startsWith('nw-churn-')) continue;
-    ctrTry('-n', 'k8s.io', 'tasks', 'kill', '-s', 'SIGKILL', line);
-    ctrTry('-n', 'k8s.io', 'tasks', 'delete', line);
-    ctrTry('-n', 'k8s.io', 'containers', 'delete', line);
-  }
-}
 
 t.test('live: churn on dockerd and in k8s.io: no findings; the real faults on the same busy node fire', async (t) => {
   if (!requireRuntime(t)) return;
@@ -83,9 +34,9 @@ t.test('live: churn on dockerd and in k8s.io: no findings; the real faults on th
   // churn, and mounts held by processes no runtime started (a test's own `unshare -m`), are set aside.
   await runner.runOnce(RUNTIME);
   const baseline = new Set(runner.active().map((f) => f.id));
-  const loops = startChurn(criImage);
+  const churn = startChurn({ docker: DOCKER, image: TEST_IMAGE, criImage });
   t.teardown(() => {
-    stopChurn(loops);
+    churn.stop();
     for (const n of ['nw-churn-drift', 'nw-churn-immutable', 'nw-churn-held']) removeContainer(n);
     startRuntime();
   });

@@ -45,6 +45,8 @@ interface Slot {
   lastStatus?: CollectorStatus;
   /** Someone asked for a run at once while one was in flight: it yields early and runs again. */
   rerun?: boolean;
+  /** The next run is one a runtime event asked for (see CollectorContext.triggered). */
+  triggered?: boolean;
   tick?: () => void;
 }
 
@@ -125,7 +127,9 @@ export class Runner extends EventEmitter {
         signal: controller.signal,
         previous: slot.lastData,
         rerunRequested: () => slot.rerun === true,
+        triggered: slot.triggered === true,
       }))();
+    slot.triggered = false;
     slot.startedAt = started;
     const settled = run.then(
       (r) => ({ ok: true as const, r }),
@@ -231,6 +235,7 @@ export class Runner extends EventEmitter {
     for (const name of names) {
       const slot = this.slots.get(name);
       if (!slot?.tick) continue;
+      slot.triggered = true;
       if (slot.inFlight) slot.rerun = true;
       else {
         clearTimeout(slot.timer);

@@ -27,7 +27,7 @@ export async function benchSoak(opts: { seconds?: number } = {}): Promise<string
   const seconds = opts.seconds ?? 600;
   ensureTestImage();
   const criImage = copyToContainerd(TEST_IMAGE, 'k8s.io', ['nodewarden-test=churn']);
-  const config = loadConfig({ node: 'soak', sets: ['agent.listen='] });
+  const config = loadConfig({ node: 'soak', sets: ["agent.listen=''"] });
   const log = createLogger({ node: 'soak', level: 'silent' }) as never;
   const agent = await startAgent(config, { log });
   const transitions: { at: number; t: Transition }[] = [];

@@ -64,8 +64,17 @@ function rmi(c: RuntimeContainer): string {
 
 const POD_DIR_RE = /\/pods\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\//;
 
-/** Pure: findings for the flagged files, grouped and capped per owner. */
-export function evaluateImmutable(found: readonly Flagged[], containers: readonly RuntimeContainer[], config: ImmutableConfig): Observation[] {
+/** A docker overlay2 layer directory holding `file`, if it is in one. */
+export function layerDirOf(file: string): string | undefined {
+  return /^(.*\/overlay2\/[0-9a-f]{64})(\/|$)/.exec(file)?.[1];
+}
+
+/**
+ * Pure: findings for the flagged files, grouped and capped per owner. `images` maps image layer
+ * directories to the image using them: a file in a layer that no container and no image uses is in a
+ * layer orphaned by a failed image removal (docker untagged the image, then could not delete it).
+ */
+export function evaluateImmutable(found: readonly Flagged[], containers: readonly RuntimeContainer[], config: ImmutableConfig, images?: ReadonlyMap<string, string>): Observation[] {
   const out: Observation[] = [];
   const perOwner = new Map<string, number>();
   const counts = new Map<string, number>();
@@ -85,17 +94,26 @@ export function evaluateImmutable(found: readonly Flagged[], containers: readonl
     const attrs = attrLetters(f.bits);
     const kind = f.bits & ATTR_IMMUTABLE ? 'immutable' : 'append-only';
     const q = shellQuote(f.path);
+    const layer = c ? undefined : layerDirOf(f.path);
+    const image = layer ? images?.get(layer) : undefined;
+    const orphan = layer !== undefined && images !== undefined && image === undefined;
     const who = c ? `container ${c.name} (${c.id.slice(0, 12)})${c.workload.pod ? `, pod ${c.workload.namespace ?? ''}/${c.workload.pod}` : ''}` : podUid ? `pod ${podUid}` : 'no known container';
     const message = blocking
       ? `${q} is ${kind} (${attrs}) and blocks the removal of ${who}, which the runtime reports as ${c!.docker!.status}: the pod stays Terminating until the attribute is cleared.`
       : owner?.where === 'image'
         ? `${q} is ${kind} (${attrs}) in a layer of image ${c!.image}, used by ${who}: removing the image (${rmi(c!)}) will fail with "operation not permitted" after untagging it, and leave the layer on disk.`
-        : `${q} is ${kind} (${attrs}) in the storage of ${who}: when it is deleted, removal will fail with "operation not permitted" and the pod will hang in Terminating.`;
+        : image
+          ? `${q} is ${kind} (${attrs}) in a layer of image ${image}, which no container uses: removing the image (docker rmi ${shellQuote(image)}) will fail with "operation not permitted" after untagging it, and leave the layer on disk.`
+          : orphan
+            ? `${q} is ${kind} (${attrs}) in layer ${layer}, which no image and no container uses: a layer orphaned by a failed image removal (docker untagged the image, then could not delete this layer). Its disk space is not reclaimed until the attribute is cleared and the layer deleted.`
+            : `${q} is ${kind} (${attrs}) in the storage of ${who}: when it is deleted, removal will fail with "operation not permitted" and the pod will hang in Terminating.`;
     const evidence: Observation['evidence'] = {
       path: f.path,
       attributes: attrs,
       owner: c ? { container: c.id, name: c.name, state: c.docker?.status ?? c.containerd?.task?.status ?? 'unknown', layer: owner!.where } : null,
       podUid: c?.workload.podUid ?? podUid ?? null,
+      ...(image ? { image } : {}),
+      ...(orphan ? { orphanedLayer: layer } : {}),
       flaggedInSameOwner: counts.get(key) ?? 1,
     };
     const obs: Observation = {
@@ -104,7 +122,17 @@ export function evaluateImmutable(found: readonly Flagged[], containers: readonl
       subject: f.path,
       message,
       evidence,
-      remedy: `chattr -${f.bits & ATTR_IMMUTABLE ? 'i' : ''}${f.bits & ATTR_APPEND ? 'a' : ''} ${q}${c ? (owner!.where === 'image' ? `  # then the image can go: ${rmi(c)}` : `  # then retry the removal: ${c.manager === 'docker' ? 'docker rm -f' : 'crictl rm -f'} ${c.id.slice(0, 12)}`) : ''}`,
+      remedy: `chattr -${f.bits & ATTR_IMMUTABLE ? 'i' : ''}${f.bits & ATTR_APPEND ? 'a' : ''} ${q}${
+        c
+          ? owner!.where === 'image'
+            ? `  # then the image can go: ${rmi(c)}`
+            : `  # then retry the removal: ${c.manager === 'docker' ? 'docker rm -f' : 'crictl rm -f'} ${c.id.slice(0, 12)}`
+          : image
+            ? `  # then the image can go: docker rmi ${shellQuote(image)}`
+            : orphan
+              ? `; grep -rl ${path.basename(layer!)} /var/lib/docker/image/overlay2/layerdb/ || rm -rf ${shellQuote(layer!)}  # nothing references it`
+              : ''
+      }`,
     };
     const workload: Workload | undefined = c?.workload ?? (podUid ? { podUid } : undefined);
     if (workload) obs.workload = workload;
@@ -182,8 +210,11 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
       round += 1;
       sweptThisRound = swept;
       complete = { units: all.length, entries: r.entries, errors: r.errors };
+    } else if (ctx.triggered) {
+      // 3b. A run a runtime event asked for: the urgent scan above is the point; the sweep waits for
+      // the schedule, so the stuck removal is named in seconds.
     } else {
-      // 3b. The background sweep, paced to filesPerSecond, for at most sweepSlice; it yields early when
+      // 3c. The background sweep, paced to filesPerSecond, for at most sweepSlice; it yields early when
       // a runtime event asked for an urgent re-run (a container died or its removal failed).
       if (pending.length === 0) {
         pending = await listUnits(ctx);
@@ -199,8 +230,10 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
         swept += r.entries;
         units += 1;
         for (const [p, bits] of r.flagged) found.set(fromAgent(p), bits);
-        // Spend at least entries / budget seconds per unit, on average.
-        await sleep((r.entries / config.filesPerSecond) * 1000 - (ctx.now() - started), signal);
+        // Spend at least entries / budget seconds per unit, on average; in short steps, so an urgent
+        // re-run (a container stuck in removal) does not wait out the pause after a large layer.
+        const pauseEnd = started + (r.entries / config.filesPerSecond) * 1000;
+        while (!signal.aborted && !ctx.rerunRequested?.() && ctx.now() < pauseEnd) await sleep(Math.min(250, pauseEnd - ctx.now()), signal);
       }
       sweptThisRound += swept;
     }
@@ -217,7 +250,9 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
         const bits = attrs.attrsOf(toAgent(f.path));
         return bits ? [{ path: f.path, bits }] : [];
       });
-      const obs = evaluateImmutable(now, view.containers, config);
+      const unowned = now.some((f) => layerDirOf(f.path) !== undefined && !ownerOf(f.path, view.containers));
+      const images = unowned && ctx.runtime.imageLayers && !view.stale?.includes('docker') ? await ctx.runtime.imageLayers() : undefined;
+      const obs = evaluateImmutable(now, view.containers, config, images);
       // The attribute is a durable fact; what must hold still is the owner (removing -> dead is the
       // same blocked removal, a container that went away is not).
       return obs.map((observation) => ({ observation, facts: `${observation.severity}|${ownerOf(observation.subject, view.containers)?.container.id ?? '-'}` }));

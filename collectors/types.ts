@@ -140,6 +140,12 @@ export interface RuntimeAccess {
    * `since`: only a view taken at or after this time will do (a fresh read for confirmation).
    */
   snapshot(opts?: { since?: number }): Promise<RuntimeSnapshot>;
+  /**
+   * Image layer directories (host paths, e.g. /var/lib/docker/overlay2/ID) -> the image that uses
+   * them (its first tag, else its id); undefined when docker cannot tell. Asked only when a flagged
+   * file has no container. Never throws.
+   */
+  imageLayers?(): Promise<Map<string, string> | undefined>;
   /** Asks each runtime whether it answers (the probe: the one call allowed to wait on a frozen runtime). Never throws. */
   ping(): Promise<RuntimeState[]>;
   /**
@@ -172,6 +178,11 @@ export interface CollectorContext<TConfig, TData> {
    * died or its removal failed): long work (a paced sweep) should yield early, the runner re-runs it.
    */
   rerunRequested?(): boolean;
+  /**
+   * True when this run was asked for by a runtime event rather than the schedule: do the urgent part
+   * (a container stuck in removal) and leave background work (the paced sweep) to scheduled runs.
+   */
+  triggered?: boolean;
 }
 
 export type CollectResult<TData> =

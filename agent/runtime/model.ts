@@ -320,6 +320,35 @@ export class Runtimes implements RuntimeAccess {
     }
   }
 
+  private readonly imageLayerCache = new Map<string, string[]>();
+
+  /** Undefined when docker cannot tell (then no layer may be called orphaned). */
+  async imageLayers(): Promise<Map<string, string> | undefined> {
+    const out = new Map<string, string>();
+    const state = await this.stateForRead('docker');
+    if (state.status !== 'ok') return undefined;
+    try {
+      const images = await this.docker.images();
+      const live = new Set(images.map((i) => i.Id));
+      for (const id of this.imageLayerCache.keys()) if (!live.has(id)) this.imageLayerCache.delete(id);
+      for (const img of images) {
+        let dirs = this.imageLayerCache.get(img.Id);
+        if (!dirs) {
+          const ins = await this.docker.inspectImage(img.Id);
+          const gd = ins.GraphDriver.Data ?? {};
+          dirs = [...(gd['LowerDir'] ?? '').split(':'), gd['UpperDir'] ?? ''].filter(Boolean).map((d) => d.replace(/\/diff$/, ''));
+          this.imageLayerCache.set(img.Id, dirs);
+        }
+        const name = img.RepoTags?.find((t) => t !== '<none>:<none>') ?? img.Id.replace(/^sha256:/, '').slice(0, 12);
+        for (const d of dirs) if (!out.has(d)) out.set(d, name);
+      }
+    } catch (err) {
+      if (errCode(err) === 'NW_ERR_TIMEOUT') this.failed('docker', err, 0);
+      return undefined;
+    }
+    return out;
+  }
+
   /** The next snapshot is read afresh (a runtime event says the cached view is out of date). */
   invalidate(): void {
     this.cached = undefined;

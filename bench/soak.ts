@@ -2,14 +2,13 @@
 // the whole time; containerd and dockerd are restarted in the middle; faults are injected at known
 // times (an immutable file + failed removal, a persistent drift, a volume held after its container is
 // gone, dockerd frozen for 30 s). Reports false transitions and, per fault, injection -> finding.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
 import { loadConfig } from '../agent/config.js';
 import { startAgent } from '../agent/daemon.js';
 import { createLogger } from '../agent/log.js';
 import type { Transition } from '../agent/tracker.js';
 import type { Finding } from '../protocol/finding.js';
-import { copyToContainerd, DOCKER, docker, dockerTry, ensureTestImage, inspectField, makePersistentDrift, ourDaemonPid, removeContainer, runContainer, startRuntime, TEST_IMAGE } from '../test/helpers/runtime.js';
+import { copyToContainerd, DOCKER, docker, ensureTestImage, makeImmutableContainer, makePersistentDrift, ourDaemonPid, removeContainer, runContainer, startRuntime, TEST_IMAGE } from '../test/helpers/runtime.js';
 import { makeLoopFs } from '../test/helpers/live.js';
 import { heldByContainers, startChurn, type Churn } from './churn.js';
 
@@ -72,16 +71,11 @@ export async function benchSoak(opts: { seconds?: number } = {}): Promise<string
     windows.push({ from, to: Date.now() + 30_000, what: 'dockerd restart' });
 
     await until(at(0.45));
-    runContainer('nw-soak-immutable', ['sh', '-c', 'echo x > /data/locked; sleep 600']);
-    await sleep(500);
-    state.locked = path.join(inspectField('nw-soak-immutable', '{{.GraphDriver.Data.UpperDir}}'), 'data', 'locked');
-    execFileSync('chattr', ['+i', state.locked]);
-    cleanups.push(() => {
-      spawnSync('chattr', ['-i', state.locked!]);
-      removeContainer('nw-soak-immutable');
-    });
+    const stuck = await makeImmutableContainer('nw-soak-immutable');
+    state.locked = stuck.locked;
+    cleanups.push(() => stuck.cleanup());
     fault('immutable').at = Date.now();
-    dockerTry('rm', '-f', 'nw-soak-immutable');
+    stuck.remove();
 
     await until(at(0.55));
     // The churn pauses while the drift is made: containers that die while dockerd is frozen drift for

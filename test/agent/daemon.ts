@@ -1,11 +1,9 @@
 import t from 'tap';
-import { execFileSync, spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { loadConfig } from '../../agent/config.js';
 import { startAgent } from '../../agent/daemon.js';
 import type { Transition } from '../../agent/tracker.js';
 import { quietLog } from '../helpers/context.js';
-import { dockerTry, ensureTestImage, inspectField, removeContainer, requireRuntime, runContainer } from '../helpers/runtime.js';
+import { ensureTestImage, makeImmutableContainer, requireRuntime } from '../helpers/runtime.js';
 
 t.test('live: a container stuck in removal is named by the event it causes, not at the next interval', async (t) => {
   if (!requireRuntime(t)) return;
@@ -24,16 +22,11 @@ t.test('live: a container stuck in removal is named by the event it causes, not 
   for (let i = 0; i < 600 && runs.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
   t.equal(runs.length, 1, 'the first scheduled run is done');
 
-  runContainer('nw-events-stuck', ['sh', '-c', 'echo x > /data/locked; sleep 600']);
-  await new Promise((r) => setTimeout(r, 500));
-  const locked = path.join(inspectField('nw-events-stuck', '{{.GraphDriver.Data.UpperDir}}'), 'data', 'locked');
-  execFileSync('chattr', ['+i', locked]);
-  t.teardown(() => {
-    spawnSync('chattr', ['-i', locked]);
-    removeContainer('nw-events-stuck');
-  });
+  const stuck = await makeImmutableContainer('nw-events-stuck');
+  t.teardown(() => stuck.cleanup());
+  const { locked } = stuck;
   const removedAt = Date.now();
-  t.not(dockerTry('rm', '-f', 'nw-events-stuck').code, 0, 'docker rm -f fails');
+  t.not(stuck.remove().code, 0, 'docker rm -f fails');
   let hit: { at: number; t: Transition } | undefined;
   for (let i = 0; i < 600 && !hit; i++) {
     await new Promise((r) => setTimeout(r, 100));

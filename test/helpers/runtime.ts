@@ -116,6 +116,26 @@ export async function makePersistentDrift(name: string): Promise<{ id: string; p
   return { id, pid };
 }
 
+/**
+ * A container whose writable layer holds a file made immutable: `remove()` (docker rm -f) then fails
+ * with "operation not permitted", as the runbooks' stuck pods do. `cleanup()` clears the attribute and
+ * removes the container.
+ */
+export async function makeImmutableContainer(name: string): Promise<{ locked: string; remove(): { code: number | null; stderr: string }; cleanup(): void }> {
+  runContainer(name, ['sh', '-c', 'echo x > /data/locked; sleep 600']);
+  await new Promise((r) => setTimeout(r, 500));
+  const locked = path.join(inspectField(name, '{{.GraphDriver.Data.UpperDir}}'), 'data', 'locked');
+  execFileSync('chattr', ['+i', locked]);
+  return {
+    locked,
+    remove: () => dockerTry('rm', '-f', name),
+    cleanup() {
+      spawnSync('chattr', ['-i', locked]);
+      removeContainer(name);
+    },
+  };
+}
+
 /** A tiny image of its own content (so each has its own id), labelled for scoped prunes. */
 export function makeLabelledImage(tag: string, label = 'nodewarden-test=prune'): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-img-'));

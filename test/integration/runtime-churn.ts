@@ -2,14 +2,13 @@
 // in containerd's k8s.io namespace (CRI-labelled, through ctr). Silent while that goes on; firing on the
 // real faults made on the same busy node.
 import t from 'tap';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
 import { COLLECTORS } from '../../collectors/index.js';
 import { loadConfig } from '../../agent/config.js';
 import { Runner } from '../../agent/runner.js';
 import type { Transition } from '../../agent/tracker.js';
 import { envFor, quietLog } from '../helpers/context.js';
-import { copyToContainerd, ctrTry, DOCKER, docker, dockerTry, ensureTestImage, inspectField, makePersistentDrift, ourDaemonPid, removeContainer, requireRuntime, runContainer, startRuntime, TEST_IMAGE } from '../helpers/runtime.js';
+import { copyToContainerd, ctrTry, DOCKER, docker, dockerTry, ensureTestImage, inspectField, makeImmutableContainer, makePersistentDrift, ourDaemonPid, removeContainer, requireRuntime, runContainer, startRuntime, TEST_IMAGE } from '../helpers/runtime.js';
 import { heldByContainers, startChurn } from '../../bench/churn.js';
 import { makeLoopFs, requireLive } from '../helpers/live.js';
 
@@ -37,7 +36,7 @@ t.test('live: churn on dockerd and in k8s.io: no findings; the real faults on th
   const churn = startChurn({ docker: DOCKER, image: TEST_IMAGE, criImage });
   t.teardown(() => {
     churn.stop();
-    for (const n of ['nw-churn-drift', 'nw-churn-immutable', 'nw-churn-held']) removeContainer(n);
+    for (const n of ['nw-churn-drift', 'nw-churn-held']) removeContainer(n);
     startRuntime();
   });
 
@@ -80,14 +79,10 @@ t.test('live: churn on dockerd and in k8s.io: no findings; the real faults on th
 
   mark('drift checked');
   // 3. An immutable file blocking a removal.
-  runContainer('nw-churn-immutable', ['sh', '-c', 'echo x > /data/locked; sleep 600']);
-  await new Promise((r) => setTimeout(r, 500));
-  const locked = path.join(inspectField('nw-churn-immutable', '{{.GraphDriver.Data.UpperDir}}'), 'data', 'locked');
-  execFileSync('chattr', ['+i', locked]);
-  t.teardown(() => {
-    spawnSync('chattr', ['-i', locked]);
-  });
-  t.not(dockerTry('rm', '-f', 'nw-churn-immutable').code, 0, 'docker rm -f fails');
+  const stuck = await makeImmutableContainer('nw-churn-immutable');
+  t.teardown(() => stuck.cleanup());
+  const { locked } = stuck;
+  t.not(stuck.remove().code, 0, 'docker rm -f fails');
   cycle = await runner.runOnce(RUNTIME);
   active = runner.active();
   t.equal(active.find((f) => f.check === 'immutable.file' && f.subject === locked)?.severity, 'critical', 'the immutable file blocking the removal fires');
@@ -113,5 +108,4 @@ t.test('live: churn on dockerd and in k8s.io: no findings; the real faults on th
   t.ok(cycle.statuses.every((s) => s.status === 'ok'), 'every collector ok');
   mark('mount checked');
   holder.kill('SIGKILL');
-  execFileSync('chattr', ['-i', locked]);
 });

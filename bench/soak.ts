@@ -8,8 +8,9 @@ import { startAgent } from '../agent/daemon.js';
 import { createLogger } from '../agent/log.js';
 import type { Transition } from '../agent/tracker.js';
 import type { Finding } from '../protocol/finding.js';
-import { copyToContainerd, DOCKER, docker, ensureTestImage, makeImmutableContainer, makePersistentDrift, ourDaemonPid, removeContainer, runContainer, startRuntime, TEST_IMAGE } from '../test/helpers/runtime.js';
-import { makeLoopFs } from '../test/helpers/live.js';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
+import { copyToContainerd, DOCKER, docker, dockerTry, makeImmutableContainer, makePersistentDrift, ourDaemonPid, removeContainer, runContainer, startRuntime, TEST_IMAGE } from './runtime-faults.js';
 import { heldByContainers, startChurn, type Churn } from './churn.js';
 
 interface Fault {
@@ -24,7 +25,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function benchSoak(opts: { seconds?: number } = {}): Promise<string> {
   const seconds = opts.seconds ?? 600;
-  ensureTestImage();
+  if (dockerTry('image', 'inspect', TEST_IMAGE).code !== 0) throw new Error(`soak needs the test image ${TEST_IMAGE}: run npm test once (it builds it offline)`);
   const criImage = copyToContainerd(TEST_IMAGE, 'k8s.io', ['nodewarden-test=churn']);
   const config = loadConfig({ node: 'soak', sets: ["agent.listen=''"] });
   const log = createLogger({ node: 'soak', level: 'silent' }) as never;
@@ -36,11 +37,11 @@ export async function benchSoak(opts: { seconds?: number } = {}): Promise<string
   const windows: { from: number; to: number; what: string }[] = [];
   let churn: Churn | undefined;
   const newChurn = () => startChurn({ docker: DOCKER, image: TEST_IMAGE, criImage, dockerLoops: 4, criLoops: 2, prefix: 'nw-soak' });
-  const state: { driftId?: string; locked?: string; device?: string } = {};
+  const state: { driftId?: string; locked?: string; volume?: string } = {};
   const faults: Fault[] = [
     { name: 'immutable file + failed docker rm -f', goal: '<= 5 s', matches: (f) => f.check === 'immutable.file' && f.subject === state.locked && f.severity === 'critical' },
     { name: 'persistent drift', goal: '<= 30 s interval + 2 s settle', matches: (f) => f.check === 'runtime.drift' && f.subject === state.driftId },
-    { name: 'volume held after its container is gone', goal: '<= 60 s interval + 2 s settle', matches: (f) => f.check === 'mount.holder' && state.device !== undefined && String(f.evidence['mount']).includes(state.device) },
+    { name: 'volume held after its container is gone', goal: '<= 60 s interval + 2 s settle', matches: (f) => f.check === 'mount.holder' && state.volume !== undefined && f.subject.endsWith(` ${state.volume}`) },
     { name: 'dockerd frozen (SIGSTOP 30 s)', goal: '<= runtime.timeout + 1 s after the next probe', matches: (f) => f.check === 'runtime.unresponsive' && f.subject === 'docker' },
   ];
   const fault = (name: string) => faults.find((f) => f.name.startsWith(name))!;
@@ -90,16 +91,23 @@ export async function benchSoak(opts: { seconds?: number } = {}): Promise<string
     churn = newChurn();
 
     await until(at(0.65));
-    const volume = makeLoopFs(16);
-    state.device = volume.device;
-    cleanups.push(() => volume.cleanup());
-    runContainer('nw-soak-held', ['sleep', '600'], ['-v', `${volume.mountPoint}:/data`]);
+    // A pod volume (a tmpfs under kubelet's pods dir) a container used, copied into another process's
+    // namespace; the container goes and the volume is unmounted on the host, as kubelet does.
+    const podDir = `/var/lib/kubelet/pods/${randomUUID()}`;
+    state.volume = `${podDir}/volumes/kubernetes.io~empty-dir/nw-soak`;
+    mkdirSync(state.volume, { recursive: true });
+    spawnSync('mount', ['-t', 'tmpfs', 'nw-soak-volume', state.volume]);
+    cleanups.push(() => {
+      spawnSync('umount', ['-l', state.volume!]);
+      rmSync(podDir, { recursive: true, force: true });
+    });
+    runContainer('nw-soak-held', ['sleep', '600'], ['-v', `${state.volume}:/data`]);
     const keepOnly = `awk '{print $5}' /proc/self/mountinfo | grep -E '^(/var/lib/docker/|/run/containerd/|/run/docker/)' | sort -r | while read m; do umount -l "$m" 2>/dev/null; done; exec sleep 900`;
     const holder = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', keepOnly], { stdio: 'ignore' });
     cleanups.push(() => holder.kill('SIGKILL'));
     await sleep(500);
     docker('rm', '-f', 'nw-soak-held');
-    spawnSync('umount', [volume.mountPoint]);
+    spawnSync('umount', [state.volume]);
     fault('volume').at = Date.now();
 
     await until(at(0.8));

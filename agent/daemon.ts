@@ -10,6 +10,7 @@ import { createAgentServer } from './exporters/http.js';
 import { configuredSandboxes, prune } from './actions/prune.js';
 import { Runner } from './runner.js';
 import { Runtimes } from './runtime/model.js';
+import { DockerEvents, followDockerEvents } from './runtime/events.js';
 import { StreamClient } from './exporters/aggregator-link.js';
 import { NodeExporter } from './exporters/kubernetes.js';
 import { KubeClient } from './kube/client.js';
@@ -63,6 +64,25 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
       });
   };
 
+  // Runtime events make the runtime collectors look again at once (a container stuck in removal named
+  // in seconds, not at the next interval); polling stays the safety net.
+  const runtimes = env.runtime as Runtimes;
+  const dockerEvents = new DockerEvents(env.host.hostPath(config.runtime.dockerSocket), config.runtime.timeout);
+  const unfollow = followDockerEvents(dockerEvents, {
+    invalidate: () => runtimes.invalidate(),
+    containerStatus: async (id) => {
+      try {
+        const ins = await runtimes.docker.inspect(id);
+        return { status: ins.State.Status, dead: ins.State.Dead || ins.State.Status === 'dead', removing: ins.State.Status === 'removing' };
+      } catch (err) {
+        if ((err as { statusCode?: number }).statusCode === 404) return undefined;
+        throw err;
+      }
+    },
+    trigger: (names) => runner.trigger(names),
+    log: opts.log.child({ component: 'runtime-events' }),
+  });
+
   const stream = opts.aggregator
     ? new StreamClient({ url: opts.aggregator.url, token: opts.aggregator.token, runner, node: config.node, version: AGENT_VERSION, log: opts.log.child({ component: 'stream' }), heartbeatMs: config.agent.heartbeat, onCommand })
     : undefined;
@@ -70,6 +90,8 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
     runner,
     async stop() {
       runner.stop();
+      unfollow();
+      dockerEvents.stop();
       stream?.stop();
       daemon.exporter?.stop();
       if (daemon.server) await new Promise<void>((resolve) => daemon.server!.close(() => resolve()));
@@ -96,6 +118,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
     await daemon.exporter.start();
   }
   runner.start();
+  dockerEvents.start();
   stream?.start();
   return daemon;
 }

@@ -43,9 +43,17 @@ interface Slot {
   timer?: NodeJS.Timeout;
   lastData?: unknown;
   lastStatus?: CollectorStatus;
+  /** Someone asked for a run at once while one was in flight: it yields early and runs again. */
+  rerun?: boolean;
+  /** The next run is one a runtime event asked for (see CollectorContext.triggered). */
+  triggered?: boolean;
+  tick?: () => void;
 }
 
-/** Emits 'transition' (Transition) and 'status' (CollectorStatus). */
+/**
+ * Emits 'transition' (Transition), 'status' (CollectorStatus) and 'refresh' (Finding: the numbers of
+ * an active finding changed, its meaning did not; not a transition, so no tail line or Event).
+ */
 export class Runner extends EventEmitter {
   readonly tracker: FindingTracker;
   private readonly slots = new Map<string, Slot>();
@@ -58,6 +66,7 @@ export class Runner extends EventEmitter {
     this.opts = opts;
     this.now = opts.now ?? Date.now;
     this.tracker = new FindingTracker(opts.config.node);
+    this.tracker.onRefresh = (f) => this.emit('refresh', f);
     for (const c of opts.collectors) {
       const settings = opts.config.collectors[c.name];
       if (settings?.enabled) this.slots.set(c.name, { collector: c, settings });
@@ -117,7 +126,10 @@ export class Runner extends EventEmitter {
         log,
         signal: controller.signal,
         previous: slot.lastData,
+        rerunRequested: () => slot.rerun === true,
+        triggered: slot.triggered === true,
       }))();
+    slot.triggered = false;
     slot.startedAt = started;
     const settled = run.then(
       (r) => ({ ok: true as const, r }),
@@ -198,14 +210,38 @@ export class Runner extends EventEmitter {
     this.stopped = false;
     const slots = [...this.slots.values()];
     slots.forEach((slot, i) => {
-      const tick = (): void => {
+      slot.tick = (): void => {
         if (this.stopped) return;
+        clearTimeout(slot.timer);
+        slot.timer = undefined;
+        slot.rerun = false;
         void this.runCollector(slot.collector.name).finally(() => {
-          if (!this.stopped) slot.timer = setTimeout(tick, slot.settings.interval);
+          if (this.stopped) return;
+          clearTimeout(slot.timer);
+          // A request that came in during the run: run again now, else at the interval.
+          slot.timer = setTimeout(slot.tick!, slot.rerun ? 0 : slot.settings.interval);
         });
       };
-      slot.timer = setTimeout(tick, Math.round((i * staggerMs) / Math.max(1, slots.length)));
+      slot.timer = setTimeout(slot.tick, Math.round((i * staggerMs) / Math.max(1, slots.length)));
     });
+  }
+
+  /**
+   * Runs these collectors now instead of at their next interval (a runtime event: a container died,
+   * its removal failed). One in flight is asked to yield early and runs again right after.
+   */
+  trigger(names: readonly string[]): void {
+    if (this.stopped) return;
+    for (const name of names) {
+      const slot = this.slots.get(name);
+      if (!slot?.tick) continue;
+      slot.triggered = true;
+      if (slot.inFlight) slot.rerun = true;
+      else {
+        clearTimeout(slot.timer);
+        slot.timer = setTimeout(slot.tick, 0);
+      }
+    }
   }
 
   stop(): void {

@@ -9,22 +9,34 @@ export interface Transition {
   finding: Finding;
 }
 
+/** A message's meaning without its live numbers: "131,071 of 131,072" and "131,072 of 131,072" mean the same. */
+export function meaning(text: string): string {
+  return text.replace(/\d[\d,.]*/g, '#');
+}
+
+/**
+ * An update is news only when the severity or the meaning changes; a count that ticks refreshes the
+ * finding's message and evidence (what active() and snapshots carry) without a transition.
+ */
 function sameContent(a: Finding, b: Observation): boolean {
-  return a.severity === b.severity && a.message === b.message && a.remedy === b.remedy;
+  return a.severity === b.severity && meaning(a.message) === meaning(b.message) && meaning(a.remedy) === meaning(b.remedy);
 }
 
 export class FindingTracker {
   readonly node: string;
   /** source (a collector, or the runner's own checks about a collector) -> id -> finding */
   private readonly bySource = new Map<string, Map<string, Finding>>();
+  /** Called for a finding whose numbers changed but whose meaning did not (no transition). */
+  onRefresh: ((finding: Finding) => void) | undefined;
 
   constructor(node: string) {
     this.node = node;
   }
 
   /**
-   * Records what `source` observed this cycle. New problems fire, changed ones (severity, message)
-   * update, and problems `source` raised before but not now resolve.
+   * Records what `source` observed this cycle. New problems fire, changed ones (severity, meaning)
+   * update, and problems `source` raised before but not now resolve. Findings whose numbers alone
+   * changed are refreshed in place and passed to `onRefresh` (for exporters that mirror numbers).
    */
   update(source: string, observations: readonly Observation[], now: number): Transition[] {
     const iso = new Date(now).toISOString();
@@ -39,6 +51,7 @@ export class FindingTracker {
       next.set(id, finding);
       if (!before) transitions.push({ type: 'firing', finding });
       else if (!sameContent(before, obs)) transitions.push({ type: 'updated', finding });
+      else if (before.message !== obs.message || JSON.stringify(before.evidence) !== JSON.stringify(obs.evidence)) this.onRefresh?.(finding);
     }
     for (const [id, before] of previous) {
       if (!next.has(id)) transitions.push({ type: 'resolved', finding: { ...before, state: 'resolved', lastSeen: iso } });

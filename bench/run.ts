@@ -4,6 +4,7 @@ import { benchFootprint } from './footprint.js';
 import { benchImmutable } from './immutable.js';
 import { benchMounts } from './mounts.js';
 import { benchSockets } from './sockets.js';
+import { benchSoak } from './soak.js';
 
 const BENCHES: Record<string, () => Promise<string>> = {
   sockets: () => benchSockets(),
@@ -12,9 +13,24 @@ const BENCHES: Record<string, () => Promise<string>> = {
   aggregator: async () => `${await benchAggregator()}\n\n${await benchHostile()}`,
   hostile: () => benchHostile(),
   footprint: () => benchFootprint(),
+  soak: () => benchSoak(options.duration === undefined ? {} : { seconds: options.duration }),
 };
 
-const wanted = process.argv.slice(2);
+// Options: --duration 10m (or seconds) for soak.
+const options: { duration?: number } = {};
+const args = process.argv.slice(2);
+const wanted: string[] = [];
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--duration') {
+    const v = args[++i] ?? '';
+    const m = /^(\d+)(s|m)?$/.exec(v);
+    if (!m) {
+      process.stderr.write(`bench: --duration wants 90s or 10m, not ${v}\n`);
+      process.exit(2);
+    }
+    options.duration = Number(m[1]) * (m[2] === 'm' ? 60 : 1);
+  } else wanted.push(args[i]!);
+}
 const unknown = wanted.filter((w) => !(w in BENCHES));
 if (unknown.length > 0) {
   process.stderr.write(`bench: unknown ${unknown.join(', ')} (known: ${Object.keys(BENCHES).join(', ')})\n`);

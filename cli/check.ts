@@ -6,6 +6,7 @@ import { COLLECTORS, collectorNames } from '../collectors/index.js';
 import type { DiskData } from '../collectors/disk.js';
 import type { SocketsData } from '../collectors/sockets.js';
 import type { SockstatData } from '../collectors/sockstat.js';
+import type { ImmutableData } from '../collectors/immutable.js';
 import { formatBytes } from '../collectors/common/text.js';
 import { loadConfig } from '../agent/config.js';
 import { collectHostFacts, type HostFacts } from '../agent/host/facts.js';
@@ -54,7 +55,9 @@ export async function runCheck(opts: CheckOptions, out: NodeJS.WriteStream): Pro
     throw new NodewardenError('NW_ERR_USAGE', `--only: unknown collector${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (known: ${known.join(', ')})`);
   }
   const hostRoot = opts.hostRoot === undefined ? undefined : checkHostRoot(opts.hostRoot);
-  const sets = [...opts.sets];
+  // A one-shot answer covers all container storage at once, on every core; the paced sweep is the
+  // continuous agent's (a user's own --set still wins).
+  const sets = ['collectors.immutable.complete=true', ...opts.sets];
   // --only runs what it names, even a collector the config disables.
   for (const n of opts.only ?? []) sets.push(`collectors.${n}.enabled=true`);
   const config = loadConfig({ file: opts.config, sets, hostRoot, node: opts.node });
@@ -121,6 +124,14 @@ export function renderReport(r: CheckReport, p: Painter, columns?: number): stri
         sockets.top.map((h) => [String(h.pid), esc(h.comm), String(h.sockets), String(h.fds), h.nofileSoft === undefined ? '-' : String(h.nofileSoft), esc(h.containerName ?? (h.containerId ? h.containerId.slice(0, 12) : '-')), truncate(esc(h.cmdline.replace(/\s+/g, ' ')), width)]),
         { rightAlign: [0, 2, 3, 4] },
       )}`,
+    );
+  }
+  const imm = r.data['immutable'] as ImmutableData | undefined;
+  if (imm) {
+    parts.push(
+      imm.complete
+        ? `${p.bold('Container storage')}: examined all ${imm.complete.units} units (${imm.complete.entries.toLocaleString('en-US')} entries${imm.complete.errors ? `, ${imm.complete.errors} unreadable` : ''}) for immutable and append-only files`
+        : `${p.bold('Container storage')}: examined ${imm.lastCycle.units} units (${imm.lastCycle.swept.toLocaleString('en-US')} entries); ${imm.pending.length} units not examined in this run`,
     );
   }
   parts.push(renderFindings(r.findings, p));

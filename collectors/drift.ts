@@ -2,13 +2,17 @@
 // containerd out of sync": docker says running while the task is STOPPED or gone and the process is dead.
 import type { Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
-import type { Collector, HostAccess, RuntimeContainer } from './types.js';
+import { confirmSuspects, containerFacts } from './common/confirm.js';
+import type { CollectResult, Collector, HostAccess, RuntimeContainer } from './types.js';
 
 export const driftConfigSpec = s.object({});
 export type DriftConfig = Infer<typeof driftConfigSpec>;
 
 export interface DriftData {
   checked: number;
+  /** Suspects seen on the first read, and how many the second read after the settle window dismissed. */
+  suspected: number;
+  dismissed: number;
 }
 
 /** What the kernel says about a pid: alive, a zombie, or gone. */
@@ -58,7 +62,8 @@ export function evaluateDrift(containers: readonly RuntimeContainer[], pids: Rea
         continue;
       }
     }
-    if (d && !d.running && task?.status === 'RUNNING' && pids.get(task.pid) === 'alive') {
+    // Restart back-off (State.Restarting) is a transition by design: docker starts a new task soon.
+    if (d && !d.running && !d.restarting && task?.status === 'RUNNING' && pids.get(task.pid) === 'alive') {
       out.push({
         ...base,
         severity: 'warning',
@@ -100,18 +105,35 @@ export const drift: Collector<DriftConfig, DriftData> = {
   waitsFor: ['runtime.timeout'],
   configSpec: driftConfigSpec,
   async collect(ctx) {
-    const snap = await ctx.runtime.snapshot();
-    const docker = snap.runtimes.find((r) => r.name === 'docker');
-    const containerd = snap.runtimes.find((r) => r.name === 'containerd');
-    if (containerd?.status === 'absent') return { kind: 'no-data', reason: 'no containerd socket on this node' };
-    const down = [docker, containerd].filter((r) => r && r.status !== 'ok' && r.status !== 'absent');
-    if (down.length > 0) return { kind: 'unavailable', reason: down.map((r) => `${r!.name} ${r!.status}`).join(', ') };
-    const pids = new Map<number, PidState>();
-    for (const c of snap.containers) {
-      for (const pid of [c.docker?.pid, c.containerd?.task?.pid]) {
-        if (pid && !pids.has(pid)) pids.set(pid, await pidState(ctx.host, pid));
+    // Only the latest read's verdict counts: a runtime that stops answering between the two reads
+    // makes the collector unavailable, not a source of findings.
+    let verdict: CollectResult<DriftData> | undefined;
+    let checked = 0;
+    const { observations, suspected, dismissed } = await confirmSuspects(ctx, async (since) => {
+      verdict = undefined;
+      const snap = await ctx.runtime.snapshot(since === undefined ? {} : { since });
+      const docker = snap.runtimes.find((r) => r.name === 'docker');
+      const containerd = snap.runtimes.find((r) => r.name === 'containerd');
+      if (containerd?.status === 'absent') {
+        verdict = { kind: 'no-data', reason: 'no containerd socket on this node' };
+        return [];
       }
-    }
-    return { kind: 'ok', observations: evaluateDrift(snap.containers, pids), data: { checked: snap.containers.length } };
+      const down = [docker, containerd].filter((r) => r && r.status !== 'ok' && r.status !== 'absent');
+      if (down.length > 0) {
+        verdict = { kind: 'unavailable', reason: down.map((r) => `${r!.name} ${r!.status}`).join(', ') };
+        return [];
+      }
+      const pids = new Map<number, PidState>();
+      for (const c of snap.containers) {
+        for (const pid of [c.docker?.pid, c.containerd?.task?.pid]) {
+          if (pid && !pids.has(pid)) pids.set(pid, await pidState(ctx.host, pid));
+        }
+      }
+      checked = snap.containers.length;
+      const byId = new Map(snap.containers.map((c) => [c.id, c]));
+      return evaluateDrift(snap.containers, pids).map((observation) => ({ observation, facts: containerFacts(byId.get(observation.subject)) }));
+    });
+    if (verdict) return verdict;
+    return { kind: 'ok', observations, data: { checked, suspected, dismissed } };
   },
 };

@@ -5,6 +5,8 @@
 import path from 'node:path';
 import type { Observation, Workload } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
+import os from 'node:os';
+import { confirmSuspects, sleep } from './common/confirm.js';
 import { shellQuote } from './common/text.js';
 import { ATTR_APPEND, ATTR_IMMUTABLE, type Collector, type CollectorContext, type RuntimeContainer } from './types.js';
 
@@ -16,6 +18,7 @@ export const immutableConfigSpec = s.object({
   filesPerSecond: s.number({ default: 1000, min: 1, doc: 'background sweep budget: files examined per second, on average (1,000 is about 2 millicores)' }),
   sweepSlice: s.duration({ default: '10s', min: 100, doc: 'how long one cycle may spend sweeping before it yields' }),
   maxPerContainer: s.number({ default: 10, min: 1, integer: true, doc: 'findings per container (or unit); the rest are counted in the evidence' }),
+  complete: s.boolean({ default: false, doc: 'scan all storage in one pass on every core instead of the paced sweep (what nodewarden check does)' }),
 });
 export type ImmutableConfig = Infer<typeof immutableConfigSpec>;
 
@@ -33,6 +36,8 @@ export interface ImmutableData {
   round: number;
   sweptThisRound: number;
   lastCycle: { urgentScanned: number; swept: number; units: number };
+  /** In complete mode: every unit of storage examined in this run (nothing left pending). */
+  complete?: { units: number; entries: number; errors: number };
 }
 
 export function attrLetters(bits: number): string {
@@ -52,10 +57,24 @@ export function ownerOf(file: string, containers: readonly RuntimeContainer[]): 
   return undefined;
 }
 
+/** The command that removes a container's image, and fails on an immutable file in one of its layers. */
+function rmi(c: RuntimeContainer): string {
+  return c.manager === 'docker' ? `docker rmi ${shellQuote(c.image)}` : `crictl rmi ${shellQuote(c.image)}`;
+}
+
 const POD_DIR_RE = /\/pods\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\//;
 
-/** Pure: findings for the flagged files, grouped and capped per owner. */
-export function evaluateImmutable(found: readonly Flagged[], containers: readonly RuntimeContainer[], config: ImmutableConfig): Observation[] {
+/** A docker overlay2 layer directory holding `file`, if it is in one. */
+export function layerDirOf(file: string): string | undefined {
+  return /^(.*\/overlay2\/[0-9a-f]{64})(\/|$)/.exec(file)?.[1];
+}
+
+/**
+ * Pure: findings for the flagged files, grouped and capped per owner. `images` maps image layer
+ * directories to the image using them: a file in a layer that no container and no image uses is in a
+ * layer orphaned by a failed image removal (docker untagged the image, then could not delete it).
+ */
+export function evaluateImmutable(found: readonly Flagged[], containers: readonly RuntimeContainer[], config: ImmutableConfig, images?: ReadonlyMap<string, string>): Observation[] {
   const out: Observation[] = [];
   const perOwner = new Map<string, number>();
   const counts = new Map<string, number>();
@@ -75,17 +94,26 @@ export function evaluateImmutable(found: readonly Flagged[], containers: readonl
     const attrs = attrLetters(f.bits);
     const kind = f.bits & ATTR_IMMUTABLE ? 'immutable' : 'append-only';
     const q = shellQuote(f.path);
+    const layer = c ? undefined : layerDirOf(f.path);
+    const image = layer ? images?.get(layer) : undefined;
+    const orphan = layer !== undefined && images !== undefined && image === undefined;
     const who = c ? `container ${c.name} (${c.id.slice(0, 12)})${c.workload.pod ? `, pod ${c.workload.namespace ?? ''}/${c.workload.pod}` : ''}` : podUid ? `pod ${podUid}` : 'no known container';
     const message = blocking
       ? `${q} is ${kind} (${attrs}) and blocks the removal of ${who}, which the runtime reports as ${c!.docker!.status}: the pod stays Terminating until the attribute is cleared.`
       : owner?.where === 'image'
-        ? `${q} is ${kind} (${attrs}) in an image layer used by ${who}: removing that image will fail with "operation not permitted".`
-        : `${q} is ${kind} (${attrs}) in the storage of ${who}: when it is deleted, removal will fail with "operation not permitted" and the pod will hang in Terminating.`;
+        ? `${q} is ${kind} (${attrs}) in a layer of image ${c!.image}, used by ${who}: removing the image (${rmi(c!)}) will fail with "operation not permitted" after untagging it, and leave the layer on disk.`
+        : image
+          ? `${q} is ${kind} (${attrs}) in a layer of image ${image}, which no container uses: removing the image (docker rmi ${shellQuote(image)}) will fail with "operation not permitted" after untagging it, and leave the layer on disk.`
+          : orphan
+            ? `${q} is ${kind} (${attrs}) in layer ${layer}, which no image and no container uses: a layer orphaned by a failed image removal (docker untagged the image, then could not delete this layer). Its disk space is not reclaimed until the attribute is cleared and the layer deleted.`
+            : `${q} is ${kind} (${attrs}) in the storage of ${who}: when it is deleted, removal will fail with "operation not permitted" and the pod will hang in Terminating.`;
     const evidence: Observation['evidence'] = {
       path: f.path,
       attributes: attrs,
       owner: c ? { container: c.id, name: c.name, state: c.docker?.status ?? c.containerd?.task?.status ?? 'unknown', layer: owner!.where } : null,
       podUid: c?.workload.podUid ?? podUid ?? null,
+      ...(image ? { image } : {}),
+      ...(orphan ? { orphanedLayer: layer } : {}),
       flaggedInSameOwner: counts.get(key) ?? 1,
     };
     const obs: Observation = {
@@ -94,7 +122,17 @@ export function evaluateImmutable(found: readonly Flagged[], containers: readonl
       subject: f.path,
       message,
       evidence,
-      remedy: `chattr -${f.bits & ATTR_IMMUTABLE ? 'i' : ''}${f.bits & ATTR_APPEND ? 'a' : ''} ${q}${c ? `  # then retry the removal: docker rm -f ${c.id.slice(0, 12)}` : ''}`,
+      remedy: `chattr -${f.bits & ATTR_IMMUTABLE ? 'i' : ''}${f.bits & ATTR_APPEND ? 'a' : ''} ${q}${
+        c
+          ? owner!.where === 'image'
+            ? `  # then the image can go: ${rmi(c)}`
+            : `  # then retry the removal: ${c.manager === 'docker' ? 'docker rm -f' : 'crictl rm -f'} ${c.id.slice(0, 12)}`
+          : image
+            ? `  # then the image can go: docker rmi ${shellQuote(image)}`
+            : orphan
+              ? `; grep -rl ${path.basename(layer!)} /var/lib/docker/image/overlay2/layerdb/ || rm -rf ${shellQuote(layer!)}  # nothing references it`
+              : ''
+      }`,
     };
     const workload: Workload | undefined = c?.workload ?? (podUid ? { podUid } : undefined);
     if (workload) obs.workload = workload;
@@ -112,21 +150,6 @@ function urgentDirs(containers: readonly RuntimeContainer[]): string[] {
   }
   return dirs;
 }
-
-/** Sleeps, waking early when the run is aborted; the listener goes away either way. */
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (ms <= 0 || signal.aborted) return resolve();
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 
 async function listUnits(ctx: CollectorContext<ImmutableConfig, ImmutableData>): Promise<string[]> {
   const units: string[] = [];
@@ -161,8 +184,9 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
       if (bits) found.set(f.path, bits);
     }
 
-    // 2. Containers being removed, or whose removal failed: now, in full.
-    const urgent = urgentDirs(snap.containers);
+    // 2. Containers being removed, or whose removal failed: now, in full. (Not from a stale view: a
+    // runtime that does not answer cannot tell us which containers are dead.)
+    const urgent = urgentDirs(snap.containers.filter((c) => !snap.stale?.includes(c.manager)));
     let urgentScanned = 0;
     if (urgent.length > 0) {
       const r = await attrs.scanTree(urgent.map(toAgent), 2);
@@ -170,33 +194,70 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
       for (const [p, bits] of r.flagged) found.set(fromAgent(p), bits);
     }
 
-    // 3. The background sweep, paced to filesPerSecond, for at most sweepSlice.
     let pending = prev?.pending ?? [];
     let round = prev?.round ?? 0;
     let sweptThisRound = prev?.sweptThisRound ?? 0;
-    if (pending.length === 0) {
-      pending = await listUnits(ctx);
-      round += 1;
-      sweptThisRound = 0;
-    }
-    pending = [...pending];
-    const sliceEnd = ctx.now() + config.sweepSlice;
     let swept = 0;
     let units = 0;
-    while (pending.length > 0 && !signal.aborted && ctx.now() < sliceEnd) {
-      const unit = pending.shift()!;
-      const started = ctx.now();
-      const r = await attrs.scanTree([toAgent(unit)], 1);
-      swept += r.entries;
-      units += 1;
+    let complete: ImmutableData['complete'];
+    if (config.complete) {
+      // 3a. One-shot: every unit at once, on every core (as find-immutable does).
+      const all = await listUnits(ctx);
+      const r = all.length > 0 ? await attrs.scanTree(all.map(toAgent), Math.max(2, os.availableParallelism?.() ?? os.cpus().length)) : { entries: 0, errors: 0, flagged: [] };
       for (const [p, bits] of r.flagged) found.set(fromAgent(p), bits);
-      // Spend at least entries / budget seconds per unit, on average.
-      await sleep((r.entries / config.filesPerSecond) * 1000 - (ctx.now() - started), signal);
+      swept = r.entries;
+      units = all.length;
+      pending = [];
+      round += 1;
+      sweptThisRound = swept;
+      complete = { units: all.length, entries: r.entries, errors: r.errors };
+    } else if (ctx.triggered) {
+      // 3b. A run a runtime event asked for: the urgent scan above is the point; the sweep waits for
+      // the schedule, so the stuck removal is named in seconds.
+    } else {
+      // 3c. The background sweep, paced to filesPerSecond, for at most sweepSlice; it yields early when
+      // a runtime event asked for an urgent re-run (a container died or its removal failed).
+      if (pending.length === 0) {
+        pending = await listUnits(ctx);
+        round += 1;
+        sweptThisRound = 0;
+      }
+      pending = [...pending];
+      const sliceEnd = ctx.now() + config.sweepSlice;
+      while (pending.length > 0 && !signal.aborted && ctx.now() < sliceEnd && !ctx.rerunRequested?.()) {
+        const unit = pending.shift()!;
+        const started = ctx.now();
+        const r = await attrs.scanTree([toAgent(unit)], 1);
+        swept += r.entries;
+        units += 1;
+        for (const [p, bits] of r.flagged) found.set(fromAgent(p), bits);
+        // Spend at least entries / budget seconds per unit, on average; in short steps, so an urgent
+        // re-run (a container stuck in removal) does not wait out the pause after a large layer.
+        const pauseEnd = started + (r.entries / config.filesPerSecond) * 1000;
+        while (!signal.aborted && !ctx.rerunRequested?.() && ctx.now() < pauseEnd) await sleep(Math.min(250, pauseEnd - ctx.now()), signal);
+      }
+      sweptThisRound += swept;
     }
-    sweptThisRound += swept;
 
     const flagged = [...found].map(([p, bits]) => ({ path: p, bits })).sort((a, b) => a.path.localeCompare(b.path));
     const data: ImmutableData = { pending, found: flagged, round, sweptThisRound, lastCycle: { urgentScanned, swept, units } };
-    return { kind: 'ok', observations: evaluateImmutable(flagged, snap.containers, config), data };
+    if (complete) data.complete = complete;
+
+    // 4. Confirmation: the files still flagged and their owners unchanged on a fresh read after the
+    // settle window (a container removed normally in between is no longer anybody's blocker).
+    const { observations } = await confirmSuspects(ctx, async (since) => {
+      const view = since === undefined ? snap : await ctx.runtime.snapshot({ since });
+      const now = since === undefined ? flagged : flagged.flatMap((f) => {
+        const bits = attrs.attrsOf(toAgent(f.path));
+        return bits ? [{ path: f.path, bits }] : [];
+      });
+      const unowned = now.some((f) => layerDirOf(f.path) !== undefined && !ownerOf(f.path, view.containers));
+      const images = unowned && ctx.runtime.imageLayers && !view.stale?.includes('docker') ? await ctx.runtime.imageLayers() : undefined;
+      const obs = evaluateImmutable(now, view.containers, config, images);
+      // The attribute is a durable fact; what must hold still is the owner (removing -> dead is the
+      // same blocked removal, a container that went away is not).
+      return obs.map((observation) => ({ observation, facts: `${observation.severity}|${ownerOf(observation.subject, view.containers)?.container.id ?? '-'}` }));
+    });
+    return { kind: 'ok', observations, data };
   },
 };

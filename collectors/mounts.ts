@@ -7,6 +7,7 @@ import { parseCgroupContainer, parseCmdline, parseComm } from './common/process.
 import { mountLine, readMountNamespaces, type MountNamespace } from './common/namespaces.js';
 import type { MountInfo } from './common/mountinfo.js';
 import { shellQuote } from './common/text.js';
+import { confirmSuspects } from './common/confirm.js';
 import type { Collector, HostAccess, RuntimeContainer } from './types.js';
 
 export const mountsConfigSpec = s.object({
@@ -34,6 +35,9 @@ export interface LeakedMount {
 export interface MountsData {
   namespaces: { id: string; host: boolean; processes: number; mounts: number }[];
   leaked: LeakedMount[];
+  /** Suspects seen on the first read, and how many the second read after the settle window dismissed. */
+  suspected: number;
+  dismissed: number;
 }
 
 const under = (p: string, root: string) => p === root || p.startsWith(root.endsWith('/') ? root : `${root}/`);
@@ -61,6 +65,22 @@ export function findLeakedMounts(namespaces: readonly MountNamespace[], config: 
     }
   }
   return out;
+}
+
+/** A container that exists and is not dead or being removed: its own mounts are its business. */
+function live(c: RuntimeContainer): boolean {
+  if (c.docker) return !c.docker.dead && !c.docker.removing;
+  return c.containerd?.task !== undefined && c.containerd.task.status !== 'STOPPED';
+}
+
+/**
+ * Pure: whether a mount is part of a live container's own rootfs setup (`.../merged/dev`,
+ * `/dev/shm`, `/sys/fs/cgroup`, `.../rootfs/proc` ...): runc mounts them in the container's namespace
+ * below the rootfs before pivot_root, and takes them down with it. The container's business, never a
+ * leak; a leak is a mount that outlives the container that owned it.
+ */
+export function ownRootfsMount(mountPoint: string, containers: readonly RuntimeContainer[]): boolean {
+  return containers.some((c) => c.storage.mergedDir !== undefined && mountPoint.startsWith(`${c.storage.mergedDir}/`) && live(c));
 }
 
 export async function describeHolder(host: HostAccess, pid: number): Promise<Holder> {
@@ -123,13 +143,30 @@ export const mounts: Collector<MountsConfig, MountsData> = {
   waitsFor: ['runtime.timeout'],
   configSpec: mountsConfigSpec,
   async collect(ctx) {
-    const namespaces = await readMountNamespaces(ctx.host);
-    if (!namespaces.some((n) => n.host)) return { kind: 'no-data', reason: "cannot read the host's mount namespace through pid 1 or 2 (the agent needs hostPID)" };
-    const leaked = findLeakedMounts(namespaces, ctx.config);
-    const holders = new Map<number, Holder>();
-    for (const l of leaked) for (const pid of l.pids.slice(0, 20)) if (!holders.has(pid)) holders.set(pid, await describeHolder(ctx.host, pid));
-    const snap = leaked.length > 0 ? await ctx.runtime.snapshot() : undefined;
-    const data: MountsData = { namespaces: namespaces.map((n) => ({ id: n.id, host: n.host, processes: n.pids.length, mounts: n.mounts.length })), leaked };
-    return { kind: 'ok', observations: evaluateMounts(leaked, holders, snap?.containers ?? []), data };
+    let data: MountsData | undefined;
+    let noHostNs = false;
+    const { observations, suspected, dismissed } = await confirmSuspects(ctx, async (since) => {
+      const namespaces = await readMountNamespaces(ctx.host);
+      if (!namespaces.some((n) => n.host)) {
+        noHostNs = true;
+        return [];
+      }
+      let leaked = findLeakedMounts(namespaces, ctx.config);
+      // The runtime is asked only when there is something to attribute (a frozen one answers at once, stale).
+      const snap = leaked.length > 0 ? await ctx.runtime.snapshot(since === undefined ? {} : { since }) : undefined;
+      const containers = snap?.containers ?? [];
+      leaked = leaked.filter((l) => !ownRootfsMount(l.mount.mountPoint, containers));
+      const holders = new Map<number, Holder>();
+      for (const l of leaked) for (const pid of l.pids.slice(0, 20)) if (!holders.has(pid)) holders.set(pid, await describeHolder(ctx.host, pid));
+      data = { namespaces: namespaces.map((n) => ({ id: n.id, host: n.host, processes: n.pids.length, mounts: n.mounts.length })), leaked, suspected: 0, dismissed: 0 };
+      const obs = evaluateMounts(leaked, holders, containers);
+      // Same namespace, same holders, the same mount (its id): a namespace that ended or a mount that
+      // was taken down and made again between the reads is not one lasting leak.
+      return obs.map((observation, i) => ({ observation, facts: `${leaked[i]!.namespace}|${leaked[i]!.pids.join(',')}|${leaked[i]!.mount.mountId}` }));
+    });
+    if (noHostNs) return { kind: 'no-data', reason: "cannot read the host's mount namespace through pid 1 or 2 (the agent needs hostPID)" };
+    const confirmedSubjects = new Set(observations.map((o) => o.subject));
+    const d = data ?? { namespaces: [], leaked: [], suspected: 0, dismissed: 0 };
+    return { kind: 'ok', observations, data: { ...d, leaked: d.leaked.filter((l) => confirmedSubjects.has(`${l.namespace} ${l.mount.mountPoint}`)), suspected, dismissed } };
   },
 };

@@ -18,27 +18,46 @@ const REMEDY: Record<RuntimeState['name'], string> = {
     "timeout 10 ctr version || echo hung; journalctl -u containerd --since '-15min' | tail -50; drain the node, then systemctl restart containerd",
 };
 
-/** Pure: a finding for every runtime whose socket is there but that does not answer in time. */
+const DOWN_REMEDY: Record<RuntimeState['name'], string> = {
+  docker: "systemctl status docker; journalctl -u docker --since '-15min' | tail -50; systemctl start docker",
+  containerd: "systemctl status containerd; journalctl -u containerd --since '-15min' | tail -50; systemctl start containerd",
+};
+
+function messageFor(r: RuntimeState): string {
+  const consequence = 'kubelet cannot see its containers, PLEG goes unhealthy and every pod on this node turns Unknown soon.';
+  switch (r.status) {
+    case 'unresponsive':
+      return `${r.name} does not answer on ${r.socket} (no reply within ${r.latencyMs ?? '?'} ms): ${consequence}`;
+    case 'down':
+      return r.downReason === 'refused'
+        ? `${r.name} is down: ${r.socket} refuses connections (nothing listens on it): ${consequence}`
+        : `${r.name} is down: ${r.error ?? `${r.socket} is gone`}: ${consequence}`;
+    default:
+      return `${r.name} answers on ${r.socket} with errors (${r.error ?? 'unknown error'}): kubelet cannot manage its containers.`;
+  }
+}
+
+/**
+ * Pure: a finding for every runtime that belongs on this node and does not work: it does not answer
+ * in time (runtime.unresponsive), or it is down (runtime.down: socket gone or refusing connections).
+ */
 export function evaluateRuntimes(runtimes: readonly RuntimeState[]): Observation[] {
   return runtimes
-    .filter((r) => r.status === 'unresponsive' || r.status === 'error')
+    .filter((r) => r.status === 'unresponsive' || r.status === 'error' || r.status === 'down')
     .map((r) => ({
-      check: 'runtime.unresponsive',
+      check: r.status === 'down' ? 'runtime.down' : 'runtime.unresponsive',
       severity: 'critical' as const,
       subject: r.name,
-      message:
-        r.status === 'unresponsive'
-          ? `${r.name} does not answer on ${r.socket} (no reply within ${r.latencyMs ?? '?'} ms): kubelet cannot see its containers, PLEG goes unhealthy and every pod on this node turns Unknown soon.`
-          : `${r.name} answers on ${r.socket} with errors (${r.error ?? 'unknown error'}): kubelet cannot manage its containers.`,
-      evidence: { runtime: r.name, socket: r.socket, status: r.status, error: r.error ?? null, latencyMs: r.latencyMs ?? null },
-      remedy: REMEDY[r.name],
+      message: messageFor(r),
+      evidence: { runtime: r.name, socket: r.socket, status: r.status, error: r.error ?? null, latencyMs: r.latencyMs ?? null, ...(r.downReason ? { downReason: r.downReason } : {}) },
+      remedy: r.status === 'down' ? DOWN_REMEDY[r.name] : REMEDY[r.name],
     }));
 }
 
 export const runtime: Collector<RuntimeCheckConfig, RuntimeCheckData> = {
   name: 'runtime',
   description: 'Whether dockerd and containerd answer their API sockets in time',
-  checks: ['runtime.unresponsive'],
+  checks: ['runtime.unresponsive', 'runtime.down'],
   defaultIntervalMs: 15_000,
   // Longer than runtime.timeout, so the runtime's own deadline reports first.
   defaultTimeoutMs: 12_000,

@@ -88,9 +88,15 @@ export interface RuntimeState {
   name: RuntimeName;
   /** The socket as the host knows it (not under --host-root). */
   socket: string;
-  /** absent: no socket on this node (not an error); unresponsive: no answer in time. */
-  status: 'ok' | 'absent' | 'unresponsive' | 'error';
+  /**
+   * absent: no socket and nothing shows the runtime belongs here (not an error); down: its socket is
+   * gone or refuses connections although it answered before or its data root shows it belongs on this
+   * node; unresponsive: no answer in time (then nobody asks it again until it answers a probe).
+   */
+  status: 'ok' | 'absent' | 'down' | 'unresponsive' | 'error';
   error?: string;
+  /** Why it is down: the socket is missing, or it refuses connections. */
+  downReason?: 'socket-gone' | 'refused';
   version?: string;
   latencyMs?: number;
 }
@@ -109,7 +115,8 @@ export interface RuntimeContainer {
   image: string;
   labels: Record<string, string>;
   workload: Workload;
-  docker?: { status: string; running: boolean; pid: number; dead: boolean; removing: boolean; error: string; exitCode: number; finishedAt?: string };
+  /** running is false in restart back-off (docker's State.Restarting, pid 0): nothing runs then. */
+  docker?: { status: string; running: boolean; pid: number; dead: boolean; removing: boolean; restarting?: boolean; error: string; exitCode: number; startedAt?: string; finishedAt?: string };
   /** containerd's view: whether it has the container, and its task. */
   containerd?: { known: boolean; task?: { status: TaskStatus; pid: number; exitStatus: number } };
   /** Host paths of the container's storage: writable layer, merged rootfs, container dir. */
@@ -120,13 +127,33 @@ export interface RuntimeSnapshot {
   runtimes: RuntimeState[];
   containers: RuntimeContainer[];
   takenAt: number;
+  /**
+   * Runtimes whose containers are the last known ones, not read now (it did not answer): good for
+   * attribution (which container owns a path), never for judging their state.
+   */
+  stale?: RuntimeName[];
 }
 
 export interface RuntimeAccess {
-  /** The joined view, cached for a couple of seconds so collectors in one cycle share it. Never throws. */
-  snapshot(): Promise<RuntimeSnapshot>;
-  /** Asks each runtime whether it answers. Never throws. */
+  /**
+   * The joined view, cached for a couple of seconds so collectors in one cycle share it. Never throws.
+   * `since`: only a view taken at or after this time will do (a fresh read for confirmation).
+   */
+  snapshot(opts?: { since?: number }): Promise<RuntimeSnapshot>;
+  /**
+   * Image layer directories (host paths, e.g. /var/lib/docker/overlay2/ID) -> the image that uses
+   * them (its first tag, else its id); undefined when docker cannot tell. Asked only when a flagged
+   * file has no container. Never throws.
+   */
+  imageLayers?(): Promise<Map<string, string> | undefined>;
+  /** Asks each runtime whether it answers (the probe: the one call allowed to wait on a frozen runtime). Never throws. */
   ping(): Promise<RuntimeState[]>;
+  /**
+   * How long a suspicion about runtime state waits before it is read again and confirmed: longer than
+   * the window in which a starting or exiting container looks inconsistent across docker, containerd
+   * and the kernel.
+   */
+  readonly settleMs: number;
 }
 
 export interface CollectorContext<TConfig, TData> {
@@ -146,6 +173,16 @@ export interface CollectorContext<TConfig, TData> {
   signal: AbortSignal;
   /** What this collector returned last time, for checks that compare cycles. */
   previous: TData | undefined;
+  /**
+   * True when something asked for this collector to run again at once (a runtime event: a container
+   * died or its removal failed): long work (a paced sweep) should yield early, the runner re-runs it.
+   */
+  rerunRequested?(): boolean;
+  /**
+   * True when this run was asked for by a runtime event rather than the schedule: do the urgent part
+   * (a container stuck in removal) and leave background work (the paced sweep) to scheduled runs.
+   */
+  triggered?: boolean;
 }
 
 export type CollectResult<TData> =

@@ -2,7 +2,15 @@
 # Starts containerd and dockerd for the tests if they are not answering, and waits until both answer.
 # dockerd gets no bridge and no iptables rules: nothing the tests run reaches beyond loopback.
 # Logs and pids go to $NW_RUNTIME_DIR (default /var/run/nodewarden-test).
+# With the argument "containerd" only containerd is started (a test restarts it while dockerd is frozen).
 set -euo pipefail
+only=${1:-}
+# Tests run under `flock /tmp/nw-runtime.lock`: a daemon started from here must not inherit the lock's
+# descriptor, or it would hold the shared lock for as long as it lives.
+for fd in /proc/$$/fd/*; do
+  n=${fd##*/}
+  case "$(readlink "$fd" 2>/dev/null)" in *nw-runtime.lock) eval "exec $n>&-" ;; esac
+done
 dir=${NW_RUNTIME_DIR:-/var/run/nodewarden-test}
 mkdir -p "$dir"
 ctr_sock=/run/containerd/containerd.sock
@@ -27,7 +35,9 @@ else
   echo "start-test-runtime: containerd started (pid $(cat "$dir/containerd.pid"))"
 fi
 
-if docker_ok; then
+if [ "$only" = containerd ]; then
+  exit 0
+elif docker_ok; then
   echo "start-test-runtime: dockerd already answering"
 else
   setsid dockerd --containerd="$ctr_sock" --host="unix://$docker_sock" \

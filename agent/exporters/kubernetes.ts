@@ -14,7 +14,7 @@ export const CONDITIONS: { type: string; checks: string[] }[] = [
   { type: 'NodewardenDiskFull', checks: ['disk.usage', 'disk.inodes'] },
   { type: 'NodewardenFilesystemReadOnly', checks: ['disk.readonly'] },
   { type: 'NodewardenMountUnresponsive', checks: ['disk.unresponsive'] },
-  { type: 'NodewardenRuntimeUnresponsive', checks: ['runtime.unresponsive'] },
+  { type: 'NodewardenRuntimeUnresponsive', checks: ['runtime.unresponsive', 'runtime.down'] },
   { type: 'NodewardenRuntimeDrift', checks: ['runtime.drift'] },
   { type: 'NodewardenImmutableFiles', checks: ['immutable.file'] },
   { type: 'NodewardenMountHeld', checks: ['mount.holder'] },
@@ -73,6 +73,9 @@ export interface ExporterOptions {
 
 export class NodeExporter {
   private timer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  /** Consecutive failed syncs: the retry waits 1 s, 2 s, 4 s ... up to a minute. */
+  private failures = 0;
   private syncing: Promise<void> | undefined;
   private again = false;
   private readonly lastEvent = new Map<string, number>();
@@ -99,6 +102,18 @@ export class NodeExporter {
   stop(): void {
     this.opts.runner.off('transition', this.onTransition);
     clearTimeout(this.timer);
+    clearTimeout(this.retryTimer);
+  }
+
+  /**
+   * After a failed write every condition is brought in line again (a whole sync, not just the change
+   * that failed), with backoff, until one succeeds: a failed PATCH never leaves a condition stale.
+   */
+  private retryLater(): void {
+    this.failures += 1;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => void this.sync(), Math.min(60_000, 1000 * 2 ** Math.min(this.failures - 1, 6)));
+    this.retryTimer.unref?.();
   }
 
   /** Coalesces bursts of transitions into one write. */
@@ -120,11 +135,15 @@ export class NodeExporter {
           this.nodeUid = node.metadata.uid;
           const current = node.status?.conditions ?? [];
           const desired = desiredConditions(this.opts.runner.active(), current, new Date(this.now()).toISOString());
-          if (!conditionsDiffer(desired, current)) return;
+          if (!conditionsDiffer(desired, current)) {
+            this.failures = 0;
+            return;
+          }
           // The resourceVersion makes the write conditional: if kubelet changed the node since our read,
           // the API server answers 409 and we read again rather than overwrite what we did not see.
           await this.opts.client.patchNodeStatus(this.opts.node, { metadata: { resourceVersion: node.metadata.resourceVersion }, status: { conditions: desired } });
           this.stats.patches++;
+          this.failures = 0;
           return;
         } catch (err) {
           if (err instanceof KubeError && err.status === 409 && attempt < 5) {
@@ -132,7 +151,8 @@ export class NodeExporter {
             continue;
           }
           this.stats.errors++;
-          this.opts.log.warn({ err: err instanceof Error ? err.message : String(err), node: this.opts.node }, 'could not update the node conditions');
+          this.opts.log.warn({ err: err instanceof Error ? err.message : String(err), node: this.opts.node, retry: this.failures + 1 }, 'could not update the node conditions; will resync them all');
+          this.retryLater();
           return;
         }
       }

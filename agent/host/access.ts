@@ -5,8 +5,12 @@ import { NodewardenError, errnoCode } from '../../protocol/errors.js';
 import { ExecTimeoutError } from './exec.js';
 import type { Exec, FsStats, HostAccess, StatfsOutcome } from '../../collectors/types.js';
 
-/** Errors that mean "not there (any more)": a file that does not exist, a process that exited. */
-const GONE = new Set(['ENOENT', 'ESRCH', 'ENOTDIR']);
+/**
+ * Errors that mean "not there (any more)": a file that does not exist, a process that exited. EINVAL
+ * is what opening /proc/PID/mountinfo gives while the process's mount namespace is being torn down
+ * (a container exiting as we read: seen under churn).
+ */
+const GONE = new Set(['ENOENT', 'ESRCH', 'ENOTDIR', 'EINVAL']);
 
 /** Runs a read; undefined when the thing is gone, any other error is thrown. */
 async function unlessGone<T>(read: () => Promise<T>): Promise<T | undefined> {

@@ -140,6 +140,10 @@ export class DockerClient {
     return this.json('GET', '/images/json');
   }
 
+  inspectImage(id: string): Promise<{ Id: string; RepoTags: string[] | null; GraphDriver: { Name: string; Data: Record<string, string> | null } }> {
+    return this.json('GET', `/images/${encodeURIComponent(id)}/json`);
+  }
+
   removeImage(id: string): Promise<{ Untagged?: string; Deleted?: string }[]> {
     return this.json('DELETE', `/images/${encodeURIComponent(id)}`);
   }

@@ -89,8 +89,20 @@ export class GrpcClient {
         if (size > MAX_RESPONSE) finish(new NodewardenError('NW_ERR_RUNTIME', `${path}: response larger than ${MAX_RESPONSE} bytes`));
         else chunks.push(chunk);
       });
-      req.on('error', (err) => finish(new NodewardenError('NW_ERR_RUNTIME', `${path} on ${this.socketPath}: ${err.message}`, { cause: err })));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        // A reset or a dead HTTP/2 session is a stale connection, not the daemon's answer: retried once.
+        const stale = /^ERR_HTTP2/.test(err.code ?? '') || err.code === 'ECONNRESET' || err.code === 'EPIPE';
+        if (stale) session.destroy();
+        finish(new NodewardenError('NW_ERR_RUNTIME', `${path} on ${this.socketPath}: ${err.message}`, { cause: stale ? { code: 'NW_STALE_STREAM', err } : err }));
+      });
       req.on('end', () => {
+        if (status === undefined) {
+          // No grpc-status at all: the stream died under us (a session left over from before the daemon
+          // was frozen or restarted). Not the daemon's answer: the session is dropped and made again.
+          session.destroy();
+          finish(new NodewardenError('NW_ERR_RUNTIME', `${path} on ${this.socketPath}: the stream ended without a gRPC status (stale connection)`, { cause: { code: 'NW_STALE_STREAM' } }));
+          return;
+        }
         if (status !== '0') {
           finish(new NodewardenError('NW_ERR_RUNTIME', `${path}: grpc status ${status ?? 'missing'}${message ? `: ${message}` : ''}`));
           return;
@@ -103,9 +115,20 @@ export class GrpcClient {
     });
   }
 
-  /** A unary call: the single message in the body. */
+  /**
+   * A unary call: the single message in the body. A stream that died without a status (a stale
+   * session after the daemon was frozen or restarted) is tried once more on a fresh session, so a
+   * resumed containerd is not reported as answering with errors for a cycle.
+   */
   async unary(path: string, body: Buffer, opts: { timeoutMs: number; metadata?: Record<string, string> }): Promise<Buffer> {
-    return splitFrames(await this.call(path, body, opts))[0] ?? Buffer.alloc(0);
+    let frames: Buffer;
+    try {
+      frames = await this.call(path, body, opts);
+    } catch (err) {
+      if ((err as { cause?: { code?: string } }).cause?.code !== 'NW_STALE_STREAM') throw err;
+      frames = await this.call(path, body, opts);
+    }
+    return splitFrames(frames)[0] ?? Buffer.alloc(0);
   }
 
   close(): void {

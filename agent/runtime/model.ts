@@ -1,15 +1,43 @@
 // The runtime model: docker's view, containerd's view and the kernel's, joined by container id.
 // Collectors read it through RuntimeAccess; nothing here depends on docker, ctr or crictl binaries.
 import type { Workload } from '../../protocol/finding.js';
-import type { HostAccess, RuntimeAccess, RuntimeContainer, RuntimeSnapshot, RuntimeState } from '../../collectors/types.js';
+import type { HostAccess, RuntimeAccess, RuntimeContainer, RuntimeName, RuntimeSnapshot, RuntimeState } from '../../collectors/types.js';
 import { ContainerdClient, type ContainerdContainer, type ContainerdTask } from './containerd.js';
-import { DockerClient, type DockerContainerInspect } from './docker.js';
+import { DockerClient, DockerError, type DockerContainerInspect } from './docker.js';
 
 export interface RuntimeSettings {
   dockerSocket: string;
   containerdSocket: string;
   containerdNamespaces: string[];
   timeout: number;
+  /** Confirmation's settle window (ms); see RuntimeAccess.settleMs. */
+  settle?: number;
+  /** Data roots: when they hold a runtime's state, a missing socket means down, not absent. */
+  dockerRoot?: string;
+  containerdRoot?: string;
+}
+
+/** How long a runtime that timed out is left alone (only the probe asks it) before anyone else tries. */
+export const UNRESPONSIVE_HOLD_MS = 15_000;
+
+/** containerd's task bundle: a CRI container's rootfs is mounted at <bundle>/rootfs. */
+const TASK_BUNDLES = '/run/containerd/io.containerd.runtime.v2.task';
+
+const errCode = (err: unknown) => (err as { code?: string }).code;
+const errText = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/** Connection refused, or the socket file vanished between our look and the connect. */
+export function connectFailure(err: unknown): 'refused' | 'socket-gone' | undefined {
+  const causes: unknown[] = [err, (err as { cause?: unknown }).cause];
+  for (const c of causes) {
+    const code = errCode(c);
+    if (code === 'ECONNREFUSED') return 'refused';
+    if (code === 'ENOENT') return 'socket-gone';
+  }
+  const text = errText(err);
+  if (/ECONNREFUSED/.test(text)) return 'refused';
+  if (/ENOENT/.test(text)) return 'socket-gone';
+  return undefined;
 }
 
 const K8S = {
@@ -40,9 +68,19 @@ export function overlayDirs(options: readonly string[]): { upperDir?: string; lo
 export class Runtimes implements RuntimeAccess {
   readonly docker: DockerClient;
   readonly containerd: ContainerdClient;
+  readonly settleMs: number;
   private cached: { at: number; value: Promise<RuntimeSnapshot> } | undefined;
   private readonly inspectCache = new Map<string, { key: string; value: DockerContainerInspect }>();
   private readonly snapshotDirCache = new Map<string, { upperDir?: string; lowerDirs?: string[] }>();
+  /** A runtime that timed out: nobody but the probe waits on it again until it answers (or the hold ends). */
+  private readonly unresponsive = new Map<RuntimeName, { at: number; state: RuntimeState }>();
+  private readonly probes = new Map<RuntimeName, Promise<RuntimeState>>();
+  /** Runtimes that answered at least once in this process: a socket that vanishes afterwards is down. */
+  private readonly answered = new Set<RuntimeName>();
+  /** The last containers each runtime reported, kept for attribution while it does not answer. */
+  private readonly lastKnown = new Map<RuntimeName, RuntimeContainer[]>();
+  /** Calls that waited out runtime.timeout, per runtime (a frozen runtime should cost one per cycle). */
+  readonly timeouts: Record<RuntimeName, number> = { docker: 0, containerd: 0 };
 
   constructor(
     private readonly host: HostAccess,
@@ -52,28 +90,76 @@ export class Runtimes implements RuntimeAccess {
   ) {
     this.docker = new DockerClient(host.hostPath(settings.dockerSocket), settings.timeout);
     this.containerd = new ContainerdClient(host.hostPath(settings.containerdSocket), settings.timeout);
+    this.settleMs = settings.settle ?? 2000;
   }
 
-  private async state(name: 'docker' | 'containerd', call: () => Promise<string>): Promise<RuntimeState> {
-    const socket = name === 'docker' ? this.settings.dockerSocket : this.settings.containerdSocket;
-    if (!(await this.host.exists(this.host.hostPath(socket)))) return { name, socket, status: 'absent' };
+  private socketOf(name: RuntimeName): string {
+    return name === 'docker' ? this.settings.dockerSocket : this.settings.containerdSocket;
+  }
+
+  /** Whether the runtime's data root shows it has run on this node (then a missing socket means down). */
+  private async belongsHere(name: RuntimeName): Promise<boolean> {
+    const marker = name === 'docker' ? `${this.settings.dockerRoot ?? '/var/lib/docker'}/containers` : `${this.settings.containerdRoot ?? '/var/lib/containerd'}/io.containerd.metadata.v1.bolt`;
+    return this.host.exists(this.host.hostPath(marker));
+  }
+
+  /** Records a call's failure: a timeout makes the runtime unresponsive for everyone but the probe. */
+  private failed(name: RuntimeName, err: unknown, latencyMs: number): RuntimeState {
+    const socket = this.socketOf(name);
+    if (errCode(err) === 'NW_ERR_TIMEOUT') {
+      this.timeouts[name] += 1;
+      const state: RuntimeState = { name, socket, status: 'unresponsive', error: errText(err), latencyMs };
+      this.unresponsive.set(name, { at: this.now(), state });
+      return state;
+    }
+    const how = connectFailure(err);
+    if (how) return { name, socket, status: 'down', downReason: how, error: errText(err), latencyMs };
+    return { name, socket, status: 'error', error: errText(err), latencyMs };
+  }
+
+  private async state(name: RuntimeName, call: () => Promise<string>): Promise<RuntimeState> {
+    const socket = this.socketOf(name);
+    if (!(await this.host.exists(this.host.hostPath(socket)))) {
+      if (this.answered.has(name)) return { name, socket, status: 'down', downReason: 'socket-gone', error: `${socket} is gone, though ${name} answered on it earlier` };
+      if (await this.belongsHere(name)) return { name, socket, status: 'down', downReason: 'socket-gone', error: `${socket} does not exist, though ${name}'s data root shows it runs on this node` };
+      return { name, socket, status: 'absent' };
+    }
     const started = this.now();
     try {
       const version = await call();
+      this.answered.add(name);
+      this.unresponsive.delete(name);
       return { name, socket, status: 'ok', version, latencyMs: this.now() - started };
     } catch (err) {
-      const code = (err as { code?: string }).code;
-      return { name, socket, status: code === 'NW_ERR_TIMEOUT' ? 'unresponsive' : 'error', error: err instanceof Error ? err.message : String(err), latencyMs: this.now() - started };
+      return this.failed(name, err, this.now() - started);
     }
   }
 
-  ping(): Promise<RuntimeState[]> {
-    return Promise.all([this.state('docker', () => this.docker.ping()), this.state('containerd', () => this.containerd.version())]);
+  /** One probe per runtime at a time: every caller during it shares its answer (and its one timeout). */
+  private probe(name: RuntimeName): Promise<RuntimeState> {
+    const inFlight = this.probes.get(name);
+    if (inFlight) return inFlight;
+    const p = this.state(name, () => (name === 'docker' ? this.docker.ping() : this.containerd.version())).finally(() => this.probes.delete(name));
+    this.probes.set(name, p);
+    return p;
   }
 
-  snapshot(): Promise<RuntimeSnapshot> {
+  /** For everyone but the probe: a runtime that timed out recently is unresponsive without asking it. */
+  private stateForRead(name: RuntimeName): Promise<RuntimeState> {
+    const held = this.unresponsive.get(name);
+    if (held && this.now() - held.at < UNRESPONSIVE_HOLD_MS) {
+      return Promise.resolve({ ...held.state, error: `${held.state.error ?? 'no answer'} (at ${new Date(held.at).toISOString()}; not asked again until it answers the runtime probe)` });
+    }
+    return this.probe(name);
+  }
+
+  ping(): Promise<RuntimeState[]> {
+    return Promise.all([this.probe('docker'), this.probe('containerd')]);
+  }
+
+  snapshot(opts: { since?: number } = {}): Promise<RuntimeSnapshot> {
     const now = this.now();
-    if (this.cached && now - this.cached.at < this.maxAgeMs) return this.cached.value;
+    if (this.cached && now - this.cached.at < this.maxAgeMs && (opts.since === undefined || this.cached.at >= opts.since)) return this.cached.value;
     const value = this.take();
     this.cached = { at: now, value };
     return value;
@@ -90,7 +176,7 @@ export class Runtimes implements RuntimeAccess {
 
   private async take(): Promise<RuntimeSnapshot> {
     const takenAt = this.now();
-    const runtimes = await this.ping();
+    const runtimes = await Promise.all([this.stateForRead('docker'), this.stateForRead('containerd')]);
     const [dockerState, containerdState] = runtimes as [RuntimeState, RuntimeState];
     const containers: RuntimeContainer[] = [];
 
@@ -112,8 +198,7 @@ export class Runtimes implements RuntimeAccess {
           for (const task of byId.values()) orphanTasks.push({ ns, task });
         }
       } catch (err) {
-        containerdState.status = (err as { code?: string }).code === 'NW_ERR_TIMEOUT' ? 'unresponsive' : 'error';
-        containerdState.error = err instanceof Error ? err.message : String(err);
+        Object.assign(containerdState, this.failed('containerd', err, this.now() - takenAt));
       }
     }
 
@@ -122,7 +207,15 @@ export class Runtimes implements RuntimeAccess {
     if (dockerState.status === 'ok') {
       try {
         const list = await this.docker.containers();
-        const inspected = await Promise.all(list.map((c) => this.inspect(c.Id, `${c.State}/${c.Status}`).catch(() => undefined)));
+        // A 404 is a container removed between list and inspect; anything else (a timeout) is the runtime's.
+        const inspected = await Promise.all(
+          list.map((c) =>
+            this.inspect(c.Id, `${c.State}/${c.Status}`).catch((err: unknown) => {
+              if (err instanceof DockerError && err.statusCode === 404) return undefined;
+              throw err;
+            }),
+          ),
+        );
         const live = new Set(list.map((c) => c.Id));
         for (const id of this.inspectCache.keys()) if (!live.has(id)) this.inspectCache.delete(id);
         list.forEach((c, i) => {
@@ -148,16 +241,19 @@ export class Runtimes implements RuntimeAccess {
             workload: workloadFromLabels(c.Id, name, labels),
             docker: {
               status: ins.State.Status,
-              running: ins.State.Running,
+              // In restart back-off docker says Running with Restarting set and pid 0: nothing runs.
+              running: ins.State.Running && !ins.State.Restarting && ins.State.Pid > 0,
               pid: ins.State.Pid,
               dead: ins.State.Dead || ins.State.Status === 'dead',
               removing: ins.State.Status === 'removing',
+              restarting: ins.State.Restarting,
               error: ins.State.Error,
               exitCode: ins.State.ExitCode,
             },
             storage,
           };
           if (ins.State.FinishedAt && !ins.State.FinishedAt.startsWith('0001')) rc.docker!.finishedAt = ins.State.FinishedAt;
+          if (ins.State.StartedAt && !ins.State.StartedAt.startsWith('0001')) rc.docker!.startedAt = ins.State.StartedAt;
           if (containerdState.status === 'ok') {
             rc.containerd = { known: twin !== undefined };
             const task = twin?.task ?? orphanTasks.find((o) => o.ns === 'moby' && o.task.containerId === c.Id)?.task;
@@ -166,8 +262,8 @@ export class Runtimes implements RuntimeAccess {
           containers.push(rc);
         });
       } catch (err) {
-        dockerState.status = (err as { code?: string }).code === 'NW_ERR_TIMEOUT' ? 'unresponsive' : 'error';
-        dockerState.error = err instanceof Error ? err.message : String(err);
+        Object.assign(dockerState, this.failed('docker', err, this.now() - takenAt));
+        containers.length = 0;
       }
     }
 
@@ -186,12 +282,26 @@ export class Runtimes implements RuntimeAccess {
         labels,
         workload: workloadFromLabels(container.id, name, labels),
         containerd: { known: true },
-        storage: await this.snapshotDirs(ns, container),
+        storage: { ...(await this.snapshotDirs(ns, container)), mergedDir: `${TASK_BUNDLES}/${ns}/${container.id}/rootfs` },
       };
       if (task) rc.containerd!.task = { status: task.status, pid: task.pid, exitStatus: task.exitStatus };
       containers.push(rc);
     }
-    return { runtimes, containers, takenAt };
+
+    // A runtime that did not answer now: its last known containers, marked stale, for attribution only.
+    const stale: RuntimeName[] = [];
+    for (const name of ['docker', 'containerd'] as const) {
+      const st = name === 'docker' ? dockerState : containerdState;
+      if (st.status === 'ok') this.lastKnown.set(name, containers.filter((c) => c.manager === name));
+      else if (st.status !== 'absent' && this.lastKnown.has(name)) {
+        stale.push(name);
+        const have = new Set(containers.map((c) => c.id));
+        for (const c of this.lastKnown.get(name) ?? []) if (!have.has(c.id)) containers.push(c);
+      }
+    }
+    const snap: RuntimeSnapshot = { runtimes, containers, takenAt };
+    if (stale.length > 0) snap.stale = stale;
+    return snap;
   }
 
   private async snapshotDirs(ns: string, c: ContainerdContainer): Promise<RuntimeContainer['storage']> {
@@ -208,6 +318,40 @@ export class Runtimes implements RuntimeAccess {
     } catch {
       return {};
     }
+  }
+
+  private readonly imageLayerCache = new Map<string, string[]>();
+
+  /** Undefined when docker cannot tell (then no layer may be called orphaned). */
+  async imageLayers(): Promise<Map<string, string> | undefined> {
+    const out = new Map<string, string>();
+    const state = await this.stateForRead('docker');
+    if (state.status !== 'ok') return undefined;
+    try {
+      const images = await this.docker.images();
+      const live = new Set(images.map((i) => i.Id));
+      for (const id of this.imageLayerCache.keys()) if (!live.has(id)) this.imageLayerCache.delete(id);
+      for (const img of images) {
+        let dirs = this.imageLayerCache.get(img.Id);
+        if (!dirs) {
+          const ins = await this.docker.inspectImage(img.Id);
+          const gd = ins.GraphDriver.Data ?? {};
+          dirs = [...(gd['LowerDir'] ?? '').split(':'), gd['UpperDir'] ?? ''].filter(Boolean).map((d) => d.replace(/\/diff$/, ''));
+          this.imageLayerCache.set(img.Id, dirs);
+        }
+        const name = img.RepoTags?.find((t) => t !== '<none>:<none>') ?? img.Id.replace(/^sha256:/, '').slice(0, 12);
+        for (const d of dirs) if (!out.has(d)) out.set(d, name);
+      }
+    } catch (err) {
+      if (errCode(err) === 'NW_ERR_TIMEOUT') this.failed('docker', err, 0);
+      return undefined;
+    }
+    return out;
+  }
+
+  /** The next snapshot is read afresh (a runtime event says the cached view is out of date). */
+  invalidate(): void {
+    this.cached = undefined;
   }
 
   close(): void {

@@ -25,3 +25,20 @@ t.test('sources are independent', async (t) => {
   t.same(tr.update('sockets', [], 2), [], 'another source reporting nothing resolves nothing of disk');
   t.equal(tr.active().length, 1);
 });
+
+t.test('updates carry news: a ticking count refreshes the finding without a transition', async (t) => {
+  const tr = new FindingTracker('n1');
+  const tw = (n: string, severity: Observation['severity'] = 'warning'): Observation => ({
+    check: 'sockstat.timewait', severity, subject: 'tcp', message: `${n} TIME_WAIT sockets of 131,072 allowed`, evidence: { timewait: Number(n.replace(/,/g, '')) }, remedy: 'ss -tan state time-wait | head',
+  });
+  const refreshed: string[] = [];
+  tr.onRefresh = (f) => refreshed.push(f.message);
+  tr.update('sockstat', [tw('131,071')], 1);
+  t.same(tr.update('sockstat', [tw('131,072')], 2), [], 'no updated transition when only the count moved');
+  t.same(refreshed, ['131,072 TIME_WAIT sockets of 131,072 allowed'], 'but the refresh is announced');
+  t.equal(tr.active()[0]?.message, '131,072 TIME_WAIT sockets of 131,072 allowed', 'and the active finding carries the new number');
+  t.same(tr.active()[0]?.evidence, { timewait: 131072 });
+  t.same(tr.update('sockstat', [tw('131,072', 'critical')], 3).map((x) => x.type), ['updated'], 'a severity change is news');
+  const other = { ...tw('5'), message: 'TIME_WAIT buckets overflow: 5 dropped' };
+  t.same(tr.update('sockstat', [{ ...other, severity: 'critical' }], 4).map((x) => x.type), ['updated'], 'a change of meaning is news');
+});

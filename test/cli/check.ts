@@ -94,3 +94,52 @@ t.test('a process or finding with hostile text cannot drive the terminal (check)
   t.notMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, 'no control character in the report');
   t.notMatch(text, /^Findings: none/m, 'a fake line stays inside the message');
 });
+
+t.test('live: check with dockerd frozen: every collector returns, and only the runtime probe waits out a timeout', async (t) => {
+  const { ourDaemonPid, requireRuntime } = await import('../helpers/runtime.js');
+  const { loadConfig } = await import('../../agent/config.js');
+  const { Runner } = await import('../../agent/runner.js');
+  const { COLLECTORS } = await import('../../collectors/index.js');
+  const { envFor, quietLog } = await import('../helpers/context.js');
+  if (!requireRuntime(t)) return;
+  const pid = ourDaemonPid('dockerd');
+  if (pid === undefined && !requireLive(t, { paths: ['/nonexistent: dockerd was not started by scripts/start-test-runtime.sh, so this test will not freeze it'] })) return;
+  const sets = ['runtime.timeout=2s', 'collectors.immutable.complete=true'];
+  const config = loadConfig({ node: 'frozen', sets });
+  const env = envFor('/', sets);
+  const runner = new Runner({ collectors: COLLECTORS, config, env, log: quietLog });
+  process.kill(pid!, 'SIGSTOP');
+  let resumed = false;
+  t.teardown(() => {
+    if (!resumed) process.kill(pid!, 'SIGCONT');
+  });
+  const started = Date.now();
+  const cycle = await runner.runOnce();
+  const total = Date.now() - started;
+  // The CLI itself, as a user runs it, for the record.
+  const cliStarted = Date.now();
+  const cli = run('check', '--json', '--set', 'runtime.timeout=2s');
+  const cliTotal = Date.now() - cliStarted;
+  process.kill(pid!, 'SIGCONT');
+  resumed = true;
+  t.comment(`in process: ${total} ms; ${cycle.statuses.map((s) => `${s.name} ${s.status} ${s.durationMs} ms`).join(', ')}`);
+  t.comment(`nodewarden check --json: ${cliTotal} ms, exit ${cli.code}`);
+  const runtimes = env.runtime as unknown as { timeouts: Record<string, number> };
+  t.same(runtimes.timeouts, { docker: 1, containerd: 0 }, 'one runtime call waited out runtime.timeout: the probe; every other caller shared it or was told at once');
+  t.same(cycle.statuses.filter((s) => s.status === 'failed' || s.status === 'timeout').map((s) => `${s.name} ${s.status}`), [], 'every collector returned');
+  t.equal(cycle.statuses.length, runner.names().length);
+  t.ok(runner.active().some((f) => f.check === 'runtime.unresponsive' && f.subject === 'docker'), 'runtime.unresponsive for docker');
+  const report = JSON.parse(cli.stdout) as { collectors: { name: string; status: string }[]; findings: { check: string; subject: string }[] };
+  t.equal(cli.code, 2, 'the CLI exits critical');
+  t.ok(report.findings.some((f) => f.check === 'runtime.unresponsive' && f.subject === 'docker'));
+  t.same(report.collectors.filter((c) => c.status === 'failed' || c.status === 'timeout'), [], 'and lists every collector as returned');
+});
+
+t.test('live: check says how much container storage it examined: all of it', async (t) => {
+  if (!requireLive(t, { root: true, paths: ['/var/lib/docker/overlay2'] })) return;
+  const r = run('check', '--only', 'immutable');
+  t.match(r.stdout, /Container storage: examined all \d+ units \([\d,]+ entries/);
+  const json = JSON.parse(run('check', '--json', '--only', 'immutable').stdout) as { data: { immutable?: { complete?: { units: number }; pending: string[] } } };
+  t.ok((json.data.immutable?.complete?.units ?? 0) > 0, 'every unit, in one pass');
+  t.same(json.data.immutable?.pending, [], 'nothing left pending');
+});

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { drift, evaluateDrift, type PidState } from '../../collectors/drift.js';
 import type { RuntimeContainer } from '../../collectors/types.js';
 import { contextFor, envFor } from '../helpers/context.js';
-import { docker, ensureTestImage, inspectField, ourDaemonPid, removeContainer, requireRuntime, runContainer, startRuntime } from '../helpers/runtime.js';
+import { docker, ensureTestImage, inspectField, makePersistentDrift, ourDaemonPid, removeContainer, requireRuntime, runContainer, startRuntime } from '../helpers/runtime.js';
 import { requireLive } from '../helpers/live.js';
 
 const c = (over: Partial<RuntimeContainer>): RuntimeContainer => ({
@@ -29,20 +29,21 @@ t.test('the drift rules', async (t) => {
   t.notOk(stopped.some((f) => /docker container prune/.test(f.remedy) && !/drain/.test(f.remedy)), 'never a prune without draining first');
 });
 
-t.test('live: containerd killed, the container process killed, containerd back: docker says running, the task is STOPPED', async (t) => {
+t.test('restart back-off is not running, and not drift', async (t) => {
+  const backoff = { ...running, status: 'restarting', running: false, restarting: true, pid: 0 };
+  t.same(evaluateDrift([c({ docker: backoff, containerd: { known: true, task: { status: 'STOPPED', pid: 100, exitStatus: 1 } } })], pids({})), [], 'task stopped while docker waits to restart');
+  t.same(evaluateDrift([c({ docker: backoff, containerd: { known: true, task: { status: 'RUNNING', pid: 101, exitStatus: 0 } } })], pids({ 101: 'alive' })), [], 'the next attempt already started');
+});
+
+t.test('live: a drift that stays (dockerd frozen while containerd restarts and the process dies) fires after confirmation, naming both views', async (t) => {
   if (!requireRuntime(t)) return;
-  const ctdPid = ourDaemonPid('containerd');
-  if (ctdPid === undefined && !requireLive(t, { paths: ['/nonexistent: containerd was not started by scripts/start-test-runtime.sh, so this test will not kill it'] })) return;
+  if ((ourDaemonPid('containerd') === undefined || ourDaemonPid('dockerd') === undefined) && !requireLive(t, { paths: ['/nonexistent: dockerd and containerd were not started by scripts/start-test-runtime.sh, so this test will not signal them'] })) return;
   ensureTestImage();
-  const id = runContainer('nw-drift', ['sleep', '600']);
-  t.teardown(() => removeContainer('nw-drift'));
-  const pid = Number(inspectField('nw-drift', '{{.State.Pid}}'));
-  process.kill(ctdPid!, 'SIGKILL');
-  await new Promise((r) => setTimeout(r, 500));
-  process.kill(pid, 'SIGKILL');
-  await new Promise((r) => setTimeout(r, 300));
-  startRuntime();
-  t.teardown(() => startRuntime());
+  t.teardown(() => {
+    removeContainer('nw-drift');
+    startRuntime();
+  });
+  const { id, pid } = await makePersistentDrift('nw-drift');
   t.equal(inspectField('nw-drift', '{{.State.Running}}'), 'true', 'docker still says running');
   t.match(execFileSync('ctr', ['-n', 'moby', 'task', 'ls'], { encoding: 'utf8' }), new RegExp(`${id}\\s+${pid}\\s+STOPPED`), "containerd's task is STOPPED");
 
@@ -57,4 +58,25 @@ t.test('live: containerd killed, the container process killed, containerd back: 
   docker('rm', '-f', 'nw-drift');
   const after = await drift.collect(contextFor(drift, '/', { env: envFor('/') }));
   t.notOk(after.kind === 'ok' && after.observations.some((o) => o.subject === id), 'resolved once the container is removed');
+});
+
+t.test('live: drift that dockerd repairs by itself within a second (containerd killed, the process killed, containerd back) does not fire', async (t) => {
+  if (!requireRuntime(t)) return;
+  const ctdPid = ourDaemonPid('containerd');
+  if (ctdPid === undefined && !requireLive(t, { paths: ['/nonexistent: containerd was not started by scripts/start-test-runtime.sh, so this test will not kill it'] })) return;
+  ensureTestImage();
+  const id = runContainer('nw-drift-heal', ['sleep', '600']);
+  t.teardown(() => {
+    removeContainer('nw-drift-heal');
+    startRuntime();
+  });
+  const pid = Number(inspectField('nw-drift-heal', '{{.State.Pid}}'));
+  process.kill(ctdPid!, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 500));
+  process.kill(pid, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 300));
+  startRuntime();
+  // Read at once, while docker may still say running: the suspicion must not survive confirmation.
+  const r = await drift.collect(contextFor(drift, '/', { env: envFor('/') }));
+  t.notOk(r.kind === 'ok' && r.observations.some((o) => o.subject === id), `no finding (${r.kind === 'ok' ? `${r.data.suspected} suspected, ${r.data.dismissed} dismissed` : r.kind})`);
 });

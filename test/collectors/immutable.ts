@@ -111,3 +111,49 @@ t.test('live: an immutable file in a container\'s writable layer makes docker rm
   const after = await immutable.collect(contextFor(immutable, '/', { env: envFor('/'), sets, previous: r.data }));
   t.notOk(after.kind === 'ok' && after.observations.some((o) => o.subject === locked), 'resolved');
 });
+
+t.test('image layers name the image and the removal that fails; a layer nobody uses is reported as orphaned', async (t) => {
+  const layer = `${L}/${'d'.repeat(64)}`;
+  const orphanLayer = `${L}/${'e'.repeat(64)}`;
+  const used = evaluateImmutable([{ path: `${L}/bbb/diff/bin/sh`, bits: 1 }], [container({ image: 'shop/web:1.2' })], config);
+  t.match(used[0]?.message, /in a layer of image shop\/web:1\.2, used by container web .*docker rmi shop\/web:1\.2\) will fail/);
+  t.notMatch(used[0]?.message, /Terminating/, 'an image layer does not keep a pod Terminating');
+  t.match(used[0]?.remedy, /then the image can go: docker rmi shop\/web:1\.2/);
+  const cri = evaluateImmutable([{ path: `${L}/bbb/diff/bin/sh`, bits: 1 }], [container({ manager: 'containerd', image: 'registry.k8s.io/app:3' })], config);
+  t.match(cri[0]?.message, /crictl rmi registry\.k8s\.io\/app:3/);
+  const images = new Map([[layer, 'cache/builder:7']]);
+  const unusedImage = evaluateImmutable([{ path: `${layer}/diff/etc/lock`, bits: 1 }], [], config, images);
+  t.match(unusedImage[0]?.message, /in a layer of image cache\/builder:7, which no container uses: removing the image \(docker rmi cache\/builder:7\) will fail/);
+  const orphan = evaluateImmutable([{ path: `${orphanLayer}/diff/etc/lock`, bits: 1 }], [], config, images);
+  t.match(orphan[0]?.message, /which no image and no container uses: a layer orphaned by a failed image removal/);
+  t.equal(orphan[0]?.evidence['orphanedLayer'], orphanLayer);
+  t.match(orphan[0]?.remedy, /^chattr -i .*rm -rf/);
+  const unknown = evaluateImmutable([{ path: `${orphanLayer}/diff/etc/lock`, bits: 1 }], [], config, undefined);
+  t.notMatch(unknown[0]?.message, /orphaned/, 'not called orphaned when docker could not say which images use which layers');
+});
+
+t.test('live: after a failed image removal the layer left on disk is reported as orphaned', async (t) => {
+  if (!requireRuntime(t)) return;
+  const { makeLabelledImage, docker: dockerCli } = await import('../helpers/runtime.js');
+  const tag = 'nodewarden-test/orphan:1';
+  dockerTry('rmi', '-f', tag);
+  makeLabelledImage(tag, 'nodewarden-test=orphan');
+  const layerDiff = dockerCli('image', 'inspect', '-f', '{{.GraphDriver.Data.UpperDir}}', tag);
+  const locked = path.join(layerDiff, 'id.txt');
+  execFileSync('chattr', ['+i', locked]);
+  t.teardown(() => {
+    spawnSync('chattr', ['-i', locked]);
+    dockerTry('rmi', '-f', tag);
+    spawnSync('rm', ['-rf', path.dirname(layerDiff)]);
+  });
+  const rmi = dockerTry('rmi', tag);
+  t.comment(`docker rmi: exit ${rmi.code}; ${rmi.stderr.slice(0, 200)}`);
+  const stillThere = dockerTry('image', 'inspect', tag).code === 0;
+  const env = envFor('/');
+  const r = await immutable.collect(contextFor(immutable, '/', { env, sets: ['collectors.immutable.complete=true'] }));
+  t.equal(r.kind, 'ok');
+  const f = r.kind === 'ok' ? r.observations.find((o) => o.subject === locked) : undefined;
+  t.ok(f, 'the immutable file is found');
+  if (stillThere) t.match(f?.message, /in a layer of image nodewarden-test\/orphan:1/, 'the image is still listed: named');
+  else t.match(f?.message, /orphaned by a failed image removal/, 'the image is gone, its layer stayed: orphaned');
+});

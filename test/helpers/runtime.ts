@@ -6,20 +6,11 @@ import { mkdtempSync, readdirSync, rmSync, symlinkSync, mkdirSync, copyFileSync,
 import os from 'node:os';
 import path from 'node:path';
 import { requireLive, type TapLike } from './live.js';
+export { DOCKER, TEST_IMAGE, docker, dockerTry, runContainer, removeContainer, inspectField, ourDaemonPid, startRuntime, startContainerd, makePersistentDrift, makeImmutableContainer, copyToContainerd } from '../../bench/runtime-faults.js';
+import { DOCKER, TEST_IMAGE, dockerTry } from '../../bench/runtime-faults.js';
 
-export const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
 export const DOCKER_SOCK = '/var/run/docker.sock';
 export const CONTAINERD_SOCK = '/run/containerd/containerd.sock';
-export const TEST_IMAGE = 'nodewarden-test/busybox:1';
-
-export function docker(...args: string[]): string {
-  return execFileSync(DOCKER, args, { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-}
-
-export function dockerTry(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(DOCKER, args, { encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status, stdout: (r.stdout ?? '').trim(), stderr: (r.stderr ?? '').trim() };
-}
 
 /** True when both daemons answer; otherwise skips loudly (fails under CI=true). */
 export function requireRuntime(t: TapLike): boolean {
@@ -51,40 +42,7 @@ export function ensureTestImage(tag = TEST_IMAGE, created?: string): string {
   return tag;
 }
 
-/** Runs a container detached with no network; returns its id. */
-export function runContainer(name: string, cmd: string[], extra: string[] = []): string {
-  dockerTry('rm', '-f', name);
-  return docker('run', '-d', '--network', 'none', '--name', name, ...extra, TEST_IMAGE, ...cmd);
-}
-
-/** Removes a container by name, whatever state it is in. */
-export function removeContainer(name: string): void {
-  dockerTry('rm', '-f', name);
-}
-
-export function inspectField(name: string, template: string): string {
-  return docker('inspect', '-f', template, name);
-}
-
 export { readdirSync };
-
-const RUNTIME_DIR = process.env['NW_RUNTIME_DIR'] ?? '/var/run/nodewarden-test';
-
-/** The pid of a daemon scripts/start-test-runtime.sh started (we only ever signal those). */
-export function ourDaemonPid(name: 'containerd' | 'dockerd'): number | undefined {
-  try {
-    const pid = Number(execFileSync('cat', [path.join(RUNTIME_DIR, `${name}.pid`)], { encoding: 'utf8' }).trim());
-    const comm = execFileSync('cat', [`/proc/${pid}/comm`], { encoding: 'utf8' }).trim();
-    return comm === name ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Starts whatever of containerd and dockerd is not answering (as CI does), and waits for both. */
-export function startRuntime(): void {
-  execFileSync('bash', [path.resolve('scripts/start-test-runtime.sh')], { stdio: 'ignore', timeout: 120_000 });
-}
 
 /** A tiny image of its own content (so each has its own id), labelled for scoped prunes. */
 export function makeLabelledImage(tag: string, label = 'nodewarden-test=prune'): string {
@@ -96,15 +54,6 @@ export function makeLabelledImage(tag: string, label = 'nodewarden-test=prune'):
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-/** Copies a docker image into containerd's namespace (docker save | ctr import) and labels its name. */
-export function copyToContainerd(tag: string, namespace = 'k8s.io', labels: string[] = ['nodewarden-test=prune']): string {
-  const tar = execFileSync(DOCKER, ['save', tag], { maxBuffer: 256 * 1024 * 1024 });
-  execFileSync('ctr', ['-n', namespace, 'images', 'import', '-'], { input: tar, stdio: ['pipe', 'ignore', 'pipe'] });
-  const ref = tag.includes('/') && !tag.split('/')[0]!.includes('.') ? `docker.io/${tag}` : tag;
-  execFileSync('ctr', ['-n', namespace, 'images', 'label', ref, ...labels], { stdio: 'ignore' });
-  return ref;
 }
 
 export function ctrTry(...args: string[]): { code: number | null; stdout: string } {

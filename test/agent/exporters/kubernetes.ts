@@ -117,3 +117,26 @@ t.test('missing RBAC is a logged error, never a crash; events are rate-limited',
   t.equal(exporter.stats.eventsDropped, 1);
   exporter.stop();
 });
+
+t.test('a failed write is retried and every condition resynchronised, without waiting for the next change', async (t) => {
+  const api = new FakeApiServer();
+  await api.start();
+  t.teardown(() => api.stop());
+  api.addNode('n1');
+  // The RBAC is not there yet (a rollout in progress): the first write fails with 403.
+  api.grant('tok', 'system:serviceaccount:nodewarden:nodewarden-agent', [{ verbs: ['get'], resources: ['nodes'] }, { verbs: ['create'], resources: ['events'] }]);
+  const client = new KubeClient({ server: api.url, token: 'tok', timeoutMs: 5000 });
+  const current: Observation[] = [{ check: 'runtime.drift', severity: 'critical', subject: 'c1', message: 'docker says running, the task is STOPPED', evidence: {}, remedy: 'drain' }];
+  const runner = setup(() => current);
+  const exporter = new NodeExporter({ client, node: 'n1', runner, log: quietLog, events: false, eventNamespace: 'default', eventIntervalMs: 600_000, eventsPerMinute: 30 });
+  t.teardown(() => exporter.stop());
+  await exporter.start();
+  await runner.runOnce();
+  await exporter.sync();
+  t.ok(exporter.stats.errors >= 1, 'the write failed');
+  api.grant('tok', 'system:serviceaccount:nodewarden:nodewarden-agent', AGENT_RULES);
+  const cond = () => ((api.nodes.get('n1')!['status'] as { conditions?: NodeCondition[] }).conditions ?? []).find((c) => c.type === 'NodewardenRuntimeDrift');
+  for (let i = 0; i < 100 && cond()?.status !== 'True'; i++) await new Promise((r) => setTimeout(r, 50));
+  t.equal(cond()?.status, 'True', 'the condition caught up with no new transition');
+  t.ok(((api.nodes.get('n1')!['status'] as { conditions: NodeCondition[] }).conditions).filter((c) => c.type.startsWith('Nodewarden')).length >= 9, 'every condition written in the resync');
+});

@@ -1,0 +1,211 @@
+// Runtime events: dockerd's `GET /events` stream, decoded and validated (it is outside input), kept
+// connected with backoff. A container that dies or is destroyed makes the runtime collectors look again
+// at once; after any gap in the stream (a reconnect) everything is read afresh, because events lost in
+// the gap are exactly the seeds' bug. Polling stays the safety net.
+import { EventEmitter } from 'node:events';
+import http from 'node:http';
+
+/** One container event, as much of it as nodewarden uses. */
+export interface ContainerEvent {
+  runtime: 'docker';
+  /** die, oom, kill, destroy, start, create, ... */
+  action: string;
+  id: string;
+  /** Seconds since the epoch, as docker reports it (0 when missing). */
+  time: number;
+  name?: string;
+}
+
+/** A single line longer than this is not a docker event: the stream is dropped and made again. */
+export const MAX_EVENT_LINE = 256 * 1024;
+
+const ID_RE = /^[0-9a-f]{12,64}$/;
+
+/**
+ * Pure: one line of the stream to an event, or undefined when it is not a container event we can
+ * trust (not JSON, another type, no id, fields of the wrong type).
+ */
+export function decodeDockerEvent(line: string): ContainerEvent | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const o = v as Record<string, unknown>;
+  if ((o['Type'] ?? o['type']) !== 'container') return undefined;
+  const action = o['Action'] ?? o['status'];
+  if (typeof action !== 'string' || action.length === 0 || action.length > 200) return undefined;
+  const actor = o['Actor'];
+  const actorObj = typeof actor === 'object' && actor !== null && !Array.isArray(actor) ? (actor as Record<string, unknown>) : {};
+  const id = actorObj['ID'] ?? o['id'];
+  if (typeof id !== 'string' || !ID_RE.test(id)) return undefined;
+  const time = typeof o['time'] === 'number' && Number.isFinite(o['time']) ? o['time'] : 0;
+  // "exec_start: sh -c ..." and "health_status: healthy": the verb is before the colon.
+  const ev: ContainerEvent = { runtime: 'docker', action: action.split(':')[0]!.trim(), id, time };
+  const attrs = actorObj['Attributes'];
+  if (typeof attrs === 'object' && attrs !== null && typeof (attrs as Record<string, unknown>)['name'] === 'string') ev.name = (attrs as Record<string, string>)['name']!;
+  return ev;
+}
+
+/**
+ * Pure: splits what arrived into complete lines (decoded) and the unfinished rest. `overflow` is true
+ * when the rest is longer than any event can be: the caller drops the stream.
+ */
+export function splitEventLines(carry: string, chunk: string): { events: ContainerEvent[]; rest: string; overflow: boolean } {
+  const text = carry + chunk;
+  const lines = text.split('\n');
+  const rest = lines.pop() ?? '';
+  const events: ContainerEvent[] = [];
+  for (const l of lines) {
+    if (l.length > MAX_EVENT_LINE) continue;
+    const ev = l.trim() === '' ? undefined : decodeDockerEvent(l);
+    if (ev) events.push(ev);
+  }
+  return { events, rest, overflow: rest.length > MAX_EVENT_LINE };
+}
+
+/** Full-jitter exponential backoff: 0.5 s doubling to 30 s. */
+export function backoffMs(attempt: number, random: () => number = Math.random): number {
+  return Math.round(random() * Math.min(30_000, 500 * 2 ** Math.min(attempt, 16)));
+}
+
+/**
+ * Follows dockerd's container events. Emits 'event' (ContainerEvent), 'connected', and 'resync'
+ * after a gap (every connection but the first: what happened while we were away is unknown).
+ */
+export class DockerEvents extends EventEmitter {
+  private req: http.ClientRequest | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = true;
+  private attempt = 0;
+  private connections = 0;
+
+  constructor(
+    private readonly socketPath: string,
+    private readonly connectTimeoutMs: number,
+  ) {
+    super();
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.req?.destroy();
+    this.req = undefined;
+  }
+
+  private retry(): void {
+    this.req = undefined;
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), backoffMs(this.attempt++));
+    this.timer.unref();
+  }
+
+  private connect(): void {
+    if (this.stopped) return;
+    let settled = false;
+    const fail = () => {
+      if (settled) return;
+      settled = true;
+      req.destroy();
+      this.retry();
+    };
+    const filters = encodeURIComponent(JSON.stringify({ type: ['container'] }));
+    const req = http.request({ socketPath: this.socketPath, method: 'GET', path: `/events?filters=${filters}`, headers: { host: 'docker' } }, (res) => {
+      clearTimeout(connectTimer);
+      if (res.statusCode !== 200) {
+        res.resume();
+        fail();
+        return;
+      }
+      this.attempt = 0;
+      this.connections += 1;
+      this.emit('connected');
+      if (this.connections > 1) this.emit('resync');
+      res.setEncoding('utf8');
+      let carry = '';
+      res.on('data', (chunk: string) => {
+        const r = splitEventLines(carry, chunk);
+        carry = r.rest;
+        for (const ev of r.events) this.emit('event', ev);
+        if (r.overflow) fail();
+      });
+      res.on('end', fail);
+      res.on('error', fail);
+      res.on('close', fail);
+    });
+    // A frozen dockerd accepts the connection and never answers the headers.
+    const connectTimer = setTimeout(fail, this.connectTimeoutMs);
+    connectTimer.unref();
+    req.on('error', fail);
+    req.end();
+    this.req = req;
+  }
+}
+
+/** What following the events needs of the rest of the agent (the runner, the runtime model). */
+export interface EventSink {
+  /** Drop the cached runtime view. */
+  invalidate(): void;
+  /** The state of one container now: its docker status, or undefined when it is gone. */
+  containerStatus(id: string): Promise<{ status: string; dead: boolean; removing: boolean } | undefined>;
+  /** Run these collectors now. */
+  trigger(names: readonly string[]): void;
+  log: { debug(o: object, m?: string): void; warn(o: object, m?: string): void };
+}
+
+/** Collectors that judge runtime state: run again after a gap in the events. */
+export const RUNTIME_COLLECTORS = ['runtime', 'drift', 'immutable', 'mounts'] as const;
+/** Collectors that name a stuck removal: what blocks it (attributes) and who holds its mounts. */
+const REMOVAL_COLLECTORS = ['immutable', 'mounts'] as const;
+/** Actions after which a container may be stuck in removal. */
+const ENDINGS = new Set(['die', 'kill', 'oom', 'destroy', 'stop']);
+
+/**
+ * Wires the events to re-checks: a container that died is looked at again `recheckMs` later (docker
+ * removes a `--rm` or `rm -f` container right after it dies); if it is then dead or still being
+ * removed, its removal is stuck and the removal collectors run at once. A gap re-reads everything.
+ */
+export function followDockerEvents(events: DockerEvents, sink: EventSink, recheckMs = 1000): () => void {
+  const pending = new Map<string, NodeJS.Timeout>();
+  const onEvent = (ev: ContainerEvent) => {
+    sink.invalidate();
+    if (!ENDINGS.has(ev.action) || pending.has(ev.id)) return;
+    const timer = setTimeout(() => {
+      pending.delete(ev.id);
+      void sink
+        .containerStatus(ev.id)
+        .then((st) => {
+          if (st && (st.dead || st.removing)) {
+            sink.log.warn({ container: ev.id, status: st.status, after: ev.action }, 'container stuck in removal; checking its storage and mounts now');
+            sink.trigger(REMOVAL_COLLECTORS);
+          }
+        })
+        .catch((err: unknown) => sink.log.debug({ container: ev.id, err: err instanceof Error ? err.message : String(err) }, 'could not re-check a container after its event'));
+    }, recheckMs);
+    timer.unref();
+    pending.set(ev.id, timer);
+  };
+  const onResync = () => {
+    sink.invalidate();
+    sink.log.warn({}, 'runtime event stream reconnected: reading everything afresh');
+    sink.trigger(RUNTIME_COLLECTORS);
+  };
+  events.on('event', onEvent);
+  events.on('resync', onResync);
+  return () => {
+    events.off('event', onEvent);
+    events.off('resync', onResync);
+    for (const t of pending.values()) clearTimeout(t);
+    pending.clear();
+  };
+}

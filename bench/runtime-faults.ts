@@ -1,0 +1,113 @@
+// The real dockerd and containerd as benches and tests drive them: containers with --network none
+// from the offline test image, the daemons scripts/start-test-runtime.sh started (the only ones we
+// signal), and the faults the runtime collectors must see (a drift that stays, a removal an immutable
+// file blocks). Lives under bench/ because the soak bench uses it and bench/ must build without test/;
+// test/helpers/runtime.ts re-exports it.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+export const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
+
+export const TEST_IMAGE = 'nodewarden-test/busybox:1';
+
+export function docker(...args: string[]): string {
+  return execFileSync(DOCKER, args, { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+}
+
+export function dockerTry(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(DOCKER, args, { encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stdout: (r.stdout ?? '').trim(), stderr: (r.stderr ?? '').trim() };
+}
+
+/** Runs a container detached with no network; returns its id. */
+export function runContainer(name: string, cmd: string[], extra: string[] = []): string {
+  dockerTry('rm', '-f', name);
+  return docker('run', '-d', '--network', 'none', '--name', name, ...extra, TEST_IMAGE, ...cmd);
+}
+
+/** Removes a container by name, whatever state it is in. */
+export function removeContainer(name: string): void {
+  dockerTry('rm', '-f', name);
+}
+
+export function inspectField(name: string, template: string): string {
+  return docker('inspect', '-f', template, name);
+}
+
+const RUNTIME_DIR = process.env['NW_RUNTIME_DIR'] ?? '/var/run/nodewarden-test';
+
+/** The pid of a daemon scripts/start-test-runtime.sh started (we only ever signal those). */
+export function ourDaemonPid(name: 'containerd' | 'dockerd'): number | undefined {
+  try {
+    const pid = Number(execFileSync('cat', [path.join(RUNTIME_DIR, `${name}.pid`)], { encoding: 'utf8' }).trim());
+    const comm = execFileSync('cat', [`/proc/${pid}/comm`], { encoding: 'utf8' }).trim();
+    return comm === name ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts whatever of containerd and dockerd is not answering (as CI does), and waits for both. */
+export function startRuntime(): void {
+  execFileSync('bash', [path.resolve('scripts/start-test-runtime.sh')], { stdio: 'ignore', timeout: 120_000 });
+}
+
+/** Starts containerd only (dockerd may be frozen meanwhile), and waits until it answers. */
+export function startContainerd(): void {
+  execFileSync('bash', [path.resolve('scripts/start-test-runtime.sh'), 'containerd'], { stdio: 'ignore', timeout: 60_000 });
+}
+
+/**
+ * Makes the drift that stays: dockerd frozen while containerd is killed and started again and the
+ * container's process dies, then dockerd resumed. dockerd never hears the exit: docker says running
+ * for good while containerd's task is STOPPED. Returns the container's id and its dead pid.
+ */
+export async function makePersistentDrift(name: string): Promise<{ id: string; pid: number }> {
+  const dockerd = ourDaemonPid('dockerd');
+  const ctd = ourDaemonPid('containerd');
+  if (dockerd === undefined || ctd === undefined) throw new Error('dockerd and containerd must be the ones scripts/start-test-runtime.sh started');
+  const id = runContainer(name, ['sleep', '600']);
+  const pid = Number(inspectField(name, '{{.State.Pid}}'));
+  const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  process.kill(dockerd, 'SIGSTOP');
+  try {
+    process.kill(ctd, 'SIGKILL');
+    await pause(500);
+    startContainerd();
+    process.kill(pid, 'SIGKILL');
+    await pause(1000);
+  } finally {
+    process.kill(dockerd, 'SIGCONT');
+  }
+  return { id, pid };
+}
+
+/**
+ * A container whose writable layer holds a file made immutable: `remove()` (docker rm -f) then fails
+ * with "operation not permitted", as the runbooks' stuck pods do. `cleanup()` clears the attribute and
+ * removes the container.
+ */
+export async function makeImmutableContainer(name: string): Promise<{ locked: string; remove(): { code: number | null; stderr: string }; cleanup(): void }> {
+  runContainer(name, ['sh', '-c', 'echo x > /data/locked; sleep 600']);
+  await new Promise((r) => setTimeout(r, 500));
+  const locked = path.join(inspectField(name, '{{.GraphDriver.Data.UpperDir}}'), 'data', 'locked');
+  execFileSync('chattr', ['+i', locked]);
+  return {
+    locked,
+    remove: () => dockerTry('rm', '-f', name),
+    cleanup() {
+      spawnSync('chattr', ['-i', locked]);
+      removeContainer(name);
+    },
+  };
+}
+
+/** Copies a docker image into containerd's namespace (docker save | ctr import) and labels its name. */
+export function copyToContainerd(tag: string, namespace = 'k8s.io', labels: string[] = ['nodewarden-test=prune']): string {
+  const tar = execFileSync(DOCKER, ['save', tag], { maxBuffer: 256 * 1024 * 1024 });
+  execFileSync('ctr', ['-n', namespace, 'images', 'import', '-'], { input: tar, stdio: ['pipe', 'ignore', 'pipe'] });
+  const ref = tag.includes('/') && !tag.split('/')[0]!.includes('.') ? `docker.io/${tag}` : tag;
+  execFileSync('ctr', ['-n', namespace, 'images', 'label', ref, ...labels], { stdio: 'ignore' });
+  return ref;
+}

@@ -1,0 +1,148 @@
+// Bench: the agent at its default intervals on a busy node. Containers churn on dockerd and in k8s.io
+// the whole time; containerd and dockerd are restarted in the middle; faults are injected at known
+// times (an immutable file + failed removal, a persistent drift, a volume held after its container is
+// gone, dockerd frozen for 30 s). Reports false transitions and, per fault, injection -> finding.
+import { spawn, spawnSync } from 'node:child_process';
+import { loadConfig } from '../agent/config.js';
+import { startAgent } from '../agent/daemon.js';
+import { createLogger } from '../agent/log.js';
+import type { Transition } from '../agent/tracker.js';
+import type { Finding } from '../protocol/finding.js';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
+import { copyToContainerd, DOCKER, docker, dockerTry, makeImmutableContainer, makePersistentDrift, ourDaemonPid, removeContainer, runContainer, startRuntime, TEST_IMAGE } from './runtime-faults.js';
+import { heldByContainers, startChurn, type Churn } from './churn.js';
+
+interface Fault {
+  name: string;
+  goal: string;
+  at?: number;
+  firedAt?: number;
+  matches(f: Finding): boolean;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export async function benchSoak(opts: { seconds?: number } = {}): Promise<string> {
+  const seconds = opts.seconds ?? 600;
+  if (dockerTry('image', 'inspect', TEST_IMAGE).code !== 0) throw new Error(`soak needs the test image ${TEST_IMAGE}: run npm test once (it builds it offline)`);
+  const criImage = copyToContainerd(TEST_IMAGE, 'k8s.io', ['nodewarden-test=churn']);
+  const config = loadConfig({ node: 'soak', sets: ["agent.listen=''"] });
+  const log = createLogger({ node: 'soak', level: 'silent' }) as never;
+  const agent = await startAgent(config, { log });
+  const transitions: { at: number; t: Transition }[] = [];
+  agent.runner.on('transition', (t: Transition) => transitions.push({ at: Date.now(), t }));
+  const t0 = Date.now();
+  const cleanups: (() => void)[] = [];
+  const windows: { from: number; to: number; what: string }[] = [];
+  let churn: Churn | undefined;
+  const newChurn = () => startChurn({ docker: DOCKER, image: TEST_IMAGE, criImage, dockerLoops: 4, criLoops: 2, prefix: 'nw-soak' });
+  const state: { driftId?: string; locked?: string; volume?: string } = {};
+  const faults: Fault[] = [
+    { name: 'immutable file + failed docker rm -f', goal: '<= 5 s', matches: (f) => f.check === 'immutable.file' && f.subject === state.locked && f.severity === 'critical' },
+    { name: 'persistent drift', goal: '<= 30 s interval + 2 s settle', matches: (f) => f.check === 'runtime.drift' && f.subject === state.driftId },
+    { name: 'volume held after its container is gone', goal: '<= 60 s interval + 2 s settle', matches: (f) => f.check === 'mount.holder' && state.volume !== undefined && f.subject.endsWith(` ${state.volume}`) },
+    { name: 'dockerd frozen (SIGSTOP 30 s)', goal: '<= runtime.timeout + 1 s after the next probe', matches: (f) => f.check === 'runtime.unresponsive' && f.subject === 'docker' },
+  ];
+  const fault = (name: string) => faults.find((f) => f.name.startsWith(name))!;
+  try {
+    await sleep(5000); // every collector's first run, before the churn: what is there already is not ours
+    const baseline = new Set(agent.runner.active().map((f) => f.id));
+    churn = newChurn();
+    const at = (fraction: number) => t0 + fraction * seconds * 1000;
+    const until = async (when: number) => {
+      while (Date.now() < when) await sleep(Math.min(1000, when - Date.now()));
+    };
+    const dockerd = ourDaemonPid('dockerd');
+    const containerd = ourDaemonPid('containerd');
+    if (dockerd === undefined || containerd === undefined) throw new Error('soak needs the daemons scripts/start-test-runtime.sh started');
+
+    await until(at(0.15));
+    let from = Date.now();
+    process.kill(containerd, 'SIGTERM');
+    await sleep(1000);
+    startRuntime();
+    windows.push({ from, to: Date.now() + 30_000, what: 'containerd restart' });
+
+    await until(at(0.3));
+    from = Date.now();
+    process.kill(ourDaemonPid('dockerd') ?? dockerd, 'SIGTERM');
+    for (let i = 0; i < 100 && ourDaemonPid('dockerd') !== undefined; i++) await sleep(200);
+    startRuntime();
+    windows.push({ from, to: Date.now() + 30_000, what: 'dockerd restart' });
+
+    await until(at(0.45));
+    const stuck = await makeImmutableContainer('nw-soak-immutable');
+    state.locked = stuck.locked;
+    cleanups.push(() => stuck.cleanup());
+    fault('immutable').at = Date.now();
+    stuck.remove();
+
+    await until(at(0.55));
+    // The churn pauses while the drift is made: containers that die while dockerd is frozen drift for
+    // real, and would be true findings this bench cannot tell from false ones.
+    churn.stop();
+    await sleep(2000);
+    windows.push({ from: Date.now(), to: Date.now() + 30_000, what: 'drift recipe (containerd restart, dockerd frozen briefly)' });
+    const d = await makePersistentDrift('nw-soak-drift');
+    state.driftId = d.id;
+    fault('persistent').at = Date.now();
+    cleanups.push(() => removeContainer('nw-soak-drift'));
+    churn = newChurn();
+
+    await until(at(0.65));
+    // A pod volume (a tmpfs under kubelet's pods dir) a container used, copied into another process's
+    // namespace; the container goes and the volume is unmounted on the host, as kubelet does.
+    const podDir = `/var/lib/kubelet/pods/${randomUUID()}`;
+    state.volume = `${podDir}/volumes/kubernetes.io~empty-dir/nw-soak`;
+    mkdirSync(state.volume, { recursive: true });
+    spawnSync('mount', ['-t', 'tmpfs', 'nw-soak-volume', state.volume]);
+    cleanups.push(() => {
+      spawnSync('umount', ['-l', state.volume!]);
+      rmSync(podDir, { recursive: true, force: true });
+    });
+    runContainer('nw-soak-held', ['sleep', '600'], ['-v', `${state.volume}:/data`]);
+    const keepOnly = `awk '{print $5}' /proc/self/mountinfo | grep -E '^(/var/lib/docker/|/run/containerd/|/run/docker/)' | sort -r | while read m; do umount -l "$m" 2>/dev/null; done; exec sleep 900`;
+    const holder = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', keepOnly], { stdio: 'ignore' });
+    cleanups.push(() => holder.kill('SIGKILL'));
+    await sleep(500);
+    docker('rm', '-f', 'nw-soak-held');
+    spawnSync('umount', [state.volume]);
+    fault('volume').at = Date.now();
+
+    await until(at(0.8));
+    const frozenPid = ourDaemonPid('dockerd')!;
+    from = Date.now();
+    process.kill(frozenPid, 'SIGSTOP');
+    fault('dockerd frozen').at = from;
+    await sleep(30_000);
+    process.kill(frozenPid, 'SIGCONT');
+    windows.push({ from, to: Date.now() + 30_000, what: 'dockerd frozen' });
+
+    await until(at(1));
+    for (const f of faults) f.firedAt = transitions.find((x) => x.t.type === 'firing' && f.at !== undefined && x.at >= f.at && f.matches(x.t.finding))?.at;
+
+    const expected = (x: { at: number; t: Transition }) =>
+      baseline.has(x.t.finding.id) ||
+      faults.some((f) => f.matches(x.t.finding)) ||
+      (x.t.finding.check.startsWith('runtime.') && x.t.finding.check !== 'runtime.drift' && windows.some((w) => x.at >= w.from && x.at <= w.to)) ||
+      (x.t.finding.check.startsWith('collector.') && windows.some((w) => x.at >= w.from && x.at <= w.to)) ||
+      (x.t.finding.check === 'mount.holder' && !heldByContainers(x.t.finding.evidence));
+    const falses = transitions.filter((x) => x.t.type !== 'resolved' && !expected(x));
+    const lines = [
+      `ran ${Math.round((Date.now() - t0) / 1000)} s at default intervals; churn: 4 docker loops + 2 k8s.io loops + a crash-looping container; containerd restarted at ${Math.round(0.15 * seconds)} s, dockerd at ${Math.round(0.3 * seconds)} s`,
+      `transitions: ${transitions.length}; false (firing or updated, not explained by a fault or a runtime restart window): ${falses.length}`,
+      ...falses.slice(0, 20).map((x) => `  FALSE +${Math.round((x.at - t0) / 1000)}s ${x.t.type} ${x.t.finding.check} ${x.t.finding.message.slice(0, 140)}`),
+      '',
+      '| fault | injected at | time to finding | goal |',
+      '| --- | --- | --- | --- |',
+      ...faults.map((f) => `| ${f.name} | ${f.at ? `${Math.round((f.at - t0) / 1000)} s` : 'not injected'} | ${f.at && f.firedAt ? `${((f.firedAt - f.at) / 1000).toFixed(1)} s` : 'NOT FOUND'} | ${f.goal} |`),
+    ];
+    return lines.join('\n');
+  } finally {
+    churn?.stop();
+    for (const c of cleanups.reverse()) c();
+    await agent.stop();
+    startRuntime();
+  }
+}

@@ -117,6 +117,8 @@ export class Runner extends EventEmitter {
         log,
         signal: controller.signal,
         previous: slot.lastData,
+        ...(this.opts.env.pods ? { pods: this.opts.env.pods } : {}),
+        active: () => this.tracker.active(),
       }))();
     slot.startedAt = started;
     const settled = run.then(

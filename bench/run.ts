@@ -3,6 +3,7 @@ import { benchAggregator } from './aggregator.js';
 import { benchFootprint } from './footprint.js';
 import { benchImmutable } from './immutable.js';
 import { benchMounts } from './mounts.js';
+import { benchPods } from './pods.js';
 import { benchSockets } from './sockets.js';
 
 const BENCHES: Record<string, () => Promise<string>> = {
@@ -11,6 +12,7 @@ const BENCHES: Record<string, () => Promise<string>> = {
   mounts: () => benchMounts(),
   aggregator: () => benchAggregator(),
   footprint: () => benchFootprint(),
+  pods: () => benchPods(),
 };
 
 const wanted = process.argv.slice(2);

@@ -9,7 +9,7 @@ import { parseDuration } from '../protocol/schema.js';
 
 const VERSION = '0.1.0';
 const EXIT = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const;
-const COLLECTOR_NAMES = 'disk, sockstat, sockets, runtime, drift, immutable, mounts';
+const COLLECTOR_NAMES = 'disk, sockstat, sockets, runtime, drift, immutable, mounts, pods';
 
 const HELP = `nodewarden ${VERSION}: node-level troubleshooting for Kubernetes
 
@@ -22,6 +22,8 @@ Usage:
   nodewarden prune --node N [--until 72h] [--dry-run] [--aggregator URL] [--token-file F] [--json]
   nodewarden up [--host-root DIR] [--config FILE] [--json]
   nodewarden evicted [--namespace NS | --all-namespaces] [--older-than 1h] [--delete] [--json]
+  nodewarden why POD [-n NAMESPACE] [--aggregator URL] [--token-file F] [--json]
+  nodewarden why POD [-n NAMESPACE] --local [--host-root DIR] [--config FILE] [--set KEY=VALUE]... [--node N] [--json]
   nodewarden who-holds PATH|DEVICE|CONTAINER [--json] [--host-root DIR]
   nodewarden find-immutable PATH... [--json]
   nodewarden config [--config FILE] [--set KEY=VALUE]...
@@ -48,6 +50,11 @@ Commands:
   up       An aggregator on 127.0.0.1, an agent for this machine and a tail in this terminal.
   evicted  Pods kubelet evicted (phase Failed, reason Evicted), with their node and the eviction
            message; --delete deletes them. Uses $KUBECONFIG, ~/.kube/config or the pod's account.
+  why      Why is this pod stuck (Terminating, or waiting to be created or started)? Prints the
+           pod.stuck finding its node's agent keeps (any tail token), cause first, then what was
+           checked in the runbooks' order. --local diagnoses it on this node now (needs the API
+           server: kubernetes.server, or in a pod its service account). Exit 0 not stuck, 2 stuck,
+           3 unknown.
   who-holds
            Which processes hold a mount: every mount namespace is read once, and each holder is
            shown with pid, command, namespace, container and pod, and the matching mount line.
@@ -257,6 +264,16 @@ export async function main(argv: string[]): Promise<void> {
           (s) => process.stdout.write(s),
         );
         return writeAndExit('', code);
+      }
+      case 'why': {
+        const { values, positionals } = parse(rest, { namespace: { type: 'string', short: 'n' }, local: { type: 'boolean' }, json: { type: 'boolean' }, aggregator: { type: 'string' }, 'token-file': { type: 'string' } }, true);
+        if (positionals.length !== 1) usageError('why takes exactly one POD (and -n NAMESPACE)');
+        const { runWhy } = await import('./why.js');
+        const { code, text } = await runWhy(
+          { pod: positionals[0]!, namespace: str(values['namespace']) ?? 'default', local: Boolean(values['local']), json: Boolean(values['json']), aggregator: str(values['aggregator']), tokenFile: str(values['token-file']), node: str(values['node']), hostRoot: str(values['host-root']), config: str(values['config']), sets: sets(values['set']) },
+          process.stdout,
+        );
+        return writeAndExit(text, code);
       }
       case 'who-holds': {
         const { values, positionals } = parse(rest, { json: { type: 'boolean' } }, true);

@@ -53,7 +53,7 @@ export function jsonPatch(doc: Json, ops: { op: string; path: string; value?: un
     const parts = op.path.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
     const last = parts.pop()!;
     let parent: Json | unknown[] = out;
-    for (const p of parts) parent = (parent as Json)[p] as Json;
+    for (const p of parts) parent = (parent as Json)[p] as Json | unknown[];
     const arr = Array.isArray(parent);
     if (op.op === 'test' && JSON.stringify((parent as Json)[last]) !== JSON.stringify(op.value)) throw new Error(`test failed at ${op.path}`);
     if (op.op === 'add' && arr) (parent as unknown[]).splice(last === '-' ? (parent as unknown[]).length : Number(last), 0, op.value);
@@ -178,7 +178,7 @@ export class FakeApiServer {
   stop(): Promise<void> {
     for (const w of this.watches) w.res.end();
     this.watches.clear();
-    this.server?.closeIdleConnections();
+    this.server?.closeAllConnections();
     return new Promise((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 

@@ -10,7 +10,7 @@ import { startAgent, type AgentDaemon } from '../../agent/daemon.js';
 import type { Finding } from '../../protocol/finding.js';
 import { quietLog } from '../helpers/context.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
-import { run, until } from '../helpers/processes.js';
+import { TOKENS, freePort, runAsync, startAggregator, until, writeTokens } from '../helpers/processes.js';
 import { dockerTry, ensureTestImage, inspectField, removeContainer, requireRuntime, runContainer } from '../helpers/runtime.js';
 
 const TOKEN = 'agent-token-0123456789abcdef';
@@ -22,16 +22,6 @@ const RULES = [
   { verbs: ['create'], resources: ['events'] },
   { verbs: ['get', 'list', 'watch'], resources: ['pods'] },
 ];
-/** The CLI as a child process, without blocking this process (which serves the API it calls). */
-async function runAsync(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = run(args);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (c: Buffer) => (stdout += c));
-  child.stderr!.on('data', (c: Buffer) => (stderr += c));
-  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-  return { code, stdout, stderr };
-}
 const ago = (s: number) => new Date(Date.now() - s * 1000);
 const labels = (uid: string, name: string) => ['--label', `io.kubernetes.pod.uid=${uid}`, '--label', `io.kubernetes.pod.name=${name}`, '--label', `io.kubernetes.pod.namespace=${NS}`, '--label', 'io.kubernetes.container.name=app'];
 
@@ -76,7 +66,12 @@ t.test('live: pod.stuck through the agent: chattr +i, finalizer, grace period, u
     await api.stop();
     rmSync(dir, { recursive: true, force: true });
   });
-  agent = await startAgent(loadConfig({ sets, node: NODE }), { log: quietLog });
+  const aggPort = await freePort();
+  const agg = await startAggregator(aggPort, writeTokens(dir));
+  t.teardown(() => {
+    agg.kill('SIGTERM');
+  });
+  agent = await startAgent(loadConfig({ sets, node: NODE }), { log: quietLog, aggregator: { url: `ws://127.0.0.1:${aggPort}`, token: TOKENS.agent } });
   const stuck = () => agent!.runner.active().filter((f) => f.check === 'pod.stuck');
   const by = (name: string): Finding | undefined => stuck().find((f) => f.subject === `${NS}/${name}`);
   await until(() => Boolean(by('web-1') && by('fin-1') && by('ghost-1')), 30_000, 'pod.stuck findings');
@@ -117,6 +112,17 @@ t.test('live: pod.stuck through the agent: chattr +i, finalizer, grace period, u
   t.match(JSON.parse(calm.stdout), { pod: `${NS}/calm-1`, stuck: false });
   t.equal((await runAsync(['why', 'nope', '-n', NS, '--local', '--node', NODE, '--set', `kubernetes.server=${api.url}`, '--set', `kubernetes.tokenFile=${tokenFile}`])).code, 3, 'no such pod: 3');
   t.equal((await runAsync(['why', 'web-1', '-n', NS, '--local', '--node', NODE])).code, 3, 'no API server: 3, unknown');
+
+  // `nodewarden why` from any terminal, through the aggregator with a tail token.
+  const remote = ['--aggregator', `http://127.0.0.1:${aggPort}`];
+  await until(async () => (await runAsync(['why', 'web-1', '-n', NS, ...remote], { NODEWARDEN_TOKEN: TOKENS.tail })).code === 2, 15_000, 'the finding at the aggregator');
+  const viaAgg = await runAsync(['why', 'web-1', '-n', NS, ...remote, '--json'], { NODEWARDEN_TOKEN: TOKENS.tail });
+  t.equal(viaAgg.code, 2, 'why through the aggregator: 2, stuck');
+  t.equal((JSON.parse(viaAgg.stdout) as { finding: Finding }).finding.message, web.message, 'the same diagnosis');
+  const calmAgg = await runAsync(['why', 'calm-1', '-n', NS, ...remote], { NODEWARDEN_TOKEN: TOKENS.tail });
+  t.equal(calmAgg.code, 0, 'not stuck: 0');
+  t.match(calmAgg.stdout, /nwtest\/calm-1: not stuck/);
+  t.equal((await runAsync(['why', 'web-1', '-n', NS, '--aggregator', 'http://127.0.0.1:1'], { NODEWARDEN_TOKEN: TOKENS.tail })).code, 3, 'aggregator unreachable: 3');
 
   // chattr -i, kubelet's removal goes through, the pod goes away: resolved.
   execFileSync('chattr', ['-i', locked]);

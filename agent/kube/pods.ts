@@ -158,7 +158,7 @@ export class PodWatcher {
 
   /** A complete list, page by page; replaces the set whole. A continue token that expired starts over. */
   private async relist(): Promise<void> {
-    const limit = this.opts.pageSize ?? 500;
+    const limit = this.opts.pageSize ?? 100;
     for (let tries = 0; ; tries++) {
       const next = new Map<string, PodInfo>();
       let cont: string | undefined;

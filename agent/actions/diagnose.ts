@@ -245,9 +245,38 @@ export function evaluateVolumes(hostMounts: readonly MountInfo[], pod: PodInfo, 
   };
 }
 
+/** What every pod's walk reads the same way: read once per cycle and shared (see createPodAccess). */
+export interface SharedReads {
+  namespaces(): Promise<MountNamespace[]>;
+  hostMounts(): Promise<MountInfo[]>;
+  filesystems(): Promise<FsState[]>;
+}
+
+/** Reads straight through, no sharing (one pod, as `why --local` diagnoses it). */
+export function directReads(host: HostAccess, settings: DiagnoseSettings): SharedReads {
+  const hostMounts = async () => {
+    const raw = await host.readBytes(host.procPath(1, 'mountinfo'));
+    return raw ? parseMountinfo(raw) : [];
+  };
+  return {
+    namespaces: () => readMountNamespaces(host),
+    hostMounts,
+    async filesystems() {
+      const existing: string[] = [];
+      for (const p of [settings.kubeletRootDir, ...settings.runtimeRootDirs]) if (await host.exists(host.hostPath(p))) existing.push(p);
+      const [statfs, mounts] = await Promise.all([host.statfs(existing, settings.statfsTimeoutMs), hostMounts()]);
+      return existing.map((p, i) => {
+        const m = mountFor(mounts, p);
+        return { path: p, statfs: statfs[i], readonly: Boolean(m && (m.mountOptions.includes('ro') || m.superOptions.includes('ro'))), ...(m ? { mountPoint: m.mountPoint } : {}) };
+      });
+    },
+  };
+}
+
 /** Reads and evaluates the whole walk for one pod. Never throws: a step that fails says so and the walk goes on. */
-export async function diagnosePod(pod: PodInfo, active: readonly Finding[], env: DiagnoseEnv, settings: DiagnoseSettings, opts: { signal?: AbortSignal; namespaces?: () => Promise<MountNamespace[]>; driftChecked?: boolean } = {}): Promise<PodDiagnosis> {
+export async function diagnosePod(pod: PodInfo, active: readonly Finding[], env: DiagnoseEnv, settings: DiagnoseSettings, opts: { signal?: AbortSignal; reads?: SharedReads; driftChecked?: boolean } = {}): Promise<PodDiagnosis> {
   const { host } = env;
+  const reads = opts.reads ?? directReads(host, settings);
   const snap = await env.runtime.snapshot();
   const containers = podContainers(pod, snap.containers);
   const ownIds = new Set(containers.map((c) => c.id));
@@ -276,7 +305,7 @@ export async function diagnosePod(pod: PodInfo, active: readonly Finding[], env:
 
   steps.push(
     await guard('mount-held', async () => {
-      const namespaces = await (opts.namespaces ?? (() => readMountNamespaces(host)))();
+      const namespaces = await reads.namespaces();
       const needles = podNeedles(pod, containers, settings.kubeletRootDir);
       const match = (m: MountInfo) => needles.some((n) => `${m.mountPoint} ${m.root} ${m.source} ${m.superOptions.join(',')}`.includes(n));
       const holding = await holdingNamespaces(namespaces, match, host, async () => snap, { hostProcesses: 0, maxHolders: 20 });
@@ -286,44 +315,32 @@ export async function diagnosePod(pod: PodInfo, active: readonly Finding[], env:
 
   steps.push(evaluatePodDrift(active, pod, ownIds, opts.driftChecked ?? true));
 
-  steps.push(
-    await guard('runtime', async () => {
-      const paths = [settings.kubeletRootDir, ...settings.runtimeRootDirs];
-      const existing: string[] = [];
-      for (const p of paths) if (await host.exists(host.hostPath(p))) existing.push(p);
-      const [statfs, mountinfo] = await Promise.all([host.statfs(existing, settings.statfsTimeoutMs), host.readBytes(host.procPath(1, 'mountinfo'))]);
-      const hostMounts = mountinfo ? parseMountinfo(mountinfo) : [];
-      const fs: FsState[] = existing.map((p, i) => {
-        const m = mountFor(hostMounts, p);
-        return { path: p, statfs: statfs[i], readonly: Boolean(m && (m.mountOptions.includes('ro') || m.superOptions.includes('ro'))), ...(m ? { mountPoint: m.mountPoint } : {}) };
-      });
-      return evaluateRuntimeHealth(snap.runtimes, fs);
-    }),
-  );
-
-  steps.push(
-    await guard('volumes', async () => {
-      const raw = await host.readBytes(host.procPath(1, 'mountinfo'));
-      return evaluateVolumes(raw ? parseMountinfo(raw) : [], pod, settings.kubeletRootDir, containers.some(isRunning));
-    }),
-  );
+  steps.push(await guard('runtime', async () => evaluateRuntimeHealth(snap.runtimes, await reads.filesystems())));
+  steps.push(await guard('volumes', async () => evaluateVolumes(await reads.hostMounts(), pod, settings.kubeletRootDir, containers.some(isRunning))));
 
   return { steps, containers: containers.map((c) => ({ id: c.id, name: c.name, state: c.docker?.status ?? c.containerd?.task?.status ?? (c.containerd?.known ? 'created' : 'unknown') })) };
 }
 
-/**
- * The PodAccess a collector receives: the pods from `source` (the watcher), and the walk. Mount
- * namespaces are read once for all the pods diagnosed within two seconds (one collector cycle).
- */
-export function createPodAccess(source: () => PodListState, env: DiagnoseEnv, settings: DiagnoseSettings, opts: { driftChecked?: boolean } = {}): PodAccess {
-  let cached: { at: number; value: Promise<MountNamespace[]> } | undefined;
-  const namespaces = () => {
+/** A read shared by the calls within `ms` of each other (one collector cycle). */
+function sharedFor<T>(read: () => Promise<T>, ms = 2000): () => Promise<T> {
+  let cached: { at: number; value: Promise<T> } | undefined;
+  return () => {
     const now = Date.now();
-    if (!cached || now - cached.at > 2000) cached = { at: now, value: readMountNamespaces(env.host) };
+    if (!cached || now - cached.at > ms) cached = { at: now, value: read() };
     return cached.value;
   };
+}
+
+/**
+ * The PodAccess a collector receives: the pods from `source` (the watcher), and the walk. Mount
+ * namespaces, the host's mount table and the filesystems' state are read once for all the pods
+ * diagnosed in a cycle.
+ */
+export function createPodAccess(source: () => PodListState, env: DiagnoseEnv, settings: DiagnoseSettings, opts: { driftChecked?: boolean } = {}): PodAccess {
+  const direct = directReads(env.host, settings);
+  const reads: SharedReads = { namespaces: sharedFor(direct.namespaces), hostMounts: sharedFor(direct.hostMounts), filesystems: sharedFor(direct.filesystems) };
   return {
     list: source,
-    diagnose: (pod, active, signal) => diagnosePod(pod, active, env, settings, { signal, namespaces, ...(opts.driftChecked !== undefined ? { driftChecked: opts.driftChecked } : {}) }),
+    diagnose: (pod, active, signal) => diagnosePod(pod, active, env, settings, { signal, reads, ...(opts.driftChecked !== undefined ? { driftChecked: opts.driftChecked } : {}) }),
   };
 }

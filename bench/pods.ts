@@ -8,7 +8,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FakeApiServer } from '../test/helpers/fake-apiserver.js';
 import { cpuSeconds } from './footprint.js';
 import { ROOT } from './util.js';
 
@@ -42,9 +41,29 @@ function startAgent(extra: string[], nodeOptions = DAEMONSET_NODE_OPTIONS): Chil
   return spawn(process.execPath, [path.join(ROOT, 'dist', 'cli', 'main.js'), 'agent', '--node', NODE, '--set', 'logLevel=warn', '--set', "agent.listen=''", ...extra], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, NODE_OPTIONS: nodeOptions } });
 }
 
+/** The parts of the test suite's local API server (test/helpers/fake-apiserver.ts) this bench drives. */
+interface ApiServer {
+  url: string;
+  pods: Map<string, unknown>;
+  events: Record<string, unknown>[];
+  requests: { path: string }[];
+  start(): Promise<string>;
+  stop(): Promise<void>;
+  grant(token: string, user: string, rules: { verbs: string[]; resources: string[] }[]): void;
+  addNode(name: string): void;
+  addPod(namespace: string, name: string, node: string, phase: string, extra: Record<string, unknown>): unknown;
+  updatePod(namespace: string, name: string, patch: Record<string, unknown>): unknown;
+  markDeleted(namespace: string, name: string, opts: { graceSeconds: number; at: Date }): unknown;
+  removePod(namespace: string, name: string): void;
+  compact(): void;
+}
+
 export async function benchPods(opts: { seconds?: number; pods?: number } = {}): Promise<string> {
   const seconds = opts.seconds ?? Number(process.env['NW_PODS_SECONDS'] ?? 120);
   const count = opts.pods ?? 1000;
+  // Loaded by URL, not imported: the image build has no test/ (.dockerignore) and compiles bench/ all the same.
+  const helper = new URL('../test/helpers/fake-apiserver.js', import.meta.url).href;
+  const { FakeApiServer } = (await import(helper)) as { FakeApiServer: new () => ApiServer };
   const api = new FakeApiServer();
   await api.start();
   api.grant(TOKEN, 'bench', [{ verbs: ['get', 'list', 'watch'], resources: ['pods'] }, { verbs: ['get'], resources: ['nodes'] }, { verbs: ['patch'], resources: ['nodes/status'] }, { verbs: ['create'], resources: ['events'] }]);

@@ -1,4 +1,5 @@
 import t from 'tap';
+import fc from 'fast-check';
 import { KubeClient } from '../../../agent/kube/client.js';
 import { PodWatcher, toPodInfo } from '../../../agent/kube/pods.js';
 import { quietLog } from '../../helpers/context.js';
@@ -40,6 +41,23 @@ t.test('toPodInfo keeps only what the diagnosis reads', async (t) => {
   t.notOk(JSON.stringify(info).includes('xxxx'), 'annotations are not kept');
   t.equal(toPodInfo({ metadata: { name: 'no-uid' } }), undefined, 'a pod without uid is not used');
   t.equal(toPodInfo('nonsense'), undefined);
+});
+
+t.test('fuzz: toPodInfo never throws on what an API server (or a proxy) might send, and keeps types straight', async (t) => {
+  const podish = fc.record({
+    metadata: fc.record({ uid: fc.oneof(fc.string(), fc.integer()), namespace: fc.string(), name: fc.string(), finalizers: fc.anything(), ownerReferences: fc.anything(), deletionTimestamp: fc.anything(), deletionGracePeriodSeconds: fc.anything() }, { requiredKeys: [] }),
+    spec: fc.anything(),
+    status: fc.oneof(fc.anything(), fc.record({ phase: fc.anything(), containerStatuses: fc.array(fc.record({ name: fc.anything(), state: fc.anything(), containerID: fc.anything(), lastState: fc.anything() }, { requiredKeys: [] })) }, { requiredKeys: [] })),
+  }, { requiredKeys: [] });
+  fc.assert(
+    fc.property(fc.oneof(fc.anything(), podish), (raw) => {
+      const info = toPodInfo(raw);
+      if (info === undefined) return true;
+      return typeof info.uid === 'string' && info.finalizers.every((f) => typeof f === 'string') && info.containers.every((c) => typeof c.name === 'string' && ['waiting', 'running', 'terminated', 'unknown'].includes(c.state)) && (info.deletionGracePeriodSeconds === undefined || typeof info.deletionGracePeriodSeconds === 'number');
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass('2,000 arbitrary inputs');
 });
 
 t.test('lists its node\'s pods page by page, then follows the watch', async (t) => {

@@ -73,12 +73,12 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS): Ob
     ),
     kubernetes: s.object(
       {
-        enabled: s.boolean({ default: false, doc: 'keep NodeConditions on this node and emit Events (needs the RBAC in manifests/)' }),
+        enabled: s.boolean({ default: false, doc: "keep NodeConditions on this node, emit Events, watch this node's pods for pod.stuck (needs the RBAC in manifests/)" }),
         server: s.string({ default: '', doc: "API server URL ('' in a pod: from KUBERNETES_SERVICE_HOST/PORT)" }),
         tokenFile: s.string({ default: '/var/run/secrets/kubernetes.io/serviceaccount/token', doc: 'service account token (inside the agent container)' }),
         caFile: s.string({ default: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt', doc: "the API server's CA (inside the agent container)" }),
         timeout: s.duration({ default: '10s', min: 100, doc: 'how long one API call may take' }),
-        events: s.boolean({ default: true, doc: 'emit an Event for each finding that fires or resolves' }),
+        events: s.boolean({ default: true, doc: 'emit an Event for each finding that fires or resolves (pod.stuck: on the Pod)' }),
         eventNamespace: s.string({ default: 'default', nonEmpty: true, doc: 'namespace of the Node events (kubelet uses default)' }),
         eventInterval: s.duration({ default: '10m', doc: 'at most one event per finding and transition this often' }),
         eventsPerMinute: s.number({ default: 30, min: 1, integer: true, doc: 'and at most this many events per minute from one node' }),

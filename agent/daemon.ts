@@ -14,6 +14,8 @@ import { DockerEvents, followDockerEvents } from './runtime/events.js';
 import { StreamClient } from './exporters/aggregator-link.js';
 import { NodeExporter } from './exporters/kubernetes.js';
 import { KubeClient } from './kube/client.js';
+import { PodWatcher } from './kube/pods.js';
+import { createPodAccess, diagnoseSettings } from './actions/diagnose.js';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -21,6 +23,8 @@ export interface AgentDaemon {
   runner: Runner;
   exporter?: NodeExporter;
   stream?: StreamClient;
+  /** This node's pods from the API server (with kubernetes.enabled). */
+  pods?: PodWatcher;
   server?: http.Server;
   /** Where /healthz and /metrics answer, once listening. */
   address?: { host: string; port: number };
@@ -34,6 +38,11 @@ function splitHostPort(listen: string): { host: string; port: number } {
 
 export async function startAgent(config: Config, opts: { log: Log & { child(b: object): Log }; aggregator?: { url: string; token: string | (() => string) } }): Promise<AgentDaemon> {
   const env = createEnvironment(config);
+  const k = config.kubernetes;
+  const kube = k.enabled ? KubeClient.inCluster({ server: k.server, tokenFile: k.tokenFile, caFile: k.caFile, timeoutMs: k.timeout }) : undefined;
+  // The pod watcher feeds the pods collector; without an API server that collector reports no data.
+  const podWatcher = kube ? new PodWatcher({ client: kube, node: config.node, log: opts.log.child({ component: 'pods' }) }) : undefined;
+  if (podWatcher) env.pods = createPodAccess(() => podWatcher.state(), env, diagnoseSettings(config), { driftChecked: Boolean(config.collectors['drift']?.enabled) });
   const runner = new Runner({ collectors: COLLECTORS, config, env, log: opts.log });
   const log = opts.log;
   let pruning = false;
@@ -94,11 +103,13 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
       dockerEvents.stop();
       stream?.stop();
       daemon.exporter?.stop();
+      await podWatcher?.stop();
       if (daemon.server) await new Promise<void>((resolve) => daemon.server!.close(() => resolve()));
       (env.runtime as Runtimes).close();
     },
   };
   if (stream) daemon.stream = stream;
+  if (podWatcher) daemon.pods = podWatcher;
   if (config.agent.listen !== '') {
     const { host, port } = splitHostPort(config.agent.listen);
     const server = createAgentServer({ runner, node: config.node, restartAfterUnreachableMs: config.agent.restartAfterUnreachable, ...(stream ? { stream } : {}) });
@@ -110,10 +121,9 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
     daemon.server = server;
     daemon.address = { host, port: typeof addr === 'object' && addr ? addr.port : port };
   }
-  if (config.kubernetes.enabled) {
-    const k = config.kubernetes;
-    const client = KubeClient.inCluster({ server: k.server, tokenFile: k.tokenFile, caFile: k.caFile, timeoutMs: k.timeout });
-    daemon.exporter = new NodeExporter({ client, node: config.node, runner, log: opts.log.child({ component: 'kubernetes' }), events: k.events, eventNamespace: k.eventNamespace, eventIntervalMs: k.eventInterval, eventsPerMinute: k.eventsPerMinute });
+  if (kube) {
+    podWatcher?.start();
+    daemon.exporter = new NodeExporter({ client: kube, node: config.node, runner, log: opts.log.child({ component: 'kubernetes' }), events: k.events, eventNamespace: k.eventNamespace, eventIntervalMs: k.eventInterval, eventsPerMinute: k.eventsPerMinute });
     // Reconcile before the first findings: conditions left True by an earlier agent go False unless they still hold.
     await daemon.exporter.start();
   }

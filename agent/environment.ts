@@ -1,6 +1,6 @@
 // Everything a collector's context is built from, made once per process from the config: host access,
 // exec, runtimes and attributes. Commands and tests build it the same way.
-import type { AttrAccess, Exec, HostAccess, RuntimeAccess } from '../collectors/types.js';
+import type { AttrAccess, Exec, HostAccess, PodAccess, RuntimeAccess } from '../collectors/types.js';
 import { createAttrAccess } from './host/attrs.js';
 import type { Config } from './config.js';
 import { exec } from './host/exec.js';
@@ -12,6 +12,8 @@ export interface Environment {
   exec: Exec;
   runtime: RuntimeAccess & { close?(): void };
   attrs: AttrAccess | undefined;
+  /** The node's pods and their diagnosis; set by the agent when it has an API server. */
+  pods?: PodAccess;
 }
 
 export function createEnvironment(config: Pick<Config, 'hostRoot' | 'runtime'>): Environment {

@@ -128,6 +128,8 @@ export class Runner extends EventEmitter {
         previous: slot.lastData,
         rerunRequested: () => slot.rerun === true,
         triggered: slot.triggered === true,
+        ...(this.opts.env.pods ? { pods: this.opts.env.pods } : {}),
+        active: () => this.tracker.active(),
       }))();
     slot.triggered = false;
     slot.startedAt = started;

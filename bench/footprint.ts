@@ -8,7 +8,7 @@ import { ROOT } from './util.js';
 
 const CLK_TCK = 100;
 
-function cpuSeconds(pid: number): number {
+export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime, stime, and the children's (the agent's stat -f calls count against it).

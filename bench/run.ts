@@ -3,6 +3,7 @@ import { benchAggregator, benchHostile } from './aggregator.js';
 import { benchFootprint } from './footprint.js';
 import { benchImmutable } from './immutable.js';
 import { benchMounts } from './mounts.js';
+import { benchPods } from './pods.js';
 import { benchSockets } from './sockets.js';
 import { benchSoak } from './soak.js';
 
@@ -14,6 +15,7 @@ const BENCHES: Record<string, () => Promise<string>> = {
   hostile: () => benchHostile(),
   footprint: () => benchFootprint(),
   soak: () => benchSoak(options.duration === undefined ? {} : { seconds: options.duration }),
+  pods: () => benchPods(),
 };
 
 // Options: --duration 10m (or seconds) for soak.

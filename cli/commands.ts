@@ -277,6 +277,31 @@ export const COMMANDS: readonly Command[] = [
     },
   },
   {
+    name: 'why',
+    positionals: 'POD',
+    flags: [
+      { name: 'namespace', type: 'string', short: 'n', value: 'NAMESPACE', help: "the pod's namespace (default default)" },
+      { name: 'local', type: 'boolean', help: "diagnose it on this node now instead of asking the aggregator (needs the API server: kubernetes.server, or in a pod its service account); takes check's flags" },
+      { ...f.aggregator, help: 'ask this aggregator (any tail token) for the pod.stuck finding its node keeps' },
+      { ...f.tokenFile, help: 'a tail or admin token (default $NODEWARDEN_TOKEN_FILE or $NODEWARDEN_TOKEN)' },
+      f.hostRoot,
+      f.config,
+      f.set,
+      f.node,
+      f.json,
+    ],
+    description:
+      "Why is this pod stuck (Terminating, or waiting to be created or started)? Prints the pod.stuck diagnosis: the cause first, then what was checked in the runbooks' order and what was ruled out. Exit 0 not stuck, 2 stuck, 3 unknown.",
+    async run({ values, positionals }) {
+      if (positionals.length !== 1) throw new UsageError('why takes exactly one POD (and -n NAMESPACE)');
+      const { runWhy } = await import('./why.js');
+      return runWhy(
+        { pod: positionals[0]!, namespace: str(values['namespace']) ?? 'default', local: Boolean(values['local']), json: Boolean(values['json']), aggregator: str(values['aggregator']), tokenFile: str(values['token-file']), node: str(values['node']), hostRoot: str(values['host-root']), config: str(values['config']), sets: sets(values['set']) },
+        process.stdout,
+      );
+    },
+  },
+  {
     name: 'who-holds',
     positionals: 'PATH|DEVICE|CONTAINER',
     flags: [f.json, f.hostRoot, { ...f.config, help: 'config file, for the runtime sockets (runtime.dockerSocket, runtime.containerdSocket)' }, f.set],

@@ -1,6 +1,6 @@
 // The Collector contract and the context a collector receives. The agent implements these interfaces
 // and hands them in; a test hands a collector the same context over a captured host tree.
-import type { Observation, Workload } from '../protocol/finding.js';
+import type { EvidenceValue, Finding, Observation, Workload } from '../protocol/finding.js';
 import type { ObjectSpec } from '../protocol/schema.js';
 
 /** statfs(2) numbers for one path, in bytes and inode counts. */
@@ -183,6 +183,10 @@ export interface CollectorContext<TConfig, TData> {
    * (a container stuck in removal) and leave background work (the paced sweep) to scheduled runs.
    */
   triggered?: boolean;
+  /** The node's pods from the API server; undefined where the agent has none (check, tests). */
+  pods?: PodAccess;
+  /** The runner's firing findings (other collectors' confirmed ones); empty where there is no runner. */
+  active?: () => readonly Finding[];
 }
 
 export type CollectResult<TData> =
@@ -217,3 +221,72 @@ export interface Collector<TConfig = unknown, TData = unknown> {
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyCollector = Collector<any, any>;
+
+/** One container status of a pod, as the API server reports it (only what the diagnosis needs). */
+export interface PodContainerStatus {
+  name: string;
+  /** The runtime's id without the scheme (docker://, containerd://), when it has one. */
+  containerId?: string;
+  state: 'waiting' | 'running' | 'terminated' | 'unknown';
+  /** For waiting: ContainerCreating, CreateContainerError...; for terminated: Completed, Error... */
+  reason?: string;
+  message?: string;
+  /** When the container last finished, if it ever did (a container waiting to start again). */
+  finishedAt?: string;
+}
+
+/**
+ * A pod bound to this node, reduced to the fields the stuck check and its diagnosis read. The agent keeps
+ * one of these per pod instead of the whole object: memory stays bounded on a node with many pods.
+ */
+export interface PodInfo {
+  uid: string;
+  namespace: string;
+  name: string;
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  startTime?: string;
+  deletionTimestamp?: string;
+  deletionGracePeriodSeconds?: number;
+  terminationGracePeriodSeconds?: number;
+  finalizers: string[];
+  /** kind/name of each owner (the controller a finalizer's remedy names). */
+  owners: string[];
+  phase?: string;
+  containers: PodContainerStatus[];
+  /** Volume names, for the kubelet dirs the diagnosis looks at. */
+  volumes: string[];
+}
+
+export type PodListState =
+  /** No API server configured: the pod checks do not apply (no-data). */
+  | { status: 'absent'; reason: string }
+  /** Listing or watching failed, or the first list has not completed: what we know may be stale. */
+  | { status: 'unsynced'; reason: string; pods: PodInfo[] }
+  | { status: 'synced'; pods: PodInfo[]; resourceVersion: string };
+
+/** One cause in the diagnosis walk: checked or not, found or not, and the facts. */
+export interface DiagnosisStep {
+  cause: 'finalizers' | 'immutable' | 'mount-held' | 'drift' | 'runtime' | 'volumes';
+  /** False when the cause could not be examined (no native module, a runtime that does not answer). */
+  checked: boolean;
+  found: boolean;
+  /** One sentence: what was seen, or what was ruled out. */
+  summary: string;
+  /** The command a person runs for this cause, when found. */
+  remedy?: string;
+  facts: Record<string, EvidenceValue>;
+}
+
+export interface PodDiagnosis {
+  steps: DiagnosisStep[];
+  /** The pod's containers the runtime knows, by id and name. */
+  containers: { id: string; name: string; state: string }[];
+}
+
+/** The node's pods, as the agent's watcher knows them, and the targeted diagnosis of one. */
+export interface PodAccess {
+  list(): PodListState;
+  /** Walks the causes in the runbooks' order for one pod. `active` are the runner's firing findings (confirmed drift). */
+  diagnose(pod: PodInfo, active: readonly Finding[], signal: AbortSignal): Promise<PodDiagnosis>;
+}

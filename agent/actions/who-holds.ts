@@ -4,7 +4,7 @@ import { statSync } from 'node:fs';
 import path from 'node:path';
 import { NodewardenError } from '../../protocol/errors.js';
 import type { Workload } from '../../protocol/finding.js';
-import { mountLine, readMountNamespaces } from '../../collectors/common/namespaces.js';
+import { mountLine, readMountNamespaces, type MountNamespace } from '../../collectors/common/namespaces.js';
 import type { MountInfo } from '../../collectors/common/mountinfo.js';
 import { describeHolder, type Holder } from '../../collectors/mounts.js';
 import type { HostAccess, RuntimeAccess, RuntimeContainer } from '../../collectors/types.js';
@@ -25,7 +25,7 @@ export interface WhoHolds {
   namespaces: HoldingNamespace[];
 }
 
-type Matcher = (m: MountInfo) => boolean;
+export type Matcher = (m: MountInfo) => boolean;
 
 function resolveContainer(target: string, containers: readonly RuntimeContainer[]): RuntimeContainer | undefined {
   return containers.find((c) => c.name === target || (target.length >= 6 && c.id.startsWith(target)));
@@ -48,9 +48,7 @@ async function matcherFor(target: string, host: HostAccess, snapshot: () => Prom
     const snap = await snapshot();
     const c = resolveContainer(target, snap.containers);
     if (c) {
-      const dirs = [c.storage.upperDir, c.storage.mergedDir, c.storage.containerDir].filter((d): d is string => Boolean(d));
-      const layers = dirs.map((d) => path.basename(path.dirname(d))).filter((l) => l.length >= 12);
-      const needles = [c.id, ...layers];
+      const needles = containerNeedles(c);
       return { kind: 'container', needles, match: (m) => needles.some((n) => mountLine(m).includes(n)) };
     }
     return { kind: 'text', needles: [target], match: (m) => mountLine(m).includes(target) };
@@ -70,11 +68,22 @@ export async function whoHolds(target: string, host: HostAccess, runtime: Runtim
   let snap: Promise<{ containers: RuntimeContainer[] }> | undefined;
   const snapshot = () => (snap ??= runtime.snapshot());
   const [{ kind, needles, match }, namespaces] = await Promise.all([matcherFor(target, host, snapshot), readMountNamespaces(host)]);
+  return { target, kind, matchedBy: needles, namespaces: await holdingNamespaces(namespaces, match, host, snapshot, opts) };
+}
+
+/** The namespaces with a mount that `match` accepts, each with its processes described (pid, command, container, pod). */
+export async function holdingNamespaces(
+  namespaces: readonly MountNamespace[],
+  match: Matcher,
+  host: HostAccess,
+  snapshot: () => Promise<{ containers: RuntimeContainer[] }>,
+  opts: { hostProcesses?: number; maxHolders?: number } = {},
+): Promise<HoldingNamespace[]> {
   const out: HoldingNamespace[] = [];
   for (const ns of namespaces) {
     const hits = ns.mounts.filter(match);
     if (hits.length === 0) continue;
-    const pids = ns.host ? ns.pids.slice(0, opts.hostProcesses ?? 1) : ns.pids;
+    const pids = ns.host ? ns.pids.slice(0, opts.hostProcesses ?? 1) : ns.pids.slice(0, opts.maxHolders ?? Infinity);
     const holders: HoldingNamespace['holders'] = await Promise.all(pids.map((pid) => describeHolder(host, pid)));
     if (holders.some((h) => h.containerId)) {
       const { containers } = await snapshot();
@@ -85,5 +94,12 @@ export async function whoHolds(target: string, host: HostAccess, runtime: Runtim
     }
     out.push({ namespace: ns.id, host: ns.host, processes: ns.pids.length, mounts: hits.map(mountLine), holders });
   }
-  return { target, kind, matchedBy: needles, namespaces: out };
+  return out;
+}
+
+/** What names a container's storage in mount lines: its id and its layer directories' names. */
+export function containerNeedles(c: RuntimeContainer): string[] {
+  const dirs = [c.storage.upperDir, c.storage.mergedDir, c.storage.containerDir].filter((d): d is string => Boolean(d));
+  const layers = dirs.map((d) => path.basename(path.dirname(d))).filter((l) => l.length >= 12);
+  return [...new Set([c.id, ...layers])];
 }

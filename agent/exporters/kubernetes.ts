@@ -167,8 +167,10 @@ export class NodeExporter {
   }
 
   private async event(t: Transition): Promise<void> {
-    if (t.type === 'updated') return;
     const f = t.finding;
+    const onPod = podEventTarget(f);
+    // A stuck pod's cause can change (the finalizer is gone, an immutable file remains): say so on the Pod.
+    if (t.type === 'updated' && !onPod) return;
     const now = this.now();
     const key = `${f.id}/${t.type}`;
     if (now - (this.lastEvent.get(key) ?? -Infinity) < this.opts.eventIntervalMs) return;
@@ -182,6 +184,11 @@ export class NodeExporter {
     const iso = new Date(now).toISOString();
     const resolved = t.type === 'resolved';
     try {
+      if (onPod) {
+        await this.opts.client.createEvent(onPod.namespace, podEvent(f, resolved, onPod, this.opts.node, iso));
+        this.stats.events++;
+        return;
+      }
       await this.opts.client.createEvent(this.opts.eventNamespace, {
         apiVersion: 'v1',
         kind: 'Event',
@@ -203,4 +210,29 @@ export class NodeExporter {
       this.opts.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not create an event');
     }
   }
+}
+
+/** The Pod a finding's Event goes on instead of the Node (pod.stuck), or undefined. */
+export function podEventTarget(f: Finding): { namespace: string; name: string; uid?: string } | undefined {
+  if (f.check !== 'pod.stuck' || !f.workload?.pod || !f.workload.namespace) return undefined;
+  return { namespace: f.workload.namespace, name: f.workload.pod, ...(f.workload.podUid ? { uid: f.workload.podUid } : {}) };
+}
+
+/** Pure: the Warning Event on a stuck Pod (reason NodewardenStuck), so `kubectl describe pod` shows the cause. */
+export function podEvent(f: Finding, resolved: boolean, pod: { namespace: string; name: string; uid?: string }, node: string, iso: string): Record<string, unknown> {
+  return {
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: { generateName: `${pod.name}.nodewarden.`, namespace: pod.namespace },
+    involvedObject: { apiVersion: 'v1', kind: 'Pod', namespace: pod.namespace, name: pod.name, ...(pod.uid ? { uid: pod.uid } : {}) },
+    reason: resolved ? 'NodewardenStuckResolved' : 'NodewardenStuck',
+    message: resolved ? `nodewarden no longer sees this pod stuck (it was: ${f.message})`.slice(0, 1024) : `${f.message} Next: ${f.remedy}`.slice(0, 1024),
+    type: resolved ? 'Normal' : 'Warning',
+    source: { component: 'nodewarden', host: node },
+    reportingComponent: 'nodewarden',
+    reportingInstance: node,
+    firstTimestamp: iso,
+    lastTimestamp: iso,
+    count: 1,
+  };
 }

@@ -1,5 +1,5 @@
-// The few Kubernetes API calls the agent makes (its Node, the Node's status, Events), over node:https
-// with the pod's service account. Hand-written rather than @kubernetes/client-node: that library adds
+// The few Kubernetes API calls the agent makes (its Node, the Node's status, Events, its node's pods: list
+// and watch), over node:https with the pod's service account. Hand-written rather than @kubernetes/client-node: that library adds
 // about 74 MiB of resident memory to an agent whose whole budget is 80 MiB (README, design).
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -89,6 +89,84 @@ export class KubeClient {
       });
       req.end(payload);
     });
+  }
+
+  /**
+   * A watch: GET `path` as a stream of JSON lines, one object each, handed to `onObject`. Resolves when
+   * the server ends the stream (its timeoutSeconds); rejects on an HTTP error (KubeError), when no
+   * headers come within the client's timeout, or when nothing at all arrives for `idleMs` (a dead
+   * connection is noticed, not waited on forever). `signal` ends it quietly.
+   */
+  stream(path: string, onObject: (obj: Record<string, unknown>) => void, opts: { idleMs: number; signal?: AbortSignal; maxLine?: number; onOpen?: () => void }): Promise<void> {
+    const url = new URL(path, this.opts.server);
+    const lib = url.protocol === 'https:' ? https : http;
+    const maxLine = opts.maxLine ?? 4 * 1024 * 1024;
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      let settled = false;
+      const done = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        req.destroy();
+        if (err) reject(err);
+        else resolve();
+      };
+      const arm = (ms: number, what: string) => {
+        clearTimeout(timer);
+        timer = setTimeout(() => done(new NodewardenError('NW_ERR_TIMEOUT', `GET ${url.pathname}: ${what} within ${ms} ms`)), ms);
+      };
+      const onAbort = () => done();
+      const req = lib.request(url, { method: 'GET', ...(this.opts.ca ? { ca: this.opts.ca } : {}), headers: { authorization: `Bearer ${this.opts.token}`, accept: 'application/json' } }, (res) => {
+        const status = res.statusCode ?? 0;
+        let text = '';
+        res.setEncoding('utf8');
+        if (status < 200 || status >= 300) {
+          res.on('data', (c: string) => (text = (text + c).slice(0, 64 * 1024)));
+          res.on('end', () => {
+            let json: Record<string, unknown> = {};
+            try {
+              json = JSON.parse(text) as Record<string, unknown>;
+            } catch {
+              // not JSON
+            }
+            done(new KubeError(status, String(json['reason'] ?? ''), `GET ${url.pathname}: ${status} ${String(json['message'] ?? text).slice(0, 300)}`));
+          });
+          return;
+        }
+        arm(opts.idleMs, 'nothing from the watch');
+        opts.onOpen?.();
+        res.on('data', (c: string) => {
+          arm(opts.idleMs, 'nothing from the watch');
+          text += c;
+          let nl: number;
+          while ((nl = text.indexOf('\n')) >= 0) {
+            const line = text.slice(0, nl).trim();
+            text = text.slice(nl + 1);
+            if (line === '') continue;
+            try {
+              onObject(JSON.parse(line) as Record<string, unknown>);
+            } catch (err) {
+              return done(err instanceof Error ? err : new Error(String(err)));
+            }
+          }
+          if (text.length > maxLine) done(new NodewardenError('NW_ERR_PARSE', `GET ${url.pathname}: a watch event longer than ${maxLine} bytes`));
+        });
+        res.on('end', () => done());
+        res.on('error', (err) => done(new NodewardenError('NW_ERR_RUNTIME', `GET ${url.pathname}: ${err.message}`)));
+      });
+      arm(this.opts.timeoutMs, 'no answer from the API server');
+      req.on('error', (err) => done(new NodewardenError('NW_ERR_RUNTIME', `GET ${url.pathname}: ${err.message}`)));
+      if (opts.signal?.aborted) return done();
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      req.end();
+    });
+  }
+
+  /** The timeout every plain call has. */
+  get timeoutMs(): number {
+    return this.opts.timeoutMs;
   }
 
   getNode(name: string): Promise<KubeNode> {

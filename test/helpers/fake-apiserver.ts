@@ -1,9 +1,11 @@
 // A local stand-in for the Kubernetes API server (one cannot run here), speaking its protocol for the
 // endpoints nodewarden uses: nodes and their status subresource (GET, PUT, PATCH with strategic merge,
-// JSON merge and JSON patch; resourceVersion conflicts answer 409), events (POST), pods (list with field
-// selectors, GET one, DELETE), TokenReviews of service-account tokens it issued (bound to a pod, with an
-// audience, and with or without the node-name extra as before and since Kubernetes 1.30), and RBAC per
-// bearer token (403 Status objects naming the missing permission).
+// JSON merge and JSON patch; resourceVersion conflicts answer 409), events (POST), pods (get; list with
+// field selectors and limit/continue pages; watch from a resourceVersion with bookmarks and timeoutSeconds,
+// answering 410 Gone once the events it asks for were compacted away; graceful deletion with
+// deletionTimestamp and finalizers; DELETE), TokenReviews of service-account tokens it issued (bound to a
+// pod, with an audience, and with or without the node-name extra as before and since Kubernetes 1.30), and
+// RBAC per bearer token (403 Status objects naming the missing permission).
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 
@@ -53,7 +55,7 @@ export function jsonPatch(doc: Json, ops: { op: string; path: string; value?: un
     const parts = op.path.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
     const last = parts.pop()!;
     let parent: Json | unknown[] = out;
-    for (const p of parts) parent = (parent as Json)[p] as Json;
+    for (const p of parts) parent = (parent as Json)[p] as Json | unknown[];
     const arr = Array.isArray(parent);
     if (op.op === 'test' && JSON.stringify((parent as Json)[last]) !== JSON.stringify(op.value)) throw new Error(`test failed at ${op.path}`);
     if (op.op === 'add' && arr) (parent as unknown[]).splice(last === '-' ? (parent as unknown[]).length : Number(last), 0, op.value);
@@ -97,6 +99,10 @@ export class FakeApiServer {
   private rv = 100;
   private conflicts = 0;
   private server: http.Server | undefined;
+  /** Pod watch events, oldest first; compact() forgets them, as etcd's compaction does. */
+  private podEvents: { rv: number; type: string; object: Json }[] = [];
+  private compactedRv = 0;
+  private readonly watches = new Set<{ res: http.ServerResponse; selector: string | null; ns: string | undefined }>();
   url = '';
 
   grant(token: string, user: string, rules: Rule[]): void {
@@ -157,8 +163,68 @@ export class FakeApiServer {
     this.nodes.set(name, { kind: 'Node', apiVersion: 'v1', metadata: { name, uid: `uid-${name}`, resourceVersion: String(this.rv++) }, status: { conditions } });
   }
 
-  addPod(namespace: string, name: string, nodeName: string, phase: string, extra: Json = {}): void {
-    this.pods.set(`${namespace}/${name}`, mergePatch({ kind: 'Pod', apiVersion: 'v1', metadata: { name, namespace, uid: `uid-${name}`, creationTimestamp: new Date().toISOString(), resourceVersion: String(this.rv++) }, spec: { nodeName }, status: { phase } }, extra) as Json);
+  addPod(namespace: string, name: string, nodeName: string, phase: string, extra: Json = {}): Json {
+    const pod = mergePatch({ kind: 'Pod', apiVersion: 'v1', metadata: { name, namespace, uid: `uid-${name}`, creationTimestamp: new Date().toISOString(), resourceVersion: String(this.rv++) }, spec: { nodeName }, status: { phase } }, extra) as Json;
+    this.pods.set(`${namespace}/${name}`, pod);
+    this.podEvent('ADDED', pod);
+    return pod;
+  }
+
+  /** A JSON merge patch to a pod (status, metadata...), as kubelet or a controller would write it. */
+  updatePod(namespace: string, name: string, patch: Json): Json {
+    const key = `${namespace}/${name}`;
+    const before = this.pods.get(key);
+    if (!before) throw new Error(`no pod ${key}`);
+    const next = mergePatch(before, patch) as Json;
+    (next['metadata'] as Json)['resourceVersion'] = String(this.rv++);
+    this.pods.set(key, next);
+    this.podEvent('MODIFIED', next);
+    return next;
+  }
+
+  /**
+   * Graceful deletion as the API server does it: the pod gets deletionTimestamp (now + grace, or `at`)
+   * and deletionGracePeriodSeconds, and stays until kubelet confirms and the finalizers are gone.
+   */
+  markDeleted(namespace: string, name: string, opts: { graceSeconds?: number; at?: Date } = {}): Json {
+    const pod = this.pods.get(`${namespace}/${name}`);
+    const grace = opts.graceSeconds ?? ((pod?.['spec'] as Json | undefined)?.['terminationGracePeriodSeconds'] as number | undefined) ?? 30;
+    const at = opts.at ?? new Date(Date.now() + grace * 1000);
+    return this.updatePod(namespace, name, { metadata: { deletionTimestamp: at.toISOString().replace(/\.\d+Z$/, 'Z'), deletionGracePeriodSeconds: grace } });
+  }
+
+  /** The pod is gone from the API (kubelet confirmed the deletion, no finalizers left). */
+  removePod(namespace: string, name: string): void {
+    const key = `${namespace}/${name}`;
+    const pod = this.pods.get(key);
+    if (!pod) return;
+    this.pods.delete(key);
+    const gone = structuredClone(pod);
+    (gone['metadata'] as Json)['resourceVersion'] = String(this.rv++);
+    this.podEvent('DELETED', gone);
+  }
+
+  /** Forgets every pod event so far and ends open watches: a watch resumed from before now gets 410 Gone. */
+  compact(): void {
+    this.compactedRv = this.rv;
+    this.podEvents = [];
+    for (const w of this.watches) w.res.end();
+    this.watches.clear();
+  }
+
+  /** Open watch connections right now. */
+  openWatches(): number {
+    return this.watches.size;
+  }
+
+  private podEvent(type: string, pod: Json): void {
+    const rv = Number((pod['metadata'] as Json)['resourceVersion']);
+    const ev = { rv, type, object: structuredClone(pod) };
+    this.podEvents.push(ev);
+    if (this.podEvents.length > 10_000) this.podEvents.splice(0, 1000);
+    for (const w of this.watches) {
+      if ((!w.ns || (pod['metadata'] as Json)['namespace'] === w.ns) && fieldSelectorMatches(pod, w.selector)) w.res.write(`${JSON.stringify({ type, object: ev.object })}\n`);
+    }
   }
 
   async start(): Promise<string> {
@@ -169,6 +235,9 @@ export class FakeApiServer {
   }
 
   stop(): Promise<void> {
+    for (const w of this.watches) w.res.end();
+    this.watches.clear();
+    this.server?.closeAllConnections();
     return new Promise((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 
@@ -185,7 +254,7 @@ export class FakeApiServer {
     this.requests.push({ method: req.method ?? '', path: url.pathname, contentType });
     const who = this.rbac.get(String(req.headers.authorization ?? '').replace(/^Bearer /, ''));
     if (!who) return this.send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
-    const verb = req.method === 'GET' ? (/\/(nodes|pods)$/.test(url.pathname) ? 'list' : 'get') : req.method === 'PATCH' ? 'patch' : req.method === 'PUT' ? 'update' : req.method === 'POST' ? 'create' : req.method === 'DELETE' ? 'delete' : '?';
+    const verb = req.method === 'GET' ? (/\/(nodes|pods)$/.test(url.pathname) ? (url.searchParams.get('watch') === '1' || url.searchParams.get('watch') === 'true' ? 'watch' : 'list') : 'get') : req.method === 'PATCH' ? 'patch' : req.method === 'PUT' ? 'update' : req.method === 'POST' ? 'create' : req.method === 'DELETE' ? 'delete' : '?';
     const resource = /\/nodes\/[^/]+\/status$/.test(url.pathname) ? 'nodes/status' : /\/nodes/.test(url.pathname) ? 'nodes' : /\/events/.test(url.pathname) ? 'events' : /\/pods/.test(url.pathname) ? 'pods' : /\/tokenreviews$/.test(url.pathname) ? 'tokenreviews' : '?';
     if (!who.rules.some((r) => r.verbs.includes(verb) && r.resources.includes(resource))) {
       return this.send(res, 403, status(403, 'Forbidden', `${resource} is forbidden: User "${who.user}" cannot ${verb} resource "${resource}" in API group ""`));
@@ -234,16 +303,64 @@ export class FakeApiServer {
     }
     if ((m = /^\/api\/v1(?:\/namespaces\/([^/]+))?\/pods$/.exec(url.pathname)) && req.method === 'GET') {
       const ns = m[1];
-      const items = [...this.pods.values()].filter((p) => (!ns || (p['metadata'] as Json)['namespace'] === ns) && fieldSelectorMatches(p, url.searchParams.get('fieldSelector')));
-      return this.send(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) }, items });
+      const selector = url.searchParams.get('fieldSelector');
+      if (url.searchParams.get('watch') === '1' || url.searchParams.get('watch') === 'true') return this.watchPods(req, res, url, ns, selector);
+      const all = [...this.pods.values()].filter((p) => (!ns || (p['metadata'] as Json)['namespace'] === ns) && fieldSelectorMatches(p, selector));
+      // Pages: the continue token holds the offset and the list's resourceVersion; once that was
+      // compacted away the token has expired (410), as etcd's compaction makes it on the real server.
+      const limit = Number(url.searchParams.get('limit') ?? 0);
+      let offset = 0;
+      let listRv = String(this.rv);
+      const cont = url.searchParams.get('continue');
+      if (cont) {
+        const tok = JSON.parse(Buffer.from(cont, 'base64').toString('utf8')) as { offset: number; rv: string };
+        if (Number(tok.rv) < this.compactedRv) return this.send(res, 410, status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.'));
+        offset = tok.offset;
+        listRv = tok.rv;
+      }
+      const items = limit > 0 ? all.slice(offset, offset + limit) : all.slice(offset);
+      const more = limit > 0 && offset + limit < all.length;
+      const metadata: Json = { resourceVersion: listRv };
+      if (more) metadata['continue'] = Buffer.from(JSON.stringify({ offset: offset + limit, rv: listRv })).toString('base64');
+      return this.send(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata, items });
+    }
+    if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(url.pathname)) && req.method === 'GET') {
+      const pod = this.pods.get(`${m[1]}/${m[2]}`);
+      return pod ? this.send(res, 200, pod) : this.send(res, 404, status(404, 'NotFound', `pods "${m[2]}" not found`));
     }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(url.pathname)) && req.method === 'DELETE') {
       const key = `${m[1]}/${m[2]}`;
       const pod = this.pods.get(key);
       if (!pod) return this.send(res, 404, status(404, 'NotFound', `pods "${m[2]}" not found`));
-      this.pods.delete(key);
+      this.removePod(m[1]!, m[2]!);
       return this.send(res, 200, pod);
     }
     return this.send(res, 404, status(404, 'NotFound', `the server could not find the requested resource (${req.method} ${url.pathname})`));
+  }
+
+  /** A watch: events after resourceVersion, then live ones, as JSON lines, until timeoutSeconds. */
+  private watchPods(req: http.IncomingMessage, res: http.ServerResponse, url: URL, ns: string | undefined, selector: string | null): void {
+    const from = Number(url.searchParams.get('resourceVersion') || this.rv);
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    if (from < this.compactedRv) {
+      // The real server answers 200 and then an ERROR event carrying the 410 Status.
+      res.end(`${JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', `too old resource version: ${from} (${this.compactedRv})`) })}\n`);
+      return;
+    }
+    for (const ev of this.podEvents) {
+      if (ev.rv <= from) continue;
+      if ((!ns || (ev.object['metadata'] as Json)['namespace'] === ns) && fieldSelectorMatches(ev.object, selector)) res.write(`${JSON.stringify({ type: ev.type, object: ev.object })}\n`);
+    }
+    const w = { res, selector, ns };
+    this.watches.add(w);
+    const seconds = Number(url.searchParams.get('timeoutSeconds') ?? 1800);
+    const timer = setTimeout(() => {
+      this.watches.delete(w);
+      res.end();
+    }, seconds * 1000);
+    req.socket.on('close', () => {
+      clearTimeout(timer);
+      this.watches.delete(w);
+    });
   }
 }

@@ -1,0 +1,233 @@
+// The pods bound to this node, from the API server: a paged list, then a watch from its resourceVersion
+// (fieldSelector spec.nodeName), re-listed when the watch expires (410 Gone), reconnected with backoff.
+// Each pod is kept reduced to what the stuck check and its diagnosis read (PodInfo), keyed by uid, so
+// a re-list replaces the set whole: nothing lost, nothing duplicated, memory bounded by the pod count.
+import type { Log, PodContainerStatus, PodInfo, PodListState } from '../../collectors/types.js';
+import { NodewardenError } from '../../protocol/errors.js';
+import { KubeError, type KubeClient } from './client.js';
+
+type Json = Record<string, unknown>;
+const obj = (v: unknown): Json | undefined => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : undefined);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+function containerStatus(raw: unknown): PodContainerStatus | undefined {
+  const c = obj(raw);
+  const name = str(c?.['name']);
+  if (!c || !name) return undefined;
+  const state = obj(c['state']) ?? {};
+  const which = (['waiting', 'running', 'terminated'] as const).find((k) => obj(state[k]));
+  const detail = which ? obj(state[which])! : {};
+  const out: PodContainerStatus = { name, state: which ?? 'unknown' };
+  const id = str(c['containerID']);
+  if (id) out.containerId = id.replace(/^[a-z-]+:\/\//, '');
+  const reason = str(detail['reason']);
+  if (reason) out.reason = reason;
+  const message = str(detail['message']);
+  if (message) out.message = message.slice(0, 512);
+  const finishedAt = str(obj(obj(c['lastState'])?.['terminated'])?.['finishedAt']) ?? (which === 'terminated' ? str(detail['finishedAt']) : undefined);
+  if (finishedAt) out.finishedAt = finishedAt;
+  return out;
+}
+
+/** Pure: a Pod object from the API reduced to PodInfo; undefined when it is not a pod we can use. */
+export function toPodInfo(raw: unknown): PodInfo | undefined {
+  const pod = obj(raw);
+  const meta = obj(pod?.['metadata']);
+  const uid = str(meta?.['uid']);
+  const namespace = str(meta?.['namespace']);
+  const name = str(meta?.['name']);
+  if (!pod || !meta || !uid || !namespace || !name) return undefined;
+  const spec = obj(pod['spec']) ?? {};
+  const status = obj(pod['status']) ?? {};
+  const info: PodInfo = {
+    uid,
+    namespace,
+    name,
+    finalizers: arr(meta['finalizers']).filter((f): f is string => typeof f === 'string'),
+    owners: arr(meta['ownerReferences']).flatMap((o) => {
+      const kind = str(obj(o)?.['kind']);
+      const n = str(obj(o)?.['name']);
+      return kind && n ? [`${kind}/${n}`] : [];
+    }),
+    containers: [...arr(status['initContainerStatuses']), ...arr(status['containerStatuses'])].flatMap((c) => containerStatus(c) ?? []),
+    volumes: arr(spec['volumes']).flatMap((v) => str(obj(v)?.['name']) ?? []),
+  };
+  const set = <K extends keyof PodInfo>(k: K, v: PodInfo[K] | undefined) => {
+    if (v !== undefined) info[k] = v;
+  };
+  set('resourceVersion', str(meta['resourceVersion']));
+  set('creationTimestamp', str(meta['creationTimestamp']));
+  set('deletionTimestamp', str(meta['deletionTimestamp']));
+  set('deletionGracePeriodSeconds', num(meta['deletionGracePeriodSeconds']));
+  set('terminationGracePeriodSeconds', num(spec['terminationGracePeriodSeconds']));
+  set('startTime', str(status['startTime']));
+  set('phase', str(status['phase']));
+  return info;
+}
+
+/** The watch's resourceVersion is too old (410 Gone): only a fresh list can go on from here. */
+class WatchExpired extends Error {}
+
+export interface PodWatcherOptions {
+  client: KubeClient;
+  node: string;
+  log: Log;
+  /** Pods per list page (the API server's limit/continue). */
+  pageSize?: number;
+  /** How long the server keeps one watch open (timeoutSeconds) before we open the next. */
+  watchSeconds?: number;
+  /** Reconnect backoff: full jitter, doubling from initialMs to maxMs. */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+  random?: () => number;
+}
+
+export class PodWatcher {
+  private pods = new Map<string, PodInfo>();
+  private rv: string | undefined;
+  private synced = false;
+  private reason = 'the first list of pods has not completed yet';
+  private stopped = true;
+  private controller = new AbortController();
+  private loopDone: Promise<void> | undefined;
+  private readonly selector: string;
+  stats = { lists: 0, watches: 0, expired: 0, events: 0, errors: 0 };
+
+  constructor(private readonly opts: PodWatcherOptions) {
+    this.selector = encodeURIComponent(`spec.nodeName=${opts.node}`);
+  }
+
+  /** The pods as last seen; `synced` while the watch is open on top of a complete list. */
+  state(): PodListState {
+    const pods = [...this.pods.values()];
+    return this.synced && this.rv !== undefined ? { status: 'synced', pods, resourceVersion: this.rv } : { status: 'unsynced', reason: this.reason, pods };
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.controller = new AbortController();
+    this.loopDone = this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.controller.abort();
+    await this.loopDone;
+  }
+
+  /** Resolves once a list has completed (or the watcher stops); for start-up and tests. */
+  async whenSynced(timeoutMs: number): Promise<boolean> {
+    const end = Date.now() + timeoutMs;
+    while (!this.synced && !this.stopped && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    return this.synced;
+  }
+
+  private async loop(): Promise<void> {
+    let attempt = 0;
+    while (!this.stopped) {
+      try {
+        if (this.rv === undefined) await this.relist();
+        await this.watch();
+        attempt = 0;
+      } catch (err) {
+        if (this.stopped) break;
+        if (err instanceof WatchExpired) {
+          // Expected from time to time: events older than the server keeps. List again at once.
+          this.stats.expired++;
+          this.opts.log.info({ resourceVersion: this.rv }, 'pod watch expired (410 Gone); listing again');
+          this.rv = undefined;
+          continue;
+        }
+        this.stats.errors++;
+        this.synced = false;
+        this.reason = `cannot list or watch this node's pods: ${err instanceof Error ? err.message : String(err)}`;
+        const cap = Math.min(this.opts.maxBackoffMs ?? 30_000, (this.opts.initialBackoffMs ?? 500) * 2 ** attempt);
+        attempt = Math.min(attempt + 1, 16);
+        const delay = Math.round((this.opts.random ?? Math.random)() * cap);
+        this.opts.log.warn({ err: err instanceof Error ? err.message : String(err), retryInMs: delay }, 'pod watch failed');
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, delay);
+          this.controller.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+        });
+      }
+    }
+  }
+
+  /** A complete list, page by page; replaces the set whole. A continue token that expired starts over. */
+  private async relist(): Promise<void> {
+    const limit = this.opts.pageSize ?? 100;
+    for (let tries = 0; ; tries++) {
+      const next = new Map<string, PodInfo>();
+      let cont: string | undefined;
+      let rv: string | undefined;
+      try {
+        do {
+          const page = await this.opts.client.request<Json>('GET', `/api/v1/pods?fieldSelector=${this.selector}&limit=${limit}${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`);
+          for (const item of arr(page['items'])) {
+            const info = toPodInfo(item);
+            if (info) next.set(info.uid, info);
+          }
+          const meta = obj(page['metadata']) ?? {};
+          cont = str(meta['continue']) || undefined;
+          rv = str(meta['resourceVersion']) ?? rv;
+        } while (cont);
+      } catch (err) {
+        if (err instanceof KubeError && err.status === 410 && tries < 3) continue;
+        throw err;
+      }
+      if (rv === undefined) throw new NodewardenError('NW_ERR_PARSE', 'the pod list has no resourceVersion');
+      this.stats.lists++;
+      this.pods = next;
+      this.rv = rv;
+      this.synced = true;
+      return;
+    }
+  }
+
+  /** One watch from this.rv until the server ends it; applies every event as it comes. */
+  private async watch(): Promise<void> {
+    const seconds = this.opts.watchSeconds ?? 300;
+    this.stats.watches++;
+    try {
+      await this.opts.client.stream(
+        `/api/v1/pods?fieldSelector=${this.selector}&watch=1&allowWatchBookmarks=true&timeoutSeconds=${seconds}&resourceVersion=${encodeURIComponent(this.rv ?? '')}`,
+        (ev) => this.apply(ev),
+        {
+          // The server closes after `seconds`; silence well past that means a dead connection.
+          idleMs: seconds * 1000 + this.opts.client.timeoutMs,
+          signal: this.controller.signal,
+          onOpen: () => {
+            this.synced = true;
+          },
+        },
+      );
+    } catch (err) {
+      if (err instanceof KubeError && err.status === 410) throw new WatchExpired();
+      throw err;
+    }
+  }
+
+  private apply(ev: Json): void {
+    const type = str(ev['type']);
+    const object = obj(ev['object']);
+    if (type === 'ERROR') {
+      const code = num(object?.['code']);
+      if (code === 410) throw new WatchExpired();
+      throw new KubeError(code ?? 500, str(object?.['reason']) ?? '', `pod watch: ${str(object?.['message']) ?? 'error event'}`);
+    }
+    const rv = str(obj(object?.['metadata'])?.['resourceVersion']);
+    if (type === 'BOOKMARK') {
+      if (rv) this.rv = rv;
+      return;
+    }
+    const info = toPodInfo(object);
+    if (!info) return;
+    this.stats.events++;
+    if (type === 'DELETED') this.pods.delete(info.uid);
+    else if (type === 'ADDED' || type === 'MODIFIED') this.pods.set(info.uid, info);
+    if (rv) this.rv = rv;
+  }
+}

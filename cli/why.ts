@@ -1,0 +1,114 @@
+// `nodewarden why POD [-n NS]`: why is this pod stuck? From the aggregator (the pod.stuck finding its
+// node's agent keeps), or with --local by running the diagnosis on this node now. Exit codes like check:
+// 0 not stuck, 2 stuck, 3 unknown.
+import type { Finding, Observation } from '../protocol/finding.js';
+import { NodewardenError } from '../protocol/errors.js';
+import { painter, useColor, type Painter } from './format.js';
+
+export interface WhyOptions {
+  pod: string;
+  namespace: string;
+  local: boolean;
+  json: boolean;
+  aggregator?: string;
+  tokenFile?: string;
+  node?: string;
+  hostRoot?: string;
+  config?: string;
+  sets: string[];
+}
+
+export const EXIT = { OK: 0, CRITICAL: 2, UNKNOWN: 3 } as const;
+
+type Walk = { cause: string; checked: boolean; found: boolean; summary: string; remedy: string | null }[];
+
+/** Human output: the finding, then the walk, one line per cause. */
+export function renderWhy(subject: string, finding: Observation | undefined, notStuck: string | undefined, p: Painter): string {
+  if (!finding) return `${p.bold(subject)}: not stuck. ${notStuck ?? ''}\n`;
+  const lines = [`${p.bold(subject)}  ${p.severity(finding.severity, 'STUCK')}${'node' in finding ? `  on ${(finding as Finding).node}` : ''}`, finding.message, p.dim(`next: ${finding.remedy}`), ''];
+  const walk = (finding.evidence['walk'] ?? []) as Walk;
+  if (walk.length > 0) {
+    lines.push(p.bold('What nodewarden checked, in the runbooks\' order:'));
+    walk.forEach((st, i) => {
+      const verdict = st.found ? p.severity('critical', 'FOUND     ') : st.checked ? 'ruled out ' : p.dim('not known ');
+      lines.push(`  ${i + 1}. ${st.cause.padEnd(11)} ${verdict} ${st.summary}`);
+    });
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+async function fromAggregator(opts: WhyOptions, subject: string): Promise<{ finding?: Finding; note?: string }> {
+  const { aggregatorUrl, token, toHttp } = await import('./remote.js');
+  const url = `${toHttp(aggregatorUrl(opts.aggregator))}/api/findings?check=pod.stuck${opts.node ? `&node=${encodeURIComponent(opts.node)}` : ''}`;
+  let res: Response;
+  try {
+    res = await fetch(url, { headers: { authorization: `Bearer ${token(opts.tokenFile)}` }, signal: AbortSignal.timeout(15_000) });
+  } catch (err) {
+    throw new NodewardenError('NW_ERR_TIMEOUT', `cannot reach the aggregator at ${url}: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`);
+  }
+  if (!res.ok) throw new NodewardenError('NW_ERR_USAGE', `the aggregator answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+  const findings = (await res.json()) as Finding[];
+  const finding = findings.find((f) => f.subject === subject && f.state === 'firing');
+  return finding ? { finding } : { note: 'No agent reports it stuck (no pod.stuck finding at the aggregator).' };
+}
+
+async function locally(opts: WhyOptions, subject: string): Promise<{ finding?: Observation; note?: string }> {
+  const { loadConfig } = await import('../agent/config.js');
+  const { checkHostRoot } = await import('../agent/host/access.js');
+  const { createEnvironment } = await import('../agent/environment.js');
+  const { KubeClient, KubeError } = await import('../agent/kube/client.js');
+  const { toPodInfo } = await import('../agent/kube/pods.js');
+  const { diagnosePod, diagnoseSettings } = await import('../agent/actions/diagnose.js');
+  const { podStuckObservation, stuckState } = await import('../collectors/pods.js');
+  const hostRoot = opts.hostRoot === undefined ? undefined : checkHostRoot(opts.hostRoot);
+  const config = loadConfig({ file: opts.config, sets: opts.sets, hostRoot, node: opts.node });
+  const k = config.kubernetes;
+  const client = KubeClient.inCluster({ server: k.server, tokenFile: k.tokenFile, caFile: k.caFile, timeoutMs: k.timeout });
+  let raw: Record<string, unknown>;
+  try {
+    raw = await client.request('GET', `/api/v1/namespaces/${encodeURIComponent(opts.namespace)}/pods/${encodeURIComponent(opts.pod)}`);
+  } catch (err) {
+    if (err instanceof KubeError && err.status === 404) throw new NodewardenError('NW_ERR_USAGE', `pod ${subject} not found`);
+    throw err;
+  }
+  const nodeName = (raw['spec'] as { nodeName?: string } | undefined)?.nodeName;
+  if (nodeName && nodeName !== config.node) throw new NodewardenError('NW_ERR_USAGE', `pod ${subject} is on node ${nodeName}, not ${config.node}: run this on ${nodeName}, or without --local`);
+  const pod = toPodInfo(raw);
+  if (!pod) throw new NodewardenError('NW_ERR_PARSE', `the API server's answer for pod ${subject} is not a pod`);
+  const settings = config.collectors['pods'] as unknown as Parameters<typeof stuckState>[2];
+  const stuck = stuckState(pod, Date.now(), settings);
+  if (!stuck) {
+    const note = pod.deletionTimestamp
+      ? `It is being deleted and is within its grace period and margin (due at ${pod.deletionTimestamp}, margin ${Math.round((settings.terminatingMargin as number) / 1000)}s).`
+      : `Phase ${pod.phase ?? 'unknown'}; no container has waited longer than ${Math.round((settings.waitingFor as number) / 1000)}s to be created or started.`;
+    return { note };
+  }
+  const env = createEnvironment(config);
+  try {
+    // Drift: one run of the drift collector here (the agent uses its confirmed findings).
+    let active: Finding[] = [];
+    const driftOn = Boolean(config.collectors['drift']?.enabled);
+    if (driftOn) {
+      const { Runner } = await import('../agent/runner.js');
+      const { COLLECTORS } = await import('../collectors/index.js');
+      const { createLogger } = await import('../agent/log.js');
+      const runner = new Runner({ collectors: COLLECTORS, config, env, log: createLogger({ node: config.node, level: 'silent' }) });
+      await runner.runOnce(['drift']);
+      active = runner.active();
+    }
+    const diagnosis = await diagnosePod(pod, active, env, diagnoseSettings(config), { driftChecked: driftOn });
+    return { finding: podStuckObservation(pod, stuck, diagnosis) };
+  } finally {
+    (env.runtime as { close?(): void }).close?.();
+  }
+}
+
+export async function runWhy(opts: WhyOptions, out: NodeJS.WriteStream): Promise<{ code: number; text: string }> {
+  const subject = `${opts.namespace}/${opts.pod}`;
+  const r = opts.local ? await locally(opts, subject) : await fromAggregator(opts, subject);
+  const code = r.finding ? EXIT.CRITICAL : EXIT.OK;
+  const text = opts.json
+    ? `${JSON.stringify({ pod: subject, stuck: Boolean(r.finding), source: opts.local ? 'local' : 'aggregator', ...(r.finding ? { finding: r.finding } : { note: r.note ?? null }) }, null, 2)}\n`
+    : renderWhy(subject, r.finding, r.note, painter(!opts.json && useColor(out)));
+  return { code, text };
+}

@@ -119,7 +119,12 @@ export class DockerClient {
       }
       throw new DockerError(`docker ${method} ${path}: ${r.status} ${msg}`, r.status);
     }
-    return (r.body === '' ? undefined : JSON.parse(r.body)) as T;
+    if (r.body === '') return undefined as T;
+    try {
+      return JSON.parse(r.body) as T;
+    } catch (err) {
+      throw new NodewardenError('NW_ERR_PARSE', `docker ${method} ${path}: the reply is not JSON`, { cause: err });
+    }
   }
 
   async ping(): Promise<string> {

@@ -13,6 +13,40 @@ export interface DriftData {
   /** Suspects seen on the first read, and how many the second read after the settle window dismissed. */
   suspected: number;
   dismissed: number;
+  /**
+   * Containers docker says run while containerd no longer has them at all, with their facts: held
+   * back one cycle (see `holdBack`).
+   */
+  heldBack?: Record<string, string>;
+}
+
+/**
+ * Pure: which confirmed drift findings wait for the next cycle. Docker running while containerd has
+ * no such container at all is what dockerd looks like while it handles an exit: it deletes the
+ * containerd container, then updates its own state; on a loaded node (seen in the busy-node test, a
+ * crash-looping `--restart always` container) that takes longer than the settle window. Real drift of
+ * this kind does not mend itself, so it fires when the next cycle still sees it with the same facts;
+ * every other kind fires at once.
+ */
+export function holdBack(
+  confirmed: readonly Observation[],
+  byId: ReadonlyMap<string, RuntimeContainer>,
+  previous: Record<string, string> | undefined,
+): { fire: Observation[]; heldBack: Record<string, string> } {
+  const fire: Observation[] = [];
+  const held: Record<string, string> = {};
+  for (const o of confirmed) {
+    const c = byId.get(o.subject);
+    if (c?.docker?.running && !c.containerd?.known) {
+      const facts = containerFacts(c);
+      if (previous?.[o.subject] !== facts) {
+        held[o.subject] = facts;
+        continue;
+      }
+    }
+    fire.push(o);
+  }
+  return { fire, heldBack: held };
 }
 
 /** What the kernel says about a pid: alive, a zombie, or gone. */
@@ -109,6 +143,7 @@ export const drift: Collector<DriftConfig, DriftData> = {
     // makes the collector unavailable, not a source of findings.
     let verdict: CollectResult<DriftData> | undefined;
     let checked = 0;
+    let lastById = new Map<string, RuntimeContainer>();
     const { observations, suspected, dismissed } = await confirmSuspects(ctx, async (since) => {
       verdict = undefined;
       const snap = await ctx.runtime.snapshot(since === undefined ? {} : { since });
@@ -131,9 +166,11 @@ export const drift: Collector<DriftConfig, DriftData> = {
       }
       checked = snap.containers.length;
       const byId = new Map(snap.containers.map((c) => [c.id, c]));
+      lastById = byId;
       return evaluateDrift(snap.containers, pids).map((observation) => ({ observation, facts: containerFacts(byId.get(observation.subject)) }));
     });
     if (verdict) return verdict;
-    return { kind: 'ok', observations, data: { checked, suspected, dismissed } };
+    const { fire, heldBack } = holdBack(observations, lastById, ctx.previous?.heldBack);
+    return { kind: 'ok', observations: fire, data: { checked, suspected, dismissed, heldBack } };
   },
 };

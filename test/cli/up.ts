@@ -9,7 +9,7 @@ import { requireRuntime } from '../helpers/runtime.js';
 
 t.test('live: up prints its URL and token files; tail and prune --dry-run work against it', async (t) => {
   if (!requireRuntime(t)) return;
-  const up = run(['up', ...['sockets', 'immutable', 'mounts', 'drift'].flatMap((c) => ['--set', `collectors.${c}.enabled=false`])]);
+  const up = run(['up', ...['sockets', 'immutable', 'mounts', 'drift', 'pods'].flatMap((c) => ['--set', `collectors.${c}.enabled=false`])]);
   let stderr = '';
   up.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   up.stdout!.resume();

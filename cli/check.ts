@@ -70,7 +70,8 @@ export function formatCheckProgress(running: readonly string[], total: number, p
  * far their long work is. Redrawn on every report and each second (the elapsed time); stop() clears it.
  */
 function showProgress(runner: Runner, names: readonly string[], err: NodeJS.WriteStream): { stop(): void } {
-  const line = new StatusLine({ tty: true, write: (t) => err.write(t), columns: err.columns });
+  // A terminal of unknown size (a pty nobody sized) says 0 columns: then the default width.
+  const line = new StatusLine({ tty: true, write: (t) => err.write(t), ...(err.columns > 0 ? { columns: err.columns } : {}) });
   const running = new Set(names);
   const progress = new Map<string, CollectorProgress>();
   const started = Date.now();

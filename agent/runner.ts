@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import type { Observation } from '../protocol/finding.js';
 import { compareFindings } from '../protocol/finding.js';
 import { errnoCode } from '../protocol/errors.js';
-import type { AnyCollector, CollectResult, Log } from '../collectors/types.js';
+import type { AnyCollector, CollectorProgress, CollectResult, Log } from '../collectors/types.js';
 import type { Environment } from './environment.js';
 import type { Config, CollectorSettings } from './config.js';
 import { FindingTracker, type Transition } from './tracker.js';
@@ -51,8 +51,9 @@ interface Slot {
 }
 
 /**
- * Emits 'transition' (Transition), 'status' (CollectorStatus) and 'refresh' (Finding: the numbers of
- * an active finding changed, its meaning did not; not a transition, so no tail line or Event).
+ * Emits 'transition' (Transition), 'status' (CollectorStatus), 'refresh' (Finding: the numbers of
+ * an active finding changed, its meaning did not; not a transition, so no tail line or Event) and
+ * 'progress' (collector name, CollectorProgress: how far its long work is, for check's progress line).
  */
 export class Runner extends EventEmitter {
   readonly tracker: FindingTracker;
@@ -130,6 +131,8 @@ export class Runner extends EventEmitter {
         triggered: slot.triggered === true,
         ...(this.opts.env.pods ? { pods: this.opts.env.pods } : {}),
         active: () => this.tracker.active(),
+        // Only for someone listening (check on a terminal): reporting can make long work take other paths.
+        ...(this.listenerCount('progress') > 0 ? { progress: (p: CollectorProgress) => this.emit('progress', name, p) } : {}),
       }))();
     slot.triggered = false;
     slot.startedAt = started;

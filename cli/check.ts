@@ -17,6 +17,8 @@ import { Runner, type CollectorStatus } from '../agent/runner.js';
 import { renderFindings } from './findings.js';
 import { escapeForTerminal as esc, jsonForTerminal } from '../protocol/terminal.js';
 import { formatUptime, painter, table, truncate, useColor, type Painter } from './format.js';
+import { StatusLine } from './status.js';
+import type { CollectorProgress } from '../collectors/types.js';
 
 export interface CheckOptions {
   json: boolean;
@@ -48,7 +50,63 @@ export interface CheckReport {
   facts?: HostFacts;
 }
 
-export async function runCheck(opts: CheckOptions, out: NodeJS.WriteStream): Promise<{ code: number; text: string }> {
+/**
+ * The progress line: `check 12s, 2 of 8 running: immutable scanning storage 120/400 units, 1,234,567
+ * entries · runtime`. Names and steps come from our code; nothing from the host.
+ */
+export function formatCheckProgress(running: readonly string[], total: number, progress: ReadonlyMap<string, CollectorProgress>, elapsedMs: number): string {
+  const what = running.map((name) => {
+    const p = progress.get(name);
+    if (!p) return name;
+    const count = p.done !== undefined && p.total !== undefined ? ` ${p.done.toLocaleString('en-US')}/${p.total.toLocaleString('en-US')}${p.unit ? ` ${p.unit}` : ''}` : '';
+    const entries = p.entries !== undefined ? `${count ? ',' : ''} ${p.entries.toLocaleString('en-US')} entries` : '';
+    return `${name} ${p.step}${count}${entries}`;
+  });
+  return `check ${Math.floor(elapsedMs / 1000)}s, ${running.length} of ${total} running: ${what.join(' · ')}`;
+}
+
+/**
+ * Draws the progress line on `err` while the runner works: which collectors are still running, and how
+ * far their long work is. Redrawn on every report and each second (the elapsed time); stop() clears it.
+ */
+function showProgress(runner: Runner, names: readonly string[], err: NodeJS.WriteStream): { stop(): void } {
+  // A terminal of unknown size (a pty nobody sized) says 0 columns: then the default width.
+  const line = new StatusLine({ tty: true, write: (t) => err.write(t), ...(err.columns > 0 ? { columns: err.columns } : {}) });
+  const running = new Set(names);
+  const progress = new Map<string, CollectorProgress>();
+  const started = Date.now();
+  const draw = () => {
+    if (running.size > 0) line.show(formatCheckProgress([...running], names.length, progress, Date.now() - started));
+  };
+  const onProgress = (name: string, p: CollectorProgress) => {
+    progress.set(name, p);
+    draw();
+  };
+  const onStatus = (st: CollectorStatus) => {
+    running.delete(st.name);
+    if (running.size === 0) line.clear();
+    else draw();
+  };
+  runner.on('progress', onProgress);
+  runner.on('status', onStatus);
+  const timer = setInterval(draw, 1000);
+  timer.unref();
+  draw();
+  return {
+    stop() {
+      clearInterval(timer);
+      runner.off('progress', onProgress);
+      runner.off('status', onStatus);
+      line.clear();
+    },
+  };
+}
+
+/**
+ * `err`: where the progress line goes, only when it is a terminal and neither --json nor --verbose (its
+ * JSON logs go there) is given: a pipe never sees a control byte or a progress line.
+ */
+export async function runCheck(opts: CheckOptions, out: NodeJS.WriteStream, err: NodeJS.WriteStream = process.stderr): Promise<{ code: number; text: string }> {
   const known = collectorNames();
   const unknown = (opts.only ?? []).filter((n) => !known.includes(n));
   if (unknown.length > 0) {
@@ -67,7 +125,13 @@ export async function runCheck(opts: CheckOptions, out: NodeJS.WriteStream): Pro
   const runner = new Runner({ collectors: COLLECTORS, config, env, log });
   const names = opts.only ?? runner.names();
   const color = !opts.json && useColor(out);
-  const [cycle, facts] = await Promise.all([runner.runOnce(names), !opts.json && out.isTTY ? collectHostFacts(env.host) : Promise.resolve(undefined)]);
+  const progress = !opts.json && !opts.verbose && err.isTTY ? showProgress(runner, names, err) : undefined;
+  let cycle, facts;
+  try {
+    [cycle, facts] = await Promise.all([runner.runOnce(names), !opts.json && out.isTTY ? collectHostFacts(env.host) : Promise.resolve(undefined)]);
+  } finally {
+    progress?.stop();
+  }
   const findings = runner.active().sort(compareFindings);
   const report: CheckReport = { node: config.node, findings, collectors: cycle.statuses, data: cycle.data };
   if (facts) report.facts = facts;

@@ -8,7 +8,7 @@ import { s, type Infer } from '../protocol/schema.js';
 import os from 'node:os';
 import { confirmSuspects, sleep } from './common/confirm.js';
 import { shellQuote } from './common/text.js';
-import { ATTR_APPEND, ATTR_IMMUTABLE, type Collector, type CollectorContext, type RuntimeContainer } from './types.js';
+import { ATTR_APPEND, ATTR_IMMUTABLE, type Collector, type CollectorContext, type RuntimeContainer, type ScanProgress } from './types.js';
 
 export const immutableConfigSpec = s.object({
   roots: s.list(s.string({ doc: 'directory' }), {
@@ -203,7 +203,8 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
     if (config.complete) {
       // 3a. One-shot: every unit at once, on every core (as find-immutable does).
       const all = await listUnits(ctx);
-      const r = all.length > 0 ? await attrs.scanTree(all.map(toAgent), Math.max(2, os.availableParallelism?.() ?? os.cpus().length)) : { entries: 0, errors: 0, flagged: [] };
+      const report = (p: ScanProgress) => ctx.progress?.({ step: 'scanning storage', done: p.units, total: p.total, unit: 'units', entries: p.entries });
+      const r = all.length > 0 ? await attrs.scanTree(all.map(toAgent), Math.max(2, os.availableParallelism?.() ?? os.cpus().length), ctx.progress && report) : { entries: 0, errors: 0, flagged: [] };
       for (const [p, bits] of r.flagged) found.set(fromAgent(p), bits);
       swept = r.entries;
       units = all.length;

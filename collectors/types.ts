@@ -58,9 +58,19 @@ export interface AttrScan {
 }
 
 /** File attribute reading (statx), separate from HostAccess because it needs the native module. */
+/** How far a multi-unit scan has got: units (the paths given) finished of total, entries examined so far. */
+export interface ScanProgress {
+  units: number;
+  total: number;
+  entries: number;
+}
+
 export interface AttrAccess {
-  /** Walks the trees with `threads` threads; does not cross filesystems or follow symlinks. */
-  scanTree(paths: readonly string[], threads: number): Promise<AttrScan>;
+  /**
+   * Walks the trees with `threads` threads; does not cross filesystems or follow symlinks. With
+   * `onProgress`, it reports as groups of the given paths finish (for a progress line; nothing else).
+   */
+  scanTree(paths: readonly string[], threads: number, onProgress?: (p: ScanProgress) => void): Promise<AttrScan>;
   /** The attribute bits of one path; undefined when it no longer exists. */
   attrsOf(path: string): number | undefined;
 }
@@ -187,6 +197,23 @@ export interface CollectorContext<TConfig, TData> {
   pods?: PodAccess;
   /** The runner's firing findings (other collectors' confirmed ones); empty where there is no runner. */
   active?: () => readonly Finding[];
+  /**
+   * Where long work says how far along it is (check's progress line on a terminal); absent in the
+   * agent and in tests. A collector only calls it; it never waits on it or changes what it does.
+   */
+  progress?(p: CollectorProgress): void;
+}
+
+/** One step of a collector's long work: `scanning storage 120/400 units, 1,234,567 entries`. */
+export interface CollectorProgress {
+  /** What is being done, lower case: `scanning storage`. */
+  step: string;
+  done?: number;
+  total?: number;
+  /** Unit of done/total: `units`. */
+  unit?: string;
+  /** Entries (files, directories) examined so far. */
+  entries?: number;
 }
 
 export type CollectResult<TData> =

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errnoCode } from '../../protocol/errors.js';
-import type { AttrAccess, AttrScan } from '../../collectors/types.js';
+import type { AttrAccess, AttrScan, ScanProgress } from '../../collectors/types.js';
 
 interface NativeAttrs {
   scanTree(roots: string[], threads: number): Promise<AttrScan>;
@@ -30,12 +30,33 @@ function load(): NativeAttrs | null {
   return loaded;
 }
 
+/**
+ * One walk over all paths, reporting progress: the paths go to the native walk in about 32 groups, one
+ * after the other, each on all `threads` (the walk itself reports nothing until it ends). A group
+ * holds at least `threads` paths so each group keeps every thread busy; the cost is one short idle
+ * tail per group, measured in `npm run bench` (immutable).
+ */
+export async function scanInGroups(scan: (paths: string[], threads: number) => Promise<AttrScan>, paths: readonly string[], threads: number, onProgress: (p: ScanProgress) => void): Promise<AttrScan> {
+  const size = Math.max(threads, Math.ceil(paths.length / 32));
+  const out: AttrScan = { entries: 0, errors: 0, flagged: [] };
+  onProgress({ units: 0, total: paths.length, entries: 0 });
+  for (let i = 0; i < paths.length; i += size) {
+    const r = await scan(paths.slice(i, i + size), threads);
+    out.entries += r.entries;
+    out.errors += r.errors;
+    out.flagged.push(...r.flagged);
+    onProgress({ units: Math.min(paths.length, i + size), total: paths.length, entries: out.entries });
+  }
+  return out;
+}
+
 /** The attrs access, or undefined when the native module was not built. */
 export function createAttrAccess(): AttrAccess | undefined {
   const native = load();
   if (!native) return undefined;
   return {
-    scanTree: (paths, threads) => native.scanTree([...paths], threads),
+    scanTree: (paths, threads, onProgress) =>
+      onProgress && paths.length > 1 ? scanInGroups((p, n) => native.scanTree(p, n), paths, threads, onProgress) : native.scanTree([...paths], threads),
     attrsOf(p) {
       try {
         return native.attrsOf(p);

@@ -72,3 +72,20 @@ t.test('no-data is not an error', async (t) => {
   t.same([c.statuses[0]?.status, c.statuses[0]?.detail], ['no-data', 'no docker socket']);
   t.same(runner.active(), []);
 });
+
+t.test("a collector's progress reaches the runner's listeners, named; without one the collector is not asked to report", async (t) => {
+  const given: boolean[] = [];
+  const long = make('long', async (ctx) => {
+    given.push(ctx.progress !== undefined);
+    ctx.progress?.({ step: 'scanning storage', done: 1, total: 2, unit: 'units', entries: 10 });
+    ctx.progress?.({ step: 'scanning storage', done: 2, total: 2, unit: 'units', entries: 25 });
+    return { kind: 'ok', observations: [], data: null };
+  });
+  const runner = runnerFor([long]);
+  await runner.runOnce();
+  const seen: unknown[] = [];
+  runner.on('progress', (name: string, p: { done: number; entries: number }) => seen.push([name, p.done, p.entries]));
+  await runner.runOnce();
+  t.same(given, [false, true]);
+  t.same(seen, [['long', 1, 10], ['long', 2, 25]]);
+});

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fillTo, makeLoopFs, requireLive } from '../helpers/live.js';
@@ -142,4 +142,40 @@ t.test('live: check says how much container storage it examined: all of it', asy
   const json = JSON.parse(run('check', '--json', '--only', 'immutable').stdout) as { data: { immutable?: { complete?: { units: number }; pending: string[] } } };
   t.ok((json.data.immutable?.complete?.units ?? 0) > 0, 'every unit, in one pass');
   t.same(json.data.immutable?.pending, [], 'nothing left pending');
+});
+
+t.test('the progress line: what runs, and how far the storage scan is', async (t) => {
+  const { formatCheckProgress } = await import('../../cli/check.js');
+  const progress = new Map([['immutable', { step: 'scanning storage', done: 120, total: 1400, unit: 'units', entries: 1234567 }]]);
+  t.equal(formatCheckProgress(['immutable', 'runtime'], 8, progress, 12_900), 'check 12s, 2 of 8 running: immutable scanning storage 120/1,400 units, 1,234,567 entries · runtime');
+  t.equal(formatCheckProgress(['disk'], 1, new Map(), 0), 'check 0s, 1 of 1 running: disk');
+});
+
+t.test('live: on a terminal check shows its progress on stderr and clears it; piped, not one control byte', async (t) => {
+  if (!requireLive(t, { root: true, commands: ['script'] })) return;
+  // A host tree with five units of docker storage: the scan reports as groups of them finish.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-progress-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  for (const u of ['u1', 'u2', 'u3', 'u4', 'u5']) {
+    mkdirSync(path.join(dir, 'var/lib/docker/overlay2', u, 'diff'), { recursive: true });
+    writeFileSync(path.join(dir, 'var/lib/docker/overlay2', u, 'diff/f'), 'x');
+  }
+  const pty = spawnSync('script', ['-qfec', `${process.execPath} ${BIN} check --only immutable --host-root ${dir}`, '/dev/null'], { encoding: 'utf8', timeout: 60_000 });
+  t.equal(pty.status, 0, pty.stderr);
+  const screen = pty.stdout;
+  t.match(screen, /\r\x1b\[2Kcheck \d+s, 1 of 1 running: immutable scanning storage 5\/5 units, 10 entries/, 'units of total and entries so far');
+  t.match(screen, /\r\x1b\[2Kcheck \d+s, 1 of 1 running: immutable scanning storage [0-4]\/5 units/, 'and before the end');
+  const last = screen.lastIndexOf('running:');
+  const report = screen.indexOf('Container storage');
+  t.ok(last < report, 'progress only before the report');
+  t.match(screen.slice(last, report), /\r\x1b\[2K/, 'the line is cleared before the report prints');
+  t.notMatch(screen.slice(report), /running:/);
+
+  for (const args of [['check', '--only', 'immutable', '--host-root', dir], ['check', '--json', '--only', 'immutable', '--host-root', dir]]) {
+    const piped = run(...args);
+    t.equal(piped.code, 0, piped.stderr);
+    t.equal(piped.stderr, '', `${args.join(' ')}: nothing on stderr`);
+    // eslint-disable-next-line no-control-regex
+    t.notMatch(piped.stdout, /[\r\x1b]|running:/, `${args.join(' ')}: no control byte, no progress line`);
+  }
 });

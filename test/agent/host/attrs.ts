@@ -1,0 +1,47 @@
+import t from 'tap';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createAttrAccess, scanInGroups } from '../../../agent/host/attrs.js';
+import type { AttrScan, ScanProgress } from '../../../collectors/types.js';
+
+t.test('scanInGroups: every path scanned once, results summed, progress after each group up to all', async (t) => {
+  const calls: string[][] = [];
+  const scan = async (paths: string[], threads: number): Promise<AttrScan> => {
+    t.equal(threads, 3);
+    calls.push(paths);
+    return { entries: paths.length * 10, errors: 1, flagged: paths.map((p) => [`${p}/f`, 1] as [string, number]) };
+  };
+  const paths = Array.from({ length: 100 }, (_, i) => `/u${i}`);
+  const seen: ScanProgress[] = [];
+  const r = await scanInGroups(scan, paths, 3, (p) => seen.push({ ...p }));
+  t.same(calls.flat(), paths, 'each path once, in order');
+  t.ok(calls.every((c) => c.length >= 3), 'a group keeps every thread busy');
+  t.ok(calls.length <= 32 && calls.length > 1);
+  t.same({ entries: r.entries, errors: r.errors, flagged: r.flagged.length }, { entries: 1000, errors: calls.length, flagged: 100 });
+  t.same(seen[0], { units: 0, total: 100, entries: 0 });
+  t.same(seen.at(-1), { units: 100, total: 100, entries: 1000 });
+  t.ok(seen.every((p, i) => i === 0 || (p.units > seen[i - 1]!.units && p.entries >= seen[i - 1]!.entries)), 'only forward');
+});
+
+t.test('live: the native walk with progress finds what the walk without it finds', async (t) => {
+  const attrs = createAttrAccess();
+  if (!attrs) {
+    t.skip('the native module is not built');
+    return;
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-attrs-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const units = Array.from({ length: 9 }, (_, i) => path.join(dir, `u${i}`));
+  for (const u of units) {
+    mkdirSync(path.join(u, 'a/b'), { recursive: true });
+    writeFileSync(path.join(u, 'a/b/f'), 'x');
+  }
+  const seen: ScanProgress[] = [];
+  const grouped = await attrs.scanTree(units, 2, (p) => seen.push(p));
+  const whole = await attrs.scanTree(units, 2);
+  t.same({ entries: grouped.entries, errors: grouped.errors, flagged: grouped.flagged }, { entries: whole.entries, errors: whole.errors, flagged: whole.flagged });
+  t.equal(whole.entries, 27);
+  t.same(seen.at(-1), { units: 9, total: 9, entries: 27 });
+  t.ok(seen.length > 2, 'reports before the end');
+});

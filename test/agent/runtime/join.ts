@@ -180,3 +180,34 @@ t.test('a side that did not answer: its last known containers, marked stale, nev
   const absent = joinRuntimes({ docker: state('docker', 'absent'), containerd: state('containerd', 'unresponsive'), snapshotDirs: new Map(), lastKnown: { docker: lastDocker } });
   t.same([absent.stale, absent.containers], [undefined, []], 'an absent runtime has nothing stale; one never seen answering has no last known');
 });
+
+t.test('any replies: each inspected docker container once, a stale side never hides or duplicates a fresh one', async (t) => {
+  const fc = (await import('fast-check')).default;
+  const id = fc.constantFrom('a', 'b', 'c', 'd', 'e');
+  const statuses = fc.constantFrom<RuntimeState['status']>('unresponsive', 'down', 'error', 'absent');
+  fc.assert(
+    fc.property(
+      fc.uniqueArray(id),
+      fc.uniqueArray(id),
+      fc.uniqueArray(id),
+      fc.array(id),
+      fc.option(statuses, { nil: undefined }),
+      fc.uniqueArray(id),
+      (dockerIds, mobyIds, criIds, taskIds, dockerDown, lastIds) => {
+        const docker = dockerDown ? state('docker', dockerDown) : dockerOf(...dockerIds.map((i) => inspect(i, {})));
+        const containerd: ContainerdReplies = new Map([
+          ['moby', { containers: mobyIds.map((i) => ctr(i)), tasks: taskIds.map((i) => task(i, 1)) }],
+          ['k8s.io', { containers: criIds.map((i) => ctr(`k-${i}`)), tasks: [] }],
+        ]);
+        const last = lastIds.map((i) => ({ ...joinRuntimes({ docker: dockerOf(inspect(i, {})), containerd, snapshotDirs: new Map() }).containers[0]! }));
+        const { containers, stale } = joinRuntimes({ docker, containerd, snapshotDirs: new Map(), lastKnown: { docker: last } });
+        const ids = containers.map((c) => c.id);
+        if (new Set(ids).size !== ids.length) return false;
+        if (!dockerDown) return dockerIds.every((i) => containers.some((c) => c.id === i && c.manager === 'docker')) && stale === undefined;
+        const isStale = dockerDown !== 'absent';
+        return criIds.every((i) => ids.includes(`k-${i}`)) && (stale !== undefined) === isStale && lastIds.every((i) => ids.includes(i) === isStale);
+      },
+    ),
+  );
+  t.pass('property held');
+});

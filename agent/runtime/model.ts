@@ -1,9 +1,10 @@
-// The runtime model: docker's view, containerd's view and the kernel's, joined by container id.
-// Collectors read it through RuntimeAccess; nothing here depends on docker, ctr or crictl binaries.
-import type { Workload } from '../../protocol/finding.js';
+// The runtime model: asks docker and containerd (probe, lists, inspects, snapshot mounts, with their caches
+// and the frozen-runtime rules) and hands their replies to the pure join in join.ts. Collectors read it
+// through RuntimeAccess; nothing here depends on docker, ctr or crictl binaries.
 import type { HostAccess, RuntimeAccess, RuntimeContainer, RuntimeName, RuntimeSnapshot, RuntimeState } from '../../collectors/types.js';
 import { ContainerdClient, type ContainerdContainer, type ContainerdTask } from './containerd.js';
 import { DockerClient, DockerError, type DockerContainerInspect } from './docker.js';
+import { containerdOwn, joinRuntimes, snapshotDirsFromMounts, snapshotKeyOf, type ContainerdReplies, type DockerReplies, type SnapshotDirs } from './join.js';
 
 export interface RuntimeSettings {
   dockerSocket: string;
@@ -19,9 +20,6 @@ export interface RuntimeSettings {
 
 /** How long a runtime that timed out is left alone (only the probe asks it) before anyone else tries. */
 export const UNRESPONSIVE_HOLD_MS = 15_000;
-
-/** containerd's task bundle: a CRI container's rootfs is mounted at <bundle>/rootfs. */
-const TASK_BUNDLES = '/run/containerd/io.containerd.runtime.v2.task';
 
 const errCode = (err: unknown) => (err as { code?: string }).code;
 const errText = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -40,38 +38,13 @@ export function connectFailure(err: unknown): 'refused' | 'socket-gone' | undefi
   return undefined;
 }
 
-const K8S = {
-  pod: 'io.kubernetes.pod.name',
-  namespace: 'io.kubernetes.pod.namespace',
-  container: 'io.kubernetes.container.name',
-  uid: 'io.kubernetes.pod.uid',
-};
-
-export function workloadFromLabels(id: string, name: string, labels: Record<string, string>): Workload {
-  const w: Workload = { containerId: id, containerName: labels[K8S.container] ?? name };
-  if (labels[K8S.pod]) w.pod = labels[K8S.pod];
-  if (labels[K8S.namespace]) w.namespace = labels[K8S.namespace];
-  if (labels[K8S.uid]) w.podUid = labels[K8S.uid];
-  return w;
-}
-
-/** upperdir= and lowerdir= from overlay mount options. */
-export function overlayDirs(options: readonly string[]): { upperDir?: string; lowerDirs?: string[] } {
-  const out: { upperDir?: string; lowerDirs?: string[] } = {};
-  for (const o of options) {
-    if (o.startsWith('upperdir=')) out.upperDir = o.slice('upperdir='.length);
-    else if (o.startsWith('lowerdir=')) out.lowerDirs = o.slice('lowerdir='.length).split(':');
-  }
-  return out;
-}
-
 export class Runtimes implements RuntimeAccess {
   readonly docker: DockerClient;
   readonly containerd: ContainerdClient;
   readonly settleMs: number;
   private cached: { at: number; value: Promise<RuntimeSnapshot> } | undefined;
   private readonly inspectCache = new Map<string, { key: string; value: DockerContainerInspect }>();
-  private readonly snapshotDirCache = new Map<string, { upperDir?: string; lowerDirs?: string[] }>();
+  private readonly snapshotDirCache = new Map<string, SnapshotDirs>();
   /** A runtime that timed out: nobody but the probe waits on it again until it answers (or the hold ends). */
   private readonly unresponsive = new Map<RuntimeName, { at: number; state: RuntimeState }>();
   private readonly probes = new Map<RuntimeName, Promise<RuntimeState>>();
@@ -174,36 +147,29 @@ export class Runtimes implements RuntimeAccess {
     return value;
   }
 
+  /** The asking: each runtime's replies (or its state when it does not answer), then the pure join. */
   private async take(): Promise<RuntimeSnapshot> {
     const takenAt = this.now();
     const runtimes = await Promise.all([this.stateForRead('docker'), this.stateForRead('containerd')]);
     const [dockerState, containerdState] = runtimes as [RuntimeState, RuntimeState];
-    const containers: RuntimeContainer[] = [];
+    // A runtime that fails a call now is marked so in `runtimes` (the probe's answer is updated in place).
+    const failedNow = (name: RuntimeName, state: RuntimeState, err: unknown): RuntimeState => Object.assign(state, this.failed(name, err, this.now() - takenAt));
 
-    // containerd: every configured namespace's containers and tasks.
-    const ctd = new Map<string, { ns: string; container: ContainerdContainer; task?: ContainerdTask }>();
-    const orphanTasks: { ns: string; task: ContainerdTask }[] = [];
+    let containerd: ContainerdReplies | RuntimeState = containerdState;
     if (containerdState.status === 'ok') {
       try {
+        const replies = new Map<string, { containers: ContainerdContainer[]; tasks: ContainerdTask[] }>();
         for (const ns of this.settings.containerdNamespaces) {
           const [list, tasks] = await Promise.all([this.containerd.containers(ns), this.containerd.tasks(ns)]);
-          const byId = new Map(tasks.map((t) => [t.containerId, t]));
-          for (const c of list) {
-            const entry: { ns: string; container: ContainerdContainer; task?: ContainerdTask } = { ns, container: c };
-            const task = byId.get(c.id);
-            if (task) entry.task = task;
-            ctd.set(`${ns}/${c.id}`, entry);
-            byId.delete(c.id);
-          }
-          for (const task of byId.values()) orphanTasks.push({ ns, task });
+          replies.set(ns, { containers: list, tasks });
         }
+        containerd = replies;
       } catch (err) {
-        Object.assign(containerdState, this.failed('containerd', err, this.now() - takenAt));
+        containerd = failedNow('containerd', containerdState, err);
       }
     }
 
-    // docker: every container, inspected for its pid and storage.
-    const seen = new Set<string>();
+    let docker: DockerReplies | RuntimeState = dockerState;
     if (dockerState.status === 'ok') {
       try {
         const list = await this.docker.containers();
@@ -218,101 +184,40 @@ export class Runtimes implements RuntimeAccess {
         );
         const live = new Set(list.map((c) => c.Id));
         for (const id of this.inspectCache.keys()) if (!live.has(id)) this.inspectCache.delete(id);
+        const byId = new Map<string, DockerContainerInspect>();
         list.forEach((c, i) => {
           const ins = inspected[i];
-          if (!ins) return; // removed between list and inspect
-          const name = ins.Name.replace(/^\//, '');
-          const labels = ins.Config.Labels ?? {};
-          const twin = ctd.get(`moby/${c.Id}`);
-          seen.add(`moby/${c.Id}`);
-          const gd = ins.GraphDriver.Data ?? {};
-          const storage: RuntimeContainer['storage'] = {};
-          if (gd['UpperDir']) storage.upperDir = gd['UpperDir'];
-          if (gd['MergedDir']) storage.mergedDir = gd['MergedDir'];
-          if (gd['LowerDir']) storage.lowerDirs = gd['LowerDir'].split(':');
-          if (ins.HostnamePath) storage.containerDir = ins.HostnamePath.replace(/\/[^/]*$/, '');
-          const rc: RuntimeContainer = {
-            id: c.Id,
-            name,
-            manager: 'docker',
-            namespace: 'moby',
-            image: ins.Config.Image,
-            labels,
-            workload: workloadFromLabels(c.Id, name, labels),
-            docker: {
-              status: ins.State.Status,
-              // In restart back-off docker says Running with Restarting set and pid 0: nothing runs.
-              running: ins.State.Running && !ins.State.Restarting && ins.State.Pid > 0,
-              pid: ins.State.Pid,
-              dead: ins.State.Dead || ins.State.Status === 'dead',
-              removing: ins.State.Status === 'removing',
-              restarting: ins.State.Restarting,
-              error: ins.State.Error,
-              exitCode: ins.State.ExitCode,
-            },
-            storage,
-          };
-          if (ins.State.FinishedAt && !ins.State.FinishedAt.startsWith('0001')) rc.docker!.finishedAt = ins.State.FinishedAt;
-          if (ins.State.StartedAt && !ins.State.StartedAt.startsWith('0001')) rc.docker!.startedAt = ins.State.StartedAt;
-          if (containerdState.status === 'ok') {
-            rc.containerd = { known: twin !== undefined };
-            const task = twin?.task ?? orphanTasks.find((o) => o.ns === 'moby' && o.task.containerId === c.Id)?.task;
-            if (task) rc.containerd.task = { status: task.status, pid: task.pid, exitStatus: task.exitStatus };
-          }
-          containers.push(rc);
+          if (ins) byId.set(c.Id, ins);
         });
+        docker = { list, inspected: byId };
       } catch (err) {
-        Object.assign(dockerState, this.failed('docker', err, this.now() - takenAt));
-        containers.length = 0;
+        docker = failedNow('docker', dockerState, err);
       }
     }
 
-    // containerd's own containers (CRI in k8s.io, and moby ones docker does not know).
-    for (const [key, { ns, container, task }] of ctd) {
-      if (seen.has(key)) continue;
-      if (ns === 'moby' && dockerState.status !== 'ok') continue; // cannot tell without docker
-      const labels = container.labels;
-      const name = labels[K8S.container] ?? container.id;
-      const rc: RuntimeContainer = {
-        id: container.id,
-        name,
-        manager: 'containerd',
-        namespace: ns,
-        image: container.image,
-        labels,
-        workload: workloadFromLabels(container.id, name, labels),
-        containerd: { known: true },
-        storage: { ...(await this.snapshotDirs(ns, container)), mergedDir: `${TASK_BUNDLES}/${ns}/${container.id}/rootfs` },
-      };
-      if (task) rc.containerd!.task = { status: task.status, pid: task.pid, exitStatus: task.exitStatus };
-      containers.push(rc);
+    const snapshotDirs = new Map<string, SnapshotDirs>();
+    for (const { ns, container } of containerdOwn(docker, containerd)) {
+      const key = snapshotKeyOf(ns, container);
+      if (key && !snapshotDirs.has(key)) snapshotDirs.set(key, await this.snapshotDirs(key, ns, container));
     }
 
-    // A runtime that did not answer now: its last known containers, marked stale, for attribution only.
-    const stale: RuntimeName[] = [];
+    const lastKnown = Object.fromEntries(this.lastKnown);
+    const { containers, stale } = joinRuntimes({ docker, containerd, snapshotDirs, lastKnown });
     for (const name of ['docker', 'containerd'] as const) {
       const st = name === 'docker' ? dockerState : containerdState;
       if (st.status === 'ok') this.lastKnown.set(name, containers.filter((c) => c.manager === name));
-      else if (st.status !== 'absent' && this.lastKnown.has(name)) {
-        stale.push(name);
-        const have = new Set(containers.map((c) => c.id));
-        for (const c of this.lastKnown.get(name) ?? []) if (!have.has(c.id)) containers.push(c);
-      }
     }
     const snap: RuntimeSnapshot = { runtimes, containers, takenAt };
-    if (stale.length > 0) snap.stale = stale;
+    if (stale) snap.stale = stale;
     return snap;
   }
 
-  private async snapshotDirs(ns: string, c: ContainerdContainer): Promise<RuntimeContainer['storage']> {
-    if (!c.snapshotKey || !c.snapshotter) return {};
-    const key = `${ns}/${c.snapshotter}/${c.snapshotKey}`;
+  /** A snapshot's dirs, asked of containerd once per snapshot (a failed ask is asked again next time). */
+  private async snapshotDirs(key: string, ns: string, c: ContainerdContainer): Promise<SnapshotDirs> {
     const hit = this.snapshotDirCache.get(key);
     if (hit) return hit;
     try {
-      const mounts = await this.containerd.snapshotMounts(ns, c.snapshotter, c.snapshotKey);
-      const overlay = mounts.find((m) => m.type === 'overlay');
-      const dirs = overlay ? overlayDirs(overlay.options) : mounts[0]?.type === 'bind' ? { upperDir: mounts[0].source } : {};
+      const dirs = snapshotDirsFromMounts(await this.containerd.snapshotMounts(ns, c.snapshotter, c.snapshotKey));
       this.snapshotDirCache.set(key, dirs);
       return dirs;
     } catch {

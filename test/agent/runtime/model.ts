@@ -1,14 +1,6 @@
 import t from 'tap';
 import { envFor } from '../../helpers/context.js';
 import { ensureTestImage, removeContainer, requireRuntime, runContainer } from '../../helpers/runtime.js';
-import { overlayDirs, workloadFromLabels } from '../../../agent/runtime/model.js';
-
-t.test('overlay options and Kubernetes labels', async (t) => {
-  t.same(overlayDirs(['index=off', 'workdir=/w', 'upperdir=/u', 'lowerdir=/l1:/l2']), { upperDir: '/u', lowerDirs: ['/l1', '/l2'] });
-  t.same(workloadFromLabels('abc', 'k8s_app_web', { 'io.kubernetes.pod.name': 'web-1', 'io.kubernetes.pod.namespace': 'shop', 'io.kubernetes.container.name': 'app', 'io.kubernetes.pod.uid': 'u1' }), {
-    containerId: 'abc', containerName: 'app', pod: 'web-1', namespace: 'shop', podUid: 'u1',
-  });
-});
 
 t.test('live: the joined model of a real docker container and its containerd task', async (t) => {
   if (!requireRuntime(t)) return;

@@ -1,26 +1,10 @@
 // Turns successive collection cycles into firing/resolved transitions. The same problem keeps its id
 // (node + check + subject); a problem that stops being observed is resolved explicitly.
 import { findingId, type Finding, type Observation } from '../protocol/finding.js';
+import { isNews, isRefresh, type Transition } from '../protocol/transition.js';
 
-export type TransitionType = 'firing' | 'updated' | 'resolved';
-
-export interface Transition {
-  type: TransitionType;
-  finding: Finding;
-}
-
-/** A message's meaning without its live numbers: "131,071 of 131,072" and "131,072 of 131,072" mean the same. */
-export function meaning(text: string): string {
-  return text.replace(/\d[\d,.]*/g, '#');
-}
-
-/**
- * An update is news only when the severity or the meaning changes; a count that ticks refreshes the
- * finding's message and evidence (what active() and snapshots carry) without a transition.
- */
-function sameContent(a: Finding, b: Observation): boolean {
-  return a.severity === b.severity && meaning(a.message) === meaning(b.message) && meaning(a.remedy) === meaning(b.remedy);
-}
+// The transition type and the change rule live in protocol/transition.ts; re-exported for the agent's rooms.
+export type { Transition, TransitionType } from '../protocol/transition.js';
 
 export class FindingTracker {
   readonly node: string;
@@ -50,8 +34,8 @@ export class FindingTracker {
       const finding: Finding = { ...obs, id, node: this.node, state: 'firing', firstSeen: before?.firstSeen ?? iso, lastSeen: iso };
       next.set(id, finding);
       if (!before) transitions.push({ type: 'firing', finding });
-      else if (!sameContent(before, obs)) transitions.push({ type: 'updated', finding });
-      else if (before.message !== obs.message || JSON.stringify(before.evidence) !== JSON.stringify(obs.evidence)) this.onRefresh?.(finding);
+      else if (isNews(before, obs)) transitions.push({ type: 'updated', finding });
+      else if (isRefresh(before, obs)) this.onRefresh?.(finding);
     }
     for (const [id, before] of previous) {
       if (!next.has(id)) transitions.push({ type: 'resolved', finding: { ...before, state: 'resolved', lastSeen: iso } });

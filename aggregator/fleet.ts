@@ -2,11 +2,12 @@
 // apply), a bounded history of transitions, and node.silent for nodes whose agent stopped answering.
 import { EventEmitter } from 'node:events';
 import { findingId, type Finding } from '../protocol/finding.js';
-import type { TailFilter, WireTransition } from '../protocol/wire.js';
+import type { TailFilter } from '../protocol/wire.js';
 import { matchesFilter } from '../protocol/wire.js';
 import { jsonSize } from '../protocol/schema.js';
+import { isNews, type TimedTransition, type Transition } from '../protocol/transition.js';
 
-export type TimedTransition = WireTransition & { at: string };
+export type { TimedTransition } from '../protocol/transition.js';
 
 export interface NodeInfo {
   node: string;
@@ -50,10 +51,6 @@ export interface FleetState {
   lastMessageAt?: string;
   disconnectedAt?: string;
   active: Iterable<Finding>;
-}
-
-function changed(a: Finding, b: Finding): boolean {
-  return a.severity !== b.severity || a.message !== b.message || a.state !== b.state;
 }
 
 /** Emits 'transition' (TimedTransition) for every change any tailer should see. */
@@ -178,7 +175,7 @@ export class Fleet extends EventEmitter {
     return n;
   }
 
-  private record(t: WireTransition, at = new Date(this.now()).toISOString()): TimedTransition {
+  private record(t: Transition, at = new Date(this.now()).toISOString()): TimedTransition {
     const timed = { ...t, at };
     this.remember(timed);
     this.emit('transition', timed);
@@ -335,12 +332,12 @@ export class Fleet extends EventEmitter {
     for (const f of next.values()) {
       const before = this.setActive(n, f);
       if (!before) out.push(this.record({ type: 'firing', finding: f }));
-      else if (changed(before, f)) out.push(this.record({ type: 'updated', finding: f }));
+      else if (isNews(before, f)) out.push(this.record({ type: 'updated', finding: f }));
     }
     return out;
   }
 
-  applyDelta(node: string, transitions: readonly WireTransition[]): TimedTransition[] {
+  applyDelta(node: string, transitions: readonly Transition[]): TimedTransition[] {
     const n = this.node(node);
     const out: TimedTransition[] = [];
     const resolving = new Set(transitions.filter((t) => t.type === 'resolved').map((t) => t.finding.id));
@@ -358,6 +355,28 @@ export class Fleet extends EventEmitter {
       out.push(this.record(t));
     }
     return out;
+  }
+
+  /**
+   * Fresh numbers for findings the node already has active (a `refresh`): stored as they are, so
+   * /api/findings and a new tailer's active set show them, with no transition (no tail line, no
+   * history, no journal record: the journal's compaction writes the current state). A finding that
+   * is not active, or whose meaning changed, is not a refresh and is ignored: a delta carries news.
+   * Returns how many were applied.
+   */
+  applyRefresh(node: string, findings: readonly Finding[]): number {
+    const n = this.node(node);
+    let nextBytes = n.bytes;
+    const fresh: Finding[] = [];
+    for (const f of findings) {
+      const before = n.active.get(f.id);
+      if (!before || isNews(before, f)) continue;
+      fresh.push(f);
+      nextBytes += this.size(f) - this.size(before);
+    }
+    this.fits(n, nextBytes);
+    for (const f of fresh) this.setActive(n, f);
+    return fresh.length;
   }
 
   setStatus(node: string, collectors: NodeInfo['collectorStatus']): void {

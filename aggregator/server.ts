@@ -16,7 +16,9 @@ import { KNOWN_CHECKS } from '../protocol/checks.js';
 import { NodewardenError, errnoCode } from '../protocol/errors.js';
 import { renderMetrics, type Metric } from '../protocol/metrics.js';
 import {
+  AGGREGATOR_FEATURES,
   CLOSE,
+  FEATURES_HEADER,
   MAX_MESSAGE_BYTES,
   NODE_NAME,
   WireError,
@@ -243,6 +245,10 @@ export class Aggregator {
     this.server.on('clientError', (err: Error, socket: Duplex) => this.onClientError(err, socket));
     this.server.on('tlsClientError', () => this.reject('tls handshake'));
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false });
+    // Agents learn from the upgrade response which optional messages we take (old agents ignore the header).
+    this.wss.on('headers', (headers: string[], req: http.IncomingMessage) => {
+      if ((req.url ?? '').split('?')[0] === '/api/agent') headers.push(`${FEATURES_HEADER}: ${AGGREGATOR_FEATURES.join(', ')}`);
+    });
     this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
       this.upgrade(req, socket, head).catch((err) => {
         this.failed('upgrade', err);
@@ -428,12 +434,14 @@ export class Aggregator {
         this.fleet.touch(node);
         switch (msg.type) {
           case 'snapshot':
-          case 'delta': {
-            const findings = msg.type === 'snapshot' ? msg.findings : msg.transitions.map((t) => t.finding);
+          case 'delta':
+          case 'refresh': {
+            const findings = msg.type === 'delta' ? msg.transitions.map((t) => t.finding) : msg.findings;
             const stranger = findings.find((f) => f.node !== node);
             if (stranger) return this.close(conn, CLOSE.MALFORMED, `finding for node ${stranger.node} on ${node}'s connection`);
             if (msg.type === 'snapshot') this.fleet.applySnapshot(node, msg.findings);
-            else this.fleet.applyDelta(node, msg.transitions);
+            else if (msg.type === 'delta') this.fleet.applyDelta(node, msg.transitions);
+            else this.fleet.applyRefresh(node, msg.findings);
             return;
           }
           case 'status':

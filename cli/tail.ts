@@ -8,6 +8,7 @@
 import type { Finding, Severity } from '../protocol/finding.js';
 import { CLOSE, MAX_MESSAGE_BYTES, WireError, decodeAggregatorMessage, encode, type AggregatorToTailer, type TailFilter } from '../protocol/wire.js';
 import { ReconnectingSocket, type LinkFailure } from '../protocol/reconnecting-socket.js';
+import { isNews } from '../protocol/transition.js';
 import { escapeForTerminal as esc, jsonForTerminal } from '../protocol/terminal.js';
 import { painter, truncate, type Painter } from './format.js';
 import { StatusLine, countBySeverity, formatStatus, formatSummary, type FleetStatus } from './status.js';
@@ -187,7 +188,7 @@ export class Tail {
       for (const f of findings) {
         const before = this.view.get(f.id);
         if (!before) this.emit('firing', f, now);
-        else if (before.severity !== f.severity || before.message !== f.message) this.emit('updated', f, now);
+        else if (isNews(before, f)) this.emit('updated', f, now);
       }
     }
     this.view.clear();

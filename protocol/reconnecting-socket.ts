@@ -4,6 +4,7 @@
 // The backoff resets only after a link stayed ready for `healthyAfterMs`: a peer that accepts and closes
 // at once (an aggregator rejecting a snapshot with 1009) sees fewer and fewer attempts, not four a second.
 // Loads ws and nothing of ours, so the CLI's tail never pulls in the agent.
+import type { IncomingHttpHeaders } from 'node:http';
 import WebSocket from 'ws';
 
 export interface LinkFailure {
@@ -36,7 +37,8 @@ export interface ReconnectingSocketOptions {
   healthyAfterMs?: number;
   random?: () => number;
   /** The upgrade succeeded: send hello / subscribe. */
-  onOpen(): void;
+  /** The link is open; `headers` are the server's upgrade response headers (what it says it supports). */
+  onOpen(headers: IncomingHttpHeaders): void;
   onMessage(raw: Buffer): void;
   /** markReady() was called. */
   onReady?(): void;
@@ -163,6 +165,8 @@ export class ReconnectingSocket {
     const first = (f: Pick<LinkFailure, 'kind' | 'text' | 'httpStatus'>) => {
       if (!this.pending.has(ws)) this.pending.set(ws, f);
     };
+    let upgradeHeaders: IncomingHttpHeaders = {};
+    ws.on('upgrade', (res) => (upgradeHeaders = res.headers));
     ws.on('open', () => {
       if (this.ws !== ws) return;
       let lastPong = Date.now();
@@ -175,7 +179,7 @@ export class ReconnectingSocket {
       }, hb);
       const readyMs = this.opts.readyTimeoutMs ?? 10_000;
       this.readyDeadline = setTimeout(() => this.fail('no-ready', `nothing from the server within ${readyMs / 1000} s of connecting`), readyMs);
-      this.opts.onOpen();
+      this.opts.onOpen(upgradeHeaders);
     });
     ws.on('message', (raw: Buffer) => {
       if (this.ws === ws) this.opts.onMessage(raw);

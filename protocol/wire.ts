@@ -2,6 +2,7 @@
 // validated on receipt, with a size limit. An invalid message gets a close code and a reason.
 import { FINDING_STATES, SEVERITIES, type Finding } from './finding.js';
 import { s, type Problem, type Spec } from './schema.js';
+import { TRANSITION_TYPES, type TimedTransition, type Transition } from './transition.js';
 
 export const PROTOCOL_VERSION = 1;
 /** The largest message accepted, in bytes (a snapshot of a few thousand findings). */
@@ -44,11 +45,14 @@ export const CLOSE = {
   INTERNAL: 1011, // the aggregator failed handling this message (logged with a code; it serves on)
 } as const;
 
-export type TransitionType = 'firing' | 'updated' | 'resolved';
-export interface WireTransition {
-  type: TransitionType;
-  finding: Finding;
-}
+/**
+ * The upgrade response header by which an aggregator says which optional agent messages it takes.
+ * Old peers ignore an unknown header, where an unknown message type or field closes the link (4000),
+ * so an agent sends an optional message only to an aggregator that named it here.
+ */
+export const FEATURES_HEADER = 'x-nodewarden-features';
+/** `refresh`: findings whose numbers changed but whose meaning did not (protocol/transition.ts). */
+export const AGGREGATOR_FEATURES = ['refresh'] as const;
 
 export interface CollectorStatusWire {
   name: string;
@@ -72,7 +76,9 @@ export interface PruneResult {
 export type AgentMessage =
   | { v: 1; type: 'hello'; protocol: number; node: string; agentVersion: string; collectors: string[] }
   | { v: 1; type: 'snapshot'; findings: Finding[] }
-  | { v: 1; type: 'delta'; transitions: WireTransition[] }
+  | { v: 1; type: 'delta'; transitions: Transition[] }
+  /** Active findings with fresh numbers, same meaning: the aggregator's view changes, no transition. */
+  | { v: 1; type: 'refresh'; findings: Finding[] }
   | { v: 1; type: 'status'; collectors: CollectorStatusWire[] }
   | { v: 1; type: 'progress'; commandId: string; progress: PruneProgress }
   | { v: 1; type: 'result'; commandId: string; result: PruneResult };
@@ -95,8 +101,8 @@ export type AggregatorToTailer =
   /** The active set, possibly in several chunks: all but the last say more: true. */
   | { v: 1; type: 'active'; findings: Finding[]; more?: boolean }
   /** History, oldest first, possibly in several chunks: all but the last say more: true. */
-  | { v: 1; type: 'history'; transitions: (WireTransition & { at: string })[]; more?: boolean }
-  | { v: 1; type: 'transition'; transition: WireTransition & { at: string } };
+  | { v: 1; type: 'history'; transitions: TimedTransition[]; more?: boolean }
+  | { v: 1; type: 'transition'; transition: TimedTransition };
 
 const str = (doc: string, maxLength?: number) => s.required(s.string({ doc, ...(maxLength ? { maxLength } : {}) }));
 const nonEmpty = (doc: string, maxLength?: number) => s.required(s.string({ doc, nonEmpty: true, ...(maxLength ? { maxLength } : {}) }));
@@ -132,7 +138,7 @@ export const findingSpec = present(s.object({
 }));
 
 const transitionSpec = s.object({
-  type: s.required(s.oneOf(['firing', 'updated', 'resolved'] as const, { doc: '' })),
+  type: s.required(s.oneOf(TRANSITION_TYPES, { doc: '' })),
   finding: findingSpec,
 });
 
@@ -142,6 +148,7 @@ const agentSpecs: Record<string, Spec<unknown>> = {
   hello: s.object({ v: s.number({ doc: '' }), type: str(''), protocol: s.required(s.number({ doc: '', integer: true })), node: s.required(s.string({ doc: '', nonEmpty: true, pattern: NODE_NAME })), agentVersion: str('', 128), collectors: s.required(s.list(s.string({ doc: '', maxLength: 128 }), { doc: '', maxItems: 200 })) }),
   snapshot: s.object({ v: s.number({ doc: '' }), type: str(''), findings: s.required(s.list(findingSpec, { doc: '', maxItems: MAX_ITEMS })) }),
   delta: s.object({ v: s.number({ doc: '' }), type: str(''), transitions: s.required(s.list(transitionSpec, { doc: '', maxItems: MAX_ITEMS })) }),
+  refresh: s.object({ v: s.number({ doc: '' }), type: str(''), findings: s.required(s.list(findingSpec, { doc: '', maxItems: MAX_ITEMS })) }),
   status: s.object({
     v: s.number({ doc: '' }),
     type: str(''),

@@ -1,10 +1,12 @@
-// The agent's link to the aggregator: hello, the whole active set, then deltas. The connection itself
+// The agent's link to the aggregator: hello, the whole active set, then deltas (transitions) and
+// refreshes (fresh numbers, same meaning: only to an aggregator whose upgrade response names them). The connection itself
 // (retry after any failure, forever; full-jitter backoff reset only by a link that stayed healthy; a
 // welcome deadline; heartbeats) is protocol/reconnecting-socket.ts, shared with `tail`. Every
 // (re)connect re-reads the token (kubelet rotates projected tokens) and sends a fresh snapshot, so the
 // aggregator converges to the truth with nothing lost and nothing stale. A failure is logged once at
 // warn; the same failure again is logged at debug, so an aggregator that rejects us is not a log flood.
-import { CLOSE, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, WireError, decodeAggregatorMessage, encode, type AgentMessage, type AggregatorToAgent } from '../../protocol/wire.js';
+import type { Finding } from '../../protocol/finding.js';
+import { CLOSE, FEATURES_HEADER, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, WireError, decodeAggregatorMessage, encode, type AgentMessage, type AggregatorToAgent } from '../../protocol/wire.js';
 import { ReconnectingSocket, type LinkFailure } from '../../protocol/reconnecting-socket.js';
 import type { Log } from '../../collectors/types.js';
 import type { Runner, CollectorStatus } from '../runner.js';
@@ -51,6 +53,10 @@ export class StreamClient {
   private readonly socket: ReconnectingSocket;
   private started = false;
   private pending: Transition[] = [];
+  /** Findings whose numbers changed since the last flush, by id (the newest wins). */
+  private refreshed = new Map<string, Finding>();
+  /** The aggregator named `refresh` in its upgrade response; an older one would close the link on it. */
+  private refreshes = false;
   private flushScheduled = false;
   /** The last failure logged at warn, to log a repeat of it at debug only. */
   private loggedFailure: string | undefined;
@@ -63,11 +69,22 @@ export class StreamClient {
   private readonly onTransition = (t: Transition) => {
     if (!this.connected) return; // the snapshot on reconnect carries it
     this.pending.push(t);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flush());
-    }
+    this.refreshed.delete(t.finding.id); // the transition carries newer numbers
+    this.scheduleFlush();
   };
+
+  /** Numbers changed, meaning did not: the aggregator's view follows, with no transition. */
+  private readonly onRefresh = (f: Finding) => {
+    if (!this.connected || !this.refreshes) return; // the snapshot on reconnect carries it
+    this.refreshed.set(f.id, f);
+    this.scheduleFlush();
+  };
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
 
   private readonly onStatus = (_st: CollectorStatus) => {
     if (this.connected) this.send({ v: 1, type: 'status', collectors: this.statuses() });
@@ -85,7 +102,10 @@ export class StreamClient {
       healthyAfterMs: opts.healthyAfterMs ?? 60_000,
       backoff: opts.backoff ?? { baseMs: 500, maxMs: 30_000 },
       ...(opts.random ? { random: opts.random } : {}),
-      onOpen: () => this.send({ v: 1, type: 'hello', protocol: PROTOCOL_VERSION, node: opts.node, agentVersion: opts.version, collectors: opts.runner.names() }),
+      onOpen: (headers) => {
+        this.refreshes = String(headers[FEATURES_HEADER] ?? '').split(',').some((f) => f.trim() === 'refresh');
+        this.sendHello();
+      },
       onMessage: (raw) => this.onMessage(raw),
       onDown: (f, retryInMs) => this.onDown(f, retryInMs),
     });
@@ -95,6 +115,7 @@ export class StreamClient {
     if (this.started) return;
     this.started = true;
     this.opts.runner.on('transition', this.onTransition);
+    this.opts.runner.on('refresh', this.onRefresh);
     this.opts.runner.on('status', this.onStatus);
     this.socket.start();
   }
@@ -102,6 +123,7 @@ export class StreamClient {
   stop(): void {
     this.started = false;
     this.opts.runner.off('transition', this.onTransition);
+    this.opts.runner.off('refresh', this.onRefresh);
     this.opts.runner.off('status', this.onStatus);
     this.socket.stop(CLOSE.GOING_AWAY, 'agent stopping');
     this.connected = false;
@@ -120,6 +142,10 @@ export class StreamClient {
     };
   }
 
+  private sendHello(): void {
+    this.send({ v: 1, type: 'hello', protocol: PROTOCOL_VERSION, node: this.opts.node, agentVersion: this.opts.version, collectors: this.opts.runner.names() });
+  }
+
   private statuses() {
     return this.opts.runner.statuses().map((s) => ({ name: s.name, status: s.status, durationMs: s.durationMs, ...(s.detail ? { detail: s.detail.slice(0, 500) } : {}) }));
   }
@@ -130,10 +156,18 @@ export class StreamClient {
 
   private flush(): void {
     this.flushScheduled = false;
-    if (!this.connected || this.pending.length === 0) return;
-    const transitions = this.pending.map((t) => ({ type: t.type, finding: t.finding }));
-    this.pending = [];
-    this.send({ v: 1, type: 'delta', transitions });
+    if (!this.connected) return;
+    if (this.pending.length > 0) {
+      const transitions = this.pending.map((t) => ({ type: t.type, finding: t.finding }));
+      this.pending = [];
+      this.send({ v: 1, type: 'delta', transitions });
+    }
+    // After the delta: a refresh is never older than a transition it follows.
+    if (this.refreshed.size > 0) {
+      const findings = [...this.refreshed.values()];
+      this.refreshed.clear();
+      this.send({ v: 1, type: 'refresh', findings });
+    }
   }
 
   private onMessage(raw: Buffer): void {
@@ -150,6 +184,7 @@ export class StreamClient {
       this.connected = true;
       this.connects++;
       this.pending = [];
+      this.refreshed.clear();
       // The whole active set first: whatever happened while we were away is in it.
       const findings = this.opts.runner.active();
       this.send({ v: 1, type: 'snapshot', findings });

@@ -112,3 +112,20 @@ t.test('property: the decoders refuse anything with a WireError and never throw 
   }), { numRuns: 50 });
   t.pass('no decoder threw anything but a WireError');
 });
+
+t.test('refresh: findings validated with the same limits; an unknown field on a delta is refused (why refresh is its own type)', async (t) => {
+  const f = finding('n1', 'sockstat.timewait', 'tcp');
+  t.equal(decodeAgentMessage(JSON.stringify({ v: 1, type: 'refresh', findings: [f] })).type, 'refresh');
+  const refused = (msg: unknown) => {
+    try {
+      decodeAgentMessage(JSON.stringify(msg));
+      return undefined;
+    } catch (err) {
+      return (err as WireError).closeCode;
+    }
+  };
+  t.equal(refused({ v: 1, type: 'refresh', findings: [{ ...f, message: 'x'.repeat(FINDING_LIMITS.messageChars + 1) }] }), CLOSE.MALFORMED, 'message over its limit');
+  t.equal(refused({ v: 1, type: 'refresh', findings: [{ ...f, evidence: { pad: 'x'.repeat(FINDING_LIMITS.evidenceBytes) } }] }), CLOSE.MALFORMED, 'evidence over its limit');
+  t.equal(refused({ v: 1, type: 'refresh' }), CLOSE.MALFORMED, 'findings required');
+  t.equal(refused({ v: 1, type: 'delta', transitions: [], refreshed: [f] }), CLOSE.MALFORMED, 'an unknown field closes the link: older aggregators would refuse it');
+});

@@ -6,7 +6,12 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { pino } from 'pino';
 import { StreamClient } from '../../../agent/exporters/aggregator-link.js';
+import { Aggregator } from '../../../aggregator/server.js';
+import { Tail } from '../../../cli/tail.js';
+import type { Finding } from '../../../protocol/finding.js';
+import { finding } from '../../helpers/findings.js';
 import { createAgentServer } from '../../../agent/exporters/http.js';
 import type { Runner } from '../../../agent/runner.js';
 import type { Log } from '../../../collectors/types.js';
@@ -17,7 +22,7 @@ type Mode = 'ok' | 'http401' | 'http503' | 'no-welcome' | 'reject-snapshot';
 
 /** A loopback aggregator that speaks the real protocol, or misbehaves as told. */
 async function fakeAggregator(goodToken: () => string) {
-  const state = { mode: 'ok' as Mode, upgrades: 0, hellos: 0, snapshots: 0, sockets: new Set<WebSocket>() };
+  const state = { mode: 'ok' as Mode, upgrades: 0, hellos: 0, snapshots: 0, types: [] as string[], sockets: new Set<WebSocket>() };
   const wss = new WebSocketServer({ noServer: true });
   const server = http.createServer((_req, res) => res.writeHead(404).end());
   server.on('upgrade', (req, socket, head) => {
@@ -30,6 +35,7 @@ async function fakeAggregator(goodToken: () => string) {
       ws.on('close', () => state.sockets.delete(ws));
       ws.on('message', (raw: Buffer) => {
         const m = JSON.parse(raw.toString()) as { type: string };
+        state.types.push(m.type);
         if (m.type === 'hello') {
           state.hellos++;
           if (state.mode !== 'no-welcome') ws.send(JSON.stringify({ v: 1, type: 'welcome', aggregatorVersion: 'fake' }));
@@ -162,4 +168,77 @@ t.test('/healthz fails once the aggregator has been unreachable past the restart
   const dead = await get(port, '/healthz');
   t.match(String(dead.body['reason']), /unreachable for \d+ s \(restart window 2s\): a restart may help/);
   t.match(String((dead.body['aggregator'] as Record<string, unknown>)['lastError']), /connection refused/);
+});
+
+t.test('refreshed numbers reach the aggregator at once: /api/findings and a new tailer show them, the tail prints nothing', async (t) => {
+  const NODE = 'refresh-node';
+  const agg = new Aggregator({ host: '127.0.0.1', port: 0, tokens: [{ role: 'agent', name: 'agents', secret: 'agent-token-0123456789' }, { role: 'tail', name: 'ops', secret: 'tail-token-0123456789' }], version: 'test', log: pino({ level: 'silent' }), silentAfterMs: 60_000, heartbeatMs: 60_000 });
+  const { url, port } = await agg.start();
+  const runner = fakeRunner();
+  const link = new StreamClient({ url, token: 'agent-token-0123456789', runner, node: NODE, version: 'test', log: recordingLog().log, heartbeatMs: 60_000 });
+  const tailLines: string[] = [];
+  const tailErr: string[] = [];
+  const tail = new Tail({ url, token: 'tail-token-0123456789', filter: { node: NODE }, follow: true, json: true, color: false, out: (l) => tailLines.push(l), err: (l) => tailErr.push(l) });
+  t.teardown(async () => {
+    tail.stop();
+    link.stop();
+    await agg.stop();
+  });
+  const auth = { headers: { authorization: 'Bearer tail-token-0123456789' } };
+  const stored = async () => (await (await fetch(`http://127.0.0.1:${port}/api/findings?node=${NODE}`, auth)).json()) as Finding[];
+
+  link.start();
+  await until(() => link.connected, 10_000, 'the agent connects');
+  tail.start();
+  await until(() => tailLines.length > 0 || tail.view.size > 0 || tailErr.length > 0 || (tail as unknown as { seenActive: boolean }).seenActive, 10_000, 'the tail gets its active set');
+
+  const first = finding(NODE, 'sockstat.timewait', 'tcp', 'warning', { message: 'TIME_WAIT sockets: 131,071 of 131,072', evidence: { timewait: 131071 } });
+  runner.emit('transition', { type: 'firing', finding: first });
+  await until(() => tailLines.some((l) => l.includes('"firing"')), 10_000, 'the firing reaches the tail');
+  const linesAfterFiring = tailLines.length;
+
+  const fresh = { ...first, message: 'TIME_WAIT sockets: 131,072 of 131,072', evidence: { timewait: 131072 }, lastSeen: new Date(Date.parse(first.lastSeen) + 1000).toISOString() };
+  runner.emit('refresh', fresh);
+  let seen: Finding[] = [];
+  await until(async () => (seen = await stored()).some((f) => f.message === fresh.message), 10_000, 'the aggregator stores the fresh numbers');
+  t.same(seen.map((f) => [f.message, f.evidence]), [[fresh.message, { timewait: 131072 }]], '/api/findings shows the new numbers at once');
+
+  // A tailer that subscribes now gets the fresh numbers in its active set, and no history entry was made.
+  const late: string[] = [];
+  const lateTail = new Tail({ url, token: 'tail-token-0123456789', filter: { node: NODE }, sinceMs: 0, follow: false, json: true, color: false, out: (l) => late.push(l), err: () => undefined });
+  lateTail.start();
+  await lateTail.done;
+  const events = late.map((l) => JSON.parse(l) as { event: string; finding: Finding });
+  t.same(events.filter((e) => e.event === 'active').map((e) => e.finding.message), [fresh.message], 'a new tailer sees the fresh numbers');
+  t.same(events.filter((e) => e.event === 'history').map((e) => e.finding.message), [first.message], 'history holds the firing only, no entry for the refresh');
+
+  // The following tail printed nothing for the refresh (the firing's line came before it).
+  t.equal(tailLines.length, linesAfterFiring, 'the following tail printed nothing for the refresh');
+  t.same(tailErr, []);
+
+  // A change of meaning is still news.
+  runner.emit('transition', { type: 'updated', finding: { ...fresh, severity: 'critical' } });
+  await until(() => tailLines.length > linesAfterFiring, 10_000, 'the update reaches the tail');
+  t.match(tailLines.at(-1), /"updated"/);
+});
+
+t.test('an aggregator that does not offer refresh (an older one) never gets one: the link stays up', async (t) => {
+  const agg = await fakeAggregator(() => 'tok');
+  const runner = fakeRunner();
+  const link = new StreamClient({ url: agg.url, token: 'tok', runner, node: 'old-agg', version: 'test', log: recordingLog().log, heartbeatMs: 60_000 });
+  t.teardown(async () => {
+    link.stop();
+    await agg.close();
+  });
+  link.start();
+  await until(() => link.connected, 10_000, 'connected');
+  const f = finding('old-agg', 'sockstat.timewait', 'tcp');
+  runner.emit('transition', { type: 'firing', finding: f });
+  runner.emit('refresh', { ...f, message: `${f.message} 2` });
+  await new Promise((r) => setImmediate(r));
+  // A later delta: anything sent before it has arrived once it has.
+  runner.emit('transition', { type: 'resolved', finding: { ...f, state: 'resolved' } });
+  await until(() => agg.state.types.filter((x) => x === 'delta').length === 2, 10_000, 'both deltas arrive');
+  t.notOk(agg.state.types.includes('refresh'), 'no refresh message sent to an aggregator that did not name it');
+  t.equal(agg.state.hellos, 1, 'no reconnect');
 });

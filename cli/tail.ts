@@ -5,7 +5,7 @@
 // connected, "lost ... reconnecting" only after a link existed. Every string from the aggregator is
 // escaped before it reaches the terminal. Loads only the protocol, ws and the formatter: never
 // systeminformation, never /proc.
-import type { Finding, Severity } from '../protocol/finding.js';
+import { displaySubject, type Finding, type Severity } from '../protocol/finding.js';
 import { CLOSE, MAX_MESSAGE_BYTES, WireError, decodeAggregatorMessage, encode, type AggregatorToTailer, type TailFilter } from '../protocol/wire.js';
 import { ReconnectingSocket, type LinkFailure } from '../protocol/reconnecting-socket.js';
 import { isNews } from '../protocol/transition.js';
@@ -44,7 +44,7 @@ const clock = (iso: string) => iso.slice(11, 19);
 export function formatTailLine(event: TailEvent, f: Finding, at: string, p: Painter, columns?: number): string {
   const sev = event === 'resolved' ? 'resolved' : f.severity;
   const sevText = sev === 'resolved' ? p.dim('RESOLVED'.padEnd(8)) : p.severity(sev as Severity, sev.toUpperCase().padEnd(8));
-  const head = `${esc(clock(at))}  ${esc(f.node).padEnd(16)}  ${sevText}  ${esc(f.check).padEnd(20)}  ${truncate(esc(f.subject), 36).padEnd(36)}  `;
+  const head = `${esc(clock(at))}  ${esc(f.node).padEnd(16)}  ${sevText}  ${esc(f.check).padEnd(20)}  ${truncate(esc(displaySubject(f)), 36).padEnd(36)}  `;
   const tag = event === 'updated' ? '(updated) ' : event === 'history' ? p.dim('(earlier) ') : '';
   const message = esc(f.message);
   return `${head}${tag}${columns ? truncate(message, Math.max(40, columns - 100)) : message}`;

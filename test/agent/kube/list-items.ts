@@ -46,3 +46,26 @@ t.test('an item longer than the limit is refused, not held', async (t) => {
   t.throws(() => split(text, [100, 200, 3000], 1000), RangeError);
   t.equal(split(text, [100], 10_000).count, 1);
 });
+
+t.test('KubeClient.list: items as they come, the rest at the end; a list cut short is NW_ERR_PARSE, not a short list', async (t) => {
+  const http = await import('node:http');
+  const { KubeClient } = await import('../../../agent/kube/client.js');
+  const body = JSON.stringify({ kind: 'PodList', metadata: { resourceVersion: '9' }, items: [{ metadata: { name: 'a' } }, { metadata: { name: 'b' } }] });
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    if (req.url?.includes('cut')) res.end(body.slice(0, body.indexOf('"b"')));
+    else {
+      // Sent in pieces, as a big page arrives.
+      for (let i = 0; i < body.length; i += 5) res.write(body.slice(i, i + 5));
+      res.end();
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const client = new KubeClient({ server: `http://127.0.0.1:${(server.address() as { port: number }).port}`, token: 't', timeoutMs: 2000 });
+  const names: unknown[] = [];
+  const rest = await client.list('/api/v1/pods', (item) => names.push((item['metadata'] as { name: string }).name));
+  t.same(names, ['a', 'b']);
+  t.same(rest, { kind: 'PodList', metadata: { resourceVersion: '9' }, items: [] });
+  await t.rejects(client.list('/api/v1/pods?cut=1', () => {}), { code: 'NW_ERR_PARSE' });
+});

@@ -17,7 +17,7 @@ const TOKEN = 'bench-agent-token-0123456789';
 const status = (pid: number, key: string) => Number(new RegExp(`${key}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
 
 /** A Pod as kubelet and the controllers leave it: managed fields, env, annotations, statuses. */
-function realisticPod(i: number): Record<string, unknown> {
+export function realisticPod(i: number): Record<string, unknown> {
   const env = Array.from({ length: 20 }, (_, k) => ({ name: `SETTING_${k}`, value: `value-${i}-${k}-${'x'.repeat(16)}` }));
   const container = (name: string) => ({ name, image: `registry.example.com/team/${name}:1.${i % 50}.0`, env, ports: [{ containerPort: 8080, protocol: 'TCP' }], resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '256Mi' } }, volumeMounts: [{ name: 'data', mountPath: '/data' }, { name: 'kube-api-access', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount', readOnly: true }] });
   const cstatus = (name: string) => ({ name, containerID: `containerd://${i.toString(16).padStart(8, '0')}${'ab'.repeat(28)}`, image: 'x', imageID: `sha256:${'cd'.repeat(32)}`, ready: true, restartCount: 0, started: true, state: { running: { startedAt: '2026-11-20T00:00:00Z' } }, lastState: {} });

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { NodewardenError, errnoCode } from '../../protocol/errors.js';
+import { ListItemSplitter } from './list-items.js';
 
 export class KubeError extends NodewardenError {
   constructor(
@@ -14,6 +15,17 @@ export class KubeError extends NodewardenError {
   ) {
     super('NW_ERR_RUNTIME', message);
   }
+}
+
+/** The API server's answer to a call that failed: its Status reason and message, or the start of its text. */
+function failure(what: string, status: number, text: string): KubeError {
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // not JSON: keep the text for the message
+  }
+  return new KubeError(status, String(json['reason'] ?? ''), `${what}: ${status} ${String(json['message'] ?? text).slice(0, 300)}`);
 }
 
 export interface KubeClientOptions {
@@ -67,15 +79,13 @@ export class KubeClient {
           res.on('data', (c: string) => (text += c));
           res.on('end', () => {
             clearTimeout(timer);
-            let json: Record<string, unknown> = {};
-            try {
-              json = text ? (JSON.parse(text) as Record<string, unknown>) : {};
-            } catch {
-              // not JSON: keep the text for the message
-            }
             const status = res.statusCode ?? 0;
-            if (status >= 200 && status < 300) return resolve(json as T);
-            reject(new KubeError(status, String(json['reason'] ?? ''), `${method} ${url.pathname}: ${status} ${String(json['message'] ?? text).slice(0, 300)}`));
+            if (status < 200 || status >= 300) return reject(failure(`${method} ${url.pathname}`, status, text));
+            try {
+              resolve((text ? JSON.parse(text) : {}) as T);
+            } catch {
+              resolve({} as T);
+            }
           });
         },
       );
@@ -124,26 +134,25 @@ export class KubeClient {
         res.setEncoding('utf8');
         if (status < 200 || status >= 300) {
           res.on('data', (c: string) => (text = (text + c).slice(0, 64 * 1024)));
-          res.on('end', () => {
-            let json: Record<string, unknown> = {};
-            try {
-              json = JSON.parse(text) as Record<string, unknown>;
-            } catch {
-              // not JSON
-            }
-            done(new KubeError(status, String(json['reason'] ?? ''), `GET ${url.pathname}: ${status} ${String(json['message'] ?? text).slice(0, 300)}`));
-          });
+          res.on('end', () => done(failure(`GET ${url.pathname}`, status, text)));
           return;
         }
         arm(opts.idleMs, 'nothing from the watch');
         opts.onOpen?.();
+        // Each event is parsed as soon as its line is complete; only an unfinished line is kept, in parts.
+        let pending: string[] = [];
+        let pendingChars = 0;
         res.on('data', (c: string) => {
+          if (settled) return;
           arm(opts.idleMs, 'nothing from the watch');
-          text += c;
+          let from = 0;
           let nl: number;
-          while ((nl = text.indexOf('\n')) >= 0) {
-            const line = text.slice(0, nl).trim();
-            text = text.slice(nl + 1);
+          while ((nl = c.indexOf('\n', from)) >= 0) {
+            const piece = c.slice(from, nl);
+            const line = (pending.length > 0 ? pending.join('') + piece : piece).trim();
+            pending = [];
+            pendingChars = 0;
+            from = nl + 1;
             if (line === '') continue;
             try {
               onObject(JSON.parse(line) as Record<string, unknown>);
@@ -151,7 +160,11 @@ export class KubeClient {
               return done(err instanceof Error ? err : new Error(String(err)));
             }
           }
-          if (text.length > maxLine) done(new NodewardenError('NW_ERR_PARSE', `GET ${url.pathname}: a watch event longer than ${maxLine} bytes`));
+          if (from < c.length) {
+            pending.push(c.slice(from));
+            pendingChars += c.length - from;
+          }
+          if (pendingChars > maxLine) done(new NodewardenError('NW_ERR_PARSE', `GET ${url.pathname}: a watch event longer than ${maxLine} bytes`));
         });
         res.on('end', () => done());
         res.on('error', (err) => done(new NodewardenError('NW_ERR_RUNTIME', `GET ${url.pathname}: ${err.message}`)));
@@ -160,6 +173,60 @@ export class KubeClient {
       req.on('error', (err) => done(new NodewardenError('NW_ERR_RUNTIME', `GET ${url.pathname}: ${err.message}`)));
       if (opts.signal?.aborted) return done();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
+      req.end();
+    });
+  }
+
+  /**
+   * A list (GET `path`), its items handed to `onItem` one by one as they arrive, each parsed on its own:
+   * the page's text and its parsed tree are never held whole (README, design). Resolves with the rest of
+   * the list (kind, metadata) once it is complete; the same timeout as every plain call, for the whole list.
+   */
+  list(path: string, onItem: (item: Record<string, unknown>) => void): Promise<Record<string, unknown>> {
+    const url = new URL(path, this.opts.server);
+    const lib = url.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const done = (err: Error | undefined, value?: Record<string, unknown>) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err) {
+          req.destroy();
+          reject(err);
+        } else resolve(value ?? {});
+      };
+      const req = lib.request(url, { method: 'GET', ...(this.opts.ca ? { ca: this.opts.ca } : {}), headers: { authorization: `Bearer ${this.opts.token}`, accept: 'application/json' } }, (res) => {
+        const status = res.statusCode ?? 0;
+        res.setEncoding('utf8');
+        if (status < 200 || status >= 300) {
+          let text = '';
+          res.on('data', (c: string) => (text = (text + c).slice(0, 64 * 1024)));
+          res.on('end', () => done(failure(`GET ${url.pathname}`, status, text)));
+          return;
+        }
+        const splitter = new ListItemSplitter((item) => onItem(JSON.parse(item) as Record<string, unknown>));
+        res.on('data', (c: string) => {
+          if (settled) return;
+          try {
+            splitter.write(c);
+          } catch (err) {
+            done(err instanceof SyntaxError || err instanceof RangeError ? new NodewardenError('NW_ERR_PARSE', `GET ${url.pathname}: ${err.message}`) : err instanceof Error ? err : new Error(String(err)));
+          }
+        });
+        res.on('end', () => {
+          try {
+            const rest = JSON.parse(splitter.rest()) as unknown;
+            if (typeof rest !== 'object' || rest === null || Array.isArray(rest)) throw new SyntaxError('not a JSON object');
+            done(undefined, rest as Record<string, unknown>);
+          } catch (err) {
+            done(new NodewardenError('NW_ERR_PARSE', `GET ${url.pathname}: the list is not JSON: ${err instanceof Error ? err.message : String(err)}`));
+          }
+        });
+        res.on('error', (err) => done(new NodewardenError('NW_ERR_RUNTIME', `GET ${url.pathname}: ${err.message}`)));
+      });
+      const timer = setTimeout(() => done(new NodewardenError('NW_ERR_TIMEOUT', `GET ${url.pathname}: no answer from the API server within ${this.opts.timeoutMs} ms`)), this.opts.timeoutMs);
+      req.on('error', (err) => done(new NodewardenError('NW_ERR_RUNTIME', `GET ${url.pathname}: ${err.message}`)));
       req.end();
     });
   }

@@ -165,11 +165,11 @@ export class PodWatcher {
       let rv: string | undefined;
       try {
         do {
-          const page = await this.opts.client.request<Json>('GET', `/api/v1/pods?fieldSelector=${this.selector}&limit=${limit}${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`);
-          for (const item of arr(page['items'])) {
+          // Each pod is reduced as soon as it has arrived; the page is never held whole (README, design).
+          const page = await this.opts.client.list(`/api/v1/pods?fieldSelector=${this.selector}&limit=${limit}${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`, (item) => {
             const info = toPodInfo(item);
             if (info) next.set(info.uid, info);
-          }
+          });
           const meta = obj(page['metadata']) ?? {};
           cont = str(meta['continue']) || undefined;
           rv = str(meta['resourceVersion']) ?? rv;

@@ -137,7 +137,7 @@ t.test('an aggregator that answers nonsense: tail --no-follow says so and exits 
 t.test('tail rows name the pod and container, not the 64-hex id (the id stays in --json and the evidence)', async (t) => {
   const { formatTailLine } = await import('../../cli/tail.js');
   const id = 'f'.repeat(64);
-  const f = { ...finding('n1', 'runtime.drift', id, 'critical'), workload: { containerId: id, containerName: 'api', pod: 'api-7', namespace: 'shop' } };
+  const f = { ...finding('n1', 'runtime.drift', id, 'critical', { message: 'docker and containerd disagree' }), workload: { containerId: id, containerName: 'api', pod: 'api-7', namespace: 'shop' } };
   const line = formatTailLine('firing', f, f.lastSeen, painter(false), 200);
   t.notMatch(line, /f{64}/, 'no raw id');
   t.match(line, /shop\/api-7\/api/, 'namespace/pod/container');

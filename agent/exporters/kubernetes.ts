@@ -3,23 +3,17 @@
 // per firing finding (`kubectl get events`), rate-limited. Conditions are reconciled when the agent starts
 // and on every change, so none stays stale after a restart or a config change.
 import type { Finding } from '../../protocol/finding.js';
+import { nodeConditions } from '../../collectors/index.js';
 import type { Log } from '../../collectors/types.js';
 import { KubeError, type KubeClient, type KubeNode, type NodeCondition } from '../kube/client.js';
 import type { Runner } from '../runner.js';
 import type { Transition } from '../tracker.js';
 
-/** Condition type -> the checks that set it. Every type nodewarden owns starts with "Nodewarden". */
-export const CONDITIONS: { type: string; checks: string[] }[] = [
-  { type: 'NodewardenDiskEviction', checks: ['disk.eviction'] },
-  { type: 'NodewardenDiskFull', checks: ['disk.usage', 'disk.inodes'] },
-  { type: 'NodewardenFilesystemReadOnly', checks: ['disk.readonly'] },
-  { type: 'NodewardenMountUnresponsive', checks: ['disk.unresponsive'] },
-  { type: 'NodewardenRuntimeUnresponsive', checks: ['runtime.unresponsive', 'runtime.down'] },
-  { type: 'NodewardenRuntimeDrift', checks: ['runtime.drift'] },
-  { type: 'NodewardenImmutableFiles', checks: ['immutable.file'] },
-  { type: 'NodewardenMountHeld', checks: ['mount.holder'] },
-  { type: 'NodewardenSocketPressure', checks: ['sockstat.orphans', 'sockstat.timewait', 'sockstat.memory', 'sockets.process'] },
-];
+/**
+ * Condition type -> the checks that set it, from the collectors' own declarations. Every type
+ * nodewarden owns starts with "Nodewarden".
+ */
+export const CONDITIONS: readonly { type: string; checks: string[] }[] = nodeConditions();
 
 const OURS = /^Nodewarden/;
 const camel = (check: string) => check.split(/[._-]/).map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join('');

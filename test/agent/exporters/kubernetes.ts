@@ -43,7 +43,7 @@ t.test('desired conditions: one per family, True with the worst finding, transit
 
 // A runner whose one collector reports whatever `current` holds.
 function setup(observations: () => Observation[]) {
-  const collector: AnyCollector = { name: 'fake', description: 'fake', checks: [], defaultIntervalMs: 1000, defaultTimeoutMs: 500, configSpec: s.object({}), collect: async () => ({ kind: 'ok', observations: observations(), data: null }) };
+  const collector: AnyCollector = { name: 'fake', description: 'fake', checks: [], conditions: {}, defaultIntervalMs: 1000, defaultTimeoutMs: 500, configSpec: s.object({}), collect: async () => ({ kind: 'ok', observations: observations(), data: null }) };
   const config = configSpec([collector]).check({ collectors: { fake: {} } }, '', []) as Config;
   config.node = 'n1';
   return new Runner({ collectors: [collector], config, env: envFor('/'), log: quietLog });

@@ -3,6 +3,7 @@
 import type http from 'node:http';
 import { COLLECTORS } from '../collectors/index.js';
 import type { Log } from '../collectors/types.js';
+import { VERSION } from '../protocol/version.js';
 import type { AgentMessage, AggregatorToAgent } from '../protocol/wire.js';
 import type { Config } from './config.js';
 import { createEnvironment } from './environment.js';
@@ -17,7 +18,6 @@ import { KubeClient } from './kube/client.js';
 import { PodWatcher } from './kube/pods.js';
 import { createPodAccess, diagnoseSettings } from './actions/diagnose.js';
 
-export const AGENT_VERSION = '0.1.0';
 
 export interface AgentDaemon {
   runner: Runner;
@@ -93,7 +93,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
   });
 
   const stream = opts.aggregator
-    ? new StreamClient({ url: opts.aggregator.url, token: opts.aggregator.token, runner, node: config.node, version: AGENT_VERSION, log: opts.log.child({ component: 'stream' }), heartbeatMs: config.agent.heartbeat, onCommand })
+    ? new StreamClient({ url: opts.aggregator.url, token: opts.aggregator.token, runner, node: config.node, version: VERSION, log: opts.log.child({ component: 'stream' }), heartbeatMs: config.agent.heartbeat, onCommand })
     : undefined;
   const daemon: AgentDaemon = {
     runner,

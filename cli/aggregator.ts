@@ -5,6 +5,7 @@ import { Aggregator, DEFAULT_LIMITS, type AggregatorLimits } from '../aggregator
 import { TokenWatcher, loadTokens, type Token } from '../aggregator/auth.js';
 import { NodewardenError } from '../protocol/errors.js';
 import { parseDuration } from '../protocol/schema.js';
+import { VERSION } from '../protocol/version.js';
 
 export interface AggregatorCliOptions {
   listen: string;
@@ -86,7 +87,7 @@ export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
     heartbeatMs: duration('--heartbeat', opts.heartbeat, 10_000),
     limits,
     ...(kubeAuth ? { kubeAuth } : {}),
-    version: '0.1.0',
+    version: VERSION,
     log,
   });
   await agg.start();

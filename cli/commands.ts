@@ -4,8 +4,9 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { NodewardenError } from '../protocol/errors.js';
 import { parseDuration } from '../protocol/schema.js';
+import { VERSION } from '../protocol/version.js';
 
-export const VERSION = '0.1.0';
+export { VERSION };
 export const EXIT = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const;
 
 export interface Flag {

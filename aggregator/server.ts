@@ -32,6 +32,7 @@ import { Authenticator, type Identity, type Token } from './auth.js';
 import { Fleet, LimitError, type TimedTransition } from './fleet.js';
 import { Journal } from './journal.js';
 import type { KubeAgentAuth } from './kube-auth.js';
+import { FINDING_STATES, SEVERITIES } from '../protocol/finding.js';
 
 export interface AggregatorLimits {
   /** TCP connections open at once (agents, tailers, HTTP); more are dropped at accept. */
@@ -680,8 +681,8 @@ export class Aggregator {
         const v = url.searchParams.get(k);
         if (v) filter[k] = v;
       }
-      if (filter.severity && !['info', 'warning', 'critical'].includes(filter.severity)) return this.json(res, 400, { error: 'severity must be info, warning or critical' });
-      if (filter.state && !['firing', 'resolved'].includes(filter.state)) return this.json(res, 400, { error: 'state must be firing or resolved' });
+      if (filter.severity && !(SEVERITIES as readonly string[]).includes(filter.severity)) return this.json(res, 400, { error: 'severity must be info, warning or critical' });
+      if (filter.state && !(FINDING_STATES as readonly string[]).includes(filter.state)) return this.json(res, 400, { error: 'state must be firing or resolved' });
       const items = filter.state === 'resolved' ? this.fleet.historySince(0, filter).filter((t) => t.type === 'resolved').map((t) => t.finding) : this.fleet.active(filter);
       return this.streamArray(res, items);
     }

@@ -2,7 +2,7 @@
 // NodeCondition per family of checks on the agent's own Node (`kubectl describe node`) and emits an Event
 // per firing finding (`kubectl get events`), rate-limited. Conditions are reconciled when the agent starts
 // and on every change, so none stays stale after a restart or a config change.
-import type { Finding } from '../../protocol/finding.js';
+import { compareFindings, type Finding } from '../../protocol/finding.js';
 import { nodeConditions } from '../../collectors/index.js';
 import type { Log } from '../../collectors/types.js';
 import { KubeError, type KubeClient, type KubeNode, type NodeCondition } from '../kube/client.js';
@@ -23,7 +23,7 @@ export function desiredConditions(active: readonly Finding[], current: readonly 
   const out: NodeCondition[] = [];
   const before = new Map(current.map((c) => [c.type, c]));
   for (const { type, checks } of CONDITIONS) {
-    const hits = active.filter((f) => checks.includes(f.check)).sort((a, b) => (a.severity === 'critical' ? -1 : b.severity === 'critical' ? 1 : 0));
+    const hits = active.filter((f) => checks.includes(f.check)).sort(compareFindings);
     const first = hits[0];
     const status = first ? 'True' : 'False';
     const reason = first ? camel(first.check) : 'NoProblem';

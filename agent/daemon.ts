@@ -17,6 +17,7 @@ import { NodeExporter } from './exporters/kubernetes.js';
 import { KubeClient } from './kube/client.js';
 import { PodWatcher } from './kube/pods.js';
 import { createPodAccess, diagnoseSettings } from './actions/diagnose.js';
+import { errorMessage } from '../protocol/errors.js';
 
 
 export interface AgentDaemon {
@@ -65,7 +66,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
           reply({ v: 1, type: 'progress', commandId: cmd.id, progress });
         });
       })
-      .catch((err: unknown) => ({ ok: false, dryRun: cmd.dryRun, runtime: 'unknown', removed: 0, bytes: 0, errors: [err instanceof Error ? err.message : String(err)] }))
+      .catch((err: unknown) => ({ ok: false, dryRun: cmd.dryRun, runtime: 'unknown', removed: 0, bytes: 0, errors: [errorMessage(err)] }))
       .then((result) => {
         pruning = false;
         log.info({ commandId: cmd.id, requestedBy: cmd.requestedBy, ...result }, 'prune finished');

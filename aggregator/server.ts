@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { KNOWN_CHECKS } from '../protocol/checks.js';
-import { NodewardenError, errnoCode } from '../protocol/errors.js';
+import { NodewardenError, errnoCode, errorMessage } from '../protocol/errors.js';
 import { renderMetrics, type Metric } from '../protocol/metrics.js';
 import {
   CLOSE,
@@ -141,7 +141,7 @@ function codeOf(err: unknown): string {
   return 'NW_ERR_INTERNAL';
 }
 
-const message = (err: unknown) => (err instanceof Error ? err.message : String(err)).slice(0, 300);
+const message = (err: unknown) => errorMessage(err).slice(0, 300);
 
 /** The TLS material, read with one-line errors that name the flag. */
 function tlsOptions(tls: { cert: string; key: string }): https.ServerOptions {

@@ -5,6 +5,7 @@
 // at once (an aggregator rejecting a snapshot with 1009) sees fewer and fewer attempts, not four a second.
 // Loads ws and nothing of ours, so the CLI's tail never pulls in the agent.
 import WebSocket from 'ws';
+import { errorMessage } from './errors.js';
 
 export interface LinkFailure {
   /** What went wrong, for "is this the same failure again": refused, http, tls, closed, no-ready, heartbeat, error. */
@@ -156,7 +157,7 @@ export class ReconnectingSocket {
       headers = this.opts.headers();
     } catch (err) {
       // A token file being rotated or not mounted yet: a failure like any other, tried again later.
-      return this.down({ kind: 'error', text: err instanceof Error ? err.message : String(err), wasReady: false, readyForMs: 0 });
+      return this.down({ kind: 'error', text: errorMessage(err), wasReady: false, readyForMs: 0 });
     }
     const ws = new WebSocket(this.opts.url, { headers, handshakeTimeout: this.opts.handshakeTimeoutMs ?? 10_000, maxPayload: this.opts.maxPayload, perMessageDeflate: false });
     this.ws = ws;

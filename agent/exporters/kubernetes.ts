@@ -8,6 +8,7 @@ import type { Log } from '../../collectors/types.js';
 import { KubeError, type KubeClient, type KubeNode, type NodeCondition } from '../kube/client.js';
 import type { Runner } from '../runner.js';
 import type { Transition } from '../tracker.js';
+import { errorMessage } from '../../protocol/errors.js';
 
 /**
  * Condition type -> the checks that set it, from the collectors' own declarations. Every type
@@ -145,7 +146,7 @@ export class NodeExporter {
             continue;
           }
           this.stats.errors++;
-          this.opts.log.warn({ err: err instanceof Error ? err.message : String(err), node: this.opts.node, retry: this.failures + 1 }, 'could not update the node conditions; will resync them all');
+          this.opts.log.warn({ err: errorMessage(err), node: this.opts.node, retry: this.failures + 1 }, 'could not update the node conditions; will resync them all');
           this.retryLater();
           return;
         }
@@ -201,7 +202,7 @@ export class NodeExporter {
       this.stats.events++;
     } catch (err) {
       this.stats.errors++;
-      this.opts.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not create an event');
+      this.opts.log.warn({ err: errorMessage(err) }, 'could not create an event');
     }
   }
 }

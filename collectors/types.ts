@@ -226,7 +226,7 @@ export interface Collector<TConfig = unknown, TData = unknown> {
   collect(ctx: CollectorContext<TConfig, TData>): Promise<CollectResult<TData>>;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+/** Any collector, whatever its config and data types: what the registry and the runner hold. */
 export type AnyCollector = Collector<any, any>;
 
 /** One container status of a pod, as the API server reports it (only what the diagnosis needs). */

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { parse as parseYaml } from 'yaml';
-import { NodewardenError, errnoCode } from '../protocol/errors.js';
+import { NodewardenError, errnoCode, errorMessage } from '../protocol/errors.js';
 import { formatDuration, s, type ObjectSpec, type Problem, type Spec } from '../protocol/schema.js';
 import { COLLECTORS } from '../collectors/index.js';
 import type { AnyCollector } from '../collectors/types.js';
@@ -209,7 +209,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     try {
       raw = parseYaml(text) ?? {};
     } catch (err) {
-      const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
+      const msg = errorMessage(err).split('\n')[0];
       throw new NodewardenError('NW_ERR_CONFIG', `config file ${opts.file} is not valid YAML or JSON: ${msg}`);
     }
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {

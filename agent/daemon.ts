@@ -3,6 +3,7 @@
 import type http from 'node:http';
 import { COLLECTORS } from '../collectors/index.js';
 import type { Log } from '../collectors/types.js';
+import { VERSION } from '../protocol/version.js';
 import type { AgentMessage, AggregatorToAgent } from '../protocol/wire.js';
 import type { Config } from './config.js';
 import { createEnvironment } from './environment.js';
@@ -16,8 +17,8 @@ import { NodeExporter } from './exporters/kubernetes.js';
 import { KubeClient } from './kube/client.js';
 import { PodWatcher } from './kube/pods.js';
 import { createPodAccess, diagnoseSettings } from './actions/diagnose.js';
+import { errorMessage } from '../protocol/errors.js';
 
-export const AGENT_VERSION = '0.1.0';
 
 export interface AgentDaemon {
   runner: Runner;
@@ -65,7 +66,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
           reply({ v: 1, type: 'progress', commandId: cmd.id, progress });
         });
       })
-      .catch((err: unknown) => ({ ok: false, dryRun: cmd.dryRun, runtime: 'unknown', removed: 0, bytes: 0, errors: [err instanceof Error ? err.message : String(err)] }))
+      .catch((err: unknown) => ({ ok: false, dryRun: cmd.dryRun, runtime: 'unknown', removed: 0, bytes: 0, errors: [errorMessage(err)] }))
       .then((result) => {
         pruning = false;
         log.info({ commandId: cmd.id, requestedBy: cmd.requestedBy, ...result }, 'prune finished');
@@ -93,7 +94,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
   });
 
   const stream = opts.aggregator
-    ? new StreamClient({ url: opts.aggregator.url, token: opts.aggregator.token, runner, node: config.node, version: AGENT_VERSION, log: opts.log.child({ component: 'stream' }), heartbeatMs: config.agent.heartbeat, onCommand })
+    ? new StreamClient({ url: opts.aggregator.url, token: opts.aggregator.token, runner, node: config.node, version: VERSION, log: opts.log.child({ component: 'stream' }), heartbeatMs: config.agent.heartbeat, onCommand })
     : undefined;
   const daemon: AgentDaemon = {
     runner,

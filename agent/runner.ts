@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import type { Observation } from '../protocol/finding.js';
 import { compareFindings } from '../protocol/finding.js';
-import { errnoCode } from '../protocol/errors.js';
+import { errnoCode, errorMessage } from '../protocol/errors.js';
 import type { AnyCollector, CollectorProgress, CollectResult, Log } from '../collectors/types.js';
 import type { Environment } from './environment.js';
 import type { Config, CollectorSettings } from './config.js';
@@ -156,7 +156,7 @@ export class Runner extends EventEmitter {
     }
     if (!outcome.ok) {
       const err = outcome.err;
-      const message = err instanceof Error ? err.message : String(err);
+      const message = errorMessage(err);
       log.error({ err, code: errnoCode(err) }, 'collector failed');
       return finish('failed', undefined, [
         {

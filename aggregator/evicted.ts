@@ -2,7 +2,7 @@
 // Lists pods kubelet evicted (phase Failed, reason Evicted) with their node and message, and deletes
 // them when asked. Uses @kubernetes/client-node for the kubeconfig (contexts, exec plugins, in-cluster).
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
-import { NodewardenError } from '../protocol/errors.js';
+import { NodewardenError, errorMessage } from '../protocol/errors.js';
 
 export interface EvictedPod {
   namespace: string;
@@ -38,7 +38,7 @@ export async function kubeApi(): Promise<{ api: CoreV1Api; namespace: string; se
   try {
     kc.loadFromDefault();
   } catch (err) {
-    throw new NodewardenError('NW_ERR_CONFIG', `cannot load a kubeconfig: ${err instanceof Error ? err.message : String(err)}`);
+    throw new NodewardenError('NW_ERR_CONFIG', `cannot load a kubeconfig: ${errorMessage(err)}`);
   }
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new NodewardenError('NW_ERR_CONFIG', 'no current cluster: set KUBECONFIG, use a kubeconfig with a current-context, or run in a pod');

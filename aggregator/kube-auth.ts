@@ -5,7 +5,7 @@
 // the token names). Such a credential speaks for that one node only. Nodes deleted from the cluster
 // are found here too (GET node: 404).
 import { createHash } from 'node:crypto';
-import { NodewardenError } from '../protocol/errors.js';
+import { NodewardenError, errorMessage } from '../protocol/errors.js';
 import type { Identity } from './auth.js';
 
 export const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';
@@ -117,7 +117,7 @@ export async function kubeAuthApi(): Promise<{ api: KubeAuthApi; server: string 
   try {
     kc.loadFromDefault();
   } catch (err) {
-    throw new NodewardenError('NW_ERR_CONFIG', `--agent-auth kubernetes: cannot load a kubeconfig: ${err instanceof Error ? err.message : String(err)}`);
+    throw new NodewardenError('NW_ERR_CONFIG', `--agent-auth kubernetes: cannot load a kubeconfig: ${errorMessage(err)}`);
   }
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new NodewardenError('NW_ERR_CONFIG', '--agent-auth kubernetes: no current cluster: set KUBECONFIG, use a kubeconfig with a current-context, or run in a pod');

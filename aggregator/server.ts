@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { KNOWN_CHECKS } from '../protocol/checks.js';
-import { NodewardenError, errnoCode } from '../protocol/errors.js';
+import { NodewardenError, errnoCode, errorMessage } from '../protocol/errors.js';
 import { renderMetrics, type Metric } from '../protocol/metrics.js';
 import {
   AGGREGATOR_FEATURES,
@@ -34,6 +34,7 @@ import { Authenticator, type Identity, type Token } from './auth.js';
 import { Fleet, LimitError, type TimedTransition } from './fleet.js';
 import { Journal } from './journal.js';
 import type { KubeAgentAuth } from './kube-auth.js';
+import { FINDING_STATES, SEVERITIES } from '../protocol/finding.js';
 
 export interface AggregatorLimits {
   /** TCP connections open at once (agents, tailers, HTTP); more are dropped at accept. */
@@ -142,7 +143,7 @@ function codeOf(err: unknown): string {
   return 'NW_ERR_INTERNAL';
 }
 
-const message = (err: unknown) => (err instanceof Error ? err.message : String(err)).slice(0, 300);
+const message = (err: unknown) => errorMessage(err).slice(0, 300);
 
 /** The TLS material, read with one-line errors that name the flag. */
 function tlsOptions(tls: { cert: string; key: string }): https.ServerOptions {
@@ -688,8 +689,8 @@ export class Aggregator {
         const v = url.searchParams.get(k);
         if (v) filter[k] = v;
       }
-      if (filter.severity && !['info', 'warning', 'critical'].includes(filter.severity)) return this.json(res, 400, { error: 'severity must be info, warning or critical' });
-      if (filter.state && !['firing', 'resolved'].includes(filter.state)) return this.json(res, 400, { error: 'state must be firing or resolved' });
+      if (filter.severity && !(SEVERITIES as readonly string[]).includes(filter.severity)) return this.json(res, 400, { error: 'severity must be info, warning or critical' });
+      if (filter.state && !(FINDING_STATES as readonly string[]).includes(filter.state)) return this.json(res, 400, { error: 'state must be firing or resolved' });
       const items = filter.state === 'resolved' ? this.fleet.historySince(0, filter).filter((t) => t.type === 'resolved').map((t) => t.finding) : this.fleet.active(filter);
       return this.streamArray(res, items);
     }

@@ -3,8 +3,9 @@ import { randomBytes } from 'node:crypto';
 import { createLogger } from '../agent/log.js';
 import { Aggregator, DEFAULT_LIMITS, type AggregatorLimits } from '../aggregator/server.js';
 import { TokenWatcher, loadTokens, type Token } from '../aggregator/auth.js';
-import { NodewardenError } from '../protocol/errors.js';
+import { NodewardenError, errorMessage } from '../protocol/errors.js';
 import { parseDuration } from '../protocol/schema.js';
+import { VERSION } from '../protocol/version.js';
 
 export interface AggregatorCliOptions {
   listen: string;
@@ -86,7 +87,7 @@ export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
     heartbeatMs: duration('--heartbeat', opts.heartbeat, 10_000),
     limits,
     ...(kubeAuth ? { kubeAuth } : {}),
-    version: '0.1.0',
+    version: VERSION,
     log,
   });
   await agg.start();
@@ -114,7 +115,7 @@ export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
         log.info({ found: pods.length, failed: failed.length }, 'evicted-pod cleanup done');
         for (const f of failed) log.warn({ pod: `${f.pod.namespace}/${f.pod.name}`, error: f.error }, 'could not delete evicted pod');
       } catch (err) {
-        log.error({ err: err instanceof Error ? err.message : String(err) }, 'evicted-pod cleanup failed');
+        log.error({ err: errorMessage(err) }, 'evicted-pod cleanup failed');
       }
     };
     cleanup = setInterval(() => void sweep(), every);

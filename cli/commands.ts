@@ -2,10 +2,11 @@
 // parsing, `nodewarden --help`, `nodewarden COMMAND --help` and the README's CLI reference all derive
 // from it, so adding a flag is one edit. Command modules load only when their command runs.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { NodewardenError } from '../protocol/errors.js';
+import { NodewardenError, errorMessage } from '../protocol/errors.js';
 import { parseDuration } from '../protocol/schema.js';
+import { VERSION } from '../protocol/version.js';
 
-export const VERSION = '0.1.0';
+export { VERSION };
 export const EXIT = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const;
 
 export interface Flag {
@@ -350,7 +351,7 @@ export function parseCommand(cmd: Command, args: string[]): Parsed & { help: boo
   try {
     parsed = parseArgs({ args, options, allowPositionals: cmd.positionals !== undefined, strict: true });
   } catch (err) {
-    throw new UsageError(err instanceof Error ? err.message.replace(/^TypeError \[.*?\]: /, '') : String(err));
+    throw new UsageError(errorMessage(err).replace(/^TypeError \[.*?\]: /, ''));
   }
   return { values: parsed.values, positionals: parsed.positionals, help: Boolean(parsed.values['help']) };
 }

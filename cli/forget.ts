@@ -1,7 +1,7 @@
 // `nodewarden forget NODE`: asks the aggregator (admin token) to forget a node, such as one deleted
 // from the cluster or a name an agent should never have used. Its findings resolve and it is no
 // longer reported silent. Exit 0 forgotten, 1 refused (unknown node, agent connected), 3 impossible.
-import { NodewardenError } from '../protocol/errors.js';
+import { NodewardenError, errorMessage } from '../protocol/errors.js';
 
 export interface ForgetOptions {
   url: string;
@@ -18,7 +18,7 @@ export async function runForget(opts: ForgetOptions, out: (s: string) => void): 
   try {
     res = await fetch(`${opts.url}/api/nodes/${encodeURIComponent(opts.node)}`, { method: 'DELETE', headers: { authorization: `Bearer ${opts.token}` }, signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000) });
   } catch (err) {
-    throw new NodewardenError('NW_ERR_RUNTIME', `cannot reach the aggregator at ${opts.url}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new NodewardenError('NW_ERR_RUNTIME', `cannot reach the aggregator at ${opts.url}: ${errorMessage(err)}`);
   }
   let body: { error?: unknown } = {};
   try {

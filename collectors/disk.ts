@@ -313,6 +313,7 @@ export const disk: Collector<DiskConfig, DiskData> = {
   name: 'disk',
   description: 'Filesystems as df -hT sees them: space, inodes, kubelet eviction margins, read-only flips, hung mounts',
   checks: ['disk.usage', 'disk.inodes', 'disk.eviction', 'disk.readonly', 'disk.unresponsive'],
+  conditions: { 'disk.usage': 'NodewardenDiskFull', 'disk.inodes': 'NodewardenDiskFull', 'disk.eviction': 'NodewardenDiskEviction', 'disk.readonly': 'NodewardenFilesystemReadOnly', 'disk.unresponsive': 'NodewardenMountUnresponsive' },
   defaultIntervalMs: 30_000,
   defaultTimeoutMs: 15_000,
   configSpec: diskConfigSpec,

@@ -134,6 +134,7 @@ export const drift: Collector<DriftConfig, DriftData> = {
   name: 'drift',
   description: "docker's view against containerd's task against the kernel, per container",
   checks: ['runtime.drift'],
+  conditions: { 'runtime.drift': 'NodewardenRuntimeDrift' },
   defaultIntervalMs: 30_000,
   defaultTimeoutMs: 20_000,
   waitsFor: ['runtime.timeout'],

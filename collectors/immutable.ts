@@ -164,6 +164,7 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
   name: 'immutable',
   description: 'Files with the immutable or append-only attribute in container storage (statx, no file opened)',
   checks: ['immutable.file'],
+  conditions: { 'immutable.file': 'NodewardenImmutableFiles' },
   defaultIntervalMs: 60_000,
   defaultTimeoutMs: 45_000,
   waitsFor: ['runtime.timeout', 'sweepSlice'],

@@ -14,3 +14,21 @@ export const COLLECTORS: readonly AnyCollector[] = [disk, sockstat, sockets, run
 export function collectorNames(): string[] {
   return COLLECTORS.map((c) => c.name);
 }
+
+/**
+ * NodeCondition type -> the checks that set it, in the order collectors and their checks are listed,
+ * derived from each collector's `conditions`. Checks declared with no condition are left out.
+ */
+export function nodeConditions(collectors: readonly AnyCollector[] = COLLECTORS): { type: string; checks: string[] }[] {
+  const byType = new Map<string, string[]>();
+  for (const c of collectors) {
+    for (const check of c.checks) {
+      const type = c.conditions[check];
+      if (!type) continue;
+      const checks = byType.get(type) ?? [];
+      checks.push(check);
+      byType.set(type, checks);
+    }
+  }
+  return [...byType].map(([type, checks]) => ({ type, checks }));
+}

@@ -138,6 +138,7 @@ export const mounts: Collector<MountsConfig, MountsData> = {
   name: 'mounts',
   description: 'Mounts of runtime storage, kubelet volumes or block devices that outlive the host\'s in other mount namespaces',
   checks: ['mount.holder'],
+  conditions: { 'mount.holder': 'NodewardenMountHeld' },
   defaultIntervalMs: 60_000,
   defaultTimeoutMs: 20_000,
   waitsFor: ['runtime.timeout'],

@@ -117,6 +117,7 @@ export const pods: Collector<PodsConfig, PodsData> = {
   name: 'pods',
   description: 'Pods on this node stuck Terminating or waiting to start, each with a diagnosis of why',
   checks: ['pod.stuck'],
+  conditions: { 'pod.stuck': null }, // the Pod gets an Event instead
   defaultIntervalMs: 30_000,
   defaultTimeoutMs: 25_000,
   configSpec: podsConfigSpec,

@@ -58,6 +58,7 @@ export const runtime: Collector<RuntimeCheckConfig, RuntimeCheckData> = {
   name: 'runtime',
   description: 'Whether dockerd and containerd answer their API sockets in time',
   checks: ['runtime.unresponsive', 'runtime.down'],
+  conditions: { 'runtime.unresponsive': 'NodewardenRuntimeUnresponsive', 'runtime.down': 'NodewardenRuntimeUnresponsive' },
   defaultIntervalMs: 15_000,
   // Longer than runtime.timeout, so the runtime's own deadline reports first.
   defaultTimeoutMs: 12_000,

@@ -136,6 +136,7 @@ export const sockets: Collector<SocketsConfig, SocketsData> = {
   name: 'sockets',
   description: 'Socket fds per process (/proc/PID/fd), with container and nofile limit',
   checks: ['sockets.process'],
+  conditions: { 'sockets.process': 'NodewardenSocketPressure' },
   defaultIntervalMs: 60_000,
   defaultTimeoutMs: 20_000,
   waitsFor: ['runtime.timeout'],

@@ -148,6 +148,7 @@ export const sockstat: Collector<SockstatConfig, SockstatData> = {
   name: 'sockstat',
   description: 'Kernel socket counters: orphaned, TIME_WAIT and TCP memory against their limits',
   checks: ['sockstat.orphans', 'sockstat.timewait', 'sockstat.memory'],
+  conditions: { 'sockstat.orphans': 'NodewardenSocketPressure', 'sockstat.timewait': 'NodewardenSocketPressure', 'sockstat.memory': 'NodewardenSocketPressure' },
   defaultIntervalMs: 30_000,
   defaultTimeoutMs: 5_000,
   configSpec: sockstatConfigSpec,

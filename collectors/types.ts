@@ -232,6 +232,13 @@ export interface Collector<TConfig = unknown, TData = unknown> {
   description: string;
   /** Which checks (finding names) it can raise. */
   checks: readonly string[];
+  /**
+   * What each of its checks means to Kubernetes: the NodeCondition type it sets on the agent's Node,
+   * or null when it sets none (pod.stuck goes to its Pod as an Event). Every check has an entry (a
+   * test holds this), so a new check cannot silently go without a condition; the Kubernetes
+   * exporter's table and the README's list of conditions derive from these.
+   */
+  conditions: Readonly<Record<string, string | null>>;
   defaultIntervalMs: number;
   defaultTimeoutMs: number;
   /**
@@ -246,7 +253,7 @@ export interface Collector<TConfig = unknown, TData = unknown> {
   collect(ctx: CollectorContext<TConfig, TData>): Promise<CollectResult<TData>>;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+/** Any collector, whatever its config and data types: what the registry and the runner hold. */
 export type AnyCollector = Collector<any, any>;
 
 /** One container status of a pod, as the API server reports it (only what the diagnosis needs). */

@@ -35,3 +35,8 @@ export function errnoCode(err: unknown): string | undefined {
   }
   return undefined;
 }
+
+/** What a caught value says: an Error's message, or anything else as a string. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

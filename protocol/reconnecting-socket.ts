@@ -6,6 +6,7 @@
 // Loads ws and nothing of ours, so the CLI's tail never pulls in the agent.
 import type { IncomingHttpHeaders } from 'node:http';
 import WebSocket from 'ws';
+import { errorMessage } from './errors.js';
 
 export interface LinkFailure {
   /** What went wrong, for "is this the same failure again": refused, http, tls, closed, no-ready, heartbeat, error. */
@@ -158,7 +159,7 @@ export class ReconnectingSocket {
       headers = this.opts.headers();
     } catch (err) {
       // A token file being rotated or not mounted yet: a failure like any other, tried again later.
-      return this.down({ kind: 'error', text: err instanceof Error ? err.message : String(err), wasReady: false, readyForMs: 0 });
+      return this.down({ kind: 'error', text: errorMessage(err), wasReady: false, readyForMs: 0 });
     }
     const ws = new WebSocket(this.opts.url, { headers, handshakeTimeout: this.opts.handshakeTimeoutMs ?? 10_000, maxPayload: this.opts.maxPayload, perMessageDeflate: false });
     this.ws = ws;

@@ -6,10 +6,8 @@
 // C0 controls (ESC, BEL, CR, LF, backspace...), DEL, C1 controls (U+0080-U+009F: U+009B is a one-character
 // CSI, U+009D an OSC), and the invisible direction overrides that make a line read differently from what
 // it holds (U+061C, U+200E/F, U+202A-U+202E, U+2066-U+2069), plus the Unicode line separators.
-// eslint-disable-next-line no-control-regex
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 // In JSON output C0 is already escaped by JSON.stringify; the rest is not.
-// eslint-disable-next-line no-control-regex
 const UNSAFE_IN_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { COLLECTORS } from '../collectors/index.js';
+import { COLLECTORS, nodeConditions } from '../collectors/index.js';
 
 const readme = readFileSync('README.md', 'utf8');
 
@@ -17,6 +17,12 @@ t.test('every collector and every check it raises is in the collector table', as
     t.match(readme, new RegExp(`\\| \`${c.name}\` \\|`), `collector ${c.name}`);
     for (const check of c.checks) t.ok(readme.includes(`\`${check}\``), `check ${check}`);
   }
+});
+
+t.test("the Kubernetes exporter's list of NodeConditions is the one the collectors declare", async (t) => {
+  const listed = /shows them: ([\s\S]*?): True with/.exec(readme)?.[1] ?? '';
+  const types = [...listed.matchAll(/`(Nodewarden\w+)`/g)].map((m) => m[1]);
+  t.same(types, nodeConditions().map((c) => c.type), 'the README lists them in the registry order');
 });
 
 t.test('the two commands a fresh machine needs open the README', async (t) => {

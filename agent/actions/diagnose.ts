@@ -25,6 +25,7 @@ import {
   type StatfsOutcome,
 } from '../../collectors/types.js';
 import { containerNeedles, holdingNamespaces, type HoldingNamespace } from './who-holds.js';
+import { errorMessage } from '../../protocol/errors.js';
 
 export interface DiagnoseSettings {
   kubeletRootDir: string;
@@ -287,7 +288,7 @@ export async function diagnosePod(pod: PodInfo, active: readonly Finding[], env:
     try {
       return await run();
     } catch (err) {
-      return { cause, checked: false, found: false, summary: `could not be checked: ${err instanceof Error ? err.message : String(err)}`, facts: {} };
+      return { cause, checked: false, found: false, summary: `could not be checked: ${errorMessage(err)}`, facts: {} };
     }
   };
 

@@ -7,6 +7,7 @@ import type { HostAccess } from '../../collectors/types.js';
 import type { PruneProgress, PruneResult } from '../../protocol/wire.js';
 import { DockerError } from '../runtime/docker.js';
 import type { Runtimes } from '../runtime/model.js';
+import { errorMessage } from '../../protocol/errors.js';
 
 export interface PruneOptions {
   untilMs: number;
@@ -237,7 +238,7 @@ export async function prune(rt: Runtimes, opts: PruneOptions, onProgress: (p: Pr
         plans.push(await planContainerd(rt, ns, opts));
         runtimes.push(`containerd/${ns}`);
       } catch (err) {
-        errors.push(`containerd namespace ${ns}: ${err instanceof Error ? err.message : String(err)}`);
+        errors.push(`containerd namespace ${ns}: ${errorMessage(err)}`);
       }
     }
   }
@@ -267,7 +268,7 @@ export async function prune(rt: Runtimes, opts: PruneOptions, onProgress: (p: Pr
       bytes += c.size;
       onProgress({ image: c.image, size: c.size, state: 'removed', index, total });
     } catch (err) {
-      const reason = err instanceof DockerError && err.statusCode === 409 ? `in use: ${err.message}` : err instanceof Error ? err.message : String(err);
+      const reason = err instanceof DockerError && err.statusCode === 409 ? `in use: ${err.message}` : errorMessage(err);
       errors.push(`${c.image}: ${reason}`);
       onProgress({ image: c.image, size: c.size, state: 'failed', reason, index, total });
     }

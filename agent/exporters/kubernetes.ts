@@ -2,24 +2,19 @@
 // NodeCondition per family of checks on the agent's own Node (`kubectl describe node`) and emits an Event
 // per firing finding (`kubectl get events`), rate-limited. Conditions are reconciled when the agent starts
 // and on every change, so none stays stale after a restart or a config change.
-import type { Finding } from '../../protocol/finding.js';
+import { compareFindings, type Finding } from '../../protocol/finding.js';
+import { nodeConditions } from '../../collectors/index.js';
 import type { Log } from '../../collectors/types.js';
 import { KubeError, type KubeClient, type KubeNode, type NodeCondition } from '../kube/client.js';
 import type { Runner } from '../runner.js';
 import type { Transition } from '../tracker.js';
+import { errorMessage } from '../../protocol/errors.js';
 
-/** Condition type -> the checks that set it. Every type nodewarden owns starts with "Nodewarden". */
-export const CONDITIONS: { type: string; checks: string[] }[] = [
-  { type: 'NodewardenDiskEviction', checks: ['disk.eviction'] },
-  { type: 'NodewardenDiskFull', checks: ['disk.usage', 'disk.inodes'] },
-  { type: 'NodewardenFilesystemReadOnly', checks: ['disk.readonly'] },
-  { type: 'NodewardenMountUnresponsive', checks: ['disk.unresponsive'] },
-  { type: 'NodewardenRuntimeUnresponsive', checks: ['runtime.unresponsive', 'runtime.down'] },
-  { type: 'NodewardenRuntimeDrift', checks: ['runtime.drift'] },
-  { type: 'NodewardenImmutableFiles', checks: ['immutable.file'] },
-  { type: 'NodewardenMountHeld', checks: ['mount.holder'] },
-  { type: 'NodewardenSocketPressure', checks: ['sockstat.orphans', 'sockstat.timewait', 'sockstat.memory', 'sockets.process'] },
-];
+/**
+ * Condition type -> the checks that set it, from the collectors' own declarations. Every type
+ * nodewarden owns starts with "Nodewarden".
+ */
+export const CONDITIONS: readonly { type: string; checks: string[] }[] = nodeConditions();
 
 const OURS = /^Nodewarden/;
 const camel = (check: string) => check.split(/[._-]/).map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join('');
@@ -29,7 +24,7 @@ export function desiredConditions(active: readonly Finding[], current: readonly 
   const out: NodeCondition[] = [];
   const before = new Map(current.map((c) => [c.type, c]));
   for (const { type, checks } of CONDITIONS) {
-    const hits = active.filter((f) => checks.includes(f.check)).sort((a, b) => (a.severity === 'critical' ? -1 : b.severity === 'critical' ? 1 : 0));
+    const hits = active.filter((f) => checks.includes(f.check)).sort(compareFindings);
     const first = hits[0];
     const status = first ? 'True' : 'False';
     const reason = first ? camel(first.check) : 'NoProblem';
@@ -151,7 +146,7 @@ export class NodeExporter {
             continue;
           }
           this.stats.errors++;
-          this.opts.log.warn({ err: err instanceof Error ? err.message : String(err), node: this.opts.node, retry: this.failures + 1 }, 'could not update the node conditions; will resync them all');
+          this.opts.log.warn({ err: errorMessage(err), node: this.opts.node, retry: this.failures + 1 }, 'could not update the node conditions; will resync them all');
           this.retryLater();
           return;
         }
@@ -207,7 +202,7 @@ export class NodeExporter {
       this.stats.events++;
     } catch (err) {
       this.stats.errors++;
-      this.opts.log.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not create an event');
+      this.opts.log.warn({ err: errorMessage(err) }, 'could not create an event');
     }
   }
 }

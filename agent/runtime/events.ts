@@ -4,6 +4,7 @@
 // the gap are exactly the seeds' bug. Polling stays the safety net.
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
+import { errorMessage } from '../../protocol/errors.js';
 
 /** One container event, as much of it as nodewarden uses. */
 export interface ContainerEvent {
@@ -190,7 +191,7 @@ export function followDockerEvents(events: DockerEvents, sink: EventSink, rechec
             sink.trigger(REMOVAL_COLLECTORS);
           }
         })
-        .catch((err: unknown) => sink.log.debug({ container: ev.id, err: err instanceof Error ? err.message : String(err) }, 'could not re-check a container after its event'));
+        .catch((err: unknown) => sink.log.debug({ container: ev.id, err: errorMessage(err) }, 'could not re-check a container after its event'));
     }, recheckMs);
     timer.unref();
     pending.set(ev.id, timer);

@@ -12,10 +12,22 @@ export function splitFrames(body: Buffer): Buffer[] {
   let pos = 0;
   while (pos + 5 <= body.length) {
     const len = body.readUInt32BE(pos + 1);
+    if (pos + 5 + len > body.length) throw new NodewardenError('NW_ERR_PARSE', `grpc: a frame of ${len} bytes with only ${body.length - pos - 5} left in the body`);
     out.push(body.subarray(pos + 5, pos + 5 + len));
     pos += 5 + len;
   }
+  if (pos !== body.length) throw new NodewardenError('NW_ERR_PARSE', `grpc: ${body.length - pos} bytes after the last frame, too few for a frame header`);
   return out;
+}
+
+/** grpc-message is percent-encoded; a daemon that sends a malformed one still gets its text shown. */
+function grpcMessage(raw: unknown): string {
+  const text = String(raw ?? '');
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 export class GrpcClient {
@@ -77,12 +89,12 @@ export class GrpcClient {
       req.on('response', (headers) => {
         if (headers['grpc-status'] !== undefined) {
           status = String(headers['grpc-status']);
-          message = decodeURIComponent(String(headers['grpc-message'] ?? ''));
+          message = grpcMessage(headers['grpc-message']);
         }
       });
       req.on('trailers', (trailers) => {
         status = String(trailers['grpc-status'] ?? status ?? '');
-        message = decodeURIComponent(String(trailers['grpc-message'] ?? message));
+        message = trailers['grpc-message'] === undefined ? message : grpcMessage(trailers['grpc-message']);
       });
       req.on('data', (chunk: Buffer) => {
         size += chunk.length;

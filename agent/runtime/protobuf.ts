@@ -1,5 +1,9 @@
 // A minimal protobuf codec: enough of the wire format to speak containerd's gRPC API (strings,
 // varints, nested messages, repeated fields, maps). Unknown fields are skipped, as protobuf requires.
+import { NodewardenError } from '../../protocol/errors.js';
+
+/** Undecodable input is NW_ERR_PARSE: the daemon's reply, not our state, is wrong. */
+const undecodable = (what: string) => new NodewardenError('NW_ERR_PARSE', `protobuf: ${what}`);
 
 export type Field = { wire: 0; value: bigint } | { wire: 2; value: Buffer } | { wire: 1 | 5; value: Buffer };
 
@@ -11,12 +15,12 @@ export function decodeMessage(buf: Buffer): Map<number, Field[]> {
     let result = 0n;
     let shift = 0n;
     for (;;) {
-      if (pos >= buf.length) throw new Error('protobuf: truncated varint');
+      if (pos >= buf.length) throw undecodable('truncated varint');
       const b = buf[pos++]!;
       result |= BigInt(b & 0x7f) << shift;
       if ((b & 0x80) === 0) return result;
       shift += 7n;
-      if (shift > 63n) throw new Error('protobuf: varint too long');
+      if (shift > 63n) throw undecodable('varint too long');
     }
   };
   while (pos < buf.length) {
@@ -27,15 +31,15 @@ export function decodeMessage(buf: Buffer): Map<number, Field[]> {
     if (wire === 0) field = { wire: 0, value: varint() };
     else if (wire === 2) {
       const len = Number(varint());
-      if (pos + len > buf.length) throw new Error('protobuf: truncated field');
+      if (pos + len > buf.length) throw undecodable('truncated field');
       field = { wire: 2, value: buf.subarray(pos, pos + len) };
       pos += len;
     } else if (wire === 1 || wire === 5) {
       const len = wire === 1 ? 8 : 4;
-      if (pos + len > buf.length) throw new Error('protobuf: truncated fixed field');
+      if (pos + len > buf.length) throw undecodable('truncated fixed field');
       field = { wire, value: buf.subarray(pos, pos + len) };
       pos += len;
-    } else throw new Error(`protobuf: unsupported wire type ${wire}`);
+    } else throw undecodable(`unsupported wire type ${wire}`);
     const list = out.get(num);
     if (list) list.push(field);
     else out.set(num, [field]);

@@ -14,7 +14,6 @@ t.test('log lines carry no C1 control: U+009B in a finding message is written as
   log.flush();
   closeSync(fd);
   const text = readFileSync(file, 'utf8');
-  // eslint-disable-next-line no-control-regex
   t.notMatch(text.trimEnd(), /[\u0000-\u001f\u007f-\u009f]/, 'no control character in the line');
   const line = JSON.parse(text) as { msg: string; finding: { message: string } };
   t.equal(line.finding.message, 'csi \u009b2J osc \u009d0;x\u009c esc \x1b[2J', 'the JSON value is unchanged');

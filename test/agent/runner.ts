@@ -7,7 +7,7 @@ import { envFor, quietLog } from '../helpers/context.js';
 
 const spec = s.object({});
 const make = (name: string, collect: AnyCollector['collect']): AnyCollector => ({
-  name, description: name, checks: [`${name}.x`], defaultIntervalMs: 1000, defaultTimeoutMs: 500, configSpec: spec, collect,
+  name, description: name, checks: [`${name}.x`], conditions: { [`${name}.x`]: null }, defaultIntervalMs: 1000, defaultTimeoutMs: 500, configSpec: spec, collect,
 });
 
 function runnerFor(collectors: AnyCollector[]) {

@@ -8,7 +8,6 @@ import http from 'node:http';
 import { QUIET_COLLECTORS, TOKENS, freePort, run, runAsync, runSync, startAggregator, waitForNode, writeTokens } from '../helpers/processes.js';
 
 // Every byte a terminal acts on, except the newline that ends each line.
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
 
 t.test('prune output: durations as given, what was kept and why, every string from the node escaped', async (t) => {

@@ -12,7 +12,6 @@ import { BIN, freePort, runAsync, until } from '../helpers/processes.js';
 
 const TOKEN = 'tail-token-0123456789abcdef';
 // Every byte a terminal acts on, except the newline that ends each line.
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
 
 const HOSTILE = [

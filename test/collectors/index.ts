@@ -1,5 +1,5 @@
 import t from 'tap';
-import { COLLECTORS, collectorNames } from '../../collectors/index.js';
+import { COLLECTORS, collectorNames, nodeConditions } from '../../collectors/index.js';
 import { loadConfig } from '../../agent/config.js';
 
 t.test('every collector has a unique name and a description for --help and the README', async (t) => {
@@ -22,6 +22,31 @@ t.test('checks are named area.check and no two collectors raise the same check',
       owner.set(check, c.name);
     }
   }
+});
+
+t.test('every check declares its NodeCondition, or declares that it has none', async (t) => {
+  for (const c of COLLECTORS) {
+    t.same(Object.keys(c.conditions).sort(), [...c.checks].sort(), `${c.name}: one conditions entry per check, no more`);
+    for (const [check, type] of Object.entries(c.conditions)) {
+      if (type !== null) t.match(type, /^Nodewarden[A-Z][A-Za-z]+$/, `${check}: ${type} is a Nodewarden* condition type`);
+    }
+  }
+  const conditions = nodeConditions();
+  const covered = new Set(conditions.flatMap((x) => x.checks));
+  for (const c of COLLECTORS) {
+    for (const check of c.checks) t.equal(covered.has(check), c.conditions[check] !== null, `${check} is in the exporter's table unless declared without one`);
+  }
+  t.equal(new Set(conditions.map((x) => x.type)).size, conditions.length, 'each condition type appears once');
+});
+
+t.test('nodeConditions groups checks by type, in declaration order, and leaves out checks without one', async (t) => {
+  const base = COLLECTORS[0]!;
+  const a = { ...base, name: 'a', checks: ['a.one', 'a.two', 'a.three'], conditions: { 'a.one': 'NodewardenX', 'a.two': null, 'a.three': 'NodewardenY' } };
+  const b = { ...base, name: 'b', checks: ['b.one'], conditions: { 'b.one': 'NodewardenX' } };
+  t.same(nodeConditions([a, b]), [
+    { type: 'NodewardenX', checks: ['a.one', 'b.one'] },
+    { type: 'NodewardenY', checks: ['a.three'] },
+  ]);
 });
 
 t.test('defaults are sane: the default config loads, and each timeout fits in its interval', async (t) => {

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { NodewardenError, errnoCode, isNodewardenError } from '../../protocol/errors.js';
+import { NodewardenError, errnoCode, errorMessage, isNodewardenError } from '../../protocol/errors.js';
 import { loadConfig } from '../../agent/config.js';
 
 t.test('a typed error carries its code, details and cause for callers that match on code', async (t) => {
@@ -39,4 +39,11 @@ t.test('errnoCode reads ENOENT from a real system error and nothing from other v
   t.equal(errnoCode({ code: 5 }), undefined, 'a numeric code is not an errno name');
   t.equal(errnoCode(null), undefined);
   t.equal(errnoCode('ENOENT'), undefined);
+});
+
+t.test('errorMessage: an Error says its message, anything else is shown as a string', async (t) => {
+  t.equal(errorMessage(new NodewardenError('NW_ERR_PARSE', 'bad bytes')), 'bad bytes');
+  t.equal(errorMessage('plain text'), 'plain text');
+  t.equal(errorMessage(42), '42');
+  t.equal(errorMessage(undefined), 'undefined');
 });

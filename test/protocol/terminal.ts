@@ -3,7 +3,6 @@ import fc from 'fast-check';
 import { escapeForTerminal, isTerminalSafe, jsonForTerminal } from '../../protocol/terminal.js';
 
 // Every byte a terminal acts on: C0, DEL, C1.
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
 t.test('named attacks are shown, not obeyed', async (t) => {

@@ -39,11 +39,16 @@ t.test('desired conditions: one per family, True with the worst finding, transit
   t.notOk(conditionsDiffer(later, first), 'a heartbeat alone is not a reason to write');
   const stale: NodeCondition = { type: 'NodewardenLegacyCheck', status: 'True', reason: 'X', message: 'old', lastTransitionTime: now, lastHeartbeatTime: now };
   t.same(desiredConditions([], [stale], now).find((c) => c.type === 'NodewardenLegacyCheck')?.reason, 'NoLongerChecked');
+  // Whatever order the findings come in, the worst one's message leads: critical, then warning, then info.
+  const full = (sev: 'info' | 'warning' | 'critical', subject: string) => ({ ...finding('n1', 'disk.usage', subject, sev), message: `${sev} on ${subject}` });
+  const lead = (fs: ReturnType<typeof full>[]) => desiredConditions(fs, [], now).find((c) => c.type === 'NodewardenDiskFull')!.message;
+  t.match(lead([full('info', '/a'), full('warning', '/b')]), /^warning on \/b/, 'a warning leads over info');
+  t.match(lead([full('warning', '/b'), full('info', '/a'), full('critical', '/c')]), /^critical on \/c \(and 2 more/, 'a critical leads over both');
 });
 
 // A runner whose one collector reports whatever `current` holds.
 function setup(observations: () => Observation[]) {
-  const collector: AnyCollector = { name: 'fake', description: 'fake', checks: [], defaultIntervalMs: 1000, defaultTimeoutMs: 500, configSpec: s.object({}), collect: async () => ({ kind: 'ok', observations: observations(), data: null }) };
+  const collector: AnyCollector = { name: 'fake', description: 'fake', checks: [], conditions: {}, defaultIntervalMs: 1000, defaultTimeoutMs: 500, configSpec: s.object({}), collect: async () => ({ kind: 'ok', observations: observations(), data: null }) };
   const config = configSpec([collector]).check({ collectors: { fake: {} } }, '', []) as Config;
   config.node = 'n1';
   return new Runner({ collectors: [collector], config, env: envFor('/'), log: quietLog });

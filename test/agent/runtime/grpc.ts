@@ -99,3 +99,28 @@ t.test('no server at the socket: a coded error, not a hang', async (t) => {
   const err = await new GrpcClient('/nonexistent/containerd.sock').unary('/x.Y/Z', Buffer.alloc(0), { timeoutMs: 2000 }).catch((e: unknown) => e);
   t.ok(err && ['NW_ERR_RUNTIME', 'NW_ERR_TIMEOUT'].includes((err as { code: string }).code), `code ${(err as { code?: string }).code}`);
 });
+
+t.test('a body cut inside a frame is NW_ERR_PARSE, not a shorter message', async (t) => {
+  const whole = Buffer.concat([frame(Buffer.from([0x0a, 0x01, 0x41])), frame(Buffer.from([0x0a, 0x01, 0x42]))]);
+  t.equal(splitFrames(whole).length, 2, 'whole frames split');
+  t.throws(() => splitFrames(whole.subarray(0, whole.length - 1)), { code: 'NW_ERR_PARSE' }, 'the last frame short of its length');
+  t.throws(() => splitFrames(Buffer.concat([whole, Buffer.from([0, 0])])), { code: 'NW_ERR_PARSE' }, 'bytes after the last frame');
+  const sock = await fakeContainerd(t, (stream) => {
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    stream.end(frame(Buffer.from([0x0a, 0x05, 0x41])).subarray(0, 7));
+  });
+  await t.rejects(new GrpcClient(sock).unary('/x.Y/Z', Buffer.alloc(0), { timeoutMs: 2000 }), { code: 'NW_ERR_PARSE' });
+});
+
+t.test('an undecodable protobuf reply from containerd is NW_ERR_PARSE', async (t) => {
+  // A well-framed message whose field claims 5 bytes and carries 1.
+  const sock = await fakeContainerd(t, (stream) => ok(stream, Buffer.from([0x0a, 0x05, 0x41])));
+  await t.rejects(new ContainerdClient(sock, 2000).version(), { code: 'NW_ERR_PARSE' });
+});
+
+t.test('a malformed grpc-message is shown as sent, not thrown out of the event handler', async (t) => {
+  const sock = await fakeContainerd(t, (stream) => stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '13', 'grpc-message': 'bad %E0%A4%A escape' }, { endStream: true }));
+  const err = await new GrpcClient(sock).unary('/x.Y/Z', Buffer.alloc(0), { timeoutMs: 2000 }).catch((e: unknown) => e);
+  t.match(err, { code: 'NW_ERR_RUNTIME', message: /grpc status 13: bad %E0%A4%A escape/ });
+});

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { decodeMessage, encodeMessage, pb } from '../../../agent/runtime/protobuf.js';
+import fc from 'fast-check';
 
 t.test('round trip of strings, varints, nested and repeated fields', async (t) => {
   const inner = encodeMessage([{ n: 1, string: 'overlay' }, { n: 4, string: 'upperdir=/a' }, { n: 4, string: 'lowerdir=/b:/c' }]);
@@ -21,4 +22,24 @@ t.test("timestamps: real ones decode, Go's zero time (negative seconds) is absen
 t.test('truncated input throws, unknown wire types too', async (t) => {
   t.throws(() => decodeMessage(Buffer.from([0x0a, 0x05, 0x41])), /truncated/);
   t.throws(() => decodeMessage(Buffer.from([0x0b])), /wire type/);
+  t.throws(() => decodeMessage(Buffer.from([0x0a, 0x05, 0x41])), { code: 'NW_ERR_PARSE' }, 'a truncated field is NW_ERR_PARSE');
+  t.throws(() => decodeMessage(Buffer.from([0x08, 0x80])), { code: 'NW_ERR_PARSE' }, 'a truncated varint is NW_ERR_PARSE');
+  t.throws(() => decodeMessage(Buffer.from([0x08, ...new Array<number>(11).fill(0xff), 0x01])), { code: 'NW_ERR_PARSE' }, 'a varint over 64 bits is NW_ERR_PARSE');
+  t.throws(() => decodeMessage(Buffer.from([0x0d, 0x01])), { code: 'NW_ERR_PARSE' }, 'a truncated fixed32 is NW_ERR_PARSE');
+  t.throws(() => decodeMessage(Buffer.from([0x0b])), { code: 'NW_ERR_PARSE' }, 'an unsupported wire type is NW_ERR_PARSE');
+});
+
+t.test('fuzz: any bytes decode or throw NW_ERR_PARSE, nothing else', async (t) => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 64 }), (bytes) => {
+      try {
+        decodeMessage(Buffer.from(bytes));
+        return true;
+      } catch (err) {
+        return (err as { code?: string }).code === 'NW_ERR_PARSE';
+      }
+    }),
+    { numRuns: 5000 },
+  );
+  t.pass('5,000 random messages');
 });

@@ -5,7 +5,7 @@
 // connected, "lost ... reconnecting" only after a link existed. Every string from the aggregator is
 // escaped before it reaches the terminal. Loads only the protocol, ws and the formatter: never
 // systeminformation, never /proc.
-import { displaySubject, type Finding, type Severity } from '../protocol/finding.js';
+import { displaySubject, severityRank, type Finding, type Severity } from '../protocol/finding.js';
 import { CLOSE, MAX_MESSAGE_BYTES, WireError, decodeAggregatorMessage, encode, type AggregatorToTailer, type TailFilter } from '../protocol/wire.js';
 import { ReconnectingSocket, type LinkFailure } from '../protocol/reconnecting-socket.js';
 import { isNews } from '../protocol/transition.js';
@@ -196,7 +196,8 @@ export class Tail {
     if (first && !this.opts.json) this.print(this.p.dim(`-- ${formatSummary(findings)}${this.opts.follow ? '; following changes' : ''}`));
     if (first) void this.refreshStatus();
     if (!this.opts.follow) {
-      const rank = Math.max(0, ...findings.map((f) => (f.severity === 'critical' ? 2 : f.severity === 'warning' ? 1 : 0)));
+      // Severity ranks are the monitoring-plugin exit codes: 0 ok/info, 1 warning, 2 critical.
+      const rank = Math.max(0, ...findings.map((f) => severityRank(f.severity)));
       this.stop(rank);
     }
   }

@@ -1,6 +1,6 @@
 // The wire protocol between agents, the aggregator and tailers: versioned JSON messages, every field
 // validated on receipt, with a size limit. An invalid message gets a close code and a reason.
-import { FINDING_STATES, SEVERITIES, type Finding } from './finding.js';
+import { FINDING_STATES, SEVERITIES, severityRank, type Finding, type Severity } from './finding.js';
 import { s, type Problem, type Spec } from './schema.js';
 import { TRANSITION_TYPES, type TimedTransition, type Transition } from './transition.js';
 
@@ -247,8 +247,7 @@ export function matchesFilter(f: Finding, filter: TailFilter): boolean {
   if (filter.node && f.node !== filter.node) return false;
   if (filter.check && f.check !== filter.check && !f.check.startsWith(`${filter.check}.`)) return false;
   if (filter.severity) {
-    const rank = { info: 0, warning: 1, critical: 2 } as const;
-    if (rank[f.severity] < rank[filter.severity as keyof typeof rank]) return false;
+    if (severityRank(f.severity) < severityRank(filter.severity as Severity)) return false;
   }
   if (filter.state && f.state !== filter.state) return false;
   return true;

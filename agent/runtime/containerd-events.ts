@@ -98,7 +98,9 @@ export class ContainerdEvents extends EventFollower {
  * containerd's answer to "what is this container now", for followDockerEvents' re-check a moment
  * after its event: undefined when it is gone (the normal end), otherwise its task status. It is
  * stuck in removal when it is still there after containerd announced its deletion, or its task is
- * still listed after /tasks/delete; it is dead when its task stopped and nobody cleaned it up.
+ * still listed after /tasks/delete; it is dead when its task exited and the container is still there
+ * (a CRI container kept for the kubelet, or one whose deletion is failing): its storage and mounts
+ * are then looked at at once, as docker's dead containers are.
  */
 export async function containerdStatus(
   client: { containers(ns: string): Promise<{ id: string }[]>; tasks(ns: string): Promise<{ containerId: string; status: string }[]> },
@@ -110,5 +112,5 @@ export async function containerdStatus(
   const task = tasks.find((t) => t.containerId === id);
   if (!containers.some((c) => c.id === id)) return undefined;
   const status = task?.status ?? 'no task';
-  return { status, dead: ev.topic === '/tasks/delete' ? task !== undefined : task?.status === 'STOPPED', removing: ev.action === 'destroy' };
+  return { status, dead: ev.topic === '/tasks/delete' ? task !== undefined : task === undefined || task.status === 'STOPPED', removing: ev.action === 'destroy' };
 }

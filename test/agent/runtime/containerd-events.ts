@@ -231,8 +231,9 @@ t.test('containerdStatus: gone, stuck in deletion, exited and left', async (t) =
   const ev = (topic: string): ContainerEvent => ({ runtime: 'containerd', namespace: 'k8s.io', action: CONTAINERD_TOPICS[topic]!, id: 'c1', time: 0, topic });
   const client = (containers: string[], tasks: { containerId: string; status: string }[]) => ({ containers: async () => containers.map((id) => ({ id })), tasks: async () => tasks });
   t.equal(await containerdStatus(client([], []), 'c1', ev('/tasks/exit')), undefined, 'gone: the normal end');
-  t.same(await containerdStatus(client(['c1'], []), 'c1', ev('/containers/delete')), { status: 'no task', dead: false, removing: true });
+  t.same(await containerdStatus(client(['c1'], []), 'c1', ev('/containers/delete')), { status: 'no task', dead: true, removing: true });
   t.same(await containerdStatus(client(['c1'], [{ containerId: 'c1', status: 'STOPPED' }]), 'c1', ev('/tasks/exit')), { status: 'STOPPED', dead: true, removing: false });
+  t.same(await containerdStatus(client(['c1'], []), 'c1', ev('/tasks/exit')), { status: 'no task', dead: true, removing: false }, 'exited, task cleaned up, container still there');
   t.same(await containerdStatus(client(['c1'], []), 'c1', ev('/tasks/delete')), { status: 'no task', dead: false, removing: false }, 'a CRI container kept after its task was deleted is normal');
   t.same(await containerdStatus(client(['c1'], [{ containerId: 'c1', status: 'RUNNING' }]), 'c1', ev('/tasks/exit')), { status: 'RUNNING', dead: false, removing: false }, 'an exec that exited');
 });

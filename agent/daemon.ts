@@ -12,6 +12,7 @@ import { configuredSandboxes, prune } from './actions/prune.js';
 import { Runner } from './runner.js';
 import { Runtimes } from './runtime/model.js';
 import { DockerEvents, followDockerEvents } from './runtime/events.js';
+import { ContainerdEvents, containerdStatus } from './runtime/containerd-events.js';
 import { StreamClient } from './exporters/aggregator-link.js';
 import { NodeExporter } from './exporters/kubernetes.js';
 import { KubeClient } from './kube/client.js';
@@ -92,6 +93,13 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
     trigger: (names) => runner.trigger(names),
     log: opts.log.child({ component: 'runtime-events' }),
   });
+  const containerdEvents = new ContainerdEvents(env.host.hostPath(config.runtime.containerdSocket), config.runtime.containerdNamespaces, config.runtime.timeout);
+  const unfollowContainerd = followDockerEvents(containerdEvents, {
+    invalidate: () => runtimes.invalidate(),
+    containerStatus: (id, ev) => containerdStatus(runtimes.containerd, id, ev),
+    trigger: (names) => runner.trigger(names),
+    log: opts.log.child({ component: 'containerd-events' }),
+  });
 
   const stream = opts.aggregator
     ? new StreamClient({ url: opts.aggregator.url, token: opts.aggregator.token, runner, node: config.node, version: VERSION, log: opts.log.child({ component: 'stream' }), heartbeatMs: config.agent.heartbeat, onCommand })
@@ -102,6 +110,8 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
       runner.stop();
       unfollow();
       dockerEvents.stop();
+      unfollowContainerd();
+      containerdEvents.stop();
       stream?.stop();
       daemon.exporter?.stop();
       await podWatcher?.stop();
@@ -130,6 +140,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
   }
   runner.start();
   dockerEvents.start();
+  containerdEvents.start();
   stream?.start();
   return daemon;
 }

@@ -8,7 +8,10 @@ import { errorMessage } from '../../protocol/errors.js';
 
 /** One container event, as much of it as nodewarden uses. */
 export interface ContainerEvent {
-  runtime: 'docker';
+  runtime: 'docker' | 'containerd';
+  /** containerd's namespace and topic (containerd events only). */
+  namespace?: string;
+  topic?: string;
   /** die, oom, kill, destroy, start, create, ... */
   action: string;
   id: string;
@@ -73,22 +76,18 @@ export function backoffMs(attempt: number, random: () => number = Math.random): 
 }
 
 /**
- * Follows dockerd's container events. Emits 'event' (ContainerEvent), 'connected', and 'resync'
- * after a gap (every connection but the first: what happened while we were away is unknown).
+ * What every runtime event stream shares: start/stop, reconnecting with backoff, and 'connected' then
+ * 'resync' on every connection but the first (what happened while we were away is unknown).
  */
-export class DockerEvents extends EventEmitter {
-  private req: http.ClientRequest | undefined;
+export abstract class EventFollower extends EventEmitter {
+  private current: { close(): void } | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private stopped = true;
-  private attempt = 0;
+  protected stopped = true;
+  protected attempt = 0;
   private connections = 0;
 
-  constructor(
-    private readonly socketPath: string,
-    private readonly connectTimeoutMs: number,
-  ) {
-    super();
-  }
+  /** Opens one connection; it calls opened() once it is up and retry() when it is over. */
+  protected abstract open(): { close(): void };
 
   start(): void {
     if (!this.stopped) return;
@@ -99,20 +98,41 @@ export class DockerEvents extends EventEmitter {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
-    this.req?.destroy();
-    this.req = undefined;
+    this.current?.close();
+    this.current = undefined;
   }
 
-  private retry(): void {
-    this.req = undefined;
+  private connect(): void {
+    if (this.stopped) return;
+    this.current = this.open();
+  }
+
+  protected opened(resetBackoff = true): void {
+    if (resetBackoff) this.attempt = 0;
+    this.connections += 1;
+    this.emit('connected');
+    if (this.connections > 1) this.emit('resync');
+  }
+
+  protected retry(): void {
+    this.current = undefined;
     if (this.stopped) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), backoffMs(this.attempt++));
     this.timer.unref();
   }
+}
 
-  private connect(): void {
-    if (this.stopped) return;
+/** Follows dockerd's container events. Emits 'event' (ContainerEvent), 'connected' and 'resync'. */
+export class DockerEvents extends EventFollower {
+  constructor(
+    private readonly socketPath: string,
+    private readonly connectTimeoutMs: number,
+  ) {
+    super();
+  }
+
+  protected open(): { close(): void } {
     let settled = false;
     const fail = () => {
       if (settled) return;
@@ -128,10 +148,7 @@ export class DockerEvents extends EventEmitter {
         fail();
         return;
       }
-      this.attempt = 0;
-      this.connections += 1;
-      this.emit('connected');
-      if (this.connections > 1) this.emit('resync');
+      this.opened();
       res.setEncoding('utf8');
       let carry = '';
       res.on('data', (chunk: string) => {
@@ -149,7 +166,7 @@ export class DockerEvents extends EventEmitter {
     connectTimer.unref();
     req.on('error', fail);
     req.end();
-    this.req = req;
+    return { close: () => req.destroy() };
   }
 }
 
@@ -157,8 +174,8 @@ export class DockerEvents extends EventEmitter {
 export interface EventSink {
   /** Drop the cached runtime view. */
   invalidate(): void;
-  /** The state of one container now: its docker status, or undefined when it is gone. */
-  containerStatus(id: string): Promise<{ status: string; dead: boolean; removing: boolean } | undefined>;
+  /** The state of one container now (its docker status, or containerd's task status for `ev`), or undefined when it is gone. */
+  containerStatus(id: string, ev: ContainerEvent): Promise<{ status: string; dead: boolean; removing: boolean } | undefined>;
   /** Run these collectors now. */
   trigger(names: readonly string[]): void;
   log: { debug(o: object, m?: string): void; warn(o: object, m?: string): void };
@@ -168,7 +185,7 @@ export interface EventSink {
 export const RUNTIME_COLLECTORS = ['runtime', 'drift', 'immutable', 'mounts'] as const;
 /** Collectors that name a stuck removal: what blocks it (attributes) and who holds its mounts. */
 const REMOVAL_COLLECTORS = ['immutable', 'mounts'] as const;
-/** Actions after which a container may be stuck in removal. */
+/** Actions after which a container may be stuck in removal (containerd's topics are mapped onto these). */
 const ENDINGS = new Set(['die', 'kill', 'oom', 'destroy', 'stop']);
 
 /**
@@ -176,7 +193,7 @@ const ENDINGS = new Set(['die', 'kill', 'oom', 'destroy', 'stop']);
  * removes a `--rm` or `rm -f` container right after it dies); if it is then dead or still being
  * removed, its removal is stuck and the removal collectors run at once. A gap re-reads everything.
  */
-export function followDockerEvents(events: DockerEvents, sink: EventSink, recheckMs = 1000): () => void {
+export function followDockerEvents(events: EventEmitter, sink: EventSink, recheckMs = 1000): () => void {
   const pending = new Map<string, NodeJS.Timeout>();
   const onEvent = (ev: ContainerEvent) => {
     sink.invalidate();
@@ -184,7 +201,7 @@ export function followDockerEvents(events: DockerEvents, sink: EventSink, rechec
     const timer = setTimeout(() => {
       pending.delete(ev.id);
       void sink
-        .containerStatus(ev.id)
+        .containerStatus(ev.id, ev)
         .then((st) => {
           if (st && (st.dead || st.removing)) {
             sink.log.warn({ container: ev.id, status: st.status, after: ev.action }, 'container stuck in removal; checking its storage and mounts now');

@@ -1,0 +1,116 @@
+// Runtime events, containerd's half: `containerd.services.events.v1.Events/Subscribe` (server-streaming
+// gRPC on our own client), every Envelope validated (outside input), kept connected with backoff and a
+// full re-read after any gap. A task that exits or a container being deleted in a configured namespace
+// (moby, k8s.io: the CRI's, where nodes without docker run everything) becomes a ContainerEvent that
+// followDockerEvents (events.ts) turns into re-checks, exactly as docker's own events are.
+import { grpcStream } from './grpc.js';
+import { EventFollower, type ContainerEvent } from './events.js';
+import { decodeMessage, encodeMessage, pb } from './protobuf.js';
+
+export const SUBSCRIBE = '/containerd.services.events.v1.Events/Subscribe';
+
+/** Topics followed, and the docker action each one stands for in the re-check logic. */
+export const CONTAINERD_TOPICS: Readonly<Record<string, string>> = {
+  '/tasks/exit': 'die',
+  '/tasks/delete': 'die',
+  '/containers/delete': 'destroy',
+};
+
+/** containerd's filter syntax: several filters are OR'ed. The decoder checks the topic again anyway. */
+export function subscribeRequest(): Buffer {
+  return encodeMessage(Object.keys(CONTAINERD_TOPICS).map((topic) => ({ n: 1, string: `topic=="${topic}"` })));
+}
+
+// containerd ids are free-form but bounded: [A-Za-z0-9][A-Za-z0-9_.-]{0,75} (identifiers.Validate).
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,75}$/;
+const NS_RE = ID_RE;
+
+/**
+ * Pure: one message of the stream (an Envelope {timestamp 1, namespace 2, topic 3, event Any 4}) to a
+ * container event, or undefined when it is not one we follow or cannot trust (garbage protobuf,
+ * wrong wire types, an Any of another type, ids that are not containerd ids, another namespace).
+ */
+export function decodeEnvelope(msg: Buffer, namespaces: readonly string[]): ContainerEvent | undefined {
+  try {
+    const env = decodeMessage(msg);
+    const namespace = pb.string(env, 2);
+    const topic = pb.string(env, 3);
+    const action = CONTAINERD_TOPICS[topic];
+    if (!action || !Object.hasOwn(CONTAINERD_TOPICS, topic) || !NS_RE.test(namespace) || !namespaces.includes(namespace)) return undefined;
+    const any = pb.message(env, 4);
+    if (!any) return undefined;
+    const typeUrl = pb.string(any, 1);
+    const value = any.get(2)?.at(-1);
+    if (value?.wire !== 2) return undefined;
+    const ev = decodeMessage(value.value);
+    // TaskExit / TaskDelete: container_id = 1. ContainerDelete: id = 1. The Any names the type.
+    const want = topic === '/containers/delete' ? 'containerd.events.ContainerDelete' : topic === '/tasks/exit' ? 'containerd.events.TaskExit' : 'containerd.events.TaskDelete';
+    if (!typeUrl.endsWith(want)) return undefined;
+    const id = pb.string(ev, 1);
+    if (!ID_RE.test(id)) return undefined;
+    const ts = pb.message(env, 1);
+    const seconds = ts ? pb.int(ts, 1) : 0;
+    return { runtime: 'containerd', namespace, action, id, time: seconds > 0 && Number.isSafeInteger(seconds) ? seconds : 0, topic };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Follows containerd's task and container events in `namespaces`. Emits 'event' (ContainerEvent),
+ * 'connected', 'resync' after a gap, and 'gap' (why the stream ended), like DockerEvents.
+ */
+export class ContainerdEvents extends EventFollower {
+  constructor(
+    private readonly socketPath: string,
+    private readonly namespaces: readonly string[],
+    private readonly timeoutMs: number,
+    private readonly pingMs = 10_000,
+  ) {
+    super();
+  }
+
+  protected open(): { close(): void } {
+    let openedAt = 0;
+    // No containerd-namespace header: Subscribe then sees every namespace; ours are picked client-side.
+    return grpcStream(this.socketPath, SUBSCRIBE, subscribeRequest(), { timeoutMs: this.timeoutMs, pingMs: this.pingMs }, {
+      onOpen: () => {
+        openedAt = Date.now();
+        this.opened(false);
+      },
+      onMessage: (msg) => {
+        const ev = decodeEnvelope(msg, this.namespaces);
+        if (ev) this.emit('event', ev);
+      },
+      onEnd: (err) => {
+        if (this.stopped) return;
+        if (err) this.emit('gap', err);
+        // The backoff starts over only after a stream that held: one that opens and dies at once
+        // (a restarting daemon) must not make a resync every half second.
+        if (openedAt > 0 && Date.now() - openedAt > 5000) this.attempt = 0;
+        this.retry();
+      },
+    });
+  }
+}
+
+/**
+ * containerd's answer to "what is this container now", for followDockerEvents' re-check a moment
+ * after its event: undefined when it is gone (the normal end), otherwise its task status. It is
+ * stuck in removal when it is still there after containerd announced its deletion, or its task is
+ * still listed after /tasks/delete; it is dead when its task exited and the container is still there
+ * (a CRI container kept for the kubelet, or one whose deletion is failing): its storage and mounts
+ * are then looked at at once, as docker's dead containers are.
+ */
+export async function containerdStatus(
+  client: { containers(ns: string): Promise<{ id: string }[]>; tasks(ns: string): Promise<{ containerId: string; status: string }[]> },
+  id: string,
+  ev: ContainerEvent,
+): Promise<{ status: string; dead: boolean; removing: boolean } | undefined> {
+  const ns = ev.namespace ?? '';
+  const [containers, tasks] = await Promise.all([client.containers(ns), client.tasks(ns)]);
+  const task = tasks.find((t) => t.containerId === id);
+  if (!containers.some((c) => c.id === id)) return undefined;
+  const status = task?.status ?? 'no task';
+  return { status, dead: ev.topic === '/tasks/delete' ? task !== undefined : task === undefined || task.status === 'STOPPED', removing: ev.action === 'destroy' };
+}

@@ -1,0 +1,67 @@
+// Live: containerd's event stream against the real containerd, in the CRI's k8s.io namespace. A task
+// that exits makes the collectors look again within a second or two (no timed assertion: we wait for
+// it); containerd restarted -> the stream reconnects and everything is read afresh.
+import t from 'tap';
+import { ContainerdClient } from '../../agent/runtime/containerd.js';
+import { ContainerdEvents, containerdStatus } from '../../agent/runtime/containerd-events.js';
+import { followDockerEvents, type ContainerEvent } from '../../agent/runtime/events.js';
+import { requireLive } from '../helpers/live.js';
+import { CONTAINERD_SOCK, copyToContainerd, ctrTry, ensureTestImage, ourDaemonPid, requireRuntime, startContainerd, startRuntime, TEST_IMAGE } from '../helpers/runtime.js';
+
+const until = async (pred: () => boolean, ms = 20_000) => {
+  for (let i = 0; i < ms / 50 && !pred(); i++) await new Promise((r) => setTimeout(r, 50));
+  return pred();
+};
+
+t.test('live: a k8s.io task exits -> collectors triggered; containerd restarted -> reconnect and resync', async (t) => {
+  if (!requireRuntime(t)) return;
+  if (!requireLive(t, { commands: ['ctr'] })) return;
+  if (ourDaemonPid('containerd') === undefined && !requireLive(t, { paths: ['/nonexistent: containerd was not started by scripts/start-test-runtime.sh, so this test will not restart it'] })) return;
+  ensureTestImage();
+  const image = copyToContainerd(TEST_IMAGE, 'k8s.io', ['nodewarden-test=events']);
+  const name = `nw-events-${process.pid}`;
+  const client = new ContainerdClient(CONTAINERD_SOCK, 5000);
+  const events = new ContainerdEvents(CONTAINERD_SOCK, ['moby', 'k8s.io'], 5000, 1000);
+  const seen: ContainerEvent[] = [];
+  const triggered: string[][] = [];
+  let connected = 0;
+  events.on('event', (e: ContainerEvent) => seen.push(e));
+  events.on('connected', () => connected++);
+  const unfollow = followDockerEvents(events, {
+    invalidate: () => {},
+    containerStatus: (id, ev) => containerdStatus(client, id, ev),
+    trigger: (names) => triggered.push([...names]),
+    log: { debug() {}, warn() {} },
+  });
+  t.teardown(() => {
+    unfollow();
+    events.stop();
+    ctrTry('-n', 'k8s.io', 'tasks', 'delete', name);
+    ctrTry('-n', 'k8s.io', 'containers', 'delete', name);
+    startRuntime();
+  });
+  events.start();
+  t.ok(await until(() => connected === 1), 'the stream is up');
+  const labels = ['io.kubernetes.pod.name=events', 'io.kubernetes.pod.namespace=default', 'io.kubernetes.container.name=work', 'io.kubernetes.pod.uid=00000000-0000-4000-8000-0000000000e1', 'io.cri-containerd.kind=container'];
+  // Without --rm: the task exits and is left STOPPED, nobody cleans it up.
+  const run = ctrTry('-n', 'k8s.io', 'run', ...labels.flatMap((l) => ['--label', l]), image, name, 'sh', '-c', 'exit 3');
+  t.equal(run.code, 3, 'the task ran and exited');
+  const t0 = Date.now();
+  t.ok(await until(() => seen.some((e) => e.id === name && e.topic === '/tasks/exit' && e.namespace === 'k8s.io')), 'its /tasks/exit arrived');
+  t.ok(await until(() => triggered.some((n) => n.join() === 'immutable,mounts')), 'the exited container left behind made the removal collectors run');
+  t.comment(`task exit -> collectors triggered in ${Date.now() - t0} ms`);
+  ctrTry('-n', 'k8s.io', 'tasks', 'delete', name);
+  ctrTry('-n', 'k8s.io', 'containers', 'delete', name);
+  t.ok(await until(() => seen.some((e) => e.id === name && e.topic === '/containers/delete')), 'its /containers/delete arrived');
+
+  // containerd restarted: the stream reconnects and the gap makes every runtime collector run again.
+  const before = triggered.length;
+  const pid = ourDaemonPid('containerd')!;
+  process.kill(pid, 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 500));
+  startContainerd();
+  const t1 = Date.now();
+  t.ok(await until(() => connected >= 2, 60_000), 'the stream reconnected');
+  t.ok(await until(() => triggered.slice(before).some((n) => n.includes('drift') && n.includes('runtime'))), 'and the gap made every runtime collector run again');
+  t.comment(`containerd started -> resync in ${Date.now() - t1} ms`);
+});

@@ -15,7 +15,7 @@ import type { Token } from '../aggregator/auth.js';
 import type { Severity } from '../protocol/finding.js';
 import { errnoCode } from '../protocol/errors.js';
 import { randomToken } from './aggregator.js';
-import { VERSION } from './commands.js';
+import { VERSION } from '../protocol/version.js';
 import { useColor } from './format.js';
 import { DEFAULT_AGGREGATOR } from './remote.js';
 import { formatSummary, UpStatusLine, type StatusSnapshot } from './up-status.js';

@@ -14,35 +14,38 @@ export interface DriftData {
   suspected: number;
   dismissed: number;
   /**
-   * Containers docker says run while containerd no longer has them at all, with their facts: held
-   * back one cycle (see `holdBack`).
+   * Containers docker says run while containerd no longer has them at all: their facts and since when
+   * (ms) they have been seen so, held back by `holdBack`.
    */
-  heldBack?: Record<string, string>;
+  heldBack?: Record<string, { facts: string; since: number }>;
 }
 
 /**
- * Pure: which confirmed drift findings wait for the next cycle. Docker running while containerd has
- * no such container at all is what dockerd looks like while it handles an exit: it deletes the
- * containerd container, then updates its own state; on a loaded node (seen in the busy-node test, a
- * crash-looping `--restart always` container) that takes longer than the settle window. Real drift of
- * this kind does not mend itself, so it fires when the next cycle still sees it with the same facts;
- * every other kind fires at once.
+ * How long docker running while containerd has no such container must last before it fires: longer
+ * than docker's longest restart back-off (1 minute), because a crash-looping `--restart always`
+ * container was seen in that state, with the same dead pid, for several seconds at a time on a loaded
+ * node (dockerd handling the exit and waiting to restart it). Real drift of this kind does not mend
+ * itself, and it is rare; the usual drift (a STOPPED or missing task) fires at once.
  */
+export const HOLD_BACK_MS = 90_000;
+
+/** Pure: which confirmed drift findings wait (see HOLD_BACK_MS), and what to remember for next time. */
 export function holdBack(
   confirmed: readonly Observation[],
   byId: ReadonlyMap<string, RuntimeContainer>,
-  previous: Record<string, string> | undefined,
-): { fire: Observation[]; heldBack: Record<string, string> } {
+  previous: Record<string, { facts: string; since: number }> | undefined,
+  now: number,
+): { fire: Observation[]; heldBack: Record<string, { facts: string; since: number }> } {
   const fire: Observation[] = [];
-  const held: Record<string, string> = {};
+  const held: Record<string, { facts: string; since: number }> = {};
   for (const o of confirmed) {
     const c = byId.get(o.subject);
     if (c?.docker?.running && !c.containerd?.known) {
       const facts = containerFacts(c);
-      if (previous?.[o.subject] !== facts) {
-        held[o.subject] = facts;
-        continue;
-      }
+      const before = previous?.[o.subject];
+      const since = before && before.facts === facts ? before.since : now;
+      held[o.subject] = { facts, since };
+      if (now - since < HOLD_BACK_MS) continue;
     }
     fire.push(o);
   }
@@ -171,7 +174,7 @@ export const drift: Collector<DriftConfig, DriftData> = {
       return evaluateDrift(snap.containers, pids).map((observation) => ({ observation, facts: containerFacts(byId.get(observation.subject)) }));
     });
     if (verdict) return verdict;
-    const { fire, heldBack } = holdBack(observations, lastById, ctx.previous?.heldBack);
+    const { fire, heldBack } = holdBack(observations, lastById, ctx.previous?.heldBack, ctx.now());
     return { kind: 'ok', observations: fire, data: { checked, suspected, dismissed, heldBack } };
   },
 };

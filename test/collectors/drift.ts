@@ -1,6 +1,6 @@
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { drift, evaluateDrift, holdBack, type PidState } from '../../collectors/drift.js';
+import { drift, evaluateDrift, holdBack, HOLD_BACK_MS, type PidState } from '../../collectors/drift.js';
 import type { RuntimeContainer } from '../../collectors/types.js';
 import { contextFor, envFor } from '../helpers/context.js';
 import { docker, ensureTestImage, inspectField, makePersistentDrift, ourDaemonPid, removeContainer, requireRuntime, runContainer, startRuntime } from '../helpers/runtime.js';
@@ -35,18 +35,19 @@ t.test('restart back-off is not running, and not drift', async (t) => {
   t.same(evaluateDrift([c({ docker: backoff, containerd: { known: true, task: { status: 'RUNNING', pid: 101, exitStatus: 0 } } })], pids({ 101: 'alive' })), [], 'the next attempt already started');
 });
 
-t.test('docker running while containerd has no such container waits one cycle (dockerd handling an exit looks like that)', async (t) => {
+t.test('docker running while containerd has no such container waits out docker\'s restart back-off (a crash loop looks like that)', async (t) => {
   const gone = c({ docker: running, containerd: { known: false } });
   const stopped = c({ id: 'b'.repeat(64), docker: running, containerd: { known: true, task: { status: 'STOPPED', pid: 100, exitStatus: 137 } } });
   const found = evaluateDrift([gone, stopped], pids({ 100: 'gone' }));
   const byId = new Map([gone, stopped].map((x) => [x.id, x]));
-  const first = holdBack(found, byId, undefined);
+  const first = holdBack(found, byId, undefined, 1_000);
   t.same(first.fire.map((f) => f.subject), [stopped.id], 'a STOPPED task fires at once');
   t.same(Object.keys(first.heldBack), [gone.id], 'the missing container is held back');
-  const second = holdBack(found, byId, first.heldBack);
-  t.same(second.fire.map((f) => f.subject).sort(), [gone.id, stopped.id].sort(), 'still the same on the next cycle: it fires');
+  t.same(holdBack(found, byId, first.heldBack, 1_000 + HOLD_BACK_MS - 1).fire.map((f) => f.subject), [stopped.id], 'still held just before the back-off bound');
+  const later = holdBack(found, byId, first.heldBack, 1_000 + HOLD_BACK_MS);
+  t.same(later.fire.map((f) => f.subject).sort(), [gone.id, stopped.id].sort(), 'the same facts past the bound: it fires');
   const restarted = new Map(byId).set(gone.id, c({ docker: { ...running, pid: 101 }, containerd: { known: false } }));
-  t.same(holdBack(evaluateDrift([restarted.get(gone.id)!], pids({ 101: 'gone' })), restarted, first.heldBack).fire, [], 'a new pid is a new episode: held back again');
+  t.same(holdBack(evaluateDrift([restarted.get(gone.id)!], pids({ 101: 'gone' })), restarted, first.heldBack, 1_000 + HOLD_BACK_MS).fire, [], 'a new pid is a new episode: held back again');
 });
 
 t.test('live: a drift that stays (dockerd frozen while containerd restarts and the process dies) fires after confirmation, naming both views', async (t) => {

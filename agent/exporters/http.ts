@@ -31,6 +31,8 @@ export interface AgentServerOptions {
   /** /healthz fails once the configured aggregator has been unreachable this long. */
   restartAfterUnreachableMs?: number;
   limits?: Partial<ListenerLimits>;
+  /** Where AgentServer.start() listens; without it, it does not. */
+  listen?: { host: string; port: number };
 }
 
 /** Liveness: collecting, and not cut off from the configured aggregator for longer than the restart window. */
@@ -62,7 +64,7 @@ export class AgentServer implements Exporter {
   private readonly runs = new Map<string, number>();
   private readonly durations = new Map<string, number>();
 
-  constructor(private readonly opts: AgentServerOptions & { listen?: { host: string; port: number } }) {
+  constructor(private readonly opts: AgentServerOptions) {
     this.server = createEndpoints(opts, this.runs, this.durations);
   }
 
@@ -72,7 +74,7 @@ export class AgentServer implements Exporter {
     this.durations.set(st.name, st.durationMs / 1000);
   }
 
-  /** Listens on opts.listen (nothing to do without it); rejects if the address is taken. */
+  /** Listens on opts.listen; rejects if the address is taken. */
   async start(): Promise<void> {
     const at = this.opts.listen;
     if (!at) return;

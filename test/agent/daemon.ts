@@ -1,4 +1,5 @@
 import t from 'tap';
+import net from 'node:net';
 import { configSpec, loadConfig } from '../../agent/config.js';
 import { fanOut, startAgent } from '../../agent/daemon.js';
 import type { Exporter } from '../../agent/exporters/exporter.js';
@@ -80,6 +81,16 @@ t.test('fan-out: every exporter gets every transition, refresh and status, in th
   unwire();
   await runner.runOnce();
   t.equal(first.seen.length, emitted.seen.length - 1, 'after unwiring the exporters get nothing more');
+});
+
+t.test('a taken listen address stops the agent from starting, with the error', async (t) => {
+  const taken = net.createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => taken.close());
+  const port = (taken.address() as net.AddressInfo).port;
+  const config = loadConfig({ node: 'taken', sets: [`agent.listen=127.0.0.1:${port}`] });
+  for (const c of Object.values(config.collectors)) c.enabled = false;
+  await t.rejects(startAgent(config, { log: quietLog }), { code: 'EADDRINUSE' });
 });
 
 t.test('live: a container stuck in removal is named by the event it causes, not at the next interval', async (t) => {

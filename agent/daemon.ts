@@ -1,15 +1,19 @@
-// The agent as a running service: the runner, its HTTP endpoints, the stream to the aggregator and
-// the prune command handler. Used by `nodewarden agent` and `nodewarden up`.
+// The agent as a running service, wiring only: the runner, the runtime events that trigger it, and
+// the exporters its findings go to (the HTTP endpoints, the link to the aggregator with its prune
+// command handler, the Kubernetes exporter), fanned out in one loop. Used by `nodewarden agent` and
+// `nodewarden up`.
 import type http from 'node:http';
 import { COLLECTORS } from '../collectors/index.js';
 import type { Log } from '../collectors/types.js';
 import { VERSION } from '../protocol/version.js';
-import type { AgentMessage, AggregatorToAgent } from '../protocol/wire.js';
+import type { Finding } from '../protocol/finding.js';
 import type { Config } from './config.js';
 import { createEnvironment } from './environment.js';
-import { createAgentServer } from './exporters/http.js';
-import { configuredSandboxes, prune } from './actions/prune.js';
-import { Runner } from './runner.js';
+import { AgentServer } from './exporters/http.js';
+import { EXPORTER_FAILED, type Exporter } from './exporters/exporter.js';
+import { createPruneCommandHandler } from './actions/prune-command.js';
+import { Runner, type CollectorStatus } from './runner.js';
+import type { Transition } from './tracker.js';
 import { Runtimes } from './runtime/model.js';
 import { DockerEvents, followDockerEvents } from './runtime/events.js';
 import { ContainerdEvents, containerdStatus } from './runtime/containerd-events.js';
@@ -23,6 +27,8 @@ import { errorMessage } from '../protocol/errors.js';
 
 export interface AgentDaemon {
   runner: Runner;
+  /** Where findings go, in the order each event reaches them. */
+  exporters: readonly Exporter[];
   exporter?: NodeExporter;
   stream?: StreamClient;
   /** This node's pods from the API server (with kubernetes.enabled). */
@@ -45,39 +51,12 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
   // The pod watcher feeds the pods collector; without an API server that collector reports no data.
   const podWatcher = kube ? new PodWatcher({ client: kube, node: config.node, log: opts.log.child({ component: 'pods' }) }) : undefined;
   if (podWatcher) env.pods = createPodAccess(() => podWatcher.state(), env, diagnoseSettings(config), { driftChecked: Boolean(config.collectors['drift']?.enabled) });
-  const runner = new Runner({ collectors: COLLECTORS, config, env, log: opts.log });
   const log = opts.log;
-  let pruning = false;
-
-  const onCommand = (cmd: Extract<AggregatorToAgent, { type: 'command' }>, reply: (msg: AgentMessage) => void) => {
-    const refuse = (refused: string) => {
-      log.warn({ commandId: cmd.id, requestedBy: cmd.requestedBy, refused }, 'prune refused');
-      reply({ v: 1, type: 'result', commandId: cmd.id, result: { ok: false, dryRun: cmd.dryRun, runtime: 'none', removed: 0, bytes: 0, errors: [refused], refused } });
-    };
-    if (!config.prune.enabled) return refuse(`prune is disabled on ${config.node} (set prune.enabled: true in the agent's config)`);
-    if (pruning) return refuse(`a prune is already running on ${config.node}`);
-    pruning = true;
-    log.info({ commandId: cmd.id, requestedBy: cmd.requestedBy, untilMs: cmd.untilMs, dryRun: cmd.dryRun }, 'prune started');
-    void configuredSandboxes(env.host)
-      .then((configured) => {
-        log.info({ commandId: cmd.id, configuredSandboxes: configured }, 'sandbox images this node is configured with');
-        const opts = { untilMs: cmd.untilMs, dryRun: cmd.dryRun, sandboxImages: config.prune.sandboxImages, configuredSandboxes: configured, containerdNamespaces: config.prune.containerdNamespaces, label: config.prune.label };
-        return prune(env.runtime as Runtimes, opts, (progress) => {
-          log.info({ commandId: cmd.id, ...progress }, 'prune progress');
-          reply({ v: 1, type: 'progress', commandId: cmd.id, progress });
-        });
-      })
-      .catch((err: unknown) => ({ ok: false, dryRun: cmd.dryRun, runtime: 'unknown', removed: 0, bytes: 0, errors: [errorMessage(err)] }))
-      .then((result) => {
-        pruning = false;
-        log.info({ commandId: cmd.id, requestedBy: cmd.requestedBy, ...result }, 'prune finished');
-        reply({ v: 1, type: 'result', commandId: cmd.id, result });
-      });
-  };
+  const runner = new Runner({ collectors: COLLECTORS, config, env, log });
+  const runtimes = env.runtime as Runtimes;
 
   // Runtime events make the runtime collectors look again at once (a container stuck in removal named
   // in seconds, not at the next interval); polling stays the safety net.
-  const runtimes = env.runtime as Runtimes;
   const dockerEvents = new DockerEvents(env.host.hostPath(config.runtime.dockerSocket), config.runtime.timeout);
   const unfollow = followDockerEvents(dockerEvents, {
     invalidate: () => runtimes.invalidate(),
@@ -101,46 +80,99 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
     log: opts.log.child({ component: 'containerd-events' }),
   });
 
+  // Where findings go, in the order each event reaches them.
   const stream = opts.aggregator
-    ? new StreamClient({ url: opts.aggregator.url, token: opts.aggregator.token, runner, node: config.node, version: VERSION, log: opts.log.child({ component: 'stream' }), heartbeatMs: config.agent.heartbeat, onCommand })
+    ? new StreamClient({ url: opts.aggregator.url, token: opts.aggregator.token, runner, node: config.node, version: VERSION, log: opts.log.child({ component: 'stream' }), heartbeatMs: config.agent.heartbeat, onCommand: createPruneCommandHandler({ node: config.node, settings: config.prune, host: env.host, runtime: runtimes, log }) })
     : undefined;
+  const server = config.agent.listen !== ''
+    ? new AgentServer({ runner, node: config.node, restartAfterUnreachableMs: config.agent.restartAfterUnreachable, listen: splitHostPort(config.agent.listen), ...(stream ? { stream } : {}) })
+    : undefined;
+  const nodeExporter = kube
+    ? new NodeExporter({ client: kube, node: config.node, runner, log: opts.log.child({ component: 'kubernetes' }), events: k.events, eventNamespace: k.eventNamespace, eventIntervalMs: k.eventInterval, eventsPerMinute: k.eventsPerMinute })
+    : undefined;
+  const exporters: Exporter[] = [server, nodeExporter, stream].filter((e) => e !== undefined);
+  const unwire = fanOut(runner, exporters, log);
+
   const daemon: AgentDaemon = {
     runner,
+    exporters,
     async stop() {
       runner.stop();
+      unwire();
       unfollow();
       dockerEvents.stop();
       unfollowContainerd();
       containerdEvents.stop();
-      stream?.stop();
-      daemon.exporter?.stop();
+      await stopAll(exporters, log);
       await podWatcher?.stop();
-      if (daemon.server) await new Promise<void>((resolve) => daemon.server!.close(() => resolve()));
-      (env.runtime as Runtimes).close();
+      runtimes.close();
     },
   };
   if (stream) daemon.stream = stream;
+  if (nodeExporter) daemon.exporter = nodeExporter;
   if (podWatcher) daemon.pods = podWatcher;
-  if (config.agent.listen !== '') {
-    const { host, port } = splitHostPort(config.agent.listen);
-    const server = createAgentServer({ runner, node: config.node, restartAfterUnreachableMs: config.agent.restartAfterUnreachable, ...(stream ? { stream } : {}) });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => resolve());
-    });
-    const addr = server.address();
-    daemon.server = server;
-    daemon.address = { host, port: typeof addr === 'object' && addr ? addr.port : port };
+  if (server) daemon.server = server.server;
+
+  // In list order: listen first (a taken port stops the agent here); the Kubernetes exporter reconciles
+  // before the first findings (conditions left True by an earlier agent go False unless they still
+  // hold); then the link connects.
+  const started: Exporter[] = [];
+  try {
+    for (const e of exporters) {
+      await e.start?.();
+      started.push(e);
+    }
+  } catch (err) {
+    unwire();
+    await stopAll(started, log);
+    throw err;
   }
-  if (kube) {
-    podWatcher?.start();
-    daemon.exporter = new NodeExporter({ client: kube, node: config.node, runner, log: opts.log.child({ component: 'kubernetes' }), events: k.events, eventNamespace: k.eventNamespace, eventIntervalMs: k.eventInterval, eventsPerMinute: k.eventsPerMinute });
-    // Reconcile before the first findings: conditions left True by an earlier agent go False unless they still hold.
-    await daemon.exporter.start();
-  }
+  if (server?.address) daemon.address = server.address;
+  podWatcher?.start();
   runner.start();
   dockerEvents.start();
   containerdEvents.start();
-  stream?.start();
   return daemon;
+}
+
+/**
+ * The fan-out of findings, in one loop: each event the runner emits goes to every exporter, in list
+ * order. A hook that throws (or rejects) is logged with NW_ERR_EXPORTER and the others still get the
+ * event. Returns what undoes the wiring.
+ */
+export function fanOut(runner: Runner, exporters: readonly Exporter[], log: Log): () => void {
+  const each = (hook: string, call: (e: Exporter) => void | Promise<void>) => {
+    for (const e of exporters) {
+      try {
+        const done = call(e);
+        if (done instanceof Promise) done.catch((err: unknown) => exporterFailed(log, e, hook, err));
+      } catch (err) {
+        exporterFailed(log, e, hook, err);
+      }
+    }
+  };
+  const handlers = {
+    transition: (t: Transition) => each('onTransition', (e) => e.onTransition?.(t)),
+    refresh: (f: Finding) => each('onRefresh', (e) => e.onRefresh?.(f)),
+    status: (st: CollectorStatus) => each('onStatus', (e) => e.onStatus?.(st)),
+  };
+  for (const [event, handler] of Object.entries(handlers)) runner.on(event, handler);
+  return () => {
+    for (const [event, handler] of Object.entries(handlers)) runner.off(event, handler);
+  };
+}
+
+/** Stops each exporter in turn; one that fails to stop does not keep the others running. */
+async function stopAll(exporters: readonly Exporter[], log: Log): Promise<void> {
+  for (const e of exporters) {
+    try {
+      await e.stop();
+    } catch (err) {
+      exporterFailed(log, e, 'stop', err);
+    }
+  }
+}
+
+function exporterFailed(log: Log, e: Exporter, hook: string, err: unknown): void {
+  log.error({ code: EXPORTER_FAILED, exporter: e.name, hook, err: errorMessage(err) }, `the ${e.name} exporter failed in ${hook}; the other exporters still get every finding`);
 }

@@ -1,4 +1,5 @@
-// The agent's link to the aggregator: hello, the whole active set, then deltas (transitions) and
+// The agent's link to the aggregator (an Exporter: the daemon hands it the runner's events): hello,
+// the whole active set, then deltas (transitions) and
 // refreshes (fresh numbers, same meaning: only to an aggregator whose upgrade response names them). The connection itself
 // (retry after any failure, forever; full-jitter backoff reset only by a link that stayed healthy; a
 // welcome deadline; heartbeats) is protocol/reconnecting-socket.ts, shared with `tail`. Every
@@ -9,8 +10,9 @@ import type { Finding } from '../../protocol/finding.js';
 import { CLOSE, FEATURES_HEADER, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, WireError, decodeAggregatorMessage, encode, type AgentMessage, type AggregatorToAgent } from '../../protocol/wire.js';
 import { ReconnectingSocket, type LinkFailure } from '../../protocol/reconnecting-socket.js';
 import type { Log } from '../../collectors/types.js';
-import type { Runner, CollectorStatus } from '../runner.js';
+import type { CollectorStatus } from '../runner.js';
 import type { Transition } from '../tracker.js';
+import type { Exporter, RunnerView } from './exporter.js';
 
 export { backoffDelay } from '../../protocol/reconnecting-socket.js';
 
@@ -18,7 +20,8 @@ export interface StreamOptions {
   url: string;
   /** The token, or a function that reads it (called before every connect). */
   token: string | (() => string);
-  runner: Runner;
+  /** The hello's collectors, the snapshot and the statuses sent on every (re)connect. */
+  runner: RunnerView;
   node: string;
   version: string;
   log: Log;
@@ -49,7 +52,8 @@ export interface LinkState {
 /** Close codes after which the aggregator refused what we sent, not the connection. */
 const REJECTED = new Set<number>([CLOSE.TOO_BIG, CLOSE.POLICY, CLOSE.MALFORMED, CLOSE.VERSION]);
 
-export class StreamClient {
+export class StreamClient implements Exporter {
+  readonly name = 'aggregator-link';
   private readonly socket: ReconnectingSocket;
   private started = false;
   private pending: Transition[] = [];
@@ -66,19 +70,19 @@ export class StreamClient {
   connected = false;
   connects = 0;
 
-  private readonly onTransition = (t: Transition) => {
+  onTransition(t: Transition): void {
     if (!this.connected) return; // the snapshot on reconnect carries it
     this.pending.push(t);
     this.refreshed.delete(t.finding.id); // the transition carries newer numbers
     this.scheduleFlush();
-  };
+  }
 
   /** Numbers changed, meaning did not: the aggregator's view follows, with no transition. */
-  private readonly onRefresh = (f: Finding) => {
+  onRefresh(f: Finding): void {
     if (!this.connected || !this.refreshes) return; // the snapshot on reconnect carries it
     this.refreshed.set(f.id, f);
     this.scheduleFlush();
-  };
+  }
 
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
@@ -86,9 +90,9 @@ export class StreamClient {
     setImmediate(() => this.flush());
   }
 
-  private readonly onStatus = (_st: CollectorStatus) => {
+  onStatus(_st: CollectorStatus): void {
     if (this.connected) this.send({ v: 1, type: 'status', collectors: this.statuses() });
-  };
+  }
 
   constructor(private readonly opts: StreamOptions) {
     const url = `${opts.url.replace(/\/+$/, '')}/api/agent`;
@@ -114,17 +118,11 @@ export class StreamClient {
   start(): void {
     if (this.started) return;
     this.started = true;
-    this.opts.runner.on('transition', this.onTransition);
-    this.opts.runner.on('refresh', this.onRefresh);
-    this.opts.runner.on('status', this.onStatus);
     this.socket.start();
   }
 
   stop(): void {
     this.started = false;
-    this.opts.runner.off('transition', this.onTransition);
-    this.opts.runner.off('refresh', this.onRefresh);
-    this.opts.runner.off('status', this.onStatus);
     this.socket.stop(CLOSE.GOING_AWAY, 'agent stopping');
     this.connected = false;
   }

@@ -8,8 +8,9 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import { renderMetrics, type Metric } from '../../protocol/metrics.js';
 import { formatDuration } from '../../protocol/schema.js';
-import type { CollectorStatus, Runner } from '../runner.js';
+import type { CollectorStatus } from '../runner.js';
 import type { StreamClient } from './aggregator-link.js';
+import type { Exporter, RunnerView } from './exporter.js';
 
 export interface ListenerLimits {
   /** Connections open at once; past it a new connection evicts the oldest idle one. */
@@ -23,12 +24,15 @@ export interface ListenerLimits {
 export const LISTENER_LIMITS: ListenerLimits = { maxConnections: 64, headersTimeoutMs: 5_000, idleTimeoutMs: 10_000 };
 
 export interface AgentServerOptions {
-  runner: Runner;
+  /** The active findings (/metrics) and the collectors' last runs (/healthz). */
+  runner: Pick<RunnerView, 'active' | 'statuses'>;
   node: string;
   stream?: StreamClient;
   /** /healthz fails once the configured aggregator has been unreachable this long. */
   restartAfterUnreachableMs?: number;
   limits?: Partial<ListenerLimits>;
+  /** Where AgentServer.start() listens; without it, it does not. */
+  listen?: { host: string; port: number };
 }
 
 /** Liveness: collecting, and not cut off from the configured aggregator for longer than the restart window. */
@@ -47,15 +51,50 @@ export function health(opts: AgentServerOptions, now = Date.now()): { live: bool
   return { live: !cutOff, ready: link === undefined || link.connected, body };
 }
 
-export function createAgentServer(opts: AgentServerOptions): http.Server {
-  const limits = { ...LISTENER_LIMITS, ...opts.limits };
-  const runs = new Map<string, number>();
-  const durations = new Map<string, number>();
-  opts.runner.on('status', (st: CollectorStatus) => {
+/**
+ * The endpoints as an exporter: the collectors' runs counted from the status events it is handed,
+ * listening from start() to stop().
+ */
+export class AgentServer implements Exporter {
+  readonly name = 'http';
+  readonly server: http.Server;
+  /** Where it answers once started (the port the kernel chose for port 0). */
+  address: { host: string; port: number } | undefined;
+  /** Runs by collector and outcome, and each collector's last duration in seconds, for /metrics. */
+  private readonly runs = new Map<string, number>();
+  private readonly durations = new Map<string, number>();
+
+  constructor(private readonly opts: AgentServerOptions) {
+    this.server = createEndpoints(opts, this.runs, this.durations);
+  }
+
+  onStatus(st: CollectorStatus): void {
     const key = `${st.name}\0${st.status}`;
-    runs.set(key, (runs.get(key) ?? 0) + 1);
-    durations.set(st.name, st.durationMs / 1000);
-  });
+    this.runs.set(key, (this.runs.get(key) ?? 0) + 1);
+    this.durations.set(st.name, st.durationMs / 1000);
+  }
+
+  /** Listens on opts.listen; rejects if the address is taken. */
+  async start(): Promise<void> {
+    const at = this.opts.listen;
+    if (!at) return;
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(at.port, at.host, () => resolve());
+    });
+    const addr = this.server.address();
+    this.address = { host: at.host, port: typeof addr === 'object' && addr ? addr.port : at.port };
+  }
+
+  /** Resolves once every connection has ended. */
+  stop(): Promise<void> {
+    if (!this.server.listening) return Promise.resolve();
+    return new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+function createEndpoints(opts: AgentServerOptions, runs: ReadonlyMap<string, number>, durations: ReadonlyMap<string, number>): http.Server {
+  const limits = { ...LISTENER_LIMITS, ...opts.limits };
   const node = opts.node;
   const server = http.createServer({ headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.headersTimeoutMs * 2, keepAliveTimeout: Math.min(5_000, limits.idleTimeoutMs), connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs) }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];

@@ -6,8 +6,8 @@ import { compareFindings, type Finding } from '../../protocol/finding.js';
 import { nodeConditions } from '../../collectors/index.js';
 import type { Log } from '../../collectors/types.js';
 import { KubeError, type KubeClient, type KubeNode, type NodeCondition } from '../kube/client.js';
-import type { Runner } from '../runner.js';
 import type { Transition } from '../tracker.js';
+import type { Exporter, RunnerView } from './exporter.js';
 import { errorMessage } from '../../protocol/errors.js';
 
 /**
@@ -55,7 +55,8 @@ export function conditionsDiffer(desired: readonly NodeCondition[], current: rea
 export interface ExporterOptions {
   client: KubeClient;
   node: string;
-  runner: Runner;
+  /** The active findings the conditions are computed from. */
+  runner: Pick<RunnerView, 'active'>;
   log: Log;
   events: boolean;
   eventNamespace: string;
@@ -66,7 +67,10 @@ export interface ExporterOptions {
   now?: () => number;
 }
 
-export class NodeExporter {
+export class NodeExporter implements Exporter {
+  readonly name = 'kubernetes';
+  /** Between start() and stop(): transitions outside it are not followed. */
+  private running = false;
   private timer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   /** Consecutive failed syncs: the retry waits 1 s, 2 s, 4 s ... up to a minute. */
@@ -79,23 +83,24 @@ export class NodeExporter {
   private readonly now: () => number;
   stats = { patches: 0, conflicts: 0, events: 0, eventsDropped: 0, errors: 0 };
 
-  private readonly onTransition = (t: Transition) => {
-    if (this.opts.events) void this.event(t);
-    this.schedule();
-  };
-
   constructor(private readonly opts: ExporterOptions) {
     this.now = opts.now ?? Date.now;
   }
 
   /** Reconciles the node's conditions now, then follows every change. */
   async start(): Promise<void> {
-    this.opts.runner.on('transition', this.onTransition);
+    this.running = true;
     await this.sync();
   }
 
+  onTransition(t: Transition): void {
+    if (!this.running) return;
+    if (this.opts.events) void this.event(t);
+    this.schedule();
+  }
+
   stop(): void {
-    this.opts.runner.off('transition', this.onTransition);
+    this.running = false;
     clearTimeout(this.timer);
     clearTimeout(this.retryTimer);
   }

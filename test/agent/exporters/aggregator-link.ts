@@ -12,7 +12,8 @@ import { Aggregator } from '../../../aggregator/server.js';
 import { Tail } from '../../../cli/tail.js';
 import type { Finding } from '../../../protocol/finding.js';
 import { finding } from '../../helpers/findings.js';
-import { createAgentServer } from '../../../agent/exporters/http.js';
+import { AgentServer } from '../../../agent/exporters/http.js';
+import { fanOut } from '../../../agent/daemon.js';
 import type { Runner } from '../../../agent/runner.js';
 import type { Log } from '../../../collectors/types.js';
 import { readTokenFile } from '../../../protocol/tokens.js';
@@ -153,12 +154,12 @@ t.test('/healthz fails once the aggregator has been unreachable past the restart
   await agg.close(); // nothing listens there now
   const runner = fakeRunner();
   const client = new StreamClient({ url, token: 'tok-0123456789abcdef', runner, node: 'n1', version: 't', log: recordingLog().log, heartbeatMs: 60_000, backoff: { baseMs: 20, maxMs: 50 } });
-  const server = createAgentServer({ runner, node: 'n1', stream: client, restartAfterUnreachableMs: 2000 });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const port = (server.address() as { port: number }).port;
+  const server = new AgentServer({ runner, node: 'n1', stream: client, restartAfterUnreachableMs: 2000, listen: { host: '127.0.0.1', port: 0 } });
+  await server.start();
+  const port = server.address!.port;
   t.teardown(() => {
     client.stop();
-    server.close();
+    void server.stop();
   });
   client.start();
   const early = await get(port, '/healthz');
@@ -176,6 +177,7 @@ t.test('refreshed numbers reach the aggregator at once: /api/findings and a new 
   const { url, port } = await agg.start();
   const runner = fakeRunner();
   const link = new StreamClient({ url, token: 'agent-token-0123456789', runner, node: NODE, version: 'test', log: recordingLog().log, heartbeatMs: 60_000 });
+  fanOut(runner, [link], recordingLog().log);
   const tailLines: string[] = [];
   const tailErr: string[] = [];
   const tail = new Tail({ url, token: 'tail-token-0123456789', filter: { node: NODE }, follow: true, json: true, color: false, out: (l) => tailLines.push(l), err: (l) => tailErr.push(l) });
@@ -226,6 +228,7 @@ t.test('an aggregator that does not offer refresh (an older one) never gets one:
   const agg = await fakeAggregator(() => 'tok');
   const runner = fakeRunner();
   const link = new StreamClient({ url: agg.url, token: 'tok', runner, node: 'old-agg', version: 'test', log: recordingLog().log, heartbeatMs: 60_000 });
+  fanOut(runner, [link], recordingLog().log);
   t.teardown(async () => {
     link.stop();
     await agg.close();

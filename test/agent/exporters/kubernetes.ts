@@ -5,6 +5,7 @@ import path from 'node:path';
 import { CONDITIONS, NodeExporter, conditionsDiffer, desiredConditions } from '../../../agent/exporters/kubernetes.js';
 import { KubeClient, type NodeCondition } from '../../../agent/kube/client.js';
 import { Runner } from '../../../agent/runner.js';
+import { fanOut } from '../../../agent/daemon.js';
 import { configSpec, type Config } from '../../../agent/config.js';
 import type { AnyCollector } from '../../../collectors/types.js';
 import type { Observation } from '../../../protocol/finding.js';
@@ -72,6 +73,7 @@ t.test('against a local API server: reconcile at start, follow findings, events,
   let current: Observation[] = [];
   const runner = setup(() => current);
   const exporter = new NodeExporter({ client, node: 'n1', runner, log: quietLog, events: true, eventNamespace: 'default', eventIntervalMs: 600_000, eventsPerMinute: 30 });
+  fanOut(runner, [exporter], quietLog);
   await exporter.start();
   const cond = (type: string) => ((api.nodes.get('n1')!['status'] as { conditions: NodeCondition[] }).conditions).find((c) => c.type === type);
   t.equal(cond('NodewardenRuntimeDrift')?.status, 'False', 'a stale condition from an earlier agent is reconciled at start');
@@ -112,6 +114,7 @@ t.test('missing RBAC is a logged error, never a crash; events are rate-limited',
   const warnings: string[] = [];
   const log = { ...quietLog, warn: (o: object) => warnings.push(JSON.stringify(o)) };
   const exporter = new NodeExporter({ client, node: 'n1', runner, log, events: true, eventNamespace: 'default', eventIntervalMs: 600_000, eventsPerMinute: 2 });
+  fanOut(runner, [exporter], quietLog);
   await exporter.start();
   current = ['a', 'b', 'c'].map((x) => ({ check: 'disk.usage', severity: 'warning' as const, subject: `/${x}`, message: `/${x} is full`, evidence: {}, remedy: 'du' }));
   await runner.runOnce();
@@ -134,6 +137,7 @@ t.test('a failed write is retried and every condition resynchronised, without wa
   const current: Observation[] = [{ check: 'runtime.drift', severity: 'critical', subject: 'c1', message: 'docker says running, the task is STOPPED', evidence: {}, remedy: 'drain' }];
   const runner = setup(() => current);
   const exporter = new NodeExporter({ client, node: 'n1', runner, log: quietLog, events: false, eventNamespace: 'default', eventIntervalMs: 600_000, eventsPerMinute: 30 });
+  fanOut(runner, [exporter], quietLog);
   t.teardown(() => exporter.stop());
   await exporter.start();
   await runner.runOnce();

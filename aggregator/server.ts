@@ -687,7 +687,7 @@ export class Aggregator {
       const filter: TailFilter = {};
       for (const k of ['node', 'check', 'severity', 'state'] as const) {
         const v = url.searchParams.get(k);
-        if (v) filter[k] = v;
+        if (v) (filter as Record<string, string>)[k] = v; // severity and state are checked just below
       }
       if (filter.severity && !(SEVERITIES as readonly string[]).includes(filter.severity)) return this.json(res, 400, { error: 'severity must be info, warning or critical' });
       if (filter.state && !(FINDING_STATES as readonly string[]).includes(filter.state)) return this.json(res, 400, { error: 'state must be firing or resolved' });

@@ -10,16 +10,13 @@ import type { AnyCollector } from '../collectors/types.js';
 
 /** One collector's section: enabled, interval and timeout for every collector, then its own thresholds. */
 function collectorSection(c: AnyCollector) {
-  const own: Record<string, Spec<unknown>> = c.configSpec.fields;
-  return s.object(
-    {
-      enabled: s.boolean({ default: true, doc: `run the ${c.name} collector` }),
-      interval: s.duration({ default: `${c.defaultIntervalMs}ms`, min: 1000, doc: 'how often it runs' }),
-      timeout: s.duration({ default: `${c.defaultTimeoutMs}ms`, min: 100, doc: 'how long one run may take before it is reported as timed out (unset: follows a shorter interval)' }),
-      ...own,
-    },
-    { doc: c.description },
-  );
+  const fields: { enabled: Spec<boolean>; interval: Spec<number>; timeout: Spec<number>; [threshold: string]: Spec<unknown> } = {
+    enabled: s.boolean({ default: true, doc: `run the ${c.name} collector` }),
+    interval: s.duration({ default: `${c.defaultIntervalMs}ms`, min: 1000, doc: 'how often it runs' }),
+    timeout: s.duration({ default: `${c.defaultTimeoutMs}ms`, min: 100, doc: 'how long one run may take before it is reported as timed out (unset: follows a shorter interval)' }),
+    ...c.configSpec.fields,
+  };
+  return s.object(fields, { doc: c.description });
 }
 
 /** `{ enabled: boolean; interval: number; timeout: number; [threshold: string]: unknown }`, inferred from the section's spec. */

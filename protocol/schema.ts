@@ -38,8 +38,8 @@ type Defaulted<O, T> = O extends { default: unknown } ? T : T | undefined;
 /** Flattens an intersection for readable hover types and exact comparisons. */
 type Simplify<T> = { [K in keyof T]: T[K] } & {};
 
-/** Keys whose spec may yield nothing: optional in the object's type. */
-type OptionalKeys<F> = { [K in keyof F]: undefined extends Infer<F[K]> ? K : never }[keyof F];
+/** Keys whose spec may yield nothing: optional in the object's type (an index signature is never one). */
+type OptionalKeys<F> = { [K in keyof F]: string extends K ? never : undefined extends Infer<F[K]> ? K : never }[keyof F];
 
 /**
  * The type of an object spec's value: a field that always yields a value is a required key, one that
@@ -349,6 +349,12 @@ export const s = {
     return spec;
   },
 };
+
+/** The first three problems, each with its path, and how many more: one line for a refusal's reason. */
+export function summarizeProblems(problems: readonly Problem[], top = '(message)'): string {
+  const first = problems.slice(0, 3).map((p) => `${p.path || top} ${p.message}`).join('; ');
+  return `${first}${problems.length > 3 ? ` (+${problems.length - 3} more)` : ''}`;
+}
 
 /** Validates and returns the value with defaults filled, or the full list of problems. */
 export function validate<T>(spec: Spec<T>, input: unknown): { ok: true; value: T } | { ok: false; problems: Problem[] } {

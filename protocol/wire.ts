@@ -1,7 +1,7 @@
 // The wire protocol between agents, the aggregator and tailers: versioned JSON messages, every field
 // validated on receipt, with a size limit. An invalid message gets a close code and a reason.
 import { FINDING_STATES, SEVERITIES, severityRank, type Finding } from './finding.js';
-import { s, type Infer, type Problem, type Spec } from './schema.js';
+import { s, summarizeProblems, type Infer, type Problem, type Spec } from './schema.js';
 import { TRANSITION_TYPES } from './transition.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -57,7 +57,7 @@ export const AGGREGATOR_FEATURES = ['refresh'] as const;
 const str = (doc: string, maxLength?: number) => s.required(s.string({ doc, ...(maxLength ? { maxLength } : {}) }));
 const nonEmpty = (doc: string, maxLength?: number) => s.required(s.string({ doc, nonEmpty: true, ...(maxLength ? { maxLength } : {}) }));
 /** An object that must be there and not null (the schema's config objects take null as empty). */
-function present<T>(spec: Spec<T>): Spec<Exclude<T, undefined>> {
+export function present<T>(spec: Spec<T>): Spec<Exclude<T, undefined>> {
   return { ...spec, check: (input, path, problems) => (input === null || input === undefined ? (problems.push({ path, message: `is required and must be an object, got ${String(input)}` }), undefined) : (spec.check(input, path, problems) as Exclude<T, undefined> | undefined)) } as Spec<Exclude<T, undefined>>;
 }
 const iso = (doc: string) => s.required(s.string({ doc, pattern: /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/ }));
@@ -100,14 +100,14 @@ const MAX_ITEMS = 20_000;
 /** Every message starts with these two: the version and its own type, as literal types. */
 const head = <const T extends string>(type: T) => ({ v: s.literal(PROTOCOL_VERSION), type: s.literal(type) });
 
-export const collectorStatusSpec = present(s.object({ name: str('', 128), status: str('', 64), durationMs: s.required(s.number({ doc: '', min: 0 })), detail: s.string({ doc: '', maxLength: L.messageChars }), finishedAt: s.string({ doc: '', maxLength: 64 }) }));
+export const collectorStatusSpec = s.object({ name: str('', 128), status: str('', 64), durationMs: s.required(s.number({ doc: '', min: 0 })), detail: s.string({ doc: '', maxLength: L.messageChars }), finishedAt: s.string({ doc: '', maxLength: 64 }) });
 export type CollectorStatusWire = Infer<typeof collectorStatusSpec>;
 
 /** One image an agent's prune handled: `kept` ones say why in `reason` (README, Design). */
-export const pruneProgressSpec = present(s.object({ image: str('', 1024), size: s.required(s.number({ doc: '', min: 0 })), state: s.required(s.oneOf(['removed', 'failed', 'would-remove', 'kept'] as const, { doc: '' })), reason: s.string({ doc: '', maxLength: L.messageChars }), index: s.required(s.number({ doc: '', min: 0, integer: true })), total: s.required(s.number({ doc: '', min: 0, integer: true })) }));
+export const pruneProgressSpec = s.object({ image: str('', 1024), size: s.required(s.number({ doc: '', min: 0 })), state: s.required(s.oneOf(['removed', 'failed', 'would-remove', 'kept'] as const, { doc: '' })), reason: s.string({ doc: '', maxLength: L.messageChars }), index: s.required(s.number({ doc: '', min: 0, integer: true })), total: s.required(s.number({ doc: '', min: 0, integer: true })) });
 export type PruneProgress = Infer<typeof pruneProgressSpec>;
 
-export const pruneResultSpec = present(s.object({ ok: s.required(s.boolean({ doc: '' })), dryRun: s.required(s.boolean({ doc: '' })), runtime: str('', 64), removed: s.required(s.number({ doc: '', min: 0 })), bytes: s.required(s.number({ doc: '', min: 0 })), errors: s.required(s.list(s.string({ doc: '', maxLength: L.messageChars }), { doc: '', maxItems: 1000 })), kept: s.number({ doc: '' }), refused: s.string({ doc: '', maxLength: L.messageChars }) }));
+export const pruneResultSpec = s.object({ ok: s.required(s.boolean({ doc: '' })), dryRun: s.required(s.boolean({ doc: '' })), runtime: str('', 64), removed: s.required(s.number({ doc: '', min: 0 })), bytes: s.required(s.number({ doc: '', min: 0 })), errors: s.required(s.list(s.string({ doc: '', maxLength: L.messageChars }), { doc: '', maxItems: 1000 })), kept: s.number({ doc: '' }), refused: s.string({ doc: '', maxLength: L.messageChars }) });
 export type PruneResult = Infer<typeof pruneResultSpec>;
 
 const agentSpecs = {
@@ -116,25 +116,25 @@ const agentSpecs = {
   delta: s.object({ ...head('delta'), transitions: s.required(s.list(transitionSpec, { doc: '', maxItems: MAX_ITEMS })) }),
   /** Active findings with fresh numbers, same meaning: the aggregator's view changes, no transition. */
   refresh: s.object({ ...head('refresh'), findings: s.required(s.list(findingSpec, { doc: '', maxItems: MAX_ITEMS })) }),
-  status: s.object({ ...head('status'), collectors: s.required(s.list(collectorStatusSpec, { doc: '', maxItems: 200 })) }),
-  progress: s.object({ ...head('progress'), commandId: nonEmpty('', 64), progress: pruneProgressSpec }),
-  result: s.object({ ...head('result'), commandId: nonEmpty('', 64), result: pruneResultSpec }),
+  status: s.object({ ...head('status'), collectors: s.required(s.list(present(collectorStatusSpec), { doc: '', maxItems: 200 })) }),
+  progress: s.object({ ...head('progress'), commandId: nonEmpty('', 64), progress: present(pruneProgressSpec) }),
+  result: s.object({ ...head('result'), commandId: nonEmpty('', 64), result: present(pruneResultSpec) }),
 };
 
 /** The union of the types of a table of message specs. */
-type MessageOf<T> = { [K in keyof T]: Infer<T[K]> }[keyof T];
+export type MessageOf<T> = { [K in keyof T]: Infer<T[K]> }[keyof T];
 
 export type AgentMessage = MessageOf<typeof agentSpecs>;
 
 /** What a tailer may ask for; every key is optional (absent: any). */
-export const tailFilterSpec = present(s.object({ node: s.string({ doc: '', maxLength: 253 }), check: s.string({ doc: '', maxLength: L.checkChars }), severity: s.oneOf(SEVERITIES, { doc: '' }), state: s.oneOf(FINDING_STATES, { doc: '' }) }));
+export const tailFilterSpec = s.object({ node: s.string({ doc: '', maxLength: 253 }), check: s.string({ doc: '', maxLength: L.checkChars }), severity: s.oneOf(SEVERITIES, { doc: '' }), state: s.oneOf(FINDING_STATES, { doc: '' }) });
 export type TailFilter = Infer<typeof tailFilterSpec>;
 
 const tailerSpecs = {
   subscribe: s.object({
     ...head('subscribe'),
     // Optional (absent: every finding), but null is refused rather than taken for "no filter".
-    filter: s.optional(tailFilterSpec),
+    filter: s.optional(present(tailFilterSpec)),
     sinceMs: s.number({ doc: '', min: 0 }),
   }),
 };
@@ -174,7 +174,7 @@ export class WireError extends Error {
 }
 
 /** A peer's value for a close reason: short, and never serialized whole (it may nest 5,000 deep). */
-function shown(v: unknown): string {
+export function shown(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.slice(0, 40));
   if (typeof v === 'object' && v !== null) return Array.isArray(v) ? 'a list' : 'an object';
   return String(v);
@@ -202,8 +202,7 @@ function decode<T>(raw: string | Buffer, specs: Readonly<Record<string, Spec<unk
     throw new WireError(CLOSE.MALFORMED, `invalid ${type}: not a valid message`);
   }
   if (problems.length > 0) {
-    const first = problems.slice(0, 3).map((p) => `${p.path || '(message)'} ${p.message}`).join('; ');
-    throw new WireError(CLOSE.MALFORMED, `invalid ${type}: ${first}${problems.length > 3 ? ` (+${problems.length - 3} more)` : ''}`.slice(0, 120));
+    throw new WireError(CLOSE.MALFORMED, `invalid ${type}: ${summarizeProblems(problems)}`.slice(0, 120));
   }
   if (type === 'hello' && (msg as { protocol: number }).protocol !== PROTOCOL_VERSION) {
     throw new WireError(CLOSE.VERSION, `unsupported protocol version ${(msg as { protocol: number }).protocol}`);

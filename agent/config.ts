@@ -89,7 +89,7 @@ const floor100 = (ms: number): number => Math.floor(ms / 100) * 100;
 
 /** What one run of a collector may wait out (its `waitsFor` keys), with their configured values. */
 export function waitsOf(c: AnyCollector, config: Config): { key: string; ms: number }[] {
-  const section = config.collectors[c.name] as Record<string, unknown> | undefined;
+  const section = config.collectors[c.name];
   return (c.waitsFor ?? []).map((key) => {
     const own = section?.[key];
     if (typeof own === 'number') return { key: `collectors.${c.name}.${key}`, ms: own };

@@ -57,7 +57,7 @@ export const AGGREGATOR_FEATURES = ['refresh'] as const;
 const str = (doc: string, maxLength?: number) => s.required(s.string({ doc, ...(maxLength ? { maxLength } : {}) }));
 const nonEmpty = (doc: string, maxLength?: number) => s.required(s.string({ doc, nonEmpty: true, ...(maxLength ? { maxLength } : {}) }));
 /** An object that must be there and not null (the schema's config objects take null as empty). */
-export function present<T>(spec: Spec<T>): Spec<Exclude<T, undefined>> {
+function present<T>(spec: Spec<T>): Spec<Exclude<T, undefined>> {
   return { ...spec, check: (input, path, problems) => (input === null || input === undefined ? (problems.push({ path, message: `is required and must be an object, got ${String(input)}` }), undefined) : (spec.check(input, path, problems) as Exclude<T, undefined> | undefined)) } as Spec<Exclude<T, undefined>>;
 }
 const iso = (doc: string) => s.required(s.string({ doc, pattern: /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/ }));

@@ -4,40 +4,29 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { NodewardenError, errnoCode, errorMessage } from '../protocol/errors.js';
-import { formatDuration, s, type ObjectSpec, type Problem, type Spec } from '../protocol/schema.js';
+import { formatDuration, s, type Infer, type Problem, type Spec } from '../protocol/schema.js';
 import { COLLECTORS } from '../collectors/index.js';
 import type { AnyCollector } from '../collectors/types.js';
 
-export interface CollectorSettings {
-  enabled: boolean;
-  interval: number;
-  timeout: number;
-  [threshold: string]: unknown;
-}
-
-export interface Config {
-  node: string;
-  hostRoot: string;
-  runtime: { dockerSocket: string; containerdSocket: string; containerdNamespaces: string[]; timeout: number; settle: number; dockerRoot: string; containerdRoot: string };
-  agent: { listen: string; heartbeat: number; restartAfterUnreachable: number };
-  prune: { enabled: boolean; sandboxImages: string[]; containerdNamespaces: string[]; label: string };
-  kubernetes: { enabled: boolean; server: string; tokenFile: string; caFile: string; timeout: number; events: boolean; eventNamespace: string; eventInterval: number; eventsPerMinute: number };
-  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
-  collectors: Record<string, CollectorSettings>;
-}
-
-function collectorSection(c: AnyCollector): Spec<CollectorSettings> {
-  const fields: Record<string, Spec<unknown>> = {
+/** One collector's section: enabled, interval and timeout for every collector, then its own thresholds. */
+function collectorSection(c: AnyCollector) {
+  const fields: { enabled: Spec<boolean>; interval: Spec<number>; timeout: Spec<number>; [threshold: string]: Spec<unknown> } = {
     enabled: s.boolean({ default: true, doc: `run the ${c.name} collector` }),
     interval: s.duration({ default: `${c.defaultIntervalMs}ms`, min: 1000, doc: 'how often it runs' }),
     timeout: s.duration({ default: `${c.defaultTimeoutMs}ms`, min: 100, doc: 'how long one run may take before it is reported as timed out (unset: follows a shorter interval)' }),
     ...c.configSpec.fields,
   };
-  return s.object(fields, { doc: c.description }) as unknown as Spec<CollectorSettings>;
+  return s.object(fields, { doc: c.description });
 }
 
-export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS): ObjectSpec<Config> {
-  const sections: Record<string, Spec<unknown>> = {};
+/** `{ enabled: boolean; interval: number; timeout: number; [threshold: string]: unknown }`, inferred from the section's spec. */
+export type CollectorSettings = Infer<ReturnType<typeof collectorSection>>;
+
+/** The agent's config, inferred from configSpec (test/protocol/types.ts holds its shape). */
+export type Config = Infer<ReturnType<typeof configSpec>>;
+
+export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS) {
+  const sections: Record<string, ReturnType<typeof collectorSection>> = {};
   for (const c of collectors) sections[c.name] = collectorSection(c);
   return s.object({
     node: s.string({ default: '', doc: 'node name on findings (default: $NODE_NAME, else the hostname)' }),
@@ -87,7 +76,7 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS): Ob
     ),
     logLevel: s.oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const, { default: 'info', doc: 'pino log level' }),
     collectors: s.object(sections, { doc: 'per-collector settings and thresholds' }),
-  }) as unknown as ObjectSpec<Config>;
+  });
 }
 
 /** Durations in messages, written so they can be pasted back: 6.3s rather than 6300ms. */
@@ -100,7 +89,7 @@ const floor100 = (ms: number): number => Math.floor(ms / 100) * 100;
 
 /** What one run of a collector may wait out (its `waitsFor` keys), with their configured values. */
 export function waitsOf(c: AnyCollector, config: Config): { key: string; ms: number }[] {
-  const section = config.collectors[c.name] as Record<string, unknown> | undefined;
+  const section = config.collectors[c.name];
   return (c.waitsFor ?? []).map((key) => {
     const own = section?.[key];
     if (typeof own === 'number') return { key: `collectors.${c.name}.${key}`, ms: own };
@@ -224,7 +213,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   }
   if (opts.hostRoot !== undefined) merged['hostRoot'] = opts.hostRoot;
   if (opts.node !== undefined) merged['node'] = opts.node;
-  const config = configSpec().check(merged, '', problems) as Config;
+  const config: Config = configSpec().check(merged, '', problems);
   resolveTimeouts(config, merged, COLLECTORS, problems);
   if (problems.length > 0) {
     const where = opts.file ? ` in ${opts.file}` : '';

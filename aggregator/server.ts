@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import { KNOWN_CHECKS } from '../protocol/checks.js';
 import { NodewardenError, errnoCode, errorMessage } from '../protocol/errors.js';
 import { renderMetrics, type Metric } from '../protocol/metrics.js';
+import { encodePruneLine, type PruneLine } from '../protocol/prune-stream.js';
 import {
   AGGREGATOR_FEATURES,
   CLOSE,
@@ -452,7 +453,7 @@ export class Aggregator {
           case 'result': {
             const cmd = this.commands.get(msg.commandId);
             if (!cmd || cmd.node !== node) return; // a late answer to a command we gave up on
-            if (msg.type === 'progress') cmd.res.write(`${JSON.stringify({ type: 'progress', ...msg.progress })}\n`);
+            if (msg.type === 'progress') cmd.res.write(encodePruneLine({ type: 'progress', ...msg.progress }));
             else this.finishCommand(msg.commandId, { type: 'result', ...msg.result });
             return;
           }
@@ -687,7 +688,7 @@ export class Aggregator {
       const filter: TailFilter = {};
       for (const k of ['node', 'check', 'severity', 'state'] as const) {
         const v = url.searchParams.get(k);
-        if (v) filter[k] = v;
+        if (v) (filter as Record<string, string>)[k] = v; // severity and state are checked just below
       }
       if (filter.severity && !(SEVERITIES as readonly string[]).includes(filter.severity)) return this.json(res, 400, { error: 'severity must be info, warning or critical' });
       if (filter.state && !(FINDING_STATES as readonly string[]).includes(filter.state)) return this.json(res, 400, { error: 'state must be firing or resolved' });
@@ -775,7 +776,7 @@ export class Aggregator {
     const dryRun = args.dryRun === true;
     this.opts.log.info({ node, commandId: id, requestedBy: who, untilMs, dryRun }, 'prune requested');
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-    res.write(`${JSON.stringify({ type: 'accepted', commandId: id, node, untilMs, dryRun })}\n`);
+    res.write(encodePruneLine({ type: 'accepted', commandId: id, node, untilMs, dryRun }));
     const timer = setTimeout(() => this.finishCommand(id, { type: 'error', message: `no result from ${node} within ${this.opts.commandTimeoutMs} ms` }), this.opts.commandTimeoutMs);
     this.commands.set(id, { node, res, timer });
     res.on('close', () => {
@@ -784,13 +785,13 @@ export class Aggregator {
     this.send(agent.ws, { v: 1, type: 'command', id, command: 'prune', untilMs, dryRun, requestedBy: who });
   }
 
-  private finishCommand(id: string, last: object): void {
+  private finishCommand(id: string, last: Extract<PruneLine, { type: 'result' | 'error' }>): void {
     const cmd = this.commands.get(id);
     if (!cmd) return;
     this.commands.delete(id);
     clearTimeout(cmd.timer);
     this.opts.log.info({ node: cmd.node, commandId: id, outcome: last }, 'prune finished');
-    cmd.res.end(`${JSON.stringify(last)}\n`);
+    cmd.res.end(encodePruneLine(last));
   }
 
   private metrics(): string {

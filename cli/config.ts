@@ -53,7 +53,7 @@ function annotate(yamlText: string, spec: AnySpec): string {
 
 export function renderConfig(opts: ConfigOptions): string {
   const config = loadConfig({ file: opts.config, sets: opts.sets, hostRoot: opts.hostRoot, node: opts.node, resolveNode: false });
-  const spec = configSpec() as unknown as AnySpec;
+  const spec: AnySpec = configSpec();
   const doc = toDocument(spec, config) as Record<string, unknown>;
   return annotate(stringify(doc, { lineWidth: 0 }), spec);
 }

@@ -3,7 +3,8 @@
 // removed and what was kept, and why. Every string from the node is escaped before it is printed.
 import http from 'node:http';
 import https from 'node:https';
-import { NodewardenError } from '../protocol/errors.js';
+import { NodewardenError, errorMessage, isNodewardenError } from '../protocol/errors.js';
+import { MAX_PRUNE_LINE_BYTES, decodePruneLine, type PruneLine } from '../protocol/prune-stream.js';
 import { formatDuration } from '../protocol/schema.js';
 import { escapeForTerminal as esc, escapeJsonLine } from '../protocol/terminal.js';
 import { formatBytes } from '../collectors/common/text.js';
@@ -20,11 +21,6 @@ export interface PruneCliOptions {
   json: boolean;
   tty: boolean;
   out(text: string): void;
-}
-
-interface Line {
-  type: string;
-  [k: string]: unknown;
 }
 
 function bar(done: number, total: number, width = 24): string {
@@ -45,38 +41,40 @@ function renderKept(kept: RenderState['kept'], p: Painter): string {
   return `${p.bold(`kept ${kept.length} image(s)`)}:\n${table(['IMAGE', 'SIZE', 'WHY'], rows, { rightAlign: [1] }).replace(/^/gm, '  ')}\n`;
 }
 
-function render(line: Line, p: Painter, state: RenderState, tty: boolean): string | undefined {
-  const str = (k: string) => esc(String(line[k] ?? ''));
+function render(line: PruneLine, p: Painter, state: RenderState, tty: boolean): string | undefined {
   switch (line.type) {
     case 'accepted':
-      return `${line['dryRun'] ? 'dry run: listing' : 'removing'} unused images older than ${esc(state.until)} on ${str('node')}\n`;
+      return `${line.dryRun ? 'dry run: listing' : 'removing'} unused images older than ${esc(state.until)} on ${esc(line.node)}\n`;
     case 'progress': {
-      const size = Number(line['size']);
-      if (line['state'] === 'kept') {
-        state.kept.push({ image: str('image'), reason: str('reason'), size });
+      const size = line.size;
+      if (line.state === 'kept') {
+        state.kept.push({ image: esc(line.image), reason: esc(line.reason ?? ''), size });
         return undefined;
       }
-      if (line['state'] === 'removed') state.bytes += size;
-      const what = line['state'] === 'would-remove' ? 'would remove' : str('state');
-      const text = `${what.padEnd(12)} ${truncate(str('image'), 60).padEnd(60)} ${formatBytes(size).padStart(6)}${line['reason'] ? `  ${p.severity('critical', str('reason'))}` : ''}`;
+      if (line.state === 'removed') state.bytes += size;
+      const what = line.state === 'would-remove' ? 'would remove' : esc(line.state);
+      const text = `${what.padEnd(12)} ${truncate(esc(line.image), 60).padEnd(60)} ${formatBytes(size).padStart(6)}${line.reason ? `  ${p.severity('critical', esc(line.reason))}` : ''}`;
       if (!tty) return `${text}\n`;
-      return `\r\x1b[2K${text}\n${bar(Number(line['index']), Number(line['total']))} ${formatBytes(state.bytes)} reclaimed`;
+      return `\r\x1b[2K${text}\n${bar(line.index, line.total)} ${formatBytes(state.bytes)} reclaimed`;
     }
     case 'result': {
-      const errors = Array.isArray(line['errors']) ? (line['errors'] as unknown[]) : [];
-      const keptCount = Number(line['kept'] ?? state.kept.length);
-      const head = line['refused']
-        ? `refused: ${str('refused')}`
-        : line['dryRun']
-          ? `dry run on ${str('runtime')}: nothing removed; kept ${keptCount}`
-          : `removed ${str('removed')} image(s), ${formatBytes(Number(line['bytes']))} reclaimed (image sizes; layers other images share stay) on ${str('runtime')}; kept ${keptCount}`;
-      return `${tty ? '\r\x1b[2K' : ''}${head}\n${errors.map((e) => `  error: ${esc(String(e))}\n`).join('')}${line['refused'] ? '' : renderKept(state.kept, p)}`;
+      const keptCount = line.kept ?? state.kept.length;
+      const head = line.refused
+        ? `refused: ${esc(line.refused)}`
+        : line.dryRun
+          ? `dry run on ${esc(line.runtime)}: nothing removed; kept ${keptCount}`
+          : `removed ${line.removed} image(s), ${formatBytes(line.bytes)} reclaimed (image sizes; layers other images share stay) on ${esc(line.runtime)}; kept ${keptCount}`;
+      return `${tty ? '\r\x1b[2K' : ''}${head}\n${line.errors.map((e) => `  error: ${esc(e)}\n`).join('')}${line.refused ? '' : renderKept(state.kept, p)}`;
     }
     case 'error':
-      return `${tty ? '\r\x1b[2K' : ''}error: ${str('message')}\n`;
-    default:
-      return undefined;
+      return `${tty ? '\r\x1b[2K' : ''}error: ${esc(line.message)}\n`;
   }
+}
+
+/** A line refused by the decoder: said on its own line (as a JSON object with --json), and skipped. */
+function renderRefused(err: NodewardenError, json: boolean, tty: boolean): string {
+  if (json) return `${escapeJsonLine(JSON.stringify({ type: 'error', code: err.code, message: err.message }))}\n`;
+  return `${tty ? '\r\x1b[2K' : ''}error: ${esc(err.message)} (${err.code})\n`;
 }
 
 /** Resolves with the exit code: 0 done, 1 some images failed, 3 refused or not possible. */
@@ -114,23 +112,30 @@ export function runPrune(opts: PruneCliOptions): Promise<number> {
             const raw = buf.slice(0, nl);
             buf = buf.slice(nl + 1);
             if (!raw.trim()) continue;
-            let line: Line;
+            let line: PruneLine;
             try {
-              line = JSON.parse(raw) as Line;
-              if (typeof line !== 'object' || line === null) throw new Error('not an object');
-            } catch {
-              opts.out(`error: unreadable line from the aggregator: ${esc(truncate(raw, 200))}\n`);
+              line = decodePruneLine(raw);
+            } catch (err) {
+              opts.out(renderRefused(isNodewardenError(err) ? err : new NodewardenError('NW_ERR_PROTOCOL', errorMessage(err)), opts.json, opts.tty));
               continue;
             }
-            if (line.type === 'result') code = line['refused'] ? 3 : line['ok'] ? 0 : 1;
+            if (line.type === 'result') code = line.refused ? 3 : line.ok ? 0 : 1;
             if (opts.json) opts.out(`${escapeJsonLine(raw)}\n`);
             else {
               const text = render(line, p, state, opts.tty);
               if (text) opts.out(text);
             }
           }
+          // A line is at most MAX_PRUNE_LINE_BYTES: a peer that never ends one is cut off, not buffered.
+          if (buf.length > MAX_PRUNE_LINE_BYTES) {
+            res.destroy();
+            reject(new NodewardenError('NW_ERR_PROTOCOL', `a line from the aggregator is over the ${MAX_PRUNE_LINE_BYTES}-byte limit`));
+          }
         });
-        res.on('end', () => resolve(code));
+        res.on('end', () => {
+          if (buf.trim()) opts.out(renderRefused(new NodewardenError('NW_ERR_PROTOCOL', 'the stream from the aggregator ended inside a line'), opts.json, opts.tty));
+          resolve(code);
+        });
       },
     );
     req.on('error', (err) => reject(new NodewardenError('NW_ERR_USAGE', `cannot reach the aggregator at ${opts.url}: ${err.message}`)));

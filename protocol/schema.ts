@@ -16,10 +16,43 @@ export interface Spec<T> {
   describe(): string;
 }
 
-/** An object spec, whose fields other specs can extend. */
-export type ObjectSpec<T> = Spec<T> & { fields: Record<string, Spec<unknown>> };
+/**
+ * An object spec, whose fields other specs can extend. Its check always yields an object (absent input
+ * is an object of defaults), so its type has no `undefined`.
+ */
+export interface ObjectSpec<T, F extends Record<string, Spec<unknown>> = Record<string, Spec<unknown>>> extends Spec<T> {
+  readonly fields: F;
+  readonly defaultValue: T;
+  check(input: unknown, path: string, problems: Problem[]): T;
+}
 
+/**
+ * The type a spec yields. A spec that may yield nothing (no default, not required) has `undefined` in
+ * its type; in an object it becomes an optional key (see ObjectOf).
+ */
 export type Infer<S> = S extends Spec<infer T> ? T : never;
+
+/** A spec's type when its options give a default: then never absent. */
+type Defaulted<O, T> = O extends { default: unknown } ? T : T | undefined;
+
+/** Flattens an intersection for readable hover types and exact comparisons. */
+type Simplify<T> = { [K in keyof T]: T[K] } & {};
+
+/** Keys whose spec may yield nothing: optional in the object's type (an index signature is never one). */
+type OptionalKeys<F> = { [K in keyof F]: string extends K ? never : undefined extends Infer<F[K]> ? K : never }[keyof F];
+
+/**
+ * The type of an object spec's value: a field that always yields a value is a required key, one that
+ * may yield nothing is an optional key. An index signature (a record of sections) stays as it is.
+ */
+export type ObjectOf<F extends Record<string, Spec<unknown>>> = Simplify<
+  { [K in keyof F as string extends K ? K : K extends OptionalKeys<F> ? never : K]: Infer<F[K]> } & {
+    [K in keyof F as string extends K ? never : K extends OptionalKeys<F> ? K : never]?: Exclude<Infer<F[K]>, undefined>;
+  }
+>;
+
+/** The values of JSON: what a `jsonObject` holds (parsed JSON has nothing else). */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -115,22 +148,22 @@ export function jsonSize(value: unknown): number {
 }
 
 export const s = {
-  number(opts: { default?: number; min?: number; max?: number; integer?: boolean; doc: string }): Spec<number> {
+  number<O extends { default?: number; min?: number; max?: number; integer?: boolean; doc: string }>(opts: O): Spec<Defaulted<O, number>> {
     const { min, max, integer } = opts;
     const range = `${integer ? 'a whole number' : 'a number'}${min !== undefined ? ` >= ${min}` : ''}${max !== undefined ? ` <= ${max}` : ''}`;
-    return leaf('number', opts.doc, opts.default, range, (input) => {
+    return leaf<number>('number', opts.doc, opts.default, range, (input) => {
       if (typeof input !== 'number' || !Number.isFinite(input)) return fail(`must be ${range}, got ${typeName(input)}`);
       if (integer && !Number.isInteger(input)) return fail(`must be ${range}, got ${input}`);
       if ((min !== undefined && input < min) || (max !== undefined && input > max)) return fail(`must be ${range}, got ${input}`);
       return input;
-    });
+    }) as Spec<Defaulted<O, number>>;
   },
   /** A percentage, 0 to 100. */
-  percent(opts: { default?: number; doc: string }): Spec<number> {
-    return s.number({ ...opts, min: 0, max: 100 });
+  percent<O extends { default?: number; doc: string }>(opts: O): Spec<Defaulted<O, number>> {
+    return s.number({ ...opts, min: 0, max: 100 }) as Spec<Defaulted<O, number>>;
   },
   /** A duration written `30s`, `5m`, `72h` or a number of milliseconds; yields milliseconds. */
-  duration(opts: { default?: string; min?: number; doc: string }): Spec<number> {
+  duration<O extends { default?: string; min?: number; doc: string }>(opts: O): Spec<Defaulted<O, number>> {
     const def = opts.default === undefined ? undefined : parseDuration(opts.default);
     const min = opts.min ?? 0;
     return leaf('duration', opts.doc, def, 'a duration such as 500ms, 30s, 5m, 72h', (input) => {
@@ -138,15 +171,15 @@ export const s = {
       if (ms === undefined || !Number.isFinite(ms)) return fail(`must be a duration such as 500ms, 30s, 5m, 72h; got ${typeName(input)}`);
       if (ms < min) return fail(`must be at least ${formatDuration(min)}, got ${formatDuration(ms)}`);
       return ms;
-    });
+    }) as Spec<Defaulted<O, number>>;
   },
-  boolean(opts: { default?: boolean; doc: string }): Spec<boolean> {
-    return leaf('boolean', opts.doc, opts.default, 'true or false', (input) =>
+  boolean<O extends { default?: boolean; doc: string }>(opts: O): Spec<Defaulted<O, boolean>> {
+    return leaf<boolean>('boolean', opts.doc, opts.default, 'true or false', (input) =>
       typeof input === 'boolean' ? input : fail(`must be true or false, got ${typeName(input)}`),
-    );
+    ) as Spec<Defaulted<O, boolean>>;
   },
-  string(opts: { default?: string; doc: string; pattern?: RegExp; nonEmpty?: boolean; maxLength?: number }): Spec<string> {
-    return {
+  string<O extends { default?: string; doc: string; pattern?: RegExp; nonEmpty?: boolean; maxLength?: number }>(opts: O): Spec<Defaulted<O, string>> {
+    const spec: Spec<string> = {
       kind: 'string',
       doc: opts.doc,
       defaultValue: opts.default,
@@ -163,9 +196,10 @@ export const s = {
         return input;
       },
     };
+    return spec as Spec<Defaulted<O, string>>;
   },
-  oneOf<const V extends string>(values: readonly V[], opts: { default?: V; doc: string }): Spec<V> {
-    return {
+  oneOf<const V extends string, O extends { default?: V; doc: string } = { doc: string }>(values: readonly V[], opts: O): Spec<Defaulted<O, V>> {
+    const spec: Spec<V> = {
       kind: 'enum',
       doc: opts.doc,
       defaultValue: opts.default,
@@ -177,14 +211,34 @@ export const s = {
         return opts.default;
       },
     };
+    return spec as Spec<Defaulted<O, V>>;
+  },
+  /**
+   * Exactly this value, and required: a wire message's `v` and `type`, whose literal types make the
+   * union of messages a discriminated union.
+   */
+  literal<const V extends string | number>(value: V, opts: { doc?: string } = {}): Spec<V> {
+    return {
+      kind: 'literal',
+      doc: opts.doc ?? '',
+      defaultValue: undefined,
+      describe: () => JSON.stringify(value),
+      check(input, path, problems) {
+        if (input === value) return value;
+        problems.push({ path, message: input === undefined ? 'is required' : `must be ${JSON.stringify(value)}, got ${typeName(input)}` });
+        return undefined;
+      },
+    };
   },
   /**
    * Any JSON object (evidence and other free-form data), bounded in nesting depth and in size: walked
    * without recursion, so a hostile 5,000-deep value is refused here instead of overflowing the stack
    * of the next JSON.stringify.
    */
-  jsonObject(opts: { doc: string; optional?: boolean; maxDepth?: number; maxBytes?: number }): Spec<Record<string, unknown>> {
-    return {
+  jsonObject<O extends { doc: string; optional?: boolean; maxDepth?: number; maxBytes?: number }>(
+    opts: O,
+  ): Spec<O extends { optional: true } ? Record<string, JsonValue> | undefined : Record<string, JsonValue>> {
+    const spec: Spec<Record<string, JsonValue>> = {
       kind: 'json',
       doc: opts.doc,
       defaultValue: undefined,
@@ -203,16 +257,17 @@ export const s = {
           problems.push({ path, message: bound });
           return undefined;
         }
-        return input as Record<string, unknown>;
+        return input as Record<string, JsonValue>;
       },
     };
+    return spec as Spec<O extends { optional: true } ? Record<string, JsonValue> | undefined : Record<string, JsonValue>>;
   },
   /** An optional object: absent stays absent (instead of an object of defaults). */
   optional<T>(spec: Spec<T>): Spec<T | undefined> {
     return { ...spec, defaultValue: undefined, check: (input, path, problems) => (input === undefined ? undefined : spec.check(input, path, problems)) };
   },
   /** Marks a spec as required: absent input is a problem (wire messages have no defaults). */
-  required<T>(spec: Spec<T>): Spec<T> {
+  required<T>(spec: Spec<T>): Spec<Exclude<T, undefined>> {
     return {
       ...spec,
       check(input, path, problems) {
@@ -220,12 +275,14 @@ export const s = {
           problems.push({ path, message: 'is required' });
           return undefined;
         }
-        return spec.check(input, path, problems);
+        return spec.check(input, path, problems) as Exclude<T, undefined> | undefined;
       },
-    };
+    } as Spec<Exclude<T, undefined>>;
   },
-  list<T>(item: Spec<T>, opts: { default?: T[]; doc: string; maxItems?: number }): Spec<T[]> {
-    return {
+  /** A list; items that yield nothing are left out, so its items' type has no `undefined`. */
+  list<T, O extends { default?: Exclude<T, undefined>[]; doc: string; maxItems?: number } = { doc: string }>(item: Spec<T>, opts: O): Spec<Defaulted<O, Exclude<T, undefined>[]>> {
+    type Item = Exclude<T, undefined>;
+    const spec: Spec<Item[]> = {
       kind: 'list',
       doc: opts.doc,
       defaultValue: opts.default,
@@ -239,21 +296,19 @@ export const s = {
         if (opts.maxItems !== undefined && input.length > opts.maxItems) {
           problems.push({ path, message: `must have at most ${opts.maxItems} items, got ${input.length}` });
         }
-        const out: T[] = [];
+        const out: Item[] = [];
         input.forEach((element, i) => {
           const value = item.check(element === undefined ? null : element, `${path}[${i}]`, problems);
-          if (value !== undefined) out.push(value);
+          if (value !== undefined) out.push(value as Item);
         });
         return out;
       },
     };
+    return spec as Spec<Defaulted<O, Item[]>>;
   },
-  object<F extends Record<string, Spec<unknown>>>(
-    fields: F,
-    opts: { doc?: string; allowUnknown?: boolean } = {},
-  ): Spec<{ [K in keyof F]: Infer<F[K]> }> & { fields: F } {
-    type Out = { [K in keyof F]: Infer<F[K]> };
-    const spec = {
+  object<F extends Record<string, Spec<unknown>>>(fields: F, opts: { doc?: string; allowUnknown?: boolean } = {}): ObjectSpec<ObjectOf<F>, F> {
+    type Out = ObjectOf<F>;
+    const spec: ObjectSpec<Out, F> = {
       kind: 'object',
       doc: opts.doc ?? '',
       fields,
@@ -294,6 +349,12 @@ export const s = {
     return spec;
   },
 };
+
+/** The first three problems, each with its path, and how many more: one line for a refusal's reason. */
+export function summarizeProblems(problems: readonly Problem[], top = '(message)'): string {
+  const first = problems.slice(0, 3).map((p) => `${p.path || top} ${p.message}`).join('; ');
+  return `${first}${problems.length > 3 ? ` (+${problems.length - 3} more)` : ''}`;
+}
 
 /** Validates and returns the value with defaults filled, or the full list of problems. */
 export function validate<T>(spec: Spec<T>, input: unknown): { ok: true; value: T } | { ok: false; problems: Problem[] } {

@@ -1,8 +1,8 @@
 // The wire protocol between agents, the aggregator and tailers: versioned JSON messages, every field
 // validated on receipt, with a size limit. An invalid message gets a close code and a reason.
-import { FINDING_STATES, SEVERITIES, severityRank, type Finding, type Severity } from './finding.js';
-import { s, type Problem, type Spec } from './schema.js';
-import { TRANSITION_TYPES, type TimedTransition, type Transition } from './transition.js';
+import { FINDING_STATES, SEVERITIES, severityRank, type Finding } from './finding.js';
+import { s, summarizeProblems, type Infer, type Problem, type Spec } from './schema.js';
+import { TRANSITION_TYPES } from './transition.js';
 
 export const PROTOCOL_VERSION = 1;
 /** The largest message accepted, in bytes (a snapshot of a few thousand findings). */
@@ -54,61 +54,11 @@ export const FEATURES_HEADER = 'x-nodewarden-features';
 /** `refresh`: findings whose numbers changed but whose meaning did not (protocol/transition.ts). */
 export const AGGREGATOR_FEATURES = ['refresh'] as const;
 
-export interface CollectorStatusWire {
-  name: string;
-  status: string;
-  durationMs: number;
-  detail?: string;
-}
-
-export type PruneProgress = { image: string; size: number; state: 'removed' | 'failed' | 'would-remove' | 'kept'; reason?: string; index: number; total: number };
-export interface PruneResult {
-  ok: boolean;
-  dryRun: boolean;
-  runtime: string;
-  removed: number;
-  bytes: number;
-  errors: string[];
-  kept?: number;
-  refused?: string;
-}
-
-export type AgentMessage =
-  | { v: 1; type: 'hello'; protocol: number; node: string; agentVersion: string; collectors: string[] }
-  | { v: 1; type: 'snapshot'; findings: Finding[] }
-  | { v: 1; type: 'delta'; transitions: Transition[] }
-  /** Active findings with fresh numbers, same meaning: the aggregator's view changes, no transition. */
-  | { v: 1; type: 'refresh'; findings: Finding[] }
-  | { v: 1; type: 'status'; collectors: CollectorStatusWire[] }
-  | { v: 1; type: 'progress'; commandId: string; progress: PruneProgress }
-  | { v: 1; type: 'result'; commandId: string; result: PruneResult };
-
-export type AggregatorToAgent =
-  | { v: 1; type: 'welcome'; aggregatorVersion: string }
-  | { v: 1; type: 'command'; id: string; command: 'prune'; untilMs: number; dryRun: boolean; requestedBy: string };
-
-export interface TailFilter {
-  node?: string;
-  check?: string;
-  severity?: string;
-  state?: string;
-}
-
-/** A missing filter means every finding. */
-export type TailerMessage = { v: 1; type: 'subscribe'; filter?: TailFilter; sinceMs?: number };
-
-export type AggregatorToTailer =
-  /** The active set, possibly in several chunks: all but the last say more: true. */
-  | { v: 1; type: 'active'; findings: Finding[]; more?: boolean }
-  /** History, oldest first, possibly in several chunks: all but the last say more: true. */
-  | { v: 1; type: 'history'; transitions: TimedTransition[]; more?: boolean }
-  | { v: 1; type: 'transition'; transition: TimedTransition };
-
 const str = (doc: string, maxLength?: number) => s.required(s.string({ doc, ...(maxLength ? { maxLength } : {}) }));
 const nonEmpty = (doc: string, maxLength?: number) => s.required(s.string({ doc, nonEmpty: true, ...(maxLength ? { maxLength } : {}) }));
 /** An object that must be there and not null (the schema's config objects take null as empty). */
-function present<T>(spec: Spec<T>): Spec<T> {
-  return { ...spec, check: (input, path, problems) => (input === null || input === undefined ? (problems.push({ path, message: `is required and must be an object, got ${String(input)}` }), undefined) : spec.check(input, path, problems)) };
+function present<T>(spec: Spec<T>): Spec<Exclude<T, undefined>> {
+  return { ...spec, check: (input, path, problems) => (input === null || input === undefined ? (problems.push({ path, message: `is required and must be an object, got ${String(input)}` }), undefined) : (spec.check(input, path, problems) as Exclude<T, undefined> | undefined)) } as Spec<Exclude<T, undefined>>;
 }
 const iso = (doc: string) => s.required(s.string({ doc, pattern: /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/ }));
 
@@ -122,6 +72,7 @@ const workloadSpec = s.object({
   podUid: workloadField(),
 });
 
+/** A finding as it crosses the wire; its type is protocol/finding.ts's `Finding` (test/protocol/types.ts holds them equal). */
 export const findingSpec = present(s.object({
   id: nonEmpty('stable id', L.idChars),
   node: s.required(s.string({ doc: 'node', nonEmpty: true, pattern: NODE_NAME })),
@@ -141,50 +92,76 @@ const transitionSpec = s.object({
   type: s.required(s.oneOf(TRANSITION_TYPES, { doc: '' })),
   finding: findingSpec,
 });
+/** A transition as the aggregator keeps and sends it; its type is protocol/transition.ts's `TimedTransition`. */
+const timedTransitionSpec = s.object({ ...transitionSpec.fields, at: iso('') });
 
 const MAX_ITEMS = 20_000;
 
-const agentSpecs: Record<string, Spec<unknown>> = {
-  hello: s.object({ v: s.number({ doc: '' }), type: str(''), protocol: s.required(s.number({ doc: '', integer: true })), node: s.required(s.string({ doc: '', nonEmpty: true, pattern: NODE_NAME })), agentVersion: str('', 128), collectors: s.required(s.list(s.string({ doc: '', maxLength: 128 }), { doc: '', maxItems: 200 })) }),
-  snapshot: s.object({ v: s.number({ doc: '' }), type: str(''), findings: s.required(s.list(findingSpec, { doc: '', maxItems: MAX_ITEMS })) }),
-  delta: s.object({ v: s.number({ doc: '' }), type: str(''), transitions: s.required(s.list(transitionSpec, { doc: '', maxItems: MAX_ITEMS })) }),
-  refresh: s.object({ v: s.number({ doc: '' }), type: str(''), findings: s.required(s.list(findingSpec, { doc: '', maxItems: MAX_ITEMS })) }),
-  status: s.object({
-    v: s.number({ doc: '' }),
-    type: str(''),
-    collectors: s.required(s.list(present(s.object({ name: str('', 128), status: str('', 64), durationMs: s.required(s.number({ doc: '', min: 0 })), detail: s.string({ doc: '', maxLength: L.messageChars }), finishedAt: s.string({ doc: '', maxLength: 64 }) })), { doc: '', maxItems: 200 })),
-  }),
-  progress: s.object({
-    v: s.number({ doc: '' }),
-    type: str(''),
-    commandId: nonEmpty('', 64),
-    progress: present(s.object({ image: str('', 1024), size: s.required(s.number({ doc: '', min: 0 })), state: s.required(s.oneOf(['removed', 'failed', 'would-remove', 'kept'] as const, { doc: '' })), reason: s.string({ doc: '', maxLength: L.messageChars }), index: s.required(s.number({ doc: '', min: 0, integer: true })), total: s.required(s.number({ doc: '', min: 0, integer: true })) })),
-  }),
-  result: s.object({
-    v: s.number({ doc: '' }),
-    type: str(''),
-    commandId: nonEmpty('', 64),
-    result: present(s.object({ ok: s.required(s.boolean({ doc: '' })), dryRun: s.required(s.boolean({ doc: '' })), runtime: str('', 64), removed: s.required(s.number({ doc: '', min: 0 })), bytes: s.required(s.number({ doc: '', min: 0 })), errors: s.required(s.list(s.string({ doc: '', maxLength: L.messageChars }), { doc: '', maxItems: 1000 })), kept: s.number({ doc: '' }), refused: s.string({ doc: '', maxLength: L.messageChars }) })),
-  }),
+/** Every message starts with these two: the version and its own type, as literal types. */
+const head = <const T extends string>(type: T) => ({ v: s.literal(PROTOCOL_VERSION), type: s.literal(type) });
+
+export const collectorStatusSpec = s.object({ name: str('', 128), status: str('', 64), durationMs: s.required(s.number({ doc: '', min: 0 })), detail: s.string({ doc: '', maxLength: L.messageChars }), finishedAt: s.string({ doc: '', maxLength: 64 }) });
+export type CollectorStatusWire = Infer<typeof collectorStatusSpec>;
+
+/** One image an agent's prune handled: `kept` ones say why in `reason` (README, Design). */
+export const pruneProgressSpec = s.object({ image: str('', 1024), size: s.required(s.number({ doc: '', min: 0 })), state: s.required(s.oneOf(['removed', 'failed', 'would-remove', 'kept'] as const, { doc: '' })), reason: s.string({ doc: '', maxLength: L.messageChars }), index: s.required(s.number({ doc: '', min: 0, integer: true })), total: s.required(s.number({ doc: '', min: 0, integer: true })) });
+export type PruneProgress = Infer<typeof pruneProgressSpec>;
+
+export const pruneResultSpec = s.object({ ok: s.required(s.boolean({ doc: '' })), dryRun: s.required(s.boolean({ doc: '' })), runtime: str('', 64), removed: s.required(s.number({ doc: '', min: 0 })), bytes: s.required(s.number({ doc: '', min: 0 })), errors: s.required(s.list(s.string({ doc: '', maxLength: L.messageChars }), { doc: '', maxItems: 1000 })), kept: s.number({ doc: '' }), refused: s.string({ doc: '', maxLength: L.messageChars }) });
+export type PruneResult = Infer<typeof pruneResultSpec>;
+
+const agentSpecs = {
+  hello: s.object({ ...head('hello'), protocol: s.required(s.number({ doc: '', integer: true })), node: s.required(s.string({ doc: '', nonEmpty: true, pattern: NODE_NAME })), agentVersion: str('', 128), collectors: s.required(s.list(s.string({ doc: '', maxLength: 128 }), { doc: '', maxItems: 200 })) }),
+  snapshot: s.object({ ...head('snapshot'), findings: s.required(s.list(findingSpec, { doc: '', maxItems: MAX_ITEMS })) }),
+  delta: s.object({ ...head('delta'), transitions: s.required(s.list(transitionSpec, { doc: '', maxItems: MAX_ITEMS })) }),
+  /** Active findings with fresh numbers, same meaning: the aggregator's view changes, no transition. */
+  refresh: s.object({ ...head('refresh'), findings: s.required(s.list(findingSpec, { doc: '', maxItems: MAX_ITEMS })) }),
+  status: s.object({ ...head('status'), collectors: s.required(s.list(present(collectorStatusSpec), { doc: '', maxItems: 200 })) }),
+  progress: s.object({ ...head('progress'), commandId: nonEmpty('', 64), progress: present(pruneProgressSpec) }),
+  result: s.object({ ...head('result'), commandId: nonEmpty('', 64), result: present(pruneResultSpec) }),
 };
 
-const tailerSpecs: Record<string, Spec<unknown>> = {
+/** The union of the types of a table of message specs. */
+export type MessageOf<T> = { [K in keyof T]: Infer<T[K]> }[keyof T];
+
+export type AgentMessage = MessageOf<typeof agentSpecs>;
+
+/** What a tailer may ask for; every key is optional (absent: any). */
+export const tailFilterSpec = s.object({ node: s.string({ doc: '', maxLength: 253 }), check: s.string({ doc: '', maxLength: L.checkChars }), severity: s.oneOf(SEVERITIES, { doc: '' }), state: s.oneOf(FINDING_STATES, { doc: '' }) });
+export type TailFilter = Infer<typeof tailFilterSpec>;
+
+const tailerSpecs = {
   subscribe: s.object({
-    v: s.number({ doc: '' }),
-    type: str(''),
+    ...head('subscribe'),
     // Optional (absent: every finding), but null is refused rather than taken for "no filter".
-    filter: s.optional(present(s.object({ node: s.string({ doc: '', maxLength: 253 }), check: s.string({ doc: '', maxLength: L.checkChars }), severity: s.oneOf(SEVERITIES, { doc: '' }), state: s.oneOf(FINDING_STATES, { doc: '' }) }))),
+    filter: s.optional(present(tailFilterSpec)),
     sinceMs: s.number({ doc: '', min: 0 }),
   }),
 };
 
-const aggregatorSpecs: Record<string, Spec<unknown>> = {
-  welcome: s.object({ v: s.number({ doc: '' }), type: str(''), aggregatorVersion: str('') }),
-  command: s.object({ v: s.number({ doc: '' }), type: str(''), id: nonEmpty(''), command: s.required(s.oneOf(['prune'] as const, { doc: '' })), untilMs: s.required(s.number({ doc: '', min: 0 })), dryRun: s.required(s.boolean({ doc: '' })), requestedBy: str('') }),
-  active: s.object({ v: s.number({ doc: '' }), type: str(''), findings: s.required(s.list(findingSpec, { doc: '' })), more: s.boolean({ doc: '' }) }),
-  history: s.object({ v: s.number({ doc: '' }), type: str(''), transitions: s.required(s.list(s.object({ ...transitionSpec.fields, at: iso('') }), { doc: '' })), more: s.boolean({ doc: '' }) }),
-  transition: s.object({ v: s.number({ doc: '' }), type: str(''), transition: s.object({ ...transitionSpec.fields, at: iso('') }) }),
+/** A missing filter means every finding. */
+export type TailerMessage = MessageOf<typeof tailerSpecs>;
+
+const toAgentSpecs = {
+  welcome: s.object({ ...head('welcome'), aggregatorVersion: str('') }),
+  command: s.object({ ...head('command'), id: nonEmpty(''), command: s.required(s.oneOf(['prune'] as const, { doc: '' })), untilMs: s.required(s.number({ doc: '', min: 0 })), dryRun: s.required(s.boolean({ doc: '' })), requestedBy: str('') }),
 };
+
+const toTailerSpecs = {
+  /** The active set, possibly in several chunks: all but the last say more: true. */
+  active: s.object({ ...head('active'), findings: s.required(s.list(findingSpec, { doc: '' })), more: s.boolean({ doc: '' }) }),
+  /** History, oldest first, possibly in several chunks: all but the last say more: true. */
+  history: s.object({ ...head('history'), transitions: s.required(s.list(timedTransitionSpec, { doc: '' })), more: s.boolean({ doc: '' }) }),
+  transition: s.object({ ...head('transition'), transition: timedTransitionSpec }),
+};
+
+export type AggregatorToAgent = MessageOf<typeof toAgentSpecs>;
+export type AggregatorToTailer = MessageOf<typeof toTailerSpecs>;
+
+const aggregatorSpecs = { ...toAgentSpecs, ...toTailerSpecs };
+
+/** The message specs by direction, for the type-level test (test/protocol/types.ts). */
+export type MessageSpecs = { agent: typeof agentSpecs; tailer: typeof tailerSpecs; toAgent: typeof toAgentSpecs; toTailer: typeof toTailerSpecs };
 
 export class WireError extends Error {
   constructor(
@@ -197,14 +174,14 @@ export class WireError extends Error {
 }
 
 /** A peer's value for a close reason: short, and never serialized whole (it may nest 5,000 deep). */
-function shown(v: unknown): string {
+export function shown(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.slice(0, 40));
   if (typeof v === 'object' && v !== null) return Array.isArray(v) ? 'a list' : 'an object';
   return String(v);
 }
 
 /** Parses and validates one message against the specs of its direction; throws WireError. */
-function decode<T>(raw: string | Buffer, specs: Record<string, Spec<unknown>>): T {
+function decode<T>(raw: string | Buffer, specs: Readonly<Record<string, Spec<unknown>>>): T {
   const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.length;
   if (size > MAX_MESSAGE_BYTES) throw new WireError(CLOSE.TOO_BIG, `message of ${size} bytes is over the ${MAX_MESSAGE_BYTES}-byte limit`);
   let msg: unknown;
@@ -225,8 +202,7 @@ function decode<T>(raw: string | Buffer, specs: Record<string, Spec<unknown>>): 
     throw new WireError(CLOSE.MALFORMED, `invalid ${type}: not a valid message`);
   }
   if (problems.length > 0) {
-    const first = problems.slice(0, 3).map((p) => `${p.path || '(message)'} ${p.message}`).join('; ');
-    throw new WireError(CLOSE.MALFORMED, `invalid ${type}: ${first}${problems.length > 3 ? ` (+${problems.length - 3} more)` : ''}`.slice(0, 120));
+    throw new WireError(CLOSE.MALFORMED, `invalid ${type}: ${summarizeProblems(problems)}`.slice(0, 120));
   }
   if (type === 'hello' && (msg as { protocol: number }).protocol !== PROTOCOL_VERSION) {
     throw new WireError(CLOSE.VERSION, `unsupported protocol version ${(msg as { protocol: number }).protocol}`);
@@ -247,7 +223,7 @@ export function matchesFilter(f: Finding, filter: TailFilter): boolean {
   if (filter.node && f.node !== filter.node) return false;
   if (filter.check && f.check !== filter.check && !f.check.startsWith(`${filter.check}.`)) return false;
   if (filter.severity) {
-    if (severityRank(f.severity) < severityRank(filter.severity as Severity)) return false;
+    if (severityRank(f.severity) < severityRank(filter.severity)) return false;
   }
   if (filter.state && f.state !== filter.state) return false;
   return true;

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { dockerTry, makeLabelledImage, requireRuntime } from '../helpers/runtime.js';
 import http from 'node:http';
 import { QUIET_COLLECTORS, TOKENS, freePort, run, runAsync, runSync, startAggregator, waitForNode, writeTokens } from '../helpers/processes.js';
+import { runPrune } from '../../cli/prune.js';
 
 // Every byte a terminal acts on, except the newline that ends each line.
 const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
@@ -37,6 +38,41 @@ t.test('prune output: durations as given, what was kept and why, every string fr
   t.notMatch(json.stdout, CONTROL, '--json: no C1 either');
   t.equal(json.stdout.trim().split('\n').length, lines.length);
   t.equal((JSON.parse(json.stdout.trim().split('\n')[4]!) as { runtime: string }).runtime, 'docker\u009b2J', 'the JSON value is unchanged');
+});
+
+t.test('prune: a malformed or hostile line from the aggregator is refused with NW_ERR_PROTOCOL, never obeyed', async (t) => {
+  let body = '';
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.end(body);
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const prune = async (lines: string[], json = false) => {
+    body = lines.join('\n');
+    let out = '';
+    const code = await runPrune({ url: `http://127.0.0.1:${port}`, token: TOKENS.admin, node: 'n1', untilMs: 1000, until: '1s', dryRun: false, json, tty: false, out: (s) => (out += s) });
+    return { code, out };
+  };
+  const accepted = JSON.stringify({ type: 'accepted', commandId: 'c1', node: 'n1', untilMs: 1000, dryRun: false });
+  // `ok: "yes"` was truthy: exit 0 and "removed undefined image(s)".
+  const fake = await prune([accepted, JSON.stringify({ type: 'result', ok: 'yes', removed: 'all' }), '']);
+  t.equal(fake.code, 3, 'a result that is not a result decides nothing: exit 3, not 0');
+  t.match(fake.out, /error: invalid result line from the aggregator: ok must be true or false, got string "yes".* \(NW_ERR_PROTOCOL\)\n/);
+  t.notMatch(fake.out, /removed/);
+  const hostile = await prune([accepted, '{"type":"__proto__"}', '{not json \u001b[2J', JSON.stringify({ type: 'progress', image: { toString: 'x' }, size: 1, state: 'removed', index: 0, total: 1 }), JSON.stringify({ type: 'result', ok: true, dryRun: false, runtime: 'docker', removed: 0, bytes: 0, errors: [] }), '']);
+  t.equal(hostile.code, 0, 'the valid result still decides');
+  t.match(hostile.out, /unknown line type "__proto__" from the aggregator \(NW_ERR_PROTOCOL\)/);
+  t.match(hostile.out, /unreadable line from the aggregator: \{not json \\x1b\[2J \(NW_ERR_PROTOCOL\)/, 'quoted, escaped');
+  t.match(hostile.out, /invalid progress line from the aggregator: image must be a string, got an object/);
+  t.notMatch(hostile.out, CONTROL, 'no control character on stdout');
+  const json = await prune([accepted, '{"type":"result","ok":"yes"}', ''], true);
+  const rows = json.out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.same(rows.map((r) => [r['type'], r['code']]), [['accepted', undefined], ['error', 'NW_ERR_PROTOCOL']], '--json: the refusal is a JSON error line too');
+  const cut = await prune([accepted, '{"type":"result","ok":true']);
+  t.match(cut.out, /the stream from the aggregator ended inside a line \(NW_ERR_PROTOCOL\)/);
+  t.equal(cut.code, 3);
 });
 
 t.test('live: nodewarden prune through the aggregator to the agent; a disabled agent refuses', async (t) => {

@@ -1,7 +1,9 @@
 // Evicted pods: the runbooks' `kubectl get pods | grep Evicted | awk | xargs kubectl delete pod` loop.
 // Lists pods kubelet evicted (phase Failed, reason Evicted) with their node and message, and deletes
-// them when asked. Uses @kubernetes/client-node for the kubeconfig (contexts, exec plugins, in-cluster).
+// them when asked (`nodewarden evicted`), or on a schedule in the aggregator (`--evicted-cleanup`).
+// Uses @kubernetes/client-node for the kubeconfig (contexts, exec plugins, in-cluster).
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
 import { NodewardenError, errorMessage } from '../protocol/errors.js';
 
 export interface EvictedPod {
@@ -87,4 +89,30 @@ export async function deleteEvicted(api: CoreV1Api, pods: readonly EvictedPod[],
     }
   }
   return failed;
+}
+
+/** One cleanup round: evicted pods older than `olderThanMs` are deleted, each logged; it never throws. */
+export async function cleanUpEvicted(api: CoreV1Api, olderThanMs: number, log: Logger): Promise<void> {
+  try {
+    const pods = await listEvicted(api, { olderThanMs });
+    const failed = await deleteEvicted(api, pods, (p) => log.info({ namespace: p.namespace, pod: p.name, node: p.node, evictedAt: p.evictedAt }, 'deleted evicted pod'));
+    log.info({ found: pods.length, failed: failed.length }, 'evicted-pod cleanup done');
+    for (const f of failed) log.warn({ pod: `${f.pod.namespace}/${f.pod.name}`, error: f.error }, 'could not delete evicted pod');
+  } catch (err) {
+    log.error({ err: errorMessage(err) }, 'evicted-pod cleanup failed');
+  }
+}
+
+export interface EvictedCleanupOptions {
+  everyMs: number;
+  olderThanMs: number;
+  log: Logger;
+}
+
+/** The aggregator's `--evicted-cleanup`: a round now, then one every `everyMs`; returns the stop. */
+export function scheduleEvictedCleanup(api: CoreV1Api, opts: EvictedCleanupOptions): () => void {
+  const round = () => void cleanUpEvicted(api, opts.olderThanMs, opts.log);
+  const timer = setInterval(round, opts.everyMs);
+  round();
+  return () => clearInterval(timer);
 }

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { createLogger } from '../agent/log.js';
 import { Aggregator, DEFAULT_LIMITS, type AggregatorLimits } from '../aggregator/server.js';
 import { TokenWatcher, loadTokens, type Token } from '../aggregator/auth.js';
-import { NodewardenError, errorMessage } from '../protocol/errors.js';
+import { NodewardenError } from '../protocol/errors.js';
 import { parseDuration } from '../protocol/schema.js';
 import { VERSION } from '../protocol/version.js';
 
@@ -102,30 +102,20 @@ export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
     log.info({ dir }, 'SIGHUP: reloading tokens');
     watcher.reload();
   });
-  let cleanup: NodeJS.Timeout | undefined;
+  let stopCleanup: (() => void) | undefined;
   if (opts.evictedCleanup !== undefined) {
-    const every = duration('--evicted-cleanup', opts.evictedCleanup, 600_000);
+    const everyMs = duration('--evicted-cleanup', opts.evictedCleanup, 600_000);
     const olderThanMs = duration('--evicted-older-than', opts.evictedOlderThan, 3_600_000);
-    const { kubeApi, listEvicted, deleteEvicted } = await import('../aggregator/evicted.js');
+    // Loaded only when asked for: @kubernetes/client-node costs memory (README, Design).
+    const { kubeApi, scheduleEvictedCleanup } = await import('../aggregator/evicted.js');
     const { api } = await kubeApi();
-    const sweep = async () => {
-      try {
-        const pods = await listEvicted(api, { olderThanMs });
-        const failed = await deleteEvicted(api, pods, (p) => log.info({ namespace: p.namespace, pod: p.name, node: p.node, evictedAt: p.evictedAt }, 'deleted evicted pod'));
-        log.info({ found: pods.length, failed: failed.length }, 'evicted-pod cleanup done');
-        for (const f of failed) log.warn({ pod: `${f.pod.namespace}/${f.pod.name}`, error: f.error }, 'could not delete evicted pod');
-      } catch (err) {
-        log.error({ err: errorMessage(err) }, 'evicted-pod cleanup failed');
-      }
-    };
-    cleanup = setInterval(() => void sweep(), every);
-    void sweep();
+    stopCleanup = scheduleEvictedCleanup(api, { everyMs, olderThanMs, log });
   }
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', () => resolve());
     process.once('SIGINT', () => resolve());
   });
-  clearInterval(cleanup);
+  stopCleanup?.();
   watcher.stop();
   log.info('aggregator stopping');
   await agg.stop();

@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
-import { deleteEvicted, listEvicted } from '../../aggregator/evicted.js';
+import { pino } from 'pino';
+import { cleanUpEvicted, deleteEvicted, listEvicted, scheduleEvictedCleanup } from '../../aggregator/evicted.js';
 
 const NOW = Date.parse('2026-12-01T12:00:00Z');
 function pod(ns: string, name: string, reason: string | undefined, at: string): V1Pod {
@@ -65,4 +66,42 @@ t.test('delete reports each pod it could not delete and carries on with the rest
   t.same(calls, ['delete a/stuck', 'delete a/gone']);
   t.equal(failed.length, 1);
   t.match(failed[0]?.error, /404 pods "stuck" not found/);
+});
+
+function logLines() {
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+  return { log, lines };
+}
+
+t.test('a cleanup round deletes the evicted pods past the cut-off, logs each, and the ones it could not delete', async (t) => {
+  const old = new Date(Date.now() - 2 * 3_600_000).toISOString();
+  const { api, calls } = fakeApi([pod('shop', 'web-1', 'Evicted', old), pod('shop', 'stuck-1', 'Evicted', old), pod('shop', 'fresh', 'Evicted', new Date().toISOString()), pod('shop', 'oom', 'OOMKilled', old)]);
+  const { log, lines } = logLines();
+  await cleanUpEvicted(api, 3_600_000, log);
+  t.same(calls, ['list * status.phase=Failed', 'delete shop/stuck-1', 'delete shop/web-1'], 'only evicted pods older than an hour, cluster-wide');
+  t.match(lines.find((l) => l['msg'] === 'deleted evicted pod'), { namespace: 'shop', pod: 'web-1', node: 'node-a' });
+  t.match(lines.find((l) => l['msg'] === 'evicted-pod cleanup done'), { found: 2, failed: 1 });
+  t.match(lines.find((l) => l['msg'] === 'could not delete evicted pod'), { level: 40, pod: 'shop/stuck-1', error: /404/ });
+});
+
+t.test('a round that cannot list is logged with the API server’s reason and does not throw (the aggregator serves on)', async (t) => {
+  const { api } = fakeApi([], { code: 403, body: '{"message":"pods is forbidden"}' });
+  const { log, lines } = logLines();
+  await t.resolves(cleanUpEvicted(api, 0, log));
+  t.match(lines.find((l) => l['msg'] === 'evicted-pod cleanup failed'), { level: 50, err: /403 pods is forbidden/ });
+});
+
+t.test('the schedule runs a round at once and then every interval, until stopped', async (t) => {
+  const { api, calls } = fakeApi([]);
+  const { log } = logLines();
+  const stop = scheduleEvictedCleanup(api, { everyMs: 5, olderThanMs: 0, log });
+  t.equal(calls.length, 1, 'the first round starts at once, not after the first interval');
+  await new Promise<void>((resolve) => {
+    const wait = setInterval(() => calls.length >= 3 && (clearInterval(wait), resolve()), 2);
+  });
+  stop();
+  const rounds = calls.length;
+  await new Promise((resolve) => setTimeout(resolve, 30));
+  t.equal(calls.length, rounds, 'no round after stop');
 });

@@ -1,0 +1,142 @@
+// The agent protocol: hello (who may speak for which node), then snapshot, delta, refresh and status
+// into the fleet, and the answers to commands handed to the command broker. One connection per node:
+// a newer agent replaces an older one. In Kubernetes mode a node must exist in the cluster.
+import type { Logger } from 'pino';
+import { CLOSE, decodeAgentMessage, type AggregatorToAgent } from '../protocol/wire.js';
+import type { CommandBroker } from './commands.js';
+import type { Conn, Connections } from './connections.js';
+import type { Fleet } from './fleet.js';
+import type { KubeAgentAuth } from './kube-auth.js';
+import { NodesPerToken, type AggregatorLimits } from './limits.js';
+
+export interface AgentsOptions {
+  fleet: Fleet;
+  connections: Connections;
+  commands: CommandBroker;
+  limits: Pick<AggregatorLimits, 'handshakeTimeoutMs' | 'maxNodesPerToken'>;
+  /** `--agent-auth kubernetes`: nodes are checked against the cluster. */
+  kubeAuth?: KubeAgentAuth;
+  /** The aggregator's version, told in the welcome. */
+  version: string;
+  /** Forgets a node in the fleet and the journal; false when it was not known. */
+  forget: (node: string, why: string) => boolean;
+  log: Logger;
+}
+
+export class Agents {
+  private readonly byNode = new Map<string, Conn>();
+  /** Nodes each shared agent token has spoken for. */
+  private readonly tokenNodes: NodesPerToken;
+
+  constructor(private readonly opts: AgentsOptions) {
+    this.tokenNodes = new NodesPerToken(opts.limits.maxNodesPerToken);
+    opts.fleet.on('forget', (node: string) => this.tokenNodes.release(node));
+  }
+
+  /** Nodes with an agent connected. */
+  get size(): number {
+    return this.byNode.size;
+  }
+
+  connected(node: string): boolean {
+    return this.byNode.has(node);
+  }
+
+  /** Sends to the agent connected for `node`, if there is one and its socket is open. */
+  send(node: string, msg: AggregatorToAgent): void {
+    const conn = this.byNode.get(node);
+    if (conn) this.opts.connections.send(conn.ws, msg);
+  }
+
+  /** An agent that has just upgraded: it must say hello within the handshake deadline. */
+  add(conn: Conn): void {
+    const { connections, fleet, commands, limits, log } = this.opts;
+    const helloTimer = setTimeout(() => connections.close(conn, CLOSE.MALFORMED, `expected hello within ${limits.handshakeTimeoutMs} ms`), limits.handshakeTimeoutMs);
+    conn.ws.on('message', (raw: Buffer) =>
+      connections.guard(conn, 'agent', () => {
+        const msg = connections.receive(conn, raw, decodeAgentMessage);
+        if (!msg) return;
+        if (msg.type === 'hello') {
+          clearTimeout(helloTimer);
+          return this.hello(conn, msg.node, msg.agentVersion, msg.collectors);
+        }
+        const node = conn.node;
+        if (!node) return connections.close(conn, CLOSE.MALFORMED, `expected hello first, got ${msg.type}`);
+        fleet.touch(node);
+        switch (msg.type) {
+          case 'snapshot':
+          case 'delta':
+          case 'refresh': {
+            const findings = msg.type === 'delta' ? msg.transitions.map((t) => t.finding) : msg.findings;
+            const stranger = findings.find((f) => f.node !== node);
+            if (stranger) return connections.close(conn, CLOSE.MALFORMED, `finding for node ${stranger.node} on ${node}'s connection`);
+            if (msg.type === 'snapshot') fleet.applySnapshot(node, msg.findings);
+            else if (msg.type === 'delta') fleet.applyDelta(node, msg.transitions);
+            else fleet.applyRefresh(node, msg.findings);
+            return;
+          }
+          case 'status':
+            fleet.setStatus(node, msg.collectors);
+            return;
+          case 'progress':
+          case 'result':
+            commands.answer(node, msg);
+            return;
+        }
+      }),
+    );
+    conn.ws.on('close', () => {
+      clearTimeout(helloTimer);
+      if (conn.node && this.byNode.get(conn.node) === conn) {
+        this.byNode.delete(conn.node);
+        fleet.disconnect(conn.node);
+        log.warn({ node: conn.node }, 'agent disconnected');
+        commands.agentGone(conn.node);
+      }
+    });
+  }
+
+  /** Kubernetes mode: nodes without an agent that no longer exist in the cluster are forgotten. */
+  async sweepDeletedNodes(): Promise<void> {
+    const kube = this.opts.kubeAuth;
+    if (!kube) return;
+    for (const info of this.opts.fleet.nodeInfos()) {
+      if (info.connected) continue;
+      const exists = await kube.nodeExists(info.node);
+      if (exists === false && !this.byNode.has(info.node)) this.opts.forget(info.node, 'deleted from the cluster');
+    }
+  }
+
+  /**
+   * A node-bound credential speaks only for its node; a shared token for at most maxNodesPerToken
+   * nodes, and never in place of a node-bound agent that is connected.
+   */
+  private hello(conn: Conn, node: string, agentVersion: string, collectors: string[]): void {
+    const { connections, fleet, log } = this.opts;
+    if (conn.node) return connections.close(conn, CLOSE.MALFORMED, 'hello sent twice');
+    const bound = conn.who.node;
+    if (bound !== undefined && bound !== node) return connections.close(conn, CLOSE.FORBIDDEN, `this credential speaks for node ${bound}, not ${node}`);
+    const previous = this.byNode.get(node);
+    if (bound === undefined) {
+      if (previous?.who.node === node) return connections.close(conn, CLOSE.FORBIDDEN, `node ${node} has a node-bound agent connected; a shared token cannot replace it`);
+      const used = this.tokenNodes.claim(conn.who.name, node);
+      if (used !== undefined) return connections.close(conn, CLOSE.FORBIDDEN, `token ${conn.who.name} already speaks for ${used} nodes, its limit`);
+    }
+    if (previous && previous !== conn) connections.close(previous, CLOSE.REPLACED, `another agent connected for node ${node}`);
+    conn.node = node;
+    this.byNode.set(node, conn);
+    fleet.connect(node, { agentVersion, collectors });
+    connections.send(conn.ws, { v: 1, type: 'welcome', aggregatorVersion: this.opts.version });
+    log.info({ node, agentVersion, who: conn.who.name, bound: bound !== undefined }, 'agent connected');
+    // In Kubernetes mode a shared token may speak only for nodes that exist: checked after the welcome
+    // (the agent's first messages are not held up), and a made-up node is refused and forgotten.
+    const kube = this.opts.kubeAuth;
+    if (kube && bound === undefined) {
+      void kube.nodeExists(node).then((exists) => {
+        if (exists !== false || this.byNode.get(node) !== conn) return;
+        connections.close(conn, CLOSE.FORBIDDEN, `node ${node} does not exist in the cluster`);
+        this.opts.forget(node, `a shared token (${conn.who.name}) said hello for it, but no such node exists`);
+      });
+    }
+  }
+}

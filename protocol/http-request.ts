@@ -93,12 +93,14 @@ function exchange(opts: HttpRequestOptions, sink: Sink): Promise<unknown> {
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
     let req: http.ClientRequest | undefined;
+    let complete = false;
     const done = (err: Error | undefined, value?: unknown) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
-      req?.destroy();
+      // A response read to its end leaves the connection to the agent's keep-alive pool; anything else closes it.
+      if (!complete) req?.destroy();
       if (err) reject(err);
       else resolve(value);
     };
@@ -130,9 +132,10 @@ function exchange(opts: HttpRequestOptions, sink: Sink): Promise<unknown> {
         res.on('data', (c: string) => {
           if (text.length < STATUS_TEXT_MAX) text = (text + c).slice(0, STATUS_TEXT_MAX);
         });
-        res.on('end', () =>
-          guard(() => done(opts.statusError ? opts.statusError(status, text) : fail('status', `${status} ${text.slice(0, 300)}`, { statusCode: status, body: text }))),
-        );
+        res.on('end', () => {
+          complete = true;
+          guard(() => done(opts.statusError ? opts.statusError(status, text) : fail('status', `${status} ${text.slice(0, 300)}`, { statusCode: status, body: text })));
+        });
       } else {
         if (!sink.wholeBody) {
           if (sink.idle) arm(sink.idle.ms, sink.idle.message);
@@ -144,7 +147,10 @@ function exchange(opts: HttpRequestOptions, sink: Sink): Promise<unknown> {
           if (sink.idle) arm(sink.idle.ms, sink.idle.message);
           guard(() => sink.chunk(c));
         });
-        res.on('end', () => guard(() => done(undefined, sink.end(res))));
+        res.on('end', () => {
+          complete = true;
+          guard(() => done(undefined, sink.end(res)));
+        });
       }
       // A response cut short is an 'error' ("aborted", ECONNRESET) once someone listens, and always a
       // 'close' before 'end'; without these the caller would wait for its timeout, or forever.

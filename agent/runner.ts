@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import type { Observation } from '../protocol/finding.js';
 import { compareFindings } from '../protocol/finding.js';
 import { errnoCode, errorMessage } from '../protocol/errors.js';
+import { withDeadline } from '../protocol/deadline.js';
 import type { AnyCollector, CollectorProgress, CollectResult, Log } from '../collectors/types.js';
 import type { Environment } from './environment.js';
 import type { Config, CollectorSettings } from './config.js';
@@ -114,7 +115,6 @@ export class Runner extends EventEmitter {
     }
 
     const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
     const run = (async (): Promise<CollectResult<unknown>> =>
       slot.collector.collect({
         node: this.opts.config.node,
@@ -143,11 +143,7 @@ export class Runner extends EventEmitter {
     slot.inFlight = settled.then(() => {
       slot.inFlight = undefined;
     });
-    const timeout = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), slot.settings.timeout);
-    });
-    const outcome = await Promise.race([settled, timeout]);
-    clearTimeout(timer);
+    const outcome = await withDeadline(settled, slot.settings.timeout, () => 'timeout' as const);
 
     if (outcome === 'timeout') {
       controller.abort();

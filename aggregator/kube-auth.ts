@@ -6,6 +6,7 @@
 // are found here too (GET node: 404).
 import { createHash } from 'node:crypto';
 import { NodewardenError, errorMessage } from '../protocol/errors.js';
+import { withDeadline } from '../protocol/deadline.js';
 import type { Identity } from './auth.js';
 
 export const NODE_NAME_EXTRA = 'authentication.kubernetes.io/node-name';
@@ -40,14 +41,7 @@ const CACHE_MAX = 20_000;
 const JWT = /^[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+$/;
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new NodewardenError('NW_ERR_TIMEOUT', `${what}: no answer from the API server within ${ms} ms`)), ms);
-      timer.unref();
-    }),
-  ]);
+  return withDeadline(p, ms, () => new NodewardenError('NW_ERR_TIMEOUT', `${what}: no answer from the API server within ${ms} ms`), { unref: true });
 }
 
 export class KubeAgentAuth {

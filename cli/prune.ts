@@ -1,9 +1,8 @@
 // `nodewarden prune --node N`: asks the aggregator (admin token) to have that node's agent remove
 // unused images older than --until; shows the progress as it comes (a bar on a terminal), then what was
 // removed and what was kept, and why. Every string from the node is escaped before it is printed.
-import http from 'node:http';
-import https from 'node:https';
 import { NodewardenError, errorMessage, isNodewardenError } from '../protocol/errors.js';
+import { HttpRequestError, httpStream } from '../protocol/http-request.js';
 import { MAX_PRUNE_LINE_BYTES, decodePruneLine, type PruneLine } from '../protocol/prune-stream.js';
 import { formatDuration } from '../protocol/schema.js';
 import { escapeForTerminal as esc, escapeJsonLine } from '../protocol/terminal.js';
@@ -22,6 +21,9 @@ export interface PruneCliOptions {
   tty: boolean;
   out(text: string): void;
 }
+
+/** How long the aggregator may take to accept a prune (it answers at once when it is well). */
+const HEADERS_TIMEOUT_MS = 30_000;
 
 function bar(done: number, total: number, width = 24): string {
   const filled = total === 0 ? width : Math.round((done / total) * width);
@@ -78,67 +80,69 @@ function renderRefused(err: NodewardenError, json: boolean, tty: boolean): strin
 }
 
 /** Resolves with the exit code: 0 done, 1 some images failed, 3 refused or not possible. */
-export function runPrune(opts: PruneCliOptions): Promise<number> {
+export async function runPrune(opts: PruneCliOptions): Promise<number> {
   const target = new URL(`${opts.url.replace(/^ws/, 'http')}/api/nodes/${encodeURIComponent(opts.node)}/prune`);
   const body = JSON.stringify({ untilMs: opts.untilMs, dryRun: opts.dryRun });
   const p = painter(opts.tty);
   const state: RenderState = { bytes: 0, until: opts.until ?? formatDuration(opts.untilMs), kept: [] };
-  return new Promise((resolve, reject) => {
-    const req = (target.protocol === 'https:' ? https : http).request(
-      target,
-      { method: 'POST', headers: { authorization: `Bearer ${opts.token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
-      (res) => {
-        if (res.statusCode !== 200) {
-          let text = '';
-          res.on('data', (c) => (text += c));
-          res.on('end', () => {
-            let msg = text;
-            try {
-              msg = String((JSON.parse(text) as { error?: unknown }).error ?? text);
-            } catch {
-              // not JSON
-            }
-            reject(new NodewardenError('NW_ERR_USAGE', `the aggregator said ${res.statusCode}: ${esc(msg.slice(0, 500))}`));
-          });
-          return;
-        }
-        let buf = '';
-        let code = 3;
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          buf += chunk;
-          let nl: number;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            const raw = buf.slice(0, nl);
-            buf = buf.slice(nl + 1);
-            if (!raw.trim()) continue;
-            let line: PruneLine;
-            try {
-              line = decodePruneLine(raw);
-            } catch (err) {
-              opts.out(renderRefused(isNodewardenError(err) ? err : new NodewardenError('NW_ERR_PROTOCOL', errorMessage(err)), opts.json, opts.tty));
-              continue;
-            }
-            if (line.type === 'result') code = line.refused ? 3 : line.ok ? 0 : 1;
-            if (opts.json) opts.out(`${escapeJsonLine(raw)}\n`);
-            else {
-              const text = render(line, p, state, opts.tty);
-              if (text) opts.out(text);
-            }
-          }
-          // A line is at most MAX_PRUNE_LINE_BYTES: a peer that never ends one is cut off, not buffered.
-          if (buf.length > MAX_PRUNE_LINE_BYTES) {
-            res.destroy();
-            reject(new NodewardenError('NW_ERR_PROTOCOL', `a line from the aggregator is over the ${MAX_PRUNE_LINE_BYTES}-byte limit`));
-          }
-        });
-        res.on('end', () => {
-          if (buf.trim()) opts.out(renderRefused(new NodewardenError('NW_ERR_PROTOCOL', 'the stream from the aggregator ended inside a line'), opts.json, opts.tty));
-          resolve(code);
-        });
+  let buf = '';
+  let code = 3;
+  const onText = (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const raw = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (!raw.trim()) continue;
+      let line: PruneLine;
+      try {
+        line = decodePruneLine(raw);
+      } catch (err) {
+        opts.out(renderRefused(isNodewardenError(err) ? err : new NodewardenError('NW_ERR_PROTOCOL', errorMessage(err)), opts.json, opts.tty));
+        continue;
+      }
+      if (line.type === 'result') code = line.refused ? 3 : line.ok ? 0 : 1;
+      if (opts.json) opts.out(`${escapeJsonLine(raw)}\n`);
+      else {
+        const text = render(line, p, state, opts.tty);
+        if (text) opts.out(text);
+      }
+    }
+    // A line is at most MAX_PRUNE_LINE_BYTES: a peer that never ends one is cut off, not buffered
+    // (thrown here, it ends the request and becomes the promise's rejection).
+    if (buf.length > MAX_PRUNE_LINE_BYTES) throw new NodewardenError('NW_ERR_PROTOCOL', `a line from the aggregator is over the ${MAX_PRUNE_LINE_BYTES}-byte limit`);
+  };
+  const statusError = (status: number, text: string) => {
+    let msg = text;
+    try {
+      msg = String((JSON.parse(text) as { error?: unknown }).error ?? text);
+    } catch {
+      // not JSON
+    }
+    return new NodewardenError('NW_ERR_USAGE', `the aggregator said ${status}: ${esc(msg.slice(0, 500))}`);
+  };
+  // The aggregator answers the headers at once; the prune itself may then be quiet for minutes, so only
+  // the headers have a deadline (the aggregator bounds the command). A failure while printing (stdout
+  // closed) or a stream cut short rejects this promise instead of escaping from an event handler.
+  try {
+    await httpStream(
+      {
+        what: `prune on ${opts.node}`,
+        url: target,
+        method: 'POST',
+        headers: { authorization: `Bearer ${opts.token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        body,
+        timeoutMs: HEADERS_TIMEOUT_MS,
+        peer: `the aggregator at ${opts.url}`,
+        code: 'NW_ERR_USAGE',
+        statusError,
       },
+      { onText },
     );
-    req.on('error', (err) => reject(new NodewardenError('NW_ERR_USAGE', `cannot reach the aggregator at ${opts.url}: ${err.message}`)));
-    req.end(body);
-  });
+  } catch (err) {
+    if (err instanceof HttpRequestError && err.failure === 'connect') throw new NodewardenError('NW_ERR_USAGE', `cannot reach the aggregator at ${opts.url}: ${err.detail}`, { cause: err });
+    throw err;
+  }
+  if (buf.trim()) opts.out(renderRefused(new NodewardenError('NW_ERR_PROTOCOL', 'the stream from the aggregator ended inside a line'), opts.json, opts.tty));
+  return code;
 }

@@ -1,5 +1,6 @@
 // The one place nodewarden runs commands: execa, no shell, always a timeout and an output cap.
 import { NodewardenError } from '../../protocol/errors.js';
+import { withDeadline } from '../../protocol/deadline.js';
 import type { Exec, ExecResult } from '../../collectors/types.js';
 
 /** A command that did not finish in time. `exited` settles when the child really ends (maybe never). */
@@ -37,23 +38,13 @@ export const exec: Exec = async (file, args, opts) => {
     () => undefined,
     () => undefined,
   );
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(new ExecTimeoutError(`${file} did not finish within ${opts.timeoutMs} ms`, exited));
-    }, opts.timeoutMs + 250);
-  });
-  try {
-    const result = await Promise.race([child, deadline]);
-    if (result.timedOut) {
-      throw new ExecTimeoutError(`${file} did not finish within ${opts.timeoutMs} ms`, exited);
-    }
-    if (result.failed && result.exitCode === undefined) {
-      throw new NodewardenError('NW_ERR_EXEC', `could not run ${file}: ${result.shortMessage ?? result.message}`);
-    }
-    const out: ExecResult = { stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? ''), exitCode: result.exitCode ?? -1 };
-    return out;
-  } finally {
-    clearTimeout(timer);
+  const result = await withDeadline(child, opts.timeoutMs + 250, () => new ExecTimeoutError(`${file} did not finish within ${opts.timeoutMs} ms`, exited));
+  if (result.timedOut) {
+    throw new ExecTimeoutError(`${file} did not finish within ${opts.timeoutMs} ms`, exited);
   }
+  if (result.failed && result.exitCode === undefined) {
+    throw new NodewardenError('NW_ERR_EXEC', `could not run ${file}: ${result.shortMessage ?? result.message}`);
+  }
+  const out: ExecResult = { stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? ''), exitCode: result.exitCode ?? -1 };
+  return out;
 };

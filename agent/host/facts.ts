@@ -2,6 +2,7 @@
 // read from the host root (under --host-root, /etc/os-release of the container would be wrong).
 import os from 'node:os';
 import type { HostAccess } from '../../collectors/types.js';
+import { withDeadline } from '../../protocol/deadline.js';
 
 export interface HostFacts {
   hostname: string;
@@ -43,15 +44,9 @@ export async function collectHostFacts(host: HostAccess, timeoutMs = 3000): Prom
     };
     return facts;
   })();
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), timeoutMs);
-  });
   try {
-    return await Promise.race([work, timeout]);
+    return await withDeadline(work, timeoutMs, () => undefined);
   } catch {
     return undefined;
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -2,9 +2,8 @@
 // and watch), over node:https with the pod's service account. Hand-written rather than @kubernetes/client-node: that library adds
 // about 74 MiB of resident memory to an agent whose whole budget is 80 MiB (README, design).
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
-import { NodewardenError, errnoCode } from '../../protocol/errors.js';
+import { NodewardenError, errnoCode, errorMessage } from '../../protocol/errors.js';
+import { httpRequest, httpStream, type HttpRequestOptions } from '../../protocol/http-request.js';
 import { ListItemSplitter } from './list-items.js';
 
 export class KubeError extends NodewardenError {
@@ -37,6 +36,9 @@ export interface KubeClientOptions {
 
 export type PatchType = 'application/strategic-merge-patch+json' | 'application/merge-patch+json' | 'application/json-patch+json';
 
+/** A plain call's answer (a Node, an Event) is kilobytes; this bounds a broken or hostile server. */
+const MAX_BODY = 64 * 1024 * 1024;
+
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 export class KubeClient {
@@ -61,44 +63,37 @@ export class KubeClient {
     return new KubeClient({ server, token, ...(ca ? { ca } : {}), timeoutMs: opts.timeoutMs });
   }
 
-  request<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+  /** What every call to the API server shares: its URL, the token, the CA, the timeout, and how it fails. */
+  private call(method: string, path: string): HttpRequestOptions & { url: URL } {
     const url = new URL(path, this.opts.server);
+    const what = `${method} ${url.pathname}`;
+    return {
+      what,
+      url,
+      method,
+      ...(this.opts.ca ? { ca: this.opts.ca } : {}),
+      headers: { authorization: `Bearer ${this.opts.token}`, accept: 'application/json' },
+      timeoutMs: this.opts.timeoutMs,
+      peer: 'the API server',
+      statusError: (status, text) => failure(what, status, text),
+    };
+  }
+
+  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const lib = url.protocol === 'https:' ? https : http;
-    return new Promise((resolve, reject) => {
-      const req = lib.request(
-        url,
-        {
-          method,
-          ...(this.opts.ca ? { ca: this.opts.ca } : {}),
-          headers: { authorization: `Bearer ${this.opts.token}`, accept: 'application/json', ...(payload ? { 'content-type': contentType, 'content-length': payload.length } : {}) },
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => (text += c));
-          res.on('end', () => {
-            clearTimeout(timer);
-            const status = res.statusCode ?? 0;
-            if (status < 200 || status >= 300) return reject(failure(`${method} ${url.pathname}`, status, text));
-            try {
-              resolve((text ? JSON.parse(text) : {}) as T);
-            } catch {
-              resolve({} as T);
-            }
-          });
-        },
-      );
-      const timer = setTimeout(() => {
-        req.destroy();
-        reject(new NodewardenError('NW_ERR_TIMEOUT', `${method} ${url.pathname}: no answer from the API server within ${this.opts.timeoutMs} ms`));
-      }, this.opts.timeoutMs);
-      req.on('error', (err) => {
-        clearTimeout(timer);
-        reject(new NodewardenError('NW_ERR_RUNTIME', `${method} ${url.pathname}: ${err.message}`));
-      });
-      req.end(payload);
+    const call = this.call(method, path);
+    const r = await httpRequest({
+      ...call,
+      headers: { ...call.headers, ...(payload ? { 'content-type': contentType, 'content-length': payload.length } : {}) },
+      ...(payload ? { body: payload } : {}),
+      maxBody: MAX_BODY,
     });
+    const text = r.body.toString('utf8');
+    try {
+      return (text ? JSON.parse(text) : {}) as T;
+    } catch {
+      return {} as T;
+    }
   }
 
   /**
@@ -108,43 +103,17 @@ export class KubeClient {
    * connection is noticed, not waited on forever). `signal` ends it quietly.
    */
   stream(path: string, onObject: (obj: Record<string, unknown>) => void, opts: { idleMs: number; signal?: AbortSignal; maxLine?: number; onOpen?: () => void }): Promise<void> {
-    const url = new URL(path, this.opts.server);
-    const lib = url.protocol === 'https:' ? https : http;
+    const call = this.call('GET', path);
     const maxLine = opts.maxLine ?? 4 * 1024 * 1024;
-    return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      let settled = false;
-      const done = (err?: Error) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        opts.signal?.removeEventListener('abort', onAbort);
-        req.destroy();
-        if (err) reject(err);
-        else resolve();
-      };
-      const arm = (ms: number, what: string) => {
-        clearTimeout(timer);
-        timer = setTimeout(() => done(new NodewardenError('NW_ERR_TIMEOUT', `GET ${url.pathname}: ${what} within ${ms} ms`)), ms);
-      };
-      const onAbort = () => done();
-      const req = lib.request(url, { method: 'GET', ...(this.opts.ca ? { ca: this.opts.ca } : {}), headers: { authorization: `Bearer ${this.opts.token}`, accept: 'application/json' } }, (res) => {
-        const status = res.statusCode ?? 0;
-        let text = '';
-        res.setEncoding('utf8');
-        if (status < 200 || status >= 300) {
-          res.on('data', (c: string) => (text = (text + c).slice(0, 64 * 1024)));
-          res.on('end', () => done(failure(`GET ${url.pathname}`, status, text)));
-          return;
-        }
-        arm(opts.idleMs, 'nothing from the watch');
-        opts.onOpen?.();
-        // Each event is parsed as soon as its line is complete; only an unfinished line is kept, in parts.
-        let pending: string[] = [];
-        let pendingChars = 0;
-        res.on('data', (c: string) => {
-          if (settled) return;
-          arm(opts.idleMs, 'nothing from the watch');
+    // Each event is parsed as soon as its line is complete; only an unfinished line is kept, in parts.
+    let pending: string[] = [];
+    let pendingChars = 0;
+    return httpStream(
+      { ...call, ...(opts.signal ? { signal: opts.signal } : {}) },
+      {
+        idle: { ms: opts.idleMs, message: `nothing from the watch within ${opts.idleMs} ms` },
+        ...(opts.onOpen ? { onOpen: opts.onOpen } : {}),
+        onText: (c) => {
           let from = 0;
           let nl: number;
           while ((nl = c.indexOf('\n', from)) >= 0) {
@@ -154,27 +123,16 @@ export class KubeClient {
             pendingChars = 0;
             from = nl + 1;
             if (line === '') continue;
-            try {
-              onObject(JSON.parse(line) as Record<string, unknown>);
-            } catch (err) {
-              return done(err instanceof Error ? err : new Error(String(err)));
-            }
+            onObject(JSON.parse(line) as Record<string, unknown>);
           }
           if (from < c.length) {
             pending.push(c.slice(from));
             pendingChars += c.length - from;
           }
-          if (pendingChars > maxLine) done(new NodewardenError('NW_ERR_PARSE', `GET ${url.pathname}: a watch event longer than ${maxLine} bytes`));
-        });
-        res.on('end', () => done());
-        res.on('error', (err) => done(new NodewardenError('NW_ERR_RUNTIME', `GET ${url.pathname}: ${err.message}`)));
-      });
-      arm(this.opts.timeoutMs, 'no answer from the API server');
-      req.on('error', (err) => done(new NodewardenError('NW_ERR_RUNTIME', `GET ${url.pathname}: ${err.message}`)));
-      if (opts.signal?.aborted) return done();
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      req.end();
-    });
+          if (pendingChars > maxLine) throw new NodewardenError('NW_ERR_PARSE', `${call.what}: a watch event longer than ${maxLine} bytes`);
+        },
+      },
+    );
   }
 
   /**
@@ -182,53 +140,26 @@ export class KubeClient {
    * the page's text and its parsed tree are never held whole (README, design). Resolves with the rest of
    * the list (kind, metadata) once it is complete; the same timeout as every plain call, for the whole list.
    */
-  list(path: string, onItem: (item: Record<string, unknown>) => void): Promise<Record<string, unknown>> {
-    const url = new URL(path, this.opts.server);
-    const lib = url.protocol === 'https:' ? https : http;
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const done = (err: Error | undefined, value?: Record<string, unknown>) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (err) {
-          req.destroy();
-          reject(err);
-        } else resolve(value ?? {});
-      };
-      const req = lib.request(url, { method: 'GET', ...(this.opts.ca ? { ca: this.opts.ca } : {}), headers: { authorization: `Bearer ${this.opts.token}`, accept: 'application/json' } }, (res) => {
-        const status = res.statusCode ?? 0;
-        res.setEncoding('utf8');
-        if (status < 200 || status >= 300) {
-          let text = '';
-          res.on('data', (c: string) => (text = (text + c).slice(0, 64 * 1024)));
-          res.on('end', () => done(failure(`GET ${url.pathname}`, status, text)));
-          return;
+  async list(path: string, onItem: (item: Record<string, unknown>) => void): Promise<Record<string, unknown>> {
+    const call = this.call('GET', path);
+    const splitter = new ListItemSplitter((item) => onItem(JSON.parse(item) as Record<string, unknown>));
+    await httpStream(call, {
+      wholeBody: true,
+      onText: (c) => {
+        try {
+          splitter.write(c);
+        } catch (err) {
+          throw err instanceof SyntaxError || err instanceof RangeError ? new NodewardenError('NW_ERR_PARSE', `${call.what}: ${err.message}`) : err;
         }
-        const splitter = new ListItemSplitter((item) => onItem(JSON.parse(item) as Record<string, unknown>));
-        res.on('data', (c: string) => {
-          if (settled) return;
-          try {
-            splitter.write(c);
-          } catch (err) {
-            done(err instanceof SyntaxError || err instanceof RangeError ? new NodewardenError('NW_ERR_PARSE', `GET ${url.pathname}: ${err.message}`) : err instanceof Error ? err : new Error(String(err)));
-          }
-        });
-        res.on('end', () => {
-          try {
-            const rest = JSON.parse(splitter.rest()) as unknown;
-            if (typeof rest !== 'object' || rest === null || Array.isArray(rest)) throw new SyntaxError('not a JSON object');
-            done(undefined, rest as Record<string, unknown>);
-          } catch (err) {
-            done(new NodewardenError('NW_ERR_PARSE', `GET ${url.pathname}: the list is not JSON: ${err instanceof Error ? err.message : String(err)}`));
-          }
-        });
-        res.on('error', (err) => done(new NodewardenError('NW_ERR_RUNTIME', `GET ${url.pathname}: ${err.message}`)));
-      });
-      const timer = setTimeout(() => done(new NodewardenError('NW_ERR_TIMEOUT', `GET ${url.pathname}: no answer from the API server within ${this.opts.timeoutMs} ms`)), this.opts.timeoutMs);
-      req.on('error', (err) => done(new NodewardenError('NW_ERR_RUNTIME', `GET ${url.pathname}: ${err.message}`)));
-      req.end();
+      },
     });
+    try {
+      const rest = JSON.parse(splitter.rest()) as unknown;
+      if (typeof rest !== 'object' || rest === null || Array.isArray(rest)) throw new SyntaxError('not a JSON object');
+      return rest as Record<string, unknown>;
+    } catch (err) {
+      throw new NodewardenError('NW_ERR_PARSE', `${call.what}: the list is not JSON: ${errorMessage(err)}`);
+    }
   }
 
   /** The timeout every plain call has. */

@@ -4,6 +4,7 @@
 // a re-list replaces the set whole: nothing lost, nothing duplicated, memory bounded by the pod count.
 import type { Log, PodContainerStatus, PodInfo, PodListState } from '../../collectors/types.js';
 import { NodewardenError } from '../../protocol/errors.js';
+import { sleep } from '../../protocol/deadline.js';
 import { KubeError, type KubeClient } from './client.js';
 
 type Json = Record<string, unknown>;
@@ -148,10 +149,7 @@ export class PodWatcher {
         attempt = Math.min(attempt + 1, 16);
         const delay = Math.round((this.opts.random ?? Math.random)() * cap);
         this.opts.log.warn({ err: err instanceof Error ? err.message : String(err), retryInMs: delay }, 'pod watch failed');
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, delay);
-          this.controller.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
-        });
+        await sleep(delay, this.controller.signal);
       }
     }
   }

@@ -1,7 +1,8 @@
 // Docker through the Engine API on its unix socket (no docker binary needed). Every call has a timeout;
 // a frozen dockerd still accepts connections, so the timeout is what notices it.
-import http from 'node:http';
+import type http from 'node:http';
 import { NodewardenError } from '../../protocol/errors.js';
+import { httpRequest } from '../../protocol/http-request.js';
 
 const MAX_BODY = 64 * 1024 * 1024;
 /** The newest API version we speak; older daemons are asked at their own version. */
@@ -57,45 +58,19 @@ export class DockerClient {
   ) {}
 
   /** Raw request; resolves with status and body, rejects with NW_ERR_TIMEOUT or NW_ERR_RUNTIME. */
-  request(method: string, path: string, opts: { timeoutMs?: number; body?: unknown } = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
-    const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
-    return new Promise((resolve, reject) => {
-      const payload = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
-      const req = http.request(
-        {
-          socketPath: this.socketPath,
-          method,
-          path,
-          headers: { host: 'docker', ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_BODY) req.destroy(new Error(`response larger than ${MAX_BODY} bytes`));
-            else chunks.push(c);
-          });
-          res.on('end', () => {
-            clearTimeout(timer);
-            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers });
-          });
-          res.on('error', (err) => {
-            clearTimeout(timer);
-            reject(new NodewardenError('NW_ERR_RUNTIME', `docker ${method} ${path}: ${err.message}`));
-          });
-        },
-      );
-      const timer = setTimeout(() => {
-        req.destroy();
-        reject(new NodewardenError('NW_ERR_TIMEOUT', `docker ${method} ${path}: no answer from ${this.socketPath} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      req.on('error', (err) => {
-        clearTimeout(timer);
-        reject(new NodewardenError('NW_ERR_RUNTIME', `docker ${method} ${path}: ${err.message}`, { cause: err }));
-      });
-      req.end(payload);
+  async request(method: string, path: string, opts: { timeoutMs?: number; body?: unknown } = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
+    const payload = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
+    const r = await httpRequest({
+      what: `docker ${method} ${path}`,
+      socketPath: this.socketPath,
+      path,
+      method,
+      headers: { host: 'docker', ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}) },
+      ...(payload ? { body: payload } : {}),
+      timeoutMs: opts.timeoutMs ?? this.timeoutMs,
+      maxBody: MAX_BODY,
     });
+    return { status: r.status, body: r.body.toString('utf8'), headers: r.headers };
   }
 
   private async prefix(): Promise<string> {

@@ -3,8 +3,8 @@
 // at once; after any gap in the stream (a reconnect) everything is read afresh, because events lost in
 // the gap are exactly the seeds' bug. Polling stays the safety net.
 import { EventEmitter } from 'node:events';
-import http from 'node:http';
-import { errorMessage } from '../../protocol/errors.js';
+import { NodewardenError, errorMessage } from '../../protocol/errors.js';
+import { httpStream } from '../../protocol/http-request.js';
 
 /** One container event, as much of it as nodewarden uses. */
 export interface ContainerEvent {
@@ -133,40 +133,27 @@ export class DockerEvents extends EventFollower {
   }
 
   protected open(): { close(): void } {
-    let settled = false;
-    const fail = () => {
-      if (settled) return;
-      settled = true;
-      req.destroy();
-      this.retry();
-    };
     const filters = encodeURIComponent(JSON.stringify({ type: ['container'] }));
-    const req = http.request({ socketPath: this.socketPath, method: 'GET', path: `/events?filters=${filters}`, headers: { host: 'docker' } }, (res) => {
-      clearTimeout(connectTimer);
-      if (res.statusCode !== 200) {
-        res.resume();
-        fail();
-        return;
-      }
-      this.opened();
-      res.setEncoding('utf8');
-      let carry = '';
-      res.on('data', (chunk: string) => {
-        const r = splitEventLines(carry, chunk);
-        carry = r.rest;
-        for (const ev of r.events) this.emit('event', ev);
-        if (r.overflow) fail();
-      });
-      res.on('end', fail);
-      res.on('error', fail);
-      res.on('close', fail);
-    });
-    // A frozen dockerd accepts the connection and never answers the headers.
-    const connectTimer = setTimeout(fail, this.connectTimeoutMs);
-    connectTimer.unref();
-    req.on('error', fail);
-    req.end();
-    return { close: () => req.destroy() };
+    const controller = new AbortController();
+    let carry = '';
+    // A frozen dockerd accepts the connection and never answers the headers: the timeout is for those.
+    // Whatever ends the stream (its end, an error, a status other than 200, an overlong line) reconnects.
+    void httpStream(
+      { what: 'docker GET /events', socketPath: this.socketPath, path: `/events?filters=${filters}`, headers: { host: 'docker' }, timeoutMs: this.connectTimeoutMs, signal: controller.signal },
+      {
+        onOpen: () => this.opened(),
+        onText: (chunk) => {
+          const r = splitEventLines(carry, chunk);
+          carry = r.rest;
+          for (const ev of r.events) this.emit('event', ev);
+          if (r.overflow) throw new NodewardenError('NW_ERR_PARSE', `docker /events: a line longer than ${MAX_EVENT_LINE} bytes`);
+        },
+      },
+    ).then(
+      () => this.retry(),
+      () => this.retry(),
+    );
+    return { close: () => controller.abort() };
   }
 }
 

@@ -2,7 +2,8 @@
 // deadline on every call. One session is kept and replaced whenever it fails or closes.
 import http2 from 'node:http2';
 import net from 'node:net';
-import { NodewardenError } from '../../protocol/errors.js';
+import { NodewardenError, errorMessage } from '../../protocol/errors.js';
+import { withDeadline } from '../../protocol/deadline.js';
 
 const MAX_RESPONSE = 64 * 1024 * 1024;
 
@@ -30,6 +31,41 @@ function grpcMessage(raw: unknown): string {
   }
 }
 
+/** What the server said about a call: grpc-status and grpc-message, once either has arrived. */
+export interface GrpcStatus {
+  /** undefined until the server sent one (a stream that ends without it died under us). */
+  status: string | undefined;
+  message: string;
+}
+
+/**
+ * Follows a call's grpc-status and grpc-message, wherever the server puts them: in the response
+ * headers (a trailers-only answer, usually an error) or in the trailers. The one copy for unary calls
+ * and streams; a malformed grpc-message is kept as sent, never thrown out of the event handler.
+ */
+function trackStatus(req: http2.ClientHttp2Stream): GrpcStatus {
+  const st: GrpcStatus = { status: undefined, message: '' };
+  req.on('response', (headers) => {
+    if (headers['grpc-status'] !== undefined) {
+      st.status = String(headers['grpc-status']);
+      st.message = grpcMessage(headers['grpc-message']);
+    }
+  });
+  req.on('trailers', (trailers) => {
+    st.status = String(trailers['grpc-status'] ?? st.status ?? '');
+    if (trailers['grpc-message'] !== undefined) st.message = grpcMessage(trailers['grpc-message']);
+  });
+  return st;
+}
+
+/** A gRPC request body: the one message, length-prefixed and uncompressed. */
+function frameMessage(body: Buffer): Buffer {
+  const frame = Buffer.alloc(5 + body.length);
+  frame.writeUInt32BE(body.length, 1);
+  body.copy(frame, 5);
+  return frame;
+}
+
 export class GrpcClient {
   private session: http2.ClientHttp2Session | undefined;
 
@@ -48,83 +84,74 @@ export class GrpcClient {
   }
 
   /** Calls `/service/method` with a protobuf body; resolves with the response body. */
-  call(path: string, body: Buffer, opts: { timeoutMs: number; metadata?: Record<string, string> }): Promise<Buffer> {
-    return new Promise((resolve, reject) => {
-      let session: http2.ClientHttp2Session;
-      try {
-        session = this.connect();
-      } catch (err) {
-        reject(new NodewardenError('NW_ERR_RUNTIME', `cannot connect to ${this.socketPath}: ${String(err)}`));
-        return;
-      }
-      const frame = Buffer.alloc(5 + body.length);
-      frame.writeUInt8(0, 0);
-      frame.writeUInt32BE(body.length, 1);
-      body.copy(frame, 5);
-      const req = session.request({
-        ':method': 'POST',
-        ':path': path,
-        'content-type': 'application/grpc',
-        te: 'trailers',
-        'grpc-timeout': `${Math.max(1, Math.round(opts.timeoutMs))}m`,
-        ...opts.metadata,
-      });
+  async call(path: string, body: Buffer, opts: { timeoutMs: number; metadata?: Record<string, string> }): Promise<Buffer> {
+    let session: http2.ClientHttp2Session;
+    try {
+      session = this.connect();
+    } catch (err) {
+      throw new NodewardenError('NW_ERR_RUNTIME', `cannot connect to ${this.socketPath}: ${String(err)}`);
+    }
+    const req = session.request({
+      ':method': 'POST',
+      ':path': path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'grpc-timeout': `${Math.max(1, Math.round(opts.timeoutMs))}m`,
+      ...opts.metadata,
+    });
+    const st = trackStatus(req);
+    const answer = new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];
       let size = 0;
-      let status: string | undefined;
-      let message = '';
       let done = false;
-      const finish = (err: Error | undefined, value?: Buffer) => {
+      const fail = (err: NodewardenError) => {
         if (done) return;
         done = true;
-        clearTimeout(timer);
-        if (err) {
-          req.close(http2.constants.NGHTTP2_CANCEL);
-          // A call that timed out may have left the session stuck (a frozen daemon): start afresh.
-          if (err instanceof NodewardenError && err.code === 'NW_ERR_TIMEOUT') session.destroy();
-          reject(err);
-        } else resolve(value!);
+        req.close(http2.constants.NGHTTP2_CANCEL);
+        reject(err);
       };
-      const timer = setTimeout(() => finish(new NodewardenError('NW_ERR_TIMEOUT', `${path} on ${this.socketPath}: no answer within ${opts.timeoutMs} ms`)), opts.timeoutMs);
-      req.on('response', (headers) => {
-        if (headers['grpc-status'] !== undefined) {
-          status = String(headers['grpc-status']);
-          message = grpcMessage(headers['grpc-message']);
-        }
-      });
-      req.on('trailers', (trailers) => {
-        status = String(trailers['grpc-status'] ?? status ?? '');
-        message = trailers['grpc-message'] === undefined ? message : grpcMessage(trailers['grpc-message']);
-      });
       req.on('data', (chunk: Buffer) => {
         size += chunk.length;
-        if (size > MAX_RESPONSE) finish(new NodewardenError('NW_ERR_RUNTIME', `${path}: response larger than ${MAX_RESPONSE} bytes`));
+        if (size > MAX_RESPONSE) fail(new NodewardenError('NW_ERR_RUNTIME', `${path}: response larger than ${MAX_RESPONSE} bytes`));
         else chunks.push(chunk);
       });
       req.on('error', (err: NodeJS.ErrnoException) => {
         // A reset or a dead HTTP/2 session is a stale connection, not the daemon's answer: retried once.
         const stale = /^ERR_HTTP2/.test(err.code ?? '') || err.code === 'ECONNRESET' || err.code === 'EPIPE';
         if (stale) session.destroy();
-        finish(new NodewardenError('NW_ERR_RUNTIME', `${path} on ${this.socketPath}: ${err.message}`, { cause: stale ? { code: 'NW_STALE_STREAM', err } : err }));
+        fail(new NodewardenError('NW_ERR_RUNTIME', `${path} on ${this.socketPath}: ${err.message}`, { cause: stale ? { code: 'NW_STALE_STREAM', err } : err }));
       });
       req.on('end', () => {
-        if (status === undefined) {
+        if (st.status === undefined) {
           // No grpc-status at all: the stream died under us (a session left over from before the daemon
           // was frozen or restarted). Not the daemon's answer: the session is dropped and made again.
           session.destroy();
-          finish(new NodewardenError('NW_ERR_RUNTIME', `${path} on ${this.socketPath}: the stream ended without a gRPC status (stale connection)`, { cause: { code: 'NW_STALE_STREAM' } }));
+          fail(new NodewardenError('NW_ERR_RUNTIME', `${path} on ${this.socketPath}: the stream ended without a gRPC status (stale connection)`, { cause: { code: 'NW_STALE_STREAM' } }));
           return;
         }
-        if (status !== '0') {
-          finish(new NodewardenError('NW_ERR_RUNTIME', `${path}: grpc status ${status ?? 'missing'}${message ? `: ${message}` : ''}`));
+        if (st.status !== '0') {
+          fail(new NodewardenError('NW_ERR_RUNTIME', `${path}: grpc status ${st.status}${st.message ? `: ${st.message}` : ''}`));
           return;
         }
         // Unary calls carry one length-prefixed message; server-streaming ones several, concatenated
         // here in order (callers of streams use splitFrames on the raw body instead).
-        finish(undefined, Buffer.concat(chunks));
+        done = true;
+        resolve(Buffer.concat(chunks));
       });
-      req.end(frame);
     });
+    req.end(frameMessage(body));
+    return withDeadline(
+      (signal) => {
+        // A call that timed out may have left the session stuck (a frozen daemon): start afresh.
+        signal.addEventListener('abort', () => {
+          req.close(http2.constants.NGHTTP2_CANCEL);
+          session.destroy();
+        });
+        return answer;
+      },
+      opts.timeoutMs,
+      () => new NodewardenError('NW_ERR_TIMEOUT', `${path} on ${this.socketPath}: no answer within ${opts.timeoutMs} ms`),
+    );
   }
 
   /**
@@ -207,50 +234,42 @@ export function grpcStream(
   const session = http2.connect('http://localhost', { createConnection: () => net.connect(socketPath) });
   const reader = new FrameReader(opts.maxMessage);
   let ended = false;
-  let status: string | undefined;
-  let message = '';
   const end = (err: NodewardenError | undefined) => {
     if (ended) return;
     ended = true;
-    clearTimeout(connectTimer);
     clearInterval(pinger);
     session.destroy();
     handlers.onEnd(err);
   };
-  const fail = (why: string, code: 'NW_ERR_RUNTIME' | 'NW_ERR_TIMEOUT' = 'NW_ERR_RUNTIME') => end(new NodewardenError(code, `${path} on ${socketPath}: ${why}`));
-  // A frozen daemon accepts the connection (the kernel's backlog) and never answers: the stream is open
-  // only once the peer has answered a first PING.
-  const connectTimer = setTimeout(() => fail(`no answer to the first PING within ${opts.timeoutMs} ms`, 'NW_ERR_TIMEOUT'), opts.timeoutMs);
-  connectTimer.unref();
+  const failure = (why: string, code: 'NW_ERR_RUNTIME' | 'NW_ERR_TIMEOUT' = 'NW_ERR_RUNTIME') => new NodewardenError(code, `${path} on ${socketPath}: ${why}`);
+  const fail = (why: string, code?: 'NW_ERR_RUNTIME' | 'NW_ERR_TIMEOUT') => end(failure(why, code));
+  const pingOnce = () =>
+    new Promise<void>((resolve, reject) => {
+      session.ping((err) => (err ? reject(failure(`PING failed: ${err.message}`)) : resolve()));
+    });
   let pinger: NodeJS.Timeout | undefined;
-  const ping = (then: () => void) => {
-    const timer = setTimeout(() => fail(`no PING answer within ${opts.timeoutMs} ms`, 'NW_ERR_TIMEOUT'), opts.timeoutMs);
-    timer.unref();
-    try {
-      session.ping((err) => {
-        clearTimeout(timer);
-        if (err) fail(`PING failed: ${err.message}`);
-        else if (!ended) then();
-      });
-    } catch (err) {
-      clearTimeout(timer);
-      fail(`PING failed: ${String(err)}`);
-    }
-  };
+  const ping = () =>
+    withDeadline(pingOnce, opts.timeoutMs, () => failure(`no PING answer within ${opts.timeoutMs} ms`, 'NW_ERR_TIMEOUT'), { unref: true }).catch((err: unknown) =>
+      end(err instanceof NodewardenError ? err : failure(`PING failed: ${errorMessage(err)}`)),
+    );
+  // A frozen daemon accepts the connection (the kernel's backlog) and never answers: the stream is open
+  // only once the peer has answered a first PING, all within one timeout.
+  const connected = new Promise<void>((resolve, reject) => {
+    session.once('connect', () => resolve());
+    session.once('close', () => reject(failure('connection closed')));
+  });
+  void withDeadline(() => connected.then(pingOnce), opts.timeoutMs, () => failure(`no answer to the first PING within ${opts.timeoutMs} ms`, 'NW_ERR_TIMEOUT'), { unref: true }).then(
+    () => {
+      if (ended) return;
+      handlers.onOpen?.();
+      pinger = setInterval(() => void ping(), opts.pingMs ?? 10_000);
+      pinger.unref();
+    },
+    (err: unknown) => end(err instanceof NodewardenError ? err : failure(`PING failed: ${errorMessage(err)}`)),
+  );
   session.on('error', (err) => fail(err.message));
   session.on('close', () => fail('connection closed'));
-  session.on('connect', () =>
-    ping(() => {
-      clearTimeout(connectTimer);
-      handlers.onOpen?.();
-      pinger = setInterval(() => ping(() => {}), opts.pingMs ?? 10_000);
-      pinger.unref();
-    }),
-  );
   session.unref();
-  const frame = Buffer.alloc(5 + body.length);
-  frame.writeUInt32BE(body.length, 1);
-  body.copy(frame, 5);
   let req: http2.ClientHttp2Stream;
   try {
     req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...opts.metadata });
@@ -258,16 +277,7 @@ export function grpcStream(
     fail(`cannot start the stream: ${String(err)}`);
     return { close: () => end(undefined) };
   }
-  req.on('response', (headers) => {
-    if (headers['grpc-status'] !== undefined) {
-      status = String(headers['grpc-status']);
-      message = decodeURIComponent(String(headers['grpc-message'] ?? ''));
-    }
-  });
-  req.on('trailers', (trailers) => {
-    status = String(trailers['grpc-status'] ?? status ?? '');
-    message = decodeURIComponent(String(trailers['grpc-message'] ?? message));
-  });
+  const st = trackStatus(req);
   req.on('data', (chunk: Buffer) => {
     if (ended) return;
     let msgs: Buffer[];
@@ -281,10 +291,10 @@ export function grpcStream(
   });
   req.on('error', (err) => fail(err.message));
   req.on('end', () => {
-    if (status === undefined) fail('the stream ended without a gRPC status');
+    if (st.status === undefined) fail('the stream ended without a gRPC status');
     else if (reader.pending > 0) fail(`the stream ended inside a frame (${reader.pending} bytes left over)`);
-    else fail(`the stream ended: grpc status ${status}${message ? `: ${message}` : ''}`);
+    else fail(`the stream ended: grpc status ${st.status}${st.message ? `: ${st.message}` : ''}`);
   });
-  req.end(frame);
+  req.end(frameMessage(body));
   return { close: () => end(undefined) };
 }

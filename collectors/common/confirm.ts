@@ -5,6 +5,7 @@
 // across docker, containerd and the kernel for a few milliseconds; it is never evidence.
 import type { Observation } from '../../protocol/finding.js';
 import type { CollectorContext, RuntimeContainer } from '../types.js';
+import { sleep } from '../../protocol/deadline.js';
 
 export interface Suspect {
   observation: Observation;
@@ -29,21 +30,8 @@ export function containerFacts(c: RuntimeContainer | undefined): string {
 
 const key = (o: Observation) => `${o.check}\u0000${o.subject}`;
 
-/** Sleeps, waking early when the run is aborted; the listener goes away either way. */
-export function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (ms <= 0 || signal.aborted) return resolve();
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
+// sleep (abortable: a run that is aborted stops waiting) lives with the deadline helper; immutable imports it from here.
+export { sleep } from '../../protocol/deadline.js';
 
 /** Pure: the second read's suspects that the first read also saw, resting on the same facts. */
 export function keepConfirmed(first: readonly Suspect[], second: readonly Suspect[]): Observation[] {

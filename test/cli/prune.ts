@@ -75,6 +75,21 @@ t.test('prune: a malformed or hostile line from the aggregator is refused with N
   t.equal(cut.code, 3);
 });
 
+t.test('an aggregator that goes away mid-prune: a coded error and exit 3, not a hang or a crash', async (t) => {
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.write(`${JSON.stringify({ type: 'accepted', commandId: 'c1', node: 'n1', untilMs: 1000, dryRun: false })}\n`);
+    setTimeout(() => res.socket?.destroy(), 100);
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  const cut = await runAsync(['prune', '--node', 'n1', '--until', '1s'], { NODEWARDEN_AGGREGATOR: `http://127.0.0.1:${port}`, NODEWARDEN_TOKEN: TOKENS.admin });
+  t.equal(cut.code, 3, cut.stderr);
+  t.match(cut.stdout, /removing unused images older than 1s on n1/, 'what came before the cut is shown');
+  t.match(cut.stderr, /^nodewarden: prune on n1: the connection closed before the end of the response$/m);
+});
+
 t.test('live: nodewarden prune through the aggregator to the agent; a disabled agent refuses', async (t) => {
   if (!requireRuntime(t)) return;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-prune-'));

@@ -151,6 +151,7 @@ t.test('gRPC stream: hostile fake containerds end the stream with a reason, a qu
     ['a truncated frame, then the end', (s) => { s.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true }); s.on('wantTrailers', () => s.sendTrailers({ 'grpc-status': '0' })); s.end(frame(envelope({})).subarray(0, 12)); }, /inside a frame/],
     ['an oversized frame', (s) => { s.respond({ ':status': 200, 'content-type': 'application/grpc' }); s.write(Buffer.from([0, 0x7f, 0xff, 0xff, 0xff])); }, /larger than/],
     ['a grpc error status', (s) => { s.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '14', 'grpc-message': 'unavailable' }, { endStream: true }); }, /grpc status 14: unavailable/],
+    ['a malformed grpc-message (shown as sent, not thrown out of the event handler)', (s) => { s.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '13', 'grpc-message': 'bad %E0%A4%A escape' }, { endStream: true }); }, /grpc status 13: bad %E0%A4%A escape/],
     ['a reset stream', (s) => { s.close(http2.constants.NGHTTP2_INTERNAL_ERROR); }, /./],
   ];
   for (const [why, behave, msg] of cases) {

@@ -9,7 +9,8 @@ export type ErrorCode =
   | 'NW_ERR_NO_DATA' // a check does not apply on this node
   | 'NW_ERR_PARSE' // data from outside could not be parsed
   | 'NW_ERR_RUNTIME' // a container runtime answered with an error
-  | 'NW_ERR_PROTOCOL'; // a wire message is invalid
+  | 'NW_ERR_PROTOCOL' // a wire message is invalid
+  | 'NW_ERR_EXPORTER'; // an exporter (aggregator link, /metrics, Kubernetes) failed handling a finding
 
 export class NodewardenError extends Error {
   readonly code: ErrorCode;

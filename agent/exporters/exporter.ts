@@ -3,6 +3,7 @@
 // each runner event to every exporter in one loop (node-problem-detector's loop over its exporters).
 // What an exporter needs to read besides the events (the active set for a snapshot) it gets as a
 // RunnerView: read-only, with no way to subscribe.
+import type { ErrorCode } from '../../protocol/errors.js';
 import type { Finding } from '../../protocol/finding.js';
 import type { CollectorStatus } from '../runner.js';
 import type { Transition } from '../tracker.js';
@@ -31,8 +32,5 @@ export interface RunnerView {
   statuses(): CollectorStatus[];
 }
 
-/**
- * The code logged when an exporter's hook throws or rejects. It belongs in protocol/errors.ts's
- * ErrorCode; it is declared here because this change does not touch protocol/.
- */
-export const EXPORTER_FAILED = 'NW_ERR_EXPORTER';
+/** The code logged when an exporter's hook throws or rejects. */
+export const EXPORTER_FAILED: ErrorCode = 'NW_ERR_EXPORTER';

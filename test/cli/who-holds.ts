@@ -1,8 +1,8 @@
 import t from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { renderWhoHolds } from '../../cli/who-holds.js';
 import { painter } from '../../cli/format.js';
-import { makeLoopFs, requireLive } from '../helpers/live.js';
+import { holdMountsInNewNamespace, makeLoopFs, requireLive } from '../helpers/live.js';
 import { runSync } from '../helpers/processes.js';
 import { ensureTestImage, inspectField, removeContainer, requireRuntime, runContainer } from '../helpers/runtime.js';
 
@@ -25,12 +25,14 @@ t.test('process names, command lines, container names and mount lines are shown 
 t.test('live: who-holds as a process: a loop mount held in another mount namespace with unshare', async (t) => {
   if (!requireLive(t, { root: true, commands: ['unshare', 'mkfs.ext4', 'losetup'] })) return;
   const fs = makeLoopFs(16);
-  const holder = spawn('unshare', ['-m', '--propagation', 'private', 'sleep', '600'], { stdio: 'ignore' });
-  t.teardown(() => {
-    holder.kill('SIGKILL');
+  const holder = await holdMountsInNewNamespace().catch((err: unknown) => {
+    fs.cleanup();
+    throw err;
+  });
+  t.teardown(async () => {
+    await holder.stop();
     fs.cleanup();
   });
-  await new Promise((r) => setTimeout(r, 500));
   t.equal(spawnSync('umount', [fs.mountPoint]).status, 0, 'the host unmounts it');
 
   const r = runSync(['who-holds', fs.mountPoint]);
@@ -49,8 +51,7 @@ t.test('live: who-holds as a process: a loop mount held in another mount namespa
   t.equal(parsed.kind, 'device');
   t.same(parsed.namespaces.map((n) => [n.host, n.holders]), [[false, [{ pid: holder.pid, comm: 'sleep', cmdline: 'sleep 600' }]]], 'holders as before: pid, comm, cmdline (containerId only for containers)');
 
-  holder.kill('SIGKILL');
-  await new Promise((resolve) => holder.once('exit', resolve));
+  await holder.stop();
   const none = runSync(['who-holds', fs.device]);
   t.equal(none.code, 1, 'exit 1 when nothing holds it, as grep');
   t.match(none.stdout, new RegExp(`^No mount namespace holds ${fs.device} \\(looked for 7:\\d+, ${fs.device}\\)\\.\\n$`));

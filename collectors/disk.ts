@@ -4,6 +4,7 @@ import type { Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
 import { mountFor, parseMountinfo, type MountInfo } from './common/mountinfo.js';
 import { formatBytes, shellQuote } from './common/text.js';
+import { podUidIn } from './common/process.js';
 import type { Collector, FsStats, HostAccess, StatfsOutcome } from './types.js';
 
 /** Kernel and runtime filesystems that are never "disks". */
@@ -278,8 +279,6 @@ function evaluateEviction(config: DiskConfig, input: EvictionInput): Observation
   return out;
 }
 
-const POD_UID_RE = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/;
-
 /**
  * BestEffort pods from the kubepods cgroup tree (v1 or v2, cgroupfs or systemd driver); names from
  * kubelet's etc-hosts. Undefined when there is no kubepods tree: kubelet does not run here.
@@ -296,9 +295,8 @@ async function bestEffortPods(host: HostAccess, kubeletRootDir: string): Promise
     if (!entries) continue;
     const out: { uid: string; name?: string }[] = [];
     for (const e of entries) {
-      const m = POD_UID_RE.exec(e);
-      if (!m) continue;
-      const uid = m[1]!.replace(/_/g, '-');
+      const uid = podUidIn(e);
+      if (!uid) continue;
       // kubelet writes the pod's hostname (its name, unless spec.hostname says otherwise) into etc-hosts.
       const hosts = await host.readText(host.hostPath(`${kubeletRootDir}/pods/${uid}/etc-hosts`));
       const name = hosts?.split('\n').find((l) => l && !l.startsWith('#') && !/localhost|ip6-/.test(l))?.trim().split(/\s+/)[1];

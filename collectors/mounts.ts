@@ -3,12 +3,12 @@
 // when docker removes a container whose overlay another process's namespace still holds.
 import type { Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
-import { parseCgroupContainer, parseCmdline, parseComm } from './common/process.js';
+import { describeHolder, type Holder } from './common/process.js';
 import { mountLine, readMountNamespaces, type MountNamespace } from './common/namespaces.js';
 import type { MountInfo } from './common/mountinfo.js';
 import { shellQuote } from './common/text.js';
 import { confirmSuspects } from './common/confirm.js';
-import type { Collector, HostAccess, RuntimeContainer } from './types.js';
+import type { Collector, RuntimeContainer } from './types.js';
 
 export const mountsConfigSpec = s.object({
   watchRoots: s.list(s.string({ doc: 'directory' }), {
@@ -18,12 +18,7 @@ export const mountsConfigSpec = s.object({
 });
 export type MountsConfig = Infer<typeof mountsConfigSpec>;
 
-export interface Holder {
-  pid: number;
-  comm: string;
-  cmdline: string;
-  containerId?: string;
-}
+export type { Holder };
 
 export interface LeakedMount {
   namespace: string;
@@ -81,18 +76,6 @@ function live(c: RuntimeContainer): boolean {
  */
 export function ownRootfsMount(mountPoint: string, containers: readonly RuntimeContainer[]): boolean {
   return containers.some((c) => c.storage.mergedDir !== undefined && mountPoint.startsWith(`${c.storage.mergedDir}/`) && live(c));
-}
-
-export async function describeHolder(host: HostAccess, pid: number): Promise<Holder> {
-  const [comm, cmdline, cgroup] = await Promise.all([
-    host.readBytes(host.procPath(pid, 'comm')),
-    host.readBytes(host.procPath(pid, 'cmdline')),
-    host.readText(host.procPath(pid, 'cgroup')),
-  ]);
-  const h: Holder = { pid, comm: comm ? parseComm(comm) : '?', cmdline: cmdline ? parseCmdline(cmdline) : '' };
-  const ref = cgroup ? parseCgroupContainer(cgroup) : undefined;
-  if (ref) h.containerId = ref.containerId;
-  return h;
 }
 
 /** Pure: findings for leaked mounts, with their holders described. */

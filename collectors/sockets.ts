@@ -2,9 +2,9 @@
 // against a threshold and against the process's own open-file limit.
 import type { Observation, Workload } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
-import { runSocketCensus, type CensusRow } from './common/fd-census.js';
-import { parseCgroupContainer, parseCmdline, parseComm, parseNofileSoftLimit } from './common/process.js';
-import type { Collector, HostAccess } from './types.js';
+import { runSocketCensus } from './common/fd-census.js';
+import { describeProcess } from './common/process.js';
+import type { Collector } from './types.js';
 
 export interface SocketHolder {
   pid: number;
@@ -107,31 +107,6 @@ export function evaluateSockets(holders: readonly SocketHolder[], config: Socket
   return out;
 }
 
-type Description = Pick<SocketHolder, 'comm' | 'cmdline' | 'containerId' | 'podUid' | 'nofileSoft'>;
-
-async function describeProcess(host: HostAccess, row: CensusRow): Promise<Description> {
-  const pid = row.pid;
-  const [comm, cmdline, cgroup, limits] = await Promise.all([
-    host.readBytes(host.procPath(pid, 'comm')),
-    host.readBytes(host.procPath(pid, 'cmdline')),
-    host.readText(host.procPath(pid, 'cgroup')),
-    // The census skips limits for small holders; the ones we show get theirs.
-    row.nofileSoft === undefined ? host.readText(host.procPath(pid, 'limits')) : Promise.resolve(undefined),
-  ]);
-  const out: Description = {
-    comm: comm ? parseComm(comm) : '?',
-    cmdline: cmdline ? parseCmdline(cmdline) : '',
-  };
-  const soft = limits === undefined ? undefined : parseNofileSoftLimit(limits);
-  if (soft !== undefined) out.nofileSoft = soft;
-  const ref = cgroup ? parseCgroupContainer(cgroup) : undefined;
-  if (ref) {
-    out.containerId = ref.containerId;
-    if (ref.podUid) out.podUid = ref.podUid;
-  }
-  return out;
-}
-
 export const sockets: Collector<SocketsConfig, SocketsData> = {
   name: 'sockets',
   description: 'Socket fds per process (/proc/PID/fd), with container and nofile limit',
@@ -155,7 +130,8 @@ export const sockets: Collector<SocketsConfig, SocketsData> = {
     });
     const holders: SocketHolder[] = [];
     for (const row of interesting) {
-      const info = await describeProcess(host, row);
+      // The census skips limits for small holders; the ones we show get theirs.
+      const { pid: _, ...info } = await describeProcess(host, row.pid, { limits: row.nofileSoft === undefined });
       holders.push({ ...row, ...info });
     }
     // Container ids to names and pods, when the runtimes answer (they may not: then ids it is).

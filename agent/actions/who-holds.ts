@@ -6,7 +6,7 @@ import { NodewardenError } from '../../protocol/errors.js';
 import type { Workload } from '../../protocol/finding.js';
 import { mountLine, readMountNamespaces, type MountNamespace } from '../../collectors/common/namespaces.js';
 import type { MountInfo } from '../../collectors/common/mountinfo.js';
-import { describeHolder, type Holder } from '../../collectors/mounts.js';
+import { describeHolder, type Holder } from '../../collectors/common/process.js';
 import type { HostAccess, RuntimeAccess, RuntimeContainer } from '../../collectors/types.js';
 
 export interface HoldingNamespace {

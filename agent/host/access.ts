@@ -65,7 +65,9 @@ export function createHostAccess(opts: HostOptions): HostAccess {
   // never delays the other mounts again) and probed on their own until they answer. A probe child that
   // could not even be killed is not replaced while it lives: no pile-up of stuck processes.
   const unresponsive = new Map<string, { since: number; stuckProbe?: Promise<void> }>();
-  const hostPath = (p: string): string => path.join(root, p);
+  // `..` stops at the host's root, as it does on the host itself: `/dev/../../etc` is `<root>/etc`, never
+  // a path of the agent's own filesystem outside --host-root.
+  const hostPath = (p: string): string => path.join(root, path.posix.resolve('/', p));
 
   type Batch = { kind: 'done'; stats: Map<string, FsStats> } | { kind: 'timeout'; exited: Promise<void> };
   async function statfsBatch(agentPaths: string[], timeoutMs: number): Promise<Batch> {

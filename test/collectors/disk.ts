@@ -1,5 +1,4 @@
 import t from 'tap';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,7 +8,7 @@ import { loadConfig } from '../../agent/config.js';
 import { Runner } from '../../agent/runner.js';
 import { COLLECTORS } from '../../collectors/index.js';
 import { contextFor, envFor, quietLog, settingsFor } from '../helpers/context.js';
-import { fillTo, makeLoopFs, requireLive } from '../helpers/live.js';
+import { fillTo, hungFuseMount, makeLoopFs, requireLive } from '../helpers/live.js';
 
 const config = settingsFor(disk) as never;
 
@@ -150,25 +149,10 @@ t.test('live: an ext4 the kernel turns read-only after an error fires disk.reado
 
 t.test('live: a mount whose statfs hangs is disk.unresponsive; the other filesystems are still reported', async (t) => {
   if (!requireLive(t, { root: true, paths: ['/dev/fuse'] })) return;
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-hung-'));
-  const mnt = path.join(dir, 'mnt');
-  mkdirSync(mnt);
-  // A FUSE mount whose daemon never answers: statfs blocks like on a dead NFS server. The holder
-  // process keeps /dev/fuse open; killing it aborts the connection and statfs answers again.
-  const holder: ChildProcess = spawn('python3', ['-c', `
-import os, subprocess, sys, time
-fd = os.open('/dev/fuse', os.O_RDWR)
-r = subprocess.run(['mount', '-t', 'fuse', '-o', f'fd={fd},rootmode=40000,user_id=0,group_id=0', 'nwhung', sys.argv[1]], pass_fds=(fd,))
-print('mounted' if r.returncode == 0 else 'failed', flush=True)
-time.sleep(600)
-`, mnt], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(() => {
-    holder.kill('SIGKILL');
-    execFileSync('umount', ['-l', mnt], { stdio: 'ignore' });
-    rmSync(dir, { recursive: true, force: true });
-  });
-  const line = await new Promise<string>((resolve) => holder.stdout?.once('data', (d: Buffer) => resolve(d.toString().trim())));
-  t.equal(line, 'mounted');
+  const fuse = hungFuseMount();
+  t.teardown(() => fuse.cleanup());
+  const mnt = fuse.mountPoint;
+  t.ok(readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${mnt} `), 'mounted');
 
   const sets = ['collectors.disk.statfsTimeout=500ms', 'collectors.disk.includeTmpfs=false'];
   const env = envFor('/', sets);
@@ -187,8 +171,7 @@ time.sleep(600)
   t.match(againRow?.error, /not answering since/, 'and it says since when');
   t.equal(again.kind === 'ok' && again.data.rows.find((x) => x.mountPoint === '/')?.status, 'ok', 'kept out of the batch: the others are measured');
 
-  holder.kill('SIGKILL');
-  await new Promise((resolve) => holder.once('exit', resolve));
+  fuse.abort();
   await new Promise((resolve) => setTimeout(resolve, 300));
   const after = await disk.collect(contextFor(disk, '/', { env, sets }));
   t.notOk(after.kind === 'ok' && after.observations.some((f) => f.check === 'disk.unresponsive' && f.subject === mnt), 'answers again once the connection is gone');

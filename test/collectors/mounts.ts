@@ -1,10 +1,10 @@
 import t from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { findLeakedMounts, mounts } from '../../collectors/mounts.js';
 import { parseMountinfo } from '../../collectors/common/mountinfo.js';
 import { contextFor, envFor, settingsFor } from '../helpers/context.js';
-import { makeLoopFs, requireLive } from '../helpers/live.js';
+import { holdMountsInNewNamespace, makeLoopFs, requireLive } from '../helpers/live.js';
 
 const config = settingsFor(mounts) as never;
 const ns = (id: string, host: boolean, lines: string[]) => ({ id, host, pids: host ? [1] : [42, 43], mounts: parseMountinfo(lines.join('\n')) });
@@ -26,12 +26,14 @@ t.test('leaked: runtime storage gone from the host, and block devices mounted on
 t.test('live: a process in another mount namespace keeps a loop filesystem alive after the host unmounted it', async (t) => {
   if (!requireLive(t, { root: true, commands: ['unshare', 'mkfs.ext4', 'losetup'] })) return;
   const fs = makeLoopFs(32);
-  const holder = spawn('unshare', ['-m', '--propagation', 'private', 'sleep', '600'], { stdio: 'ignore' });
-  t.teardown(() => {
-    holder.kill('SIGKILL');
+  const holder = await holdMountsInNewNamespace().catch((err: unknown) => {
+    fs.cleanup();
+    throw err;
+  });
+  t.teardown(async () => {
+    await holder.stop();
     fs.cleanup();
   });
-  await new Promise((r) => setTimeout(r, 500));
   t.equal(spawnSync('umount', [fs.mountPoint]).status, 0, 'the host unmounts it');
 
   const env = envFor('/');
@@ -50,8 +52,7 @@ t.test('live: a process in another mount namespace keeps a loop filesystem alive
   const byPath = JSON.parse(cli(fs.mountPoint, '--json').stdout) as { namespaces: { host: boolean; holders: { pid: number; comm: string }[] }[] };
   t.same(byPath.namespaces.map((n) => [n.host, n.holders.map((h) => h.pid)]), [[false, [holder.pid]]], 'who-holds PATH: only that namespace');
 
-  holder.kill('SIGKILL');
-  await new Promise((resolve) => holder.once('exit', resolve));
+  await holder.stop();
   await new Promise((r) => setTimeout(r, 200));
   const after = await mounts.collect(contextFor(mounts, '/', { env }));
   t.notOk(after.kind === 'ok' && after.observations.some((o) => String(o.evidence['mount']).includes(fs.mountPoint)), 'resolved when the holder exits');

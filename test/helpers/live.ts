@@ -1,7 +1,7 @@
 // Helpers for tests that use the real machine: loop-mounted filesystems, root-only tools.
 // Outside CI a missing capability skips the test loudly; with CI=true it fails the run.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -79,4 +79,66 @@ export function fillTo(fs: LoopFs, percent: number, name = 'fill'): void {
   const wantAvail = Math.floor((blocks * (100 - percent)) / 100);
   const add = Math.max(0, avail - wantAvail) * bsize;
   if (add > 0) execFileSync('fallocate', ['-l', String(add), path.join(fs.mountPoint, name)]);
+}
+
+/**
+ * `sleep 600` in a private mount namespace of its own (`unshare -m`): it keeps a copy of every mount
+ * there was when it started, whatever the host unmounts afterwards. Resolves once it is in that namespace.
+ */
+export async function holdMountsInNewNamespace(): Promise<{ pid: number; stop(): Promise<void> }> {
+  const child = spawn('unshare', ['-m', '--propagation', 'private', 'sleep', '600'], { stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const ours = readlinkSync('/proc/self/ns/mnt');
+  const ready = () => {
+    try {
+      return readlinkSync(`/proc/${child.pid}/ns/mnt`) !== ours && readFileSync(`/proc/${child.pid}/comm`, 'utf8') === 'sleep\n';
+    } catch {
+      return false;
+    }
+  };
+  for (let i = 0; !ready(); i++) {
+    if (i > 200 || child.exitCode !== null) {
+      child.kill('SIGKILL');
+      throw new Error('unshare -m did not start its sleep');
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return {
+    pid: child.pid!,
+    async stop() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/**
+ * A FUSE mount whose daemon never answers (this process holds /dev/fuse open and never reads it):
+ * statfs on it waits exactly as on a dead NFS server. `abort` closes the connection, as when the
+ * daemon dies: the mount stays and answers at once, with an error. `cleanup` also unmounts it and
+ * removes its directory.
+ */
+export function hungFuseMount(): { mountPoint: string; abort(): void; cleanup(): void } {
+  const mountPoint = mkdtempSync(path.join(os.tmpdir(), 'nw-hung-'));
+  const fd = openSync('/dev/fuse', 'r+');
+  const r = spawnSync('mount', ['-t', 'fuse', '-o', 'fd=3,rootmode=40000,user_id=0,group_id=0', 'nwhung', mountPoint], { stdio: ['ignore', 'ignore', 'pipe', fd], encoding: 'utf8' });
+  if (r.status !== 0) {
+    closeSync(fd);
+    rmSync(mountPoint, { recursive: true, force: true });
+    throw new Error(`mount -t fuse: ${r.stderr}`);
+  }
+  let open = true;
+  const abort = () => {
+    if (open) closeSync(fd);
+    open = false;
+  };
+  return {
+    mountPoint,
+    abort,
+    cleanup() {
+      abort();
+      spawnSync('umount', ['-l', mountPoint]);
+      rmSync(mountPoint, { recursive: true, force: true });
+    },
+  };
 }

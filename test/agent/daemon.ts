@@ -108,7 +108,8 @@ t.test('live: a container stuck in removal is named by the event it causes, not 
   const fired: { at: number; t: Transition }[] = [];
   agent.runner.on('transition', (tr: Transition) => fired.push({ at: Date.now(), t: tr }));
   for (let i = 0; i < 600 && runs.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
-  t.equal(runs.length, 1, 'the first scheduled run is done');
+  // Events from containers other tests left behind may already have made it run again: at least once.
+  t.ok(runs.length >= 1, 'the first scheduled run is done');
 
   const stuck = await makeImmutableContainer('nw-events-stuck');
   t.teardown(() => stuck.cleanup());
@@ -122,6 +123,6 @@ t.test('live: a container stuck in removal is named by the event it causes, not 
   }
   t.ok(hit, 'immutable.file fires');
   t.equal(hit?.t.finding.severity, 'critical');
-  t.ok(runs.length >= 2, 'because the event made the collector run again (its interval is 10 minutes)');
+  t.ok(runs.some((at) => at >= removedAt), 'because the event made the collector run again after the failed removal (its interval is 10 minutes)');
   t.comment(`named ${hit ? ((hit.at - removedAt) / 1000).toFixed(1) : '?'} s after docker rm -f failed`);
 });

@@ -33,7 +33,6 @@ export function closeReason(text: string): string {
 /** The `code` of an error for logs and metrics, from a known set. */
 export function codeOf(err: unknown): string {
   if (err instanceof NodewardenError || err instanceof LimitError) return err.code;
-  if (err instanceof WireError) return 'NW_ERR_PROTOCOL';
   if (errnoCode(err)) return 'NW_ERR_IO';
   return 'NW_ERR_INTERNAL';
 }

@@ -1,5 +1,6 @@
 // The wire protocol between agents, the aggregator and tailers: versioned JSON messages, every field
 // validated on receipt, with a size limit. An invalid message gets a close code and a reason.
+import { NodewardenError } from './errors.js';
 import { FINDING_STATES, SEVERITIES, severityRank, type Finding } from './finding.js';
 import { s, summarizeProblems, type Infer, type Problem, type Spec } from './schema.js';
 import { TRANSITION_TYPES } from './transition.js';
@@ -163,12 +164,13 @@ const aggregatorSpecs = { ...toAgentSpecs, ...toTailerSpecs };
 /** The message specs by direction, for the type-level test (test/protocol/types.ts). */
 export type MessageSpecs = { agent: typeof agentSpecs; tailer: typeof tailerSpecs; toAgent: typeof toAgentSpecs; toTailer: typeof toTailerSpecs };
 
-export class WireError extends Error {
+/** An invalid message: NW_ERR_PROTOCOL, with the WebSocket close code the receiver answers with. */
+export class WireError extends NodewardenError {
   constructor(
     readonly closeCode: number,
     readonly reason: string,
   ) {
-    super(reason);
+    super('NW_ERR_PROTOCOL', reason);
     this.name = 'WireError';
   }
 }

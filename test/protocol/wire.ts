@@ -76,7 +76,7 @@ t.test('finding fields are bounded in size', async (t) => {
   t.match(snap({ message: 'x'.repeat(3.9 * 1024 * 1024) }), /message must be at most/);
 });
 
-t.test('property: the decoders refuse anything with a WireError and never throw anything else', async (t) => {
+t.test('property: the decoders refuse anything with a WireError (NW_ERR_PROTOCOL) and never throw anything else', async (t) => {
   const decoders = [decodeAgentMessage, decodeTailerMessage, decodeAggregatorMessage];
   const total = (raw: string | Buffer) => {
     for (const d of decoders) {
@@ -86,6 +86,7 @@ t.test('property: the decoders refuse anything with a WireError and never throw 
         JSON.stringify(msg);
       } catch (err) {
         if (!(err instanceof WireError)) throw err;
+        if (err.code !== 'NW_ERR_PROTOCOL') throw new Error(`refused with code ${err.code}, not NW_ERR_PROTOCOL`);
         if (Buffer.byteLength(err.reason) > 123 * 3) throw new Error('reason far too long');
       }
     }

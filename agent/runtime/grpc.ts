@@ -287,7 +287,15 @@ export function grpcStream(
       fail((err as Error).message);
       return;
     }
-    for (const m of msgs) if (!ended) handlers.onMessage(m);
+    for (const m of msgs) {
+      if (ended) return;
+      // A handler that throws ends this stream with its error; it never escapes from the event handler.
+      try {
+        handlers.onMessage(m);
+      } catch (err) {
+        end(err instanceof NodewardenError ? err : failure(`the message handler failed: ${errorMessage(err)}`));
+      }
+    }
   });
   req.on('error', (err) => fail(err.message));
   req.on('end', () => {

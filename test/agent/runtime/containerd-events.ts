@@ -145,6 +145,29 @@ function runStream(sock: string, opts: { timeoutMs?: number; pingMs?: number; ma
   return { got, result, close: () => s.close() };
 }
 
+t.test('gRPC stream: a message handler that throws ends that stream with the error, nothing escapes the event handler', async (t) => {
+  const fake = await fakeContainerd(t, (s) => {
+    s.respond({ ':status': 200, 'content-type': 'application/grpc' });
+    s.write(Buffer.concat([frame(envelope({})), frame(envelope({ topic: '/containers/delete' }))]));
+  });
+  const result: { ended: boolean; err?: { code?: string; message: string } | undefined; calls: number } = { ended: false, calls: 0 };
+  const s = grpcStream(fake.sock, SUBSCRIBE, subscribeRequest(), { timeoutMs: 1000, pingMs: 100 }, {
+    onMessage: () => {
+      result.calls++;
+      throw new TypeError('handler bug');
+    },
+    onEnd: (err) => {
+      result.ended = true;
+      result.err = err;
+    },
+  });
+  t.teardown(() => s.close());
+  t.ok(await until(() => result.ended), 'the stream ends (the process did not crash)');
+  t.equal(result.err?.code, 'NW_ERR_RUNTIME');
+  t.match(result.err?.message ?? '', /the message handler failed: handler bug/);
+  t.equal(result.calls, 1, 'no message is handed on after the failure');
+});
+
 t.test('gRPC stream: hostile fake containerds end the stream with a reason, a quiet one does not', async (t) => {
   const cases: [string, (s: http2.ServerHttp2Stream) => void, RegExp][] = [
     ['a stream that ends without grpc-status', (s) => { s.respond({ ':status': 200, 'content-type': 'application/grpc' }); s.end(frame(envelope({}))); }, /without a gRPC status/],

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { NodewardenError, errnoCode, errorMessage } from '../protocol/errors.js';
+import { HOST_PORT } from '../protocol/address.js';
 import { formatDuration, s, type Infer, type Problem, type Spec } from '../protocol/schema.js';
 import { COLLECTORS } from '../collectors/index.js';
 import type { AnyCollector } from '../collectors/types.js';
@@ -45,7 +46,7 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS) {
     ),
     agent: s.object(
       {
-        listen: s.string({ default: '0.0.0.0:9742', pattern: /^$|^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, doc: "HOST:PORT for the agent's /healthz and /metrics ('' to turn them off)" }),
+        listen: s.string({ default: '0.0.0.0:9742', pattern: new RegExp(`^$|${HOST_PORT.source}`), doc: "HOST:PORT for the agent's /healthz and /metrics ('' to turn them off)" }),
         heartbeat: s.duration({ default: '15s', min: 100, doc: 'ping the aggregator this often; two missed pongs drop the link' }),
         restartAfterUnreachable: s.duration({ default: '10m', min: 1000, doc: '/healthz fails (kubelet restarts the agent) when the configured aggregator has been unreachable this long' }),
       },

@@ -5,6 +5,7 @@
 import type http from 'node:http';
 import { COLLECTORS } from '../collectors/index.js';
 import type { Log } from '../collectors/types.js';
+import { parseHostPort } from '../protocol/address.js';
 import { VERSION } from '../protocol/version.js';
 import type { Finding } from '../protocol/finding.js';
 import type { Config } from './config.js';
@@ -37,11 +38,6 @@ export interface AgentDaemon {
   /** Where /healthz and /metrics answer, once listening. */
   address?: { host: string; port: number };
   stop(): Promise<void>;
-}
-
-function splitHostPort(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(':');
-  return { host: listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(listen.slice(i + 1)) };
 }
 
 export async function startAgent(config: Config, opts: { log: Log & { child(b: object): Log }; aggregator?: { url: string; token: string | (() => string) } }): Promise<AgentDaemon> {
@@ -85,7 +81,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
     ? new StreamClient({ url: opts.aggregator.url, token: opts.aggregator.token, runner, node: config.node, version: VERSION, log: opts.log.child({ component: 'stream' }), heartbeatMs: config.agent.heartbeat, onCommand: createPruneCommandHandler({ node: config.node, settings: config.prune, host: env.host, runtime: runtimes, log }) })
     : undefined;
   const server = config.agent.listen !== ''
-    ? new AgentServer({ runner, node: config.node, restartAfterUnreachableMs: config.agent.restartAfterUnreachable, listen: splitHostPort(config.agent.listen), ...(stream ? { stream } : {}) })
+    ? new AgentServer({ runner, node: config.node, restartAfterUnreachableMs: config.agent.restartAfterUnreachable, listen: parseHostPort(config.agent.listen)!, ...(stream ? { stream } : {}) })
     : undefined;
   const nodeExporter = kube
     ? new NodeExporter({ client: kube, node: config.node, runner, log: opts.log.child({ component: 'kubernetes' }), events: k.events, eventNamespace: k.eventNamespace, eventIntervalMs: k.eventInterval, eventsPerMinute: k.eventsPerMinute })

@@ -4,7 +4,7 @@ import { createLogger } from '../agent/log.js';
 import { Aggregator, DEFAULT_LIMITS, type AggregatorLimits } from '../aggregator/server.js';
 import { TokenWatcher, loadTokens, type Token } from '../aggregator/auth.js';
 import { NodewardenError } from '../protocol/errors.js';
-import { parseDuration } from '../protocol/schema.js';
+import { parseHostPort } from '../protocol/address.js';
 import { VERSION } from '../protocol/version.js';
 
 export interface AggregatorCliOptions {
@@ -14,12 +14,12 @@ export interface AggregatorCliOptions {
   tlsKey?: string;
   journal?: string;
   history?: string;
-  silentAfter?: string;
-  heartbeat?: string;
+  silentAfterMs: number;
+  heartbeatMs: number;
   logLevel?: string;
   /** Delete evicted pods this often (off when absent). */
-  evictedCleanup?: string;
-  evictedOlderThan?: string;
+  evictedCleanupMs?: number;
+  evictedOlderThanMs: number;
   /** `tokens` (default): agents present a token from DIR/agent; `kubernetes`: also a bound service-account token. */
   agentAuth?: string;
   /** NAMESPACE:NAME of the agents' service account (kubernetes mode). */
@@ -36,18 +36,10 @@ function count(flag: string, v: string | undefined, def: number): number {
   return n;
 }
 
-function duration(flag: string, v: string | undefined, def: number): number {
-  if (v === undefined) return def;
-  const ms = parseDuration(v);
-  if (ms === undefined) throw new NodewardenError('NW_ERR_USAGE', `${flag} must be a duration such as 30s or 5m, got ${v}`);
-  return ms;
-}
-
 export function parseListen(listen: string): { host: string; port: number } {
-  const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]*):(\d{1,5})$/.exec(listen);
-  const port = Number(m?.[2]);
-  if (!m || port > 65535) throw new NodewardenError('NW_ERR_USAGE', `--listen must be HOST:PORT, got ${listen}`);
-  return { host: m[1]!.replace(/^\[|\]$/g, '') || '0.0.0.0', port };
+  const hostPort = parseHostPort(listen);
+  if (!hostPort) throw new NodewardenError('NW_ERR_USAGE', `--listen must be HOST:PORT, got ${listen}`);
+  return hostPort;
 }
 
 export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
@@ -83,8 +75,8 @@ export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
     ...(opts.tlsCert && opts.tlsKey ? { tls: { cert: opts.tlsCert, key: opts.tlsKey } } : {}),
     ...(opts.journal ? { journal: opts.journal } : {}),
     historyLimit: history,
-    silentAfterMs: duration('--silent-after', opts.silentAfter, 30_000),
-    heartbeatMs: duration('--heartbeat', opts.heartbeat, 10_000),
+    silentAfterMs: opts.silentAfterMs,
+    heartbeatMs: opts.heartbeatMs,
     limits,
     ...(kubeAuth ? { kubeAuth } : {}),
     version: VERSION,
@@ -103,9 +95,9 @@ export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
     watcher.reload();
   });
   let stopCleanup: (() => void) | undefined;
-  if (opts.evictedCleanup !== undefined) {
-    const everyMs = duration('--evicted-cleanup', opts.evictedCleanup, 600_000);
-    const olderThanMs = duration('--evicted-older-than', opts.evictedOlderThan, 3_600_000);
+  if (opts.evictedCleanupMs !== undefined) {
+    const everyMs = opts.evictedCleanupMs;
+    const olderThanMs = opts.evictedOlderThanMs;
     // Loaded only when asked for: @kubernetes/client-node costs memory (README, Design).
     const { kubeApi, scheduleEvictedCleanup } = await import('../aggregator/evicted.js');
     const { api } = await kubeApi();

@@ -64,7 +64,7 @@ const sets = (v: unknown): string[] => (Array.isArray(v) ? (v as string[]) : [])
 function durationFlag(flag: string, v: unknown, def: number): number {
   if (v === undefined) return def;
   const ms = parseDuration(String(v));
-  if (ms === undefined) throw new UsageError(`${flag} must be a duration such as 30m, 72h or 7d, got ${String(v)}`);
+  if (ms === undefined) throw new UsageError(`${flag} must be a duration such as 30s, 5m, 72h or 7d, got ${String(v)}`);
   return ms;
 }
 
@@ -142,11 +142,11 @@ export const COMMANDS: readonly Command[] = [
         tlsKey: str(values['tls-key']),
         journal: str(values['journal']),
         history: str(values['history']),
-        silentAfter: str(values['silent-after']),
-        heartbeat: str(values['heartbeat']),
+        silentAfterMs: durationFlag('--silent-after', values['silent-after'], 30_000),
+        heartbeatMs: durationFlag('--heartbeat', values['heartbeat'], 10_000),
         logLevel: str(values['log-level']),
-        evictedCleanup: str(values['evicted-cleanup']),
-        evictedOlderThan: str(values['evicted-older-than']),
+        ...(values['evicted-cleanup'] !== undefined ? { evictedCleanupMs: durationFlag('--evicted-cleanup', values['evicted-cleanup'], 600_000) } : {}),
+        evictedOlderThanMs: durationFlag('--evicted-older-than', values['evicted-older-than'], 3_600_000),
         agentAuth: str(values['agent-auth']),
         agentServiceAccount: str(values['agent-service-account']),
         maxConnections: str(values['max-connections']),

@@ -174,7 +174,6 @@ t.test('live: on a terminal check shows its progress on stderr and clears it; pi
     const piped = run(...args);
     t.equal(piped.code, 0, piped.stderr);
     t.equal(piped.stderr, '', `${args.join(' ')}: nothing on stderr`);
-    // eslint-disable-next-line no-control-regex
     t.notMatch(piped.stdout, /[\r\x1b]|running:/, `${args.join(' ')}: no control byte, no progress line`);
   }
 });

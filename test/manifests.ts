@@ -13,7 +13,7 @@ import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { Role, ClusterRole, RoleBinding, ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { loadConfig } from '../agent/config.js';
 import { PERMISSIONS } from '../agent/kube/permissions.js';
-import type Tap from 'tap';
+import type { Test } from 'tap';
 
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [k: string]: unknown };
 
@@ -94,7 +94,7 @@ t.test('policies: read-only host paths, pinned images, resources, probes, no API
 
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
 /** RBAC both ways: every rule is something the code uses; every permission the code uses is granted. */
-function checkRbac(t: Tap.Test, objs: Obj[]): void {
+function checkRbac(t: Test, objs: Obj[]): void {
   const granted = new Map<string, Set<string>>();
   for (const binding of objs.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding')) {
     const roleName = (binding['roleRef'] as { name: string }).name;
@@ -157,7 +157,7 @@ t.test('the config and the command lines in the manifests are ones nodewarden ac
 
 t.test('the built-in renderer used without kubectl renders what kubectl renders', async (t) => {
   const r = spawnSync('kubectl', ['kustomize', 'manifests'], { encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) return void t.skip('kubectl not here to compare with');
+  if (r.status !== 0) return void t.skip('kubectl not here to compare with', () => {});
   const key = (o: Obj) => `${o.kind}/${o.metadata.name}`;
   const sort = (list: Obj[]) => [...list].sort((a, b) => key(a).localeCompare(key(b)));
   t.same(sort(renderWithoutKubectl('manifests')), sort(parseAllDocuments(r.stdout).map((d) => d.toJSON() as Obj)));
@@ -169,7 +169,7 @@ t.test('the evicted-cleanup component adds the schedule and exactly the RBAC it 
   // kustomize takes bases by relative path.
   writeFileSync(path.join(dir, 'kustomization.yaml'), `resources: [${path.relative(dir, path.resolve('manifests'))}]\ncomponents: [${path.relative(dir, path.resolve('manifests/components/evicted-cleanup'))}]\n`);
   const r = spawnSync('kubectl', ['kustomize', '--load-restrictor', 'LoadRestrictionsNone', dir], { encoding: 'utf8', timeout: 60_000 });
-  if (r.status !== 0) return void t.skip(`kubectl cannot render the overlay here: ${r.stderr.slice(0, 200)}`);
+  if (r.status !== 0) return void t.skip(`kubectl cannot render the overlay here: ${r.stderr.slice(0, 200)}`, () => {});
   const objs = parseAllDocuments(r.stdout).map((d) => d.toJSON() as Obj);
   const dep = objs.find((o) => o.kind === 'Deployment')!;
   const args = podSpec(dep)!.containers[0]!.args ?? [];

@@ -17,13 +17,13 @@ t.test('defaults are documented values', async (t) => {
   const c = loadConfig({ env: { NODE_NAME: 'node-a' } });
   t.equal(c.node, 'node-a', 'node from NODE_NAME');
   t.equal(c.hostRoot, '/');
-  t.equal((c.collectors['disk'] as { usage: { warning: number } }).usage.warning, 85);
+  t.equal((c.collectors['disk'] as unknown as { usage: { warning: number } }).usage.warning, 85);
   t.equal(c.collectors['disk']?.interval, 30_000);
 });
 
 t.test('YAML and JSON files, and --set wins over the file', async (t) => {
   const y = loadConfig({ file: file('a.yaml', 'collectors:\n  disk:\n    usage: {warning: 70}\n    interval: 1m\n'), sets: ['collectors.disk.usage.critical=80'] });
-  t.same((y.collectors['disk'] as { usage: object }).usage, { warning: 70, critical: 80 });
+  t.same((y.collectors['disk'] as unknown as { usage: object }).usage, { warning: 70, critical: 80 });
   t.equal(y.collectors['disk']?.interval, 60_000);
   const j = loadConfig({ file: file('a.json', '{"collectors": {"sockets": {"enabled": false}}}') });
   t.equal(j.collectors['sockets']?.enabled, false);
@@ -70,7 +70,7 @@ t.test('contradictions between related keys name the value that would work', asy
   const problemsOf = (sets: string[]): string[] => {
     const err = t.throws(() => loadConfig({ sets })) as NodewardenError;
     t.equal(err.code, 'NW_ERR_CONFIG');
-    return err.details;
+    return [...err.details];
   };
   const [runtime] = problemsOf(['collectors.runtime.timeout=2s']);
   t.match(runtime, /^collectors\.runtime\.timeout: 2s is shorter than what one run may wait out \(runtime\.timeout 5s\)/);

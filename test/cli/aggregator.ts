@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { connect } from 'node:tls';
+import { connect, type SecureVersion } from 'node:tls';
 import { TOKENS, freePort, run, runSync, startAggregator, until, writeTokens } from '../helpers/processes.js';
 
 function tmp(t: { teardown(fn: () => void): void }): string {
@@ -52,7 +52,7 @@ t.test('TLS: forward-secret AEAD suites only; bad certificates and keys are one-
   const port = await freePort();
   // Not startAggregator: it polls http://, so wait for the TLS listener ourselves.
   const agg = run(['aggregator', '--listen', `127.0.0.1:${port}`, '--tokens-dir', tokens, '--log-level', 'warn', '--tls-cert', cert, '--tls-key', key]);
-  const handshake = (opts: { ciphers?: string; maxVersion?: 'TLSv1.2' | 'TLSv1.3'; minVersion?: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' }) =>
+  const handshake = (opts: { ciphers?: string; maxVersion?: SecureVersion; minVersion?: SecureVersion }) =>
     new Promise<string>((resolve) => {
       const s = connect({ port, host: '127.0.0.1', rejectUnauthorized: false, ...opts });
       s.once('secureConnect', () => {

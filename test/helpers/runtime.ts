@@ -2,7 +2,7 @@
 // cleanup of exactly what a test made. Uses Debian's docker CLI (/usr/bin/docker) to set things up;
 // nodewarden itself reads state through the APIs.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, symlinkSync, mkdirSync, copyFileSync, chmodSync, existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, symlinkSync, mkdirSync, copyFileSync, chmodSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { requireLive, type TapLike } from './live.js';

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 // Waits are generous bounds (20 s), not speed claims: under a full test run on a 2-core machine a watch can take seconds to reopen.
 import fc from 'fast-check';
 import { KubeClient } from '../../../agent/kube/client.js';
@@ -6,10 +6,11 @@ import { PodWatcher, toPodInfo } from '../../../agent/kube/pods.js';
 import { quietLog } from '../../helpers/context.js';
 import { FakeApiServer } from '../../helpers/fake-apiserver.js';
 import { until } from '../../helpers/processes.js';
+import type { PodInfo, PodListState } from '../../../collectors/types.js';
 
 const RULES = [{ verbs: ['get', 'list', 'watch'], resources: ['pods'] }];
 
-async function setup(t: Tap.Test, opts: { pageSize?: number; watchSeconds?: number } = {}) {
+async function setup(t: Test, opts: { pageSize?: number; watchSeconds?: number } = {}) {
   const api = new FakeApiServer();
   await api.start();
   api.grant('agent-token-0123456789', 'system:serviceaccount:nodewarden:nodewarden-agent', RULES);
@@ -21,12 +22,10 @@ async function setup(t: Tap.Test, opts: { pageSize?: number; watchSeconds?: numb
   });
   return { api, watcher };
 }
-type Tap = typeof t;
-declare namespace Tap {
-  type Test = typeof t;
-}
 
-const names = (w: PodWatcher) => w.state().pods.map((p) => `${p.namespace}/${p.name}`).sort();
+/** The pods a state carries (an absent API server carries none). */
+const podsOf = (s: PodListState): PodInfo[] => ('pods' in s ? s.pods : []);
+const names = (w: PodWatcher) => podsOf(w.state()).map((p) => `${p.namespace}/${p.name}`).sort();
 
 t.test('toPodInfo keeps only what the diagnosis reads', async (t) => {
   const info = toPodInfo({
@@ -77,7 +76,7 @@ t.test('lists its node\'s pods page by page, then follows the watch', async (t) 
   api.addPod('ns', 'other-node', 'n2', 'Pending');
   await until(() => names(watcher).includes('ns/p5') && !names(watcher).includes('ns/p2'), 20_000, 'watch events');
   t.same(names(watcher), ['ns/p0', 'ns/p1', 'ns/p3', 'ns/p4', 'ns/p5']);
-  t.ok(watcher.state().pods.find((p) => p.name === 'p1')?.deletionTimestamp, 'deletionTimestamp seen through the watch');
+  t.ok(podsOf(watcher.state()).find((p) => p.name === 'p1')?.deletionTimestamp, 'deletionTimestamp seen through the watch');
 });
 
 t.test('a watch that expires (410 Gone) is re-listed without losing or duplicating pods', async (t) => {
@@ -94,7 +93,7 @@ t.test('a watch that expires (410 Gone) is re-listed without losing or duplicati
   api.compact();
   await until(() => watcher.stats.expired >= 1 && names(watcher).includes('ns/born-in-the-gap'), 20_000, 're-list after 410');
   t.same(names(watcher), ['ns/born-in-the-gap', 'ns/p1', 'ns/p2', 'ns/p3'], 'the gap\'s changes are there, nothing twice, nothing lost');
-  t.same(watcher.state().pods.find((p) => p.name === 'p1')?.finalizers, ['example.com/x']);
+  t.same(podsOf(watcher.state()).find((p) => p.name === 'p1')?.finalizers, ['example.com/x']);
   t.equal(watcher.state().status, 'synced');
   t.ok(watcher.stats.lists >= 2, `listed ${watcher.stats.lists} times`);
   await until(() => api.openWatches() === 1, 20_000, 'watching again');

@@ -1,5 +1,5 @@
 import t from 'tap';
-import type Tap from 'tap';
+import type { Test } from 'tap';
 import fc from 'fast-check';
 import http2 from 'node:http2';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -101,7 +101,7 @@ t.test('gRPC frames: split across chunks at any point give the same messages; ov
 });
 
 /** A fake containerd: an HTTP/2 server on a unix socket; `onStream` decides what each Subscribe gets. */
-async function fakeContainerd(t: Tap.Test, onStream: (stream: http2.ServerHttp2Stream, n: number) => void) {
+async function fakeContainerd(t: Test, onStream: (stream: http2.ServerHttp2Stream, n: number) => void) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-ctd-events-'));
   const sock = path.join(dir, 'containerd.sock');
   let n = 0;

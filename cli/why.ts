@@ -40,9 +40,10 @@ export function renderWhy(subject: string, finding: Observation | undefined, not
 async function fromAggregator(opts: WhyOptions, subject: string): Promise<{ finding?: Finding; note?: string }> {
   const { aggregatorUrl, token, toHttp } = await import('./remote.js');
   const url = `${toHttp(aggregatorUrl(opts.aggregator))}/api/findings?check=pod.stuck${opts.node ? `&node=${encodeURIComponent(opts.node)}` : ''}`;
+  const authorization = `Bearer ${token(opts.tokenFile)}`; // no token is a usage error, not "cannot reach"
   let res: Response;
   try {
-    res = await fetch(url, { headers: { authorization: `Bearer ${token(opts.tokenFile)}` }, signal: AbortSignal.timeout(15_000) });
+    res = await fetch(url, { headers: { authorization }, signal: AbortSignal.timeout(15_000) });
   } catch (err) {
     throw new NodewardenError('NW_ERR_TIMEOUT', `cannot reach the aggregator at ${url}: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`);
   }

@@ -1,0 +1,121 @@
+// `nodewarden why POD` as a process: through an aggregator on loopback (its /api/findings), and --local
+// against the local API server for what needs no runtime (a pod that is not stuck, not found, on
+// another node). The stuck-pod diagnosis on this node is test/integration/pod-stuck.ts.
+import t from 'tap';
+import type Tap from 'tap';
+import http from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { renderWhy } from '../../cli/why.js';
+import { painter } from '../../cli/format.js';
+import { finding } from '../helpers/findings.js';
+import { FakeApiServer } from '../helpers/fake-apiserver.js';
+import { freePort, runAsync, runSync } from '../helpers/processes.js';
+
+const TOKEN = 'tail-token-0123456789';
+const walk = [
+  { cause: 'immutable', checked: true, found: true, summary: "'/var/lib/docker/overlay2/x/diff/f' is immutable", remedy: 'chattr -i /var/lib/docker/overlay2/x/diff/f' },
+  { cause: 'mounts', checked: true, found: false, summary: 'no volume held', remedy: null },
+  { cause: 'drift', checked: false, found: false, summary: 'drift is off', remedy: null },
+];
+const stuck = finding('node-a', 'pod.stuck', 'shop/web-0', 'critical', { message: 'shop/web-0 is Terminating 5m past its grace period', remedy: 'chattr -i /var/lib/docker/overlay2/x/diff/f', evidence: { walk } });
+
+t.test('renderWhy: the finding, the next step, then the walk in order: found, ruled out, not known', async (t) => {
+  const text = renderWhy('shop/web-0', stuck, undefined, painter(false));
+  t.equal(
+    text,
+    [
+      'shop/web-0  STUCK  on node-a',
+      'shop/web-0 is Terminating 5m past its grace period',
+      'next: chattr -i /var/lib/docker/overlay2/x/diff/f',
+      '',
+      "What nodewarden checked, in the runbooks' order:",
+      "  1. immutable   FOUND      '/var/lib/docker/overlay2/x/diff/f' is immutable",
+      '  2. mounts      ruled out  no volume held',
+      '  3. drift       not known  drift is off',
+      '',
+    ].join('\n'),
+  );
+  t.equal(renderWhy('shop/calm', undefined, 'Phase Running.', painter(false)), 'shop/calm: not stuck. Phase Running.\n');
+});
+
+/** An aggregator's /api/findings on loopback, as a tail token sees it. */
+async function aggregator(t: Tap.Test, findings: unknown[]) {
+  const seen: { url: string; authorization: string }[] = [];
+  const srv = http.createServer((req, res) => {
+    seen.push({ url: req.url ?? '', authorization: String(req.headers.authorization) });
+    if (req.headers.authorization !== `Bearer ${TOKEN}`) return res.writeHead(401, { 'content-type': 'text/plain' }).end('bad token');
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(findings));
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.teardown(() => srv.close());
+  return { seen, url: `ws://127.0.0.1:${(srv.address() as { port: number }).port}` };
+}
+
+t.test('through the aggregator: stuck exits 2 with the diagnosis, not stuck 0, resolved is not stuck', async (t) => {
+  const agg = await aggregator(t, [stuck, finding('node-b', 'pod.stuck', 'shop/gone-0', 'critical', { state: 'resolved' })]);
+  const env = { NODEWARDEN_TOKEN: TOKEN };
+  const r = await runAsync(['why', 'web-0', '-n', 'shop', '--aggregator', agg.url], env);
+  t.equal(r.code, 2, `stuck: 2 (${r.stderr})`);
+  t.match(r.stdout, /^shop\/web-0 {2}STUCK {2}on node-a\n/);
+  t.match(r.stdout, /1\. immutable {3}FOUND/);
+  t.same(agg.seen[0], { url: '/api/findings?check=pod.stuck', authorization: `Bearer ${TOKEN}` }, 'asks for pod.stuck findings with the token, over http');
+  const json = await runAsync(['why', 'web-0', '-n', 'shop', '--aggregator', agg.url, '--json', '--node', 'node-a'], env);
+  t.equal(json.code, 2);
+  t.match(JSON.parse(json.stdout), { pod: 'shop/web-0', stuck: true, source: 'aggregator', finding: { id: stuck.id, node: 'node-a' } });
+  t.equal(agg.seen.at(-1)?.url, '/api/findings?check=pod.stuck&node=node-a', '--node narrows the question');
+  const calm = await runAsync(['why', 'web-1', '-n', 'shop', '--aggregator', agg.url], env);
+  t.same([calm.code, calm.stdout], [0, 'shop/web-1: not stuck. No agent reports it stuck (no pod.stuck finding at the aggregator).\n']);
+  const resolved = await runAsync(['why', 'gone-0', '-n', 'shop', '--aggregator', agg.url, '--json'], env);
+  t.equal(resolved.code, 0, 'a resolved finding is not stuck');
+  t.same(JSON.parse(resolved.stdout), { pod: 'shop/gone-0', stuck: false, source: 'aggregator', note: 'No agent reports it stuck (no pod.stuck finding at the aggregator).' });
+  const other = await runAsync(['why', 'web-0', '--aggregator', agg.url], env);
+  t.equal(other.code, 0, 'the namespace is part of the pod (default is "default")');
+});
+
+t.test('through the aggregator: a refused token, no token, no aggregator: one line, exit 3', async (t) => {
+  const agg = await aggregator(t, []);
+  const bad = await runAsync(['why', 'web-0', '--aggregator', agg.url], { NODEWARDEN_TOKEN: 'wrong-token-0123456789' });
+  t.same([bad.code, bad.stdout, bad.stderr], [3, '', 'nodewarden: the aggregator answered 401: bad token\n']);
+  const none = runSync(['why', 'web-0', '--aggregator', agg.url], { NODEWARDEN_TOKEN: '', NODEWARDEN_TOKEN_FILE: '' });
+  t.equal(none.code, 3);
+  t.match(none.stderr, /^nodewarden: no token: pass --token-file FILE, or set NODEWARDEN_TOKEN_FILE or NODEWARDEN_TOKEN\n/);
+  const port = await freePort(); // nothing listens there
+  const down = runSync(['why', 'web-0', '--aggregator', `http://127.0.0.1:${port}`], { NODEWARDEN_TOKEN: TOKEN });
+  t.equal(down.code, 3);
+  t.match(down.stderr, new RegExp(`^nodewarden: cannot reach the aggregator at http://127\\.0\\.0\\.1:${port}/api/findings\\?check=pod\\.stuck: .*ECONNREFUSED`));
+  t.equal(down.stderr.trim().split('\n').length, 1, 'one line');
+});
+
+t.test('usage: exactly one POD, exit 3 with one line', async (t) => {
+  for (const args of [['why'], ['why', 'a', 'b']]) {
+    const r = runSync(args);
+    t.same([r.code, r.stdout, r.stderr], [3, '', "nodewarden: why takes exactly one POD (and -n NAMESPACE)\nRun 'nodewarden why --help' for usage.\n"], args.join(' '));
+  }
+});
+
+t.test('--local against the API server: a running pod is not stuck (0), a missing one 3, one on another node 3', async (t) => {
+  const api = new FakeApiServer();
+  await api.start();
+  t.teardown(() => api.stop());
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-why-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const tokenFile = path.join(dir, 'token');
+  writeFileSync(tokenFile, 'agent-token-0123456789\n');
+  api.grant('agent-token-0123456789', 'system:serviceaccount:kube-system:nodewarden-agent', [{ verbs: ['get'], resources: ['pods'] }]);
+  api.addPod('shop', 'calm-0', 'node-a', 'Running', { spec: { containers: [{ name: 'c', image: 'busybox' }] }, status: { containerStatuses: [{ name: 'c', state: { running: { startedAt: new Date().toISOString() } } }] } });
+  api.addPod('shop', 'far-0', 'node-b', 'Running');
+  const local = ['--local', '--node', 'node-a', '--set', `kubernetes.server=${api.url}`, '--set', `kubernetes.tokenFile=${tokenFile}`];
+  const calm = await runAsync(['why', 'calm-0', '-n', 'shop', ...local]);
+  t.equal(calm.code, 0, `not stuck: 0 (${calm.stderr})`);
+  t.match(calm.stdout, /^shop\/calm-0: not stuck\. Phase Running; no container has waited longer than \d+s/);
+  const json = await runAsync(['why', 'calm-0', '-n', 'shop', '--json', ...local]);
+  t.match(JSON.parse(json.stdout), { pod: 'shop/calm-0', stuck: false, source: 'local' });
+  const missing = await runAsync(['why', 'nope', '-n', 'shop', ...local]);
+  t.same([missing.code, missing.stdout], [3, '']);
+  t.match(missing.stderr, /^nodewarden: pod shop\/nope not found\n/);
+  const far = await runAsync(['why', 'far-0', '-n', 'shop', ...local]);
+  t.equal(far.code, 3);
+  t.match(far.stderr, /^nodewarden: pod shop\/far-0 is on node node-b, not node-a: run this on node-b, or without --local\n/);
+});

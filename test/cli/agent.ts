@@ -34,7 +34,7 @@ t.test('starts, answers /healthz and /metrics, stops on SIGTERM with exit 0', as
   t.same(await exited, { code: 0, signal: null }, 'SIGTERM: exit 0');
   t.match(stderr, /"signal":"SIGTERM".*"msg":"agent stopping"/);
   t.equal(stdout, '');
-  await t.rejects(fetch(`http://127.0.0.1:${port}/healthz`), undefined, 'the port is closed after it stopped');
+  await t.rejects(fetch(`http://127.0.0.1:${port}/healthz`), 'the port is closed after it stopped');
 });
 
 t.test('a bad config: NW_ERR_CONFIG as one line with its problems, exit 3, nothing started', async (t) => {

@@ -59,7 +59,7 @@ t.test('the token: --token-file, then $NODEWARDEN_TOKEN_FILE, then $NODEWARDEN_T
 t.test('as a process: a bad --aggregator or no token is one line and exit 3, for tail and why alike', async (t) => {
   for (const cmd of [['tail'], ['why', 'web-0']]) {
     const r = runSync([...cmd, '--aggregator', 'ftp://agg'], { NODEWARDEN_TOKEN: 'token-0123456789abcdef' });
-    t.same([r.code, r.stdout], [3, ''], cmd[0]);
+    t.same([r.code, r.stdout], [3, ''], String(cmd[0]));
     t.match(r.stderr, /^nodewarden: --aggregator must be a ws:\/\/, wss:\/\/, http:\/\/ or https:\/\/ URL, got ftp:\/\/agg\n/);
     t.ok(r.stderr.split('\n').length <= 3, 'no stack');
     const none = runSync([...cmd, '--aggregator', 'ws://127.0.0.1:1'], { NODEWARDEN_TOKEN: '', NODEWARDEN_TOKEN_FILE: '' });

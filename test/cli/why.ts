@@ -2,7 +2,7 @@
 // against the local API server for what needs no runtime (a pod that is not stuck, not found, on
 // another node). The stuck-pod diagnosis on this node is test/integration/pod-stuck.ts.
 import t from 'tap';
-import type Tap from 'tap';
+import type { Test } from 'tap';
 import http from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -41,7 +41,7 @@ t.test('renderWhy: the finding, the next step, then the walk in order: found, ru
 });
 
 /** An aggregator's /api/findings on loopback, as a tail token sees it. */
-async function aggregator(t: Tap.Test, findings: unknown[]) {
+async function aggregator(t: Test, findings: unknown[]) {
   const seen: { url: string; authorization: string }[] = [];
   const srv = http.createServer((req, res) => {
     seen.push({ url: req.url ?? '', authorization: String(req.headers.authorization) });

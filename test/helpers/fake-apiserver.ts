@@ -101,7 +101,10 @@ export class FakeApiServer {
   private server: http.Server | undefined;
   /** Pod watch events, oldest first; compact() forgets them, as etcd's compaction does. */
   private podEvents: { rv: number; type: string; object: Json }[] = [];
-  private compactedRv = 0;
+  /** Called once right after the next complete pod list has been answered. */
+  afterList: (() => void) | undefined;
+  /** Pod events up to and including this resourceVersion are forgotten (compact()). */
+  private compactedThrough = 0;
   private readonly watches = new Set<{ res: http.ServerResponse; selector: string | null; ns: string | undefined }>();
   url = '';
 
@@ -204,9 +207,9 @@ export class FakeApiServer {
     this.podEvent('DELETED', gone);
   }
 
-  /** Forgets every pod event so far and ends open watches: a watch resumed from before now gets 410 Gone. */
+  /** Forgets every pod event so far and ends open watches: a watch resumed from an earlier resourceVersion gets 410 Gone. */
   compact(): void {
-    this.compactedRv = this.rv;
+    this.compactedThrough = this.rv - 1;
     this.podEvents = [];
     for (const w of this.watches) w.res.end();
     this.watches.clear();
@@ -310,11 +313,12 @@ export class FakeApiServer {
       // compacted away the token has expired (410), as etcd's compaction makes it on the real server.
       const limit = Number(url.searchParams.get('limit') ?? 0);
       let offset = 0;
-      let listRv = String(this.rv);
+      // The list's resourceVersion is the last one handed out: a watch from it gets every later change.
+      let listRv = String(this.rv - 1);
       const cont = url.searchParams.get('continue');
       if (cont) {
         const tok = JSON.parse(Buffer.from(cont, 'base64').toString('utf8')) as { offset: number; rv: string };
-        if (Number(tok.rv) < this.compactedRv) return this.send(res, 410, status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.'));
+        if (Number(tok.rv) < this.compactedThrough) return this.send(res, 410, status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.'));
         offset = tok.offset;
         listRv = tok.rv;
       }
@@ -322,7 +326,14 @@ export class FakeApiServer {
       const more = limit > 0 && offset + limit < all.length;
       const metadata: Json = { resourceVersion: listRv };
       if (more) metadata['continue'] = Buffer.from(JSON.stringify({ offset: offset + limit, rv: listRv })).toString('base64');
-      return this.send(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata, items });
+      this.send(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata, items });
+      // A change that lands between a client's list and its watch (the window a watcher must not lose).
+      if (!more && this.afterList) {
+        const hook = this.afterList;
+        this.afterList = undefined;
+        hook();
+      }
+      return;
     }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(url.pathname)) && req.method === 'GET') {
       const pod = this.pods.get(`${m[1]}/${m[2]}`);
@@ -340,11 +351,13 @@ export class FakeApiServer {
 
   /** A watch: events after resourceVersion, then live ones, as JSON lines, until timeoutSeconds. */
   private watchPods(req: http.IncomingMessage, res: http.ServerResponse, url: URL, ns: string | undefined, selector: string | null): void {
-    const from = Number(url.searchParams.get('resourceVersion') || this.rv);
+    const from = Number(url.searchParams.get('resourceVersion') || this.rv - 1);
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
-    if (from < this.compactedRv) {
+    // The real API server sends the headers at once, before any event.
+    res.flushHeaders();
+    if (from < this.compactedThrough) {
       // The real server answers 200 and then an ERROR event carrying the 410 Status.
-      res.end(`${JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', `too old resource version: ${from} (${this.compactedRv})`) })}\n`);
+      res.end(`${JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', `too old resource version: ${from} (${this.compactedThrough})`) })}\n`);
       return;
     }
     for (const ev of this.podEvents) {

@@ -1,6 +1,6 @@
 // The one reconnecting WebSocket client (the agent's link, `tail`) against real `ws` servers on 127.0.0.1.
 import t from 'tap';
-import type Tap from 'tap';
+import type { Test } from 'tap';
 import http from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ReconnectingSocket, backoffDelay, describeError, type LinkFailure, type ReconnectingSocketOptions } from '../../protocol/reconnecting-socket.js';
@@ -39,7 +39,7 @@ async function server(port = 0, behaviour: Behaviour = 'welcome') {
 }
 
 /** A client that marks itself ready on "welcome" and records everything it sees. */
-function client(t: Tap.Test, url: string, opts: Partial<ReconnectingSocketOptions> = {}) {
+function client(t: Test, url: string, opts: Partial<ReconnectingSocketOptions> = {}) {
   const seen = { opens: 0, readies: 0, messages: [] as string[], downs: [] as { failure: LinkFailure; retryInMs: number }[] };
   const sock: ReconnectingSocket = new ReconnectingSocket({
     url,

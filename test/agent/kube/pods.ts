@@ -101,6 +101,17 @@ t.test('a watch that expires (410 Gone) is re-listed without losing or duplicati
   await until(() => names(watcher).includes('ns/after'), 20_000, 'events after the re-list');
 });
 
+t.test('a pod created between the list and the watch is not lost (the watch starts at the list\'s resourceVersion)', async (t) => {
+  const { api, watcher } = await setup(t, { pageSize: 100 });
+  api.addPod('ns', 'listed', 'n1', 'Running');
+  api.afterList = () => api.addPod('ns', 'in-the-window', 'n1', 'Pending');
+  watcher.start();
+  await watcher.whenSynced(20_000);
+  await until(() => names(watcher).includes('ns/in-the-window'), 20_000, 'the pod created after the list');
+  t.same(names(watcher), ['ns/in-the-window', 'ns/listed']);
+  t.equal(watcher.stats.lists, 1, 'seen through the watch, not by listing again');
+});
+
 t.test('a watch the server ends is reopened from the last resourceVersion, not re-listed', async (t) => {
   const { api, watcher } = await setup(t, { watchSeconds: 1 });
   api.addPod('ns', 'a', 'n1', 'Running');

@@ -38,7 +38,7 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS) {
         containerdSocket: s.string({ default: '/run/containerd/containerd.sock', nonEmpty: true, doc: "containerd's gRPC socket, on the host (read under hostRoot)" }),
         containerdNamespaces: s.list(s.string({ doc: 'namespace' }), { default: ['moby', 'k8s.io'], doc: 'containerd namespaces to read: moby is docker, k8s.io is the CRI' }),
         timeout: s.duration({ default: '5s', min: 100, doc: 'how long one runtime API call may take; past it the runtime is unresponsive' }),
-        settle: s.duration({ default: '2s', min: 0, doc: 'a suspected drift, leaked mount or blocked removal is read again this much later and fires only if unchanged' }),
+        settle: s.duration({ default: '2s', min: 0, doc: 'a suspected drift, leaked mount or blocked removal is read again this much later and fires only if unchanged (drift once more, three times as long after)' }),
         dockerRoot: s.string({ default: '/var/lib/docker', nonEmpty: true, doc: "dockerd's data root: if it holds containers, a missing socket means docker is down, not absent" }),
         containerdRoot: s.string({ default: '/var/lib/containerd', nonEmpty: true, doc: "containerd's data root: if it holds its metadata, a missing socket means containerd is down" }),
       },

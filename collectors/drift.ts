@@ -29,6 +29,17 @@ export interface DriftData {
  */
 export const HOLD_BACK_MS = 90_000;
 
+/**
+ * Drift is read a third time this many settle windows after the second read (6 s by default), and
+ * fires only if all three reads agree. When containerd restarts while a container's process dies,
+ * dockerd mends its view itself once it has reconnected and handled the exit; on a loaded node that
+ * took longer than one settle window (seen in the live test on this VM under a full test run), and a
+ * critical finding that resolves itself seconds later is a false page. Real drift does not mend
+ * itself, so waiting a few more seconds costs nothing but those seconds, and only when there is a
+ * suspect.
+ */
+export const DRIFT_RECHECK_FACTOR = 3;
+
 /** Pure: which confirmed drift findings wait (see HOLD_BACK_MS), and what to remember for next time. */
 export function holdBack(
   confirmed: readonly Observation[],
@@ -148,6 +159,8 @@ export const drift: Collector<DriftConfig, DriftData> = {
     let verdict: CollectResult<DriftData> | undefined;
     let checked = 0;
     let lastById = new Map<string, RuntimeContainer>();
+    // A third read, DRIFT_RECHECK_FACTOR settle windows later: see DRIFT_RECHECK_FACTOR.
+    const recheck = { moreWaitsMs: [DRIFT_RECHECK_FACTOR * ctx.runtime.settleMs] };
     const { observations, suspected, dismissed } = await confirmSuspects(ctx, async (since) => {
       verdict = undefined;
       const snap = await ctx.runtime.snapshot(since === undefined ? {} : { since });
@@ -172,7 +185,7 @@ export const drift: Collector<DriftConfig, DriftData> = {
       const byId = new Map(snap.containers.map((c) => [c.id, c]));
       lastById = byId;
       return evaluateDrift(snap.containers, pids).map((observation) => ({ observation, facts: containerFacts(byId.get(observation.subject)) }));
-    });
+    }, recheck);
     if (verdict) return verdict;
     const { fire, heldBack } = holdBack(observations, lastById, ctx.previous?.heldBack, ctx.now());
     return { kind: 'ok', observations: fire, data: { checked, suspected, dismissed, heldBack } };

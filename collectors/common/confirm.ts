@@ -34,25 +34,36 @@ const key = (o: Observation) => `${o.check}\u0000${o.subject}`;
 export { sleep } from '../../protocol/deadline.js';
 
 /** Pure: the second read's suspects that the first read also saw, resting on the same facts. */
-export function keepConfirmed(first: readonly Suspect[], second: readonly Suspect[]): Observation[] {
+export function keepSameFacts(first: readonly Suspect[], second: readonly Suspect[]): Suspect[] {
   const before = new Map(first.map((s) => [key(s.observation), s.facts]));
-  return second.filter((s) => before.get(key(s.observation)) === s.facts).map((s) => s.observation);
+  return second.filter((s) => before.get(key(s.observation)) === s.facts);
+}
+
+/** Pure: the confirmed observations of keepSameFacts. */
+export function keepConfirmed(first: readonly Suspect[], second: readonly Suspect[]): Observation[] {
+  return keepSameFacts(first, second).map((s) => s.observation);
 }
 
 /**
- * Reads, and when there are suspects waits `ctx.runtime.settleMs` and reads again. `read(since)`
- * must read afresh: `since` is undefined for the first read (a shared cached runtime view will do)
- * and the time the settle window ended for the second (ask `ctx.runtime.snapshot({ since })`).
- * Returns the confirmed observations, with the second read's (fresher) numbers.
+ * Reads, and when there are suspects waits `ctx.runtime.settleMs` and reads again; then, for each of
+ * `moreWaitsMs`, waits and reads once more while anything is left. A suspect must rest on the same
+ * facts in every read. `read(since)` must read afresh: `since` is undefined for the first read (a
+ * shared cached runtime view will do) and the time the wait ended for the later ones (ask
+ * `ctx.runtime.snapshot({ since })`). Returns the confirmed observations, with the last read's
+ * (freshest) numbers.
  */
 export async function confirmSuspects(
   ctx: Pick<CollectorContext<unknown, unknown>, 'runtime' | 'now' | 'signal'>,
   read: (since: number | undefined) => Promise<Suspect[]>,
+  opts: { moreWaitsMs?: readonly number[] } = {},
 ): Promise<{ observations: Observation[]; suspected: number; dismissed: number }> {
   const first = await read(undefined);
   if (first.length === 0) return { observations: [], suspected: 0, dismissed: 0 };
-  await sleep(ctx.runtime.settleMs, ctx.signal);
-  const second = await read(ctx.now());
-  const observations = keepConfirmed(first, second);
-  return { observations, suspected: first.length, dismissed: first.length - observations.length };
+  let kept: Suspect[] = first;
+  for (const wait of [ctx.runtime.settleMs, ...(opts.moreWaitsMs ?? [])]) {
+    await sleep(wait, ctx.signal);
+    kept = keepSameFacts(kept, await read(ctx.now()));
+    if (kept.length === 0) break;
+  }
+  return { observations: kept.map((s) => s.observation), suspected: first.length, dismissed: first.length - kept.length };
 }

@@ -47,7 +47,8 @@ t.test('live: containers and tasks in the moby and k8s.io namespaces, as docker 
   t.ok((await client.namespaces()).includes('moby'));
 
   // A CRI-style container through ctr in k8s.io, labelled as kubelet labels them.
-  const ref = copyToContainerd(TEST_IMAGE, 'k8s.io'); // labelled as test/integration/runtime-churn.ts labels it
+  // Its own label: the default one (nodewarden-test=prune) would offer the shared test image to the prune test's label filter.
+  const ref = copyToContainerd(TEST_IMAGE, 'k8s.io', ['nodewarden-test=containerd-client']);
   const cid = 'nw-test-containerd-client-k8s';
   const cleanup = () => {
     ctrTry('-n', 'k8s.io', 'tasks', 'kill', '-s', 'KILL', cid);
@@ -65,7 +66,7 @@ t.test('live: containers and tasks in the moby and k8s.io namespaces, as docker 
   const task = (await client.tasks('k8s.io')).find((x) => x.containerId === cid);
   t.match(task, { containerId: cid, status: 'RUNNING' });
   t.ok(task!.pid > 1);
-  t.ok((await client.images('k8s.io')).some((i) => i.name === ref && i.labels['nodewarden-test'] === 'prune' && i.target.digest.startsWith('sha256:')), 'the image with its labels and digest');
+  t.ok((await client.images('k8s.io')).some((i) => i.name === ref && i.labels['nodewarden-test'] === 'containerd-client' && i.target.digest.startsWith('sha256:')), 'the image with its labels and digest');
   const mounts = await client.snapshotMounts('k8s.io', c!.snapshotter, c!.snapshotKey);
   t.ok(mounts.length > 0 && mounts[0]!.options.some((o) => o.startsWith('upperdir=') || o === 'rbind' || o === 'rw'), 'the rootfs snapshot mounts');
 

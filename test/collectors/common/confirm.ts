@@ -42,3 +42,28 @@ t.test('confirmSuspects reads twice only when there is something to confirm, the
   t.same([r.suspected, r.dismissed], [2, 1]);
   t.same(sinces, [undefined, 1010], 'the second read asks for a view taken after the window');
 });
+
+t.test('confirmSuspects with more waits: a suspect must rest on the same facts in every read; it stops reading once nothing is left', async (t) => {
+  const ctx = { runtime: { settleMs: 1, snapshot: async () => ({ runtimes: [], containers: [], takenAt: 0 }), ping: async () => [] }, now: () => Date.now(), signal: new AbortController().signal };
+  const reads = (seq: Suspect[][]) => {
+    let n = 0;
+    const fn = async () => seq[Math.min(n++, seq.length - 1)]!;
+    return { fn, count: () => n };
+  };
+  // Mended between the second and the third read (dockerd caught up): not a finding.
+  const mended = reads([[s('a', '1')], [s('a', '1')], []]);
+  const r1 = await confirmSuspects(ctx, mended.fn, { moreWaitsMs: [1] });
+  t.same([r1.observations, r1.suspected, r1.dismissed, mended.count()], [[], 1, 1, 3], 'seen twice, gone at the third read: dismissed');
+  // The facts changed at the third read: not the same episode.
+  const changed = reads([[s('a', '1')], [s('a', '1')], [s('a', '2')]]);
+  t.same((await confirmSuspects(ctx, changed.fn, { moreWaitsMs: [1] })).observations, []);
+  // Stays in all three: confirmed, once.
+  const stays = reads([[s('a', '1'), s('b', '1')], [s('a', '1'), s('b', '1')], [s('a', '1')]]);
+  const r3 = await confirmSuspects(ctx, stays.fn, { moreWaitsMs: [1] });
+  t.same(r3.observations.map((x) => x.subject), ['a']);
+  t.same([r3.suspected, r3.dismissed], [2, 1]);
+  // Dismissed at the second read: no third read.
+  const gone = reads([[s('a', '1')], []]);
+  await confirmSuspects(ctx, gone.fn, { moreWaitsMs: [1] });
+  t.equal(gone.count(), 2, 'nothing left after the second read: no third');
+});

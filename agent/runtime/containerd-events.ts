@@ -8,6 +8,8 @@ import { EventFollower, type ContainerEvent } from './events.js';
 import { decodeMessage, encodeMessage, pb } from './protobuf.js';
 
 export const SUBSCRIBE = '/containerd.services.events.v1.Events/Subscribe';
+/** Asked every ping interval on the stream's session to prove containerd answers (see grpcStream's `probe`). */
+export const VERSION_METHOD = '/containerd.services.version.v1.Version/Version';
 
 /** Topics followed, and the docker action each one stands for in the re-check logic. */
 export const CONTAINERD_TOPICS: Readonly<Record<string, string>> = {
@@ -73,7 +75,7 @@ export class ContainerdEvents extends EventFollower {
   protected open(): { close(): void } {
     let openedAt = 0;
     // No containerd-namespace header: Subscribe then sees every namespace; ours are picked client-side.
-    return grpcStream(this.socketPath, SUBSCRIBE, subscribeRequest(), { timeoutMs: this.timeoutMs, pingMs: this.pingMs }, {
+    return grpcStream(this.socketPath, SUBSCRIBE, subscribeRequest(), { timeoutMs: this.timeoutMs, pingMs: this.pingMs, probe: VERSION_METHOD }, {
       onOpen: () => {
         openedAt = Date.now();
         this.opened(false);

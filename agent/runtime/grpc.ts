@@ -228,7 +228,21 @@ export function grpcStream(
   socketPath: string,
   path: string,
   body: Buffer,
-  opts: { timeoutMs: number; pingMs?: number; metadata?: Record<string, string>; maxMessage?: number },
+  opts: {
+    timeoutMs: number;
+    pingMs?: number;
+    metadata?: Record<string, string>;
+    maxMessage?: number;
+    /**
+     * A unary method (`/service/Method`, called with an empty message) asked every `pingMs` on the
+     * stream's session instead of an HTTP/2 PING. gRPC servers built on grpc-go, containerd among
+     * them, enforce keepalive: PINGs more often than every 5 minutes on a quiet connection earn
+     * strikes, and the third is answered with GOAWAY ENHANCE_YOUR_CALM ("too_many_pings"), which
+     * ended containerd's event stream every 30 s. A call the server answers (any grpc-status) proves
+     * the same liveness, and its answer resets the strikes.
+     */
+    probe?: string;
+  },
   handlers: GrpcStreamHandlers,
 ): { close(): void } {
   const session = http2.connect('http://localhost', { createConnection: () => net.connect(socketPath) });
@@ -247,9 +261,24 @@ export function grpcStream(
     new Promise<void>((resolve, reject) => {
       session.ping((err) => (err ? reject(failure(`PING failed: ${err.message}`)) : resolve()));
     });
+  const probeOnce = (method: string) =>
+    new Promise<void>((resolve, reject) => {
+      let call: http2.ClientHttp2Stream;
+      try {
+        call = session.request({ ':method': 'POST', ':path': method, 'content-type': 'application/grpc', te: 'trailers', ...opts.metadata });
+      } catch (err) {
+        reject(failure(`cannot start ${method}: ${errorMessage(err)}`));
+        return;
+      }
+      const answered = trackStatus(call);
+      call.on('data', () => {});
+      call.on('error', (err) => reject(failure(`${method} failed: ${err.message}`)));
+      call.on('end', () => (answered.status === undefined ? reject(failure(`${method} ended without a gRPC status`)) : resolve()));
+      call.end(frameMessage(Buffer.alloc(0)));
+    });
   let pinger: NodeJS.Timeout | undefined;
   const ping = () =>
-    withDeadline(pingOnce, opts.timeoutMs, () => failure(`no PING answer within ${opts.timeoutMs} ms`, 'NW_ERR_TIMEOUT'), { unref: true }).catch((err: unknown) =>
+    withDeadline(opts.probe ? () => probeOnce(opts.probe!) : pingOnce, opts.timeoutMs, () => failure(`no ${opts.probe ? `answer to ${opts.probe}` : 'PING answer'} within ${opts.timeoutMs} ms`, 'NW_ERR_TIMEOUT'), { unref: true }).catch((err: unknown) =>
       end(err instanceof NodewardenError ? err : failure(`PING failed: ${errorMessage(err)}`)),
     );
   // A frozen daemon accepts the connection (the kernel's backlog) and never answers: the stream is open

@@ -65,3 +65,21 @@ t.test('live: a k8s.io task exits -> collectors triggered; containerd restarted 
   t.ok(await until(() => triggered.slice(before).some((n) => n.includes('drift') && n.includes('runtime'))), 'and the gap made every runtime collector run again');
   t.comment(`containerd started -> resync in ${Date.now() - t1} ms`);
 });
+
+t.test('live: a quiet stream stays up; it is kept alive by calls containerd answers, not by PINGs it punishes', async (t) => {
+  if (!requireRuntime(t)) return;
+  // Liveness every 100 ms: with HTTP/2 PINGs containerd (grpc-go's keepalive enforcement) answers the
+  // third with GOAWAY ENHANCE_YOUR_CALM, "too_many_pings"; at the default 10 s that ended the stream
+  // every 30 s, and every end re-ran the runtime collectors.
+  const events = new ContainerdEvents(CONTAINERD_SOCK, ['nw-quiet-namespace'], 5000, 100);
+  const gaps: string[] = [];
+  let connected = 0;
+  events.on('gap', (err: Error) => gaps.push(err.message));
+  events.on('connected', () => connected++);
+  t.teardown(() => events.stop());
+  events.start();
+  t.ok(await until(() => connected === 1), 'connected');
+  await new Promise((r) => setTimeout(r, 3000));
+  t.same(gaps, [], 'no gap in 3 s of liveness checks every 100 ms');
+  t.equal(connected, 1, 'one connection all along (no reconnect, so no re-read of everything)');
+});

@@ -5,7 +5,7 @@ import http2 from 'node:http2';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CONTAINERD_TOPICS, ContainerdEvents, containerdStatus, decodeEnvelope, subscribeRequest, SUBSCRIBE } from '../../../agent/runtime/containerd-events.js';
+import { CONTAINERD_TOPICS, ContainerdEvents, VERSION_METHOD, containerdStatus, decodeEnvelope, subscribeRequest, SUBSCRIBE } from '../../../agent/runtime/containerd-events.js';
 import { followDockerEvents, type ContainerEvent } from '../../../agent/runtime/events.js';
 import { FrameReader, grpcStream } from '../../../agent/runtime/grpc.js';
 import { decodeMessage, encodeMessage, pb } from '../../../agent/runtime/protobuf.js';
@@ -101,10 +101,11 @@ t.test('gRPC frames: split across chunks at any point give the same messages; ov
 });
 
 /** A fake containerd: an HTTP/2 server on a unix socket; `onStream` decides what each Subscribe gets. */
-async function fakeContainerd(t: Test, onStream: (stream: http2.ServerHttp2Stream, n: number) => void) {
+async function fakeContainerd(t: Test, onStream: (stream: http2.ServerHttp2Stream, n: number) => void, onProbe: (stream: http2.ServerHttp2Stream) => void = (s) => s.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '0' }, { endStream: true })) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-ctd-events-'));
   const sock = path.join(dir, 'containerd.sock');
   let n = 0;
+  let probes = 0;
   const sessions = new Set<http2.ServerHttp2Session>();
   const server = http2.createServer();
   server.on('session', (s) => {
@@ -112,6 +113,11 @@ async function fakeContainerd(t: Test, onStream: (stream: http2.ServerHttp2Strea
     s.on('close', () => sessions.delete(s));
   });
   server.on('stream', (stream, headers) => {
+    if (headers[':path'] === VERSION_METHOD) {
+      probes += 1;
+      stream.on('error', () => {});
+      return onProbe(stream);
+    }
     t.equal(headers[':path'], SUBSCRIBE);
     n += 1;
     stream.on('error', () => {}); // the fake's own side of a reset is not under test
@@ -123,7 +129,7 @@ async function fakeContainerd(t: Test, onStream: (stream: http2.ServerHttp2Strea
     server.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  return { sock, connections: () => n };
+  return { sock, connections: () => n, probes: () => probes };
 }
 
 const until = async (pred: () => boolean, ms = 5000) => {
@@ -131,10 +137,10 @@ const until = async (pred: () => boolean, ms = 5000) => {
   return pred();
 };
 
-function runStream(sock: string, opts: { timeoutMs?: number; pingMs?: number; maxMessage?: number } = {}) {
+function runStream(sock: string, opts: { timeoutMs?: number; pingMs?: number; maxMessage?: number; probe?: string } = {}) {
   const got: Buffer[] = [];
   const result: { ended: boolean; err?: { code?: string; message: string } | undefined; opened: boolean } = { ended: false, opened: false };
-  const s = grpcStream(sock, SUBSCRIBE, subscribeRequest(), { timeoutMs: opts.timeoutMs ?? 1000, pingMs: opts.pingMs ?? 100, ...(opts.maxMessage ? { maxMessage: opts.maxMessage } : {}) }, {
+  const s = grpcStream(sock, SUBSCRIBE, subscribeRequest(), { timeoutMs: opts.timeoutMs ?? 1000, pingMs: opts.pingMs ?? 100, ...(opts.maxMessage ? { maxMessage: opts.maxMessage } : {}), ...(opts.probe ? { probe: opts.probe } : {}) }, {
     onOpen: () => (result.opened = true),
     onMessage: (m) => got.push(m),
     onEnd: (err) => {
@@ -249,6 +255,24 @@ t.test('containerd events: the stream is made again after it ends, the gap trigg
   t.ok(await until(() => triggered.some((n) => n.includes('drift'))), 'the gap made every runtime collector run again');
   t.ok(await until(() => triggered.some((n) => n.join() === 'immutable,mounts')), 'a container still there after its deletion made the removal collectors run at once');
   t.equal(fake.connections(), 2);
+});
+
+t.test('gRPC stream with a probe: kept alive by calls the server answers; a probe that gets no answer ends it with NW_ERR_TIMEOUT', async (t) => {
+  const alive = await fakeContainerd(t, (s) => s.respond({ ':status': 200, 'content-type': 'application/grpc' }));
+  const a = runStream(alive.sock, { pingMs: 50, probe: VERSION_METHOD });
+  t.ok(await until(() => alive.probes() >= 5), 'the probe is asked every ping interval');
+  t.ok(a.result.opened && !a.result.ended, 'answered probes keep the stream');
+  a.close();
+  const answersError = await fakeContainerd(t, (s) => s.respond({ ':status': 200, 'content-type': 'application/grpc' }), (s) => s.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '12', 'grpc-message': 'unimplemented' }, { endStream: true }));
+  const e = runStream(answersError.sock, { pingMs: 50, probe: VERSION_METHOD });
+  t.ok(await until(() => answersError.probes() >= 3));
+  t.notOk(e.result.ended, 'any grpc-status is an answer: the daemon is alive');
+  e.close();
+  const frozen = await fakeContainerd(t, (s) => s.respond({ ':status': 200, 'content-type': 'application/grpc' }), () => {});
+  const f = runStream(frozen.sock, { pingMs: 50, timeoutMs: 300, probe: VERSION_METHOD });
+  t.ok(await until(() => f.result.ended), 'a probe left unanswered ends the stream');
+  t.equal(f.result.err?.code, 'NW_ERR_TIMEOUT');
+  t.match(f.result.err?.message ?? '', /no answer to \/containerd.services.version.v1.Version\/Version within 300 ms/);
 });
 
 t.test('containerdStatus: gone, stuck in deletion, exited and left', async (t) => {

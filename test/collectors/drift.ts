@@ -75,7 +75,7 @@ t.test('live: a drift that stays (dockerd frozen while containerd restarts and t
   t.notOk(after.kind === 'ok' && after.observations.some((o) => o.subject === id), 'resolved once the container is removed');
 });
 
-t.test('live: drift that dockerd repairs by itself within a second (containerd killed, the process killed, containerd back) does not fire', async (t) => {
+t.test('live: drift that dockerd repairs by itself (containerd killed, the process killed, containerd back) does not fire; only drift dockerd never mends does', async (t) => {
   if (!requireRuntime(t)) return;
   const ctdPid = ourDaemonPid('containerd');
   if (ctdPid === undefined && !requireLive(t, { paths: ['/nonexistent: containerd was not started by scripts/start-test-runtime.sh, so this test will not kill it'] })) return;
@@ -93,5 +93,16 @@ t.test('live: drift that dockerd repairs by itself within a second (containerd k
   startRuntime();
   // Read at once, while docker may still say running: the suspicion must not survive confirmation.
   const r = await drift.collect(contextFor(drift, '/', { env: envFor('/') }));
-  t.notOk(r.kind === 'ok' && r.observations.some((o) => o.subject === id), `no finding (${r.kind === 'ok' ? `${r.data.suspected} suspected, ${r.data.dismissed} dismissed` : r.kind})`);
+  const fired = r.kind === 'ok' && r.observations.some((o) => o.subject === id);
+  const counts = r.kind === 'ok' ? `${r.data.suspected} suspected, ${r.data.dismissed} dismissed` : r.kind;
+  if (!fired) return void t.pass(`no finding (${counts})`);
+  // Whether dockerd mends this depends on a race it can lose: if containerd published the exit before
+  // dockerd had subscribed again, dockerd never hears of it and the drift is real (the runbooks' case).
+  // A finding is false only if dockerd mends its view by itself after all.
+  let mended = false;
+  for (let i = 0; i < 60 && !mended; i++) {
+    mended = inspectField('nw-drift-heal', '{{.State.Running}}') === 'false';
+    if (!mended) await new Promise((r) => setTimeout(r, 500));
+  }
+  t.notOk(mended, `a finding (${counts}) only for drift that stays: ${mended ? 'dockerd mended it by itself later, so it was a false finding' : 'docker still says running 30 s later: dockerd lost the exit, the drift is real and rightly reported'}`);
 });

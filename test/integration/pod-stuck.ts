@@ -133,7 +133,10 @@ t.test('live: pod.stuck through the agent: chattr +i, finalizer, grace period, u
   api.removePod(NS, 'fin-1');
   await until(() => !by('web-1') && !by('fin-1'), 30_000, 'resolution');
   t.ok(by('ghost-1'), 'the pod stuck for an unseen cause stays');
-  t.ok(api.events.some((e) => (e['involvedObject'] as { name: string }).name === 'web-1' && e['reason'] === 'NodewardenStuckResolved'), 'the resolution is an Event too');
+  // The Event is written after the finding resolves (its POST is a round trip of its own): wait for it.
+  const resolvedEvent = () => api.events.some((e) => (e['involvedObject'] as { name: string }).name === 'web-1' && e['reason'] === 'NodewardenStuckResolved');
+  await until(resolvedEvent, 10_000, 'the resolution Event').catch(() => undefined);
+  t.ok(resolvedEvent(), 'the resolution is an Event too');
 
   // Without an API server the feature reports no data and the rest of the agent is unchanged.
   await agent.stop();

@@ -13,6 +13,7 @@ import { s } from '../../../protocol/schema.js';
 import { envFor, quietLog } from '../../helpers/context.js';
 import { FakeApiServer, jsonPatch, mergePatch, strategicMergePatch } from '../../helpers/fake-apiserver.js';
 import { finding } from '../../helpers/findings.js';
+import { until } from '../../helpers/processes.js';
 
 const AGENT_RULES = [
   { verbs: ['get'], resources: ['nodes'] },
@@ -85,7 +86,8 @@ t.test('against a local API server: reconcile at start, follow findings, events,
   await exporter.sync();
   t.same([cond('NodewardenDiskEviction')?.status, cond('NodewardenDiskEviction')?.reason], ['True', 'DiskEviction']);
   t.match(cond('NodewardenDiskEviction')?.message, /kubelet is evicting pods/);
-  await new Promise((r) => setTimeout(r, 50));
+  // The Event's POST is its own round trip after the transition: wait for it rather than for a fixed time.
+  await until(() => api.events.length >= 1, 5000, 'the DiskEviction event');
   const ev = api.events.at(-1) as { reason: string; type: string; involvedObject: { kind: string; name: string; uid: string }; message: string };
   t.same([ev.reason, ev.type, ev.involvedObject.kind, ev.involvedObject.name, ev.involvedObject.uid], ['DiskEviction', 'Warning', 'Node', 'n1', 'uid-n1']);
   t.match(ev.message, /Next: docker image prune/);
@@ -97,7 +99,7 @@ t.test('against a local API server: reconcile at start, follow findings, events,
   await exporter.sync();
   t.equal(cond('NodewardenDiskEviction')?.status, 'False', 'resolved after retrying past two conflicts');
   t.equal(exporter.stats.conflicts, 2);
-  await new Promise((r) => setTimeout(r, 50));
+  await until(() => api.events.some((e) => e['reason'] === 'DiskEvictionResolved'), 5000, 'the resolution event');
   t.same((api.events.at(-1) as { reason: string; type: string }).reason, 'DiskEvictionResolved');
   exporter.stop();
 });
@@ -119,7 +121,8 @@ t.test('missing RBAC is a logged error, never a crash; events are rate-limited',
   current = ['a', 'b', 'c'].map((x) => ({ check: 'disk.usage', severity: 'warning' as const, subject: `/${x}`, message: `/${x} is full`, evidence: {}, remedy: 'du' }));
   await runner.runOnce();
   await exporter.sync();
-  await new Promise((r) => setTimeout(r, 100));
+  // The third event was dropped at once; the two sent finish their POSTs.
+  await until(() => exporter.stats.events >= 2, 5000, 'two events written');
   t.ok(warnings.some((w) => /403.*cannot patch resource \\"nodes\/status\\"/.test(w)), 'the 403 is logged with the missing permission');
   t.equal(api.events.length, 2, 'three findings fired, two events within the per-minute limit');
   t.equal(exporter.stats.eventsDropped, 1);

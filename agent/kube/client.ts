@@ -29,7 +29,8 @@ function failure(what: string, status: number, text: string): KubeError {
 
 export interface KubeClientOptions {
   server: string;
-  token: string;
+  /** The bearer token, or where to get it for each call (a rotating service-account token). */
+  token: string | TokenSource;
   ca?: Buffer;
   timeoutMs: number;
 }
@@ -41,6 +42,66 @@ const MAX_BODY = 64 * 1024 * 1024;
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
+export interface TokenSource {
+  /** The token to present now. */
+  get(): string;
+  /** The API server refused the token (401): the next call reads it again, whatever its age. */
+  refused(): void;
+}
+
+/**
+ * A projected service-account token as kubelet keeps it: kubelet rewrites the file well before the token
+ * expires (bound tokens live an hour by default), so a client that read it once stops authenticating.
+ * Like client-go, the file is read again when the copy is a minute old, and at once after a 401; a read
+ * that fails (kubelet mid-rename, a hiccup) keeps the last good token rather than failing the call.
+ */
+export class FileTokenSource implements TokenSource {
+  private token: string;
+  private readAt: number;
+  /** Reads that failed and kept the old token (shown in the agent's logs by the caller's 401s, if any). */
+  failedReads = 0;
+
+  constructor(
+    private readonly file: string,
+    private readonly opts: { maxAgeMs?: number; now?: () => number } = {},
+  ) {
+    this.token = FileTokenSource.read(file);
+    this.readAt = this.now();
+  }
+
+  /** The token in FILE; a missing, unreadable or empty file is NW_ERR_CONFIG. */
+  static read(file: string): string {
+    let token: string;
+    try {
+      token = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      throw new NodewardenError('NW_ERR_CONFIG', `cannot read the service account token ${file}: ${errnoCode(err) === 'ENOENT' ? 'no such file (is automountServiceAccountToken false?)' : errorMessage(err)}`);
+    }
+    if (!token) throw new NodewardenError('NW_ERR_CONFIG', `the service account token ${file} is empty`);
+    return token;
+  }
+
+  private now(): number {
+    return (this.opts.now ?? Date.now)();
+  }
+
+  get(): string {
+    if (this.now() - this.readAt >= (this.opts.maxAgeMs ?? 60_000)) {
+      this.readAt = this.now();
+      try {
+        this.token = FileTokenSource.read(this.file);
+      } catch {
+        this.failedReads++;
+      }
+    }
+    return this.token;
+  }
+
+  refused(): void {
+    this.readAt = -Infinity;
+  }
+}
+
 export class KubeClient {
   constructor(private readonly opts: KubeClientOptions) {}
 
@@ -51,15 +112,16 @@ export class KubeClient {
     const port = env['KUBERNETES_SERVICE_PORT'] ?? '443';
     const server = opts.server || (host ? `https://${host.includes(':') ? `[${host}]` : host}:${port}` : '');
     if (!server) throw new NodewardenError('NW_ERR_CONFIG', 'kubernetes.enabled is true but there is no API server: not in a pod (KUBERNETES_SERVICE_HOST unset) and kubernetes.server is empty');
-    const read = (file: string, what: string) => {
+    const token = new FileTokenSource(opts.tokenFile ?? `${SA_DIR}/token`);
+    let ca: Buffer | undefined;
+    if (server.startsWith('https:')) {
+      const caFile = opts.caFile ?? `${SA_DIR}/ca.crt`;
       try {
-        return readFileSync(file);
+        ca = readFileSync(caFile);
       } catch (err) {
-        throw new NodewardenError('NW_ERR_CONFIG', `cannot read the service account ${what} ${file}: ${errnoCode(err) === 'ENOENT' ? 'no such file (is automountServiceAccountToken false?)' : String(err)}`);
+        throw new NodewardenError('NW_ERR_CONFIG', `cannot read the service account CA ${caFile}: ${errnoCode(err) === 'ENOENT' ? 'no such file (is automountServiceAccountToken false?)' : errorMessage(err)}`);
       }
-    };
-    const token = read(opts.tokenFile ?? `${SA_DIR}/token`, 'token').toString('utf8').trim();
-    const ca = server.startsWith('https:') ? read(opts.caFile ?? `${SA_DIR}/ca.crt`, 'CA') : undefined;
+    }
     return new KubeClient({ server, token, ...(ca ? { ca } : {}), timeoutMs: opts.timeoutMs });
   }
 
@@ -67,15 +129,19 @@ export class KubeClient {
   private call(method: string, path: string): HttpRequestOptions & { url: URL } {
     const url = new URL(path, this.opts.server);
     const what = `${method} ${url.pathname}`;
+    const source = typeof this.opts.token === 'string' ? undefined : this.opts.token;
     return {
       what,
       url,
       method,
       ...(this.opts.ca ? { ca: this.opts.ca } : {}),
-      headers: { authorization: `Bearer ${this.opts.token}`, accept: 'application/json' },
+      headers: { authorization: `Bearer ${source ? source.get() : (this.opts.token as string)}`, accept: 'application/json' },
       timeoutMs: this.opts.timeoutMs,
       peer: 'the API server',
-      statusError: (status, text) => failure(what, status, text),
+      statusError: (status, text) => {
+        if (status === 401) source?.refused();
+        return failure(what, status, text);
+      },
     };
   }
 

@@ -112,6 +112,11 @@ export class FakeApiServer {
     this.rbac.set(token, { user, rules });
   }
 
+  /** The token expires: from now on a call that presents it is 401 Unauthorized. */
+  revoke(token: string): void {
+    this.rbac.delete(token);
+  }
+
   /** The next `n` writes to a node answer 409 Conflict, as when kubelet updates it at the same time. */
   conflictNext(n: number): void {
     this.conflicts = n;

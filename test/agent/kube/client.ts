@@ -3,12 +3,12 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
-import { KubeClient, KubeError } from '../../../agent/kube/client.js';
+import { FileTokenSource, KubeClient, KubeError } from '../../../agent/kube/client.js';
 import { FakeApiServer } from '../../helpers/fake-apiserver.js';
 import { requireLive } from '../../helpers/live.js';
 
@@ -174,6 +174,46 @@ t.test('inCluster: the service account token and CA, the server from the environ
     message: /service account token .*absent: no such file \(is automountServiceAccountToken false\?\)/,
   });
   t.throws(() => KubeClient.inCluster({ tokenFile: `${dir}/token`, caFile: `${dir}/no-ca`, timeoutMs: 5000, env: { KUBERNETES_SERVICE_HOST: 'fd00::1' } }), { code: 'NW_ERR_CONFIG', message: /service account CA/ }, 'https needs the CA');
+});
+
+t.test('a rotated service-account token is picked up: read again after a minute, and at once after a 401', async (t) => {
+  const dir = saDir(t, { token: TOKEN });
+  const api = await apiServer(t);
+  api.addNode('node-a');
+  let clock = 0;
+  const source = new FileTokenSource(`${dir}/token`, { now: () => clock });
+  const kube = new KubeClient({ server: api.url, token: source, timeoutMs: 5000 });
+  t.equal((await kube.getNode('node-a')).metadata.name, 'node-a');
+
+  // kubelet writes the next token (rename over the old file, as its atomic writer does) before the old expires.
+  const NEXT = 'agent-token-rotated-0123456789';
+  api.grant(NEXT, 'system:serviceaccount:nodewarden:nodewarden-agent', [{ verbs: ['get'], resources: ['nodes'] }]);
+  writeFileSync(`${dir}/token.new`, `${NEXT}\n`);
+  renameSync(`${dir}/token.new`, `${dir}/token`);
+  clock = 30_000;
+  t.equal(source.get(), TOKEN, 'within a minute the copy in memory is used (no read per call)');
+  clock = 60_000;
+  api.revoke(TOKEN);
+  t.equal((await kube.getNode('node-a')).metadata.name, 'node-a', 'a minute on, the new token is read and accepted after the old one expired');
+  t.equal(source.get(), NEXT);
+
+  // The token expired before its minute was up: the 401 makes the next call read the file again.
+  const THIRD = 'agent-token-third-0123456789';
+  api.grant(THIRD, 'system:serviceaccount:nodewarden:nodewarden-agent', [{ verbs: ['get'], resources: ['nodes'] }]);
+  writeFileSync(`${dir}/token`, THIRD);
+  api.revoke(NEXT);
+  await t.rejects(kube.getNode('node-a'), { code: 'NW_ERR_RUNTIME', message: /401/ }, 'the call with the expired token fails once');
+  t.equal((await kube.getNode('node-a')).metadata.name, 'node-a', 'the next call presents the file\'s new token');
+
+  // kubelet mid-write: the file is briefly absent or empty; the last good token is kept, not an error.
+  rmSync(`${dir}/token`);
+  clock = 200_000;
+  t.equal(source.get(), THIRD, 'a failed read keeps the last good token');
+  writeFileSync(`${dir}/token`, '');
+  clock = 300_000;
+  t.equal(source.get(), THIRD, 'an empty file keeps it too');
+  t.equal(source.failedReads, 2, 'and both failed reads are counted');
+  t.throws(() => new FileTokenSource(`${dir}/token`), { code: 'NW_ERR_CONFIG', message: /is empty/ }, 'an empty token at start is a configuration error');
 });
 
 t.test('TLS: inCluster trusts the API server through the service account CA', async (t) => {

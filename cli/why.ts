@@ -37,20 +37,56 @@ export function renderWhy(subject: string, finding: Observation | undefined, not
   return `${lines.join('\n')}\n`;
 }
 
-async function fromAggregator(opts: WhyOptions, subject: string): Promise<{ finding?: Finding; note?: string }> {
-  const { aggregatorUrl, token, toHttp } = await import('./remote.js');
-  const url = `${toHttp(aggregatorUrl(opts.aggregator))}/api/findings?check=pod.stuck${opts.node ? `&node=${encodeURIComponent(opts.node)}` : ''}`;
-  const authorization = `Bearer ${token(opts.tokenFile)}`; // no token is a usage error, not "cannot reach"
-  let res: Response;
-  try {
-    res = await fetch(url, { headers: { authorization }, signal: AbortSignal.timeout(15_000) });
-  } catch (err) {
-    throw new NodewardenError('NW_ERR_TIMEOUT', `cannot reach the aggregator at ${url}: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`);
+/** A connected node's agent as the aggregator lists it (GET /api/nodes): which of them watch pods. */
+type NodeRow = { node: string; connected: boolean; collectorStatus?: { name: string; status: string; detail?: string }[] };
+
+/**
+ * The nodes asked about (all, or --node) whose agent cannot see pods: disconnected, or its `pods`
+ * collector not ok (no API server configured, RBAC refused, the API server unreachable). Their silence
+ * is not "not stuck".
+ */
+export function blindNodes(nodes: NodeRow[], only: string | undefined): { watching: number; blind: string[] } {
+  const asked = nodes.filter((n) => !only || n.node === only);
+  let watching = 0;
+  const blind: string[] = [];
+  for (const n of asked) {
+    const pods = n.collectorStatus?.find((c) => c.name === 'pods');
+    if (n.connected && pods?.status === 'ok') watching++;
+    else blind.push(`${n.node} (${!n.connected ? 'not connected' : !pods ? 'no pods collector' : `pods ${pods.status}${pods.detail ? `: ${pods.detail.slice(0, 120)}` : ''}`})`);
   }
-  if (!res.ok) throw new NodewardenError('NW_ERR_USAGE', `the aggregator answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
-  const findings = (await res.json()) as Finding[];
-  const finding = findings.find((f) => f.subject === subject && f.state === 'firing');
-  return finding ? { finding } : { note: 'No agent reports it stuck (no pod.stuck finding at the aggregator).' };
+  if (only && asked.length === 0) blind.push(`${only} (not known to the aggregator)`);
+  return { watching, blind };
+}
+
+async function fromAggregator(opts: WhyOptions, subject: string): Promise<{ finding?: Finding; note?: string; unknown?: string }> {
+  const { aggregatorUrl, token, toHttp } = await import('./remote.js');
+  const base = toHttp(aggregatorUrl(opts.aggregator));
+  const authorization = `Bearer ${token(opts.tokenFile)}`; // no token is a usage error, not "cannot reach"
+  const get = async <T>(path: string): Promise<T> => {
+    const url = `${base}${path}`;
+    let res: Response;
+    try {
+      res = await fetch(url, { headers: { authorization }, signal: AbortSignal.timeout(15_000) });
+    } catch (err) {
+      throw new NodewardenError('NW_ERR_TIMEOUT', `cannot reach the aggregator at ${url}: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`);
+    }
+    if (!res.ok) throw new NodewardenError('NW_ERR_USAGE', `the aggregator answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
+    try {
+      return (await res.json()) as T;
+    } catch {
+      throw new NodewardenError('NW_ERR_PROTOCOL', `the aggregator's answer to ${path} is not JSON`);
+    }
+  };
+  const findings = await get<Finding[]>(`/api/findings?check=pod.stuck${opts.node ? `&node=${encodeURIComponent(opts.node)}` : ''}`);
+  const finding = Array.isArray(findings) ? findings.find((f) => f?.subject === subject && f.state === 'firing') : undefined;
+  if (finding) return { finding };
+  // No finding means "not stuck" only where an agent watches pods: ask which nodes do.
+  const nodes = await get<NodeRow[]>('/api/nodes');
+  const { watching, blind } = blindNodes(Array.isArray(nodes) ? nodes : [], opts.node);
+  const note = 'No agent reports it stuck (no pod.stuck finding at the aggregator).';
+  if (watching === 0) return { unknown: `No agent ${opts.node ? `on ${opts.node} ` : ''}watches pods, so nothing says whether it is stuck: ${blind.slice(0, 5).join('; ') || 'no node is connected'}${blind.length > 5 ? `; and ${blind.length - 5} more` : ''}. Set kubernetes.enabled on the agents, or run \`nodewarden why --local\` on the pod's node.` };
+  if (blind.length === 0) return { note };
+  return { note: `${note} Not known on ${blind.length} node(s) whose agent does not watch pods: ${blind.slice(0, 5).join('; ')}${blind.length > 5 ? '; ...' : ''}; if the pod runs there, ask with --node or --local there.` };
 }
 
 async function locally(opts: WhyOptions, subject: string): Promise<{ finding?: Observation; note?: string }> {
@@ -106,10 +142,16 @@ async function locally(opts: WhyOptions, subject: string): Promise<{ finding?: O
 
 export async function runWhy(opts: WhyOptions, out: NodeJS.WriteStream): Promise<{ code: number; text: string }> {
   const subject = `${opts.namespace}/${opts.pod}`;
-  const r = opts.local ? await locally(opts, subject) : await fromAggregator(opts, subject);
-  const code = r.finding ? EXIT.CRITICAL : EXIT.OK;
+  const r: { finding?: Observation; note?: string; unknown?: string } = opts.local ? await locally(opts, subject) : await fromAggregator(opts, subject);
+  const code = r.finding ? EXIT.CRITICAL : r.unknown ? EXIT.UNKNOWN : EXIT.OK;
+  const p = painter(!opts.json && useColor(out));
+  const source = opts.local ? 'local' : 'aggregator';
+  if (r.unknown) {
+    const text = opts.json ? `${JSON.stringify({ pod: subject, stuck: null, source, note: r.unknown }, null, 2)}\n` : `${p.bold(subject)}: unknown. ${r.unknown}\n`;
+    return { code, text };
+  }
   const text = opts.json
-    ? `${JSON.stringify({ pod: subject, stuck: Boolean(r.finding), source: opts.local ? 'local' : 'aggregator', ...(r.finding ? { finding: r.finding } : { note: r.note ?? null }) }, null, 2)}\n`
-    : renderWhy(subject, r.finding, r.note, painter(!opts.json && useColor(out)));
+    ? `${JSON.stringify({ pod: subject, stuck: Boolean(r.finding), source, ...(r.finding ? { finding: r.finding } : { note: r.note ?? null }) }, null, 2)}\n`
+    : renderWhy(subject, r.finding, r.note, p);
   return { code, text };
 }

@@ -41,11 +41,16 @@ t.test('renderWhy: the finding, the next step, then the walk in order: found, ru
 });
 
 /** An aggregator's /api/findings on loopback, as a tail token sees it. */
-async function aggregator(t: Test, findings: unknown[]) {
+/** A node whose agent watches pods, as GET /api/nodes lists it. */
+const watching = (node: string) => ({ node, connected: true, collectors: ['pods'], collectorStatus: [{ name: 'pods', status: 'ok', durationMs: 12 }], activeFindings: 0, silent: false });
+
+/** The aggregator's two read routes, /api/findings and /api/nodes, answering what they are given. */
+async function aggregator(t: Test, findings: unknown[], nodes: unknown = [watching('node-a'), watching('node-b')]) {
   const seen: { url: string; authorization: string }[] = [];
   const srv = http.createServer((req, res) => {
     seen.push({ url: req.url ?? '', authorization: String(req.headers.authorization) });
     if (req.headers.authorization !== `Bearer ${TOKEN}`) return res.writeHead(401, { 'content-type': 'text/plain' }).end('bad token');
+    if (req.url === '/api/nodes') return res.writeHead(200, { 'content-type': 'application/json' }).end(typeof nodes === 'string' ? nodes : JSON.stringify(nodes));
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(findings));
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
@@ -72,6 +77,44 @@ t.test('through the aggregator: stuck exits 2 with the diagnosis, not stuck 0, r
   t.same(JSON.parse(resolved.stdout), { pod: 'shop/gone-0', stuck: false, source: 'aggregator', note: 'No agent reports it stuck (no pod.stuck finding at the aggregator).' });
   const other = await runAsync(['why', 'web-0', '--aggregator', agg.url], env);
   t.equal(other.code, 0, 'the namespace is part of the pod (default is "default")');
+});
+
+t.test('through the aggregator: no finding is "not stuck" only where an agent watches pods', async (t) => {
+  const env = { NODEWARDEN_TOKEN: TOKEN };
+  const noApi = { node: 'node-c', connected: true, collectors: ['pods'], collectorStatus: [{ name: 'pods', status: 'no-data', durationMs: 0, detail: 'no API server configured (kubernetes.enabled is false)' }], activeFindings: 0, silent: false };
+  const gone = { ...watching('node-d'), connected: false };
+
+  // Agents without kubernetes.enabled: nobody can see pods, so their silence is not an answer.
+  const blind = await aggregator(t, [], [noApi, gone]);
+  const r = await runAsync(['why', 'web-1', '-n', 'shop', '--aggregator', blind.url], env);
+  t.equal(r.code, 3, `no agent watches pods: 3, unknown (${r.stderr})`);
+  t.match(r.stdout, /^shop\/web-1: unknown\. No agent watches pods, so nothing says whether it is stuck: node-c \(pods no-data: no API server configured.*\); node-d \(not connected\)\. Set kubernetes\.enabled on the agents, or run `nodewarden why --local` on the pod's node\.\n$/);
+  t.equal(blind.seen.at(-1)?.url, '/api/nodes', 'it asked which nodes watch pods');
+  const json = await runAsync(['why', 'web-1', '-n', 'shop', '--aggregator', blind.url, '--json'], env);
+  t.equal(json.code, 3);
+  t.match(JSON.parse(json.stdout), { pod: 'shop/web-1', stuck: null, source: 'aggregator', note: /No agent watches pods/ });
+
+  // Some nodes watch, one does not: "not stuck" with the caveat, naming the node it cannot speak for.
+  const mixed = await aggregator(t, [], [watching('node-a'), noApi]);
+  const m = await runAsync(['why', 'web-1', '-n', 'shop', '--aggregator', mixed.url], env);
+  t.equal(m.code, 0);
+  t.match(m.stdout, /not stuck\. No agent reports it stuck .* Not known on 1 node\(s\) whose agent does not watch pods: node-c \(pods no-data/);
+  const onC = await runAsync(['why', 'web-1', '-n', 'shop', '--aggregator', mixed.url, '--node', 'node-c'], env);
+  t.equal(onC.code, 3, '--node naming the blind node: unknown');
+  t.match(onC.stdout, /No agent on node-c watches pods/);
+  const onZ = await runAsync(['why', 'web-1', '-n', 'shop', '--aggregator', mixed.url, '--node', 'node-z'], env);
+  t.equal(onZ.code, 3, 'a node the aggregator has never heard of: unknown');
+  t.match(onZ.stdout, /node-z \(not known to the aggregator\)/);
+
+  // A stuck finding is the answer even when other nodes are blind: /api/nodes is not asked.
+  const found = await aggregator(t, [stuck], [noApi]);
+  t.equal((await runAsync(['why', 'web-0', '-n', 'shop', '--aggregator', found.url], env)).code, 2);
+  t.notOk(found.seen.some((x) => x.url === '/api/nodes'));
+
+  // An aggregator answering nonsense for /api/nodes: one line, exit 3, not a stack trace.
+  const broken = await aggregator(t, [], '{not json');
+  const b = await runAsync(['why', 'web-1', '-n', 'shop', '--aggregator', broken.url], env);
+  t.same([b.code, b.stderr], [3, "nodewarden: the aggregator's answer to /api/nodes is not JSON\n"]);
 });
 
 t.test('through the aggregator: a refused token, no token, no aggregator: one line, exit 3', async (t) => {

@@ -140,7 +140,12 @@ t.test('live: pod.stuck through the agent: chattr +i, finalizer, grace period, u
 
   // Without an API server the feature reports no data and the rest of the agent is unchanged.
   await agent.stop();
-  agent = await startAgent(loadConfig({ sets: ["agent.listen=''", 'collectors.pods.interval=2s', 'collectors.pods.timeout=2s', ...sets.filter((s) => s.endsWith('enabled=false'))], node: NODE }), { log: quietLog });
+  agent = await startAgent(loadConfig({ sets: ["agent.listen=''", 'collectors.pods.interval=2s', 'collectors.pods.timeout=2s', ...sets.filter((s) => s.endsWith('enabled=false'))], node: NODE }), { log: quietLog, aggregator: { url: `ws://127.0.0.1:${aggPort}`, token: TOKENS.agent } });
   await agent.runner.runOnce(['pods']);
   t.match(agent.runner.statuses().find((s) => s.name === 'pods'), { status: 'no-data', detail: /no API server configured/ });
+  // Asked through the aggregator, an agent that cannot see pods is not taken to mean "not stuck".
+  let blind: { code: number | null; stdout: string } = { code: null, stdout: '' };
+  await until(async () => (blind = await runAsync(['why', 'ghost-1', '-n', NS, ...remote], { NODEWARDEN_TOKEN: TOKENS.tail })).code === 3, 15_000, 'the blind agent\'s status at the aggregator').catch(() => undefined);
+  t.equal(blind.code, 3, `no agent watches pods: why exits 3, unknown (${blind.stdout.trim()})`);
+  t.match(blind.stdout, new RegExp(`nwtest/ghost-1: unknown\\. No agent watches pods.*${NODE} \\(pods no-data: no API server configured`));
 });

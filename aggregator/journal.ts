@@ -3,8 +3,13 @@
 // bytes by compaction, which rewrites it as the current state plus the recent history that fits. It
 // is read back as a stream (never whole), a torn last line is cut off before appending, and a failed
 // write never stops the aggregator: it says so in /healthz and a metric, and retries by compacting.
-import { closeSync, ftruncateSync, openSync, readSync, renameSync, statSync, writeSync, fstatSync, appendFileSync } from 'node:fs';
+// Writes are asynchronous, one at a time, each under a deadline: a disk that hangs (an NFS server gone,
+// a frozen device) makes the journal "failing" within the deadline instead of freezing every agent and
+// tailer on the event loop, and no second write is started while a stalled one still holds a thread.
+import { closeSync, ftruncateSync, openSync, readSync, fstatSync } from 'node:fs';
+import { appendFile, open, rename } from 'node:fs/promises';
 import { NodewardenError, errnoCode } from '../protocol/errors.js';
+import { withDeadline } from '../protocol/deadline.js';
 import type { Problem } from '../protocol/schema.js';
 import { findingSpec, NODE_NAME } from '../protocol/wire.js';
 import type { Finding } from '../protocol/finding.js';
@@ -30,10 +35,12 @@ export interface JournalSink {
 
 export interface JournalHealth {
   ok: boolean;
-  /** The errno code (ENOSPC, EROFS, ENOENT...) of the failure, while failing. */
+  /** The errno code (ENOSPC, EROFS, ENOENT...) of the failure, while failing; ETIMEDOUT: a write hung. */
   error?: string;
   failingSince?: string;
   bytes: number;
+  /** Records waiting for the write in progress, in bytes. */
+  pendingBytes: number;
   writeFailures: number;
   compactions: number;
 }
@@ -44,6 +51,10 @@ export interface JournalOptions {
   maxBytes: number;
   /** How often a failing journal is retried (by a full compaction). */
   retryMs?: number;
+  /** A write (an append, a whole compaction) not done in this long counts as hung (default 10 s). */
+  writeTimeoutMs?: number;
+  /** Records waiting for the disk beyond this many bytes: it is not keeping up; fail, and compact later. */
+  maxPendingBytes?: number;
   /** The state compaction writes: history oldest first, then each node's state. */
   state: () => { history: Iterable<TimedTransition>; nodes: Iterable<FleetState> };
   onFailure?: (code: string, err: unknown) => void;
@@ -98,6 +109,15 @@ export class Journal {
   private writeFailures = 0;
   private compactions = 0;
   private retry: NodeJS.Timeout | undefined;
+  /** Records appended and not yet handed to a write. */
+  private pending: string[] = [];
+  private pendingBytes = 0;
+  /** A drain is queued behind the write in progress. */
+  private draining = false;
+  /** A write outlived its deadline and the kernel has not let go of it yet. */
+  private stalled = false;
+  /** The tail of the one-at-a-time chain of writes. */
+  private chain: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: JournalOptions) {}
 
@@ -178,25 +198,90 @@ export class Journal {
     return { records, skipped, repairedBytes };
   }
 
-  /** Appends one record; compacts when over the byte bound. Never throws. */
+  /**
+   * Queues one record and starts writing if no write is in progress; compacts when over the byte
+   * bound. Never throws and never waits on the disk. Records are written in the order appended.
+   */
   append(r: JournalRecord): void {
     if (this.failing) return; // the retry's compaction writes the whole state, this record included
     const line = `${JSON.stringify(r)}\n`;
-    try {
-      appendFileSync(this.opts.file, line);
-      this.bytes += Buffer.byteLength(line);
-    } catch (err) {
-      this.fail(errnoCode(err) ?? 'EIO', err);
+    this.pending.push(line);
+    this.pendingBytes += Buffer.byteLength(line);
+    if (this.pendingBytes > (this.opts.maxPendingBytes ?? 8 * 1024 * 1024)) {
+      this.fail('EAGAIN', new NodewardenError('NW_ERR_TIMEOUT', `the journal's disk is not keeping up: ${this.pendingBytes} bytes of records wait for it`));
       return;
     }
-    if (this.bytes > this.opts.maxBytes) this.compact();
+    if (!this.draining) {
+      this.draining = true;
+      void this.serial(() => this.drain());
+    }
+  }
+
+  /** Everything appended so far is on disk (or the journal is failing): for tests and a clean stop. */
+  flushed(): Promise<void> {
+    return this.serial(async () => {
+      await this.drain();
+    });
+  }
+
+  /** Runs `fn` after every write already asked for: one write at a time, in order. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn, fn);
+    this.chain = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = false;
+    while (this.pending.length > 0 && !this.failing) {
+      const data = this.pending.join('');
+      const bytes = this.pendingBytes;
+      this.pending = [];
+      this.pendingBytes = 0;
+      if (!(await this.io('append', () => appendFile(this.opts.file, data)))) return;
+      this.bytes += bytes;
+      if (this.bytes > this.opts.maxBytes) await this.compactNow();
+    }
+  }
+
+  /**
+   * One write under the deadline; false, and the journal failing, when it failed or hung. A write that
+   * hung keeps its thread until the kernel lets go of it: until then no other write is started.
+   */
+  private async io(what: string, op: () => Promise<unknown>): Promise<boolean> {
+    const ms = this.opts.writeTimeoutMs ?? 10_000;
+    let settled = false;
+    const work = op().finally(() => {
+      settled = true;
+      this.stalled = false;
+    });
+    try {
+      await withDeadline(work, ms, () => new NodewardenError('NW_ERR_TIMEOUT', `a journal ${what} to ${this.opts.file} has not finished in ${ms} ms: the disk hangs or is very slow`));
+      return true;
+    } catch (err) {
+      if (!settled) this.stalled = true;
+      this.fail(err instanceof NodewardenError && err.code === 'NW_ERR_TIMEOUT' ? 'ETIMEDOUT' : (errnoCode(err) ?? 'EIO'), err);
+      return false;
+    }
   }
 
   /**
    * Rewrites the file as the current state plus as much recent history as fits in half the bound (so
-   * compactions are rare), through a temporary file and a rename. True when it worked.
+   * compactions are rare), through a temporary file and a rename, after the write in progress. True
+   * when it worked.
    */
-  compact(): boolean {
+  compact(): Promise<boolean> {
+    return this.serial(() => this.compactNow());
+  }
+
+  private async compactNow(): Promise<boolean> {
+    if (this.stalled) return false; // a hung write still holds its thread: do not hang another
+    // The state taken now includes every record still waiting: they are not written again.
+    this.pending = [];
+    this.pendingBytes = 0;
     const { history, nodes } = this.opts.state();
     const stateLines: string[] = [];
     let stateBytes = 0;
@@ -223,45 +308,44 @@ export class Journal {
     }
     kept.reverse();
     const tmp = `${this.opts.file}.tmp`;
-    try {
-      const fd = openSync(tmp, 'w');
+    const ok = await this.io('compaction', async () => {
+      const fh = await open(tmp, 'w');
       try {
         // Written in pieces of about 1 MiB: never one string of the whole file.
         let batch: string[] = [];
         let batchBytes = 0;
-        const flush = () => {
-          if (batch.length) writeSync(fd, batch.join(''));
-          batch = [];
-          batchBytes = 0;
-        };
         for (const l of [...kept, ...stateLines]) {
           batch.push(l);
           batchBytes += l.length;
-          if (batchBytes > 1024 * 1024) flush();
+          if (batchBytes > 1024 * 1024) {
+            await fh.write(batch.join(''));
+            batch = [];
+            batchBytes = 0;
+          }
         }
-        flush();
+        if (batch.length) await fh.write(batch.join(''));
       } finally {
-        closeSync(fd);
+        await fh.close();
       }
-      renameSync(tmp, this.opts.file);
-      this.bytes = statSync(this.opts.file).size;
-      this.compactions++;
-      this.recovered();
-      return true;
-    } catch (err) {
-      this.fail(errnoCode(err) ?? 'EIO', err);
-      return false;
-    }
+      await rename(tmp, this.opts.file);
+    });
+    if (!ok) return false;
+    this.bytes = stateBytes + historyBytes;
+    this.compactions++;
+    this.recovered();
+    return true;
   }
 
   private fail(code: string, err: unknown): void {
     this.writeFailures++;
+    this.pending = []; // the retry's compaction writes the whole state, these records included
+    this.pendingBytes = 0;
     if (!this.failing) {
       this.failing = { code, since: new Date().toISOString() };
       this.opts.onFailure?.(code, err);
     }
     if (!this.retry) {
-      this.retry = setInterval(() => this.compact(), this.opts.retryMs ?? 10_000);
+      this.retry = setInterval(() => void this.compact(), this.opts.retryMs ?? 10_000);
       this.retry.unref();
     }
   }
@@ -277,13 +361,17 @@ export class Journal {
       ok: !this.failing,
       ...(this.failing ? { error: this.failing.code, failingSince: this.failing.since } : {}),
       bytes: this.bytes,
+      pendingBytes: this.pendingBytes,
       writeFailures: this.writeFailures,
       compactions: this.compactions,
     };
   }
 
-  close(): void {
+  /** Stops retrying and waits for what was appended to be written, at most one write deadline. */
+  async close(): Promise<void> {
     clearInterval(this.retry);
     this.retry = undefined;
+    const ms = this.opts.writeTimeoutMs ?? 10_000;
+    await withDeadline(this.flushed(), ms, () => undefined);
   }
 }

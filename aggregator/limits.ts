@@ -18,6 +18,8 @@ export interface AggregatorLimits {
   maxHistoryBytes: number;
   /** The journal file's ceiling. */
   maxJournalBytes: number;
+  /** A journal write not done in this long counts as hung: the journal fails, the aggregator serves on. */
+  journalWriteTimeoutMs: number;
   /** The largest history or active chunk sent to a tailer (its own frame limit is 16 MiB). */
   chunkBytes: number;
   /** Bytes waiting for one tailer before it is dropped as too slow. */
@@ -33,6 +35,7 @@ export const DEFAULT_LIMITS: AggregatorLimits = {
   maxActiveBytes: 48 * 1024 * 1024,
   maxHistoryBytes: 24 * 1024 * 1024,
   maxJournalBytes: 48 * 1024 * 1024,
+  journalWriteTimeoutMs: 10_000,
   chunkBytes: 1024 * 1024,
   maxTailerBufferBytes: 16 * 1024 * 1024,
 };

@@ -71,6 +71,7 @@ export function renderAggregatorMetrics(src: MetricsSources): string {
           { name: 'nodewarden_aggregator_journal_ok', help: '1 when the journal is being written, 0 while writes fail', type: 'gauge' as const, samples: [{ labels: {}, value: journal.ok ? 1 : 0 }] },
           { name: 'nodewarden_aggregator_journal_write_failures_total', help: 'Journal writes that failed', type: 'counter' as const, samples: [{ labels: {}, value: journal.writeFailures }] },
           { name: 'nodewarden_aggregator_journal_bytes', help: 'Size of the journal file', type: 'gauge' as const, samples: [{ labels: {}, value: journal.bytes }] },
+          { name: 'nodewarden_aggregator_journal_pending_bytes', help: 'Journal records waiting for the write in progress (a slow or hung disk makes this grow)', type: 'gauge' as const, samples: [{ labels: {}, value: journal.pendingBytes }] },
         ]
       : []),
     { name: 'nodewarden_aggregator_heap_used_bytes', help: 'V8 heap in use', type: 'gauge', samples: [{ labels: {}, value: process.memoryUsage().heapUsed }] },

@@ -133,6 +133,7 @@ export class Aggregator {
       this.journal = new Journal({
         file: opts.journal,
         maxBytes: this.limits.maxJournalBytes,
+        writeTimeoutMs: this.limits.journalWriteTimeoutMs,
         state: () => ({ history: this.fleet.historyEntries(), nodes: this.fleet.state() }),
         onFailure: (code, err) => this.failed('journal', err, `journal ${opts.journal} cannot be written (${code}); serving on, retrying every 10 s`),
       });
@@ -201,7 +202,7 @@ export class Aggregator {
     for (const c of this.connections.all()) c.ws.close(CLOSE.GOING_AWAY, 'aggregator shutting down');
     this.commands.stop();
     this.fleet.close();
-    this.journal?.close();
+    await this.journal?.close();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
   }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,6 +11,7 @@ import { Journal, type JournalSink } from '../../aggregator/journal.js';
 import { NodewardenError } from '../../protocol/errors.js';
 import { finding } from '../helpers/findings.js';
 import { requireLive } from '../helpers/live.js';
+import { until } from '../helpers/processes.js';
 
 const TOKENS = [
   { role: 'agent' as const, name: 'agents', secret: 'agent-token-0123456789' },
@@ -89,6 +90,7 @@ t.test('bounded in bytes, compacted to the current state: every node, its active
     await settle(20);
   }
   await settle();
+  await (agg as unknown as { journal: Journal }).journal.flushed();
   const size = statSync(file).size;
   t.ok(size <= maxJournalBytes, `journal ${size} bytes, bound ${maxJournalBytes}`);
   const before = agg.fleet.active().map((f) => `${f.id} ${f.severity}`).sort();
@@ -111,7 +113,8 @@ t.test('write failures are survived: missing directory, then a full disk; /healt
   const a = await agent(url, 'n1');
   rmSync(sub, { recursive: true, force: true }); // the directory goes away under it
   a.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('n1', 'disk.usage', '/')] }));
-  await settle();
+  // The write is asynchronous: wait for its failure to show (not for a fixed time).
+  await until(async () => (await health(port)).status === 'degraded', 10_000, 'the failed write').catch(() => undefined);
   const h = await health(port);
   t.same([h.status, h.journal?.ok, h.journal?.error], ['degraded', false, 'ENOENT'], '/healthz says the journal is failing and why');
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -122,7 +125,7 @@ t.test('write failures are survived: missing directory, then a full disk; /healt
   t.equal(a.readyState, WebSocket.OPEN, 'the agent is still served');
   t.equal((await fetch(`http://127.0.0.1:${port}/api/findings`, { headers: { authorization: 'Bearer tail-token-0123456789' } })).status, 200);
   mkdirSync(sub);
-  t.ok((agg as unknown as { journal: Journal }).journal.compact(), 'the retry writes the whole state once the directory is back');
+  t.ok(await (agg as unknown as { journal: Journal }).journal.compact(), 'the retry writes the whole state once the directory is back');
   t.same([(await health(port)).status], ['ok']);
   t.match(readFileSync(file, 'utf8'), /disk\.inodes/, 'what happened while failing is in the journal');
   a.close();
@@ -140,16 +143,74 @@ t.test('a full disk (a 64 KiB tmpfs): the aggregator serves on and recovers when
   t.teardown(() => agg.stop());
   const a = await agent(url, 'n1');
   for (let i = 0; i < 10; i++) a.send(JSON.stringify({ v: 1, type: 'snapshot', findings: Array.from({ length: 20 }, (_, k) => finding('n1', 'disk.usage', `/m${k}`, i % 2 ? 'critical' : 'warning', { message: 'y'.repeat(1000) })) }));
-  await settle(300);
+  await until(async () => (await health(port)).status === 'degraded', 10_000, 'the full disk').catch(() => undefined);
   const h = await health(port);
   t.same([h.status, h.journal?.error], ['degraded', 'ENOSPC']);
   t.equal(a.readyState, WebSocket.OPEN, 'still serving the agent');
   execFileSync('mount', ['-o', 'remount,size=4m', mnt]);
-  t.ok((agg as unknown as { journal: Journal }).journal.compact(), 'retried once there is space');
+  t.ok(await (agg as unknown as { journal: Journal }).journal.compact(), 'retried once there is space');
   t.equal((await health(port)).status, 'ok');
   a.close();
   t.ok(existsSync(file));
   appendFileSync(file, ''); // still writable
+});
+
+t.test('a hung disk (a write that blocks in the kernel: a FIFO with no reader, as a dead NFS server holds open()) never freezes the aggregator', async (t) => {
+  if (!requireLive(t, { commands: ['mkfifo'] })) return;
+  const dir = tmp(t);
+  const file = path.join(dir, 'journal.ndjson');
+  const { agg, url, port } = await start(file, { limits: { journalWriteTimeoutMs: 500 } });
+  const journal = (agg as unknown as { journal: Journal }).journal;
+  const a = await agent(url, 'n1');
+  a.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('n1', 'disk.usage', '/')] }));
+  t.teardown(() => agg.stop());
+  await until(() => existsSync(file) && readFileSync(file, 'utf8').includes('disk.usage'), 10_000, 'the first record');
+
+  // The journal's path becomes a FIFO nobody reads: opening it to append blocks in the kernel.
+  rmSync(file);
+  execFileSync('mkfifo', [file]);
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    // A reader lets the blocked open() through (non-blocking, so this thread never waits itself).
+    const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    const buf = Buffer.alloc(1024 * 1024);
+    try {
+      for (let i = 0; i < 200; i++) {
+        try {
+          if (readSync(fd, buf) === 0 && i > 20) break;
+        } catch {
+          // EAGAIN: nothing yet
+        }
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  };
+  t.teardown(release);
+  a.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('n1', 'disk.usage', '/'), finding('n1', 'disk.inodes', '/')] }));
+  await until(async () => (await health(port)).journal?.error === 'ETIMEDOUT', 15_000, 'the hung write to be noticed').catch(() => undefined);
+  const h = await health(port);
+  t.same([h.status, h.journal?.ok, h.journal?.error], ['degraded', false, 'ETIMEDOUT'], '/healthz answers, and says the journal hangs');
+  t.match(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), /nodewarden_aggregator_errors_total\{where="journal",code="NW_ERR_TIMEOUT"\} 1/, 'counted once in the metrics');
+  // Still serving: the agent's next changes are taken, tailers can read them.
+  a.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('n1', 'disk.inodes', '/')] }));
+  await until(() => agg.fleet.active({ node: 'n1' }).length === 1, 10_000, 'the next snapshot');
+  t.equal(a.readyState, WebSocket.OPEN, 'the agent is still served');
+  const findings = (await (await fetch(`http://127.0.0.1:${port}/api/findings`, { headers: { authorization: 'Bearer tail-token-0123456789' } })).json()) as { check: string }[];
+  t.same(findings.map((f) => f.check), ['disk.inodes'], '/api/findings answers with the current state');
+  t.notOk(await journal.compact(), 'no second write is started while the hung one holds its thread');
+
+  // The disk comes back: the hung open() goes through, the path is a file again, the retry writes the whole state.
+  release();
+  rmSync(file);
+  await until(async () => await journal.compact(), 10_000, 'the retry after the hung write let go');
+  t.equal((await health(port)).status, 'ok', 'healthy again');
+  const text = readFileSync(file, 'utf8');
+  t.ok(text.includes('disk.inodes') && text.includes('"type":"node"'), 'the journal holds the state as it is now');
+  a.close();
 });
 
 t.test('property: any file content loads without throwing; what is not a record is skipped, and the file ends on a line', async (t) => {
@@ -165,7 +226,7 @@ t.test('property: any file content loads without throwing; what is not a record 
       const sink: JournalSink = { transition: () => seen++, node: () => seen++, active: () => seen++, forget: () => seen++ };
       const j = new Journal({ file, maxBytes: 1024 * 1024, state: () => ({ history: [], nodes: [] }) });
       const r = j.load(sink);
-      j.close();
+      void j.close();
       const text = readFileSync(file, 'utf8');
       if (text !== '' && !text.endsWith('\n')) throw new Error('the file does not end on a line');
       if (r.records !== seen) throw new Error('records counted and handed on differ');

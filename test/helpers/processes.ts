@@ -31,6 +31,15 @@ export async function until(pred: () => boolean | Promise<boolean>, ms: number, 
   }
 }
 
+/**
+ * Like until, but answers whether `pred` came true within `ms` instead of throwing, for
+ * `t.ok(await eventually(pred, ms), 'what')`. The ceiling is for a loaded 2-core machine: it returns
+ * as soon as `pred` holds.
+ */
+export async function eventually(pred: () => boolean | Promise<boolean>, ms = 30_000): Promise<boolean> {
+  return until(pred, ms, '').then(() => true, () => false);
+}
+
 export const TOKENS = { agent: 'agent-secret-0123456789', tail: 'tail-secret-0123456789', admin: 'admin-secret-0123456789' };
 
 /** Writes DIR/tokens/{agent,tail,admin}; returns the tokens dir. */

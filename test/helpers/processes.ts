@@ -60,7 +60,7 @@ export async function startAggregator(port: number, tokensDir: string, extra: st
     } catch {
       return false;
     }
-  }, 10_000, 'the aggregator to answer /healthz');
+  }, 30_000, 'the aggregator to answer /healthz');
   return agg;
 }
 
@@ -70,7 +70,7 @@ export async function waitForNode(port: number, node: string): Promise<void> {
     const r = await fetch(`http://127.0.0.1:${port}/api/nodes`, { headers: { authorization: `Bearer ${TOKENS.tail}` } });
     const nodes = (await r.json()) as { node: string; connected: boolean }[];
     return nodes.some((n) => n.node === node && n.connected);
-  }, 15_000, `agent ${node} to connect`);
+  }, 30_000, `agent ${node} to connect`);
 }
 
 export const QUIET_COLLECTORS = ['sockets', 'sockstat', 'runtime', 'drift', 'immutable', 'mounts'].map((c) => `collectors.${c}.enabled=false`);

@@ -153,7 +153,7 @@ t.test('bad clients are rejected with a reason; everyone else keeps being served
   }
   const { ws: spoof } = await open(`${url}/api/agent`, 'agent-token-0123456789');
   spoof.send(JSON.stringify({ v: 1, type: 'hello', protocol: 1, node: 'spoofer', agentVersion: 'x', collectors: [] }));
-  await new Promise((r) => setTimeout(r, 50));
+  await until(() => agg.fleet.has('spoofer'), 10_000, "the spoofer's hello");
   const c = closed(spoof);
   spoof.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('good', 'disk.usage', '/')] }));
   t.match((await c).reason, /finding for node good on spoofer's connection/, 'an agent cannot speak for another node');

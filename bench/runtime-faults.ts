@@ -4,7 +4,7 @@
 // file blocks). Lives under bench/ because the soak bench uses it and bench/ must build without test/;
 // test/helpers/runtime.ts re-exports it.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 export const DOCKER = existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docker';
@@ -86,14 +86,27 @@ export async function makePersistentDrift(name: string): Promise<{ id: string; p
 /**
  * A container whose writable layer holds a file made immutable: `remove()` (docker rm -f) then fails
  * with "operation not permitted", as the runbooks' stuck pods do. `cleanup()` clears the attribute and
- * removes the container.
+ * removes the container. `extra`: more `docker run` arguments (labels).
  */
-export async function makeImmutableContainer(name: string): Promise<{ locked: string; remove(): { code: number | null; stderr: string }; cleanup(): void }> {
-  runContainer(name, ['sh', '-c', 'echo x > /data/locked; sleep 600']);
-  await new Promise((r) => setTimeout(r, 500));
+export async function makeImmutableContainer(name: string, extra: string[] = []): Promise<{ id: string; locked: string; remove(): { code: number | null; stderr: string }; cleanup(): void }> {
+  const id = runContainer(name, ['sh', '-c', 'echo x > /data/locked; sleep 600'], extra);
   const locked = path.join(inspectField(name, '{{.GraphDriver.Data.UpperDir}}'), 'data', 'locked');
+  // docker run -d returns once the process started, not once it wrote the file: wait for the file
+  // itself (a fixed 500 ms lost this race on a loaded machine), up to 30 s.
+  const written = () => {
+    try {
+      return readFileSync(locked, 'utf8') === 'x\n';
+    } catch {
+      return false;
+    }
+  };
+  for (const end = Date.now() + 30_000; !written(); ) {
+    if (Date.now() > end) throw new Error(`container ${name} did not write /data/locked within 30 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
   execFileSync('chattr', ['+i', locked]);
   return {
+    id,
     locked,
     remove: () => dockerTry('rm', '-f', name),
     cleanup() {

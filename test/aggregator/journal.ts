@@ -40,7 +40,8 @@ async function agent(url: string, node: string): Promise<WebSocket> {
   return ws;
 }
 
-const settle = (ms = 150) => new Promise((r) => setTimeout(r, ms));
+// Paces the churn below (part of the scenario, not a wait for a result).
+const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const health = async (port: number) => (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { status: string; journal?: { ok: boolean; error?: string } };
 
 t.test('a torn last line is cut off before appending, and garbage lines are skipped', async (t) => {
@@ -53,7 +54,7 @@ t.test('a torn last line is cut off before appending, and garbage lines are skip
   t.notOk(readFileSync(file, 'utf8').endsWith('{"type":"firi'), 'the torn line is gone');
   const a = await agent(url, 'n1');
   a.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [f, finding('n1', 'disk.inodes', '/')] }));
-  await settle();
+  await until(() => agg.fleet.active({ node: 'n1' }).length === 2, 10_000, 'the snapshot to be applied');
   a.close();
   await agg.stop();
   const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
@@ -79,9 +80,9 @@ t.test('bounded in bytes, compacted to the current state: every node, its active
   // A node that went silent long ago, with its last findings: it must not vanish in compaction.
   const quiet = await agent(url, 'quiet');
   quiet.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('quiet', 'disk.usage', '/')] }));
-  await settle();
+  await until(() => agg.fleet.active({ node: 'quiet' }).length === 1, 10_000, "quiet's snapshot to be applied");
   quiet.terminate();
-  await settle(400);
+  await until(() => agg.fleet.active({ node: 'quiet' }).some((f) => f.check === 'node.silent'), 10_000, 'quiet to turn silent').catch(() => undefined);
   t.ok(agg.fleet.active({ node: 'quiet' }).some((f) => f.check === 'node.silent'), 'quiet is silent');
   // Then a lot of churn from another node: many times the bound.
   const busy = await agent(url, 'busy');
@@ -89,8 +90,9 @@ t.test('bounded in bytes, compacted to the current state: every node, its active
     busy.send(JSON.stringify({ v: 1, type: 'snapshot', findings: Array.from({ length: 20 }, (_, k) => finding('busy', 'disk.usage', `/m${k}`, i % 2 ? 'critical' : 'warning', { message: `round ${i} ${'z'.repeat(1000)}` })) }));
     await settle(20);
   }
-  await settle();
-  await (agg as unknown as { journal: Journal }).journal.flushed();
+  // The last round applied: every finding of busy carries its message (the journal is written as it goes).
+  await until(() => agg.fleet.active({ node: 'busy' }).filter((f) => f.message.startsWith('round 39 ')).length === 20, 10_000, 'the last round to be applied');
+  await (agg as unknown as { journal: Journal }).journal.flushed(); // and written
   const size = statSync(file).size;
   t.ok(size <= maxJournalBytes, `journal ${size} bytes, bound ${maxJournalBytes}`);
   const before = agg.fleet.active().map((f) => `${f.id} ${f.severity}`).sort();
@@ -113,15 +115,14 @@ t.test('write failures are survived: missing directory, then a full disk; /healt
   const a = await agent(url, 'n1');
   rmSync(sub, { recursive: true, force: true }); // the directory goes away under it
   a.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('n1', 'disk.usage', '/')] }));
-  // The write is asynchronous: wait for its failure to show (not for a fixed time).
-  await until(async () => (await health(port)).status === 'degraded', 10_000, 'the failed write').catch(() => undefined);
+  await until(async () => (await health(port)).status === 'degraded', 10_000, '/healthz to say degraded').catch(() => undefined);
   const h = await health(port);
   t.same([h.status, h.journal?.ok, h.journal?.error], ['degraded', false, 'ENOENT'], '/healthz says the journal is failing and why');
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   t.match(metrics, /nodewarden_aggregator_journal_ok 0/);
   t.match(metrics, /nodewarden_aggregator_errors_total\{where="journal",code="NW_ERR_IO"\} 1/);
   a.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('n1', 'disk.usage', '/'), finding('n1', 'disk.inodes', '/')] }));
-  await settle();
+  await until(() => agg.fleet.active({ node: 'n1' }).length === 2, 10_000, 'the second snapshot to be applied');
   t.equal(a.readyState, WebSocket.OPEN, 'the agent is still served');
   t.equal((await fetch(`http://127.0.0.1:${port}/api/findings`, { headers: { authorization: 'Bearer tail-token-0123456789' } })).status, 200);
   mkdirSync(sub);
@@ -143,7 +144,7 @@ t.test('a full disk (a 64 KiB tmpfs): the aggregator serves on and recovers when
   t.teardown(() => agg.stop());
   const a = await agent(url, 'n1');
   for (let i = 0; i < 10; i++) a.send(JSON.stringify({ v: 1, type: 'snapshot', findings: Array.from({ length: 20 }, (_, k) => finding('n1', 'disk.usage', `/m${k}`, i % 2 ? 'critical' : 'warning', { message: 'y'.repeat(1000) })) }));
-  await until(async () => (await health(port)).status === 'degraded', 10_000, 'the full disk').catch(() => undefined);
+  await until(async () => (await health(port)).status === 'degraded', 10_000, '/healthz to say degraded').catch(() => undefined);
   const h = await health(port);
   t.same([h.status, h.journal?.error], ['degraded', 'ENOSPC']);
   t.equal(a.readyState, WebSocket.OPEN, 'still serving the agent');

@@ -8,6 +8,7 @@ import { Aggregator } from '../../aggregator/server.js';
 import { KubeAgentAuth, kubeAuthApi } from '../../aggregator/kube-auth.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 import { finding } from '../helpers/findings.js';
+import { until } from '../helpers/processes.js';
 
 const log = pino({ level: 'silent' });
 
@@ -76,7 +77,7 @@ t.test('--agent-auth kubernetes: a bound service-account token speaks for its ow
   const sharedReal = await hello(url, 'shared-agent-token-0123456789', 'worker-2');
   t.ok(sharedReal.welcome, 'a shared token for a node that exists is welcome (shared tokens are not node-bound)');
   sharedReal.ws!.close();
-  await new Promise((r) => setTimeout(r, 100));
+  await until(() => agg.fleet.nodeInfos().some((n) => n.node === 'worker-2' && !n.connected), 10_000, 'the aggregator to see the shared-token agent go');
 
   // Before Kubernetes 1.30 there is no node-name extra: the pod the token is bound to says where it runs.
   const old = await hello(url, issue('nodewarden-agent-bbbbb', { nodeExtra: false }), 'worker-2');
@@ -94,7 +95,7 @@ t.test('--agent-auth kubernetes: a bound service-account token speaks for its ow
   // worker-2 is deleted from the cluster: once its agent is gone, the node is forgotten, not silent forever.
   old.ws!.close();
   api.nodes.delete('worker-2');
-  for (let i = 0; i < 50 && agg.fleet.has('worker-2'); i++) await new Promise((r) => setTimeout(r, 100));
+  await until(() => !agg.fleet.has('worker-2'), 30_000, 'the node sweep to forget worker-2').catch(() => undefined);
   t.notOk(agg.fleet.has('worker-2'), 'a node deleted from the cluster is forgotten');
   t.ok(agg.fleet.has('worker-1'), 'a node that exists is kept');
   real.ws!.close();

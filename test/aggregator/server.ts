@@ -12,6 +12,7 @@ import { Aggregator } from '../../aggregator/server.js';
 import type { Token } from '../../aggregator/auth.js';
 import { MAX_MESSAGE_BYTES } from '../../protocol/wire.js';
 import { finding } from '../helpers/findings.js';
+import { until } from '../helpers/processes.js';
 
 const TOKENS: Token[] = [
   { role: 'agent', name: 'agents', secret: 'agent-token-0123456789' },
@@ -85,21 +86,21 @@ t.test('agents stream, tailers see the active set and then transitions', async (
   const f1 = finding('node-a', 'disk.usage', '/');
   const f2 = finding('node-a', 'sockets.process', 'pid:1');
   a.ws.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [f1, f2] }));
-  await new Promise((r) => setTimeout(r, 100));
+  await until(() => agg.fleet.active({ node: 'node-a' }).length === 2, 10_000, 'the snapshot to be applied');
   const tl = await tailer(url, { check: 'disk' });
   const active = tl.box.got.find((m) => m['type'] === 'active') as { findings: { id: string }[] };
   t.same(active.findings.map((f) => f.id), [f1.id], 'filtered active set');
   a.ws.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type: 'resolved', finding: { ...f1, state: 'resolved' } }, { type: 'resolved', finding: { ...f2, state: 'resolved' } }] }));
   const m = (await tl.box.next((x) => x['type'] === 'transition')) as { transition: { type: string; finding: { id: string } } };
   t.same([m.transition.type, m.transition.finding.id], ['resolved', f1.id]);
-  await new Promise((r) => setTimeout(r, 100));
-  t.equal(tl.box.got.filter((x) => x['type'] === 'transition').length, 1, 'the filter keeps sockets.* away');
 
   // A new snapshot replaces: what is missing resolves, what is new fires.
   const f3 = finding('node-a', 'disk.inodes', '/');
   a.ws.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [f3] }));
   const fired = (await tl.box.next((x) => x['type'] === 'transition' && (x['transition'] as { finding: { id: string } }).finding.id === f3.id)) as { transition: { type: string } };
   t.equal(fired.transition.type, 'firing');
+  // One connection delivers in order: had f2's resolution passed the filter, it would have come before f3's firing.
+  t.same(tl.box.got.filter((x) => x['type'] === 'transition').map((x) => (x['transition'] as { finding: { id: string } }).finding.id), [f1.id, f3.id], 'the filter keeps sockets.* away');
 
   const auth = { headers: { authorization: 'Bearer tail-token-0123456789' } };
   const findings = (await (await fetch(`http://127.0.0.1:${port}/api/findings?node=node-a`, auth)).json()) as { check: string }[];
@@ -152,7 +153,7 @@ t.test('bad clients are rejected with a reason; everyone else keeps being served
   }
   const { ws: spoof } = await open(`${url}/api/agent`, 'agent-token-0123456789');
   spoof.send(JSON.stringify({ v: 1, type: 'hello', protocol: 1, node: 'spoofer', agentVersion: 'x', collectors: [] }));
-  await new Promise((r) => setTimeout(r, 50));
+  await until(() => agg.fleet.has('spoofer'), 10_000, "the spoofer's hello");
   const c = closed(spoof);
   spoof.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('good', 'disk.usage', '/')] }));
   t.match((await c).reason, /finding for node good on spoofer's connection/, 'an agent cannot speak for another node');
@@ -194,7 +195,7 @@ t.test('--journal: history and the last known active set survive a restart', asy
   const f = finding('kept', 'disk.usage', '/');
   a.ws.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [f, finding('kept', 'disk.inodes', '/')] }));
   a.ws.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type: 'resolved', finding: { ...finding('kept', 'disk.inodes', '/'), state: 'resolved' } }] }));
-  await new Promise((r) => setTimeout(r, 150));
+  await until(() => first.agg.fleet.historySize() === 3, 10_000, 'the snapshot and the delta to be applied (and journaled)');
   await first.agg.stop();
   const second = await start({ journal, silentAfterMs: 60_000 });
   t.teardown(() => second.agg.stop());
@@ -270,7 +271,7 @@ t.test('crashes from the issue over WebSocket: subscribe with filter null or mis
   t.teardown(() => agg.stop());
   const a = await agent(url, 'busy');
   a.ws.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('busy', 'disk.usage', '/')] }));
-  await new Promise((r) => setTimeout(r, 100));
+  await until(() => agg.fleet.active({ node: 'busy' }).length === 1, 10_000, 'the snapshot to be applied');
 
   const { ws: nul } = await open(`${url}/api/tail`, 'tail-token-0123456789');
   const c1 = closed(nul);
@@ -338,7 +339,7 @@ t.test('limits: findings per node, nodes per token, one subscribe per connection
   t.match(await ct, { code: 4006, reason: /one subscribe per connection/ });
 
   again.ws.send(JSON.stringify({ v: 1, type: 'snapshot', findings: Array.from({ length: 5 }, (_, i) => finding('full', `made.up${i}`, '/')) }));
-  await new Promise((r) => setTimeout(r, 150));
+  await until(() => agg.fleet.active({ node: 'full' }).length === 5, 10_000, 'the snapshot to be applied');
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   t.match(metrics, /nodewarden_aggregator_findings\{check="other",severity="warning"\} 5/, 'invented check names are one series, "other"');
   t.notMatch(metrics, /made\.up/);
@@ -354,7 +355,7 @@ t.test('history and active sets reach a tailer in chunks under its frame limit: 
     const transitions = Array.from({ length: 1000 }, (_, i) => ({ type: 'firing', finding: finding('chatty', 'disk.usage', `/m${batch * 1000 + i}`, 'warning', { message: 'm'.repeat(2000) }) }));
     a.ws.send(JSON.stringify({ v: 1, type: 'delta', transitions }));
   }
-  for (let i = 0; i < 300 && agg.fleet.historySize() < 10_000; i++) await new Promise((r) => setTimeout(r, 100));
+  await until(() => agg.fleet.historySize() >= 10_000, 60_000, '10,000 transitions to be applied').catch(() => undefined);
   t.equal(agg.fleet.historySize(), 10_000, 'about 23 MB of history is held (under the 24 MiB bound)');
   const { ws } = await open(`${url}/api/tail`, 'tail-token-0123456789');
   const sizes: number[] = [];
@@ -384,7 +385,7 @@ t.test('/api/findings is streamed: many findings, several clients, complete JSON
   t.teardown(() => agg.stop());
   const a = await agent(url, 'many');
   a.ws.send(JSON.stringify({ v: 1, type: 'snapshot', findings: Array.from({ length: 5000 }, (_, i) => finding('many', 'disk.usage', `/m${i}`)) }));
-  await new Promise((r) => setTimeout(r, 300));
+  await until(() => agg.fleet.active({ node: 'many' }).length === 5000, 10_000, 'the snapshot of 5,000 to be applied');
   const auth = { headers: { authorization: 'Bearer tail-token-0123456789' } };
   const lists = await Promise.all(Array.from({ length: 6 }, async () => (await (await fetch(`http://127.0.0.1:${port}/api/findings`, auth)).json()) as unknown[]));
   t.same(lists.map((l) => l.length), [5000, 5000, 5000, 5000, 5000, 5000]);
@@ -438,13 +439,13 @@ t.test('forget: an admin makes the aggregator forget a node; its findings resolv
   const first = await start({ journal, silentAfterMs: 60_000 });
   const a = await agent(first.url, 'gone');
   a.ws.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [finding('gone', 'disk.usage', '/')] }));
-  await new Promise((r) => setTimeout(r, 100));
+  await until(() => first.agg.fleet.active({ node: 'gone' }).length === 1, 10_000, 'the snapshot to be applied');
   const del = (tok: string) => fetch(`http://127.0.0.1:${first.port}/api/nodes/gone`, { method: 'DELETE', headers: { authorization: `Bearer ${tok}` } });
   t.equal((await del('tail-token-0123456789')).status, 403, 'tail tokens cannot forget');
   t.equal((await del('admin-token-0123456789')).status, 409, 'not while its agent is connected');
   const tl = await tailer(first.url);
   a.ws.close();
-  await new Promise((r) => setTimeout(r, 100));
+  await until(() => first.agg.fleet.nodeInfos().some((n) => n.node === 'gone' && !n.connected), 10_000, 'the aggregator to see the agent go');
   t.equal((await del('admin-token-0123456789')).status, 200);
   const m = (await tl.box.next((x) => x['type'] === 'transition')) as { transition: { type: string; finding: { node: string } } };
   t.same([m.transition.type, m.transition.finding.node], ['resolved', 'gone'], 'tailers see its findings resolve');

@@ -3,7 +3,7 @@ import WebSocket from 'ws';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { TOKENS, freePort, runAsync, startAggregator, writeTokens } from '../helpers/processes.js';
+import { TOKENS, freePort, runAsync, startAggregator, until, writeTokens } from '../helpers/processes.js';
 
 t.test('nodewarden forget NODE: an admin removes a node the aggregator still reports silent', async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-forget-cli-'));
@@ -18,8 +18,9 @@ t.test('nodewarden forget NODE: an admin removes a node the aggregator still rep
   ws.send(JSON.stringify({ v: 1, type: 'hello', protocol: 1, node: 'decommissioned-7', agentVersion: 'x', collectors: [] }));
   await welcome;
   ws.close();
-  await new Promise((r) => setTimeout(r, 400));
   const nodes = async () => ((await (await fetch(`http://127.0.0.1:${port}/api/nodes`, { headers: { authorization: `Bearer ${TOKENS.tail}` } })).json()) as { node: string; silent: boolean }[]).map((n) => `${n.node} ${n.silent}`);
+  // Silent 100 ms after the aggregator sees the close: wait for it rather than for a fixed time.
+  await until(async () => (await nodes()).join() === 'decommissioned-7 true', 10_000, 'the node to turn silent').catch(() => undefined);
   t.same(await nodes(), ['decommissioned-7 true'], 'silent, as it will be forever without forget');
   const env = { NODEWARDEN_AGGREGATOR: `ws://127.0.0.1:${port}` };
   const denied = await runAsync(['forget', 'decommissioned-7'], { ...env, NODEWARDEN_TOKEN: TOKENS.tail });

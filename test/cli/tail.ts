@@ -84,6 +84,8 @@ t.test('never connected: "cannot reach ... start one"; after a link existed: "lo
   const agg = await fakeAggregator(port);
   t.teardown(() => agg.close());
   await until(() => /2 active findings/.test(out), 20_000, 'the tail to connect once the aggregator is there');
+  // stderr is a pipe of its own: what it says is not ordered with stdout, so wait for it too.
+  await until(() => /connected to ws:/.test(err), 10_000, 'the tail to say it connected').catch(() => undefined);
   t.match(err, /connected to ws:\/\/127\.0\.0\.1/, 'and says it connected');
   await until(() => /nodes connected/.test(out), 10_000, 'the status line');
   t.match(out, /\d\d:\d\d:\d\d {2}1 critical · 1 warning · 0 info {2}· {2}1 of 2 nodes connected\n/, 'the status line, in a pipe a whole line');

@@ -2,7 +2,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { renderWhoHolds } from '../../cli/who-holds.js';
 import { painter } from '../../cli/format.js';
-import { holdMountsInNewNamespace, makeLoopFs, requireLive } from '../helpers/live.js';
+import { heldLoopFs, requireLive } from '../helpers/live.js';
 import { runSync } from '../helpers/processes.js';
 import { ensureTestImage, inspectField, removeContainer, requireRuntime, runContainer } from '../helpers/runtime.js';
 
@@ -24,15 +24,7 @@ t.test('process names, command lines, container names and mount lines are shown 
 
 t.test('live: who-holds as a process: a loop mount held in another mount namespace with unshare', async (t) => {
   if (!requireLive(t, { root: true, commands: ['unshare', 'mkfs.ext4', 'losetup'] })) return;
-  const fs = makeLoopFs(16);
-  const holder = await holdMountsInNewNamespace().catch((err: unknown) => {
-    fs.cleanup();
-    throw err;
-  });
-  t.teardown(async () => {
-    await holder.stop();
-    fs.cleanup();
-  });
+  const { fs, holder } = await heldLoopFs(t, 16);
   t.equal(spawnSync('umount', [fs.mountPoint]).status, 0, 'the host unmounts it');
 
   const r = runSync(['who-holds', fs.mountPoint]);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { evaluateImmutable, immutable, ownerOf, type ImmutableData } from '../../collectors/immutable.js';
 import type { RuntimeContainer } from '../../collectors/types.js';
 import { contextFor, envFor, settingsFor } from '../helpers/context.js';
-import { dockerTry, ensureTestImage, inspectField, removeContainer, requireRuntime, runContainer } from '../helpers/runtime.js';
+import { dockerTry, ensureTestImage, makeImmutableContainer, requireRuntime } from '../helpers/runtime.js';
 import { requireLive } from '../helpers/live.js';
 
 const config = settingsFor(immutable) as never;
@@ -84,16 +84,10 @@ t.test('live: a background sweep under a budget finds an immutable file over sev
 t.test('live: an immutable file in a container\'s writable layer makes docker rm -f fail; the finding names it, and clears after chattr -i', async (t) => {
   if (!requireRuntime(t)) return;
   ensureTestImage();
-  const id = runContainer('nw-immutable', ['sh', '-c', 'echo x > /data/locked; sleep 600'], ['--label', 'io.kubernetes.pod.name=stuck-1', '--label', 'io.kubernetes.pod.namespace=shop']);
-  await new Promise((r) => setTimeout(r, 500));
-  const upper = inspectField('nw-immutable', '{{.GraphDriver.Data.UpperDir}}');
-  const locked = path.join(upper, 'data', 'locked');
-  execFileSync('chattr', ['+i', locked]);
-  t.teardown(() => {
-    spawnSync('chattr', ['-i', locked]);
-    removeContainer('nw-immutable');
-  });
-  const rm = dockerTry('rm', '-f', 'nw-immutable');
+  const stuck = await makeImmutableContainer('nw-immutable', ['--label', 'io.kubernetes.pod.name=stuck-1', '--label', 'io.kubernetes.pod.namespace=shop']);
+  t.teardown(() => stuck.cleanup());
+  const { id, locked } = stuck;
+  const rm = stuck.remove();
   t.not(rm.code, 0, 'docker rm -f fails');
   t.match(rm.stderr, /operation not permitted/);
   const env = envFor('/');

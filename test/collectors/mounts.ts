@@ -4,7 +4,8 @@ import path from 'node:path';
 import { findLeakedMounts, mounts } from '../../collectors/mounts.js';
 import { parseMountinfo } from '../../collectors/common/mountinfo.js';
 import { contextFor, envFor, settingsFor } from '../helpers/context.js';
-import { holdMountsInNewNamespace, makeLoopFs, requireLive } from '../helpers/live.js';
+import { heldLoopFs, requireLive } from '../helpers/live.js';
+import { eventually } from '../helpers/processes.js';
 
 const config = settingsFor(mounts) as never;
 const ns = (id: string, host: boolean, lines: string[]) => ({ id, host, pids: host ? [1] : [42, 43], mounts: parseMountinfo(lines.join('\n')) });
@@ -25,15 +26,7 @@ t.test('leaked: runtime storage gone from the host, and block devices mounted on
 
 t.test('live: a process in another mount namespace keeps a loop filesystem alive after the host unmounted it', async (t) => {
   if (!requireLive(t, { root: true, commands: ['unshare', 'mkfs.ext4', 'losetup'] })) return;
-  const fs = makeLoopFs(32);
-  const holder = await holdMountsInNewNamespace().catch((err: unknown) => {
-    fs.cleanup();
-    throw err;
-  });
-  t.teardown(async () => {
-    await holder.stop();
-    fs.cleanup();
-  });
+  const { fs, holder } = await heldLoopFs(t, 32);
   t.equal(spawnSync('umount', [fs.mountPoint]).status, 0, 'the host unmounts it');
 
   const env = envFor('/');
@@ -53,8 +46,10 @@ t.test('live: a process in another mount namespace keeps a loop filesystem alive
   t.same(byPath.namespaces.map((n) => [n.host, n.holders.map((h) => h.pid)]), [[false, [holder.pid]]], 'who-holds PATH: only that namespace');
 
   await holder.stop();
-  await new Promise((r) => setTimeout(r, 200));
-  const after = await mounts.collect(contextFor(mounts, '/', { env }));
-  t.notOk(after.kind === 'ok' && after.observations.some((o) => String(o.evidence['mount']).includes(fs.mountPoint)), 'resolved when the holder exits');
+  const stillHeld = async () => {
+    const after = await mounts.collect(contextFor(mounts, '/', { env }));
+    return after.kind === 'ok' && after.observations.some((o) => String(o.evidence['mount']).includes(fs.mountPoint));
+  };
+  t.ok(await eventually(async () => !(await stillHeld()), 10_000), 'resolved when the holder exits');
   t.equal(cli(fs.device).status, 1, 'who-holds exits 1 when nothing holds it');
 });

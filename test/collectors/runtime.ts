@@ -6,6 +6,7 @@ import { COLLECTORS } from '../../collectors/index.js';
 import { envFor, quietLog } from '../helpers/context.js';
 import { ourDaemonPid, requireRuntime } from '../helpers/runtime.js';
 import { requireLive } from '../helpers/live.js';
+import { eventually } from '../helpers/processes.js';
 
 t.test('only runtimes that are there and do not answer are findings', async (t) => {
   const f = evaluateRuntimes([
@@ -36,12 +37,8 @@ t.test('live: dockerd frozen with SIGSTOP fires runtime.unresponsive within one 
   });
   const frozenAt = Date.now();
   runner.start();
-  const waitFor = async (pred: () => boolean, ms: number) => {
-    const end = Date.now() + ms;
-    while (Date.now() < end && !pred()) await new Promise((r) => setTimeout(r, 100));
-    return pred();
-  };
-  const fired = await waitFor(() => runner.active().some((f) => f.check === 'runtime.unresponsive' && f.subject === 'docker'), 8000);
+  // Ceilings for a loaded machine (they were 8 and 10 s); each wait returns as soon as it holds.
+  const fired = await eventually(() => runner.active().some((f) => f.check === 'runtime.unresponsive' && f.subject === 'docker'), 30_000);
   t.ok(fired, `runtime.unresponsive for docker, ${Date.now() - frozenAt} ms after the freeze`);
   // Stay frozen a while: the other collectors must keep their cadence meanwhile.
   await new Promise((r) => setTimeout(r, 3000));
@@ -51,6 +48,6 @@ t.test('live: dockerd frozen with SIGSTOP fires runtime.unresponsive within one 
   t.ok(runner.statuses().find((s) => s.name === 'drift')?.status !== 'failed', 'drift is unavailable, not failed');
   process.kill(pid!, 'SIGCONT');
   resumed = true;
-  const resolved = await waitFor(() => !runner.active().some((f) => f.check === 'runtime.unresponsive'), 10_000);
+  const resolved = await eventually(() => !runner.active().some((f) => f.check === 'runtime.unresponsive'), 30_000);
   t.ok(resolved, 'resolved once dockerd answers again');
 });

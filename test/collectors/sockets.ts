@@ -5,6 +5,7 @@ import { evaluateSockets, sockets, type SocketHolder } from '../../collectors/so
 import { censusSockets } from '../../collectors/common/fd-census.js';
 import { contextFor, settingsFor } from '../helpers/context.js';
 import { requireLive } from '../helpers/live.js';
+import { eventually } from '../helpers/processes.js';
 
 const FIXTURE = path.resolve('test/fixtures/host/debian12-vm');
 const config = settingsFor(sockets) as never;
@@ -63,10 +64,14 @@ t.test('live: socket holders inside containers are named by the runtime model', 
   ensureTestImage();
   runContainer('nw-sockets', ['nc', '-l', '-p', '8080'], ['--label', 'io.kubernetes.pod.name=api-7', '--label', 'io.kubernetes.pod.namespace=shop', '--label', 'io.kubernetes.container.name=api']);
   t.teardown(() => removeContainer('nw-sockets'));
-  await new Promise((r) => setTimeout(r, 500));
   const pid = Number(inspectField('nw-sockets', '{{.State.Pid}}'));
-  const r = await sockets.collect(contextFor(sockets, '/', { sets: ['collectors.sockets.top=1000'] }));
-  const h = r.kind === 'ok' ? r.data.top.find((x) => x.pid === pid) : undefined;
+  // docker run -d returns before nc has opened its socket: wait for the socket, not for a fixed time.
+  let h: SocketHolder | undefined;
+  await eventually(async () => {
+    const r = await sockets.collect(contextFor(sockets, '/', { sets: ['collectors.sockets.top=1000'] }));
+    h = r.kind === 'ok' ? r.data.top.find((x) => x.pid === pid) : undefined;
+    return h !== undefined;
+  });
   t.ok(h, `nc (pid ${pid}) listening in the container is a holder`);
   t.same(h && { name: h.containerName, pod: h.pod, ns: h.namespace }, { name: 'api', pod: 'api-7', ns: 'shop' });
 });

@@ -81,10 +81,13 @@ export function fillTo(fs: LoopFs, percent: number, name = 'fill'): void {
 
 /**
  * `sleep 600` in a private mount namespace of its own (`unshare -m`): it keeps a copy of every mount
- * there was when it started, whatever the host unmounts afterwards. Resolves once it is in that namespace.
+ * there was when it started, whatever the host unmounts afterwards. `first`, a shell script, runs in
+ * that namespace before the sleep (to unmount some of the copies, say). Resolves once the sleep runs
+ * there, so a test can unmount on the host at once (a fixed delay lost this race on a loaded machine).
  */
-export async function holdMountsInNewNamespace(): Promise<{ pid: number; stop(): Promise<void> }> {
-  const child = spawn('unshare', ['-m', '--propagation', 'private', 'sleep', '600'], { stdio: 'ignore' });
+export async function holdMountsInNewNamespace(first?: string): Promise<{ pid: number; stop(): Promise<void> }> {
+  const cmd = first === undefined ? ['sleep', '600'] : ['sh', '-c', `${first}; exec sleep 600`];
+  const child = spawn('unshare', ['-m', '--propagation', 'private', ...cmd], { stdio: 'ignore' });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const ours = readlinkSync('/proc/self/ns/mnt');
   const ready = () => {
@@ -95,7 +98,7 @@ export async function holdMountsInNewNamespace(): Promise<{ pid: number; stop():
     }
   };
   for (let i = 0; !ready(); i++) {
-    if (i > 200 || child.exitCode !== null) {
+    if (i > 1200 || child.exitCode !== null) {
       child.kill('SIGKILL');
       throw new Error('unshare -m did not start its sleep');
     }
@@ -108,6 +111,23 @@ export async function holdMountsInNewNamespace(): Promise<{ pid: number; stop():
       await exited;
     },
   };
+}
+
+/**
+ * A fresh loop filesystem (makeLoopFs) with a holder of it in another mount namespace
+ * (holdMountsInNewNamespace); both are cleaned up when the test ends. Still mounted on the host.
+ */
+export async function heldLoopFs(t: Pick<Test, 'teardown'>, sizeMiB: number): Promise<{ fs: LoopFs; holder: Awaited<ReturnType<typeof holdMountsInNewNamespace>> }> {
+  const fs = makeLoopFs(sizeMiB);
+  const holder = await holdMountsInNewNamespace().catch((err: unknown) => {
+    fs.cleanup();
+    throw err;
+  });
+  t.teardown(async () => {
+    await holder.stop();
+    fs.cleanup();
+  });
+  return { fs, holder };
 }
 
 /**

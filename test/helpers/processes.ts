@@ -31,6 +31,15 @@ export async function until(pred: () => boolean | Promise<boolean>, ms: number, 
   }
 }
 
+/**
+ * Like until, but answers whether `pred` came true within `ms` instead of throwing, for
+ * `t.ok(await eventually(pred, ms), 'what')`. The ceiling is for a loaded 2-core machine: it returns
+ * as soon as `pred` holds.
+ */
+export async function eventually(pred: () => boolean | Promise<boolean>, ms = 30_000): Promise<boolean> {
+  return until(pred, ms, '').then(() => true, () => false);
+}
+
 export const TOKENS = { agent: 'agent-secret-0123456789', tail: 'tail-secret-0123456789', admin: 'admin-secret-0123456789' };
 
 /** Writes DIR/tokens/{agent,tail,admin}; returns the tokens dir. */
@@ -51,7 +60,7 @@ export async function startAggregator(port: number, tokensDir: string, extra: st
     } catch {
       return false;
     }
-  }, 10_000, 'the aggregator to answer /healthz');
+  }, 30_000, 'the aggregator to answer /healthz');
   return agg;
 }
 
@@ -61,7 +70,7 @@ export async function waitForNode(port: number, node: string): Promise<void> {
     const r = await fetch(`http://127.0.0.1:${port}/api/nodes`, { headers: { authorization: `Bearer ${TOKENS.tail}` } });
     const nodes = (await r.json()) as { node: string; connected: boolean }[];
     return nodes.some((n) => n.node === node && n.connected);
-  }, 15_000, `agent ${node} to connect`);
+  }, 30_000, `agent ${node} to connect`);
 }
 
 export const QUIET_COLLECTORS = ['sockets', 'sockstat', 'runtime', 'drift', 'immutable', 'mounts'].map((c) => `collectors.${c}.enabled=false`);

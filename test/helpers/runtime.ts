@@ -2,9 +2,12 @@
 // cleanup of exactly what a test made. Uses Debian's docker CLI (/usr/bin/docker) to set things up;
 // nodewarden itself reads state through the APIs.
 import { execFileSync, spawnSync } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
 import { mkdtempSync, readdirSync, rmSync, symlinkSync, mkdirSync, copyFileSync, chmodSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Test } from 'tap';
+import { followDockerEvents, type ContainerEvent, type EventSink } from '../../agent/runtime/events.js';
 import { requireLive, type TapLike } from './live.js';
 export { DOCKER, TEST_IMAGE, docker, dockerTry, runContainer, removeContainer, inspectField, ourDaemonPid, startRuntime, startContainerd, makePersistentDrift, makeImmutableContainer, copyToContainerd } from '../../bench/runtime-faults.js';
 import { DOCKER, TEST_IMAGE, dockerTry } from '../../bench/runtime-faults.js';
@@ -59,4 +62,27 @@ export function makeLabelledImage(tag: string, label = 'nodewarden-test=prune'):
 export function ctrTry(...args: string[]): { code: number | null; stdout: string } {
   const r = spawnSync('ctr', args, { encoding: 'utf8', timeout: 30_000 });
   return { code: r.status, stdout: r.stdout ?? '' };
+}
+
+/**
+ * The agent's follower of an event stream (followDockerEvents) as a test watches it: every event
+ * seen, every set of collectors it triggered, how often it dropped the cached view. Stopped (and the
+ * stream with it) when the test ends; start the stream after this.
+ */
+export function followForTest(t: Pick<Test, 'teardown'>, events: EventEmitter & { stop(): void }, containerStatus: EventSink['containerStatus'], recheckMs?: number): { seen: ContainerEvent[]; triggered: string[][]; invalidated(): number } {
+  const seen: ContainerEvent[] = [];
+  const triggered: string[][] = [];
+  let invalidated = 0;
+  events.on('event', (e: ContainerEvent) => seen.push(e));
+  const unfollow = followDockerEvents(events, {
+    invalidate: () => void invalidated++,
+    containerStatus,
+    trigger: (names) => triggered.push([...names]),
+    log: { debug() {}, warn() {} },
+  }, recheckMs);
+  t.teardown(() => {
+    unfollow();
+    events.stop();
+  });
+  return { seen, triggered, invalidated: () => invalidated };
 }

@@ -4,14 +4,12 @@
 import t from 'tap';
 import { ContainerdClient } from '../../agent/runtime/containerd.js';
 import { ContainerdEvents, containerdStatus } from '../../agent/runtime/containerd-events.js';
-import { followDockerEvents, type ContainerEvent } from '../../agent/runtime/events.js';
 import { requireLive } from '../helpers/live.js';
-import { CONTAINERD_SOCK, copyToContainerd, ctrTry, ensureTestImage, ourDaemonPid, requireRuntime, startContainerd, startRuntime, TEST_IMAGE } from '../helpers/runtime.js';
+import { eventually } from '../helpers/processes.js';
+import { CONTAINERD_SOCK, copyToContainerd, ctrTry, ensureTestImage, followForTest, ourDaemonPid, requireRuntime, startContainerd, startRuntime, TEST_IMAGE } from '../helpers/runtime.js';
 
-const until = async (pred: () => boolean, ms = 20_000) => {
-  for (let i = 0; i < ms / 50 && !pred(); i++) await new Promise((r) => setTimeout(r, 50));
-  return pred();
-};
+/** Whether `pred` came true within `ms` (30 s by default, for a loaded machine). */
+const until = (pred: () => boolean, ms = 30_000) => eventually(pred, ms);
 
 t.test('live: a k8s.io task exits -> collectors triggered; containerd restarted -> reconnect and resync', async (t) => {
   if (!requireRuntime(t)) return;
@@ -22,20 +20,10 @@ t.test('live: a k8s.io task exits -> collectors triggered; containerd restarted 
   const name = `nw-events-${process.pid}`;
   const client = new ContainerdClient(CONTAINERD_SOCK, 5000);
   const events = new ContainerdEvents(CONTAINERD_SOCK, ['moby', 'k8s.io'], 5000, 1000);
-  const seen: ContainerEvent[] = [];
-  const triggered: string[][] = [];
   let connected = 0;
-  events.on('event', (e: ContainerEvent) => seen.push(e));
   events.on('connected', () => connected++);
-  const unfollow = followDockerEvents(events, {
-    invalidate: () => {},
-    containerStatus: (id, ev) => containerdStatus(client, id, ev),
-    trigger: (names) => triggered.push([...names]),
-    log: { debug() {}, warn() {} },
-  });
+  const { seen, triggered } = followForTest(t, events, (id, ev) => containerdStatus(client, id, ev));
   t.teardown(() => {
-    unfollow();
-    events.stop();
     ctrTry('-n', 'k8s.io', 'tasks', 'delete', name);
     ctrTry('-n', 'k8s.io', 'containers', 'delete', name);
     startRuntime();

@@ -1,7 +1,7 @@
 // pod.stuck end to end: the agent daemon against the local API server and the real dockerd/containerd,
 // with containers carrying the pod's Kubernetes labels; the Event lands on the Pod; `nodewarden why`.
 import t from 'tap';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,7 +11,7 @@ import type { Finding } from '../../protocol/finding.js';
 import { quietLog } from '../helpers/context.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 import { TOKENS, freePort, runAsync, startAggregator, until, writeTokens } from '../helpers/processes.js';
-import { dockerTry, ensureTestImage, inspectField, removeContainer, requireRuntime, runContainer } from '../helpers/runtime.js';
+import { dockerTry, ensureTestImage, makeImmutableContainer, requireRuntime } from '../helpers/runtime.js';
 
 const TOKEN = 'agent-token-0123456789abcdef';
 const NODE = 'test-node';
@@ -37,15 +37,10 @@ t.test('live: pod.stuck through the agent: chattr +i, finalizer, grace period, u
   api.addNode(NODE);
 
   // web-1: deleted a while ago; its container's writable layer holds an immutable file, so removal failed.
-  runContainer('nw-stuck-web', ['sh', '-c', 'echo x > /data/locked; sleep 600'], labels('uid-web-1', 'web-1'));
-  await new Promise((r) => setTimeout(r, 500));
-  const locked = path.join(inspectField('nw-stuck-web', '{{.GraphDriver.Data.UpperDir}}'), 'data', 'locked');
-  execFileSync('chattr', ['+i', locked]);
-  t.teardown(() => {
-    spawnSync('chattr', ['-i', locked]);
-    removeContainer('nw-stuck-web');
-  });
-  t.not(dockerTry('rm', '-f', 'nw-stuck-web').code, 0, 'docker rm -f fails, as kubelet\'s removal does');
+  const web1 = await makeImmutableContainer('nw-stuck-web', labels('uid-web-1', 'web-1'));
+  t.teardown(() => web1.cleanup());
+  const { locked } = web1;
+  t.not(web1.remove().code, 0, 'docker rm -f fails, as kubelet\'s removal does');
   api.addPod(NS, 'web-1', NODE, 'Running', { spec: { terminationGracePeriodSeconds: 30 } });
   api.markDeleted(NS, 'web-1', { graceSeconds: 30, at: ago(120) });
   // fin-1: a finalizer nobody removes. calm-1: deleted, still within its grace period. ghost-1: stuck, no cause here.

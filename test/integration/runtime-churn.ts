@@ -2,7 +2,7 @@
 // in containerd's k8s.io namespace (CRI-labelled, through ctr). Silent while that goes on; firing on the
 // real faults made on the same busy node.
 import t from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { COLLECTORS } from '../../collectors/index.js';
 import { loadConfig } from '../../agent/config.js';
 import { Runner } from '../../agent/runner.js';
@@ -10,7 +10,7 @@ import type { Transition } from '../../agent/tracker.js';
 import { envFor, quietLog } from '../helpers/context.js';
 import { copyToContainerd, ctrTry, DOCKER, docker, dockerTry, ensureTestImage, inspectField, makeImmutableContainer, makePersistentDrift, ourDaemonPid, removeContainer, requireRuntime, runContainer, startRuntime, TEST_IMAGE } from '../helpers/runtime.js';
 import { heldByContainers, startChurn } from '../../bench/churn.js';
-import { makeLoopFs, requireLive } from '../helpers/live.js';
+import { holdMountsInNewNamespace, makeLoopFs, requireLive } from '../helpers/live.js';
 
 const RUNTIME = ['runtime', 'drift', 'mounts', 'immutable'];
 const CHURN_SECONDS = 20;
@@ -94,10 +94,10 @@ t.test('live: churn on dockerd and in k8s.io: no findings; the real faults on th
   const volume = makeLoopFs(16);
   t.teardown(() => volume.cleanup());
   runContainer('nw-churn-held', ['sleep', '600'], ['-v', `${volume.mountPoint}:/data`]);
-  const keepOnly = `awk '{print $5}' /proc/self/mountinfo | grep -E '^(/var/lib/docker/|/run/containerd/|/run/docker/)' | sort -r | while read m; do umount -l "$m" 2>/dev/null; done; exec sleep 600`;
-  const holder = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', keepOnly], { stdio: 'ignore' });
-  t.teardown(() => holder.kill('SIGKILL'));
-  await new Promise((r) => setTimeout(r, 500));
+  const keepOnly = `awk '{print $5}' /proc/self/mountinfo | grep -E '^(/var/lib/docker/|/run/containerd/|/run/docker/)' | sort -r | while read m; do umount -l "$m" 2>/dev/null; done`;
+  // Resolves once the umounts are done and the sleep runs in the new namespace (500 ms could be too few).
+  const holder = await holdMountsInNewNamespace(keepOnly);
+  t.teardown(() => holder.stop());
   docker('rm', '-f', 'nw-churn-held');
   t.equal(spawnSync('umount', [volume.mountPoint]).status, 0, 'the host unmounts the volume');
   cycle = await runner.runOnce(RUNTIME);
@@ -107,5 +107,5 @@ t.test('live: churn on dockerd and in k8s.io: no findings; the real faults on th
   t.match(held?.message, new RegExp(`held by 1 process \\(${holder.pid} \\(sleep\\)\\)`));
   t.ok(cycle.statuses.every((s) => s.status === 'ok'), 'every collector ok');
   mark('mount checked');
-  holder.kill('SIGKILL');
+  await holder.stop();
 });

@@ -107,7 +107,7 @@ t.test('one prune per node at a time: a second one is refused with 409 while the
   const reader = first.body!.getReader();
   const accepted = JSON.parse(new TextDecoder().decode((await reader.read()).value).trim()) as { type: string; commandId: string };
   t.equal(accepted.type, 'accepted');
-  await until(() => commands.length === 1, 5000, 'the command to reach the agent');
+  await until(() => commands.length === 1, 30_000, 'the command to reach the agent');
   const second = await post();
   t.equal(second.status, 409);
   t.match(((await second.json()) as { error: string }).error, /a prune is already running on busy/);

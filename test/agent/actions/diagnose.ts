@@ -1,5 +1,5 @@
 import t from 'tap';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,8 +18,9 @@ import { parseMountinfo } from '../../../collectors/common/mountinfo.js';
 import type { PodInfo, RuntimeContainer } from '../../../collectors/types.js';
 import { envFor } from '../../helpers/context.js';
 import { finding } from '../../helpers/findings.js';
-import { requireLive } from '../../helpers/live.js';
-import { ensureTestImage, inspectField, removeContainer, requireRuntime, runContainer } from '../../helpers/runtime.js';
+import { holdMountsInNewNamespace, requireLive } from '../../helpers/live.js';
+import { eventually } from '../../helpers/processes.js';
+import { ensureTestImage, makeImmutableContainer, removeContainer, requireRuntime, runContainer } from '../../helpers/runtime.js';
 
 const pod = (extra: Partial<PodInfo> = {}): PodInfo => ({ uid: '11111111-2222-3333-4444-555555555555', namespace: 'shop', name: 'web-1', finalizers: [], owners: ['ReplicaSet/web'], containers: [], volumes: [], deletionTimestamp: '2026-11-22T09:58:00Z', ...extra });
 const container = (id: string, labels: Record<string, string>, extra: Partial<RuntimeContainer> = {}): RuntimeContainer => ({
@@ -125,14 +126,17 @@ t.test('live: a volume of the pod held by a process in another mount namespace a
   execFileSync('mkfs.ext4', ['-q', '-F', path.join(dir, 'img')]);
   const dev = execFileSync('losetup', ['--find', '--show', path.join(dir, 'img')], { encoding: 'utf8' }).trim();
   execFileSync('mount', [dev, vol]);
-  const holder = spawn('unshare', ['-m', '--propagation', 'private', 'sleep', '600'], { stdio: 'ignore' });
-  t.teardown(() => {
-    holder.kill('SIGKILL');
+  const holder = await holdMountsInNewNamespace().catch((err: unknown) => {
+    spawnSync('umount', ['-l', vol]);
+    spawnSync('losetup', ['-d', dev]);
+    throw err;
+  });
+  t.teardown(async () => {
+    await holder.stop();
     spawnSync('umount', ['-l', vol]);
     spawnSync('losetup', ['-d', dev]);
     rmSync(dir, { recursive: true, force: true });
   });
-  await new Promise((r) => setTimeout(r, 500));
   t.equal(spawnSync('umount', [vol]).status, 0, 'kubelet (here: the test) unmounts it on the host');
   const env = envFor('/');
   const settings = { ...SETTINGS, kubeletRootDir: kubelet };
@@ -143,11 +147,9 @@ t.test('live: a volume of the pod held by a process in another mount namespace a
   t.match(held.remedy, new RegExp(`^ps -f ${holder.pid}; nsenter -t ${holder.pid} -m umount '?${vol.replace(/[/.~]/g, '\\$&')}`));
   t.same(d.steps.map((s) => s.cause), ['finalizers', 'immutable', 'mount-held', 'drift', 'runtime', 'volumes'], 'the runbooks\' order');
   t.notOk(d.steps.find((s) => s.cause === 'volumes')!.found, 'the host has it unmounted: not a kubelet volume left behind');
-  holder.kill('SIGKILL');
-  await new Promise((resolve) => holder.once('exit', resolve));
-  await new Promise((r) => setTimeout(r, 200));
-  const after = await diagnosePod(p, [], envFor('/'), settings);
-  t.notOk(after.steps.find((s) => s.cause === 'mount-held')!.found, 'gone when the holder exits');
+  await holder.stop();
+  const stillHeld = async () => (await diagnosePod(p, [], envFor('/'), settings)).steps.find((s) => s.cause === 'mount-held')!.found;
+  t.ok(await eventually(async () => !(await stillHeld()), 10_000), 'gone when the holder exits');
   (env.runtime as { close?(): void }).close?.();
 });
 
@@ -171,14 +173,9 @@ t.test('live: an immutable file in the pod container\'s writable layer', async (
   if (!requireRuntime(t)) return;
   ensureTestImage();
   const p = pod({ uid: 'aaaaaaaa-0000-0000-0000-000000000003', name: 'imm-1' });
-  runContainer('nw-pod-imm', ['sh', '-c', 'echo x > /data/locked; sleep 600'], LABELS(p, 'app'));
-  await new Promise((r) => setTimeout(r, 500));
-  const locked = path.join(inspectField('nw-pod-imm', '{{.GraphDriver.Data.UpperDir}}'), 'data', 'locked');
-  execFileSync('chattr', ['+i', locked]);
-  t.teardown(() => {
-    spawnSync('chattr', ['-i', locked]);
-    removeContainer('nw-pod-imm');
-  });
+  const stuck = await makeImmutableContainer('nw-pod-imm', LABELS(p, 'app'));
+  t.teardown(() => stuck.cleanup());
+  const { locked } = stuck;
   const env = envFor('/');
   const d = await diagnosePod(p, [], env, SETTINGS);
   const imm = d.steps.find((s) => s.cause === 'immutable')!;

@@ -10,6 +10,7 @@ import { exec } from '../../../agent/host/exec.js';
 import type { Runtimes } from '../../../agent/runtime/model.js';
 import type { AgentMessage, PruneResult } from '../../../protocol/wire.js';
 import { quietLog } from '../../helpers/context.js';
+import { eventually } from '../../helpers/processes.js';
 
 const command = (id: string, dryRun = true): PruneCommand => ({ v: 1, type: 'command', id, command: 'prune', untilMs: 3_600_000, dryRun, requestedBy: 'alice' });
 
@@ -28,9 +29,8 @@ function setup(t: { teardown(fn: () => void): void }, enabled: boolean) {
     prune: (_rt, opts, onProgress) => new Promise((resolve, reject) => runs.push({ opts, progress: onProgress, finish: (r) => (r instanceof Error ? reject(r) : resolve(r)) })),
   });
   const replies: AgentMessage[] = [];
-  const until = async (ok: () => boolean) => {
-    for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 5));
-  };
+  // A ceiling for a loaded machine (it was 1 s): the assertions after each wait say what was missing.
+  const until = (ok: () => boolean) => eventually(ok, 10_000);
   /** The replies about one command. */
   const about = (id: string) => replies.flatMap((m) => (m.type === 'progress' || m.type === 'result') && m.commandId === id ? [m] : []);
   return { handle, runs, replies, about, reply: (m: AgentMessage) => void replies.push(m), until };

@@ -7,7 +7,7 @@ import { exec } from '../../../agent/host/exec.js';
 import { parseMountinfo } from '../../../collectors/common/mountinfo.js';
 import type { RuntimeAccess, RuntimeContainer } from '../../../collectors/types.js';
 import { envFor } from '../../helpers/context.js';
-import { holdMountsInNewNamespace, makeLoopFs, requireLive } from '../../helpers/live.js';
+import { heldLoopFs, requireLive } from '../../helpers/live.js';
 
 const K8S = path.resolve('test/fixtures/host/k8s-node');
 const C1 = '9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b';
@@ -63,15 +63,7 @@ t.test('targets that cannot be looked for are usage errors', async (t) => {
 
 t.test('live: a loop filesystem held in another mount namespace, by device, path and text', async (t) => {
   if (!requireLive(t, { root: true, commands: ['unshare', 'mkfs.ext4', 'losetup'] })) return;
-  const fs = makeLoopFs(16);
-  const holder = await holdMountsInNewNamespace().catch((err: unknown) => {
-    fs.cleanup();
-    throw err;
-  });
-  t.teardown(async () => {
-    await holder.stop();
-    fs.cleanup();
-  });
+  const { fs, holder } = await heldLoopFs(t, 16);
   const env = envFor('/');
   t.teardown(() => env.runtime.close?.());
 

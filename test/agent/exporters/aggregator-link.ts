@@ -107,6 +107,8 @@ t.test('401 and 503 on the upgrade are retried until the agent gets in; the toke
   writeFileSync(tokenFile, 'new-token-0123456789abcdef\n');
   agg.state.mode = 'ok';
   await until(() => client.connected, 10_000, 'the agent to connect with the rotated token');
+  // The snapshot follows the welcome: its own round trip, so its own wait.
+  await until(() => agg.state.snapshots >= 1, 10_000, 'the snapshot').catch(() => undefined);
   t.ok(agg.state.snapshots >= 1, 'and send its snapshot');
   t.equal(lines.filter((l) => /refused our token/.test(l.msg) && l.level === 'error').length, 1, 'the refusal logged once at error, however often it repeated');
   t.equal(lines.filter((l) => /HTTP 503/.test(l.msg) && l.level !== 'debug').length, 1, 'the 503 logged once');
@@ -222,6 +224,8 @@ t.test('refreshed numbers reach the aggregator at once: /api/findings and a new 
   runner.emit('transition', { type: 'updated', finding: { ...fresh, severity: 'critical' } });
   await until(() => tailLines.length > linesAfterFiring, 10_000, 'the update reaches the tail');
   t.match(tailLines.at(-1), /"updated"/);
+  // One connection delivers in order: a line for the refresh, however late, would have come before the update.
+  t.equal(tailLines.length, linesAfterFiring + 1, 'only the update was printed after the firing, nothing for the refresh');
 });
 
 t.test('an aggregator that does not offer refresh (an older one) never gets one: the link stays up', async (t) => {

@@ -6,9 +6,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CONTAINERD_TOPICS, ContainerdEvents, VERSION_METHOD, containerdStatus, decodeEnvelope, subscribeRequest, SUBSCRIBE } from '../../../agent/runtime/containerd-events.js';
-import { followDockerEvents, type ContainerEvent } from '../../../agent/runtime/events.js';
+import type { ContainerEvent } from '../../../agent/runtime/events.js';
 import { FrameReader, grpcStream } from '../../../agent/runtime/grpc.js';
 import { decodeMessage, encodeMessage, pb } from '../../../agent/runtime/protobuf.js';
+import { eventually } from '../../helpers/processes.js';
+import { followForTest } from '../../helpers/runtime.js';
 
 const NS = ['moby', 'k8s.io'];
 const ID = 'cd'.repeat(32);
@@ -132,10 +134,8 @@ async function fakeContainerd(t: Test, onStream: (stream: http2.ServerHttp2Strea
   return { sock, connections: () => n, probes: () => probes };
 }
 
-const until = async (pred: () => boolean, ms = 5000) => {
-  for (let i = 0; i < ms / 25 && !pred(); i++) await new Promise((r) => setTimeout(r, 25));
-  return pred();
-};
+/** Whether `pred` came true within `ms`: 30 s by default, for a loaded machine (it was 5 s). */
+const until = (pred: () => boolean, ms = 30_000) => eventually(pred, ms);
 
 function runStream(sock: string, opts: { timeoutMs?: number; pingMs?: number; maxMessage?: number; probe?: string } = {}) {
   const got: Buffer[] = [];
@@ -194,6 +194,8 @@ t.test('gRPC stream: hostile fake containerds end the stream with a reason, a qu
   // Quiet but alive: pings are answered, nothing arrives, the stream stays.
   const quiet = await fakeContainerd(t, (s) => s.respond({ ':status': 200, 'content-type': 'application/grpc' }));
   const r = runStream(quiet.sock, { pingMs: 50 });
+  // Opened (a positive: wait for it), then kept for 600 ms of PINGs (a negative: a fixed time is the point).
+  await until(() => r.result.opened);
   await until(() => false, 600);
   t.ok(r.result.opened && !r.result.ended, 'a stream that never sends anything but stays open (and answers PINGs) is kept');
   r.close();
@@ -237,19 +239,7 @@ t.test('containerd events: the stream is made again after it ends, the gap trigg
     else s.write(frame(envelope({ topic: '/tasks/exit', id: 'other' })));
   });
   const events = new ContainerdEvents(fake.sock, NS, 1000, 100);
-  const triggered: string[][] = [];
-  const seen: ContainerEvent[] = [];
-  const unfollow = followDockerEvents(events, {
-    invalidate: () => {},
-    containerStatus: async (id, ev) => (id === ID ? { status: 'no task', dead: false, removing: ev.action === 'destroy' } : undefined),
-    trigger: (names) => triggered.push([...names]),
-    log: { debug() {}, warn() {} },
-  }, 10);
-  t.teardown(() => {
-    unfollow();
-    events.stop();
-  });
-  events.on('event', (e: ContainerEvent) => seen.push(e));
+  const { seen, triggered } = followForTest(t, events, async (id, ev) => (id === ID ? { status: 'no task', dead: false, removing: ev.action === 'destroy' } : undefined), 10);
   events.start();
   t.ok(await until(() => seen.some((e) => e.id === 'other')), 'reconnected after the stream was cut');
   t.ok(await until(() => triggered.some((n) => n.includes('drift'))), 'the gap made every runtime collector run again');

@@ -4,7 +4,9 @@ import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { backoffMs, decodeDockerEvent, DockerEvents, followDockerEvents, MAX_EVENT_LINE, splitEventLines, type ContainerEvent } from '../../../agent/runtime/events.js';
+import { backoffMs, decodeDockerEvent, DockerEvents, MAX_EVENT_LINE, splitEventLines, type ContainerEvent } from '../../../agent/runtime/events.js';
+import { eventually } from '../../helpers/processes.js';
+import { followForTest } from '../../helpers/runtime.js';
 
 const ID = 'ab'.repeat(32);
 const die = JSON.stringify({ Type: 'container', Action: 'die', Actor: { ID, Attributes: { name: 'web', exitCode: '137' } }, time: 1700000000, timeNano: 1 });
@@ -87,31 +89,17 @@ t.test('a stream that ends is made again, and the gap triggers a full re-read; a
     else res.write(`${JSON.stringify({ Type: 'container', Action: 'start', Actor: { ID } })}\n`);
   });
   await new Promise<void>((r) => server.listen(sock, r));
-  const events = new DockerEvents(sock, 2000);
-  const triggered: string[][] = [];
-  let invalidated = 0;
-  const unfollow = followDockerEvents(events, {
-    invalidate: () => invalidated++,
-    containerStatus: async (id) => (id === ID ? { status: 'dead', dead: true, removing: false } : undefined),
-    trigger: (names) => triggered.push([...names]),
-    log: { debug() {}, warn() {} },
-  }, 10);
   t.teardown(() => {
-    unfollow();
-    events.stop();
     server.closeAllConnections();
     server.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  const seen: string[] = [];
-  events.on('event', (e: ContainerEvent) => seen.push(e.action));
+  const events = new DockerEvents(sock, 2000);
+  const { seen, triggered, invalidated } = followForTest(t, events, async (id) => (id === ID ? { status: 'dead', dead: true, removing: false } : undefined), 10);
   events.start();
-  const until = async (pred: () => boolean) => {
-    for (let i = 0; i < 200 && !pred(); i++) await new Promise((r) => setTimeout(r, 25));
-    return pred();
-  };
-  t.ok(await until(() => seen.includes('start')), 'reconnected after the stream ended');
-  t.ok(await until(() => triggered.some((n) => n.includes('drift'))), 'the gap made every runtime collector run again');
-  t.ok(triggered.some((n) => n.join() === 'immutable,mounts'), 'the dead container made the removal collectors run at once');
-  t.ok(invalidated >= 2, 'events drop the cached runtime view');
+  t.ok(await eventually(() => seen.some((e) => e.action === 'start')), 'reconnected after the stream ended');
+  t.ok(await eventually(() => triggered.some((n) => n.includes('drift'))), 'the gap made every runtime collector run again');
+  // Its own wait: the dead container's re-check is a timer and a status call of its own, not ordered with the gap's.
+  t.ok(await eventually(() => triggered.some((n) => n.join() === 'immutable,mounts')), 'the dead container made the removal collectors run at once');
+  t.ok(await eventually(() => invalidated() >= 2), 'events drop the cached runtime view');
 });

@@ -48,6 +48,8 @@ interface Slot {
   rerun?: boolean;
   /** The next run is one a runtime event asked for (see CollectorContext.triggered). */
   triggered?: boolean;
+  /** When the next scheduled run is due (wall clock, ms): a run an event asked for does not move it. */
+  dueAt?: number;
   tick?: () => void;
 }
 
@@ -216,14 +218,21 @@ export class Runner extends EventEmitter {
         clearTimeout(slot.timer);
         slot.timer = undefined;
         slot.rerun = false;
+        // A run an event asked for may do less than a scheduled one (immutable skips its storage sweep),
+        // so it leaves the schedule where it was: on a busy node, where containers die every few
+        // seconds, events must not push the scheduled run away for ever (it did, and the sweep starved).
+        const scheduled = slot.triggered !== true;
         void this.runCollector(slot.collector.name).finally(() => {
           if (this.stopped) return;
           clearTimeout(slot.timer);
-          // A request that came in during the run: run again now, else at the interval.
-          slot.timer = setTimeout(slot.tick!, slot.rerun ? 0 : slot.settings.interval);
+          if (scheduled) slot.dueAt = Date.now() + slot.settings.interval;
+          // A request that came in during the run: run again now, else when the schedule says.
+          slot.timer = setTimeout(slot.tick!, slot.rerun ? 0 : Math.max(0, (slot.dueAt ?? 0) - Date.now()));
         });
       };
-      slot.timer = setTimeout(slot.tick, Math.round((i * staggerMs) / Math.max(1, slots.length)));
+      const first = Math.round((i * staggerMs) / Math.max(1, slots.length));
+      slot.dueAt = Date.now() + first;
+      slot.timer = setTimeout(slot.tick, first);
     });
   }
 

@@ -41,6 +41,29 @@ t.test('a collector that never settles is reported while the others keep their c
   t.ok(timeouts() >= 2, 'still reported on later cycles, without piling up runs');
 });
 
+t.test('runs that events ask for do not push the scheduled run away: on a busy node the scheduled work still happens', async (t) => {
+  // Like immutable: a triggered run does only the urgent part; the scheduled one also sweeps.
+  const runs: boolean[] = [];
+  const sweeper = make('sweeper', async (ctx) => {
+    runs.push(ctx.triggered === true);
+    return { kind: 'ok', observations: [], data: runs.length };
+  });
+  const runner = runnerFor([sweeper]); // interval 1 s
+  runner.start(0);
+  // Containers dying all the time: an event every 100 ms asks for a run.
+  const events = setInterval(() => runner.trigger(['sweeper']), 100);
+  t.teardown(() => {
+    clearInterval(events);
+    runner.stop();
+  });
+  const scheduled = () => runs.filter((triggered) => !triggered).length;
+  await eventually(() => scheduled() >= 3 && runs.length >= 10);
+  clearInterval(events);
+  runner.stop();
+  t.ok(scheduled() >= 3, `${scheduled()} scheduled runs among ${runs.length}: the schedule held under a stream of events (it was 1: every event pushed it an interval away)`);
+  t.ok(runs.filter((triggered) => triggered).length >= 5, 'and the events still got their runs at once');
+});
+
 t.test('a collector that throws becomes collector.failed, and resolves when it recovers', async (t) => {
   let fail = true;
   const flaky = make('flaky', async () => {

@@ -42,6 +42,15 @@ const MAX_BODY = 64 * 1024 * 1024;
 
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
+/** One of the pod's service-account files; a missing or unreadable one is NW_ERR_CONFIG, saying which. */
+function readServiceAccountFile(file: string, what: 'token' | 'CA'): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new NodewardenError('NW_ERR_CONFIG', `cannot read the service account ${what} ${file}: ${errnoCode(err) === 'ENOENT' ? 'no such file (is automountServiceAccountToken false?)' : errorMessage(err)}`);
+  }
+}
+
 export interface TokenSource {
   /** The token to present now. */
   get(): string;
@@ -71,12 +80,7 @@ export class FileTokenSource implements TokenSource {
 
   /** The token in FILE; a missing, unreadable or empty file is NW_ERR_CONFIG. */
   static read(file: string): string {
-    let token: string;
-    try {
-      token = readFileSync(file, 'utf8').trim();
-    } catch (err) {
-      throw new NodewardenError('NW_ERR_CONFIG', `cannot read the service account token ${file}: ${errnoCode(err) === 'ENOENT' ? 'no such file (is automountServiceAccountToken false?)' : errorMessage(err)}`);
-    }
+    const token = readServiceAccountFile(file, 'token').toString('utf8').trim();
     if (!token) throw new NodewardenError('NW_ERR_CONFIG', `the service account token ${file} is empty`);
     return token;
   }
@@ -113,15 +117,7 @@ export class KubeClient {
     const server = opts.server || (host ? `https://${host.includes(':') ? `[${host}]` : host}:${port}` : '');
     if (!server) throw new NodewardenError('NW_ERR_CONFIG', 'kubernetes.enabled is true but there is no API server: not in a pod (KUBERNETES_SERVICE_HOST unset) and kubernetes.server is empty');
     const token = new FileTokenSource(opts.tokenFile ?? `${SA_DIR}/token`);
-    let ca: Buffer | undefined;
-    if (server.startsWith('https:')) {
-      const caFile = opts.caFile ?? `${SA_DIR}/ca.crt`;
-      try {
-        ca = readFileSync(caFile);
-      } catch (err) {
-        throw new NodewardenError('NW_ERR_CONFIG', `cannot read the service account CA ${caFile}: ${errnoCode(err) === 'ENOENT' ? 'no such file (is automountServiceAccountToken false?)' : errorMessage(err)}`);
-      }
-    }
+    const ca = server.startsWith('https:') ? readServiceAccountFile(opts.caFile ?? `${SA_DIR}/ca.crt`, 'CA') : undefined;
     return new KubeClient({ server, token, ...(ca ? { ca } : {}), timeoutMs: opts.timeoutMs });
   }
 

@@ -3,6 +3,10 @@
 // 0 not stuck, 2 stuck, 3 unknown.
 import type { Finding, Observation } from '../protocol/finding.js';
 import { NodewardenError } from '../protocol/errors.js';
+import { HttpRequestError, httpRequest } from '../protocol/http-request.js';
+
+/** The largest answer `why` takes from the aggregator (all pod.stuck findings, or every node's status). */
+const MAX_ANSWER = 64 * 1024 * 1024;
 import { painter, useColor, type Painter } from './format.js';
 
 export interface WhyOptions {
@@ -64,15 +68,18 @@ async function fromAggregator(opts: WhyOptions, subject: string): Promise<{ find
   const authorization = `Bearer ${token(opts.tokenFile)}`; // no token is a usage error, not "cannot reach"
   const get = async <T>(path: string): Promise<T> => {
     const url = `${base}${path}`;
-    let res: Response;
+    let body: Buffer;
     try {
-      res = await fetch(url, { headers: { authorization }, signal: AbortSignal.timeout(15_000) });
+      // The aggregator's answer is bounded like any peer's: a broken or hostile one cannot fill memory.
+      const r = await httpRequest({ what: `GET ${path}`, url, headers: { authorization, accept: 'application/json' }, timeoutMs: 15_000, maxBody: MAX_ANSWER, code: 'NW_ERR_PROTOCOL', statusError: (status, text) => new NodewardenError('NW_ERR_USAGE', `the aggregator answered ${status}: ${text.slice(0, 200)}`) });
+      body = r.body;
     } catch (err) {
-      throw new NodewardenError('NW_ERR_TIMEOUT', `cannot reach the aggregator at ${url}: ${err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err)}`);
+      if (err instanceof HttpRequestError && (err.failure === 'connect' || err.failure === 'timeout')) throw new NodewardenError('NW_ERR_TIMEOUT', `cannot reach the aggregator at ${url}: ${err.detail}`);
+      if (err instanceof HttpRequestError && err.failure !== 'status') throw new NodewardenError('NW_ERR_PROTOCOL', `the aggregator's answer to ${path}: ${err.detail}`);
+      throw err;
     }
-    if (!res.ok) throw new NodewardenError('NW_ERR_USAGE', `the aggregator answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
     try {
-      return (await res.json()) as T;
+      return JSON.parse(body.toString('utf8')) as T;
     } catch {
       throw new NodewardenError('NW_ERR_PROTOCOL', `the aggregator's answer to ${path} is not JSON`);
     }

@@ -115,6 +115,11 @@ t.test('through the aggregator: no finding is "not stuck" only where an agent wa
   const broken = await aggregator(t, [], '{not json');
   const b = await runAsync(['why', 'web-1', '-n', 'shop', '--aggregator', broken.url], env);
   t.same([b.code, b.stderr], [3, "nodewarden: the aggregator's answer to /api/nodes is not JSON\n"]);
+
+  // ...or a huge one: refused at its cap (64 MiB), not buffered whole.
+  const huge = await aggregator(t, [], `[${'"x",'.repeat(17 * 1024 * 1024)}"x"]`);
+  const hg = await runAsync(['why', 'web-1', '-n', 'shop', '--aggregator', huge.url], env);
+  t.same([hg.code, hg.stderr], [3, "nodewarden: the aggregator's answer to /api/nodes: response larger than 67108864 bytes\n"], 'a huge answer: one line, exit 3');
 });
 
 t.test('through the aggregator: a refused token, no token, no aggregator: one line, exit 3', async (t) => {

@@ -54,7 +54,10 @@ export class Connections {
     const conn: Conn = { ws, alive: true, rate: new MessageRate(this.opts.rateLimit), who, ...(secret ? { secret } : {}) };
     this.open.add(conn);
     ws.on('pong', () => (conn.alive = true));
-    ws.on('error', () => ws.terminate());
+    // ws has already started the close with the right code (1009 for a frame over maxPayload, 1002 for
+    // a protocol error): terminating at once would turn it into 1006 for the peer. Give the close frame
+    // a moment, then cut the socket whatever the peer does.
+    ws.on('error', () => setTimeout(() => ws.terminate(), 1_000).unref());
     ws.on('close', () => this.open.delete(conn));
     return conn;
   }

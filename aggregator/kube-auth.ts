@@ -31,6 +31,12 @@ export interface KubeAuthOptions {
   cacheMs: number;
   /** TokenReviews in flight at once; more are refused (503) rather than queued. */
   maxInFlight: number;
+  /** How long a refused token (401/403) is answered from memory without a new TokenReview. Default 60 s. */
+  negativeCacheMs?: number;
+  /** TokenReviews in flight at once for one remote address. Default 2. */
+  maxInFlightPerAddress?: number;
+  /** Part of maxInFlight kept for tokens that were reviewed positively before. Default a quarter. */
+  reservedForKnown?: number;
   now?: () => number;
 }
 
@@ -44,9 +50,23 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   return withDeadline(p, ms, () => new NodewardenError('NW_ERR_TIMEOUT', `${what}: no answer from the API server within ${ms} ms`), { unref: true });
 }
 
+/**
+ * Why the bounds: every TokenReview costs the API server, and before they existed JWT-shaped garbage from
+ * unauthenticated clients became one review each (1,647 in 2.3 s) while real agents got 503. So a
+ * refused token is remembered for a while (negative cache); one address may have only a few reviews in
+ * flight; and part of the global in-flight budget is kept for tokens this aggregator has accepted before
+ * (an agent whose cached review expired, or that reconnects after a restart of its link), so a flood of
+ * new tokens cannot starve the agents that already belong.
+ */
 export class KubeAgentAuth {
   private readonly cache = new Map<string, { identity: Identity; until: number }>();
+  private readonly refused = new Map<string, { review: Review; until: number }>();
+  /** Token hashes that were once accepted: they may use the reserved part of the in-flight budget. */
+  private readonly known = new Set<string>();
+  private readonly perAddress = new Map<string, number>();
   private inFlight = 0;
+  /** Reviews answered without asking the API server, by why: for /metrics and tests. */
+  readonly stats = { reviews: 0, negativeHits: 0, refusedPerAddress: 0, refusedBusy: 0 };
   private readonly now: () => number;
 
   constructor(
@@ -57,13 +77,51 @@ export class KubeAgentAuth {
   }
 
   /** Who a bearer token is, as an agent bound to its node; never throws. */
-  async review(token: string): Promise<Review> {
+  async review(token: string, address = ''): Promise<Review> {
     if (!JWT.test(token) || token.length > 16_384) return { ok: false, status: 401, reason: 'not a service-account token' };
     const key = createHash('sha256').update(token).digest('hex');
     const hit = this.cache.get(key);
     if (hit && hit.until > this.now()) return { ok: true, identity: hit.identity };
-    if (this.inFlight >= this.opts.maxInFlight) return { ok: false, status: 503, reason: 'too many token reviews in flight; retry' };
+    const no = this.refused.get(key);
+    if (no && no.until > this.now()) {
+      this.stats.negativeHits++;
+      return no.review;
+    }
+    const known = this.known.has(key);
+    const reserved = this.opts.reservedForKnown ?? Math.max(1, Math.floor(this.opts.maxInFlight / 4));
+    if (this.inFlight >= this.opts.maxInFlight || (!known && this.inFlight >= this.opts.maxInFlight - reserved)) {
+      this.stats.refusedBusy++;
+      return { ok: false, status: 503, reason: 'too many token reviews in flight; retry' };
+    }
+    const mine = this.perAddress.get(address) ?? 0;
+    if (!known && mine >= (this.opts.maxInFlightPerAddress ?? 2)) {
+      this.stats.refusedPerAddress++;
+      return { ok: false, status: 503, reason: 'too many token reviews in flight from this address; retry' };
+    }
     this.inFlight++;
+    this.perAddress.set(address, mine + 1);
+    this.stats.reviews++;
+    const answer = await this.ask(token);
+    this.inFlight--;
+    const left = (this.perAddress.get(address) ?? 1) - 1;
+    if (left > 0) this.perAddress.set(address, left);
+    else this.perAddress.delete(address);
+    if (answer.ok) {
+      if (this.cache.size >= CACHE_MAX) this.cache.clear();
+      this.cache.set(key, { identity: answer.identity, until: this.now() + this.opts.cacheMs });
+      if (this.known.size >= CACHE_MAX) this.known.clear();
+      this.known.add(key);
+      this.refused.delete(key);
+    } else if (answer.status !== 503) {
+      if (this.refused.size >= CACHE_MAX) this.refused.clear();
+      this.refused.set(key, { review: answer, until: this.now() + (this.opts.negativeCacheMs ?? 60_000) });
+      this.known.delete(key);
+    }
+    return answer;
+  }
+
+  /** One TokenReview (and, for tokens without the node extra, one pod lookup); never throws. */
+  private async ask(token: string): Promise<Review> {
     try {
       const status = await withTimeout(this.api.tokenReview(token, [this.opts.audience]), this.opts.timeoutMs, 'TokenReview');
       if (!status.authenticated) return { ok: false, status: 401, reason: `the API server did not authenticate the token${status.error ? `: ${status.error.slice(0, 200)}` : ''}` };
@@ -83,14 +141,9 @@ export class KubeAgentAuth {
         node = pod.nodeName;
         if (!node) return { ok: false, status: 403, reason: `the pod ${m[1]}/${podName} is not scheduled on a node` };
       }
-      const identity: Identity = { role: 'agent', name: `${m[1]}/${extra[POD_NAME_EXTRA]?.[0] ?? m[2]}`, node };
-      if (this.cache.size >= CACHE_MAX) this.cache.clear();
-      this.cache.set(key, { identity, until: this.now() + this.opts.cacheMs });
-      return { ok: true, identity };
+      return { ok: true, identity: { role: 'agent', name: `${m[1]}/${extra[POD_NAME_EXTRA]?.[0] ?? m[2]}`, node } };
     } catch (err) {
       return { ok: false, status: 503, reason: `cannot check the token with the API server: ${err instanceof Error ? err.message.slice(0, 200) : 'error'}` };
-    } finally {
-      this.inFlight--;
     }
   }
 

@@ -5,7 +5,16 @@
 export interface AggregatorLimits {
   /** TCP connections open at once (agents, tailers, HTTP); more are dropped at accept. */
   maxConnections: number;
-  /** From accept to a complete HTTP request or upgrade, and from upgrade to hello or subscribe. */
+  /**
+   * Connections that have not yet sent a whole request head or an authenticated upgrade (gate.ts):
+   * past it the oldest of them is evicted. 0 means half of maxConnections.
+   */
+  maxUnauthenticated: number;
+  /** The share of that pool one remote address may hold. 0 means half of maxUnauthenticated. */
+  maxUnauthenticatedPerAddress: number;
+  /** A GET /api/findings reader that takes no bytes for this long is dropped. */
+  readerStallMs: number;
+  /** From accept to a complete HTTP request or upgrade (an absolute deadline), and from upgrade to hello or subscribe. */
   handshakeTimeoutMs: number;
   /** An HTTP keep-alive connection idle this long is closed (WebSockets: two missed heartbeats). */
   idleTimeoutMs: number;
@@ -28,6 +37,9 @@ export interface AggregatorLimits {
 
 export const DEFAULT_LIMITS: AggregatorLimits = {
   maxConnections: 10_000,
+  maxUnauthenticated: 0,
+  maxUnauthenticatedPerAddress: 0,
+  readerStallMs: 10_000,
   handshakeTimeoutMs: 10_000,
   idleTimeoutMs: 5_000,
   maxFindingsPerNode: 2_000,
@@ -39,6 +51,14 @@ export const DEFAULT_LIMITS: AggregatorLimits = {
   chunkBytes: 1024 * 1024,
   maxTailerBufferBytes: 16 * 1024 * 1024,
 };
+
+/** The limits with the derived ones (0 = derived) filled in. */
+export function resolveLimits(over: Partial<AggregatorLimits> = {}): AggregatorLimits {
+  const l = { ...DEFAULT_LIMITS, ...over };
+  if (!l.maxUnauthenticated) l.maxUnauthenticated = Math.max(1, Math.floor(l.maxConnections / 2));
+  if (!l.maxUnauthenticatedPerAddress) l.maxUnauthenticatedPerAddress = Math.max(1, Math.floor(l.maxUnauthenticated / 2));
+  return l;
+}
 
 /** Sustained messages per second per connection, and the burst above it. */
 export interface RateLimit {

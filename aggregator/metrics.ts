@@ -14,6 +14,8 @@ export class AggregatorCounters {
   messages = 0;
   transitions = 0;
   dropped = 0;
+  /** Unauthenticated connections closed to make room for newer ones (gate.ts). */
+  evicted = 0;
   tokenReloads = 0;
   readonly rejected = new Map<string, number>();
   readonly errors = new Map<string, number>();
@@ -36,6 +38,10 @@ export interface MetricsSources {
   tailers: number;
   /** Bytes waiting in all tailers' send buffers. */
   tailerBufferedBytes: number;
+  /** Open TCP connections by whether they have spoken yet (gate.ts). */
+  connections?: { unauthenticated: number; established: number };
+  /** With --agent-auth kubernetes: TokenReviews sent, and answers given without one. */
+  tokenReviews?: { reviews: number; negativeHits: number; refusedPerAddress: number; refusedBusy: number };
   /** Absent without --journal: its series are left out. */
   journal?: JournalHealth;
 }
@@ -63,6 +69,13 @@ export function renderAggregatorMetrics(src: MetricsSources): string {
     { name: 'nodewarden_aggregator_rejected_total', help: 'Connections and messages rejected, by reason', type: 'counter', samples: [...counters.rejected].map(([reason, v]) => ({ labels: { reason }, value: v })) },
     { name: 'nodewarden_aggregator_errors_total', help: 'Requests, connections and writes that failed and were refused, by where and error code', type: 'counter', samples: [...counters.errors].map(([k, v]) => { const [where, code] = k.split('\0') as [string, string]; return { labels: { where, code }, value: v }; }) },
     { name: 'nodewarden_aggregator_connections_dropped_total', help: 'Connections dropped at accept because maxConnections were open', type: 'counter', samples: [{ labels: {}, value: counters.dropped }] },
+    { name: 'nodewarden_aggregator_connections_evicted_total', help: 'Unauthenticated connections closed to admit newer ones (their pool or the connection cap was full)', type: 'counter', samples: [{ labels: {}, value: counters.evicted }] },
+    ...(src.connections
+      ? [{ name: 'nodewarden_aggregator_connections', help: 'Open TCP connections, by whether they have sent a request or an authenticated upgrade yet', type: 'gauge' as const, samples: [{ labels: { state: 'unauthenticated' }, value: src.connections.unauthenticated }, { labels: { state: 'established' }, value: src.connections.established }] }]
+      : []),
+    ...(src.tokenReviews
+      ? [{ name: 'nodewarden_aggregator_token_reviews_total', help: 'Agent credentials checked with --agent-auth kubernetes, by outcome: sent as a TokenReview, refused from the negative cache, refused for too many reviews from one address or in all', type: 'counter' as const, samples: [{ labels: { outcome: 'reviewed' }, value: src.tokenReviews.reviews }, { labels: { outcome: 'cached-refusal' }, value: src.tokenReviews.negativeHits }, { labels: { outcome: 'address-busy' }, value: src.tokenReviews.refusedPerAddress }, { labels: { outcome: 'busy' }, value: src.tokenReviews.refusedBusy }] }]
+      : []),
     { name: 'nodewarden_aggregator_token_reloads_total', help: 'Times a changed token directory was loaded', type: 'counter', samples: [{ labels: {}, value: counters.tokenReloads }] },
     { name: 'nodewarden_aggregator_active_bytes', help: 'Serialized bytes of all active findings held', type: 'gauge', samples: [{ labels: {}, value: bytes.active }] },
     { name: 'nodewarden_aggregator_history_bytes', help: 'Serialized bytes of the history held', type: 'gauge', samples: [{ labels: {}, value: bytes.history }] },

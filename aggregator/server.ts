@@ -20,11 +20,12 @@ import { FINDING_STATES, SEVERITIES } from '../protocol/finding.js';
 import { Agents } from './agents.js';
 import { Authenticator, type Identity, type Token } from './auth.js';
 import { CommandBroker, parsePruneRequest } from './commands.js';
+import { ConnectionGate } from './gate.js';
 import { Connections } from './connections.js';
 import { Fleet, LimitError, type TimedTransition } from './fleet.js';
 import { Journal } from './journal.js';
 import type { KubeAgentAuth } from './kube-auth.js';
-import { DEFAULT_LIMITS, type AggregatorLimits, type RateLimit } from './limits.js';
+import { resolveLimits, type AggregatorLimits, type RateLimit } from './limits.js';
 import { AggregatorCounters, renderAggregatorMetrics, type Where } from './metrics.js';
 import { Tailers } from './tailers.js';
 
@@ -95,6 +96,7 @@ export class Aggregator {
   private heartbeat: NodeJS.Timeout | undefined;
   private sweep: NodeJS.Timeout | undefined;
   private readonly limits: AggregatorLimits;
+  private readonly gate: ConnectionGate;
   private readonly opts: Required<Omit<AggregatorOptions, 'tls' | 'journal' | 'kubeAuth' | 'limits'>> & Pick<AggregatorOptions, 'tls' | 'journal' | 'kubeAuth'>;
 
   constructor(opts: AggregatorOptions) {
@@ -107,7 +109,7 @@ export class Aggregator {
       nodeSweepMs: 5 * 60_000,
       ...opts,
     };
-    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.limits = resolveLimits(opts.limits);
     this.auth = new Authenticator(opts.tokens);
     this.fleet = new Fleet({
       historyLimit: this.opts.historyLimit,
@@ -153,16 +155,20 @@ export class Aggregator {
       this.tailers.broadcast(t);
     });
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => this.onRequest(req, res);
-    this.server = opts.tls ? https.createServer({ ...tlsOptions(opts.tls), handshakeTimeout: this.limits.handshakeTimeoutMs }, handler) : http.createServer(handler);
-    this.server.maxConnections = this.limits.maxConnections;
-    this.server.headersTimeout = this.limits.handshakeTimeoutMs;
-    this.server.requestTimeout = 60_000;
-    this.server.keepAliveTimeout = this.limits.idleTimeoutMs;
-    this.server.on('drop', () => this.counters.dropped++);
-    // With TLS the deadline goes on the TLS socket (the one ws and requests see); the TLS handshake has its own.
-    this.server.on(opts.tls ? 'secureConnection' : 'connection', (socket: Socket) => this.onConnection(socket));
+    // Node checks headersTimeout only every connectionsCheckingInterval (30 s by default): check every second.
+    const httpOptions = { headersTimeout: this.limits.handshakeTimeoutMs, requestTimeout: 60_000, keepAliveTimeout: this.limits.idleTimeoutMs, connectionsCheckingInterval: 1_000 };
+    this.server = opts.tls ? https.createServer({ ...tlsOptions(opts.tls), ...httpOptions, handshakeTimeout: this.limits.handshakeTimeoutMs }, handler) : http.createServer(httpOptions, handler);
+    this.gate = new ConnectionGate({ maxConnections: this.limits.maxConnections, maxUnauthenticated: this.limits.maxUnauthenticated, maxUnauthenticatedPerAddress: this.limits.maxUnauthenticatedPerAddress, deadlineMs: this.limits.handshakeTimeoutMs, counters: this.counters });
+    // Every TCP connection (TLS or not) goes through the gate at accept: an absolute deadline for the
+    // TLS handshake plus the whole request head or upgrade, and the unauthenticated pool's bounds.
+    this.server.on('connection', (socket: Socket) => this.gate.admit(socket));
     this.server.on('clientError', (err: Error, socket: Duplex) => this.onClientError(err, socket));
-    this.server.on('tlsClientError', () => this.counters.reject('tls handshake'));
+    // With a 'tlsClientError' listener Node leaves the socket to us: without destroy() a peer that never
+    // sends a ClientHello (or goes away during the handshake) stays in CLOSE-WAIT for ever.
+    this.server.on('tlsClientError', (_err: Error, socket: Duplex) => {
+      this.counters.reject('tls handshake');
+      socket.destroy();
+    });
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE_BYTES, perMessageDeflate: false });
     // Agents learn from the upgrade response which optional messages we take (old agents ignore the header).
     this.wss.on('headers', (headers: string[], req: http.IncomingMessage) => {
@@ -235,25 +241,20 @@ export class Aggregator {
 
   // ---- connections ----
 
-  /** Every socket has a deadline until it has sent a complete request or upgraded (ws clears it then). */
-  private onConnection(socket: Socket): void {
-    socket.setTimeout(this.limits.handshakeTimeoutMs);
-    socket.once('timeout', () => {
-      this.counters.reject('handshake timeout');
-      socket.destroy();
-    });
-  }
-
   private onClientError(err: Error, socket: Duplex): void {
     const code = (err as { code?: string }).code ?? '';
     this.counters.reject(code === 'HPE_HEADER_OVERFLOW' ? 'http 431' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'http 408' : 'http 400');
     if (!socket.writable || code === 'ECONNRESET') return void socket.destroy();
     const status = code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    // end() only half-closes: a slowloris peer that never closes its side would keep the socket. The
+    // answer is flushed, then the socket is destroyed (at the latest a second later).
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
+    setTimeout(() => socket.destroy(), 1_000).unref();
   }
 
   private async upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     socket.on('error', () => socket.destroy());
+    // The request head is complete; the gate's deadline still runs until the credential is accepted.
     const path = (req.url ?? '').split('?')[0];
     const role = path === '/api/agent' ? 'agent' : path === '/api/tail' ? 'tail' : undefined;
     const reject = (status: number, text: string) => {
@@ -266,7 +267,7 @@ export class Aggregator {
     const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
     // Rejected before a single message is read.
     if (!who && role === 'agent' && this.opts.kubeAuth && bearer) {
-      const review = await this.opts.kubeAuth.review(bearer);
+      const review = await this.opts.kubeAuth.review(bearer, req.socket.remoteAddress ?? '');
       if (!review.ok) {
         if (review.status === 503) this.failed('kubernetes', new NodewardenError('NW_ERR_RUNTIME', review.reason));
         return reject(review.status, review.reason);
@@ -275,6 +276,7 @@ export class Aggregator {
       if (socket.destroyed) return;
     }
     if (!who || !Authenticator.allows(who, role)) return reject(401, `a valid ${role} bearer token is required`);
+    this.gate.established(req.socket);
     const identity = { role: who.role, name: who.name, ...((who as Identity).node ? { node: (who as Identity).node! } : {}) };
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       const conn = this.connections.add(ws, identity, (who as Partial<Token>).secret);
@@ -293,8 +295,9 @@ export class Aggregator {
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    // A request arrived: the handshake deadline no longer applies (keep-alive idling is Node's keepAliveTimeout).
-    req.socket.setTimeout(0);
+    // A whole request head arrived: the deadline no longer applies (keep-alive idling is Node's
+    // keepAliveTimeout, a later request's head Node's headersTimeout).
+    this.gate.established(req.socket);
     req.on('error', () => undefined); // a body cut off midway: the route sees it end early
     res.on('error', () => undefined);
     this.route(req, res).catch((err) => {
@@ -315,14 +318,18 @@ export class Aggregator {
       return this.json(res, 400, { error: 'the request target must be a path such as /api/findings' });
     }
     const path = url.pathname;
+    if ((path === '/healthz' || path === '/metrics') && req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return this.json(res, 405, { error: 'GET or HEAD only' });
+    }
     if (path === '/healthz') {
       const journal = this.journal?.health();
-      return this.json(res, 200, { status: journal && !journal.ok ? 'degraded' : 'ok', nodes: this.fleet.nodeCount(), agents: this.agents.size, tailers: this.tailers.size, ...(journal ? { journal } : {}) });
+      return this.json(res, 200, { status: journal && !journal.ok ? 'degraded' : 'ok', nodes: this.fleet.nodeCount(), agents: this.agents.size, tailers: this.tailers.size, connections: this.gate.counts(), ...(journal ? { journal } : {}) });
     }
     if (path === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
       const journal = this.journal?.health();
-      return void res.end(renderAggregatorMetrics({ fleet: this.fleet, counters: this.counters, tailers: this.tailers.size, tailerBufferedBytes: this.tailers.bufferedBytes(), ...(journal ? { journal } : {}) }));
+      return void res.end(renderAggregatorMetrics({ fleet: this.fleet, counters: this.counters, tailers: this.tailers.size, tailerBufferedBytes: this.tailers.bufferedBytes(), connections: this.gate.counts(), ...(this.opts.kubeAuth ? { tokenReviews: this.opts.kubeAuth.stats } : {}), ...(journal ? { journal } : {}) }));
     }
     const token = this.auth.identify(req.headers.authorization);
     if (path === '/api/findings' || path === '/api/nodes') {
@@ -368,13 +375,21 @@ export class Aggregator {
    */
   private async streamArray(res: http.ServerResponse, items: readonly object[]): Promise<void> {
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    // A reader that takes nothing for readerStallMs is dropped: it would pin this copy of the findings.
     const drained = () =>
       new Promise<void>((resolve) => {
         const done = () => {
+          clearTimeout(stall);
           res.off('drain', done);
           res.off('close', done);
           resolve();
         };
+        const stall = setTimeout(() => {
+          this.counters.reject('reader stalled');
+          res.destroy();
+          done();
+        }, this.limits.readerStallMs);
+        stall.unref();
         res.on('drain', done);
         res.on('close', done);
       });

@@ -98,6 +98,10 @@ function createEndpoints(opts: AgentServerOptions, runs: ReadonlyMap<string, num
   const node = opts.node;
   const server = http.createServer({ headersTimeout: limits.headersTimeoutMs, requestTimeout: limits.headersTimeoutMs * 2, keepAliveTimeout: Math.min(5_000, limits.idleTimeoutMs), connectionsCheckingInterval: Math.min(1_000, limits.headersTimeoutMs) }, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
+    if ((path === '/healthz' || path === '/readyz' || path === '/metrics') && req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { 'content-type': 'text/plain', allow: 'GET, HEAD' });
+      return void res.end('GET or HEAD only\n');
+    }
     if (path === '/healthz' || path === '/readyz') {
       const h = health(opts);
       const ok = path === '/healthz' ? h.live : h.ready;

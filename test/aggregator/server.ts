@@ -404,9 +404,9 @@ t.test('idle sockets: a connection that never sends a byte is closed; connection
     return s;
   });
   const ended = await Promise.all(many.map((s) => new Promise<void>((resolve) => s.on('close', () => resolve()))));
-  t.equal(ended.length, 10, 'over the cap dropped at once, the rest at their deadline');
+  t.equal(ended.length, 10, 'over the cap the oldest unauthenticated ones are evicted at once, the rest closed at their deadline');
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  t.match(metrics, /nodewarden_aggregator_connections_dropped_total [1-9]/);
+  t.match(metrics, /nodewarden_aggregator_connections_evicted_total [1-9]/);
   t.match(metrics, /nodewarden_aggregator_rejected_total\{reason="handshake timeout"\} [1-9]/);
 });
 

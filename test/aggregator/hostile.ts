@@ -1,0 +1,299 @@
+// The aggregator and the agent's listener against hostile peers at the socket level: idle TLS sockets,
+// slowloris, a reconnecting flood at the connection cap, a TokenReview flood, readers that stop
+// reading, wrong methods, an oversized frame. Small numbers here; `npm run bench -- hostile` runs the
+// same cases at full size and reports memory, fds and /healthz answers.
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import os from 'node:os';
+import path from 'node:path';
+import http from 'node:http';
+import WebSocket from 'ws';
+import { pino } from 'pino';
+import { Aggregator } from '../../aggregator/server.js';
+import { KubeAgentAuth, kubeAuthApi } from '../../aggregator/kube-auth.js';
+import type { Token } from '../../aggregator/auth.js';
+import { AgentServer } from '../../agent/exporters/http.js';
+import { MAX_MESSAGE_BYTES } from '../../protocol/wire.js';
+import { FakeApiServer } from '../helpers/fake-apiserver.js';
+import { finding } from '../helpers/findings.js';
+import { until } from '../helpers/processes.js';
+
+const TOKENS: Token[] = [
+  { role: 'agent', name: 'agents', secret: 'agent-token-0123456789' },
+  { role: 'tail', name: 'ops', secret: 'tail-token-0123456789' },
+];
+const log = pino({ level: 'silent' });
+
+async function start(over: Partial<ConstructorParameters<typeof Aggregator>[0]> = {}) {
+  const agg = new Aggregator({ host: '127.0.0.1', port: 0, tokens: TOKENS, version: 'test', log, silentAfterMs: 60_000, heartbeatMs: 60_000, ...over });
+  const { url, port } = await agg.start();
+  return { agg, url, port };
+}
+
+function selfSigned(dir: string): { cert: string; key: string } {
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  return { cert, key };
+}
+
+/** GET path over http or https; the status, or 0 when the request failed. */
+function get(port: number, pathname: string, opts: { tls?: boolean; method?: string; token?: string } = {}): Promise<number> {
+  const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}${pathname}`;
+  return fetch(url, { method: opts.method ?? 'GET', ...(opts.token ? { headers: { authorization: `Bearer ${opts.token}` } } : {}), signal: AbortSignal.timeout(5000) })
+    .then(async (r) => {
+      await r.arrayBuffer();
+      return r.status;
+    })
+    .catch(() => 0);
+}
+
+/** Server-side sockets of `port` in CLOSE-WAIT (the state a socket the server forgot stays in). */
+function closeWait(port: number): number {
+  const out = execFileSync('ss', ['-Htn', 'state', 'close-wait', `( sport = :${port} )`], { encoding: 'utf8' });
+  return out.split('\n').filter((l) => l.trim()).length;
+}
+
+function agentHello(url: string, node: string, token = 'agent-token-0123456789'): Promise<'welcome' | string> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(`${url}/api/agent`, { headers: { authorization: `Bearer ${token}` }, handshakeTimeout: 5000 });
+    const done = (v: string) => {
+      ws.terminate();
+      resolve(v);
+    };
+    ws.once('unexpected-response', (_q, res) => done(`http ${res.statusCode}`));
+    ws.once('error', (err) => done(`error ${err.message}`));
+    ws.once('open', () => ws.send(JSON.stringify({ v: 1, type: 'hello', protocol: 1, node, agentVersion: 'test', collectors: ['disk'] })));
+    ws.once('message', (raw: Buffer) => done((JSON.parse(raw.toString()) as { type: string }).type));
+    ws.once('close', (code) => done(`close ${code}`));
+  });
+}
+
+process.env['NODE_TLS_REJECT_UNAUTHORIZED'] = '0';
+
+t.test('TLS: sockets that never send a ClientHello are destroyed at the deadline, none left in CLOSE-WAIT, https serves on', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-hostile-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const { agg, port } = await start({ tls: selfSigned(dir), limits: { handshakeTimeoutMs: 500 } });
+  t.teardown(() => agg.stop());
+  // 200 sockets that connect and say nothing; half of them go away by themselves (the CLOSE-WAIT case).
+  const socks = Array.from({ length: 200 }, () => {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => undefined);
+    return s;
+  });
+  await Promise.all(socks.map((s) => new Promise((r) => s.once('connect', r))));
+  for (const s of socks.slice(0, 100)) s.end();
+  const closedByServer = await Promise.all(socks.slice(100).map((s) => new Promise<boolean>((resolve) => {
+    s.once('close', () => resolve(true));
+    setTimeout(() => resolve(false), 20_000).unref();
+  })));
+  t.equal(closedByServer.filter(Boolean).length, 100, 'every silent socket was closed by the aggregator');
+  await until(() => closeWait(port) === 0, 10_000, 'no CLOSE-WAIT sockets').catch(() => undefined);
+  t.equal(closeWait(port), 0, 'no socket of the aggregator is left in CLOSE-WAIT');
+  t.equal(await get(port, '/healthz', { tls: true }), 200, 'https answers after the burst');
+  const metrics = await (await fetch(`https://127.0.0.1:${port}/metrics`)).text();
+  t.match(metrics, /nodewarden_aggregator_connections\{state="unauthenticated"\} 0/, 'no unauthenticated connection is held');
+});
+
+/** Sends a request head one byte at a time every `everyMs`; resolves with whether the server closed first. */
+function slowloris(port: number, opts: { tls?: boolean; everyMs: number; maxMs: number }): Promise<{ closedByServer: boolean; bytesSent: number }> {
+  return new Promise((resolve) => {
+    const head = 'GET /healthz HTTP/1.1\r\nHost: x\r\n' + 'X-Slow: ' + 'a'.repeat(1000);
+    const sock = opts.tls ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }) : net.connect(port, '127.0.0.1');
+    let sent = 0;
+    let finished = false;
+    sock.on('error', () => undefined);
+    const timer = setInterval(() => {
+      if (sent < head.length) sock.write(head[sent++]!);
+    }, opts.everyMs);
+    const end = (closedByServer: boolean) => {
+      if (finished) return;
+      finished = true;
+      clearInterval(timer);
+      sock.destroy();
+      resolve({ closedByServer, bytesSent: sent });
+    };
+    sock.once('close', () => end(true));
+    setTimeout(() => end(false), opts.maxMs).unref();
+  });
+}
+
+t.test('slowloris: a request head dripped a byte at a time is cut at the header deadline (aggregator http and https, agent listener)', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-hostile-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const plain = await start({ limits: { handshakeTimeoutMs: 1000 } });
+  const secure = await start({ tls: selfSigned(dir), limits: { handshakeTimeoutMs: 1000 } });
+  t.teardown(() => plain.agg.stop());
+  t.teardown(() => secure.agg.stop());
+  const agentSrv = new AgentServer({ runner: { active: () => [], statuses: () => [] }, node: 'n1', listen: { host: '127.0.0.1', port: 0 }, limits: { headersTimeoutMs: 1000, idleTimeoutMs: 2000 } });
+  await agentSrv.start();
+  t.teardown(() => agentSrv.stop());
+  // A byte every 100 ms keeps any idle timer alive; only a deadline on the whole head stops it. The
+  // drip lasts 20 s, twenty times the deadline.
+  const results = await Promise.all([
+    slowloris(plain.port, { everyMs: 100, maxMs: 20_000 }),
+    slowloris(secure.port, { tls: true, everyMs: 100, maxMs: 20_000 }),
+    slowloris(agentSrv.address!.port, { everyMs: 100, maxMs: 20_000 }),
+  ]);
+  for (const [i, name] of ['aggregator http', 'aggregator https', 'agent listener'].entries()) {
+    t.ok(results[i]!.closedByServer, `${name}: the server closed the connection while the client was still dripping (${results[i]!.bytesSent} bytes sent)`);
+  }
+  t.equal(await get(plain.port, '/healthz'), 200);
+  t.equal(await get(secure.port, '/healthz', { tls: true }), 200);
+  t.equal(await get(agentSrv.address!.port, '/healthz'), 200);
+});
+
+t.test('the connection cap is no lockout: with 60 reconnecting idle sockets against a cap of 50, agents, a tailer and /healthz get in every time', async (t) => {
+  const { agg, url, port } = await start({ limits: { maxConnections: 50, handshakeTimeoutMs: 10_000 } });
+  t.teardown(() => agg.stop());
+  let stop = false;
+  let reconnects = 0;
+  const flood = () => {
+    if (stop) return;
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => undefined);
+    s.once('close', () => {
+      reconnects++;
+      setImmediate(flood);
+    });
+  };
+  for (let i = 0; i < 60; i++) flood();
+  t.teardown(() => void (stop = true));
+  await until(() => reconnects > 100, 10_000, 'the flood to be turning over');
+  const answers: string[] = [];
+  let healthz = 0;
+  for (let i = 0; i < 10; i++) {
+    answers.push(await agentHello(url, `node-${i}`));
+    if ((await get(port, '/healthz')) === 200) healthz++;
+  }
+  t.same(answers, Array(10).fill('welcome'), 'every agent was welcomed during the flood');
+  t.equal(healthz, 10, '/healthz answered 10 of 10');
+  const tail = await new Promise<string>((resolve) => {
+    const ws = new WebSocket(`${url}/api/tail`, { headers: { authorization: 'Bearer tail-token-0123456789' } });
+    ws.once('open', () => ws.send(JSON.stringify({ v: 1, type: 'subscribe' })));
+    ws.once('message', (raw: Buffer) => {
+      ws.terminate();
+      resolve((JSON.parse(raw.toString()) as { type: string }).type);
+    });
+    ws.once('error', (e) => resolve(`error ${e.message}`));
+  });
+  t.match(tail, /history|active/, 'a tailer subscribed during the flood');
+  stop = true;
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  t.match(metrics, /nodewarden_aggregator_connections_evicted_total [1-9]/, 'flood sockets were evicted, and counted');
+});
+
+t.test('TokenReview flood: garbage JWTs cost a bounded number of reviews, a refused token is not reviewed again, a real agent gets in', async (t) => {
+  const api = new FakeApiServer();
+  await api.start();
+  t.teardown(() => api.stop());
+  api.addNode('worker-1');
+  api.addPod('nodewarden', 'nodewarden-agent-aaaaa', 'worker-1', 'Running');
+  api.grant('aggregator-sa-token', 'system:serviceaccount:nodewarden:nodewarden-aggregator', [
+    { verbs: ['create'], resources: ['tokenreviews'] },
+    { verbs: ['get'], resources: ['pods'] },
+    { verbs: ['get'], resources: ['nodes'] },
+  ]);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-hostile-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const kubeconfig = path.join(dir, 'config');
+  writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: ${api.url}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: aggregator-sa-token\ncontexts:\n- name: c\n  context:\n    cluster: fake\n    user: u\ncurrent-context: c\n`);
+  const saved = process.env['KUBECONFIG'];
+  process.env['KUBECONFIG'] = kubeconfig;
+  t.teardown(() => (saved === undefined ? delete process.env['KUBECONFIG'] : (process.env['KUBECONFIG'] = saved)));
+  const { api: kube } = await kubeAuthApi();
+  const kubeAuth = new KubeAgentAuth(kube, { audience: 'nodewarden', serviceAccounts: ['nodewarden:nodewarden-agent'], timeoutMs: 5000, cacheMs: 1, maxInFlight: 8 });
+  const { agg, url } = await start({ kubeAuth });
+  t.teardown(() => agg.stop());
+  const real = api.issueToken({ namespace: 'nodewarden', serviceAccount: 'nodewarden-agent', audiences: ['nodewarden'], pod: 'nodewarden-agent-aaaaa', nodeExtra: true });
+  t.equal(await agentHello(url, 'worker-1', real), 'welcome', 'the real agent is welcome before the flood');
+  const reviews = () => api.requests.filter((r) => r.path === '/apis/authentication.k8s.io/v1/tokenreviews').length;
+  const before = reviews();
+  // 300 attempts with 20 distinct garbage tokens, 30 at a time, and the real agent reconnecting meanwhile.
+  const garbage = Array.from({ length: 20 }, (_, i) => `eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJnYXJiYWdlLSR7aX0ifQ.${'c2lnbmF0dXJl'}${i}`);
+  const realAnswers: string[] = [];
+  for (let round = 0; round < 10; round++) {
+    const wave = Array.from({ length: 30 }, (_, i) => agentHello(url, 'worker-1', garbage[(round * 30 + i) % garbage.length]!));
+    realAnswers.push(await agentHello(url, 'worker-1', real));
+    await Promise.all(wave);
+  }
+  const spent = reviews() - before;
+  t.ok(spent <= garbage.length + 10, `300 garbage attempts with 20 distinct tokens cost ${spent} TokenReviews (at most one per token, plus the real agent's)`);
+  t.same(realAnswers, Array(10).fill('welcome'), 'the real agent got in every time during the flood');
+  t.ok(kubeAuth.stats.negativeHits > 0, 'refusals were answered from the negative cache');
+  const metrics = await (await fetch(`${url.replace('ws', 'http')}/metrics`)).text();
+  t.match(metrics, /nodewarden_aggregator_token_reviews_total\{outcome="cached-refusal"\} [1-9]/);
+});
+
+t.test('a GET /api/findings reader that stops reading is dropped at the stall deadline and counted', async (t) => {
+  const { agg, url, port } = await start({ limits: { readerStallMs: 500 } });
+  t.teardown(() => agg.stop());
+  // 24 MB of findings from six agents (each snapshot under the 4 MiB frame limit): more than loopback's
+  // socket buffers hold, so a reader that does not read really stalls the response.
+  const agents: WebSocket[] = [];
+  for (let n = 0; n < 6; n++) {
+    const ws = new WebSocket(`${url}/api/agent`, { headers: { authorization: 'Bearer agent-token-0123456789' } });
+    await new Promise((r) => ws.once('open', r));
+    ws.send(JSON.stringify({ v: 1, type: 'hello', protocol: 1, node: `n${n}`, agentVersion: 'test', collectors: ['disk'] }));
+    ws.send(JSON.stringify({ v: 1, type: 'snapshot', findings: Array.from({ length: 400 }, (_, i) => finding(`n${n}`, 'disk.usage', `/mnt/${i}`, 'warning', { evidence: { pad: 'x'.repeat(9000) } })) }));
+    agents.push(ws);
+  }
+  await until(() => agg.fleet.active().length === 2400, 10_000, 'the snapshots');
+  // Readers that send the request, then never read a byte (their receive window fills).
+  const readers = Array.from({ length: 5 }, () => {
+    const s = net.connect(port, '127.0.0.1', () => s.write('GET /api/findings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tail-token-0123456789\r\n\r\n'));
+    s.on('error', () => undefined);
+    s.pause();
+    return s;
+  });
+  t.teardown(() => readers.forEach((s) => s.destroy()));
+  const stalled = async () => Number(/nodewarden_aggregator_rejected_total\{reason="reader stalled"\} (\d+)/.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1] ?? 0);
+  await until(async () => (await stalled()) >= 5, 20_000, 'five stalled readers dropped').catch(() => undefined);
+  t.equal(await stalled(), 5, 'each stalled reader was dropped by the aggregator, and counted');
+  // Reading now, each finds its connection cut short: a truncated body, then the end.
+  const bodies = await Promise.all(readers.map((s) => new Promise<string>((resolve) => {
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString('latin1').slice(-64)));
+    s.once('close', () => resolve(got));
+    s.resume();
+  })));
+  t.ok(bodies.every((b) => !b.endsWith(']')), 'no stalled reader got the complete list');
+  const list = (await (await fetch(`http://127.0.0.1:${port}/api/findings`, { headers: { authorization: 'Bearer tail-token-0123456789' } })).json()) as unknown[];
+  t.equal(list.length, 2400, 'a reader that reads gets the whole list');
+  for (const ws of agents) ws.close();
+});
+
+t.test('/healthz and /metrics answer 405 with Allow to anything but GET and HEAD (aggregator and agent listener)', async (t) => {
+  const { agg, port } = await start();
+  t.teardown(() => agg.stop());
+  const agentSrv = new AgentServer({ runner: { active: () => [], statuses: () => [] }, node: 'n1', listen: { host: '127.0.0.1', port: 0 } });
+  await agentSrv.start();
+  t.teardown(() => agentSrv.stop());
+  for (const [name, p, paths] of [['aggregator', port, ['/healthz', '/metrics']], ['agent', agentSrv.address!.port, ['/healthz', '/readyz', '/metrics']]] as const) {
+    for (const pathname of paths) {
+      for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
+        const res = await new Promise<http.IncomingMessage>((resolve, reject) => http.request({ host: '127.0.0.1', port: p, path: pathname, method }, resolve).on('error', reject).end());
+        res.resume();
+        t.equal(res.statusCode, 405, `${name} ${method} ${pathname}`);
+        t.equal(res.headers['allow'], 'GET, HEAD');
+      }
+      t.equal(await get(p, pathname, { method: 'HEAD' }), 200, `${name} HEAD ${pathname}`);
+      t.equal(await get(p, pathname), 200, `${name} GET ${pathname}`);
+    }
+  }
+});
+
+t.test('a WebSocket frame of 4 MiB + 1 byte closes 1009 (message too big), not 1006', async (t) => {
+  const { agg, url } = await start();
+  t.teardown(() => agg.stop());
+  const ws = new WebSocket(`${url}/api/agent`, { headers: { authorization: 'Bearer agent-token-0123456789' } });
+  ws.on('error', () => undefined);
+  await new Promise((r) => ws.once('open', r));
+  const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+  ws.send(Buffer.alloc(MAX_MESSAGE_BYTES + 1, 0x20));
+  t.equal(await closed, 1009);
+});

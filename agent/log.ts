@@ -4,7 +4,12 @@
 import { pino, type Logger } from 'pino';
 import { escapeJsonLine } from '../protocol/terminal.js';
 
-export function createLogger(opts: { node: string; level: string; destination?: number }): Logger {
+/**
+ * One key, one meaning: in an agent's lines `node` is the node it runs on (bound here); the aggregator
+ * binds `component: "aggregator"` instead, so that in its lines `node` is always the peer's node.
+ */
+export function createLogger(opts: ({ node: string } | { component: 'aggregator' }) & { level: string; destination?: number }): Logger {
   const dest = pino.destination({ dest: opts.destination ?? 2, sync: true });
-  return pino({ level: opts.level, base: { node: opts.node } }, { write: (line: string) => dest.write(escapeJsonLine(line)) });
+  const base = 'node' in opts ? { node: opts.node } : { component: opts.component };
+  return pino({ level: opts.level, base }, { write: (line: string) => dest.write(escapeJsonLine(line)) });
 }

@@ -1,7 +1,7 @@
 // Turns successive collection cycles into firing/resolved transitions. The same problem keeps its id
 // (node + check + subject); a problem that stops being observed is resolved explicitly.
 import { findingId, type Finding, type Observation } from '../protocol/finding.js';
-import { isNews, isRefresh, type Transition } from '../protocol/transition.js';
+import { isNews, isRefresh, refreshViolation, type Transition } from '../protocol/transition.js';
 
 // The transition type and the change rule live in protocol/transition.ts; re-exported for the agent's rooms.
 export type { Transition, TransitionType } from '../protocol/transition.js';
@@ -34,7 +34,7 @@ export class FindingTracker {
       const finding: Finding = { ...obs, id, node: this.node, state: 'firing', firstSeen: before?.firstSeen ?? iso, lastSeen: iso };
       next.set(id, finding);
       if (!before) transitions.push({ type: 'firing', finding });
-      else if (isNews(before, obs)) transitions.push({ type: 'updated', finding });
+      else if (isNews(before, obs) || refreshViolation(before, finding)) transitions.push({ type: 'updated', finding }); // e.g. its workload became known
       else if (isRefresh(before, obs)) this.onRefresh?.(finding);
     }
     for (const [id, before] of previous) {

@@ -72,7 +72,13 @@ export class Agents {
             if (stranger) return connections.close(conn, CLOSE.MALFORMED, `finding for node ${stranger.node} on ${node}'s connection`);
             if (msg.type === 'snapshot') fleet.applySnapshot(node, msg.findings);
             else if (msg.type === 'delta') fleet.applyDelta(node, msg.transitions);
-            else fleet.applyRefresh(node, msg.findings);
+            else {
+              const { refused } = fleet.applyRefresh(node, msg.findings);
+              if (refused.length > 0) {
+                for (let i = 0; i < refused.length; i++) connections.refuse('refresh rewrite');
+                log.warn({ node, code: 'NW_ERR_PROTOCOL', refused: refused.slice(0, 10) }, 'refresh refused: it would change more than the numbers of a finding (send a delta)');
+              }
+            }
             return;
           }
           case 'status':

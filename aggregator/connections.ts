@@ -74,6 +74,11 @@ export class Connections {
     this.opts.log[level]({ where, code, err: errorMessage(err).slice(0, 300) }, what ?? `${where} failed; refused it and serving on`);
   }
 
+  /** Counts a refused message or part of one (nodewarden_aggregator_rejected_total{reason}). */
+  refuse(reason: string): void {
+    this.opts.counters.reject(reason);
+  }
+
   close(conn: Conn, code: number, reason: string): void {
     this.opts.counters.reject(`close ${code}`);
     this.opts.log.warn({ who: conn.who.name, node: conn.node, code, reason }, 'closing connection');

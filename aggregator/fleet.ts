@@ -5,7 +5,7 @@ import { findingId, type Finding } from '../protocol/finding.js';
 import type { TailFilter } from '../protocol/wire.js';
 import { matchesFilter } from '../protocol/wire.js';
 import { jsonSize } from '../protocol/schema.js';
-import { isNews, type TimedTransition, type Transition } from '../protocol/transition.js';
+import { isNews, refreshViolation, type TimedTransition, type Transition } from '../protocol/transition.js';
 
 export type { TimedTransition } from '../protocol/transition.js';
 
@@ -360,23 +360,30 @@ export class Fleet extends EventEmitter {
   /**
    * Fresh numbers for findings the node already has active (a `refresh`): stored as they are, so
    * /api/findings and a new tailer's active set show them, with no transition (no tail line, no
-   * history, no journal record: the journal's compaction writes the current state). A finding that
-   * is not active, or whose meaning changed, is not a refresh and is ignored: a delta carries news.
-   * Returns how many were applied.
+   * history, no journal record: the journal's compaction writes the current state). A finding that is
+   * no longer active is skipped (it resolved in between). One that changes anything but numbers
+   * (refreshViolation: its check, subject, firstSeen, workload, severity, remedy or the meaning of its
+   * message) is refused and returned with the field: never applied, since no one would see it change.
    */
-  applyRefresh(node: string, findings: readonly Finding[]): number {
+  applyRefresh(node: string, findings: readonly Finding[]): { applied: number; refused: { id: string; field: string }[] } {
     const n = this.node(node);
     let nextBytes = n.bytes;
     const fresh: Finding[] = [];
+    const refused: { id: string; field: string }[] = [];
     for (const f of findings) {
       const before = n.active.get(f.id);
-      if (!before || isNews(before, f)) continue;
+      if (!before) continue;
+      const field = refreshViolation(before, f);
+      if (field) {
+        refused.push({ id: f.id, field });
+        continue;
+      }
       fresh.push(f);
       nextBytes += this.size(f) - this.size(before);
     }
     this.fits(n, nextBytes);
     for (const f of fresh) this.setActive(n, f);
-    return fresh.length;
+    return { applied: fresh.length, refused };
   }
 
   setStatus(node: string, collectors: NodeInfo['collectorStatus']): void {

@@ -60,7 +60,7 @@ export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
   };
   const history = opts.history === undefined ? 10_000 : Number(opts.history);
   if (!Number.isInteger(history) || history < 1) throw new NodewardenError('NW_ERR_USAGE', `--history must be a whole number >= 1, got ${opts.history}`);
-  const log = createLogger({ node: 'aggregator', level: opts.logLevel ?? 'info' });
+  const log = createLogger({ component: 'aggregator', level: opts.logLevel ?? 'info' });
   let kubeAuth: import('../aggregator/kube-auth.js').KubeAgentAuth | undefined;
   if (agentAuth === 'kubernetes') {
     const { KubeAgentAuth, kubeAuthApi } = await import('../aggregator/kube-auth.js');

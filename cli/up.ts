@@ -66,7 +66,7 @@ export function reachText(o: { url: string; dir: string; node: string; collector
 /** The default aggregator port when it is free, so other terminals need no --aggregator; else any port. */
 async function startAggregator(tokens: Token[], log: ReturnType<typeof createLogger>): Promise<{ agg: Aggregator; url: string }> {
   const at = async (port: number) => {
-    const agg = new Aggregator({ host: '127.0.0.1', port, tokens, version: VERSION, log });
+    const agg = new Aggregator({ host: '127.0.0.1', port, tokens, version: VERSION, log: createLogger({ component: 'aggregator', level: log.level }) });
     return { agg, url: (await agg.start()).url };
   };
   try {

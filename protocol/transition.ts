@@ -22,14 +22,34 @@ export function meaning(text: string): string {
 
 type Content = Pick<Observation, 'severity' | 'message' | 'remedy'> & { state?: Finding['state'] };
 
-/** Whether `after` is news against `before`: another severity or state, or a message or remedy that means something else. */
+/**
+ * Whether `after` is news against `before`: another severity or state, a message that means something
+ * else, or another remedy. A remedy is a command: `nsenter -t 4242` and `nsenter -t 1` differ only in a
+ * number but act on different processes, so any change to it is news, never a silent refresh.
+ */
 export function isNews(before: Content, after: Content): boolean {
   return (
     before.severity !== after.severity ||
     (before.state ?? 'firing') !== (after.state ?? 'firing') ||
     meaning(before.message) !== meaning(after.message) ||
-    meaning(before.remedy) !== meaning(after.remedy)
+    before.remedy !== after.remedy
   );
+}
+
+/** The fields a refresh may not touch: who and what the finding is about, and when it began. */
+const IDENTITY_FIELDS = ['id', 'node', 'check', 'subject', 'firstSeen', 'state', 'severity', 'remedy'] as const;
+
+/**
+ * Why `after` cannot be a refresh of `before` (undefined when it can): a refresh only brings fresh
+ * numbers (in the message, with the same meaning, and in the evidence) to a finding that stays what
+ * it was. A peer that uses a refresh to rename, move or re-date a finding, or to change its workload or
+ * its command, is refused: that would change what people read with no transition in history or tail.
+ */
+export function refreshViolation(before: Finding, after: Finding): string | undefined {
+  for (const k of IDENTITY_FIELDS) if (before[k] !== after[k]) return k;
+  if (JSON.stringify(before.workload ?? null) !== JSON.stringify(after.workload ?? null)) return 'workload';
+  if (meaning(before.message) !== meaning(after.message)) return 'message';
+  return undefined;
 }
 
 /** Whether `after` differs from `before` at all in what people read (its numbers or evidence): worth a refresh. */

@@ -4,7 +4,7 @@
 // same cases at full size and reports memory, fds and /healthz answers.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import os from 'node:os';
@@ -16,6 +16,7 @@ import { Aggregator } from '../../aggregator/server.js';
 import { KubeAgentAuth, kubeAuthApi } from '../../aggregator/kube-auth.js';
 import type { Token } from '../../aggregator/auth.js';
 import { AgentServer } from '../../agent/exporters/http.js';
+import { createLogger } from '../../agent/log.js';
 import { MAX_MESSAGE_BYTES } from '../../protocol/wire.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
 import { finding } from '../helpers/findings.js';
@@ -296,4 +297,43 @@ t.test('a WebSocket frame of 4 MiB + 1 byte closes 1009 (message too big), not 1
   const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
   ws.send(Buffer.alloc(MAX_MESSAGE_BYTES + 1, 0x20));
   t.equal(await closed, 1009);
+});
+
+t.test('hostile refresh over the wire: a refresh that rewrites workload and the pid in a remedy is refused, counted and logged with one node key; tailers and /api/findings see nothing', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-hostile-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const logFile = path.join(dir, 'log');
+  const fd = openSync(logFile, 'w');
+  const { agg, url, port } = await start({ log: createLogger({ component: 'aggregator', level: 'info', destination: fd }) });
+  t.teardown(() => agg.stop());
+  const ws = new WebSocket(`${url}/api/agent`, { headers: { authorization: 'Bearer agent-token-0123456789' } });
+  await new Promise((r) => ws.once('open', r));
+  ws.send(JSON.stringify({ v: 1, type: 'hello', protocol: 1, node: 'n1', agentVersion: 'test', collectors: ['mounts'] }));
+  const held = finding('n1', 'mount.holder', '/var/lib/kubelet/pods/x', 'warning', { remedy: 'ps -f 4242; nsenter -t 4242 -m umount /var/lib/kubelet/pods/x', workload: { pod: 'web-1', namespace: 'default' } } as never);
+  ws.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type: 'firing', finding: held }] }));
+  await until(() => agg.fleet.active().length === 1, 10_000, 'the finding');
+  const tail = new WebSocket(`${url}/api/tail`, { headers: { authorization: 'Bearer tail-token-0123456789' } });
+  const got: { type: string; transition?: { finding: { subject: string } } }[] = [];
+  tail.on('message', (raw: Buffer) => got.push(JSON.parse(raw.toString()) as never));
+  await new Promise((r) => tail.once('open', r));
+  tail.send(JSON.stringify({ v: 1, type: 'subscribe' }));
+  await until(() => got.some((m) => m.type === 'active'), 10_000, 'the active set');
+  ws.send(JSON.stringify({ v: 1, type: 'refresh', findings: [{ ...held, remedy: 'ps -f 1; nsenter -t 1 -m umount /var/lib/kubelet/pods/x', workload: { pod: 'coredns', namespace: 'kube-system' } }] }));
+  // A later delta on the same connection: once the tailer has it, the refresh was handled before it.
+  ws.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type: 'firing', finding: finding('n1', 'disk.usage', '/', 'warning') }] }));
+  await until(() => got.some((m) => m.type === 'transition' && m.transition?.finding.subject === '/'), 10_000, 'the later delta');
+  t.equal(got.filter((m) => m.type === 'transition').length, 1, 'the tailer saw no transition for the refused refresh');
+  const list = (await (await fetch(`http://127.0.0.1:${port}/api/findings?check=mount.holder`, { headers: { authorization: 'Bearer tail-token-0123456789' } })).json()) as { remedy: string; workload: { pod: string } }[];
+  t.match(list, [{ remedy: /nsenter -t 4242/, workload: { pod: 'web-1' } }], 'the stored finding is unchanged');
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  t.match(metrics, /nodewarden_aggregator_rejected_total\{reason="refresh rewrite"\} 1/);
+  ws.close();
+  tail.close();
+  await until(() => readFileSync(logFile, 'utf8').includes('agent disconnected'), 10_000, 'the disconnect logged');
+  closeSync(fd);
+  const lines = readFileSync(logFile, 'utf8').trim().split('\n');
+  const refused = lines.find((l) => l.includes('refresh refused'));
+  t.match(refused, /"code":"NW_ERR_PROTOCOL"/, 'the refusal is logged with its code');
+  for (const l of lines) t.ok((l.match(/"node":/g) ?? []).length <= 1, `one node key: ${l.slice(0, 120)}`);
+  t.match(JSON.parse(lines.find((l) => l.includes('agent disconnected'))!), { component: 'aggregator', node: 'n1' }, 'node is the peer, component the aggregator');
 });

@@ -2,6 +2,7 @@
 // into the fleet, and the answers to commands handed to the command broker. One connection per node:
 // a newer agent replaces an older one. In Kubernetes mode a node must exist in the cluster.
 import type { Logger } from 'pino';
+import type { Finding } from '../protocol/finding.js';
 import { CLOSE, decodeAgentMessage, type AggregatorToAgent } from '../protocol/wire.js';
 import type { CommandBroker } from './commands.js';
 import type { Conn, Connections } from './connections.js';
@@ -70,10 +71,17 @@ export class Agents {
             const findings = msg.type === 'delta' ? msg.transitions.map((t) => t.finding) : msg.findings;
             const stranger = findings.find((f) => f.node !== node);
             if (stranger) return connections.close(conn, CLOSE.MALFORMED, `finding for node ${stranger.node} on ${node}'s connection`);
-            if (msg.type === 'snapshot') fleet.applySnapshot(node, msg.findings);
-            else if (msg.type === 'delta') fleet.applyDelta(node, msg.transitions);
+            // A pod.stuck finding speaks for a pod: only the node the pod is bound to may say it is stuck.
+            const foreign = (f: Finding) => f.check === 'pod.stuck' && f.state === 'firing' && podNodeOf(f) !== node;
+            const refusedPods = findings.filter(foreign);
+            if (refusedPods.length > 0) {
+              for (let i = 0; i < refusedPods.length; i++) connections.refuse('pod.stuck from another node');
+              log.warn({ node, code: 'NW_ERR_PROTOCOL', pods: refusedPods.slice(0, 10).map((f) => ({ pod: f.subject, boundTo: podNodeOf(f) ?? null })) }, 'pod.stuck refused: the pod is not bound to the node that reported it');
+            }
+            if (msg.type === 'snapshot') fleet.applySnapshot(node, refusedPods.length ? msg.findings.filter((f) => !foreign(f)) : msg.findings);
+            else if (msg.type === 'delta') fleet.applyDelta(node, refusedPods.length ? msg.transitions.filter((t) => !foreign(t.finding)) : msg.transitions);
             else {
-              const { refused } = fleet.applyRefresh(node, msg.findings);
+              const { refused } = fleet.applyRefresh(node, refusedPods.length ? msg.findings.filter((f) => !foreign(f)) : msg.findings);
               if (refused.length > 0) {
                 for (let i = 0; i < refused.length; i++) connections.refuse('refresh rewrite');
                 log.warn({ node, code: 'NW_ERR_PROTOCOL', refused: refused.slice(0, 10) }, 'refresh refused: it would change more than the numbers of a finding (send a delta)');
@@ -145,4 +153,11 @@ export class Agents {
       });
     }
   }
+}
+
+/** The node a pod.stuck finding says its pod is bound to (evidence.pod.nodeName, from the pod's spec). */
+export function podNodeOf(f: Finding): string | undefined {
+  const pod = f.evidence['pod'];
+  const name = pod && typeof pod === 'object' && !Array.isArray(pod) ? (pod as Record<string, unknown>)['nodeName'] : undefined;
+  return typeof name === 'string' ? name : undefined;
 }

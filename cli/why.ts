@@ -29,7 +29,7 @@ type Walk = { cause: string; checked: boolean; found: boolean; summary: string; 
 /** Human output: the finding, then the walk, one line per cause. */
 export function renderWhy(subject: string, finding: Observation | undefined, notStuck: string | undefined, p: Painter): string {
   if (!finding) return `${p.bold(subject)}: not stuck. ${notStuck ?? ''}\n`;
-  const lines = [`${p.bold(subject)}  ${p.severity(finding.severity, 'STUCK')}${'node' in finding ? `  on ${(finding as Finding).node}` : ''}`, finding.message, p.dim(`next: ${finding.remedy}`), ''];
+  const lines = [`${p.bold(subject)}  ${p.severity(finding.severity, 'STUCK')}${'node' in finding ? `  reported by node ${(finding as Finding).node}` : ''}`, finding.message, p.dim(`next: ${finding.remedy}`), ''];
   const walk = (finding.evidence['walk'] ?? []) as Walk;
   if (walk.length > 0) {
     lines.push(p.bold('What nodewarden checked, in the runbooks\' order:'));

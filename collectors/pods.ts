@@ -101,7 +101,7 @@ export function podStuckObservation(pod: PodInfo, stuck: Stuck, diagnosis: PodDi
     subject,
     message,
     evidence: {
-      pod: { namespace: pod.namespace, name: pod.name, uid: pod.uid, phase: pod.phase ?? null, deletionTimestamp: pod.deletionTimestamp ?? null, gracePeriodSeconds: pod.deletionGracePeriodSeconds ?? pod.terminationGracePeriodSeconds ?? null, finalizers: pod.finalizers, owners: pod.owners },
+      pod: { namespace: pod.namespace, name: pod.name, uid: pod.uid, nodeName: pod.nodeName ?? null, phase: pod.phase ?? null, deletionTimestamp: pod.deletionTimestamp ?? null, gracePeriodSeconds: pod.deletionGracePeriodSeconds ?? pod.terminationGracePeriodSeconds ?? null, finalizers: pod.finalizers, owners: pod.owners },
       stuck: { kind: stuck.kind, since: stuck.since, overdueSeconds: Math.round(stuck.overdueMs / 1000), container: stuck.container ?? null, reason: stuck.reason ?? null },
       cause: cause?.cause ?? null,
       walk: diagnosis.steps.map((st) => ({ cause: st.cause, checked: st.checked, found: st.found, summary: st.summary, remedy: st.remedy ?? null, facts: st.facts })),

@@ -287,6 +287,8 @@ export interface PodInfo {
   /** kind/name of each owner (the controller a finalizer's remedy names). */
   owners: string[];
   phase?: string;
+  /** spec.nodeName: the node the pod is bound to (the aggregator accepts pod.stuck only from that node). */
+  nodeName?: string;
   containers: PodContainerStatus[];
   /** Volume names, for the kubelet dirs the diagnosis looks at. */
   volumes: string[];

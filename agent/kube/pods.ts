@@ -64,6 +64,7 @@ export function toPodInfo(raw: unknown): PodInfo | undefined {
   set('deletionGracePeriodSeconds', num(meta['deletionGracePeriodSeconds']));
   set('terminationGracePeriodSeconds', num(spec['terminationGracePeriodSeconds']));
   set('startTime', str(status['startTime']));
+  set('nodeName', str(spec['nodeName']));
   set('phase', str(status['phase']));
   return info;
 }

@@ -337,3 +337,23 @@ t.test('hostile refresh over the wire: a refresh that rewrites workload and the 
   for (const l of lines) t.ok((l.match(/"node":/g) ?? []).length <= 1, `one node key: ${l.slice(0, 120)}`);
   t.match(JSON.parse(lines.find((l) => l.includes('agent disconnected'))!), { component: 'aggregator', node: 'n1' }, 'node is the peer, component the aggregator');
 });
+
+t.test('pod.stuck is taken only from the node the pod is bound to: a spoofed kube-system/coredns from another node is refused and counted', async (t) => {
+  const { agg, url, port } = await start();
+  t.teardown(() => agg.stop());
+  const ws = new WebSocket(`${url}/api/agent`, { headers: { authorization: 'Bearer agent-token-0123456789' } });
+  await new Promise((r) => ws.once('open', r));
+  ws.send(JSON.stringify({ v: 1, type: 'hello', protocol: 1, node: 'evil-node', agentVersion: 'test', collectors: ['pods'] }));
+  const podEvidence = (nodeName: string | null) => ({ pod: { namespace: 'kube-system', name: 'coredns', uid: 'u1', nodeName } });
+  const spoofed = finding('evil-node', 'pod.stuck', 'kube-system/coredns', 'critical', { evidence: podEvidence('worker-1') });
+  const unbound = finding('evil-node', 'pod.stuck', 'kube-system/coredns-2', 'critical', { evidence: { pod: { namespace: 'kube-system', name: 'coredns-2' } } });
+  const own = finding('evil-node', 'pod.stuck', 'default/mine', 'critical', { evidence: podEvidence('evil-node') });
+  ws.send(JSON.stringify({ v: 1, type: 'snapshot', findings: [spoofed, unbound, own] }));
+  ws.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type: 'firing', finding: { ...spoofed, subject: 'kube-system/coredns-3', id: 'x'.repeat(20) } }] }));
+  await until(() => agg.fleet.active().length >= 1, 10_000, 'the snapshot');
+  const metricsText = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  await until(async () => /reason="pod.stuck from another node"\} 3/.test(await metricsText()), 10_000, 'three refusals counted').catch(() => undefined);
+  t.same(agg.fleet.active().map((f) => f.subject), ['default/mine'], "only the pod bound to the reporting node is kept");
+  t.match(await metricsText(), /nodewarden_aggregator_rejected_total\{reason="pod.stuck from another node"\} 3/);
+  ws.close();
+});

@@ -26,7 +26,7 @@ t.test('renderWhy: the finding, the next step, then the walk in order: found, ru
   t.equal(
     text,
     [
-      'shop/web-0  STUCK  on node-a',
+      'shop/web-0  STUCK  reported by node node-a',
       'shop/web-0 is Terminating 5m past its grace period',
       'next: chattr -i /var/lib/docker/overlay2/x/diff/f',
       '',
@@ -63,7 +63,7 @@ t.test('through the aggregator: stuck exits 2 with the diagnosis, not stuck 0, r
   const env = { NODEWARDEN_TOKEN: TOKEN };
   const r = await runAsync(['why', 'web-0', '-n', 'shop', '--aggregator', agg.url], env);
   t.equal(r.code, 2, `stuck: 2 (${r.stderr})`);
-  t.match(r.stdout, /^shop\/web-0 {2}STUCK {2}on node-a\n/);
+  t.match(r.stdout, /^shop\/web-0 {2}STUCK {2}reported by node node-a\n/);
   t.match(r.stdout, /1\. immutable {3}FOUND/);
   t.same(agg.seen[0], { url: '/api/findings?check=pod.stuck', authorization: `Bearer ${TOKEN}` }, 'asks for pod.stuck findings with the token, over http');
   const json = await runAsync(['why', 'web-0', '-n', 'shop', '--aggregator', agg.url, '--json', '--node', 'node-a'], env);

@@ -36,7 +36,7 @@ t.test('toPodInfo keeps only what the diagnosis reads', async (t) => {
   t.same(info, {
     uid: 'u1', namespace: 'ns', name: 'web', finalizers: ['example.com/cleanup'], owners: ['ReplicaSet/web-7d'],
     containers: [{ name: 'app', state: 'waiting', containerId: 'abc', reason: 'ContainerCreating', finishedAt: '2026-01-01T00:01:00Z' }],
-    volumes: ['data'], resourceVersion: '7', deletionTimestamp: '2026-01-01T00:00:00Z', deletionGracePeriodSeconds: 30, terminationGracePeriodSeconds: 30, startTime: '2026-01-01T00:00:00Z', phase: 'Running',
+    volumes: ['data'], resourceVersion: '7', deletionTimestamp: '2026-01-01T00:00:00Z', deletionGracePeriodSeconds: 30, terminationGracePeriodSeconds: 30, startTime: '2026-01-01T00:00:00Z', phase: 'Running', nodeName: 'n1',
   } as never);
   t.notOk(JSON.stringify(info).includes('xxxx'), 'annotations are not kept');
   t.equal(toPodInfo({ metadata: { name: 'no-uid' } }), undefined, 'a pod without uid is not used');

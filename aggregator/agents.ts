@@ -21,6 +21,8 @@ export interface AgentsOptions {
   version: string;
   /** Forgets a node in the fleet and the journal; false when it was not known. */
   forget: (node: string, why: string) => boolean;
+  /** A shared token spoke for a node for the first time (the journal keeps it). */
+  onClaim?: (token: string, node: string) => void;
   log: Logger;
 }
 
@@ -32,6 +34,16 @@ export class Agents {
   constructor(private readonly opts: AgentsOptions) {
     this.tokenNodes = new NodesPerToken(opts.limits.maxNodesPerToken);
     opts.fleet.on('forget', (node: string) => this.tokenNodes.release(node));
+  }
+
+  /** The nodes each shared token has spoken for, for the journal. */
+  *claims(): Iterable<{ token: string; node: string }> {
+    yield* this.tokenNodes.entries();
+  }
+
+  /** A claim read back from the journal at start. */
+  restoreClaim(token: string, node: string): void {
+    this.tokenNodes.claim(token, node, { force: true });
   }
 
   /** Nodes with an agent connected. */
@@ -133,8 +145,10 @@ export class Agents {
     const previous = this.byNode.get(node);
     if (bound === undefined) {
       if (previous?.who.node === node) return connections.close(conn, CLOSE.FORBIDDEN, `node ${node} has a node-bound agent connected; a shared token cannot replace it`);
+      const before = this.tokenNodes.has(conn.who.name, node);
       const used = this.tokenNodes.claim(conn.who.name, node);
       if (used !== undefined) return connections.close(conn, CLOSE.FORBIDDEN, `token ${conn.who.name} already speaks for ${used} nodes, its limit`);
+      if (!before) this.opts.onClaim?.(conn.who.name, node);
     }
     if (previous && previous !== conn) connections.close(previous, CLOSE.REPLACED, `another agent connected for node ${node}`);
     conn.node = node;

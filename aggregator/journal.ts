@@ -6,7 +6,7 @@
 // Writes are asynchronous, one at a time, each under a deadline: a disk that hangs (an NFS server gone,
 // a frozen device) makes the journal "failing" within the deadline instead of freezing every agent and
 // tailer on the event loop, and no second write is started while a stalled one still holds a thread.
-import { closeSync, ftruncateSync, openSync, readSync, fstatSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, readSync, fstatSync, rmSync } from 'node:fs';
 import { appendFile, open, rename } from 'node:fs/promises';
 import { NodewardenError, errnoCode } from '../protocol/errors.js';
 import { withDeadline } from '../protocol/deadline.js';
@@ -23,7 +23,9 @@ export type JournalRecord =
   | TimedTransition
   | { type: 'node'; node: string; lastMessageAt?: string; disconnectedAt?: string }
   | { type: 'active'; finding: Finding }
-  | { type: 'forget'; node: string };
+  | { type: 'forget'; node: string }
+  /** A shared agent token spoke for a node: its node quota survives a restart. Names, never secrets. */
+  | { type: 'claim'; token: string; node: string };
 
 /** What load() hands each valid record to. */
 export interface JournalSink {
@@ -31,6 +33,7 @@ export interface JournalSink {
   node(node: string, info: { lastMessageAt?: string; disconnectedAt?: string }): void;
   active(f: Finding): void;
   forget(node: string): void;
+  claim?(token: string, node: string): void;
 }
 
 export interface JournalHealth {
@@ -43,11 +46,18 @@ export interface JournalHealth {
   pendingBytes: number;
   writeFailures: number;
   compactions: number;
+  /** Times the disk fell behind and queued records were written by a compaction instead. */
+  catchUps: number;
 }
 
 export interface JournalOptions {
   file: string;
-  /** The file's ceiling in bytes; compaction brings it back to half. */
+  /**
+   * The ceiling on everything the journal has on disk at any moment: the file plus compaction's
+   * temporary file. The file is compacted before an append would take it past half of this, and a
+   * compaction writes at most half (the state, and the newest history up to a quarter), so the two
+   * together never pass it.
+   */
   maxBytes: number;
   /** How often a failing journal is retried (by a full compaction). */
   retryMs?: number;
@@ -56,7 +66,7 @@ export interface JournalOptions {
   /** Records waiting for the disk beyond this many bytes: it is not keeping up; fail, and compact later. */
   maxPendingBytes?: number;
   /** The state compaction writes: history oldest first, then each node's state. */
-  state: () => { history: Iterable<TimedTransition>; nodes: Iterable<FleetState> };
+  state: () => { history: Iterable<TimedTransition>; nodes: Iterable<FleetState>; claims?: Iterable<{ token: string; node: string }> };
   onFailure?: (code: string, err: unknown) => void;
 }
 
@@ -100,6 +110,11 @@ function dispatch(r: unknown, sink: JournalSink): boolean {
     sink.forget(node);
     return true;
   }
+  if (type === 'claim') {
+    if (typeof rec['token'] !== 'string' || rec['token'].length === 0 || rec['token'].length > 256) return false;
+    sink.claim?.(rec['token'], node);
+    return true;
+  }
   return false;
 }
 
@@ -112,6 +127,9 @@ export class Journal {
   /** Records appended and not yet handed to a write. */
   private pending: string[] = [];
   private pendingBytes = 0;
+  /** Records were folded into the next compaction because the disk fell behind. */
+  private compactNext = false;
+  private catchUps = 0;
   /** A drain is queued behind the write in progress. */
   private draining = false;
   /** A write outlived its deadline and the kernel has not let go of it yet. */
@@ -128,6 +146,8 @@ export class Journal {
    * error; any other read failure leaves the journal failing (serve on, retry) with nothing restored.
    */
   load(sink: JournalSink): { records: number; skipped: number; repairedBytes: number } {
+    // A compaction cut off by a crash leaves its temporary file: it counts against the disk bound.
+    rmSync(`${this.opts.file}.tmp`, { force: true });
     let fd: number;
     try {
       fd = openSync(this.opts.file, 'r+');
@@ -208,8 +228,12 @@ export class Journal {
     this.pending.push(line);
     this.pendingBytes += Buffer.byteLength(line);
     if (this.pendingBytes > (this.opts.maxPendingBytes ?? 8 * 1024 * 1024)) {
-      this.fail('EAGAIN', new NodewardenError('NW_ERR_TIMEOUT', `the journal's disk is not keeping up: ${this.pendingBytes} bytes of records wait for it`));
-      return;
+      // The disk is behind: rather than queue more (or give up, as it once did with EAGAIN), the next
+      // write is a compaction, whose state holds every record dropped here. Nothing is lost.
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.compactNext = true;
+      this.catchUps++;
     }
     if (!this.draining) {
       this.draining = true;
@@ -236,14 +260,22 @@ export class Journal {
 
   private async drain(): Promise<void> {
     this.draining = false;
+    if (this.compactNext && !this.failing) {
+      this.compactNext = false;
+      if (!(await this.compactNow())) return;
+    }
     while (this.pending.length > 0 && !this.failing) {
       const data = this.pending.join('');
       const bytes = this.pendingBytes;
       this.pending = [];
       this.pendingBytes = 0;
+      // Past half the bound the file is compacted instead (the state it writes holds these records).
+      if (this.bytes + bytes > this.opts.maxBytes / 2) {
+        if (!(await this.compactNow())) return;
+        continue;
+      }
       if (!(await this.io('append', () => appendFile(this.opts.file, data)))) return;
       this.bytes += bytes;
-      if (this.bytes > this.opts.maxBytes) await this.compactNow();
     }
   }
 
@@ -282,9 +314,14 @@ export class Journal {
     // The state taken now includes every record still waiting: they are not written again.
     this.pending = [];
     this.pendingBytes = 0;
-    const { history, nodes } = this.opts.state();
+    const { history, nodes, claims = [] } = this.opts.state();
     const stateLines: string[] = [];
     let stateBytes = 0;
+    for (const c of claims) {
+      const l = `${JSON.stringify({ type: 'claim', token: c.token, node: c.node })}\n`;
+      stateLines.push(l);
+      stateBytes += Buffer.byteLength(l);
+    }
     for (const n of nodes) {
       const head = `${JSON.stringify({ type: 'node', node: n.node, ...(n.lastMessageAt ? { lastMessageAt: n.lastMessageAt } : {}), ...(n.disconnectedAt ? { disconnectedAt: n.disconnectedAt } : {}) })}\n`;
       stateLines.push(head);
@@ -295,14 +332,20 @@ export class Journal {
         stateBytes += Buffer.byteLength(l);
       }
     }
-    // The newest history that fits beside the state, written oldest first.
+    // The state alone must fit in half the bound, or file and temporary file could pass it together.
+    if (stateBytes > this.opts.maxBytes / 2) {
+      this.fail('EFBIG', new NodewardenError('NW_ERR_CONFIG', `the aggregator's state (${stateBytes} bytes) does not fit in half the journal's bound (${this.opts.maxBytes} bytes): raise the bound and the volume behind it`));
+      return false;
+    }
+    // The newest history that fits beside the state in a quarter of the bound (so compactions are
+    // rare), written oldest first.
     const all = [...history];
     const kept: string[] = [];
     let historyBytes = 0;
     for (let i = all.length - 1; i >= 0; i--) {
       const l = `${JSON.stringify(all[i])}\n`;
       const b = Buffer.byteLength(l);
-      if (stateBytes + historyBytes + b > this.opts.maxBytes / 2) break;
+      if (stateBytes + historyBytes + b > this.opts.maxBytes / 4) break;
       kept.push(l);
       historyBytes += b;
     }
@@ -364,6 +407,7 @@ export class Journal {
       pendingBytes: this.pendingBytes,
       writeFailures: this.writeFailures,
       compactions: this.compactions,
+      catchUps: this.catchUps,
     };
   }
 

@@ -96,13 +96,21 @@ export class NodesPerToken {
   constructor(private readonly max: number) {}
 
   /** Lets `token` speak for `node`; undefined when allowed, else how many nodes it already has. */
-  claim(token: string, node: string): number | undefined {
+  claim(token: string, node: string, opts: { force?: boolean } = {}): number | undefined {
     let nodes = this.nodes.get(token);
     if (!nodes) this.nodes.set(token, (nodes = new Set()));
     if (nodes.has(node)) return undefined;
-    if (nodes.size >= this.max) return nodes.size;
+    if (nodes.size >= this.max && !opts.force) return nodes.size;
     nodes.add(node);
     return undefined;
+  }
+
+  has(token: string, node: string): boolean {
+    return this.nodes.get(token)?.has(node) ?? false;
+  }
+
+  *entries(): Iterable<{ token: string; node: string }> {
+    for (const [token, nodes] of this.nodes) for (const node of nodes) yield { token, node };
   }
 
   /** A forgotten node no longer counts against any token. */

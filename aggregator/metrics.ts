@@ -84,6 +84,7 @@ export function renderAggregatorMetrics(src: MetricsSources): string {
           { name: 'nodewarden_aggregator_journal_ok', help: '1 when the journal is being written, 0 while writes fail', type: 'gauge' as const, samples: [{ labels: {}, value: journal.ok ? 1 : 0 }] },
           { name: 'nodewarden_aggregator_journal_write_failures_total', help: 'Journal writes that failed', type: 'counter' as const, samples: [{ labels: {}, value: journal.writeFailures }] },
           { name: 'nodewarden_aggregator_journal_bytes', help: 'Size of the journal file', type: 'gauge' as const, samples: [{ labels: {}, value: journal.bytes }] },
+          { name: 'nodewarden_aggregator_journal_catch_ups_total', help: 'Times the disk fell behind and the queued records were written by a compaction of the current state instead', type: 'counter' as const, samples: [{ labels: {}, value: journal.catchUps }] },
           { name: 'nodewarden_aggregator_journal_pending_bytes', help: 'Journal records waiting for the write in progress (a slow or hung disk makes this grow)', type: 'gauge' as const, samples: [{ labels: {}, value: journal.pendingBytes }] },
         ]
       : []),

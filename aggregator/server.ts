@@ -129,6 +129,7 @@ export class Aggregator {
       ...(opts.kubeAuth ? { kubeAuth: opts.kubeAuth } : {}),
       version: opts.version,
       forget: (node, why) => this.forgetNode(node, why),
+      onClaim: (token, node) => this.journal?.append({ type: 'claim', token, node }),
       log: opts.log,
     });
     if (opts.journal) {
@@ -136,7 +137,7 @@ export class Aggregator {
         file: opts.journal,
         maxBytes: this.limits.maxJournalBytes,
         writeTimeoutMs: this.limits.journalWriteTimeoutMs,
-        state: () => ({ history: this.fleet.historyEntries(), nodes: this.fleet.state() }),
+        state: () => ({ history: this.fleet.historyEntries(), nodes: this.fleet.state(), claims: this.agents.claims() }),
         onFailure: (code, err) => this.failed('journal', err, `journal ${opts.journal} cannot be written (${code}); serving on, retrying every 10 s`),
       });
       const fleet = this.fleet;
@@ -145,6 +146,7 @@ export class Aggregator {
         node: (n, info) => fleet.restoreNode(n, info),
         active: (f) => fleet.restoreActive(f),
         forget: (n) => fleet.forget(n),
+        claim: (token, node) => this.agents.restoreClaim(token, node),
       });
       this.fleet.restored();
       opts.log.info({ journal: opts.journal, records, skipped, repairedBytes, nodes: this.fleet.nodeCount(), history: this.fleet.historySize() }, 'journal loaded');

@@ -6,7 +6,7 @@ import path from 'node:path';
 import WebSocket from 'ws';
 import { pino } from 'pino';
 import fc from 'fast-check';
-import { Aggregator } from '../../aggregator/server.js';
+import { Aggregator, DEFAULT_LIMITS } from '../../aggregator/server.js';
 import { Journal, type JournalSink } from '../../aggregator/journal.js';
 import { NodewardenError } from '../../protocol/errors.js';
 import { finding } from '../helpers/findings.js';
@@ -235,4 +235,65 @@ t.test('property: any file content loads without throwing; what is not a record 
     { numRuns: 300 },
   );
   t.pass('never threw');
+});
+
+t.test('live: everything the journal puts on disk (file + compaction file) stays inside the bound, on a tmpfs the size of the manifests emptyDir', async (t) => {
+  if (!requireLive(t, { root: true, commands: ['mount', 'umount'] })) return;
+  const manifest = readFileSync('manifests/aggregator.yaml', 'utf8');
+  const sizeLimitMi = Number(/name: journal\s+emptyDir:\s+sizeLimit: (\d+)Mi/.exec(manifest)?.[1]);
+  t.equal(sizeLimitMi, 64, "the manifests' journal volume");
+  const dir = tmp(t);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeLimitMi}m`, 'nw-journal', dir]);
+  t.teardown(() => void spawnSync('umount', ['-l', dir]));
+  const file = path.join(dir, 'journal.ndjson');
+  const { agg, url, port } = await start(file); // the default bound
+  t.teardown(() => agg.stop());
+  const bound = DEFAULT_LIMITS.maxJournalBytes;
+  t.ok(bound <= sizeLimitMi * 1024 * 1024 * 0.8, `the default bound (${bound} bytes) leaves room in the ${sizeLimitMi} MiB volume`);
+  let peak = 0;
+  const sample = setInterval(() => {
+    let used = 0;
+    for (const f of [file, `${file}.tmp`]) {
+      try {
+        used += statSync(f).size;
+      } catch {
+        // not there now
+      }
+    }
+    peak = Math.max(peak, used);
+  }, 5);
+  t.teardown(() => clearInterval(sample));
+  // About 150 MB of transitions: 800 findings of ~4 KiB firing and resolving, 3 MB a delta.
+  const a = await agent(url, 'churn-1');
+  const many = Array.from({ length: 800 }, (_, i) => finding('churn-1', 'disk.usage', `/mnt/${i}`, 'warning', { evidence: { pad: 'x'.repeat(3800) } }));
+  for (let round = 0; round < 50; round++) {
+    const type = round % 2 === 0 ? 'firing' : 'resolved';
+    a.send(JSON.stringify({ v: 1, type: 'delta', transitions: many.map((f) => ({ type, finding: { ...f, state: type } })) }));
+    const want = type === 'firing' ? 800 : 0;
+    await until(() => agg.fleet.active({ node: 'churn-1' }).length === want, 20_000, `round ${round}`);
+  }
+  await until(async () => (await health(port)).journal !== undefined && ((await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { journal: { pendingBytes: number } }).journal.pendingBytes === 0, 20_000, 'the journal to catch up');
+  clearInterval(sample);
+  const h = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { status: string; journal: { ok: boolean; writeFailures: number; compactions: number } };
+  t.equal(h.status, 'ok', 'the journal never failed (no ENOSPC on the volume)');
+  t.equal(h.journal.writeFailures, 0);
+  t.ok(h.journal.compactions >= 3, `compacted ${h.journal.compactions} times`);
+  t.ok(peak <= bound, `peak on disk ${peak} bytes, bound ${bound}`);
+  a.close();
+});
+
+t.test("the per-token node quota survives a restart: it is kept in the journal", async (t) => {
+  const dir = tmp(t);
+  const file = path.join(dir, 'journal.ndjson');
+  const first = await start(file, { limits: { maxNodesPerToken: 2 } });
+  for (const n of ['q1', 'q2']) (await agent(first.url, n)).close();
+  await first.agg.stop();
+  const again = await start(file, { limits: { maxNodesPerToken: 2 } });
+  t.teardown(() => again.agg.stop());
+  const ws = new WebSocket(`${again.url}/api/agent`, { headers: { authorization: 'Bearer agent-token-0123456789' } });
+  await new Promise((r) => ws.once('open', r));
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  ws.send(JSON.stringify({ v: 1, type: 'hello', protocol: 1, node: 'q3', agentVersion: 'test', collectors: ['disk'] }));
+  t.match(await closed, { code: 4005, reason: /already speaks for 2 nodes/ }, 'a third node is refused after the restart');
+  t.equal(await (await agent(again.url, 'q1')).readyState, WebSocket.OPEN, 'a node it already spoke for is still welcome');
 });

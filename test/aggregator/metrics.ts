@@ -44,7 +44,7 @@ t.test('the counters every part adds to, and the journal series only with a jour
   t.equal(sample(without, 'nodewarden_aggregator_rejected_total{reason="upgrade 401"}'), 2);
   t.equal(sample(without, 'nodewarden_aggregator_errors_total{where="journal",code="NW_ERR_IO"}'), 1);
   t.notMatch(without, /journal_ok/, 'no --journal: no journal series');
-  const withJournal = renderAggregatorMetrics({ fleet: fleet(t), counters, tailers: 0, tailerBufferedBytes: 0, journal: { ok: false, writeFailures: 4, bytes: 512, pendingBytes: 2048, compactions: 0 } });
+  const withJournal = renderAggregatorMetrics({ fleet: fleet(t), counters, tailers: 0, tailerBufferedBytes: 0, journal: { ok: false, writeFailures: 4, bytes: 512, pendingBytes: 2048, compactions: 0, catchUps: 0 } });
   t.equal(sample(withJournal, 'nodewarden_aggregator_journal_ok'), 0);
   t.equal(sample(withJournal, 'nodewarden_aggregator_journal_write_failures_total'), 4);
   t.equal(sample(withJournal, 'nodewarden_aggregator_journal_bytes'), 512);

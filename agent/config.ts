@@ -46,7 +46,7 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS) {
     ),
     agent: s.object(
       {
-        listen: s.string({ default: '0.0.0.0:9742', pattern: new RegExp(`^$|${HOST_PORT.source}`), doc: "HOST:PORT for the agent's /healthz and /metrics ('' to turn them off)" }),
+        listen: s.string({ default: '0.0.0.0:9742', pattern: new RegExp(`^$|${HOST_PORT.source}`), patternDoc: "HOST:PORT (e.g. 0.0.0.0:9742, 127.0.0.1:9742, [::1]:9742; port 0-65535) or '' for no listener", doc: "HOST:PORT for the agent's /healthz and /metrics ('' to turn them off)" }),
         heartbeat: s.duration({ default: '15s', min: 100, doc: 'ping the aggregator this often; two missed pongs drop the link' }),
         restartAfterUnreachable: s.duration({ default: '10m', min: 1000, doc: '/healthz fails (kubelet restarts the agent) when the configured aggregator has been unreachable this long' }),
       },

@@ -20,6 +20,7 @@ import { FINDING_STATES, SEVERITIES } from '../protocol/finding.js';
 import { Agents } from './agents.js';
 import { Authenticator, type Identity, type Token } from './auth.js';
 import { CommandBroker, parsePruneRequest } from './commands.js';
+import { listenFailure } from '../protocol/address.js';
 import { ConnectionGate } from './gate.js';
 import { Connections } from './connections.js';
 import { Fleet, LimitError, type TimedTransition } from './fleet.js';
@@ -186,7 +187,7 @@ export class Aggregator {
 
   async start(): Promise<{ host: string; port: number; url: string }> {
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
+      this.server.once('error', (err) => reject(listenFailure(err, '--listen', { host: this.opts.host, port: this.opts.port })));
       this.server.listen(this.opts.port, this.opts.host, () => resolve());
     });
     this.server.on('error', (err) => this.failed('http', err));

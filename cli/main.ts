@@ -35,7 +35,9 @@ export async function main(argv: string[]): Promise<void> {
       process.stderr.write(`nodewarden: ${err.message}\n${details}`);
       process.exit(EXIT.UNKNOWN);
     }
-    process.stderr.write(`nodewarden: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    // One line; the stack only when asked for (it helps a bug report, not an operator).
+    const debug = Boolean(process.env['NODEWARDEN_DEBUG']);
+    process.stderr.write(`nodewarden: unexpected error: ${err instanceof Error ? (debug ? (err.stack ?? err.message) : err.message) : String(err)}${debug ? '' : ' (NODEWARDEN_DEBUG=1 shows where)'}\n`);
     process.exit(EXIT.UNKNOWN);
   }
 }

@@ -178,7 +178,7 @@ export const s = {
       typeof input === 'boolean' ? input : fail(`must be true or false, got ${typeName(input)}`),
     ) as Spec<Defaulted<O, boolean>>;
   },
-  string<O extends { default?: string; doc: string; pattern?: RegExp; nonEmpty?: boolean; maxLength?: number }>(opts: O): Spec<Defaulted<O, string>> {
+  string<O extends { default?: string; doc: string; pattern?: RegExp; patternDoc?: string; nonEmpty?: boolean; maxLength?: number }>(opts: O): Spec<Defaulted<O, string>> {
     const spec: Spec<string> = {
       kind: 'string',
       doc: opts.doc,
@@ -192,7 +192,7 @@ export const s = {
         }
         if (opts.nonEmpty && input === '') problems.push({ path, message: 'must not be empty' });
         else if (opts.maxLength !== undefined && input.length > opts.maxLength) problems.push({ path, message: `must be at most ${opts.maxLength} characters, got ${input.length}` });
-        else if (opts.pattern && !opts.pattern.test(input)) problems.push({ path, message: `must match ${opts.pattern}, got ${JSON.stringify(input)}` });
+        else if (opts.pattern && !opts.pattern.test(input)) problems.push({ path, message: opts.patternDoc ? `must be ${opts.patternDoc}, got ${JSON.stringify(input)}` : `must match ${opts.pattern}, got ${JSON.stringify(input)}` });
         return input;
       },
     };

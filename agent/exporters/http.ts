@@ -6,6 +6,7 @@
 // EMFILE before).
 import http from 'node:http';
 import type { Socket } from 'node:net';
+import { listenFailure } from '../../protocol/address.js';
 import { renderMetrics, type Metric } from '../../protocol/metrics.js';
 import { formatDuration } from '../../protocol/schema.js';
 import type { CollectorStatus } from '../runner.js';
@@ -79,7 +80,7 @@ export class AgentServer implements Exporter {
     const at = this.opts.listen;
     if (!at) return;
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
+      this.server.once('error', (err) => reject(listenFailure(err, 'agent.listen (--listen)', at)));
       this.server.listen(at.port, at.host, () => resolve());
     });
     const addr = this.server.address();

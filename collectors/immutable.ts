@@ -40,6 +40,11 @@ export interface ImmutableData {
   complete?: { units: number; entries: number; errors: number };
 }
 
+/** The chattr that clears exactly these bits: -i, -a or -ia (chattr -i alone leaves an append-only file). */
+export function chattrCommand(bits: number, path: string): string {
+  return `chattr -${bits & ATTR_IMMUTABLE ? 'i' : ''}${bits & ATTR_APPEND ? 'a' : ''} ${shellQuote(path)}`;
+}
+
 export function attrLetters(bits: number): string {
   return `${bits & ATTR_IMMUTABLE ? 'i' : '-'}${bits & ATTR_APPEND ? 'a' : '-'}`;
 }
@@ -122,7 +127,7 @@ export function evaluateImmutable(found: readonly Flagged[], containers: readonl
       subject: f.path,
       message,
       evidence,
-      remedy: `chattr -${f.bits & ATTR_IMMUTABLE ? 'i' : ''}${f.bits & ATTR_APPEND ? 'a' : ''} ${q}${
+      remedy: `${chattrCommand(f.bits, f.path)}${
         c
           ? owner!.where === 'image'
             ? `  # then the image can go: ${rmi(c)}`

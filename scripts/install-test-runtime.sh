@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what nodewarden's tests use on a Debian machine (root, idempotent): the container runtime
 # (Debian's docker.io, containerd, runc), busybox-static for the offline test image, and the tools the
-# live tests drive (mkfs.ext4, losetup, fallocate, chattr, unshare, python3, gcc for the bench floor).
+# live tests drive (mkfs.ext4, losetup, fallocate, chattr, unshare, python3, gcc for the bench floor), and
+# promtool (Debian's prometheus) for the alerting rules' tests.
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -19,6 +20,7 @@ have ps || need+=(procps)
 have openssl || need+=(openssl)
 have debootstrap || need+=(debootstrap)
 [ -x /usr/bin/time ] || need+=(time)
+have promtool || need+=(prometheus)
 if [ ${#need[@]} -eq 0 ]; then
   echo "install-test-runtime: everything is already installed"
   exit 0

@@ -94,5 +94,14 @@ export function formatBytes(n: number): string {
 
 /** Quotes a path for a shell command in a remedy, only when it needs it. */
 export function shellQuote(s: string): string {
-  return /^[A-Za-z0-9_\-./:=@%+,]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+  if (/^[A-Za-z0-9_\-./:=@%+,]+$/.test(s)) return s;
+  // A name with control characters (a file named with an escape sequence) is quoted as bash's $'...'
+  // with \xHH escapes: the command still works when pasted, and printing it does nothing to a terminal.
+  if (/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/.test(s)) {
+    const bytes = Buffer.from(s, 'utf8');
+    let out = '';
+    for (const b of bytes) out += b < 0x20 || b >= 0x7f || b === 0x27 || b === 0x5c ? `\\x${b.toString(16).padStart(2, '0')}` : String.fromCharCode(b);
+    return `$'${out}'`;
+  }
+  return `'${s.replace(/'/g, `'\\''`)}'`;
 }

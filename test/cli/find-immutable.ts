@@ -1,6 +1,6 @@
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeLoopFs, requireLive } from '../helpers/live.js';
 import { runSync } from '../helpers/processes.js';
@@ -15,37 +15,48 @@ t.test('live: find-immutable on a loop filesystem with chattr +i and +a files', 
   });
   mkdirSync(path.join(m, 'a', 'b'), { recursive: true });
   mkdirSync(path.join(m, 'with space'));
-  for (const f of ['a/b/locked', 'a/log', 'a/plain', 'with space/x']) writeFileSync(path.join(m, f), 'x');
+  for (const f of ['a/b/locked', 'a/log', 'a/plain', 'with space/x', 'a/both']) writeFileSync(path.join(m, f), 'x');
   execFileSync('chattr', ['+i', path.join(m, 'a/b/locked'), path.join(m, 'with space/x')]);
   execFileSync('chattr', ['+a', path.join(m, 'a/log')]);
+  execFileSync('chattr', ['+i', '+a', path.join(m, 'a/both')]);
 
   const r = runSync(['find-immutable', m]);
   t.equal(r.code, 0, 'exit 0 when something is found, as grep');
   const lines = r.stdout.trimEnd().split('\n');
-  t.same(lines.slice(0, -1), [`i-  ${m}/a/b/locked`, `-a  ${m}/a/log`, `i-  ${m}/with space/x`], 'each flagged file once, with its attributes');
+  const w = `${m}/with space/x`.length;
+  t.same(lines.slice(0, -1), [
+    `i-  ${`${m}/a/b/locked`.padEnd(w)}  chattr -i ${m}/a/b/locked`,
+    `ia  ${`${m}/a/both`.padEnd(w)}  chattr -ia ${m}/a/both`,
+    `-a  ${`${m}/a/log`.padEnd(w)}  chattr -a ${m}/a/log`,
+    `i-  ${m}/with space/x  chattr -i '${m}/with space/x'`,
+  ], 'every flagged file once, with its attributes and the exact chattr that clears it');
   const entries = execFileSync('find', [m], { encoding: 'utf8' }).trimEnd().split('\n').length - 1;
-  t.equal(lines.at(-1), `# ${entries} entries scanned, 3 with i or a; clear with: chattr -i ${m}/a/b/locked`, 'the summary counts what find lists below the path');
+  t.equal(lines.at(-1), `# ${entries} entries scanned, 4 with i or a; each line ends with the chattr that clears it`, 'the summary counts what find lists below the path');
   t.equal(r.stderr, '');
 
   const lsattr = execFileSync('lsattr', ['-R', m], { encoding: 'utf8' }).split('\n').filter((l) => /^[-a-zA-Z]+ /.test(l) && /[ia]/.test(l.split(' ')[0]!)).length;
-  t.equal(lsattr, 3, 'lsattr -R agrees on how many');
+  t.equal(lsattr, 4, 'lsattr -R agrees on how many');
 
   const json = runSync(['find-immutable', '--json', path.join(m, 'a')]);
   t.equal(json.code, 0);
   t.same(JSON.parse(json.stdout), {
-    scanned: 4,
+    scanned: 5,
     unreadable: 0,
     found: [
-      { path: `${m}/a/b/locked`, attributes: 'i-' },
-      { path: `${m}/a/log`, attributes: '-a' },
+      { path: `${m}/a/b/locked`, attributes: 'i-', chattr: `chattr -i ${m}/a/b/locked` },
+      { path: `${m}/a/both`, attributes: 'ia', chattr: `chattr -ia ${m}/a/both` },
+      { path: `${m}/a/log`, attributes: '-a', chattr: `chattr -a ${m}/a/log` },
     ],
-  }, '--json below a/: b, b/locked, log, plain');
+  }, '--json below a/: b, b/locked, both, log, plain');
 
-  // The remedy it prints works: after it, the file is no longer found.
-  execFileSync('sh', ['-c', lines.at(-1)!.split('clear with: ')[1]!]);
-  const after = runSync(['find-immutable', path.join(m, 'a', 'b')]);
+  // Every printed command works as printed: after running them, each file can be removed.
+  for (const line of lines.slice(0, -1)) execFileSync('sh', ['-c', line.slice(line.indexOf('chattr '))]);
+  for (const f of ['a/b/locked', 'a/both', 'a/log', 'with space/x']) {
+    t.doesNotThrow(() => rmSync(path.join(m, f)), `${f} can be removed after its chattr`);
+  }
+  const after = runSync(['find-immutable', path.join(m, 'a')]);
   t.equal(after.code, 1, 'exit 1 when nothing is found');
-  t.equal(after.stdout, '# 1 entries scanned, 0 with i or a\n');
+  t.equal(after.stdout, '# 2 entries scanned, 0 with i or a\n', 'a/b and a/plain are left');
 });
 
 t.test('a path that cannot be read is a usage error with one line on stderr', async (t) => {

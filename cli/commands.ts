@@ -61,10 +61,14 @@ const HELP_FLAG: Flag = { name: 'help', type: 'boolean', short: 'h', help: 'this
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 const sets = (v: unknown): string[] => (Array.isArray(v) ? (v as string[]) : []);
 
+const MAX_DURATION_MS = 3650 * 86_400_000;
+
 function durationFlag(flag: string, v: unknown, def: number): number {
   if (v === undefined) return def;
   const ms = parseDuration(String(v));
   if (ms === undefined) throw new UsageError(`${flag} must be a duration such as 30s, 5m, 72h or 7d, got ${String(v)}`);
+  // A duration past this is a typo (100000000h), and one before 1970 made tail retry for ever.
+  if (ms > MAX_DURATION_MS) throw new UsageError(`${flag} must be at most 3650d (ten years), got ${String(v)}`);
   return ms;
 }
 

@@ -169,6 +169,9 @@ export class Tail {
     if (!this.stopped) this.status.show(formatStatus(this.fleetStatus(), this.p, new Date()));
   }
 
+  /** The last transition --since's history printed for each finding, until the active set arrives. */
+  private readonly historyLast = new Map<string, string>();
+
   private emit(event: TailEvent, f: Finding, at: string): void {
     if (this.opts.json) this.opts.out(jsonForTerminal({ at, event, finding: f }));
     else this.print(formatTailLine(event, f, at, this.p, this.opts.columns));
@@ -181,7 +184,13 @@ export class Tail {
     if (first) {
       this.seenActive = true;
       if (!this.opts.follow && !this.opts.json) this.opts.out(this.p.bold(TAIL_HEADER));
-      for (const f of findings) this.emit('active', f, f.lastSeen);
+      // TIME is when a finding fired, not when it was last seen (that moved at every refresh). One
+      // that --since's history already printed as firing or updated is not printed again.
+      for (const f of findings) {
+        const seen = this.historyLast.get(f.id);
+        if (seen !== 'firing' && seen !== 'updated') this.emit('active', f, f.firstSeen);
+      }
+      this.historyLast.clear();
     } else {
       // Back after a reconnect: print only what changed while we were away.
       for (const [id, f] of this.view) if (!next.has(id)) this.emit('resolved', { ...f, state: 'resolved' }, now);
@@ -212,7 +221,12 @@ export class Tail {
       if (!this.opts.follow) this.stop(3);
       return;
     }
-    if (msg.type === 'history') for (const t of msg.transitions) this.emit('history', t.finding, t.at);
+    if (msg.type === 'history') {
+      for (const t of msg.transitions) {
+        this.historyLast.set(t.finding.id, t.type);
+        this.emit('history', t.finding, t.at);
+      }
+    }
     else if (msg.type === 'active') {
       this.activeChunks.push(...msg.findings);
       if (msg.more) return;

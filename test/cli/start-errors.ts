@@ -57,3 +57,9 @@ t.test('aggregator --listen on an address that is not this machine: one line', a
   oneLine(t, r.stderr);
   t.match(r.stderr, /--listen: 192\.0\.2\.1 is not an address of this machine/);
 });
+
+t.test('tail --since 100000000h is a usage error naming the maximum, not a retry loop', async (t) => {
+  const r = runSync(['tail', '--since', '100000000h', '--aggregator', 'ws://127.0.0.1:9', '--token-file', '/dev/null']);
+  t.equal(r.code, 3);
+  t.match(r.stderr, /^nodewarden: --since must be at most 3650d \(ten years\), got 100000000h\n/);
+});

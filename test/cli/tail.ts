@@ -143,3 +143,31 @@ t.test('tail rows name the pod and container, not the 64-hex id (the id stays in
   t.notMatch(line, /f{64}/, 'no raw id');
   t.match(line, /shop\/api-7\/api/, 'namespace/pod/container');
 });
+
+t.test('TIME is when a finding fired: it does not move with lastSeen, and --since prints an active finding once', async (t) => {
+  const { Aggregator } = await import('../../aggregator/server.js');
+  const { pino } = await import('pino');
+  const WebSocketClient = (await import('ws')).default;
+  const agg = new Aggregator({ host: '127.0.0.1', port: 0, tokens: [{ role: 'agent', name: 'a', secret: 'agent-token-0123456789' }, { role: 'tail', name: 'ops', secret: TOKEN }], version: 'test', log: pino({ level: 'silent' }), silentAfterMs: 60_000, heartbeatMs: 60_000 });
+  const { url } = await agg.start();
+  t.teardown(() => agg.stop());
+  const ws = new WebSocketClient(`${url}/api/agent`, { headers: { authorization: 'Bearer agent-token-0123456789' } });
+  await new Promise((r) => ws.once('open', r));
+  ws.send(JSON.stringify({ v: 1, type: 'hello', protocol: 1, node: 'n1', agentVersion: 'test', collectors: ['sockstat'] }));
+  const fired = '2026-01-02T03:04:05.000Z';
+  const f = finding('n1', 'sockstat.timewait', 'tcp', 'warning', { message: 'TIME_WAIT 100 of 131,072', firstSeen: fired, lastSeen: '2026-01-02T05:00:00.000Z' });
+  ws.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type: 'firing', finding: f }] }));
+  await until(() => agg.fleet.active().length === 1, 10_000, 'the finding');
+  const env = { NODEWARDEN_AGGREGATOR: url, NODEWARDEN_TOKEN: TOKEN, TZ: 'UTC' };
+  const first = await runAsync(['tail', '--no-follow', '--json'], env);
+  ws.send(JSON.stringify({ v: 1, type: 'refresh', findings: [{ ...f, message: 'TIME_WAIT 101 of 131,072', lastSeen: '2026-01-02T05:00:10.000Z' }] }));
+  await until(() => agg.fleet.active()[0]?.message === 'TIME_WAIT 101 of 131,072', 10_000, 'the refresh');
+  const second = await runAsync(['tail', '--no-follow', '--json'], env);
+  const at = (out: string) => out.trim().split('\n').map((l) => (JSON.parse(l) as { at: string }).at);
+  t.same(at(first.stdout), [fired], 'the active line carries the time it fired');
+  t.same(at(second.stdout), [fired], 'and still does after a refresh moved lastSeen');
+  const since = await runAsync(['tail', '--no-follow', '--since', '1h', '--json'], env);
+  const lines = since.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string; finding: { id: string } });
+  t.equal(lines.filter((l) => l.finding.id === f.id).length, 1, `--since prints it once (${lines.map((l) => l.event).join(', ')})`);
+  ws.close();
+});

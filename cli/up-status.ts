@@ -102,17 +102,19 @@ export interface CollectorOutcome {
 
 /**
  * The summary once every collector has run: what ran and how, and what that means for the node.
- * `healthy` only when every collector could look and nothing fires.
+ * `healthy` only when every collector could look and nothing fires: a collector with no data (mounts
+ * without hostPID, pods without an API server), unavailable (its runtime does not answer), failed or
+ * timed out did not look, so its silence says nothing.
  */
 export function formatSummary(statuses: readonly CollectorOutcome[], findings: Record<Severity, number>, elapsedMs: number): string {
   const each = statuses.map((s) => `${s.name} ${s.status}${s.status === 'ok' ? '' : s.detail ? ` (${s.detail})` : ''}`);
-  const blind = statuses.filter((s) => s.status === 'failed' || s.status === 'timeout').map((s) => s.name);
+  const blind = statuses.filter((s) => s.status !== 'ok').map((s) => s.name);
   const total = findings.critical + findings.warning + findings.info;
   const verdict =
     total > 0
       ? `${total} finding${total === 1 ? '' : 's'} (${formatFindingCounts(findings).replace('findings: ', '')}), listed above; changes print as they happen.`
       : blind.length > 0
-        ? `no findings, but ${blind.join(', ')} could not look: not known to be healthy.`
+        ? `no findings, but ${blind.length === 1 ? `${blind[0]} could not look` : `${blind.length} collectors could not look (${blind.join(', ')})`}: not known to be healthy.`
         : 'this node is healthy: no findings. Changes print as they happen.';
   return `first cycle done in ${(elapsedMs / 1000).toFixed(1)}s: ${each.join(', ')}\n${verdict}`;
 }

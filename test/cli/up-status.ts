@@ -17,8 +17,11 @@ t.test('the status line says what ran, when, and what fires', async (t) => {
 });
 
 t.test('the summary after the first cycle: healthy only when every collector looked and nothing fires', async (t) => {
-  const ok = [{ name: 'disk', status: 'ok', durationMs: 5 }, { name: 'immutable', status: 'no-data', durationMs: 1, detail: 'native module not built' }];
-  t.match(formatSummary(ok, { critical: 0, warning: 0, info: 0 }, 2345), /^first cycle done in 2\.3s: disk ok, immutable no-data \(native module not built\)\nthis node is healthy: no findings/);
+  const ok = [{ name: 'disk', status: 'ok', durationMs: 5 }, { name: 'sockstat', status: 'ok', durationMs: 1 }];
+  t.match(formatSummary(ok, { critical: 0, warning: 0, info: 0 }, 2345), /^first cycle done in 2\.3s: disk ok, sockstat ok\nthis node is healthy: no findings/);
+  const noData = formatSummary([...ok, { name: 'mounts', status: 'no-data', durationMs: 1, detail: 'needs hostPID' }, { name: 'runtime', status: 'unavailable', durationMs: 1, detail: 'dockerd does not answer' }], { critical: 0, warning: 0, info: 0 }, 1000);
+  t.match(noData, /mounts no-data \(needs hostPID\), runtime unavailable \(dockerd does not answer\)\nno findings, but 2 collectors could not look \(mounts, runtime\): not known to be healthy/, 'no-data and unavailable did not look either');
+  t.notMatch(noData, /is healthy/);
   t.match(formatSummary(ok, { critical: 1, warning: 1, info: 0 }, 1000), /\n2 findings \(1 critical, 1 warning\), listed above/);
   const blind = formatSummary([{ name: 'drift', status: 'timeout', durationMs: 20_000, detail: 'no result within 20000 ms' }], { critical: 0, warning: 0, info: 0 }, 20_000);
   t.match(blind, /no findings, but drift could not look: not known to be healthy/);

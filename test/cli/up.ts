@@ -58,3 +58,17 @@ t.test('live: with port 9743 taken, up picks another and the printed commands ca
   up.kill('SIGINT');
   t.equal(await new Promise((resolve) => up.once('exit', resolve)), 0);
 });
+
+t.test('up --host-root on a fixture tree: collectors that could not look are named, and the node is not called healthy', async (t) => {
+  const up = run(['up', '--host-root', 'test/fixtures/host/debian12-vm']);
+  let stderr = '';
+  up.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  up.stdout!.resume();
+  t.teardown(() => void up.kill('SIGKILL'));
+  await until(() => /not known to be healthy|this node is healthy|finding/.test(stderr.split('first cycle done')[1] ?? ''), 60_000, 'the summary');
+  t.match(stderr, /mounts no-data \([^)]*hostPID/, 'mounts says it needs hostPID');
+  t.match(stderr, /could not look \([^)]*mounts[^)]*\): not known to be healthy/);
+  t.notMatch(stderr, /this node is healthy/);
+  up.kill('SIGINT');
+  await new Promise((resolve) => up.once('exit', resolve));
+});

@@ -5,6 +5,7 @@ import os from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { NodewardenError, errnoCode, errorMessage } from '../protocol/errors.js';
 import { HOST_PORT } from '../protocol/address.js';
+import { escapeForTerminal } from '../protocol/terminal.js';
 import { formatDuration, s, type Infer, type Problem, type Spec } from '../protocol/schema.js';
 import { COLLECTORS } from '../collectors/index.js';
 import type { AnyCollector } from '../collectors/types.js';
@@ -113,6 +114,19 @@ export function minimumTimeout(waits: readonly { ms: number }[]): number {
  * ended, so runs never overlap). Set, it is checked against both, and a contradiction names the values
  * that would work.
  */
+/**
+ * Every threshold pair in the config: a warning at or above its critical would never warn (a disk at
+ * 97 % with warning=99 and critical=95 goes straight to critical, and one at 96 % says nothing at all).
+ */
+function checkBands(node: unknown, path: string, problems: Problem[]): void {
+  if (!node || typeof node !== 'object' || Array.isArray(node)) return;
+  const o = node as Record<string, unknown>;
+  if (typeof o['warning'] === 'number' && typeof o['critical'] === 'number' && o['warning'] >= o['critical']) {
+    problems.push({ path: `${path}warning`, message: `must be below ${path}critical (${o['critical']}), got ${o['warning']}` });
+  }
+  for (const [k, v] of Object.entries(o)) checkBands(v, `${path}${k}.`, problems);
+}
+
 function resolveTimeouts(config: Config, input: Record<string, unknown>, collectors: readonly AnyCollector[], problems: Problem[]): void {
   const given = (name: string): boolean => {
     const sections = input['collectors'];
@@ -199,8 +213,13 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     try {
       raw = parseYaml(text) ?? {};
     } catch (err) {
-      const msg = errorMessage(err).split('\n')[0];
-      throw new NodewardenError('NW_ERR_CONFIG', `config file ${opts.file} is not valid YAML or JSON: ${msg}`);
+      // yaml's message ends "at line L, column C:" before a code frame: say it in one line, with the
+      // line itself, as FILE:LINE:COLUMN the way compilers do.
+      const e = err as { linePos?: { line: number; col: number }[] };
+      const pos = e.linePos?.[0];
+      const what = errorMessage(err).split('\n')[0]!.replace(/ at line \d+, column \d+:?\s*$/, '').replace(/:\s*$/, '');
+      const line = pos ? text.split('\n')[pos.line - 1]?.trim().slice(0, 80) : undefined;
+      throw new NodewardenError('NW_ERR_CONFIG', `config file ${opts.file}${pos ? `:${pos.line}:${pos.col}` : ''} is not valid YAML or JSON: ${what}${line ? ` (the line reads: "${escapeForTerminal(line)}")` : ''}`);
     }
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
       throw new NodewardenError('NW_ERR_CONFIG', `config file ${opts.file} must hold a mapping of settings at the top level`);
@@ -216,6 +235,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (opts.node !== undefined) merged['node'] = opts.node;
   const config: Config = configSpec().check(merged, '', problems);
   resolveTimeouts(config, merged, COLLECTORS, problems);
+  checkBands(config, '', problems);
   if (problems.length > 0) {
     const where = opts.file ? ` in ${opts.file}` : '';
     throw new NodewardenError('NW_ERR_CONFIG', `invalid config${where}: ${problems.length} problem${problems.length === 1 ? '' : 's'}`, {

@@ -77,7 +77,7 @@ export const COMMANDS: readonly Command[] = [
     name: 'check',
     flags: [
       { ...f.json, help: 'one JSON document: node, findings, collectors, data' },
-      { name: 'only', type: 'string', value: 'NAMES', help: 'comma-separated collectors to run (COLLECTORS), even ones the config disables' },
+      { name: 'only', type: 'string', value: 'NAMES', multiple: true, help: 'comma-separated collectors to run (COLLECTORS), even ones the config disables; repeatable' },
       f.hostRoot,
       f.config,
       f.set,
@@ -87,7 +87,8 @@ export const COMMANDS: readonly Command[] = [
     description:
       "Run every collector once; print the host's facts (on a terminal), the filesystems, the socket counters, the top socket holders and the findings, most severe first. Exit 0 no finding, 1 warning, 2 critical, 3 unknown.",
     async run({ values }) {
-      const only = str(values['only'])?.split(',').map((x) => x.trim()).filter(Boolean);
+      // Repeated --only flags add up (--only disk --only sockstat), as comma lists do.
+      const only = values['only'] === undefined ? undefined : [...new Set(sets(values['only']).flatMap((v) => v.split(',')).map((x) => x.trim()).filter(Boolean))];
       if (only !== undefined && only.length === 0) throw new UsageError('--only needs at least one collector name');
       const { runCheck } = await import('./check.js');
       return runCheck(

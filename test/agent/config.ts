@@ -84,3 +84,16 @@ t.test('contradictions between related keys name the value that would work', asy
   const all = problemsOf(['collectors.runtime.timeout=2s', 'collectors.sockstat.timeout=1m', 'logLevel=loud']);
   t.equal(all.length, 3, 'every problem at once');
 });
+
+t.test('a warning at or above its critical is refused, with every such pair named at once', async (t) => {
+  const err = t.throws(() => loadConfig({ env: {}, sets: ['collectors.disk.usage.warning=99', 'collectors.disk.usage.critical=95', 'collectors.sockstat.orphans.warning=90', 'collectors.sockstat.orphans.critical=90'] })) as NodewardenError;
+  t.equal(err.code, 'NW_ERR_CONFIG');
+  t.same(err.details, ['collectors.disk.usage.warning: must be below collectors.disk.usage.critical (95), got 99', 'collectors.sockstat.orphans.warning: must be below collectors.sockstat.orphans.critical (90), got 90']);
+});
+
+t.test('a YAML error names FILE:LINE:COLUMN and the line, and does not end on a dangling colon', async (t) => {
+  const err = t.throws(() => loadConfig({ env: {}, file: file('bad.yaml', 'collectors:\n  disk:\n    usage: : 3\n') })) as NodewardenError;
+  t.equal(err.code, 'NW_ERR_CONFIG');
+  t.match(err.message, /bad\.yaml:3:\d+ is not valid YAML or JSON: .+ \(the line reads: "usage: : 3"\)$/);
+  t.notMatch(err.message, /:\s*$/);
+});

@@ -177,3 +177,11 @@ t.test('live: on a terminal check shows its progress on stderr and clears it; pi
     t.notMatch(piped.stdout, /[\r\x1b]|running:/, `${args.join(' ')}: no control byte, no progress line`);
   }
 });
+
+t.test('repeated --only flags add up, as a comma list does', async (t) => {
+  const { runSync } = await import('../helpers/processes.js');
+  const r = runSync(['check', '--only', 'disk', '--only', 'sockstat', '--json']);
+  t.same((JSON.parse(r.stdout) as { collectors: { name: string }[] }).collectors.map((c) => c.name).sort(), ['disk', 'sockstat']);
+  const c = runSync(['check', '--only', 'disk,sockstat', '--only', 'disk', '--json']);
+  t.same((JSON.parse(c.stdout) as { collectors: { name: string }[] }).collectors.map((x) => x.name).sort(), ['disk', 'sockstat']);
+});

@@ -188,6 +188,46 @@ t.test('the connection cap is no lockout: with 60 reconnecting idle sockets agai
   t.match(metrics, /nodewarden_aggregator_connections_evicted_total [1-9]/, 'flood sockets were evicted, and counted');
 });
 
+t.test('the cap is no lockout at the issue\'s size: 600 idle sockets from four other hosts reconnecting at --max-connections 500; agents, a tailer and /healthz from this one get in every time', async (t) => {
+  // 127.0.0.2-5 are loopback too: the flood comes from four hosts, each under its per-address share,
+  // together over the unauthenticated pool. A newcomer must not evict this host's sockets mid-handshake.
+  const { agg, url, port } = await start({ limits: { maxConnections: 500 } });
+  t.teardown(() => agg.stop());
+  let stop = false;
+  let reconnects = 0;
+  const flood = (i: number) => {
+    if (stop) return;
+    const s = net.connect({ port, host: '127.0.0.1', localAddress: `127.0.0.${2 + (i % 4)}` });
+    s.on('error', () => undefined);
+    s.once('close', () => {
+      reconnects++;
+      setImmediate(() => flood(i));
+    });
+  };
+  for (let i = 0; i < 600; i++) flood(i);
+  t.teardown(() => void (stop = true));
+  await until(() => reconnects > 1000, 20_000, 'the flood to be turning over');
+  const answers: string[] = [];
+  let healthz = 0;
+  for (let i = 0; i < 10; i++) {
+    answers.push(await agentHello(url, `node-${i}`));
+    if ((await get(port, '/healthz')) === 200) healthz++;
+  }
+  const tail = await new Promise<string>((resolve) => {
+    const ws = new WebSocket(`${url}/api/tail`, { headers: { authorization: 'Bearer tail-token-0123456789' }, handshakeTimeout: 5000 });
+    ws.once('open', () => ws.send(JSON.stringify({ v: 1, type: 'subscribe' })));
+    ws.once('message', (raw: Buffer) => {
+      ws.terminate();
+      resolve((JSON.parse(raw.toString()) as { type: string }).type);
+    });
+    ws.once('error', (e) => resolve(`error ${e.message}`));
+  });
+  stop = true;
+  t.same(answers, Array(10).fill('welcome'), `every agent was welcomed during the flood (${reconnects} flood sockets turned over)`);
+  t.equal(healthz, 10, '/healthz answered 10 of 10');
+  t.match(tail, /history|active/, 'a tailer subscribed during the flood');
+});
+
 t.test('TokenReview flood: garbage JWTs cost a bounded number of reviews, a refused token is not reviewed again, a real agent gets in', async (t) => {
   const api = new FakeApiServer();
   await api.start();

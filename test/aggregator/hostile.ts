@@ -4,7 +4,7 @@
 // same cases at full size and reports memory, fds and /healthz answers.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import os from 'node:os';
@@ -13,12 +13,12 @@ import http from 'node:http';
 import WebSocket from 'ws';
 import { pino } from 'pino';
 import { Aggregator } from '../../aggregator/server.js';
-import { KubeAgentAuth, kubeAuthApi } from '../../aggregator/kube-auth.js';
+import { KubeAgentAuth } from '../../aggregator/kube-auth.js';
 import type { Token } from '../../aggregator/auth.js';
 import { AgentServer } from '../../agent/exporters/http.js';
 import { createLogger } from '../../agent/log.js';
 import { MAX_MESSAGE_BYTES } from '../../protocol/wire.js';
-import { FakeApiServer } from '../helpers/fake-apiserver.js';
+import { FakeApiServer, aggregatorKubeApi } from '../helpers/fake-apiserver.js';
 import { finding } from '../helpers/findings.js';
 import { until } from '../helpers/processes.js';
 
@@ -73,21 +73,14 @@ function agentHello(url: string, node: string, token = 'agent-token-0123456789')
   });
 }
 
-/** The API as `--agent-auth kubernetes` reaches it: $KUBECONFIG pointed at `api` with what manifests/rbac.yaml grants the aggregator. */
-async function aggregatorKubeApi(t: { teardown(fn: () => void): void }, api: FakeApiServer) {
-  api.grant('aggregator-sa-token', 'system:serviceaccount:nodewarden:nodewarden-aggregator', [
-    { verbs: ['create'], resources: ['tokenreviews'] },
-    { verbs: ['get'], resources: ['pods'] },
-    { verbs: ['get'], resources: ['nodes'] },
-  ]);
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-hostile-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const kubeconfig = path.join(dir, 'config');
-  writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: ${api.url}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: aggregator-sa-token\ncontexts:\n- name: c\n  context:\n    cluster: fake\n    user: u\ncurrent-context: c\n`);
-  const saved = process.env['KUBECONFIG'];
-  process.env['KUBECONFIG'] = kubeconfig;
-  t.teardown(() => (saved === undefined ? delete process.env['KUBECONFIG'] : (process.env['KUBECONFIG'] = saved)));
-  return (await kubeAuthApi()).api;
+/** A cluster of one node (worker-1) with its agent pod, and the API as `--agent-auth kubernetes` reaches it. */
+async function workerOne(t: { teardown(fn: () => unknown): void }) {
+  const api = new FakeApiServer();
+  await api.start();
+  t.teardown(() => api.stop());
+  api.addNode('worker-1');
+  api.addPod('nodewarden', 'nodewarden-agent-aaaaa', 'worker-1', 'Running');
+  return { api, kube: await aggregatorKubeApi(t, api) };
 }
 
 /** `n` idle sockets, each reconnecting as soon as it is closed, from `from` (in turn) until stop(). */
@@ -241,12 +234,7 @@ t.test('the cap is no lockout at the issue\'s size: 600 idle sockets from four o
 });
 
 t.test('TokenReview flood: garbage JWTs cost a bounded number of reviews, a refused token is not reviewed again, a real agent gets in', async (t) => {
-  const api = new FakeApiServer();
-  await api.start();
-  t.teardown(() => api.stop());
-  api.addNode('worker-1');
-  api.addPod('nodewarden', 'nodewarden-agent-aaaaa', 'worker-1', 'Running');
-  const kube = await aggregatorKubeApi(t, api);
+  const { api, kube } = await workerOne(t);
   const kubeAuth = new KubeAgentAuth(kube, { audience: 'nodewarden', serviceAccounts: ['nodewarden:nodewarden-agent'], timeoutMs: 5000, cacheMs: 1, maxInFlight: 8 });
   const { agg, url } = await start({ kubeAuth });
   t.teardown(() => agg.stop());
@@ -271,12 +259,7 @@ t.test('TokenReview flood: garbage JWTs cost a bounded number of reviews, a refu
 });
 
 t.test('TokenReview flood of distinct tokens: one address gets a burst of reviews and then one a second; one token presented 100 times at once is reviewed once', async (t) => {
-  const api = new FakeApiServer();
-  await api.start();
-  t.teardown(() => api.stop());
-  api.addNode('worker-1');
-  api.addPod('nodewarden', 'nodewarden-agent-aaaaa', 'worker-1', 'Running');
-  const kube = await aggregatorKubeApi(t, api);
+  const { api, kube } = await workerOne(t);
   // A per-second refill too slow to matter during the test: what is reviewed is the burst.
   const kubeAuth = new KubeAgentAuth(kube, { audience: 'nodewarden', serviceAccounts: ['nodewarden:nodewarden-agent'], timeoutMs: 5000, cacheMs: 60_000, maxInFlight: 8, perAddressRate: { burst: 5, perSecond: 0.001 } });
   const { agg, url } = await start({ kubeAuth });

@@ -16,6 +16,9 @@ import { findingId, type Finding } from '../protocol/finding.js';
 import { healthzStatus, procStat, startBenchAggregator } from './aggregator.js';
 
 const AGENT = 'bench-agent-token-0123456789';
+/** Every count below times this (1 in `npm run bench`; a smoke run of the bench itself uses less). */
+let SCALE = 1;
+const n = (full: number) => Math.max(2, Math.round(full * SCALE));
 const TAIL = 'bench-tail-token-0123456789';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const fds = (pid: number) => {
@@ -94,7 +97,7 @@ async function tlsIdleBurst(): Promise<string> {
     const during = watch(pid, port, true);
     const sockets: net.Socket[] = [];
     let closedByServer = 0;
-    for (let i = 0; i < 10_000; i++) {
+    for (let i = 0; i < n(10_000); i++) {
       const s = net.connect({ port, host: '127.0.0.1', localAddress: `127.0.0.${2 + (i % 4)}` });
       s.on('error', () => undefined);
       s.on('close', () => closedByServer++);
@@ -122,7 +125,7 @@ async function tlsIdleBurst(): Promise<string> {
     const afterLine = await after();
     const peak = procStat(pid).hwmKiB / 1024;
     return [
-      `TLS idle burst: 10,000 TCP sockets that never send a ClientHello (--tls-cert), held 3 s, then released`,
+      `TLS idle burst: ${n(10_000)} TCP sockets that never send a ClientHello (--tls-cert), held 3 s, then released`,
       `  idle before: ${idle.fds} fds, RSS ${idle.rss.toFixed(0)} MiB; during: ${inBurst}; ${closedBefore} of them closed by the aggregator while held (pool and deadline)`,
       `  released: first https /healthz answered ${firstHttpsMs.toFixed(0)} ms later; 1 s after: ${at1s.fds} fds, RSS ${at1s.rss.toFixed(0)} MiB; 5 s after: ${at5s.fds} fds, RSS ${at5s.rss.toFixed(0)} MiB; after: ${afterLine}; peak RSS ${peak.toFixed(0)} MiB`,
     ].join('\n');
@@ -138,7 +141,7 @@ async function slowloris(): Promise<string> {
     const during = watch(agg.pid!, port);
     const lifetimes: number[] = [];
     const head = 'GET /healthz HTTP/1.1\r\nHost: x\r\n' + 'X-Slow: '.padEnd(1000, 'a');
-    await Promise.all(Array.from({ length: 500 }, (_, i) => new Promise<void>((resolve) => {
+    await Promise.all(Array.from({ length: n(500) }, (_, i) => new Promise<void>((resolve) => {
       const t0 = performance.now();
       const s = net.connect({ port, host: '127.0.0.1', localAddress: `127.0.0.${2 + (i % 4)}` });
       let sent = 0;
@@ -155,8 +158,8 @@ async function slowloris(): Promise<string> {
     const line = await during();
     lifetimes.sort((a, b) => a - b);
     return [
-      `slowloris: 500 connections sending one header byte every 5 s (head deadline 10 s)`,
-      `  closed by the aggregator after: median ${(lifetimes[250]! / 1000).toFixed(1)} s, longest ${(lifetimes[499]! / 1000).toFixed(1)} s (60 s means it was never closed); during: ${line}; peak RSS ${(procStat(agg.pid!).hwmKiB / 1024).toFixed(0)} MiB`,
+      `slowloris: ${lifetimes.length} connections sending one header byte every 5 s (head deadline 10 s)`,
+      `  closed by the aggregator after: median ${(lifetimes[lifetimes.length >> 1]! / 1000).toFixed(1)} s, longest ${(lifetimes[lifetimes.length - 1]! / 1000).toFixed(1)} s (60 s means it was never closed); during: ${line}; peak RSS ${(procStat(agg.pid!).hwmKiB / 1024).toFixed(0)} MiB`,
     ].join('\n');
   } finally {
     await stop();
@@ -164,7 +167,7 @@ async function slowloris(): Promise<string> {
 }
 
 async function reconnectingFlood(): Promise<string> {
-  const { agg, port, stop } = await startBenchAggregator([], ['--max-connections', '500', '--log-level', 'fatal']);
+  const { agg, port, stop } = await startBenchAggregator([], ['--max-connections', String(n(500)), '--log-level', 'fatal']);
   const url = `ws://127.0.0.1:${port}`;
   let stopped = false;
   const open = new Set<net.Socket>();
@@ -181,7 +184,7 @@ async function reconnectingFlood(): Promise<string> {
     });
   };
   try {
-    for (let i = 0; i < 600; i++) one(i);
+    for (let i = 0; i < n(600); i++) one(i);
     await sleep(1000);
     const during = watch(agg.pid!, port);
     const agent = honestAgent(url, AGENT);
@@ -198,7 +201,7 @@ async function reconnectingFlood(): Promise<string> {
     tailer.close();
     for (const ws of keep) ws.close();
     return [
-      `reconnecting flood: --max-connections 500, 600 idle sockets reconnecting as soon as they are closed, for 15 s`,
+      `reconnecting flood: --max-connections ${n(500)}, ${n(600)} idle sockets reconnecting as soon as they are closed, for 15 s`,
       `  ${agentLine}; a tailer ${tailerActive ? 'subscribed and got the active set' : 'NEVER got the active set'}${tailerOpen ? ', still connected at the end' : ', DISCONNECTED'}; flood sockets closed by the aggregator: ${churned}`,
       `  during: ${line}; peak RSS ${(procStat(agg.pid!).hwmKiB / 1024).toFixed(0)} MiB`,
     ].join('\n');
@@ -255,7 +258,7 @@ async function tokenReviewFlood(): Promise<string> {
     const during = watch(agg.pid!, port);
     const agent = honestAgent(url, good);
     // 50 at a time from 4 addresses: a new garbage token each time, and one garbage token again and again.
-    const flood = Promise.all(Array.from({ length: 50 }, async (_, k) => {
+    const flood = Promise.all(Array.from({ length: n(50) }, async (_, k) => {
       for (let i = 0; running; i++) {
         garbage++;
         const token = k === 0 ? `${b64({ alg: 'RS256' })}.${b64({ sub: 'same-garbage' })}.c2lnbmF0dXJl` : `${b64({ alg: 'RS256' })}.${b64({ sub: `garbage-${k}-${i}` })}.c2lnbmF0dXJl`;
@@ -273,7 +276,7 @@ async function tokenReviewFlood(): Promise<string> {
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     const outcomes = [...metrics.matchAll(/^nodewarden_aggregator_token_reviews_total\{outcome="([a-z_-]+)"\} (\d+)/gm)].map((m) => `${m[1]} ${m[2]}`).join(', ');
     return [
-      `TokenReview flood: --agent-auth kubernetes, 50 clients from 4 addresses presenting JWT-shaped garbage for ${seconds.toFixed(0)} s (TokenReviews take 20 ms)`,
+      `TokenReview flood: --agent-auth kubernetes, ${n(50)} clients from 4 addresses presenting JWT-shaped garbage for ${seconds.toFixed(0)} s (TokenReviews take 20 ms)`,
       `  ${garbage} garbage tokens presented, ${reviews} TokenReviews in all (${(reviews / seconds).toFixed(1)}/s, the honest agent's included); ${agentLine}`,
       `  outcomes: ${outcomes}`,
       `  during: ${line}; peak RSS ${(procStat(agg.pid!).hwmKiB / 1024).toFixed(0)} MiB`,
@@ -294,11 +297,11 @@ async function stalledReaders(): Promise<string> {
   const keep: WebSocket[] = [];
   const readers: net.Socket[] = [];
   try {
-    // 20 nodes of 1,000 findings with 1 KiB messages: some 25 MiB of active findings.
+    // 20 nodes of 1,000 findings with 1 KiB messages (at SCALE 1): some 25 MiB of active findings.
     const big = 'm'.repeat(1024);
     const iso = new Date().toISOString();
-    for (let n = 0; n < 20; n++) {
-      const node = `stall-${n}`;
+    for (let k = 0; k < n(20); k++) {
+      const node = `stall-${k}`;
       if (!(await hello(url, AGENT, node, { keep }))) throw new Error(`${node} was not welcomed`);
       const findings: Finding[] = Array.from({ length: 1000 }, (_, i) => ({ id: findingId(node, 'bench.stall', `s${i}`), node, check: 'bench.stall', severity: 'warning', subject: `s${i}`, message: big, evidence: { i }, remedy: 'none', state: 'firing', firstSeen: iso, lastSeen: iso }));
       keep[keep.length - 1]!.send(JSON.stringify({ v: 1, type: 'snapshot', findings }));
@@ -307,7 +310,7 @@ async function stalledReaders(): Promise<string> {
     const pid = agg.pid!;
     const idle = rssMiB(pid);
     const during = watch(pid, port);
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < n(20); i++) {
       const s = net.connect(port, '127.0.0.1', () => s.write(`GET /api/findings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TAIL}\r\n\r\n`));
       s.on('error', () => undefined);
       s.pause();
@@ -321,14 +324,14 @@ async function stalledReaders(): Promise<string> {
     while (performance.now() - t0 < 60_000) {
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       dropped = Number(/^nodewarden_aggregator_rejected_total\{reason="reader stalled"\} (\d+)/m.exec(metrics)?.[1] ?? 0);
-      if (dropped >= 20) break;
+      if (dropped >= n(20)) break;
       await sleep(1000);
     }
     await sleep(2000);
     const line = await during();
     return [
-      `stalled readers: 20 GET /api/findings readers that stop reading, over some 25 MiB of active findings (stall deadline 10 s)`,
-      `  RSS before ${idle.toFixed(0)} MiB, with the readers held ${held.toFixed(0)} MiB, after they were dropped ${rssMiB(pid).toFixed(0)} MiB; dropped and counted: ${dropped} of 20; during: ${line}; peak RSS ${(procStat(pid).hwmKiB / 1024).toFixed(0)} MiB`,
+      `stalled readers: ${n(20)} GET /api/findings readers that stop reading, over ${n(20)} nodes of 1,000 findings of 1 KiB (stall deadline 10 s)`,
+      `  RSS before ${idle.toFixed(0)} MiB, with the readers held ${held.toFixed(0)} MiB, after they were dropped ${rssMiB(pid).toFixed(0)} MiB; dropped and counted: ${dropped} of ${n(20)}; during: ${line}; peak RSS ${(procStat(pid).hwmKiB / 1024).toFixed(0)} MiB`,
     ].join('\n');
   } finally {
     for (const s of readers) s.destroy();
@@ -337,7 +340,8 @@ async function stalledReaders(): Promise<string> {
   }
 }
 
-export async function benchHostileNet(): Promise<string> {
+export async function benchHostileNet(opts: { scale?: number } = {}): Promise<string> {
+  SCALE = opts.scale ?? 1;
   const out: string[] = [];
   for (const phase of [tlsIdleBurst, slowloris, reconnectingFlood, tokenReviewFlood, stalledReaders]) out.push(await phase());
   return out.join('\n\n');

@@ -20,6 +20,8 @@ const AGENT = 'bench-agent-token-0123456789';
 let SCALE = 1;
 const n = (full: number) => Math.max(2, Math.round(full * SCALE));
 const TAIL = 'bench-tail-token-0123456789';
+/** The heap cap the manifests run the aggregator with (manifests/aggregator.yaml). */
+const HEAP = ['--max-old-space-size=192'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const fds = (pid: number) => {
   try {
@@ -85,12 +87,12 @@ function honestAgent(url: string, token: string) {
   };
 }
 
-async function tlsIdleBurst(): Promise<string> {
+export async function tlsIdleBurst(): Promise<string> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-bench-tls-'));
   const cert = path.join(dir, 'cert.pem');
   const key = path.join(dir, 'key.pem');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
-  const { agg, port, stop } = await startBenchAggregator([], ['--tls-cert', cert, '--tls-key', key, '--log-level', 'fatal'], { tls: true });
+  const { agg, port, stop } = await startBenchAggregator(HEAP, ['--tls-cert', cert, '--tls-key', key, '--log-level', 'fatal'], { tls: true });
   try {
     const pid = agg.pid!;
     const idle = { fds: fds(pid), rss: rssMiB(pid) };
@@ -136,7 +138,7 @@ async function tlsIdleBurst(): Promise<string> {
 }
 
 async function slowloris(): Promise<string> {
-  const { agg, port, stop } = await startBenchAggregator([], ['--log-level', 'fatal']);
+  const { agg, port, stop } = await startBenchAggregator(HEAP, ['--log-level', 'fatal']);
   try {
     const during = watch(agg.pid!, port);
     const lifetimes: number[] = [];
@@ -167,7 +169,7 @@ async function slowloris(): Promise<string> {
 }
 
 async function reconnectingFlood(): Promise<string> {
-  const { agg, port, stop } = await startBenchAggregator([], ['--max-connections', String(n(500)), '--log-level', 'fatal']);
+  const { agg, port, stop } = await startBenchAggregator(HEAP, ['--max-connections', String(n(500)), '--log-level', 'fatal']);
   const url = `ws://127.0.0.1:${port}`;
   let stopped = false;
   const open = new Set<net.Socket>();
@@ -248,7 +250,7 @@ async function tokenReviewFlood(): Promise<string> {
   writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: ${api.url}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: aggregator-token\ncontexts:\n- name: c\n  context:\n    cluster: fake\n    user: u\ncurrent-context: c\n`);
   const saved = process.env['KUBECONFIG'];
   process.env['KUBECONFIG'] = kubeconfig;
-  const { agg, port, stop } = await startBenchAggregator([], ['--agent-auth', 'kubernetes', '--log-level', 'fatal']);
+  const { agg, port, stop } = await startBenchAggregator(HEAP, ['--agent-auth', 'kubernetes', '--log-level', 'fatal']);
   const url = `ws://127.0.0.1:${port}`;
   let running = true;
   let garbage = 0;
@@ -292,7 +294,7 @@ async function tokenReviewFlood(): Promise<string> {
 }
 
 async function stalledReaders(): Promise<string> {
-  const { agg, port, stop } = await startBenchAggregator([], ['--log-level', 'fatal']);
+  const { agg, port, stop } = await startBenchAggregator(HEAP, ['--log-level', 'fatal']);
   const url = `ws://127.0.0.1:${port}`;
   const keep: WebSocket[] = [];
   const readers: net.Socket[] = [];

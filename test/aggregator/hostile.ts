@@ -228,6 +228,8 @@ t.test('the cap is no lockout at the issue\'s size: 600 idle sockets from four o
     ws.once('error', (e) => resolve(`error ${e.message}`));
   });
   flood.stop();
+  const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { connections: { evicted: number } };
+  t.ok(health.connections.evicted > 0, `/healthz shows the evictions (${health.connections.evicted})`);
   t.same(answers, Array(10).fill('welcome'), `every agent was welcomed during the flood (${flood.reconnects()} flood sockets turned over)`);
   t.equal(healthz, 10, '/healthz answered 10 of 10');
   t.match(tail, /history|active/, 'a tailer subscribed during the flood');
@@ -317,6 +319,7 @@ t.test('a GET /api/findings reader that stops reading is dropped at the stall de
   const stalled = async () => Number(/nodewarden_aggregator_rejected_total\{reason="reader stalled"\} (\d+)/.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1] ?? 0);
   await until(async () => (await stalled()) >= 5, 20_000, 'five stalled readers dropped').catch(() => undefined);
   t.equal(await stalled(), 5, 'each stalled reader was dropped by the aggregator, and counted');
+  t.equal(((await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { connections: { stalledReaders: number } }).connections.stalledReaders, 5, 'and /healthz shows them');
   // Reading now, each finds its connection cut short: a truncated body, then the end.
   const bodies = await Promise.all(readers.map((s) => new Promise<string>((resolve) => {
     let got = '';

@@ -37,6 +37,8 @@ export interface KubeAuthOptions {
   maxInFlightPerAddress?: number;
   /** Part of maxInFlight kept for tokens that were reviewed positively before. Default a quarter. */
   reservedForKnown?: number;
+  /** Reviews of new tokens one remote address may cause: a burst, then this many per second. Default 10, then 1/s. */
+  perAddressRate?: { burst: number; perSecond: number };
   now?: () => number;
 }
 
@@ -53,8 +55,10 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 /**
  * Why the bounds: every TokenReview costs the API server, and before they existed JWT-shaped garbage from
  * unauthenticated clients became one review each (1,647 in 2.3 s) while real agents got 503. So a
- * refused token is remembered for a while (negative cache); one address may have only a few reviews in
- * flight; and part of the global in-flight budget is kept for tokens this aggregator has accepted before
+ * refused token is remembered for a while (negative cache), and the same token presented again while
+ * its review is in flight waits for that review; one address may have only a few reviews in flight, and
+ * reviews of new tokens from one address are rate-limited (a burst, then one a second: two in flight
+ * against a fast API server would still be hundreds a second); and part of the global in-flight budget is kept for tokens this aggregator has accepted before
  * (an agent whose cached review expired, or that reconnects after a restart of its link), so a flood of
  * new tokens cannot starve the agents that already belong.
  */
@@ -64,9 +68,13 @@ export class KubeAgentAuth {
   /** Token hashes that were once accepted: they may use the reserved part of the in-flight budget. */
   private readonly known = new Set<string>();
   private readonly perAddress = new Map<string, number>();
+  /** Each address's bucket of reviews of new tokens. */
+  private readonly addressRate = new Map<string, { tokens: number; at: number }>();
+  /** Reviews in flight by token hash: the same token presented again meanwhile waits for that answer. */
+  private readonly asking = new Map<string, Promise<Review>>();
   private inFlight = 0;
   /** Reviews answered without asking the API server, by why: for /metrics and tests. */
-  readonly stats = { reviews: 0, negativeHits: 0, refusedPerAddress: 0, refusedBusy: 0 };
+  readonly stats = { reviews: 0, negativeHits: 0, joined: 0, refusedPerAddress: 0, refusedAddressRate: 0, refusedBusy: 0 };
   private readonly now: () => number;
 
   constructor(
@@ -87,6 +95,11 @@ export class KubeAgentAuth {
       this.stats.negativeHits++;
       return no.review;
     }
+    const asking = this.asking.get(key);
+    if (asking) {
+      this.stats.joined++;
+      return asking;
+    }
     const known = this.known.has(key);
     const reserved = this.opts.reservedForKnown ?? Math.max(1, Math.floor(this.opts.maxInFlight / 4));
     if (this.inFlight >= this.opts.maxInFlight || (!known && this.inFlight >= this.opts.maxInFlight - reserved)) {
@@ -98,6 +111,36 @@ export class KubeAgentAuth {
       this.stats.refusedPerAddress++;
       return { ok: false, status: 503, reason: 'too many token reviews in flight from this address; retry' };
     }
+    if (!known && !this.takeAddressRate(address)) {
+      this.stats.refusedAddressRate++;
+      return { ok: false, status: 503, reason: 'too many token reviews from this address; retry later' };
+    }
+    const pending = this.reviewNow(token, key, address, mine);
+    this.asking.set(key, pending);
+    try {
+      return await pending;
+    } finally {
+      this.asking.delete(key);
+    }
+  }
+
+  /** Takes one review from the address's bucket; false when it is empty. */
+  private takeAddressRate(address: string): boolean {
+    const rate = this.opts.perAddressRate ?? { burst: 10, perSecond: 1 };
+    const now = this.now();
+    let b = this.addressRate.get(address);
+    if (!b) {
+      if (this.addressRate.size >= CACHE_MAX) this.addressRate.clear();
+      this.addressRate.set(address, (b = { tokens: rate.burst, at: now }));
+    }
+    b.tokens = Math.min(rate.burst, b.tokens + ((now - b.at) / 1000) * rate.perSecond);
+    b.at = now;
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  private async reviewNow(token: string, key: string, address: string, mine: number): Promise<Review> {
     this.inFlight++;
     this.perAddress.set(address, mine + 1);
     this.stats.reviews++;

@@ -41,7 +41,7 @@ export interface MetricsSources {
   /** Open TCP connections by whether they have spoken yet (gate.ts). */
   connections?: { unauthenticated: number; established: number };
   /** With --agent-auth kubernetes: TokenReviews sent, and answers given without one. */
-  tokenReviews?: { reviews: number; negativeHits: number; refusedPerAddress: number; refusedBusy: number };
+  tokenReviews?: { reviews: number; negativeHits: number; joined: number; refusedPerAddress: number; refusedAddressRate: number; refusedBusy: number };
   /** Absent without --journal: its series are left out. */
   journal?: JournalHealth;
 }
@@ -74,7 +74,7 @@ export function renderAggregatorMetrics(src: MetricsSources): string {
       ? [{ name: 'nodewarden_aggregator_connections', help: 'Open TCP connections, by whether they have sent a request or an authenticated upgrade yet', type: 'gauge' as const, samples: [{ labels: { state: 'unauthenticated' }, value: src.connections.unauthenticated }, { labels: { state: 'established' }, value: src.connections.established }] }]
       : []),
     ...(src.tokenReviews
-      ? [{ name: 'nodewarden_aggregator_token_reviews_total', help: 'Agent credentials checked with --agent-auth kubernetes, by outcome: sent as a TokenReview, refused from the negative cache, refused for too many reviews from one address or in all', type: 'counter' as const, samples: [{ labels: { outcome: 'reviewed' }, value: src.tokenReviews.reviews }, { labels: { outcome: 'cached-refusal' }, value: src.tokenReviews.negativeHits }, { labels: { outcome: 'address-busy' }, value: src.tokenReviews.refusedPerAddress }, { labels: { outcome: 'busy' }, value: src.tokenReviews.refusedBusy }] }]
+      ? [{ name: 'nodewarden_aggregator_token_reviews_total', help: 'Agent credentials checked with --agent-auth kubernetes, by outcome: sent as a TokenReview, refused from the negative cache, joined a review of the same token in flight, refused for too many reviews from one address (in flight or per second) or in all', type: 'counter' as const, samples: [{ labels: { outcome: 'reviewed' }, value: src.tokenReviews.reviews }, { labels: { outcome: 'cached-refusal' }, value: src.tokenReviews.negativeHits }, { labels: { outcome: 'joined' }, value: src.tokenReviews.joined }, { labels: { outcome: 'address-busy' }, value: src.tokenReviews.refusedPerAddress }, { labels: { outcome: 'address-rate' }, value: src.tokenReviews.refusedAddressRate }, { labels: { outcome: 'busy' }, value: src.tokenReviews.refusedBusy }] }]
       : []),
     { name: 'nodewarden_aggregator_token_reloads_total', help: 'Times a changed token directory was loaded', type: 'counter', samples: [{ labels: {}, value: counters.tokenReloads }] },
     { name: 'nodewarden_aggregator_active_bytes', help: 'Serialized bytes of all active findings held', type: 'gauge', samples: [{ labels: {}, value: bytes.active }] },

@@ -310,6 +310,12 @@ export class Aggregator {
     });
   }
 
+  /** What /healthz says of connections: open ones, and what the gate and the stall deadline refused (a probe or an operator sees an attack without Prometheus). */
+  private health(): Record<string, number> {
+    const c = this.counters;
+    return { ...this.gate.counts(), evicted: c.evicted, dropped: c.dropped, handshakeTimeouts: c.rejected.get('handshake timeout') ?? 0, stalledReaders: c.rejected.get('reader stalled') ?? 0 };
+  }
+
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const target = req.url ?? '/';
     let url: URL;
@@ -327,7 +333,7 @@ export class Aggregator {
     }
     if (path === '/healthz') {
       const journal = this.journal?.health();
-      return this.json(res, 200, { status: journal && !journal.ok ? 'degraded' : 'ok', nodes: this.fleet.nodeCount(), agents: this.agents.size, tailers: this.tailers.size, connections: this.gate.counts(), ...(journal ? { journal } : {}) });
+      return this.json(res, 200, { status: journal && !journal.ok ? 'degraded' : 'ok', nodes: this.fleet.nodeCount(), agents: this.agents.size, tailers: this.tailers.size, connections: this.health(), ...(journal ? { journal } : {}), ...(this.opts.kubeAuth ? { tokenReviews: this.opts.kubeAuth.stats } : {}) });
     }
     if (path === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });

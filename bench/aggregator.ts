@@ -5,11 +5,13 @@
 // Stops by itself.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from './util.js';
 
-function procStat(pid: number): { hwmKiB: number; cpuSeconds: number } {
+export function procStat(pid: number): { hwmKiB: number; cpuSeconds: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -18,8 +20,21 @@ function procStat(pid: number): { hwmKiB: number; cpuSeconds: number } {
   return { hwmKiB: hwm, cpuSeconds: ticks / 100 };
 }
 
+/** GET /healthz on a fresh connection (https without checking the certificate): its status, 0 when it failed or took over 2 s. */
+export function healthzStatus(port: number, tls = false): Promise<number> {
+  return new Promise((resolve) => {
+    const req = (tls ? https : http).get({ host: '127.0.0.1', port, path: '/healthz', rejectUnauthorized: false, agent: false, timeout: 2000 }, (r) => {
+      r.resume();
+      r.on('end', () => resolve(r.statusCode ?? 0));
+      r.on('error', () => resolve(0));
+    });
+    req.on('error', () => resolve(0));
+    req.on('timeout', () => req.destroy());
+  });
+}
+
 /** An aggregator process on a random loopback port with bench tokens, answering /healthz; `stop()` ends it. */
-async function startBenchAggregator(nodeFlags: string[], args: string[]): Promise<{ agg: ChildProcess; port: number; dir: string; stop: () => Promise<void> }> {
+export async function startBenchAggregator(nodeFlags: string[], args: string[], opts: { tls?: boolean } = {}): Promise<{ agg: ChildProcess; port: number; dir: string; stop: () => Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-bench-agg-'));
   mkdirSync(path.join(dir, 'tokens'));
   writeFileSync(path.join(dir, 'tokens', 'agent'), 'bench-agent-token-0123456789\n');
@@ -36,7 +51,8 @@ async function startBenchAggregator(nodeFlags: string[], args: string[]): Promis
   };
   for (let i = 0; ; i++) {
     try {
-      if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) break;
+      if ((await healthzStatus(port, opts.tls)) === 200) break;
+      throw new Error('not yet');
     } catch {
       if (i > 100) {
         await stop();

@@ -1,6 +1,7 @@
 // `npm run bench [-- NAME...]`: runs the side-by-side benchmarks and prints their ratios.
 import { benchAggregator, benchHostile } from './aggregator.js';
 import { benchFootprint } from './footprint.js';
+import { benchHostileNet } from './hostile-net.js';
 import { benchImmutable } from './immutable.js';
 import { benchMounts } from './mounts.js';
 import { benchPods } from './pods.js';
@@ -12,7 +13,7 @@ const BENCHES: Record<string, () => Promise<string>> = {
   immutable: () => benchImmutable(),
   mounts: () => benchMounts(),
   aggregator: async () => `${await benchAggregator()}\n\n${await benchHostile()}`,
-  hostile: () => benchHostile(),
+  hostile: async () => `${await benchHostile()}\n\n${await benchHostileNet()}`,
   footprint: () => benchFootprint(),
   soak: () => benchSoak(options.duration === undefined ? {} : { seconds: options.duration }),
   pods: () => benchPods(),

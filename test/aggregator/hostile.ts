@@ -4,7 +4,7 @@
 // same cases at full size and reports memory, fds and /healthz answers.
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import os from 'node:os';
@@ -13,12 +13,12 @@ import http from 'node:http';
 import WebSocket from 'ws';
 import { pino } from 'pino';
 import { Aggregator } from '../../aggregator/server.js';
-import { KubeAgentAuth, kubeAuthApi } from '../../aggregator/kube-auth.js';
+import { KubeAgentAuth } from '../../aggregator/kube-auth.js';
 import type { Token } from '../../aggregator/auth.js';
 import { AgentServer } from '../../agent/exporters/http.js';
 import { createLogger } from '../../agent/log.js';
 import { MAX_MESSAGE_BYTES } from '../../protocol/wire.js';
-import { FakeApiServer } from '../helpers/fake-apiserver.js';
+import { FakeApiServer, aggregatorKubeApi } from '../helpers/fake-apiserver.js';
 import { finding } from '../helpers/findings.js';
 import { until } from '../helpers/processes.js';
 
@@ -71,6 +71,33 @@ function agentHello(url: string, node: string, token = 'agent-token-0123456789')
     ws.once('message', (raw: Buffer) => done((JSON.parse(raw.toString()) as { type: string }).type));
     ws.once('close', (code) => done(`close ${code}`));
   });
+}
+
+/** A cluster of one node (worker-1) with its agent pod, and the API as `--agent-auth kubernetes` reaches it. */
+async function workerOne(t: { teardown(fn: () => unknown): void }) {
+  const api = new FakeApiServer();
+  await api.start();
+  t.teardown(() => api.stop());
+  api.addNode('worker-1');
+  api.addPod('nodewarden', 'nodewarden-agent-aaaaa', 'worker-1', 'Running');
+  return { api, kube: await aggregatorKubeApi(t, api) };
+}
+
+/** `n` idle sockets, each reconnecting as soon as it is closed, from `from` (in turn) until stop(). */
+function reconnectingFlood(port: number, n: number, from: string[] = ['127.0.0.1']) {
+  let stopped = false;
+  let reconnects = 0;
+  const one = (i: number) => {
+    if (stopped) return;
+    const s = net.connect({ port, host: '127.0.0.1', localAddress: from[i % from.length]! });
+    s.on('error', () => undefined);
+    s.once('close', () => {
+      reconnects++;
+      setImmediate(() => one(i));
+    });
+  };
+  for (let i = 0; i < n; i++) one(i);
+  return { reconnects: () => reconnects, stop: () => void (stopped = true) };
 }
 
 process.env['NODE_TLS_REJECT_UNAUTHORIZED'] = '0';
@@ -151,20 +178,9 @@ t.test('slowloris: a request head dripped a byte at a time is cut at the header 
 t.test('the connection cap is no lockout: with 60 reconnecting idle sockets against a cap of 50, agents, a tailer and /healthz get in every time', async (t) => {
   const { agg, url, port } = await start({ limits: { maxConnections: 50, handshakeTimeoutMs: 10_000 } });
   t.teardown(() => agg.stop());
-  let stop = false;
-  let reconnects = 0;
-  const flood = () => {
-    if (stop) return;
-    const s = net.connect(port, '127.0.0.1');
-    s.on('error', () => undefined);
-    s.once('close', () => {
-      reconnects++;
-      setImmediate(flood);
-    });
-  };
-  for (let i = 0; i < 60; i++) flood();
-  t.teardown(() => void (stop = true));
-  await until(() => reconnects > 100, 10_000, 'the flood to be turning over');
+  const flood = reconnectingFlood(port, 60);
+  t.teardown(flood.stop);
+  await until(() => flood.reconnects() > 100, 10_000, 'the flood to be turning over');
   const answers: string[] = [];
   let healthz = 0;
   for (let i = 0; i < 10; i++) {
@@ -183,30 +199,44 @@ t.test('the connection cap is no lockout: with 60 reconnecting idle sockets agai
     ws.once('error', (e) => resolve(`error ${e.message}`));
   });
   t.match(tail, /history|active/, 'a tailer subscribed during the flood');
-  stop = true;
+  flood.stop();
   const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   t.match(metrics, /nodewarden_aggregator_connections_evicted_total [1-9]/, 'flood sockets were evicted, and counted');
 });
 
+t.test('the cap is no lockout at the issue\'s size: 600 idle sockets from four other hosts reconnecting at --max-connections 500; agents, a tailer and /healthz from this one get in every time', async (t) => {
+  // 127.0.0.2-5 are loopback too: the flood comes from four hosts, each under its per-address share,
+  // together over the unauthenticated pool. A newcomer must not evict this host's sockets mid-handshake.
+  const { agg, url, port } = await start({ limits: { maxConnections: 500 } });
+  t.teardown(() => agg.stop());
+  const flood = reconnectingFlood(port, 600, ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5']);
+  t.teardown(flood.stop);
+  await until(() => flood.reconnects() > 1000, 20_000, 'the flood to be turning over');
+  const answers: string[] = [];
+  let healthz = 0;
+  for (let i = 0; i < 10; i++) {
+    answers.push(await agentHello(url, `node-${i}`));
+    if ((await get(port, '/healthz')) === 200) healthz++;
+  }
+  const tail = await new Promise<string>((resolve) => {
+    const ws = new WebSocket(`${url}/api/tail`, { headers: { authorization: 'Bearer tail-token-0123456789' }, handshakeTimeout: 5000 });
+    ws.once('open', () => ws.send(JSON.stringify({ v: 1, type: 'subscribe' })));
+    ws.once('message', (raw: Buffer) => {
+      ws.terminate();
+      resolve((JSON.parse(raw.toString()) as { type: string }).type);
+    });
+    ws.once('error', (e) => resolve(`error ${e.message}`));
+  });
+  flood.stop();
+  const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { connections: { evicted: number } };
+  t.ok(health.connections.evicted > 0, `/healthz shows the evictions (${health.connections.evicted})`);
+  t.same(answers, Array(10).fill('welcome'), `every agent was welcomed during the flood (${flood.reconnects()} flood sockets turned over)`);
+  t.equal(healthz, 10, '/healthz answered 10 of 10');
+  t.match(tail, /history|active/, 'a tailer subscribed during the flood');
+});
+
 t.test('TokenReview flood: garbage JWTs cost a bounded number of reviews, a refused token is not reviewed again, a real agent gets in', async (t) => {
-  const api = new FakeApiServer();
-  await api.start();
-  t.teardown(() => api.stop());
-  api.addNode('worker-1');
-  api.addPod('nodewarden', 'nodewarden-agent-aaaaa', 'worker-1', 'Running');
-  api.grant('aggregator-sa-token', 'system:serviceaccount:nodewarden:nodewarden-aggregator', [
-    { verbs: ['create'], resources: ['tokenreviews'] },
-    { verbs: ['get'], resources: ['pods'] },
-    { verbs: ['get'], resources: ['nodes'] },
-  ]);
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-hostile-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const kubeconfig = path.join(dir, 'config');
-  writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: ${api.url}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: aggregator-sa-token\ncontexts:\n- name: c\n  context:\n    cluster: fake\n    user: u\ncurrent-context: c\n`);
-  const saved = process.env['KUBECONFIG'];
-  process.env['KUBECONFIG'] = kubeconfig;
-  t.teardown(() => (saved === undefined ? delete process.env['KUBECONFIG'] : (process.env['KUBECONFIG'] = saved)));
-  const { api: kube } = await kubeAuthApi();
+  const { api, kube } = await workerOne(t);
   const kubeAuth = new KubeAgentAuth(kube, { audience: 'nodewarden', serviceAccounts: ['nodewarden:nodewarden-agent'], timeoutMs: 5000, cacheMs: 1, maxInFlight: 8 });
   const { agg, url } = await start({ kubeAuth });
   t.teardown(() => agg.stop());
@@ -228,6 +258,40 @@ t.test('TokenReview flood: garbage JWTs cost a bounded number of reviews, a refu
   t.ok(kubeAuth.stats.negativeHits > 0, 'refusals were answered from the negative cache');
   const metrics = await (await fetch(`${url.replace('ws', 'http')}/metrics`)).text();
   t.match(metrics, /nodewarden_aggregator_token_reviews_total\{outcome="cached-refusal"\} [1-9]/);
+});
+
+t.test('TokenReview flood of distinct tokens: one address gets a burst of reviews and then one a second; one token presented 100 times at once is reviewed once', async (t) => {
+  const { api, kube } = await workerOne(t);
+  // A per-second refill too slow to matter during the test: what is reviewed is the burst.
+  const kubeAuth = new KubeAgentAuth(kube, { audience: 'nodewarden', serviceAccounts: ['nodewarden:nodewarden-agent'], timeoutMs: 5000, cacheMs: 60_000, maxInFlight: 8, perAddressRate: { burst: 5, perSecond: 0.001 } });
+  const { agg, url } = await start({ kubeAuth });
+  t.teardown(() => agg.stop());
+  const reviews = () => api.requests.filter((r) => r.path === '/apis/authentication.k8s.io/v1/tokenreviews').length;
+  const hello = (token: string, localAddress: string) =>
+    new Promise<string>((resolve) => {
+      const ws = new WebSocket(`${url}/api/agent`, { headers: { authorization: `Bearer ${token}` }, localAddress, handshakeTimeout: 5000 });
+      ws.once('unexpected-response', (_q, res) => resolve(`http ${res.statusCode}`));
+      ws.once('error', (err) => resolve(`error ${err.message}`));
+      ws.once('open', () => {
+        ws.terminate();
+        resolve('open');
+      });
+    });
+  const jwt = (i: number) => `eyJhbGciOiJSUzI1NiJ9.${Buffer.from(JSON.stringify({ sub: `garbage-${i}` })).toString('base64url')}.c2lnbmF0dXJlLXNpZ25hdHVyZQ`;
+  const before = reviews();
+  const distinct = await Promise.all(Array.from({ length: 200 }, (_, i) => hello(jwt(i), '127.0.0.2')));
+  const spentDistinct = reviews() - before;
+  t.ok(spentDistinct <= 5, `200 distinct garbage tokens from one address cost ${spentDistinct} TokenReviews (its burst is 5)`);
+  t.ok(distinct.every((a) => a === 'http 401' || a === 'http 503'), 'each was refused with 401 or 503');
+  const mid = reviews();
+  const same = await Promise.all(Array.from({ length: 100 }, () => hello(jwt(-1), '127.0.0.3')));
+  t.equal(reviews() - mid, 1, 'one token presented 100 times at once is reviewed once');
+  t.ok(same.every((a) => a === 'http 401' || a === 'http 503'), 'and refused every time');
+  t.ok(kubeAuth.stats.joined + kubeAuth.stats.negativeHits >= 99, 'the others waited for that review or were answered from the negative cache');
+  const real = api.issueToken({ namespace: 'nodewarden', serviceAccount: 'nodewarden-agent', audiences: ['nodewarden'], pod: 'nodewarden-agent-aaaaa', nodeExtra: true });
+  t.equal(await agentHello(url, 'worker-1', real), 'welcome', 'a real agent from another address gets in');
+  const metrics = await (await fetch(`${url.replace('ws', 'http')}/metrics`)).text();
+  t.match(metrics, /nodewarden_aggregator_token_reviews_total\{outcome="address-rate"\} [1-9]/, 'refusals by the per-address rate are counted');
 });
 
 t.test('a GET /api/findings reader that stops reading is dropped at the stall deadline and counted', async (t) => {
@@ -255,6 +319,7 @@ t.test('a GET /api/findings reader that stops reading is dropped at the stall de
   const stalled = async () => Number(/nodewarden_aggregator_rejected_total\{reason="reader stalled"\} (\d+)/.exec(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text())?.[1] ?? 0);
   await until(async () => (await stalled()) >= 5, 20_000, 'five stalled readers dropped').catch(() => undefined);
   t.equal(await stalled(), 5, 'each stalled reader was dropped by the aggregator, and counted');
+  t.equal(((await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { connections: { stalledReaders: number } }).connections.stalledReaders, 5, 'and /healthz shows them');
   // Reading now, each finds its connection cut short: a truncated body, then the end.
   const bodies = await Promise.all(readers.map((s) => new Promise<string>((resolve) => {
     let got = '';

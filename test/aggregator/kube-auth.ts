@@ -1,12 +1,9 @@
 import t from 'tap';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import WebSocket from 'ws';
 import { pino } from 'pino';
 import { Aggregator } from '../../aggregator/server.js';
-import { KubeAgentAuth, kubeAuthApi } from '../../aggregator/kube-auth.js';
-import { FakeApiServer } from '../helpers/fake-apiserver.js';
+import { KubeAgentAuth } from '../../aggregator/kube-auth.js';
+import { FakeApiServer, aggregatorKubeApi } from '../helpers/fake-apiserver.js';
 import { finding } from '../helpers/findings.js';
 import { until } from '../helpers/processes.js';
 
@@ -35,20 +32,7 @@ t.test('--agent-auth kubernetes: a bound service-account token speaks for its ow
   api.addPod('nodewarden', 'nodewarden-agent-aaaaa', 'worker-1', 'Running');
   api.addPod('nodewarden', 'nodewarden-agent-bbbbb', 'worker-2', 'Running');
   api.addPod('default', 'web', 'worker-1', 'Running');
-  // Exactly what manifests/rbac.yaml grants the aggregator.
-  api.grant('aggregator-sa-token', 'system:serviceaccount:nodewarden:nodewarden-aggregator', [
-    { verbs: ['create'], resources: ['tokenreviews'] },
-    { verbs: ['get'], resources: ['pods'] },
-    { verbs: ['get'], resources: ['nodes'] },
-  ]);
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-kubeauth-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const kubeconfig = path.join(dir, 'config');
-  writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: ${api.url}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: aggregator-sa-token\ncontexts:\n- name: c\n  context:\n    cluster: fake\n    user: u\ncurrent-context: c\n`);
-  const saved = process.env['KUBECONFIG'];
-  process.env['KUBECONFIG'] = kubeconfig;
-  t.teardown(() => (saved === undefined ? delete process.env['KUBECONFIG'] : (process.env['KUBECONFIG'] = saved)));
-  const { api: kube } = await kubeAuthApi();
+  const kube = await aggregatorKubeApi(t, api);
   const kubeAuth = new KubeAgentAuth(kube, { audience: 'nodewarden', serviceAccounts: ['nodewarden:nodewarden-agent'], timeoutMs: 5000, cacheMs: 60_000, maxInFlight: 8 });
   const agg = new Aggregator({ host: '127.0.0.1', port: 0, tokens: [{ role: 'agent', name: 'shared', secret: 'shared-agent-token-0123456789' }, { role: 'tail', name: 'ops', secret: 'tail-token-0123456789' }], kubeAuth, nodeSweepMs: 200, version: 'test', log, silentAfterMs: 60_000, heartbeatMs: 60_000 });
   const { url } = await agg.start();

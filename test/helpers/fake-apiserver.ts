@@ -7,7 +7,11 @@
 // pod, with an audience, and with or without the node-name extra as before and since Kubernetes 1.30), and
 // RBAC per bearer token (403 Status objects naming the missing permission).
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { kubeAuthApi, type KubeAuthApi } from '../../aggregator/kube-auth.js';
 
 type Json = Record<string, unknown>;
 export interface Rule { verbs: string[]; resources: string[] }
@@ -381,4 +385,24 @@ export class FakeApiServer {
       this.watches.delete(w);
     });
   }
+}
+
+/**
+ * The API as `--agent-auth kubernetes` reaches `api`: $KUBECONFIG pointed at it (for the rest of test
+ * `t`), as the aggregator's service account with exactly what manifests/rbac.yaml grants it.
+ */
+export async function aggregatorKubeApi(t: { teardown(fn: () => unknown): void }, api: FakeApiServer): Promise<KubeAuthApi> {
+  api.grant('aggregator-sa-token', 'system:serviceaccount:nodewarden:nodewarden-aggregator', [
+    { verbs: ['create'], resources: ['tokenreviews'] },
+    { verbs: ['get'], resources: ['pods'] },
+    { verbs: ['get'], resources: ['nodes'] },
+  ]);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-kubeconfig-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const kubeconfig = path.join(dir, 'config');
+  writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: ${api.url}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: aggregator-sa-token\ncontexts:\n- name: c\n  context:\n    cluster: fake\n    user: u\ncurrent-context: c\n`);
+  const saved = process.env['KUBECONFIG'];
+  process.env['KUBECONFIG'] = kubeconfig;
+  t.teardown(() => (saved === undefined ? delete process.env['KUBECONFIG'] : (process.env['KUBECONFIG'] = saved)));
+  return (await kubeAuthApi()).api;
 }

@@ -7,7 +7,7 @@ export interface AggregatorLimits {
   maxConnections: number;
   /**
    * Connections that have not yet sent a whole request head or an authenticated upgrade (gate.ts):
-   * past it the oldest of them is evicted. 0 means half of maxConnections.
+   * past it the oldest of them is evicted. 0 means half of maxConnections, at most 1,024.
    */
   maxUnauthenticated: number;
   /** The share of that pool one remote address may hold. 0 means half of maxUnauthenticated. */
@@ -55,7 +55,9 @@ export const DEFAULT_LIMITS: AggregatorLimits = {
 /** The limits with the derived ones (0 = derived) filled in. */
 export function resolveLimits(over: Partial<AggregatorLimits> = {}): AggregatorLimits {
   const l = { ...DEFAULT_LIMITS, ...over };
-  if (!l.maxUnauthenticated) l.maxUnauthenticated = Math.max(1, Math.floor(l.maxConnections / 2));
+  // At most 1,024: 10,000 sockets in a TLS handshake took the aggregator's RSS past its 320 MiB limit
+  // (OpenSSL's per-connection state, freed to malloc but not to the system).
+  if (!l.maxUnauthenticated) l.maxUnauthenticated = Math.max(1, Math.min(1024, Math.floor(l.maxConnections / 2)));
   if (!l.maxUnauthenticatedPerAddress) l.maxUnauthenticatedPerAddress = Math.max(1, Math.floor(l.maxUnauthenticated / 2));
   return l;
 }

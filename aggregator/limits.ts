@@ -1,4 +1,4 @@
-// The aggregator's bounds against hostile or broken peers: their defaults (README, "Limits"), the
+// The aggregator's bounds against hostile or broken peers: their defaults (docs/reference.md, "Limits"), the
 // per-connection message rate (a token bucket) and the nodes one shared agent token may speak for.
 // Pure bookkeeping: the connection and protocol code decide what a refusal looks like.
 

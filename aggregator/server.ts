@@ -2,7 +2,7 @@
 // This file is the HTTP(S) server and the wiring: routes, the WebSocket upgrade with its credentials
 // (checked before the upgrade), and the parts that do each job: agents.ts (the agent protocol),
 // tailers.ts (fan-out to tailers), commands.ts (prune brokering), connections.ts (what every
-// WebSocket peer goes through), limits.ts (the bounds, README "Limits") and metrics.ts (/metrics).
+// WebSocket peer goes through), limits.ts (the bounds, docs/reference.md "Limits") and metrics.ts (/metrics).
 // Every handler (HTTP route, upgrade, each message type, journal I/O) turns any failure into a refusal
 // of that one request or connection, logged with a code and counted in
 // nodewarden_aggregator_errors_total; the server and everyone else carry on.

@@ -46,7 +46,7 @@ export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
   const { host, port } = parseListen(opts.listen);
   if (Boolean(opts.tlsCert) !== Boolean(opts.tlsKey)) throw new NodewardenError('NW_ERR_USAGE', '--tls-cert and --tls-key go together');
   const dir = opts.tokensDir ?? process.env['NODEWARDEN_TOKENS_DIR'];
-  if (!dir) throw new NodewardenError('NW_ERR_USAGE', '--tokens-dir DIR is required (files agent, tail, admin with one token each; see the README)');
+  if (!dir) throw new NodewardenError('NW_ERR_USAGE', '--tokens-dir DIR is required (files agent, tail, admin with one token each; see docs/reference.md)');
   const agentAuth = opts.agentAuth ?? 'tokens';
   if (agentAuth !== 'tokens' && agentAuth !== 'kubernetes') throw new NodewardenError('NW_ERR_USAGE', `--agent-auth must be tokens or kubernetes, got ${agentAuth}`);
   const serviceAccount = opts.agentServiceAccount ?? 'nodewarden:nodewarden-agent';
@@ -98,7 +98,7 @@ export async function runAggregator(opts: AggregatorCliOptions): Promise<void> {
   if (opts.evictedCleanupMs !== undefined) {
     const everyMs = opts.evictedCleanupMs;
     const olderThanMs = opts.evictedOlderThanMs;
-    // Loaded only when asked for: @kubernetes/client-node costs memory (README, Design).
+    // Loaded only when asked for: @kubernetes/client-node costs memory (docs/design.md).
     const { kubeApi, scheduleEvictedCleanup } = await import('../aggregator/evicted.js');
     const { api } = await kubeApi();
     stopCleanup = scheduleEvictedCleanup(api, { everyMs, olderThanMs, log });

@@ -1,5 +1,5 @@
 // The nodewarden command as a table: each command names its flags, positionals and description, and
-// parsing, `nodewarden --help`, `nodewarden COMMAND --help` and the README's CLI reference all derive
+// parsing, `nodewarden --help`, `nodewarden COMMAND --help` and docs/cli.md all derive
 // from it, so adding a flag is one edit. Command modules load only when their command runs.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { NodewardenError, errorMessage } from '../protocol/errors.js';
@@ -48,7 +48,7 @@ export class UsageError extends NodewardenError {
 const f = {
   json: { name: 'json', type: 'boolean', help: 'machine-readable output' },
   hostRoot: { name: 'host-root', type: 'string', value: 'DIR', help: "where the host's root filesystem is mounted (default /; /host in the DaemonSet)" },
-  config: { name: 'config', type: 'string', value: 'FILE', help: 'YAML or JSON file of thresholds (see the README for every key and default)' },
+  config: { name: 'config', type: 'string', value: 'FILE', help: 'YAML or JSON file of thresholds (every key and default: nodewarden config, docs/configuration.md)' },
   set: { name: 'set', type: 'string', value: 'KEY=VALUE', multiple: true, help: 'override one config key, e.g. --set collectors.disk.usage.warning=80 (repeatable)' },
   node: { name: 'node', type: 'string', value: 'NAME', help: 'node name on findings (default: $NODE_NAME, else the hostname)' },
   aggregator: { name: 'aggregator', type: 'string', value: 'URL', help: 'ws:// or wss:// (default $NODEWARDEN_AGGREGATOR, else ws://127.0.0.1:9743)' },
@@ -389,7 +389,7 @@ export function usageLine(cmd: Command, width = 110): string {
   return wrap(words, head, head.length + 1, width);
 }
 
-/** The usage block shared by --help and the README's CLI reference. */
+/** The usage block shared by --help and docs/cli.md. */
 export function usageBlock(): string {
   return [...COMMANDS.map((c) => usageLine(c)), 'nodewarden COMMAND --help', 'nodewarden --help | --version'].join('\n');
 }

@@ -1,5 +1,5 @@
 // `nodewarden config`: prints the effective config (defaults, file, --set) as YAML, with each key's
-// documentation; exits 3 listing every problem when it is invalid. The README's defaults come from here.
+// documentation; exits 3 listing every problem when it is invalid. docs/configuration.md's defaults come from here.
 import { stringify } from 'yaml';
 import { configSpec, loadConfig } from '../agent/config.js';
 import type { Spec } from '../protocol/schema.js';

@@ -228,7 +228,7 @@ export type CollectResult<TData> =
 
 export interface Collector<TConfig = unknown, TData = unknown> {
   name: string;
-  /** One line for --help and the README's collector table. */
+  /** One line for --help and the collector tables (README, docs/collectors.md). */
   description: string;
   /** Which checks (finding names) it can raise. */
   checks: readonly string[];
@@ -236,7 +236,7 @@ export interface Collector<TConfig = unknown, TData = unknown> {
    * What each of its checks means to Kubernetes: the NodeCondition type it sets on the agent's Node,
    * or null when it sets none (pod.stuck goes to its Pod as an Event). Every check has an entry (a
    * test holds this), so a new check cannot silently go without a condition; the Kubernetes
-   * exporter's table and the README's list of conditions derive from these.
+   * exporter's table and docs/kubernetes.md's list of conditions derive from these.
    */
   conditions: Readonly<Record<string, string | null>>;
   defaultIntervalMs: number;

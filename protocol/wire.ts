@@ -14,7 +14,7 @@ export const MAX_TAILER_MESSAGE_BYTES = 16 * 1024 * 1024;
 /**
  * Per-field bounds on a finding, enforced on receipt: what collectors write is far below them, and
  * with them one finding is at most about 24 KiB, so no peer can make history or the journal hold
- * megabytes per transition. README, "Limits".
+ * megabytes per transition. docs/reference.md, "Limits".
  */
 export const FINDING_LIMITS = {
   idChars: 128,
@@ -104,7 +104,7 @@ const head = <const T extends string>(type: T) => ({ v: s.literal(PROTOCOL_VERSI
 export const collectorStatusSpec = s.object({ name: str('', 128), status: str('', 64), durationMs: s.required(s.number({ doc: '', min: 0 })), detail: s.string({ doc: '', maxLength: L.messageChars }), finishedAt: s.string({ doc: '', maxLength: 64 }) });
 export type CollectorStatusWire = Infer<typeof collectorStatusSpec>;
 
-/** One image an agent's prune handled: `kept` ones say why in `reason` (README, Design). */
+/** One image an agent's prune handled: `kept` ones say why in `reason` (docs/design.md). */
 export const pruneProgressSpec = s.object({ image: str('', 1024), size: s.required(s.number({ doc: '', min: 0 })), state: s.required(s.oneOf(['removed', 'failed', 'would-remove', 'kept'] as const, { doc: '' })), reason: s.string({ doc: '', maxLength: L.messageChars }), index: s.required(s.number({ doc: '', min: 0, integer: true })), total: s.required(s.number({ doc: '', min: 0, integer: true })) });
 export type PruneProgress = Infer<typeof pruneProgressSpec>;
 

@@ -1,16 +1,20 @@
-// Regenerates the README's generated blocks (run after `npm run build`): the config defaults from
-// `nodewarden config`, and the CLI reference's usage lines from the command table.
+// Regenerates the generated blocks of docs/ (run after `npm run build`): the config defaults in
+// docs/configuration.md from `nodewarden config`, and docs/cli.md's usage lines from the command table.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { usageBlock } from '../dist/cli/commands.js';
 
 const printed = execFileSync(process.execPath, ['dist/cli/main.js', 'config'], { encoding: 'utf8', env: { ...process.env, NODE_NAME: '' } });
-const readme = readFileSync('README.md', 'utf8');
-const next = readme
-  .replace(/(<!-- defaults:begin -->\n```yaml\n)[\s\S]*?(```\n<!-- defaults:end -->)/, (_, a, b) => `${a}${printed}${b}`)
-  .replace(/(<!-- usage:begin -->\n```\n)[\s\S]*?(```\n<!-- usage:end -->)/, (_, a, b) => `${a}${usageBlock()}\n${b}`);
-if (next === readme) console.log('README generated blocks already up to date');
-else {
-  writeFileSync('README.md', next);
-  console.log('README generated blocks updated');
+const blocks = [
+  ['docs/configuration.md', /(<!-- defaults:begin -->\n```yaml\n)[\s\S]*?(```\n<!-- defaults:end -->)/, printed],
+  ['docs/cli.md', /(<!-- usage:begin -->\n```\n)[\s\S]*?(```\n<!-- usage:end -->)/, `${usageBlock()}\n`],
+];
+for (const [file, re, text] of blocks) {
+  const before = readFileSync(file, 'utf8');
+  const next = before.replace(re, (_, a, b) => `${a}${text}${b}`);
+  if (next === before) console.log(`${file}: generated block already up to date`);
+  else {
+    writeFileSync(file, next);
+    console.log(`${file}: generated block updated`);
+  }
 }

@@ -1,26 +1,44 @@
-// The README is part of the product: its defaults block and collector table must match the code.
+// The README and docs/ are part of the product: the README's collector table, docs/configuration.md's
+// defaults block, docs/cli.md's usage and docs/kubernetes.md's NodeConditions must match the code.
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { COLLECTORS, nodeConditions } from '../collectors/index.js';
 
 const readme = readFileSync('README.md', 'utf8');
+const configuration = readFileSync('docs/configuration.md', 'utf8');
+const cli = readFileSync('docs/cli.md', 'utf8');
+const kubernetes = readFileSync('docs/kubernetes.md', 'utf8');
+const collectorsDoc = readFileSync('docs/collectors.md', 'utf8');
 
 t.test('the defaults block is what `nodewarden config` prints', async (t) => {
-  const block = /<!-- defaults:begin -->\n```yaml\n([\s\S]*?)```\n<!-- defaults:end -->/.exec(readme)?.[1];
+  const block = /<!-- defaults:begin -->\n```yaml\n([\s\S]*?)```\n<!-- defaults:end -->/.exec(configuration)?.[1];
   const printed = spawnSync(process.execPath, ['dist/cli/main.js', 'config'], { encoding: 'utf8', env: { ...process.env, NODE_NAME: '' } }).stdout;
   t.equal(block, printed, 'regenerate with: npm run docs');
 });
 
-t.test('every collector and every check it raises is in the collector table', async (t) => {
-  for (const c of COLLECTORS) {
-    t.match(readme, new RegExp(`\\| \`${c.name}\` \\|`), `collector ${c.name}`);
-    for (const check of c.checks) t.ok(readme.includes(`\`${check}\``), `check ${check}`);
+t.test('every collector and every check it raises is in the collector tables (README and docs/collectors.md)', async (t) => {
+  for (const [name, text] of [['README', readme], ['docs/collectors.md', collectorsDoc]] as const) {
+    for (const c of COLLECTORS) {
+      t.match(text, new RegExp(`\\| \`${c.name}\` \\|`), `${name}: collector ${c.name}`);
+      for (const check of c.checks) t.ok(text.includes(`\`${check}\``), `${name}: check ${check}`);
+    }
   }
 });
 
+t.test('every docs/ page the README links to exists, and every relative link in docs/ resolves', async (t) => {
+  for (const [file, text] of [['README.md', readme], ...['cli', 'configuration', 'collectors', 'reference', 'kubernetes', 'alerts', 'design', 'benchmarks', 'tests'].map((p) => [`docs/${p}.md`, readFileSync(`docs/${p}.md`, 'utf8')] as const)]) {
+    for (const m of text.matchAll(/\]\(([^)#:\s]+)(#[^)]*)?\)/g)) {
+      const target = file.startsWith('docs/') ? `docs/${m[1]}` : m[1]!;
+      t.ok(existsSync(target.replace(/^docs\/\.\.\//, '')), `${file} links to ${m[1]}`);
+    }
+  }
+  t.ok(readme.split('\n').length < 150, 'the README stays a front page');
+  t.notMatch(readme + collectorsDoc, /\bsession \d|\.\.\/shared|HOUSE-STYLE/, 'no work log, no paths outside the clone');
+});
+
 t.test("the Kubernetes exporter's list of NodeConditions is the one the collectors declare", async (t) => {
-  const listed = /shows them: ([\s\S]*?): True with/.exec(readme)?.[1] ?? '';
+  const listed = /shows them: ([\s\S]*?): True with/.exec(kubernetes)?.[1] ?? '';
   const types = [...listed.matchAll(/`(Nodewarden\w+)`/g)].map((m) => m[1]);
   t.same(types, nodeConditions().map((c) => c.type), 'the README lists them in the registry order');
 });
@@ -33,7 +51,7 @@ t.test('the two commands a fresh machine needs open the README', async (t) => {
 
 t.test("the CLI reference is the command table's usage, and lists every flag each command accepts", async (t) => {
   const { COMMANDS, usageBlock } = await import('../cli/commands.js');
-  const block = /<!-- usage:begin -->\n```\n([\s\S]*?)```\n<!-- usage:end -->/.exec(readme)?.[1];
+  const block = /<!-- usage:begin -->\n```\n([\s\S]*?)```\n<!-- usage:end -->/.exec(cli)?.[1];
   t.equal(block, `${usageBlock()}\n`, 'regenerate with: npm run docs');
   // Each command's usage (with its continuation lines) in the README, and in its own --help.
   const chunks = new Map<string, string>();

@@ -1,6 +1,6 @@
 // The few Kubernetes API calls the agent makes (its Node, the Node's status, Events, its node's pods: list
 // and watch), over node:https with the pod's service account. Hand-written rather than @kubernetes/client-node: that library adds
-// about 74 MiB of resident memory to an agent whose whole budget is 80 MiB (README, design).
+// about 74 MiB of resident memory to an agent whose whole budget is 80 MiB (docs/design.md).
 import { readFileSync } from 'node:fs';
 import { NodewardenError, errnoCode, errorMessage } from '../../protocol/errors.js';
 import { httpRequest, httpStream, type HttpRequestOptions } from '../../protocol/http-request.js';
@@ -199,7 +199,7 @@ export class KubeClient {
 
   /**
    * A list (GET `path`), its items handed to `onItem` one by one as they arrive, each parsed on its own:
-   * the page's text and its parsed tree are never held whole (README, design). Resolves with the rest of
+   * the page's text and its parsed tree are never held whole (docs/design.md). Resolves with the rest of
    * the list (kind, metadata) once it is complete; the same timeout as every plain call, for the whole list.
    */
   async list(path: string, onItem: (item: Record<string, unknown>) => void): Promise<Record<string, unknown>> {

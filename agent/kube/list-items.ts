@@ -1,6 +1,6 @@
 // Pure: splits a Kubernetes list (`{"kind":..,"metadata":{..},"items":[{..},{..}]}`) into its items as
 // the text arrives, chunk by chunk, so each item is parsed and reduced on its own and neither the whole
-// page's text nor its parsed tree is ever held (README, design: the pod watcher's memory). What is not
+// page's text nor its parsed tree is ever held (docs/design.md: the pod watcher's memory). What is not
 // an item (kind, metadata with resourceVersion and continue) is kept as `rest()`, with `"items":[]`.
 
 /** How long one item may be before the list is refused (a pod is a few KiB; etcd's limit is 1.5 MiB). */

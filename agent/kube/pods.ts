@@ -164,7 +164,7 @@ export class PodWatcher {
       let rv: string | undefined;
       try {
         do {
-          // Each pod is reduced as soon as it has arrived; the page is never held whole (README, design).
+          // Each pod is reduced as soon as it has arrived; the page is never held whole (docs/design.md).
           const page = await this.opts.client.list(`/api/v1/pods?fieldSelector=${this.selector}&limit=${limit}${cont ? `&continue=${encodeURIComponent(cont)}` : ''}`, (item) => {
             const info = toPodInfo(item);
             if (info) next.set(info.uid, info);

@@ -5,7 +5,7 @@ import type { Observation } from '../protocol/finding.js';
 import { compareFindings } from '../protocol/finding.js';
 import { errnoCode, errorMessage } from '../protocol/errors.js';
 import { withDeadline } from '../protocol/deadline.js';
-import type { AnyCollector, CollectorProgress, CollectResult, Log } from '../collectors/types.js';
+import { PERMISSION_DENIED, type AnyCollector, type CollectorProgress, type CollectResult, type Log } from '../collectors/types.js';
 import type { Environment } from './environment.js';
 import type { Config, CollectorSettings } from './config.js';
 import { FindingTracker, type Transition } from './tracker.js';
@@ -155,6 +155,13 @@ export class Runner extends EventEmitter {
     if (!outcome.ok) {
       const err = outcome.err;
       const message = errorMessage(err);
+      const code = errnoCode(err);
+      if (code === 'EACCES' || code === 'EPERM') {
+        // The kernel said no: the collector could not look (not root, no capability). Not a failure of
+        // the node, and no finding; check and up name it, and check exits 3 (unknown).
+        log.warn({ code, err: message }, 'collector may not read what it checks');
+        return finish('unavailable', undefined, [], `${PERMISSION_DENIED}: ${message}`);
+      }
       log.error({ err, code: errnoCode(err) }, 'collector failed');
       return finish('failed', undefined, [
         {

@@ -18,7 +18,7 @@ import { renderFindings } from './findings.js';
 import { escapeForTerminal as esc, jsonForTerminal } from '../protocol/terminal.js';
 import { formatUptime, painter, table, truncate, useColor, type Painter } from './format.js';
 import { StatusLine } from './status.js';
-import type { CollectorProgress } from '../collectors/types.js';
+import { PERMISSION_DENIED, type CollectorProgress } from '../collectors/types.js';
 
 export interface CheckOptions {
   json: boolean;
@@ -36,8 +36,9 @@ export const EXIT = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const;
 export function exitCodeFor(findings: readonly Finding[], statuses: readonly CollectorStatus[]): number {
   const worst = worstSeverity(findings.filter((f) => !f.check.startsWith('collector.')));
   if (worst === 'critical') return EXIT.CRITICAL;
-  // A collector that could not run means we do not know: unless something is already critical.
-  if (statuses.some((s) => s.status === 'failed' || s.status === 'timeout')) return EXIT.UNKNOWN;
+  // A collector that could not run or could not look means we do not know: unless something is
+  // already critical. (Not root: runtime, drift, sockets and immutable are refused by the kernel.)
+  if (statuses.some((s) => s.status === 'failed' || s.status === 'timeout' || s.status === 'unavailable')) return EXIT.UNKNOWN;
   if (worst === 'warning') return EXIT.WARNING;
   return EXIT.OK;
 }
@@ -201,5 +202,9 @@ export function renderReport(r: CheckReport, p: Painter, columns?: number): stri
   parts.push(renderFindings(r.findings, p));
   const st = r.collectors.map((c) => `${c.name} ${c.status}${c.status === 'ok' ? '' : c.detail ? ` (${esc(c.detail)})` : ''} ${c.durationMs}ms`);
   parts.push(p.dim(`collectors: ${st.join(' · ')}`));
+  const denied = r.collectors.filter((c) => c.detail?.startsWith(PERMISSION_DENIED)).map((c) => c.name);
+  if (denied.length > 0) {
+    parts.push(`${p.severity('warning', 'Could not look')}: ${denied.join(', ')}: permission denied. nodewarden needs root on a node (in the DaemonSet: privileged, hostPID, hostNetwork); the result is unknown (exit 3).`);
+  }
   return `${parts.join('\n\n')}\n`;
 }

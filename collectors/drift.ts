@@ -3,7 +3,7 @@
 import type { Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
 import { confirmSuspects, containerFacts } from './common/confirm.js';
-import type { CollectResult, Collector, HostAccess, RuntimeContainer } from './types.js';
+import { PERMISSION_DENIED, type CollectResult, type Collector, type HostAccess, type RuntimeContainer } from './types.js';
 
 export const driftConfigSpec = s.object({});
 export type DriftConfig = Infer<typeof driftConfigSpec>;
@@ -172,7 +172,7 @@ export const drift: Collector<DriftConfig, DriftData> = {
       }
       const down = [docker, containerd].filter((r) => r && r.status !== 'ok' && r.status !== 'absent');
       if (down.length > 0) {
-        verdict = { kind: 'unavailable', reason: down.map((r) => `${r!.name} ${r!.status}`).join(', ') };
+        verdict = { kind: 'unavailable', reason: down.some((r) => r!.status === 'forbidden') ? `${PERMISSION_DENIED}: ${down.map((r) => r!.socket).join(', ')}` : down.map((r) => `${r!.name} ${r!.status}`).join(', ') };
         return [];
       }
       const pids = new Map<number, PidState>();

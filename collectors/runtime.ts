@@ -2,7 +2,7 @@
 // makes kubelet's PLEG go unhealthy and every pod on the node turns Unknown soon after.
 import type { Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
-import type { Collector, RuntimeState } from './types.js';
+import { PERMISSION_DENIED, type Collector, type RuntimeState } from './types.js';
 
 export const runtimeConfigSpec = s.object({});
 export type RuntimeCheckConfig = Infer<typeof runtimeConfigSpec>;
@@ -67,6 +67,11 @@ export const runtime: Collector<RuntimeCheckConfig, RuntimeCheckData> = {
   async collect(ctx) {
     const runtimes = await ctx.runtime.ping();
     if (runtimes.every((r) => r.status === 'absent')) return { kind: 'no-data', reason: 'no docker or containerd socket on this node' };
+    // Not allowed to connect (not root) is not an outage: we cannot look, and say so; nobody is paged.
+    const forbidden = runtimes.filter((r) => r.status === 'forbidden');
+    if (forbidden.length > 0 && runtimes.every((r) => r.status === 'forbidden' || r.status === 'absent')) {
+      return { kind: 'unavailable', reason: `${PERMISSION_DENIED}: ${forbidden.map((r) => r.socket).join(', ')}` };
+    }
     return { kind: 'ok', observations: evaluateRuntimes(runtimes), data: { runtimes } };
   },
 };

@@ -4,7 +4,8 @@ import type { Observation, Workload } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
 import { runSocketCensus } from './common/fd-census.js';
 import { describeProcess } from './common/process.js';
-import type { Collector } from './types.js';
+import { PERMISSION_DENIED, type Collector } from './types.js';
+import { readdir } from 'node:fs/promises';
 
 export interface SocketHolder {
   pid: number;
@@ -119,6 +120,14 @@ export const sockets: Collector<SocketsConfig, SocketsData> = {
   async collect(ctx) {
     const { host, config } = ctx;
     const pids = await host.pids();
+    // Not root: every other user's /proc/PID/fd is closed to us, and "0 processes hold 0 sockets"
+    // would be a lie. pid 1 (the host's init, or the pod's pause process) tells.
+    try {
+      await readdir(`${host.procPath()}/1/fd`);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EPERM') return { kind: 'unavailable', reason: `${PERMISSION_DENIED}: cannot read other processes' fds (${host.procPath()}/1/fd)` };
+    }
     const rows = await runSocketCensus({ procDir: host.procPath(), pids, limitFrom: config.limitCheckFrom });
     rows.sort((a, b) => b.sockets - a.sockets || a.pid - b.pid);
 

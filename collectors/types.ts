@@ -103,7 +103,8 @@ export interface RuntimeState {
    * gone or refuses connections although it answered before or its data root shows it belongs on this
    * node; unresponsive: no answer in time (then nobody asks it again until it answers a probe).
    */
-  status: 'ok' | 'absent' | 'down' | 'unresponsive' | 'error';
+  /** forbidden: its socket is there but we may not connect (EACCES: not root): we cannot look, it is not down. */
+  status: 'ok' | 'absent' | 'down' | 'unresponsive' | 'error' | 'forbidden';
   error?: string;
   /** Why it is down: the socket is missing, or it refuses connections. */
   downReason?: 'socket-gone' | 'refused';
@@ -215,6 +216,9 @@ export interface CollectorProgress {
   /** Entries (files, directories) examined so far. */
   entries?: number;
 }
+
+/** The reason a collector gives when the kernel refused it (EACCES, EPERM): `check` and `up` look for it. */
+export const PERMISSION_DENIED = 'permission denied (nodewarden needs root on a node)';
 
 export type CollectResult<TData> =
   | { kind: 'ok'; observations: Observation[]; data: TData }

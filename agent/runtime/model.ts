@@ -85,6 +85,9 @@ export class Runtimes implements RuntimeAccess {
       this.unresponsive.set(name, { at: this.now(), state });
       return state;
     }
+    if (/\bE(ACCES|PERM)\b/.test(`${errCode(err) ?? ''} ${errCode((err as { cause?: unknown }).cause) ?? ''} ${errText(err)}`)) {
+      return { name, socket, status: 'forbidden', error: `permission denied on ${socket}`, latencyMs };
+    }
     const how = connectFailure(err);
     if (how) return { name, socket, status: 'down', downReason: how, error: errText(err), latencyMs };
     return { name, socket, status: 'error', error: errText(err), latencyMs };

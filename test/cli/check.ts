@@ -185,3 +185,35 @@ t.test('repeated --only flags add up, as a comma list does', async (t) => {
   const c = runSync(['check', '--only', 'disk,sockstat', '--only', 'disk', '--json']);
   t.same((JSON.parse(c.stdout) as { collectors: { name: string }[] }).collectors.map((x) => x.name).sort(), ['disk', 'sockstat']);
 });
+
+t.test('live: check as an unprivileged user is "cannot look" (exit 3, one line saying root is needed), never a runtime outage', async (t) => {
+  const { requireLive } = await import('../helpers/live.js');
+  if (!requireLive(t, { root: true, commands: ['setpriv', 'mount', 'umount'] })) return;
+  const { execFileSync, spawnSync } = await import('node:child_process');
+  const { existsSync, mkdtempSync, mkdirSync, rmSync } = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  // The checkout may sit below a directory nobody cannot enter: show it to nobody through a bind mount under /tmp.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-nobody-'));
+  const repo = path.join(dir, 'repo');
+  mkdirSync(repo);
+  execFileSync('chmod', ['755', dir]);
+  execFileSync('mount', ['--bind', process.cwd(), repo]);
+  t.teardown(() => {
+    spawnSync('umount', [repo]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, 'dist/cli/main.js', 'check', '--json'], { cwd: repo, encoding: 'utf8', timeout: 120_000, env: { ...process.env, HOME: '/nonexistent' } });
+  t.equal(r.status, 3, `exit 3 (unknown): ${r.stderr}`);
+  const report = JSON.parse(r.stdout) as { findings: { check: string }[]; collectors: { name: string; status: string; detail?: string }[] };
+  t.same(report.findings.filter((f) => f.check.startsWith('runtime.') || f.check.startsWith('collector.')), [], 'no runtime.unresponsive, runtime.down or collector.failed');
+  const denied = report.collectors.filter((c) => c.status === 'unavailable' && /permission denied/.test(c.detail ?? '')).map((c) => c.name);
+  t.ok(denied.includes('sockets'), `sockets says it could not look: ${denied.join(', ')}`);
+  if (existsSync('/var/run/docker.sock')) t.ok(denied.includes('runtime'), 'runtime says it could not look');
+  const human = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, 'dist/cli/main.js', 'check'], { cwd: repo, encoding: 'utf8', timeout: 120_000, env: { ...process.env, HOME: '/nonexistent', NO_COLOR: '1' } });
+  t.equal(human.status, 3);
+  const lines = human.stdout.split('\n').filter((l) => l.startsWith('Could not look'));
+  t.equal(lines.length, 1, 'one line says it');
+  t.match(lines[0], /^Could not look: .*sockets.*: permission denied\. nodewarden needs root on a node/);
+  t.notMatch(human.stdout, /0 of \d+ processes hold 0 sockets/, 'no census that could not be taken');
+});

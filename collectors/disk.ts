@@ -179,7 +179,7 @@ export function evaluateDisk(rows: readonly DiskRow[], config: DiskConfig, evict
         subject: r.mountPoint,
         message: `Filesystem ${r.mountPoint} (${r.fsType} from ${r.source}) does not answer statfs: anything that touches it (df, kubelet's stats, pods using it) hangs. It is skipped until it answers.`,
         evidence: { mountPoint: r.mountPoint, fsType: r.fsType, source: r.source, error: r.error ?? 'timeout' },
-        remedy: `grep ${q} /proc/mounts; check the server or device behind ${r.source}; umount -l ${q} if it is gone for good`,
+        remedy: `grep ${q} /proc/mounts  # then check the server or device behind ${r.source}; if it is gone for good: umount -l ${q}`,
       });
       continue;
     }
@@ -225,7 +225,7 @@ export function evaluateDisk(rows: readonly DiskRow[], config: DiskConfig, evict
         ? `Filesystem ${r.mountPoint} (${r.source}) is mounted rw but the kernel made it read-only after an error: every write fails, pods that log or write here crash.`
         : `Filesystem ${r.mountPoint} (${r.source}) was writable and is now read-only: every write fails.`,
       evidence: { mountPoint: r.mountPoint, source: r.source, fsType: r.fsType, kernelRemounted: emergency },
-      remedy: `dmesg | grep -i -E 'error|remount' | tail; drain the node, then fsck ${shellQuote(r.source)} and remount ${q} rw`,
+      remedy: `dmesg | grep -i -E 'error|remount' | tail  # then drain the node, fsck ${shellQuote(r.source)} and remount ${q} rw`,
     });
   }
 

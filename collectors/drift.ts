@@ -85,7 +85,9 @@ function sideBySide(c: RuntimeContainer, kernel: PidState | undefined, pid: numb
   };
 }
 
-const DRAIN = 'kubectl drain $(hostname) --ignore-daemonsets --delete-emptydir-data';
+// Remedies are commands a person can paste as they are: the advice that is not a command (drain the
+// node first) rides in a trailing shell comment, so pasting the whole line runs only the commands.
+const DRAIN = 'drain the node first: kubectl drain NODE --ignore-daemonsets --delete-emptydir-data';
 
 /** Pure: the drift rules, given each container's views and its pid's state in the kernel. */
 export function evaluateDrift(containers: readonly RuntimeContainer[], pids: ReadonlyMap<number, PidState>): Observation[] {
@@ -105,7 +107,7 @@ export function evaluateDrift(containers: readonly RuntimeContainer[], pids: Rea
           severity: 'critical',
           message: `docker says container ${c.name} (${short(c.id)}) is running with pid ${d.pid}, but ${what} and the process is ${kernel === 'alive' ? 'alive' : kernel === 'zombie' ? 'a zombie' : 'gone'}: dockerd and containerd are out of sync, and kubelet sees a container that is not there.`,
           evidence: sideBySide(c, kernel, d.pid),
-          remedy: `docker inspect ${short(c.id)}; ${DRAIN}; systemctl restart docker  # then docker container prune; never kill the shim by hand`,
+          remedy: `systemctl restart docker  # ${DRAIN}; then docker container prune; never kill the shim by hand`,
         });
         continue;
       }
@@ -117,7 +119,7 @@ export function evaluateDrift(containers: readonly RuntimeContainer[], pids: Rea
         severity: 'warning',
         message: `docker shows container ${c.name} (${short(c.id)}) as ${d.status}, but containerd's task is RUNNING with pid ${task.pid}: a process docker no longer manages is still running.`,
         evidence: sideBySide(c, pids.get(task.pid), task.pid),
-        remedy: `ps -f ${task.pid}; ${DRAIN}; systemctl restart docker`,
+        remedy: `ps -f ${task.pid}; systemctl restart docker  # ${DRAIN}`,
       });
       continue;
     }
@@ -127,7 +129,9 @@ export function evaluateDrift(containers: readonly RuntimeContainer[], pids: Rea
         severity: 'warning',
         message: `containerd runs a task ${short(c.id)} (pid ${task.pid}) in docker's namespace moby, but docker has no such container: it is invisible to docker and kubelet.`,
         evidence: sideBySide(c, pids.get(task.pid), task.pid),
-        remedy: `ctr -n moby task ls | grep ${short(c.id)}; ps -f ${task.pid}; ${DRAIN}; then ctr -n moby task kill ${c.id} && ctr -n moby container rm ${c.id}`,
+        // SIGKILL (a pid-1 process may ignore SIGTERM), then the task, then the container: ctr refuses to
+        // remove a container whose task still exists.
+        remedy: `ctr -n moby task kill -s SIGKILL ${c.id}; ctr -n moby task rm -f ${c.id}; ctr -n moby container rm ${c.id}  # first see what it runs: ps -f ${task.pid}`,
       });
       continue;
     }
@@ -137,7 +141,7 @@ export function evaluateDrift(containers: readonly RuntimeContainer[], pids: Rea
         severity: 'critical',
         message: `containerd says the task of ${c.name} (${short(c.id)}) is RUNNING with pid ${task.pid}, but that process is ${pids.get(task.pid) === 'zombie' ? 'a zombie' : 'gone'}: the shim lost track of it.`,
         evidence: sideBySide(c, pids.get(task.pid), task.pid),
-        remedy: `ctr -n ${c.namespace ?? 'k8s.io'} task ls | grep ${short(c.id)}; ${DRAIN}; systemctl restart containerd`,
+        remedy: `systemctl restart containerd  # ${DRAIN}; ctr -n ${c.namespace ?? 'k8s.io'} task ls | grep ${short(c.id)} shows the task`,
       });
     }
   }

@@ -15,7 +15,7 @@ const REMEDY: Record<RuntimeState['name'], string> = {
   docker:
     "timeout 10 docker ps >/dev/null || echo hung; journalctl -u docker --since '-15min' | tail -50; kill -USR1 $(pidof dockerd)  # dumps goroutine stacks to the log; then drain the node and systemctl restart docker",
   containerd:
-    "timeout 10 ctr version || echo hung; journalctl -u containerd --since '-15min' | tail -50; drain the node, then systemctl restart containerd",
+    "timeout 10 ctr version || echo hung; journalctl -u containerd --since '-15min' | tail -50  # then drain the node and systemctl restart containerd",
 };
 
 const DOWN_REMEDY: Record<RuntimeState['name'], string> = {

@@ -109,7 +109,7 @@ export function evaluateSockstat(data: SockstatData, config: SockstatConfig): Ob
       `${fmt(orphan)} orphaned TCP sockets, ${pct.toFixed(0)}% of net.ipv4.tcp_max_orphans (${fmt(max)}). ` +
       'An orphan is a socket no process owns any more, still closing; past the limit (or a quarter of it under memory pressure) the kernel resets connections and logs "too many orphaned sockets".',
     evidence: { orphan, tcp_max_orphans: max, percent: Math.round(pct), tcp },
-    remedy: 'cat /proc/net/sockstat; ss -tan state fin-wait-1 state fin-wait-2 state last-ack | head; find the peers that stopped reading, or raise net.ipv4.tcp_max_orphans',
+    remedy: 'cat /proc/net/sockstat; ss -tan state fin-wait-1 state fin-wait-2 state last-ack | head  # then find the peers that stopped reading, or raise net.ipv4.tcp_max_orphans',
   }));
 
   againstLimit(tcp['tw'], maxTwBuckets, config.timewait, (tw, max, pct) => ({

@@ -191,13 +191,13 @@ export function evaluateRuntimeHealth(runtimes: readonly RuntimeState[], filesys
   for (const r of runtimes) {
     if (r.status === 'unresponsive' || r.status === 'error') {
       problems.push(`${r.name} ${r.status === 'unresponsive' ? `does not answer on ${r.socket}` : `answers with errors (${r.error ?? 'unknown'})`}, so kubelet cannot stop or remove the pod's containers`);
-      remedy ??= r.name === 'docker' ? 'timeout 10 docker ps >/dev/null || echo hung; journalctl -u docker --since -15min | tail -50; drain the node, then systemctl restart docker' : 'timeout 10 ctr version || echo hung; journalctl -u containerd --since -15min | tail -50; drain the node, then systemctl restart containerd';
+      remedy ??= r.name === 'docker' ? 'timeout 10 docker ps >/dev/null || echo hung; journalctl -u docker --since -15min | tail -50  # then drain the node and systemctl restart docker' : 'timeout 10 ctr version || echo hung; journalctl -u containerd --since -15min | tail -50  # then drain the node and systemctl restart containerd';
     }
   }
   for (const fs of filesystems) {
     if (fs.readonly) {
       problems.push(`the filesystem at ${fs.mountPoint ?? fs.path} holding ${fs.path} is read-only`);
-      remedy ??= `dmesg | grep -iE 'ext4|xfs|I/O error' | tail; drain the node, then fix the filesystem and remount ${fs.mountPoint ?? fs.path} rw`;
+      remedy ??= `dmesg | grep -iE 'ext4|xfs|I/O error' | tail  # then drain the node, fix the filesystem and remount ${fs.mountPoint ?? fs.path} rw`;
       continue;
     }
     const st = fs.statfs;

@@ -1,9 +1,9 @@
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { drift, evaluateDrift, holdBack, HOLD_BACK_MS, type PidState } from '../../collectors/drift.js';
 import type { RuntimeContainer } from '../../collectors/types.js';
 import { contextFor, envFor } from '../helpers/context.js';
-import { docker, ensureTestImage, inspectField, makePersistentDrift, ourDaemonPid, removeContainer, requireRuntime, runContainer, startRuntime } from '../helpers/runtime.js';
+import { copyToContainerd, docker, ensureTestImage, inspectField, makePersistentDrift, ourDaemonPid, removeContainer, requireRuntime, runContainer, startRuntime } from '../helpers/runtime.js';
 import { requireLive } from '../helpers/live.js';
 
 const c = (over: Partial<RuntimeContainer>): RuntimeContainer => ({
@@ -105,4 +105,39 @@ t.test('live: drift that dockerd repairs by itself (containerd killed, the proce
     if (!mended) await new Promise((r) => setTimeout(r, 500));
   }
   t.notOk(mended, `a finding (${counts}) only for drift that stays: ${mended ? 'dockerd mended it by itself later, so it was a false finding' : 'docker still says running 30 s later: dockerd lost the exit, the drift is real and rightly reported'}`);
+});
+
+t.test('every drift remedy is a command that parses as pasted (prose only in a trailing comment)', async (t) => {
+  const stopped = c({ docker: running, containerd: { known: true, task: { status: 'STOPPED', pid: 100, exitStatus: 137 } } });
+  const orphanTask = c({ id: 'b'.repeat(64), docker: { ...running, running: false, status: 'exited' }, containerd: { known: true, task: { status: 'RUNNING', pid: 101, exitStatus: 0 } } });
+  const ghost = c({ id: 'd'.repeat(64), docker: undefined, containerd: { known: true, task: { status: 'RUNNING', pid: 102 } } } as never);
+  const lost = c({ id: 'e'.repeat(64), namespace: 'k8s.io', docker: undefined, containerd: { known: true, task: { status: 'RUNNING', pid: 103 } } } as never);
+  const found = evaluateDrift([stopped, orphanTask, ghost, lost], new Map<number, PidState>([[100, 'gone'], [101, 'alive'], [102, 'alive'], [103, 'gone']]));
+  t.equal(found.length, 4, 'one finding for each kind of drift');
+  for (const f of found) {
+    const r = spawnSync('sh', ['-n', '-c', f.remedy]);
+    t.equal(r.status, 0, `sh -n accepts: ${f.remedy}`);
+    t.notMatch(f.remedy.split('#')[0]!, /\b(then|drain the node)\b/, 'no prose before the comment');
+  }
+});
+
+t.test('live: the ghost-task remedy works as printed: the task docker does not know is gone, and so is its container', async (t) => {
+  if (!requireRuntime(t)) return;
+  const ref = copyToContainerd(ensureTestImage(), 'moby', ['nodewarden-test=drift-ghost']);
+  const id = `nw-ghost-${process.pid}`;
+  t.teardown(() => {
+    spawnSync('ctr', ['-n', 'moby', 'task', 'kill', '-s', 'SIGKILL', id]);
+    spawnSync('ctr', ['-n', 'moby', 'task', 'rm', '-f', id]);
+    spawnSync('ctr', ['-n', 'moby', 'container', 'rm', id]);
+  });
+  // A pid-1 sleep ignores SIGTERM: the remedy must not rely on it.
+  execFileSync('ctr', ['-n', 'moby', 'run', '-d', ref, id, 'sleep', '600'], { stdio: 'ignore' });
+  const r = await drift.collect(contextFor(drift, '/', { env: envFor('/') }));
+  const f = r.kind === 'ok' ? r.observations.find((o) => o.subject === id) : undefined;
+  t.ok(f, `the ghost task is found (${r.kind})`);
+  t.match(f?.message, /docker has no such container/);
+  execFileSync('sh', ['-c', f!.remedy], { stdio: 'ignore', timeout: 30_000 });
+  t.notMatch(execFileSync('ctr', ['-n', 'moby', 'containers', 'ls', '-q'], { encoding: 'utf8' }), new RegExp(`^${id}$`, 'm'), 'the container is gone after the printed remedy');
+  const after = await drift.collect(contextFor(drift, '/', { env: envFor('/') }));
+  t.notOk(after.kind === 'ok' && after.observations.some((o) => o.subject === id), 'and the finding resolves');
 });

@@ -17,7 +17,7 @@ export const kernelConfigSpec = s.object({
 });
 export type KernelConfig = Infer<typeof kernelConfigSpec>;
 
-export type KernelCheck = 'kernel.oom' | 'kernel.system-oom' | 'kernel.hung-task' | 'kernel.lockup' | 'kernel.fs-error' | 'kernel.fs-readonly' | 'kernel.io-error' | 'kernel.conntrack-full' | 'kernel.log-loss';
+export type KernelCheck = 'kernel.oom' | 'kernel.systemOom' | 'kernel.hungTask' | 'kernel.lockup' | 'kernel.fsError' | 'kernel.fsReadonly' | 'kernel.ioError' | 'kernel.conntrackFull' | 'kernel.logLoss';
 
 /** One cause on one subject, coalesced: how many, when, and the facts of the last one. */
 export interface KernelGroup {
@@ -48,6 +48,7 @@ export interface KernelData {
 }
 
 const MAX_IDENTITIES = 4096;
+const SNAPSHOT_WAIT_MS = 500;
 const fmt = (n: number): string => n.toLocaleString('en-US');
 const mib = (kb: number): string => `${(kb / 1024).toFixed(1)} MiB`;
 
@@ -78,6 +79,7 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
   let memory: { usageKb: number; limitKb: number; seq: number } | undefined;
   let taskIn: { taskMemcg: string; oomMemcg: string; seq: number } | undefined;
   let lastOom: { ev: KernelEvent; seq: number } | undefined;
+  let announced: { memcg: boolean; pid: number; seq: number } | undefined;
   for (const r of records) {
     if (r.facility !== 0) continue;
     const fact: KernelFact | undefined = parseKernelLine(r.message);
@@ -103,7 +105,11 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
         break;
       }
       case 'oom-killed': {
-        if (fact.scoreOnly) break;
+        if (fact.scoreOnly) {
+          // Before 4.19: "Memory cgroup out of memory: Kill process N ... or sacrifice child", then a bare "Killed process N".
+          announced = { memcg: fact.memcg, pid: fact.pid, seq: r.seq };
+          break;
+        }
         if (lastOom && lastOom.ev.pid === fact.pid && r.seq - lastOom.seq < 50) {
           // The same kill, second line: it brings the victim's RSS.
           if (fact.rssKb !== undefined) lastOom.ev.evidence['rss_kb'] = fact.rssKb;
@@ -114,7 +120,10 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
         // Before 4.19 there is no oom-kill: line; "Task in X killed as a result of limit of Y" names the cgroups.
         const ti = taskIn && r.seq - taskIn.seq < 500 ? taskIn : undefined;
         const near = memory && r.seq - memory.seq < 500 ? memory : undefined;
-        const system = !fact.memcg || (ti !== undefined && isRootMemcg(ti.oomMemcg));
+        const ann = announced && announced.pid === fact.pid && r.seq - announced.seq < 50 ? announced : undefined;
+        const memcgKill = fact.memcg || ann?.memcg === true || (ti !== undefined && !isRootMemcg(ti.oomMemcg));
+        const system = !memcgKill || (ti !== undefined && isRootMemcg(ti.oomMemcg));
+        announced = undefined;
         const ev = oomEvent(at, system, ti?.taskMemcg, ti?.oomMemcg, fact.task, fact.pid, fact.rssKb, near && !system ? near.limitKb : undefined, system ? 'CONSTRAINT_NONE' : 'CONSTRAINT_MEMCG');
         events.push(ev);
         lastOom = undefined;
@@ -124,7 +133,7 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
       }
       case 'hung-task':
         events.push({
-          check: 'kernel.hung-task', subject: `task:${fact.task}`, severity: 'warning', atMs: at, pid: fact.pid,
+          check: 'kernel.hungTask', subject: `task:${fact.task}`, severity: 'warning', atMs: at, pid: fact.pid,
           text: `the kernel reports task ${fact.task} (pid ${fact.pid}) blocked in uninterruptible sleep (D state) for more than ${fact.seconds} seconds: it waits on I/O or a lock that does not come (a hung disk, NFS server or device-mapper device).`,
           remedy: `cat /proc/${fact.pid}/stack; ps -eo pid,stat,wchan:32,comm | awk '$2 ~ /D/'  # what it waits on; check the storage behind it`,
           evidence: { task: fact.task, pid: fact.pid, blocked_seconds: fact.seconds },
@@ -148,7 +157,7 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
         break;
       case 'fs-error':
         events.push({
-          check: 'kernel.fs-error', subject: fact.device, severity: 'critical', atMs: at,
+          check: 'kernel.fsError', subject: fact.device, severity: 'critical', atMs: at,
           text: `the kernel reports a ${fact.fs} error on ${fact.device}: ${fact.detail}`,
           remedy: `findmnt -S /dev/${fact.device}; plan an fsck (e2fsck -f / xfs_repair) of /dev/${fact.device} with the filesystem unmounted; check the disk (smartctl -a)`,
           evidence: { fs: fact.fs, device: fact.device, detail: fact.detail },
@@ -156,7 +165,7 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
         break;
       case 'fs-readonly':
         events.push({
-          check: 'kernel.fs-readonly', subject: fact.device, severity: 'critical', atMs: at,
+          check: 'kernel.fsReadonly', subject: fact.device, severity: 'critical', atMs: at,
           text: fact.fs === 'xfs' ? `the kernel shut down the xfs filesystem on ${fact.device} after an error: every write to it fails.` : `the kernel remounted the ext4 filesystem on ${fact.device} read-only after an error: every write to it fails.`,
           remedy: `findmnt -S /dev/${fact.device}; dmesg -T | grep ${fact.device}  # the error before it; repair (fsck) then remount, or replace the disk`,
           evidence: { fs: fact.fs, device: fact.device },
@@ -164,7 +173,7 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
         break;
       case 'io-error':
         events.push({
-          check: 'kernel.io-error', subject: fact.device, severity: 'warning', atMs: at,
+          check: 'kernel.ioError', subject: fact.device, severity: 'warning', atMs: at,
           text: `the kernel reports I/O errors on ${fact.device}${fact.sector !== undefined ? ` (sector ${fact.sector})` : fact.block !== undefined ? ` (logical block ${fact.block})` : ''}: the device failed reads or writes.`,
           remedy: `smartctl -a /dev/${fact.device}; dmesg -T | grep ${fact.device}  # a failing disk, cable or volume attachment`,
           evidence: { device: fact.device, ...(fact.sector !== undefined ? { sector: fact.sector } : {}), ...(fact.block !== undefined ? { block: fact.block } : {}) },
@@ -172,7 +181,7 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
         break;
       case 'conntrack-full':
         events.push({
-          check: 'kernel.conntrack-full', subject: 'nf_conntrack', severity: 'critical', atMs: at,
+          check: 'kernel.conntrackFull', subject: 'nf_conntrack', severity: 'critical', atMs: at,
           text: 'the conntrack table is full: the kernel drops packets of new connections (Services and NAT stop working for them).',
           remedy: 'cat /proc/sys/net/netfilter/nf_conntrack_count /proc/sys/net/netfilter/nf_conntrack_max; conntrack -S; raise net.netfilter.nf_conntrack_max or find who opens so many connections',
           evidence: {},
@@ -187,7 +196,7 @@ function oomText(ev: KernelEvent): string {
   const e = ev.evidence;
   const who = `process ${String(e['task'] ?? '?')} (pid ${String(e['pid'] ?? '?')})`;
   const rss = typeof e['rss_kb'] === 'number' ? ` using ${mib(e['rss_kb'])}` : '';
-  if (ev.check === 'kernel.system-oom') {
+  if (ev.check === 'kernel.systemOom') {
     return `the node ran out of memory (system OOM, not a container limit): the kernel killed ${who}${rss}.`;
   }
   const limit = typeof e['limit_bytes'] === 'number' ? ` of ${mib(e['limit_bytes'] / 1024)}` : '';
@@ -200,7 +209,7 @@ function oomEvent(at: number, system: boolean, taskMemcg: string | undefined, oo
   if (rssKb !== undefined) evidence['rss_kb'] = rssKb;
   if (limitKb !== undefined) evidence['limit_bytes'] = limitKb * 1024;
   const ev: KernelEvent = {
-    check: system ? 'kernel.system-oom' : 'kernel.oom',
+    check: system ? 'kernel.systemOom' : 'kernel.oom',
     subject: system ? 'node' : containerId ?? taskMemcg ?? 'unknown-cgroup',
     severity: system ? 'critical' : 'warning',
     atMs: at,
@@ -280,7 +289,7 @@ export function evaluateKernel(data: KernelData, now: number, config: KernelConf
   }
   if (lost > 0 || suppressed > 0 || data.dropped > 0) {
     out.push({
-      check: 'kernel.log-loss',
+      check: 'kernel.logLoss',
       severity: 'info',
       subject: 'kmsg',
       message: `Kernel log records were lost in the last ${window}: ${fmt(lost)} overwritten in the ring before they were read, ${fmt(suppressed)} suppressed by the kernel's rate limit${data.dropped > 0 ? `, ${fmt(data.dropped)} event groups dropped past collectors.kernel.maxGroups` : ''}; kernel events may be missing from the other findings.`,
@@ -333,17 +342,17 @@ export function coalesce(data: KernelData, events: readonly KernelEvent[], maxGr
 export const kernel: Collector<KernelConfig, KernelData> = {
   name: 'kernel',
   description: 'The kernel log (/dev/kmsg, kernel records only): OOM kills by pod and container, hung tasks, lockups, filesystem and I/O errors, conntrack table full',
-  checks: ['kernel.oom', 'kernel.system-oom', 'kernel.hung-task', 'kernel.lockup', 'kernel.fs-error', 'kernel.fs-readonly', 'kernel.io-error', 'kernel.conntrack-full', 'kernel.log-loss'],
+  checks: ['kernel.oom', 'kernel.systemOom', 'kernel.hungTask', 'kernel.lockup', 'kernel.fsError', 'kernel.fsReadonly', 'kernel.ioError', 'kernel.conntrackFull', 'kernel.logLoss'],
   conditions: {
     'kernel.oom': null, // an event: the Pod gets it, the node is fine
-    'kernel.system-oom': null,
-    'kernel.hung-task': 'KernelDeadlock',
+    'kernel.systemOom': null,
+    'kernel.hungTask': 'KernelDeadlock',
     'kernel.lockup': null,
-    'kernel.fs-error': null,
-    'kernel.fs-readonly': 'ReadonlyFilesystem',
-    'kernel.io-error': null,
-    'kernel.conntrack-full': null,
-    'kernel.log-loss': null,
+    'kernel.fsError': null,
+    'kernel.fsReadonly': 'ReadonlyFilesystem',
+    'kernel.ioError': null,
+    'kernel.conntrackFull': null,
+    'kernel.logLoss': null,
   },
   defaultIntervalMs: 1_000,
   defaultTimeoutMs: 5_000,
@@ -372,10 +381,18 @@ export const kernel: Collector<KernelConfig, KernelData> = {
 
     // Who each container is, remembered across snapshots: an OOM-killed pid 1 ends its container, which
     // may be gone (docker run --rm) by the time the line is read.
-    const snap = await ctx.runtime.snapshot();
+    // Never wait on a slow runtime here (the log must keep being read every second): past 500 ms this
+    // run names containers from what earlier snapshots showed, and the next run gets the cached view.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const snapshot = ctx.runtime.snapshot();
+    const snap = await Promise.race([snapshot, new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), SNAPSHOT_WAIT_MS);
+    })]).finally(() => clearTimeout(timer));
+    if (!snap) snapshot.catch(() => undefined);
+    const containers = snap?.containers ?? [];
     const identities = new Map(data.identities);
     const byId = new Map<string, RuntimeContainer>();
-    for (const c of snap.containers) {
+    for (const c of containers) {
       byId.set(c.id, c);
       const pid = c.docker?.pid || c.containerd?.task?.pid || 0;
       identities.delete(c.id);
@@ -386,7 +403,7 @@ export const kernel: Collector<KernelConfig, KernelData> = {
 
     const killsByContainer = new Map<string, number>();
     for (const ev of events) {
-      if (ev.check !== 'kernel.oom' && ev.check !== 'kernel.system-oom') continue;
+      if (ev.check !== 'kernel.oom' && ev.check !== 'kernel.systemOom') continue;
       const id = ev.containerId;
       if (id) {
         killsByContainer.set(id, (killsByContainer.get(id) ?? 0) + 1);
@@ -415,7 +432,7 @@ export const kernel: Collector<KernelConfig, KernelData> = {
     // The cgroup counters: a kill the log lost (ring overflow, suppressed lines) still counts.
     const counters = new Map(data.counters);
     const seen = new Set<string>();
-    for (const c of snap.containers) {
+    for (const c of containers) {
       const pid = c.docker?.pid || c.containerd?.task?.pid || 0;
       if (pid <= 0) continue;
       const cg = await host.readText(host.procPath(pid, 'cgroup')).catch(() => undefined);
@@ -439,7 +456,8 @@ export const kernel: Collector<KernelConfig, KernelData> = {
         events.push(ev);
       }
     }
-    data.counters = [...counters].filter(([id]) => seen.has(id));
+    // Without a snapshot this run, keep the counters as they were (no baseline lost).
+    data.counters = snap ? [...counters].filter(([id]) => seen.has(id)) : [...counters];
 
     coalesce(data, events, config.maxGroups);
     data.groups = data.groups.filter((g) => g.lastMs >= now - config.lookback);

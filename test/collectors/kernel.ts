@@ -43,7 +43,7 @@ t.test('a system OOM is the node, critical, and still names the victim container
     'Out of memory: Killed process 3321 (node) total-vm:1208040kB, anon-rss:812004kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:2036kB oom_score_adj:0',
   ]));
   t.equal(events.length, 1);
-  t.equal(events[0]?.check, 'kernel.system-oom');
+  t.equal(events[0]?.check, 'kernel.systemOom');
   t.equal(events[0]?.severity, 'critical');
   t.equal(events[0]?.containerId, ID);
   t.match(events[0]?.text, /node ran out of memory \(system OOM/);
@@ -87,7 +87,7 @@ t.test('events coalesce per cause and subject with a count and a rate, bounded, 
   coalesce(flood, eventsFromRecords(recs(devices)).events, 256);
   t.equal(flood.groups.length, 256, 'groups bounded');
   t.equal(flood.dropped, 744, 'what was dropped is counted');
-  t.ok(evaluateKernel(flood, NOW, config as never).some((o) => o.check === 'kernel.log-loss'), 'and said');
+  t.ok(evaluateKernel(flood, NOW, config as never).some((o) => o.check === 'kernel.logLoss'), 'and said');
 });
 
 t.test('losses (ring overflow, callbacks suppressed) are evidence on the next finding and a finding of their own', async (t) => {
@@ -100,7 +100,7 @@ t.test('losses (ring overflow, callbacks suppressed) are evidence on the next fi
   const oom = obs.find((o) => o.check === 'kernel.oom');
   t.equal(oom?.evidence['kmsg_lost_records'], 17);
   t.equal(oom?.evidence['kmsg_suppressed_lines'], 5);
-  t.match(obs.find((o) => o.check === 'kernel.log-loss')?.message, /17 overwritten in the ring/);
+  t.match(obs.find((o) => o.check === 'kernel.logLoss')?.message, /17 overwritten in the ring/);
 });
 
 t.test('a healthy busy node logs a lot and raises nothing', async (t) => {
@@ -152,7 +152,7 @@ t.test('real kernel, real docker: an OOM-killed container is named by pod and co
   appendFileSync('/dev/kmsg', '<3>INFO: task spoof:1 blocked for more than 120 seconds.\n');
   const spoofed = await runKernel(env, data);
   data = spoofed.data;
-  t.notOk(spoofed.obs.some((o) => o.check === 'kernel.fs-readonly' || (o.check === 'kernel.hung-task' && o.subject === 'task:spoof')), 'userspace cannot raise a kernel finding');
+  t.notOk(spoofed.obs.some((o) => o.check === 'kernel.fsReadonly' || (o.check === 'kernel.hungTask' && o.subject === 'task:spoof')), 'userspace cannot raise a kernel finding');
 
   // pid 1 is the hog (it sleeps first so the agent has seen the container).
   const name = `nw-kernel-oom-${process.pid}`;

@@ -86,7 +86,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
     ? new StreamClient({ url: opts.aggregator.url, token: opts.aggregator.token, runner, node: config.node, version: VERSION, log: opts.log.child({ component: 'stream' }), heartbeatMs: config.agent.heartbeat, onCommand: createPruneCommandHandler({ node: config.node, settings: config.prune, host: env.host, runtime: runtimes, log }) })
     : undefined;
   const server = config.agent.listen !== ''
-    ? new AgentServer({ runner, node: config.node, restartAfterUnreachableMs: config.agent.restartAfterUnreachable, listen: parseHostPort(config.agent.listen)!, ...(stream ? { stream } : {}) })
+    ? new AgentServer({ runner, node: config.node, kmsg: env.kmsg, restartAfterUnreachableMs: config.agent.restartAfterUnreachable, listen: parseHostPort(config.agent.listen)!, ...(stream ? { stream } : {}) })
     : undefined;
   const nodeExporter = kube
     ? new NodeExporter({ client: kube, node: config.node, runner, log: opts.log.child({ component: 'kubernetes' }), events: k.events, eventNamespace: k.eventNamespace, eventIntervalMs: k.eventInterval, eventsPerMinute: k.eventsPerMinute })

@@ -77,3 +77,19 @@ t.test('the real /dev/kmsg: reads the ring without blocking, resumes from its cu
   t.ok((await other.read()).records.length >= all.records.length - 10, 'no cursor: the whole ring');
   other.stop();
 });
+
+t.test('the reader health shows in /healthz, its counts in /metrics', async (t) => {
+  if (!requireLive(t, { root: true, paths: ['/dev/kmsg'] })) return;
+  const { health } = await import('../../../agent/exporters/http.js');
+  const reader = new KmsgReader({ host: createHostAccess({ root: '/', exec }) });
+  t.teardown(() => reader.stop());
+  await reader.read();
+  const h = health({ runner: { active: () => [], statuses: () => [] }, node: 'n', kmsg: reader });
+  const body = h.body['kmsg'] as { ok: boolean; totals: { records: number; lost: number } };
+  t.equal(body.ok, true);
+  t.ok(body.totals.records > 0, 'records counted');
+  t.equal(typeof body.totals.lost, 'number', 'losses counted (0 or more)');
+  const broken = new KmsgReader({ host: createHostAccess({ root: '/', exec }), device: '/proc/self/nonexistent-dir/x' });
+  await broken.read();
+  t.equal(broken.health().totals['errors'], 1, 'an open that fails is counted, and the next read tries again');
+});

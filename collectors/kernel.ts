@@ -450,7 +450,9 @@ export const kernel: Collector<KernelConfig, KernelData> = {
         const ev = oomEvent(now, false, memcg.path, memcg.path, undefined, undefined, undefined, undefined, 'CONSTRAINT_MEMCG');
         ev.evidence['source'] = memcg.v2 ? 'memory.events oom_kill' : 'memory.oom_control oom_kill';
         ev.evidence['oom_kill_counter'] = count;
-        ev.text = `the kernel OOM-killed a process at its container's memory limit (counted by the cgroup's oom_kill counter, ${before} -> ${count}; its log line was lost).`;
+        const limit = parseMemoryLimit(await host.readText(memcgFile(host, memcg.path, memcg.v2, memcg.v2 ? 'memory.max' : 'memory.limit_in_bytes')).catch(() => undefined));
+        if (limit !== undefined) ev.evidence['limit_bytes'] = limit;
+        ev.text = `the kernel OOM-killed a process at its container's memory limit${limit !== undefined ? ` of ${mib(limit / 1024)}` : ''} (counted by the cgroup's oom_kill counter, ${before} -> ${count}; its log line was lost).`;
         ev.subject = c.id;
         ev.workload = { ...c.workload, containerId: c.id };
         events.push(ev);

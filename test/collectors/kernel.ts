@@ -193,3 +193,56 @@ t.test('real kernel, real docker: an OOM-killed container is named by pod and co
   t.match(childObs?.message, /child process: the container's main process \(pid \d+\) lives on/);
   t.equal(spawnSync('docker', ['inspect', '-f', '{{.State.Running}}', child], { encoding: 'utf8' }).stdout.trim(), 'true', 'pid 1 survived');
 });
+
+t.test('cgroup v2, systemd driver (a host tree laid out as a v2 node has it): limit from memory.max, a kill the log lost counted from memory.events', async (t) => {
+  const { mkdtempSync, mkdirSync, writeFileSync, rmSync } = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const root = mkdtempSync(path.join(os.tmpdir(), 'nw-cg2-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const uid = '1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d';
+  const cg = `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${uid.replace(/-/g, '_')}.slice/cri-containerd-${ID}.scope`;
+  mkdirSync(path.join(root, 'proc', '4242'), { recursive: true });
+  mkdirSync(path.join(root, 'proc', 'sys', 'kernel', 'random'), { recursive: true });
+  writeFileSync(path.join(root, 'proc', 'sys', 'kernel', 'random', 'boot_id'), '0c1d2e3f-0000-4000-8000-000000000000\n');
+  writeFileSync(path.join(root, 'proc', '4242', 'cgroup'), `0::${cg}\n`);
+  const dir = path.join(root, 'sys', 'fs', 'cgroup', ...cg.split('/').filter(Boolean));
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'memory.max'), '536870912\n');
+  const events = (n: number): string => `low 0\nhigh 0\nmax 41\noom ${n}\noom_kill ${n}\noom_group_kill 0\n`;
+  writeFileSync(path.join(dir, 'memory.events'), events(0));
+
+  const container = { id: ID, name: 'java', manager: 'containerd', namespace: 'k8s.io', image: 'app', labels: {}, storage: {},
+    workload: { containerId: ID, containerName: 'java', pod: 'shop-0', namespace: 'shop', podUid: uid }, containerd: { known: true, task: { status: 'RUNNING', pid: 4242, exitStatus: 0 } } };
+  // The runtime cannot be a v2 containerd here (this VM is v1): its model is handed in as the agent builds it.
+  const runtime = { settleMs: 0, ping: async () => [], snapshot: async () => ({ runtimes: [], containers: [container], takenAt: Date.now() }) };
+  let batch: KmsgRecord[] = [];
+  const kmsg = { read: async () => ({ status: 'ok' as const, records: batch, lost: 0, overflows: 0 }), health: () => ({ ok: true, totals: {} }) };
+  const run = async (previous: unknown) => {
+    const ctx = { ...contextFor(kernel, root, { previous }), runtime, kmsg, now: () => NOW + 1000 };
+    const r = await kernel.collect(ctx as never);
+    if (r.kind !== 'ok') throw new Error(r.kind);
+    return r;
+  };
+  const first = await run(undefined);
+  t.same(first.observations, [], 'the counter is a baseline at first sight');
+
+  writeFileSync(path.join(dir, 'memory.events'), events(2));
+  batch = recs([
+    `oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=cri-containerd-${ID}.scope,mems_allowed=0,oom_memcg=${cg},task_memcg=${cg},task=java,pid=48213,uid=1000`,
+    'Memory cgroup out of memory: Killed process 48213 (java) total-vm:4839212kB, anon-rss:523812kB, file-rss:18232kB, shmem-rss:0kB, UID:1000 pgtables:1400kB oom_score_adj:969',
+  ]);
+  const second = await run(first.data);
+  const oom = second.observations.find((o) => o.check === 'kernel.oom');
+  t.equal(oom?.subject, ID);
+  t.equal(oom?.workload?.pod, 'shop-0');
+  t.equal(oom?.evidence['count'], 2, 'two kills: one from the log, one only the counter saw');
+  t.match(oom?.message, /^Container java of pod shop\/shop-0: /);
+  t.equal(oom?.evidence['source'], 'memory.events oom_kill', 'the last one came from the counter');
+  t.equal(oom?.evidence['limit_bytes'], 512 * 1024 * 1024, 'the limit read from memory.max');
+  t.match(oom?.message, /memory limit of 512\.0 MiB/);
+  t.equal(second.observations.length, 1, 'nothing else');
+  batch = [];
+  const third = await run(second.data);
+  t.equal(third.observations.find((o) => o.check === 'kernel.oom')?.evidence['count'], 2, 'a counter that stays put adds nothing');
+});

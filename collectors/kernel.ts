@@ -172,6 +172,8 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
         });
         break;
       case 'io-error':
+        // Empty virtual CD-ROM and floppy drives log I/O errors on healthy VMs all day: not a disk.
+        if (/^(sr|fd)\d+$/.test(fact.device)) break;
         events.push({
           check: 'kernel.ioError', subject: fact.device, severity: 'warning', atMs: at,
           text: `the kernel reports I/O errors on ${fact.device}${fact.sector !== undefined ? ` (sector ${fact.sector})` : fact.block !== undefined ? ` (logical block ${fact.block})` : ''}: the device failed reads or writes.`,

@@ -112,6 +112,8 @@ t.test('a healthy busy node logs a lot and raises nothing', async (t) => {
     'EXT4-fs (loop0): mounted filesystem e6b29c4d r/w with ordered data mode. Quota mode: none.',
     'oom_control is deprecated and will be removed. Please report your usecase to linux-mm-@kvack.org if you depend on this functionality.',
     'IPv6: ADDRCONF(NETDEV_CHANGE): veth1a2b3c4: link becomes ready',
+    'I/O error, dev fd0, sector 0 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 0',
+    'blk_update_request: I/O error, dev sr0, sector 0 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 0',
   ];
   t.same(eventsFromRecords(recs(Array.from({ length: 1000 }, () => busy).flat())).events, []);
 });

@@ -158,7 +158,7 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
       case 'fs-error':
         events.push({
           check: 'kernel.fsError', subject: fact.device, severity: 'critical', atMs: at,
-          text: `the kernel reports a ${fact.fs} error on ${fact.device}: ${fact.detail}`,
+          text: `the kernel reports an ${fact.fs} error on ${fact.device}: ${fact.detail}`,
           remedy: `findmnt -S /dev/${fact.device}; plan an fsck (e2fsck -f / xfs_repair) of /dev/${fact.device} with the filesystem unmounted; check the disk (smartctl -a)`,
           evidence: { fs: fact.fs, device: fact.device, detail: fact.detail },
         });

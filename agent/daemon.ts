@@ -10,6 +10,7 @@ import { VERSION } from '../protocol/version.js';
 import type { Finding } from '../protocol/finding.js';
 import type { Config } from './config.js';
 import { createEnvironment } from './environment.js';
+import { KmsgReader } from './host/kmsg.js';
 import { AgentServer } from './exporters/http.js';
 import { EXPORTER_FAILED, type Exporter } from './exporters/exporter.js';
 import { createPruneCommandHandler } from './actions/prune-command.js';
@@ -42,6 +43,10 @@ export interface AgentDaemon {
 
 export async function startAgent(config: Config, opts: { log: Log & { child(b: object): Log }; aggregator?: { url: string; token: string | (() => string) } }): Promise<AgentDaemon> {
   const env = createEnvironment(config);
+  // The agent keeps its place in the kernel log across restarts (check reads the last lookback instead).
+  const kernelSettings = config.collectors['kernel'];
+  const cursorFile = typeof kernelSettings?.['cursorFile'] === 'string' && kernelSettings['cursorFile'] !== '' ? kernelSettings['cursorFile'] : undefined;
+  env.kmsg = new KmsgReader({ host: env.host, ...(cursorFile ? { cursorFile } : {}) });
   const k = config.kubernetes;
   const kube = k.enabled ? KubeClient.inCluster({ server: k.server, tokenFile: k.tokenFile, caFile: k.caFile, timeoutMs: k.timeout }) : undefined;
   // The pod watcher feeds the pods collector; without an API server that collector reports no data.
@@ -81,7 +86,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
     ? new StreamClient({ url: opts.aggregator.url, token: opts.aggregator.token, runner, node: config.node, version: VERSION, log: opts.log.child({ component: 'stream' }), heartbeatMs: config.agent.heartbeat, onCommand: createPruneCommandHandler({ node: config.node, settings: config.prune, host: env.host, runtime: runtimes, log }) })
     : undefined;
   const server = config.agent.listen !== ''
-    ? new AgentServer({ runner, node: config.node, restartAfterUnreachableMs: config.agent.restartAfterUnreachable, listen: parseHostPort(config.agent.listen)!, ...(stream ? { stream } : {}) })
+    ? new AgentServer({ runner, node: config.node, kmsg: env.kmsg, restartAfterUnreachableMs: config.agent.restartAfterUnreachable, listen: parseHostPort(config.agent.listen)!, ...(stream ? { stream } : {}) })
     : undefined;
   const nodeExporter = kube
     ? new NodeExporter({ client: kube, node: config.node, runner, log: opts.log.child({ component: 'kubernetes' }), events: k.events, eventNamespace: k.eventNamespace, eventIntervalMs: k.eventInterval, eventsPerMinute: k.eventsPerMinute })
@@ -102,6 +107,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
       await stopAll(exporters, log);
       await podWatcher?.stop();
       runtimes.close();
+      env.kmsg?.stop();
     },
   };
   if (stream) daemon.stream = stream;

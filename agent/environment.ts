@@ -1,6 +1,7 @@
 // Everything a collector's context is built from, made once per process from the config: host access,
 // exec, runtimes and attributes. Commands and tests build it the same way.
 import type { AttrAccess, Exec, HostAccess, PodAccess, RuntimeAccess } from '../collectors/types.js';
+import { KmsgReader } from './host/kmsg.js';
 import { createAttrAccess } from './host/attrs.js';
 import type { Config } from './config.js';
 import { exec } from './host/exec.js';
@@ -14,9 +15,11 @@ export interface Environment {
   attrs: AttrAccess | undefined;
   /** The node's pods and their diagnosis; set by the agent when it has an API server. */
   pods?: PodAccess;
+  /** The kernel log reader; the agent gives it a cursor file, check reads the whole ring. */
+  kmsg?: KmsgReader;
 }
 
 export function createEnvironment(config: Pick<Config, 'hostRoot' | 'runtime'>): Environment {
   const host = createHostAccess({ root: config.hostRoot, exec });
-  return { host, exec, runtime: new Runtimes(host, config.runtime), attrs: createAttrAccess() };
+  return { host, exec, runtime: new Runtimes(host, config.runtime), attrs: createAttrAccess(), kmsg: new KmsgReader({ host }) };
 }

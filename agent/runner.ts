@@ -132,6 +132,7 @@ export class Runner extends EventEmitter {
         rerunRequested: () => slot.rerun === true,
         triggered: slot.triggered === true,
         ...(this.opts.env.pods ? { pods: this.opts.env.pods } : {}),
+        ...(this.opts.env.kmsg ? { kmsg: this.opts.env.kmsg } : {}),
         active: () => this.tracker.active(),
         // Only for someone listening (check on a terminal): reporting can make long work take other paths.
         ...(this.listenerCount('progress') > 0 ? { progress: (p: CollectorProgress) => this.emit('progress', name, p) } : {}),

@@ -2,6 +2,7 @@
 import { disk } from './disk.js';
 import { drift } from './drift.js';
 import { immutable } from './immutable.js';
+import { kernel } from './kernel.js';
 import { mounts } from './mounts.js';
 import { pods } from './pods.js';
 import { runtime } from './runtime.js';
@@ -9,7 +10,7 @@ import { sockets } from './sockets.js';
 import { sockstat } from './sockstat.js';
 import type { AnyCollector } from './types.js';
 
-export const COLLECTORS: readonly AnyCollector[] = [disk, sockstat, sockets, runtime, drift, immutable, mounts, pods];
+export const COLLECTORS: readonly AnyCollector[] = [disk, sockstat, sockets, runtime, drift, immutable, mounts, pods, kernel];
 
 export function collectorNames(): string[] {
   return COLLECTORS.map((c) => c.name);

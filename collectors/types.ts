@@ -167,6 +167,44 @@ export interface RuntimeAccess {
   readonly settleMs: number;
 }
 
+/** One kernel log record from /dev/kmsg. facility 0 is the kernel itself; userspace writes are never 0. */
+export interface KmsgRecord {
+  seq: number;
+  facility: number;
+  level: number;
+  /** Monotonic microseconds since boot, as the kernel stamped it. */
+  usec: number;
+  /** usec as wall-clock milliseconds since the epoch. */
+  wallMs: number;
+  message: string;
+  /** Old kernels' continuation flags (joined by the reader). */
+  cont?: 'start' | 'more';
+  /** The record's KEY=VALUE lines (SUBSYSTEM, DEVICE). */
+  dict?: Record<string, string>;
+}
+
+/** What one read of the kernel log gave: new records, and what was lost since the last read. */
+export interface KernelLogBatch {
+  /** absent: no /dev/kmsg here (no data); error: it could not be read (reopened next time). */
+  status: 'ok' | 'absent' | 'error';
+  error?: string;
+  records: KmsgRecord[];
+  /** Records the ring overwrote before they were read (sequence gaps), exact. */
+  lost: number;
+  /** EPIPE answers (ring overflows) in this read. */
+  overflows: number;
+  /** True when the per-read cap stopped the read before the ring was drained. */
+  more?: boolean;
+  bootId?: string;
+}
+
+/** The kernel log, read from where the last read stopped (a restarted agent resumes from its cursor). */
+export interface KernelLog {
+  read(): Promise<KernelLogBatch>;
+  /** The reader's own health and totals (records, lost, overflows, errors, reopens). */
+  health(): { ok: boolean; error?: string; totals: Record<string, number> };
+}
+
 export interface CollectorContext<TConfig, TData> {
   /** The node name findings carry. */
   node: string;
@@ -196,6 +234,8 @@ export interface CollectorContext<TConfig, TData> {
   triggered?: boolean;
   /** The node's pods from the API server; undefined where the agent has none (check, tests). */
   pods?: PodAccess;
+  /** The kernel log reader (one per process); undefined where there is none. */
+  kmsg?: KernelLog;
   /** The runner's firing findings (other collectors' confirmed ones); empty where there is no runner. */
   active?: () => readonly Finding[];
   /**

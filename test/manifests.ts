@@ -43,8 +43,8 @@ function render(): { objects: Obj[]; by: string } {
 
 const { objects, by } = render();
 const find = (kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name);
-type Container = { name: string; image: string; args?: string[]; resources?: { requests?: object; limits?: object }; volumeMounts?: { name: string; readOnly?: boolean }[]; env?: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[]; livenessProbe?: { httpGet?: { path: string } }; readinessProbe?: { httpGet?: { path: string } }; securityContext?: { capabilities?: { add?: string[]; drop?: string[] } } };
-type PodSpec = { containers: Container[]; automountServiceAccountToken?: boolean; volumes?: { name: string; hostPath?: object }[]; hostPID?: boolean; hostNetwork?: boolean; tolerations?: { operator?: string }[]; priorityClassName?: string };
+type Container = { name: string; image: string; args?: string[]; resources?: { requests?: object; limits?: object }; volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[]; env?: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[]; livenessProbe?: { httpGet?: { path: string } }; readinessProbe?: { httpGet?: { path: string } }; securityContext?: { capabilities?: { add?: string[]; drop?: string[] } } };
+type PodSpec = { containers: Container[]; automountServiceAccountToken?: boolean; volumes?: { name: string; hostPath?: { path: string } }[]; hostPID?: boolean; hostNetwork?: boolean; tolerations?: { operator?: string }[]; priorityClassName?: string };
 const podSpec = (o: Obj | undefined) => (o?.['spec'] as { template: { spec: PodSpec } } | undefined)?.template.spec;
 
 t.test(`every rendered object validates against the Kubernetes API schemas (rendered by ${by})`, async (t) => {
@@ -71,7 +71,7 @@ t.test(`every rendered object validates against the Kubernetes API schemas (rend
 t.test('policies: read-only host paths, pinned images, resources, probes, no API permission the code does not use', async (t) => {
   for (const o of objects.filter((x) => x.kind === 'DaemonSet' || x.kind === 'Deployment')) {
     const spec = podSpec(o)!;
-    const hostVolumes = new Set((spec.volumes ?? []).filter((v) => v.hostPath).map((v) => v.name));
+    const hostVolumes = new Map((spec.volumes ?? []).filter((v) => v.hostPath).map((v) => [v.name, v.hostPath!.path] as const));
     for (const c of spec.containers) {
       const where = `${o.kind}/${o.metadata.name}/${c.name}`;
       t.match(c.image, /^[\w.\-/]+(:[\w.-]+|@sha256:[0-9a-f]{64})$/, `${where}: image pinned`);
@@ -81,7 +81,12 @@ t.test('policies: read-only host paths, pinned images, resources, probes, no API
       const ready = o.kind === 'DaemonSet' ? '/readyz' : '/healthz';
       t.equal(c.readinessProbe?.httpGet?.path, ready, `${where}: readiness on ${ready}`);
       t.same(c.securityContext?.capabilities?.drop, ['ALL'], `${where}: drops every capability it does not add`);
-      for (const m of c.volumeMounts ?? []) if (hostVolumes.has(m.name)) t.equal(m.readOnly, true, `${where}: host path ${m.name} mounted read-only`);
+      // Every host path read-only, but the agent's own state directory (the kernel log cursor).
+      for (const m of c.volumeMounts ?? []) {
+        if (!hostVolumes.has(m.name)) continue;
+        if (hostVolumes.get(m.name) === '/var/lib/nodewarden') t.equal(m.mountPath, '/var/lib/nodewarden', `${where}: its own state directory, writable`);
+        else t.equal(m.readOnly, true, `${where}: host path ${m.name} mounted read-only`);
+      }
     }
   }
   checkRbac(t, objects);

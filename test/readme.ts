@@ -39,7 +39,7 @@ t.test('every docs/ page the README links to exists, and every relative link in 
 
 t.test("the Kubernetes exporter's list of NodeConditions is the one the collectors declare", async (t) => {
   const listed = /shows them: ([\s\S]*?): True with/.exec(kubernetes)?.[1] ?? '';
-  const types = [...listed.matchAll(/`(Nodewarden\w+)`/g)].map((m) => m[1]);
+  const types = [...listed.matchAll(/`([A-Z][A-Za-z]+)`/g)].map((m) => m[1]);
   t.same(types, nodeConditions().map((c) => c.type), 'the README lists them in the registry order');
 });
 

@@ -12,6 +12,7 @@ import { formatDuration } from '../../protocol/schema.js';
 import type { CollectorStatus } from '../runner.js';
 import type { StreamClient } from './aggregator-link.js';
 import type { Exporter, RunnerView } from './exporter.js';
+import type { KernelLog } from '../../collectors/types.js';
 
 export interface ListenerLimits {
   /** Connections open at once; past it a new connection evicts the oldest idle one. */
@@ -34,6 +35,8 @@ export interface AgentServerOptions {
   limits?: Partial<ListenerLimits>;
   /** Where AgentServer.start() listens; without it, it does not. */
   listen?: { host: string; port: number };
+  /** The kernel log reader: its health in /healthz, its counted losses in /metrics. */
+  kmsg?: Pick<KernelLog, 'health'>;
 }
 
 /** Liveness: collecting, and not cut off from the configured aggregator for longer than the restart window. */
@@ -48,6 +51,7 @@ export function health(opts: AgentServerOptions, now = Date.now()): { live: bool
     ...(cutOff ? { reason: `the aggregator at ${link.url} has been unreachable for ${Math.round((link.downForMs ?? 0) / 1000)} s (restart window ${formatDuration(window)}): a restart may help` } : {}),
     aggregator: link ?? 'none',
     collectors: opts.runner.statuses(),
+    ...(opts.kmsg ? { kmsg: opts.kmsg.health() } : {}),
   };
   return { live: !cutOff, ready: link === undefined || link.connected, body };
 }
@@ -122,6 +126,7 @@ function createEndpoints(opts: AgentServerOptions, runs: ReadonlyMap<string, num
         { name: 'nodewarden_aggregator_connected', help: '1 when the agent is connected to its aggregator', type: 'gauge', samples: [{ labels: { node }, value: link?.connected ? 1 : 0 }] },
         { name: 'nodewarden_aggregator_disconnected_seconds', help: 'How long the agent has been without its aggregator (0 when connected)', type: 'gauge', samples: [{ labels: { node }, value: Math.round((link?.downForMs ?? 0) / 1000) }] },
         { name: 'nodewarden_listener_connections_refused_total', help: 'Connections this listener closed because it was at its cap of open connections', type: 'counter', samples: [{ labels: { node }, value: refused }] },
+        ...kmsgMetrics(opts.kmsg, node),
         { name: 'nodewarden_process_resident_memory_bytes', help: 'Resident memory of the agent', type: 'gauge', samples: [{ labels: { node }, value: mem.rss }] },
       ];
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
@@ -152,4 +157,18 @@ function createEndpoints(opts: AgentServerOptions, runs: ReadonlyMap<string, num
   server.setTimeout(limits.idleTimeoutMs, (socket) => socket.destroy());
   server.on('clientError', (_err, socket) => socket.destroy());
   return server;
+}
+
+/** The kernel log reader's totals: records read, records the ring overwrote unread, EPIPE answers, read errors. */
+function kmsgMetrics(kmsg: Pick<KernelLog, 'health'> | undefined, node: string): Metric[] {
+  if (!kmsg) return [];
+  const h = kmsg.health();
+  const counter = (name: string, help: string, key: string): Metric => ({ name, help, type: 'counter', samples: [{ labels: { node }, value: h.totals[key] ?? 0 }] });
+  return [
+    counter('nodewarden_kmsg_records_total', 'Kernel log records read from /dev/kmsg', 'records'),
+    counter('nodewarden_kmsg_lost_records_total', 'Kernel log records overwritten in the ring before they were read (sequence gaps)', 'lost'),
+    counter('nodewarden_kmsg_overflows_total', 'Ring buffer overflows (EPIPE) seen by the kernel log reader', 'overflows'),
+    counter('nodewarden_kmsg_errors_total', 'Kernel log open or read errors (the reader reopens /dev/kmsg on its next run)', 'errors'),
+    { name: 'nodewarden_kmsg_up', help: '1 when the last kernel log read succeeded', type: 'gauge', samples: [{ labels: { node }, value: h.ok ? 1 : 0 }] },
+  ];
 }

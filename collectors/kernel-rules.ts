@@ -1,0 +1,150 @@
+// The kernel-log rules: one pure parser per kernel message, from the kernel's own formats (3.10 to 6.x),
+// tested against captured lines (test/fixtures/kernel/kmsg-lines.txt). Each returns the facts of one
+// line or undefined; the kernel collector joins them into events.
+
+/** A fact one kernel line carries. */
+export type KernelFact =
+  /** "oom-kill:constraint=...,oom_memcg=...,task_memcg=...,task=...,pid=...,uid=..." (4.19+). */
+  | { kind: 'oom-kill'; constraint: string; oomMemcg?: string; taskMemcg?: string; task?: string; pid?: number; uid?: number }
+  /** "[Memory cgroup o|O]ut of memory: Kill(ed) process PID (comm) ... anon-rss:NkB, file-rss:NkB, shmem-rss:NkB" */
+  | { kind: 'oom-killed'; memcg: boolean; pid: number; task: string; rssKb?: number; scoreOnly?: boolean }
+  /** "Task in /A killed as a result of limit of /B" (before 4.19). */
+  | { kind: 'oom-task-in'; taskMemcg: string; oomMemcg: string }
+  /** "memory: usage NkB, limit NkB, failcnt N" (the cgroup's numbers in an OOM report). */
+  | { kind: 'oom-memory'; usageKb: number; limitKb: number }
+  /** "INFO: task comm:PID blocked for more than N seconds." */
+  | { kind: 'hung-task'; task: string; pid: number; seconds: number }
+  /** "BUG: soft lockup - CPU#N stuck for Ns! [comm:PID]" */
+  | { kind: 'soft-lockup'; cpu: number; seconds: number; task?: string; pid?: number }
+  /** "rcu: INFO: rcu_sched detected stalls on CPUs/tasks" / "self-detected stall on CPU" */
+  | { kind: 'rcu-stall'; flavor: string }
+  /** "EXT4-fs error (device X): ..." / "XFS (X): Corruption ..." / metadata I/O error / shutdown */
+  | { kind: 'fs-error'; fs: 'ext4' | 'xfs'; device: string; detail: string }
+  /** "EXT4-fs (X): Remounting filesystem read-only" / XFS shutdown */
+  | { kind: 'fs-readonly'; fs: 'ext4' | 'xfs'; device: string }
+  /** "[blk_update_request: ]I/O error, dev X, sector N" / "Buffer I/O error on dev X, logical block N" */
+  | { kind: 'io-error'; device: string; sector?: number; block?: number }
+  /** "nf_conntrack: [nf_conntrack: ]table full, dropping packet" */
+  | { kind: 'conntrack-full' }
+  /** "NAME: N callbacks suppressed": the kernel itself dropped N lines (ratelimit). */
+  | { kind: 'suppressed'; source: string; count: number };
+
+const OOM_KILL = /^oom-kill:(.*)$/;
+const KILLED = /^(Memory cgroup out of memory|Out of memory(?: \(oom_kill_allocating_task\))?)?:? ?Kill(?:ed)? process (\d+) \(([^)]*)\)(.*)$/;
+const KILLED_BARE = /^Killed process (\d+) \(([^)]*)\)(.*)$/;
+const TASK_IN = /^Task in (\S+) killed as a result of limit of (\S+)/;
+const MEMORY = /^memory: usage (\d+)kB, limit (\d+)kB/;
+const HUNG = /^INFO: task (.+):(\d+) blocked for more than (\d+) seconds/;
+const LOCKUP = /(?:^|: )BUG: soft lockup - CPU#(\d+) stuck for (\d+)s! \[(.+):(\d+)\]/;
+const RCU = /^(?:rcu: )?INFO: (rcu_\w+|rcu_preempt|rcu_sched|rcu_bh|rcu_tasks\w*) (?:detected stalls?|self-detected stall)/;
+const EXT4_ERR = /^EXT4-fs(?: warning)? error \(device ([^)]+)\): (.*)$/;
+const EXT4_ERR2 = /^EXT4-fs error \(device ([^)]+)\) ?(?:in )?(.*)$/;
+const EXT4_RO = /^EXT4-fs \(([^)]+)\): Remounting filesystem read-only/;
+const XFS = /^XFS \(([^)]+)\): (.*)$/;
+const XFS_ERR = /Corruption|metadata I\/O error|Metadata corruption|I\/O Error Detected|xfs_do_force_shutdown|Filesystem has been shut down|Shutting down filesystem|log I\/O error/i;
+const XFS_SHUT = /Filesystem has been shut down|Shutting down filesystem|shut down the filesystem|Please unmount the filesystem/i;
+const IO = /(?:^|: )I\/O error, dev ([\w!./-]+), sector (\d+)/;
+const BUF_IO = /^Buffer I\/O error on (?:dev(?:ice)? )?([\w!./-]+), logical block (\d+)/;
+const CONNTRACK = /(?:^|: )nf_conntrack: (?:nf_conntrack: )?table full, dropping packet/;
+const SUPPRESSED = /^(\S+?):? (\d+) callbacks suppressed/;
+
+function kv(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  // Values (cpuset, memcg paths) hold no commas; nodemask=(null) and mems_allowed=0-1 are single values.
+  for (const part of text.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq > 0) out[part.slice(0, eq)] = part.slice(eq + 1);
+  }
+  return out;
+}
+
+function int(s: string | undefined): number | undefined {
+  if (s === undefined) return undefined;
+  const n = Number(s);
+  return Number.isInteger(n) && n >= 0 ? n : undefined;
+}
+
+/** The process's resident set from "anon-rss:NkB, file-rss:NkB, shmem-rss:NkB" (kB), when given. */
+export function parseRssKb(rest: string): number | undefined {
+  let total = 0;
+  let seen = false;
+  for (const m of rest.matchAll(/\b(anon|file|shmem)-rss:(\d+)kB/g)) {
+    total += Number(m[2]);
+    seen = true;
+  }
+  return seen ? total : undefined;
+}
+
+/** The fact one kernel message line carries; undefined for lines no rule knows. Pure. */
+export function parseKernelLine(message: string): KernelFact | undefined {
+  const line = message.trimEnd();
+  let m = OOM_KILL.exec(line);
+  if (m) {
+    const f = kv(m[1]!);
+    const fact: KernelFact = { kind: 'oom-kill', constraint: f['constraint'] ?? 'CONSTRAINT_NONE' };
+    if (f['oom_memcg']) fact.oomMemcg = f['oom_memcg'];
+    if (f['task_memcg']) fact.taskMemcg = f['task_memcg'];
+    if (f['task']) fact.task = f['task'];
+    const pid = int(f['pid']);
+    if (pid !== undefined) fact.pid = pid;
+    const uid = int(f['uid']);
+    if (uid !== undefined) fact.uid = uid;
+    return fact;
+  }
+  m = KILLED.exec(line);
+  if (m && (m[1] !== undefined || line.startsWith('Kill'))) {
+    const rest = m[4] ?? '';
+    const fact: KernelFact = { kind: 'oom-killed', memcg: (m[1] ?? '').startsWith('Memory cgroup'), pid: Number(m[2]), task: m[3]! };
+    const rss = parseRssKb(rest);
+    if (rss !== undefined) fact.rssKb = rss;
+    // "Kill process N (x) score S or sacrifice child" (before 4.19) announces; "Killed process" is the kill.
+    if (/score \d+ or sacrifice child/.test(rest)) fact.scoreOnly = true;
+    return fact;
+  }
+  m = KILLED_BARE.exec(line);
+  if (m) {
+    const fact: KernelFact = { kind: 'oom-killed', memcg: false, pid: Number(m[1]), task: m[2]! };
+    const rss = parseRssKb(m[3] ?? '');
+    if (rss !== undefined) fact.rssKb = rss;
+    return fact;
+  }
+  m = TASK_IN.exec(line);
+  if (m) return { kind: 'oom-task-in', taskMemcg: m[1]!, oomMemcg: m[2]! };
+  m = MEMORY.exec(line);
+  if (m) return { kind: 'oom-memory', usageKb: Number(m[1]), limitKb: Number(m[2]) };
+  m = HUNG.exec(line);
+  if (m) return { kind: 'hung-task', task: m[1]!, pid: Number(m[2]), seconds: Number(m[3]) };
+  m = LOCKUP.exec(line);
+  if (m) return { kind: 'soft-lockup', cpu: Number(m[1]), seconds: Number(m[2]), task: m[3]!, pid: Number(m[4]) };
+  m = RCU.exec(line);
+  if (m) return { kind: 'rcu-stall', flavor: m[1]! };
+  m = EXT4_RO.exec(line);
+  if (m) return { kind: 'fs-readonly', fs: 'ext4', device: m[1]! };
+  m = EXT4_ERR.exec(line) ?? EXT4_ERR2.exec(line);
+  if (m) return { kind: 'fs-error', fs: 'ext4', device: m[1]!, detail: m[2]!.slice(0, 300) };
+  m = XFS.exec(line);
+  if (m) {
+    if (XFS_SHUT.test(m[2]!)) return { kind: 'fs-readonly', fs: 'xfs', device: m[1]! };
+    if (XFS_ERR.test(m[2]!)) return { kind: 'fs-error', fs: 'xfs', device: m[1]!, detail: m[2]!.slice(0, 300) };
+    return undefined;
+  }
+  m = IO.exec(line);
+  if (m) return { kind: 'io-error', device: m[1]!, sector: Number(m[2]) };
+  m = BUF_IO.exec(line);
+  if (m) return { kind: 'io-error', device: m[1]!, block: Number(m[2]) };
+  if (CONNTRACK.test(line)) return { kind: 'conntrack-full' };
+  m = SUPPRESSED.exec(line);
+  if (m) return { kind: 'suppressed', source: m[1]!, count: Number(m[2]) };
+  return undefined;
+}
+
+/** The container id in a memcg path (docker's /docker/<id>, system.slice/docker-<id>.scope, kubepods v1/v2, cgroupfs/systemd). */
+export function containerIdInMemcg(memcg: string): string | undefined {
+  const m = /(?:^|\/)(?:(?:docker|cri-containerd|crio|libpod)-)?([0-9a-f]{64})(?:\.scope)?(?:\/|$)/.exec(memcg);
+  return m?.[1];
+}
+
+/** True for the root memcg or a path with no container or pod in it: the node, not a container's limit. */
+export function isRootMemcg(memcg: string | undefined): boolean {
+  return memcg === undefined || memcg === '/' || memcg === '';
+}

@@ -1,0 +1,470 @@
+// kernel: what the kernel log says happened on this node in the last `lookback`: OOM kills named by pod
+// and container (and counted from the cgroup counters too), hung tasks, soft lockups and RCU stalls,
+// filesystem errors and read-only remounts, block I/O errors, a full conntrack table. Records come from
+// the agent's /dev/kmsg reader (agent/host/kmsg.ts); only the kernel's own records (facility 0) count,
+// so nothing a process writes to /dev/kmsg can raise a finding. Events are coalesced per cause and
+// subject (container, device) with a count and a rate, and resolve once `lookback` passes quietly.
+import type { Evidence, Observation, Severity, Workload } from '../protocol/finding.js';
+import { s, type Infer } from '../protocol/schema.js';
+import { containerIdInMemcg, isRootMemcg, parseKernelLine, type KernelFact } from './kernel-rules.js';
+import { podUidIn } from './common/process.js';
+import type { Collector, HostAccess, KmsgRecord, RuntimeContainer } from './types.js';
+
+export const kernelConfigSpec = s.object({
+  lookback: s.duration({ default: '10m', min: 1000, doc: 'kernel events this recent are reported (check reports the last lookback of the ring); an event finding resolves this long after its last event' }),
+  cursorFile: s.string({ default: '/var/lib/nodewarden/kmsg-cursor.json', doc: "where the agent keeps its place in the kernel log (boot id + sequence number), in the agent's own filesystem; '' keeps no state (a restart re-reads the last lookback)" }),
+  maxGroups: s.number({ default: 256, min: 8, integer: true, doc: 'distinct (cause, subject) events kept at once; the oldest go first, counted' }),
+});
+export type KernelConfig = Infer<typeof kernelConfigSpec>;
+
+export type KernelCheck = 'kernel.oom' | 'kernel.systemOom' | 'kernel.hungTask' | 'kernel.lockup' | 'kernel.fsError' | 'kernel.fsReadonly' | 'kernel.ioError' | 'kernel.conntrackFull' | 'kernel.logLoss';
+
+/** One cause on one subject, coalesced: how many, when, and the facts of the last one. */
+export interface KernelGroup {
+  check: KernelCheck;
+  subject: string;
+  severity: Severity;
+  count: number;
+  firstMs: number;
+  lastMs: number;
+  /** The last event's facts, shown as evidence. */
+  last: Evidence;
+  /** The sentence for the last event, without counts. */
+  text: string;
+  remedy: string;
+  workload?: Workload;
+}
+
+export interface KernelData {
+  groups: KernelGroup[];
+  /** Container id -> who it is, kept from earlier snapshots so a container gone by the time its OOM line is read is still named. */
+  identities: [string, { name: string; workload: Workload; pid: number }][];
+  /** Container id -> last oom_kill counter read from its memory cgroup. */
+  counters: [string, number][];
+  /** Records lost (ring overflow, sequence gaps) and lines the kernel suppressed, with when. */
+  losses: { atMs: number; lost: number; suppressed: number }[];
+  /** Groups dropped to keep maxGroups. */
+  dropped: number;
+}
+
+const MAX_IDENTITIES = 4096;
+const SNAPSHOT_WAIT_MS = 500;
+const fmt = (n: number): string => n.toLocaleString('en-US');
+const mib = (kb: number): string => `${(kb / 1024).toFixed(1)} MiB`;
+
+/** One event parsed from the log, before it is coalesced. */
+export interface KernelEvent {
+  check: KernelCheck;
+  subject: string;
+  severity: Severity;
+  atMs: number;
+  text: string;
+  remedy: string;
+  evidence: Evidence;
+  workload?: Workload;
+  /** For OOM: the container the victim ran in, to be named from the runtime model. */
+  containerId?: string;
+  memcg?: string;
+  pid?: number;
+}
+
+/**
+ * Turns kernel records into events. Pure: OOM reports span several lines (the cgroup's usage and limit,
+ * "oom-kill:...", "Killed process ..."), joined here by position; everything else is one line each.
+ * Records whose facility is not 0 (userspace writes to /dev/kmsg) are ignored.
+ */
+export function eventsFromRecords(records: readonly KmsgRecord[]): { events: KernelEvent[]; suppressed: number } {
+  const events: KernelEvent[] = [];
+  let suppressed = 0;
+  let memory: { usageKb: number; limitKb: number; seq: number } | undefined;
+  let taskIn: { taskMemcg: string; oomMemcg: string; seq: number } | undefined;
+  let lastOom: { ev: KernelEvent; seq: number } | undefined;
+  let announced: { memcg: boolean; pid: number; seq: number } | undefined;
+  for (const r of records) {
+    if (r.facility !== 0) continue;
+    const fact: KernelFact | undefined = parseKernelLine(r.message);
+    if (!fact) continue;
+    const at = r.wallMs;
+    switch (fact.kind) {
+      case 'suppressed':
+        suppressed += fact.count;
+        break;
+      case 'oom-memory':
+        memory = { usageKb: fact.usageKb, limitKb: fact.limitKb, seq: r.seq };
+        break;
+      case 'oom-task-in':
+        taskIn = { taskMemcg: fact.taskMemcg, oomMemcg: fact.oomMemcg, seq: r.seq };
+        break;
+      case 'oom-kill': {
+        const system = fact.constraint === 'CONSTRAINT_NONE' || isRootMemcg(fact.oomMemcg);
+        const near = memory && r.seq - memory.seq < 500 ? memory : undefined;
+        const ev = oomEvent(at, system, fact.taskMemcg, fact.oomMemcg, fact.task, fact.pid, undefined, near && !system ? near.limitKb : undefined, fact.constraint);
+        events.push(ev);
+        lastOom = { ev, seq: r.seq };
+        memory = undefined;
+        break;
+      }
+      case 'oom-killed': {
+        if (fact.scoreOnly) {
+          // Before 4.19: "Memory cgroup out of memory: Kill process N ... or sacrifice child", then a bare "Killed process N".
+          announced = { memcg: fact.memcg, pid: fact.pid, seq: r.seq };
+          break;
+        }
+        if (lastOom && lastOom.ev.pid === fact.pid && r.seq - lastOom.seq < 50) {
+          // The same kill, second line: it brings the victim's RSS.
+          if (fact.rssKb !== undefined) lastOom.ev.evidence['rss_kb'] = fact.rssKb;
+          lastOom.ev.text = oomText(lastOom.ev);
+          lastOom = undefined;
+          break;
+        }
+        // Before 4.19 there is no oom-kill: line; "Task in X killed as a result of limit of Y" names the cgroups.
+        const ti = taskIn && r.seq - taskIn.seq < 500 ? taskIn : undefined;
+        const near = memory && r.seq - memory.seq < 500 ? memory : undefined;
+        const ann = announced && announced.pid === fact.pid && r.seq - announced.seq < 50 ? announced : undefined;
+        const memcgKill = fact.memcg || ann?.memcg === true || (ti !== undefined && !isRootMemcg(ti.oomMemcg));
+        const system = !memcgKill || (ti !== undefined && isRootMemcg(ti.oomMemcg));
+        announced = undefined;
+        const ev = oomEvent(at, system, ti?.taskMemcg, ti?.oomMemcg, fact.task, fact.pid, fact.rssKb, near && !system ? near.limitKb : undefined, system ? 'CONSTRAINT_NONE' : 'CONSTRAINT_MEMCG');
+        events.push(ev);
+        lastOom = undefined;
+        taskIn = undefined;
+        memory = undefined;
+        break;
+      }
+      case 'hung-task':
+        events.push({
+          check: 'kernel.hungTask', subject: `task:${fact.task}`, severity: 'warning', atMs: at, pid: fact.pid,
+          text: `the kernel reports task ${fact.task} (pid ${fact.pid}) blocked in uninterruptible sleep (D state) for more than ${fact.seconds} seconds: it waits on I/O or a lock that does not come (a hung disk, NFS server or device-mapper device).`,
+          remedy: `cat /proc/${fact.pid}/stack; ps -eo pid,stat,wchan:32,comm | awk '$2 ~ /D/'  # what it waits on; check the storage behind it`,
+          evidence: { task: fact.task, pid: fact.pid, blocked_seconds: fact.seconds },
+        });
+        break;
+      case 'soft-lockup':
+        events.push({
+          check: 'kernel.lockup', subject: 'soft-lockup', severity: 'critical', atMs: at,
+          text: `the kernel reports a soft lockup: CPU#${fact.cpu} was stuck for ${fact.seconds}s${fact.task ? ` running ${fact.task} (pid ${fact.pid})` : ''}; nothing else could run on that CPU meanwhile.`,
+          remedy: "dmesg -T | grep -A30 'soft lockup'  # the stack names the code; an overloaded hypervisor (steal time) or a kernel bug",
+          evidence: { cpu: fact.cpu, stuck_seconds: fact.seconds, ...(fact.task ? { task: fact.task, pid: fact.pid ?? null } : {}) },
+        });
+        break;
+      case 'rcu-stall':
+        events.push({
+          check: 'kernel.lockup', subject: 'rcu-stall', severity: 'critical', atMs: at,
+          text: `the kernel reports an RCU stall (${fact.flavor}): a CPU did not pass a quiescent state in time; the node may freeze.`,
+          remedy: "dmesg -T | grep -A40 'rcu.*stall'  # the stack names the code; check steal time and the hypervisor",
+          evidence: { flavor: fact.flavor },
+        });
+        break;
+      case 'fs-error':
+        events.push({
+          check: 'kernel.fsError', subject: fact.device, severity: 'critical', atMs: at,
+          text: `the kernel reports an ${fact.fs} error on ${fact.device}: ${fact.detail}`,
+          remedy: `findmnt -S /dev/${fact.device}; plan an fsck (e2fsck -f / xfs_repair) of /dev/${fact.device} with the filesystem unmounted; check the disk (smartctl -a)`,
+          evidence: { fs: fact.fs, device: fact.device, detail: fact.detail },
+        });
+        break;
+      case 'fs-readonly':
+        events.push({
+          check: 'kernel.fsReadonly', subject: fact.device, severity: 'critical', atMs: at,
+          text: fact.fs === 'xfs' ? `the kernel shut down the xfs filesystem on ${fact.device} after an error: every write to it fails.` : `the kernel remounted the ext4 filesystem on ${fact.device} read-only after an error: every write to it fails.`,
+          remedy: `findmnt -S /dev/${fact.device}; dmesg -T | grep ${fact.device}  # the error before it; repair (fsck) then remount, or replace the disk`,
+          evidence: { fs: fact.fs, device: fact.device },
+        });
+        break;
+      case 'io-error':
+        // Empty virtual CD-ROM and floppy drives log I/O errors on healthy VMs all day: not a disk.
+        if (/^(sr|fd)\d+$/.test(fact.device)) break;
+        events.push({
+          check: 'kernel.ioError', subject: fact.device, severity: 'warning', atMs: at,
+          text: `the kernel reports I/O errors on ${fact.device}${fact.sector !== undefined ? ` (sector ${fact.sector})` : fact.block !== undefined ? ` (logical block ${fact.block})` : ''}: the device failed reads or writes.`,
+          remedy: `smartctl -a /dev/${fact.device}; dmesg -T | grep ${fact.device}  # a failing disk, cable or volume attachment`,
+          evidence: { device: fact.device, ...(fact.sector !== undefined ? { sector: fact.sector } : {}), ...(fact.block !== undefined ? { block: fact.block } : {}) },
+        });
+        break;
+      case 'conntrack-full':
+        events.push({
+          check: 'kernel.conntrackFull', subject: 'nf_conntrack', severity: 'critical', atMs: at,
+          text: 'the conntrack table is full: the kernel drops packets of new connections (Services and NAT stop working for them).',
+          remedy: 'cat /proc/sys/net/netfilter/nf_conntrack_count /proc/sys/net/netfilter/nf_conntrack_max; conntrack -S; raise net.netfilter.nf_conntrack_max or find who opens so many connections',
+          evidence: {},
+        });
+        break;
+    }
+  }
+  return { events, suppressed };
+}
+
+function oomText(ev: KernelEvent): string {
+  const e = ev.evidence;
+  const who = `process ${String(e['task'] ?? '?')} (pid ${String(e['pid'] ?? '?')})`;
+  const rss = typeof e['rss_kb'] === 'number' ? ` using ${mib(e['rss_kb'])}` : '';
+  if (ev.check === 'kernel.systemOom') {
+    return `the node ran out of memory (system OOM, not a container limit): the kernel killed ${who}${rss}.`;
+  }
+  const limit = typeof e['limit_bytes'] === 'number' ? ` of ${mib(e['limit_bytes'] / 1024)}` : '';
+  return `the kernel OOM-killed ${who}${rss} at its container's memory limit${limit}.`;
+}
+
+function oomEvent(at: number, system: boolean, taskMemcg: string | undefined, oomMemcg: string | undefined, task: string | undefined, pid: number | undefined, rssKb: number | undefined, limitKb: number | undefined, constraint: string): KernelEvent {
+  const containerId = taskMemcg ? containerIdInMemcg(taskMemcg) : undefined;
+  const evidence: Evidence = { constraint, task: task ?? null, pid: pid ?? null, task_memcg: taskMemcg ?? null, oom_memcg: oomMemcg ?? null, source: 'kmsg' };
+  if (rssKb !== undefined) evidence['rss_kb'] = rssKb;
+  if (limitKb !== undefined) evidence['limit_bytes'] = limitKb * 1024;
+  const ev: KernelEvent = {
+    check: system ? 'kernel.systemOom' : 'kernel.oom',
+    subject: system ? 'node' : containerId ?? taskMemcg ?? 'unknown-cgroup',
+    severity: system ? 'critical' : 'warning',
+    atMs: at,
+    text: '',
+    remedy: system
+      ? "free -m; ps aux --sort=-rss | head  # the node ran out: set memory requests/limits so the scheduler sees it, reserve memory for the system (kubelet --system-reserved), or add memory"
+      : 'kubectl describe pod POD  # raise the container\'s memory limit, or find why it grows (a leak, a cache without a bound)',
+    evidence,
+  };
+  if (containerId) ev.containerId = containerId;
+  if (taskMemcg) ev.memcg = taskMemcg;
+  if (pid !== undefined) ev.pid = pid;
+  ev.text = oomText(ev);
+  return ev;
+}
+
+/** The memory cgroup path of a process from its /proc/PID/cgroup (v1 memory controller, else v2). Pure. */
+export function memcgOf(cgroupText: string): { path: string; v2: boolean } | undefined {
+  let v2: string | undefined;
+  for (const line of cgroupText.split('\n')) {
+    const first = line.indexOf(':');
+    const second = line.indexOf(':', first + 1);
+    if (first < 0 || second < 0) continue;
+    const controllers = line.slice(first + 1, second);
+    const p = line.slice(second + 1);
+    if (controllers.split(',').includes('memory')) return { path: p, v2: false };
+    if (line.startsWith('0::')) v2 = p;
+  }
+  return v2 !== undefined ? { path: v2, v2: true } : undefined;
+}
+
+/** oom_kill from memory.events (v2) or memory.oom_control (v1). Pure. */
+export function parseOomKillCounter(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const m = /^oom_kill (\d+)$/m.exec(text);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** A cgroup's memory limit in bytes (memory.max / memory.limit_in_bytes); undefined when unlimited or unknown. */
+export function parseMemoryLimit(text: string | undefined): number | undefined {
+  const t = text?.trim();
+  if (!t || t === 'max') return undefined;
+  const n = Number(t);
+  // v1 says "unlimited" with a huge page-aligned number.
+  return Number.isFinite(n) && n > 0 && n < 2 ** 62 ? n : undefined;
+}
+
+function memcgFile(host: HostAccess, memcg: string, v2: boolean, file: string): string {
+  return v2 ? host.sysPath('fs', 'cgroup', ...memcg.split('/').filter(Boolean), file) : host.sysPath('fs', 'cgroup', 'memory', ...memcg.split('/').filter(Boolean), file);
+}
+
+/** Coalesces events into groups and turns the groups within lookback into observations. Pure. */
+export function evaluateKernel(data: KernelData, now: number, config: KernelConfig): Observation[] {
+  const out: Observation[] = [];
+  const since = now - config.lookback;
+  const recentLoss = data.losses.filter((l) => l.atMs >= since);
+  const lost = recentLoss.reduce((a, l) => a + l.lost, 0);
+  const suppressed = recentLoss.reduce((a, l) => a + l.suppressed, 0);
+  const window = `${Math.round(config.lookback / 60_000)} min`;
+  for (const g of data.groups) {
+    if (g.lastMs < since) continue;
+    const minutes = Math.max(1, (g.lastMs - g.firstMs) / 60_000);
+    const rate = g.count > 1 ? ` (${fmt(g.count)} times since ${new Date(g.firstMs).toISOString()}, ${(g.count / minutes).toFixed(1)}/min)` : '';
+    const evidence: Evidence = { ...g.last, count: g.count, first_at: new Date(g.firstMs).toISOString(), last_at: new Date(g.lastMs).toISOString() };
+    if (lost > 0 || suppressed > 0) evidence['kmsg_lost_records'] = lost, evidence['kmsg_suppressed_lines'] = suppressed;
+    const subjectName = g.workload ? describeWorkload(g.workload) : undefined;
+    const obs: Observation = {
+      check: g.check,
+      severity: g.severity,
+      subject: g.subject,
+      message: `${subjectName ? `${subjectName}: ` : ''}${capitalize(g.text)}${rate}`,
+      evidence,
+      remedy: g.remedy,
+    };
+    if (g.workload) obs.workload = g.workload;
+    out.push(obs);
+  }
+  if (lost > 0 || suppressed > 0 || data.dropped > 0) {
+    out.push({
+      check: 'kernel.logLoss',
+      severity: 'info',
+      subject: 'kmsg',
+      message: `Kernel log records were lost in the last ${window}: ${fmt(lost)} overwritten in the ring before they were read, ${fmt(suppressed)} suppressed by the kernel's rate limit${data.dropped > 0 ? `, ${fmt(data.dropped)} event groups dropped past collectors.kernel.maxGroups` : ''}; kernel events may be missing from the other findings.`,
+      evidence: { lost_records: lost, suppressed_lines: suppressed, dropped_groups: data.dropped },
+      remedy: 'dmesg -T | tail -100  # what floods the log; the cgroup OOM counters still count kills the log lost',
+    });
+  }
+  return out;
+}
+
+function capitalize(s: string): string {
+  return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+function describeWorkload(w: Workload): string {
+  if (w.pod) return `Container ${w.containerName ?? '?'} of pod ${w.namespace ?? '?'}/${w.pod}`;
+  if (w.containerName) return `Container ${w.containerName}`;
+  if (w.podUid) return `A container of pod UID ${w.podUid}`;
+  return `Container ${(w.containerId ?? '?').slice(0, 12)}`;
+}
+
+/** Adds events to the groups (per check and subject), bounded by maxGroups. Pure (mutates data). */
+export function coalesce(data: KernelData, events: readonly KernelEvent[], maxGroups: number): void {
+  const byKey = new Map(data.groups.map((g) => [`${g.check}\0${g.subject}`, g]));
+  for (const ev of events) {
+    const key = `${ev.check}\0${ev.subject}`;
+    const g = byKey.get(key);
+    if (g) {
+      g.count++;
+      g.lastMs = Math.max(g.lastMs, ev.atMs);
+      g.firstMs = Math.min(g.firstMs, ev.atMs);
+      g.last = ev.evidence;
+      g.text = ev.text;
+      g.severity = ev.severity;
+      if (ev.workload) g.workload = ev.workload;
+      continue;
+    }
+    const ng: KernelGroup = { check: ev.check, subject: ev.subject, severity: ev.severity, count: 1, firstMs: ev.atMs, lastMs: ev.atMs, last: ev.evidence, text: ev.text, remedy: ev.remedy };
+    if (ev.workload) ng.workload = ev.workload;
+    byKey.set(key, ng);
+  }
+  let groups = [...byKey.values()].sort((a, b) => a.lastMs - b.lastMs);
+  if (groups.length > maxGroups) {
+    data.dropped += groups.length - maxGroups;
+    groups = groups.slice(groups.length - maxGroups);
+  }
+  data.groups = groups;
+}
+
+export const kernel: Collector<KernelConfig, KernelData> = {
+  name: 'kernel',
+  description: 'The kernel log (/dev/kmsg, kernel records only): OOM kills by pod and container, hung tasks, lockups, filesystem and I/O errors, conntrack table full',
+  checks: ['kernel.oom', 'kernel.systemOom', 'kernel.hungTask', 'kernel.lockup', 'kernel.fsError', 'kernel.fsReadonly', 'kernel.ioError', 'kernel.conntrackFull', 'kernel.logLoss'],
+  conditions: {
+    'kernel.oom': null, // an event: the Pod gets it, the node is fine
+    'kernel.systemOom': null,
+    'kernel.hungTask': 'KernelDeadlock',
+    'kernel.lockup': null,
+    'kernel.fsError': null,
+    'kernel.fsReadonly': 'ReadonlyFilesystem',
+    'kernel.ioError': null,
+    'kernel.conntrackFull': null,
+    'kernel.logLoss': null,
+  },
+  defaultIntervalMs: 1_000,
+  defaultTimeoutMs: 5_000,
+  configSpec: kernelConfigSpec,
+  async collect(ctx) {
+    const { host, config } = ctx;
+    if (!ctx.kmsg) return { kind: 'no-data', reason: 'no kernel log reader in this process' };
+    const now = ctx.now();
+    const prev = ctx.previous;
+    const data: KernelData = {
+      groups: prev ? prev.groups.map((g) => ({ ...g })) : [],
+      identities: prev?.identities ?? [],
+      counters: prev?.counters ?? [],
+      losses: (prev?.losses ?? []).filter((l) => l.atMs >= now - config.lookback),
+      dropped: prev?.dropped ?? 0,
+    };
+    const batch = await ctx.kmsg.read();
+    if (batch.status === 'absent') return { kind: 'no-data', reason: batch.error ?? 'no /dev/kmsg' };
+    if (batch.status === 'error' && batch.records.length === 0) return { kind: 'unavailable', reason: `the kernel log reader: ${batch.error ?? 'error'} (it reopens /dev/kmsg next run)` };
+
+    // Only what is recent counts (a one-shot check reads the whole ring).
+    const recent = batch.records.filter((r) => r.wallMs >= now - config.lookback);
+    const { events, suppressed } = eventsFromRecords(recent);
+    if (batch.lost > 0 || suppressed > 0) data.losses.push({ atMs: now, lost: batch.lost, suppressed });
+    if (data.losses.length > 1000) data.losses.splice(0, data.losses.length - 1000);
+
+    // Who each container is, remembered across snapshots: an OOM-killed pid 1 ends its container, which
+    // may be gone (docker run --rm) by the time the line is read.
+    // Never wait on a slow runtime here (the log must keep being read every second): past 500 ms this
+    // run names containers from what earlier snapshots showed, and the next run gets the cached view.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const snapshot = ctx.runtime.snapshot();
+    const snap = await Promise.race([snapshot, new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), SNAPSHOT_WAIT_MS);
+    })]).finally(() => clearTimeout(timer));
+    if (!snap) snapshot.catch(() => undefined);
+    const containers = snap?.containers ?? [];
+    const identities = new Map(data.identities);
+    const byId = new Map<string, RuntimeContainer>();
+    for (const c of containers) {
+      byId.set(c.id, c);
+      const pid = c.docker?.pid || c.containerd?.task?.pid || 0;
+      identities.delete(c.id);
+      identities.set(c.id, { name: c.name, workload: { ...c.workload, containerId: c.id }, pid });
+    }
+    while (identities.size > MAX_IDENTITIES) identities.delete(identities.keys().next().value as string);
+    data.identities = [...identities];
+
+    const killsByContainer = new Map<string, number>();
+    for (const ev of events) {
+      if (ev.check !== 'kernel.oom' && ev.check !== 'kernel.systemOom') continue;
+      const id = ev.containerId;
+      if (id) {
+        killsByContainer.set(id, (killsByContainer.get(id) ?? 0) + 1);
+        const who = identities.get(id);
+        const live = byId.get(id);
+        ev.workload = who ? { ...who.workload } : { containerId: id, ...(ev.memcg && podUidIn(ev.memcg) ? { podUid: podUidIn(ev.memcg)! } : {}) };
+        if (who && ev.pid !== undefined && who.pid > 0 && ev.pid !== who.pid) {
+          const running = live?.docker?.running ?? (live?.containerd?.task?.status === 'RUNNING');
+          ev.evidence['main_pid'] = who.pid;
+          ev.evidence['child_process'] = true;
+          if (running) ev.text += ` It was a child process: the container's main process (pid ${who.pid}) lives on, so Kubernetes reports no restart.`;
+        }
+      }
+      if (ev.check === 'kernel.oom' && ev.evidence['limit_bytes'] === undefined && ev.memcg) {
+        for (const v2 of [false, true]) {
+          const limit = parseMemoryLimit(await host.readText(memcgFile(host, ev.memcg, v2, v2 ? 'memory.max' : 'memory.limit_in_bytes')).catch(() => undefined));
+          if (limit !== undefined) {
+            ev.evidence['limit_bytes'] = limit;
+            ev.text = oomText(ev);
+            break;
+          }
+        }
+      }
+    }
+
+    // The cgroup counters: a kill the log lost (ring overflow, suppressed lines) still counts.
+    const counters = new Map(data.counters);
+    const seen = new Set<string>();
+    for (const c of containers) {
+      const pid = c.docker?.pid || c.containerd?.task?.pid || 0;
+      if (pid <= 0) continue;
+      const cg = await host.readText(host.procPath(pid, 'cgroup')).catch(() => undefined);
+      const memcg = cg ? memcgOf(cg) : undefined;
+      if (!memcg) continue;
+      const count = parseOomKillCounter(await host.readText(memcgFile(host, memcg.path, memcg.v2, memcg.v2 ? 'memory.events' : 'memory.oom_control')).catch(() => undefined));
+      if (count === undefined) continue;
+      seen.add(c.id);
+      const before = counters.get(c.id);
+      counters.set(c.id, count);
+      // First sight is a baseline: kills before this agent looked are not news.
+      if (before === undefined || count <= before) continue;
+      const unseen = count - before - (killsByContainer.get(c.id) ?? 0);
+      for (let i = 0; i < unseen; i++) {
+        const ev = oomEvent(now, false, memcg.path, memcg.path, undefined, undefined, undefined, undefined, 'CONSTRAINT_MEMCG');
+        ev.evidence['source'] = memcg.v2 ? 'memory.events oom_kill' : 'memory.oom_control oom_kill';
+        ev.evidence['oom_kill_counter'] = count;
+        const limit = parseMemoryLimit(await host.readText(memcgFile(host, memcg.path, memcg.v2, memcg.v2 ? 'memory.max' : 'memory.limit_in_bytes')).catch(() => undefined));
+        if (limit !== undefined) ev.evidence['limit_bytes'] = limit;
+        ev.text = `the kernel OOM-killed a process at its container's memory limit${limit !== undefined ? ` of ${mib(limit / 1024)}` : ''} (counted by the cgroup's oom_kill counter, ${before} -> ${count}; its log line was lost).`;
+        ev.subject = c.id;
+        ev.workload = { ...c.workload, containerId: c.id };
+        events.push(ev);
+      }
+    }
+    // Without a snapshot this run, keep the counters as they were (no baseline lost).
+    data.counters = snap ? [...counters].filter(([id]) => seen.has(id)) : [...counters];
+
+    coalesce(data, events, config.maxGroups);
+    data.groups = data.groups.filter((g) => g.lastMs >= now - config.lookback);
+    return { kind: 'ok', observations: evaluateKernel(data, now, config), data };
+  },
+};

@@ -1,0 +1,251 @@
+import t from 'tap';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
+import { coalesce, eventsFromRecords, evaluateKernel, kernel, memcgOf, parseMemoryLimit, parseOomKillCounter, type KernelData } from '../../collectors/kernel.js';
+import type { KmsgRecord } from '../../collectors/types.js';
+import { contextFor, envFor, settingsFor } from '../helpers/context.js';
+import { KmsgReader } from '../../agent/host/kmsg.js';
+import { requireRuntime, ensureTestImage, TEST_IMAGE, dockerTry } from '../helpers/runtime.js';
+import { eventually } from '../helpers/processes.js';
+import type { Observation } from '../../protocol/finding.js';
+
+const config = settingsFor(kernel) as never as { lookback: number; maxGroups: number; cursorFile: string };
+const ID = 'a0cb83672e25eeef35e132b119735ece42125c8f280c4f2b15943228ab68892c';
+const NOW = Date.parse('2026-12-04T04:00:00Z');
+
+function recs(lines: string[], facility = 0, at = NOW): KmsgRecord[] {
+  return lines.map((message, i) => ({ seq: 100 + i, facility, level: 6, usec: i, wallMs: at, message }));
+}
+
+const REAL_618 = [
+  'sh invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0',
+  'memory: usage 16384kB, limit 16384kB, failcnt 0',
+  `oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=${ID},mems_allowed=0,oom_memcg=/docker/${ID},task_memcg=/docker/${ID},task=sh,pid=28830,uid=0`,
+  'Memory cgroup out of memory: Killed process 28830 (sh) total-vm:26852kB, anon-rss:16032kB, file-rss:1520kB, shmem-rss:0kB, UID:0 pgtables:76kB oom_score_adj:0',
+];
+
+const empty = (): KernelData => ({ groups: [], identities: [], counters: [], losses: [], dropped: 0 });
+
+t.test('one OOM report (four lines) is one kill with the victim, RSS, limit and container', async (t) => {
+  const { events } = eventsFromRecords(recs(REAL_618));
+  t.equal(events.length, 1);
+  const ev = events[0]!;
+  t.equal(ev.check, 'kernel.oom');
+  t.equal(ev.subject, ID);
+  t.equal(ev.evidence['rss_kb'], 17552);
+  t.equal(ev.evidence['limit_bytes'], 16 * 1024 * 1024);
+  t.match(ev.text, /OOM-killed process sh \(pid 28830\) using 17\.1 MiB at its container's memory limit of 16\.0 MiB/);
+});
+
+t.test('a system OOM is the node, critical, and still names the victim container', async (t) => {
+  const { events } = eventsFromRecords(recs([
+    `oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/system.slice/docker-${ID}.scope,task=node,pid=3321,uid=0`,
+    'Out of memory: Killed process 3321 (node) total-vm:1208040kB, anon-rss:812004kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:2036kB oom_score_adj:0',
+  ]));
+  t.equal(events.length, 1);
+  t.equal(events[0]?.check, 'kernel.systemOom');
+  t.equal(events[0]?.severity, 'critical');
+  t.equal(events[0]?.containerId, ID);
+  t.match(events[0]?.text, /node ran out of memory \(system OOM/);
+});
+
+t.test('kernel 4.14: "Task in ... killed as a result of limit of ..." names the cgroup of the old format', async (t) => {
+  const cid = '0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c';
+  const p = `/kubepods/burstable/pod7c9a2f3e-1b4d-4e5f-8a6b-9c0d1e2f3a4b/${cid}`;
+  const { events } = eventsFromRecords(recs([
+    `Task in ${p} killed as a result of limit of ${p}`,
+    'memory: usage 262144kB, limit 262144kB, failcnt 9123',
+    'Memory cgroup out of memory: Kill process 9012 (python3) score 1998 or sacrifice child',
+    'Killed process 9012 (python3) total-vm:512340kB, anon-rss:258004kB, file-rss:4100kB, shmem-rss:0kB',
+  ]));
+  t.equal(events.length, 1, 'the announcement is not a second kill');
+  t.equal(events[0]?.check, 'kernel.oom');
+  t.equal(events[0]?.containerId, cid);
+  t.equal(events[0]?.evidence['limit_bytes'], 262144 * 1024);
+});
+
+t.test('userspace writes to /dev/kmsg (any facility but 0) raise nothing, whatever they say', async (t) => {
+  const spoof = ['EXT4-fs (sda1): Remounting filesystem read-only', 'INFO: task x:1 blocked for more than 120 seconds.', ...REAL_618];
+  for (const facility of [1, 3, 23]) t.same(eventsFromRecords(recs(spoof, facility)).events, [], `facility ${facility}`);
+});
+
+t.test('events coalesce per cause and subject with a count and a rate, bounded, and resolve after lookback', async (t) => {
+  const data = empty();
+  const many = Array.from({ length: 4500 }, () => REAL_618).flat();
+  const { events } = eventsFromRecords(recs(many));
+  t.equal(events.length, 4500);
+  coalesce(data, events, 256);
+  t.equal(data.groups.length, 1, 'one group for one container and cause');
+  t.equal(data.groups[0]?.count, 4500);
+  const obs = evaluateKernel(data, NOW + 1000, config as never);
+  t.equal(obs.length, 1);
+  t.match(obs[0]?.message, /4,500 times since/);
+  t.same(evaluateKernel(data, NOW + config.lookback + 1, config as never), [], 'quiet for lookback: resolved');
+
+  const flood = empty();
+  const devices = Array.from({ length: 1000 }, (_, i) => `I/O error, dev sd${i}, sector 1`);
+  coalesce(flood, eventsFromRecords(recs(devices)).events, 256);
+  t.equal(flood.groups.length, 256, 'groups bounded');
+  t.equal(flood.dropped, 744, 'what was dropped is counted');
+  t.ok(evaluateKernel(flood, NOW, config as never).some((o) => o.check === 'kernel.logLoss'), 'and said');
+});
+
+t.test('losses (ring overflow, callbacks suppressed) are evidence on the next finding and a finding of their own', async (t) => {
+  const data = empty();
+  const { events, suppressed } = eventsFromRecords(recs(['oom_kill_process: 5 callbacks suppressed', ...REAL_618]));
+  t.equal(suppressed, 5);
+  data.losses.push({ atMs: NOW, lost: 17, suppressed });
+  coalesce(data, events, 256);
+  const obs = evaluateKernel(data, NOW, config as never);
+  const oom = obs.find((o) => o.check === 'kernel.oom');
+  t.equal(oom?.evidence['kmsg_lost_records'], 17);
+  t.equal(oom?.evidence['kmsg_suppressed_lines'], 5);
+  t.match(obs.find((o) => o.check === 'kernel.logLoss')?.message, /17 overwritten in the ring/);
+});
+
+t.test('a healthy busy node logs a lot and raises nothing', async (t) => {
+  const busy = [
+    'docker0: port 1(veth1a2b3c4) entered blocking state',
+    'docker0: port 1(veth1a2b3c4) entered forwarding state',
+    'eth0: renamed from veth9f8e7d6',
+    'overlayfs: upper fs does not support tmpfile.',
+    'EXT4-fs (loop0): mounted filesystem e6b29c4d r/w with ordered data mode. Quota mode: none.',
+    'oom_control is deprecated and will be removed. Please report your usecase to linux-mm-@kvack.org if you depend on this functionality.',
+    'IPv6: ADDRCONF(NETDEV_CHANGE): veth1a2b3c4: link becomes ready',
+    'I/O error, dev fd0, sector 0 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 0',
+    'blk_update_request: I/O error, dev sr0, sector 0 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 0',
+  ];
+  t.same(eventsFromRecords(recs(Array.from({ length: 1000 }, () => busy).flat())).events, []);
+});
+
+t.test('cgroup files: memory cgroup of a process (v1 and v2), oom_kill counters, limits', async (t) => {
+  t.same(memcgOf(`12:pids:/docker/${ID}\n4:memory:/docker/${ID}\n0::/system.slice/x\n`), { path: `/docker/${ID}`, v2: false });
+  t.same(memcgOf(`0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-${ID}.scope\n`), { path: `/kubepods.slice/kubepods-pod1.slice/cri-containerd-${ID}.scope`, v2: true });
+  t.equal(parseOomKillCounter('oom_kill_disable 0\nunder_oom 0\noom_kill 3\n'), 3, 'v1 memory.oom_control');
+  t.equal(parseOomKillCounter('low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 0\n'), 2, 'v2 memory.events');
+  t.equal(parseOomKillCounter('oom_kill_disable 0\nunder_oom 0\n'), undefined, 'kernels before 4.13 have no counter');
+  t.equal(parseMemoryLimit('max\n'), undefined);
+  t.equal(parseMemoryLimit('9223372036854771712\n'), undefined, 'v1 unlimited');
+  t.equal(parseMemoryLimit('16777216\n'), 16777216);
+});
+
+function hogArgs(name: string, extra: string[] = []): string[] {
+  return ['run', '-d', '--network', 'none', '--memory', '16m', '--memory-swap', '16m', '--name', name,
+    '--label', 'io.kubernetes.pod.name=hog-pod', '--label', 'io.kubernetes.pod.namespace=team-a', '--label', 'io.kubernetes.container.name=hog', '--label', 'io.kubernetes.pod.uid=7c9a2f3e-1b4d-4e5f-8a6b-9c0d1e2f3a4b', ...extra, TEST_IMAGE];
+}
+
+async function runKernel(env: ReturnType<typeof envFor>, previous: unknown): Promise<{ obs: Observation[]; data: unknown }> {
+  const ctx = { ...contextFor(kernel, '/', { env, previous }), kmsg: env.kmsg };
+  const r = await kernel.collect(ctx as never);
+  if (r.kind !== 'ok') throw new Error(`${r.kind}: ${r.reason}`);
+  return { obs: r.observations, data: r.data };
+}
+
+t.test('real kernel, real docker: an OOM-killed container is named by pod and container; a child OOM too; a spoof raises nothing', async (t) => {
+  if (!requireRuntime(t)) return;
+  ensureTestImage();
+  const env = envFor('/');
+  env.kmsg = new KmsgReader({ host: env.host });
+  t.teardown(() => env.kmsg?.stop());
+  let { data } = await runKernel(env, undefined);
+
+  // The spoof first: nothing, even though it says what a real error says.
+  appendFileSync('/dev/kmsg', '<2>EXT4-fs (nwspoof0): Remounting filesystem read-only\n');
+  appendFileSync('/dev/kmsg', '<3>INFO: task spoof:1 blocked for more than 120 seconds.\n');
+  const spoofed = await runKernel(env, data);
+  data = spoofed.data;
+  // Other tests on this machine make real read-only remounts (loop devices): only the spoofed subjects count here.
+  t.notOk(spoofed.obs.some((o) => (o.check === 'kernel.fsReadonly' && o.subject === 'nwspoof0') || (o.check === 'kernel.hungTask' && o.subject === 'task:spoof')), 'userspace cannot raise a kernel finding');
+
+  // pid 1 is the hog (it sleeps first so the agent has seen the container).
+  const name = `nw-kernel-oom-${process.pid}`;
+  dockerTry('rm', '-f', name);
+  t.teardown(() => void dockerTry('rm', '-f', name));
+  const id = execFileSync('docker', [...hogArgs(name), 'sh', '-c', 'sleep 2; x=aaaaaaaaaaaaaaaa; while true; do x="$x$x"; done'], { encoding: 'utf8' }).trim();
+  let named: Observation | undefined;
+  t.ok(await eventually(async () => {
+    const r = await runKernel(env, data);
+    data = r.data;
+    named = r.obs.find((o) => o.check === 'kernel.oom' && o.subject === id);
+    return named !== undefined;
+  }, 30_000), 'the OOM kill is found');
+  t.equal(named?.workload?.pod, 'hog-pod');
+  t.equal(named?.workload?.namespace, 'team-a');
+  t.equal(named?.workload?.containerName, 'hog');
+  t.match(named?.message, /Container hog of pod team-a\/hog-pod: The kernel OOM-killed process sh \(pid \d+\) using [\d.]+ MiB at its container's memory limit of 16\.0 MiB/);
+
+  // A one-shot check afterwards (fresh reader, no cursor) names it too.
+  const fresh = envFor('/');
+  const once = await runKernel(fresh, undefined);
+  fresh.kmsg?.stop();
+  t.ok(once.obs.some((o) => o.check === 'kernel.oom' && o.subject === id), 'check names the kill from the ring (lookback)');
+
+  // A child process killed while pid 1 lives on.
+  const child = `nw-kernel-child-${process.pid}`;
+  dockerTry('rm', '-f', child);
+  t.teardown(() => void dockerTry('rm', '-f', child));
+  const cid = execFileSync('docker', [...hogArgs(child), 'sh', '-c', 'sleep 2; sh -c \'x=aaaaaaaaaaaaaaaa; while true; do x="$x$x"; done\'; sleep 600'], { encoding: 'utf8' }).trim();
+  let childObs: Observation | undefined;
+  t.ok(await eventually(async () => {
+    const r = await runKernel(env, data);
+    data = r.data;
+    childObs = r.obs.find((o) => o.check === 'kernel.oom' && o.subject === cid);
+    return childObs !== undefined;
+  }, 30_000), 'the child OOM is found');
+  t.equal(childObs?.evidence['child_process'], true);
+  t.match(childObs?.message, /child process: the container's main process \(pid \d+\) lives on/);
+  t.equal(spawnSync('docker', ['inspect', '-f', '{{.State.Running}}', child], { encoding: 'utf8' }).stdout.trim(), 'true', 'pid 1 survived');
+});
+
+t.test('cgroup v2, systemd driver (a host tree laid out as a v2 node has it): limit from memory.max, a kill the log lost counted from memory.events', async (t) => {
+  const { mkdtempSync, mkdirSync, writeFileSync, rmSync } = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const root = mkdtempSync(path.join(os.tmpdir(), 'nw-cg2-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const uid = '1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d';
+  const cg = `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${uid.replace(/-/g, '_')}.slice/cri-containerd-${ID}.scope`;
+  mkdirSync(path.join(root, 'proc', '4242'), { recursive: true });
+  mkdirSync(path.join(root, 'proc', 'sys', 'kernel', 'random'), { recursive: true });
+  writeFileSync(path.join(root, 'proc', 'sys', 'kernel', 'random', 'boot_id'), '0c1d2e3f-0000-4000-8000-000000000000\n');
+  writeFileSync(path.join(root, 'proc', '4242', 'cgroup'), `0::${cg}\n`);
+  const dir = path.join(root, 'sys', 'fs', 'cgroup', ...cg.split('/').filter(Boolean));
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'memory.max'), '536870912\n');
+  const events = (n: number): string => `low 0\nhigh 0\nmax 41\noom ${n}\noom_kill ${n}\noom_group_kill 0\n`;
+  writeFileSync(path.join(dir, 'memory.events'), events(0));
+
+  const container = { id: ID, name: 'java', manager: 'containerd', namespace: 'k8s.io', image: 'app', labels: {}, storage: {},
+    workload: { containerId: ID, containerName: 'java', pod: 'shop-0', namespace: 'shop', podUid: uid }, containerd: { known: true, task: { status: 'RUNNING', pid: 4242, exitStatus: 0 } } };
+  // The runtime cannot be a v2 containerd here (this VM is v1): its model is handed in as the agent builds it.
+  const runtime = { settleMs: 0, ping: async () => [], snapshot: async () => ({ runtimes: [], containers: [container], takenAt: Date.now() }) };
+  let batch: KmsgRecord[] = [];
+  const kmsg = { read: async () => ({ status: 'ok' as const, records: batch, lost: 0, overflows: 0 }), health: () => ({ ok: true, totals: {} }) };
+  const run = async (previous: unknown) => {
+    const ctx = { ...contextFor(kernel, root, { previous }), runtime, kmsg, now: () => NOW + 1000 };
+    const r = await kernel.collect(ctx as never);
+    if (r.kind !== 'ok') throw new Error(r.kind);
+    return r;
+  };
+  const first = await run(undefined);
+  t.same(first.observations, [], 'the counter is a baseline at first sight');
+
+  writeFileSync(path.join(dir, 'memory.events'), events(2));
+  batch = recs([
+    `oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=cri-containerd-${ID}.scope,mems_allowed=0,oom_memcg=${cg},task_memcg=${cg},task=java,pid=48213,uid=1000`,
+    'Memory cgroup out of memory: Killed process 48213 (java) total-vm:4839212kB, anon-rss:523812kB, file-rss:18232kB, shmem-rss:0kB, UID:1000 pgtables:1400kB oom_score_adj:969',
+  ]);
+  const second = await run(first.data);
+  const oom = second.observations.find((o) => o.check === 'kernel.oom');
+  t.equal(oom?.subject, ID);
+  t.equal(oom?.workload?.pod, 'shop-0');
+  t.equal(oom?.evidence['count'], 2, 'two kills: one from the log, one only the counter saw');
+  t.match(oom?.message, /^Container java of pod shop\/shop-0: /);
+  t.equal(oom?.evidence['source'], 'memory.events oom_kill', 'the last one came from the counter');
+  t.equal(oom?.evidence['limit_bytes'], 512 * 1024 * 1024, 'the limit read from memory.max');
+  t.match(oom?.message, /memory limit of 512\.0 MiB/);
+  t.equal(second.observations.length, 1, 'nothing else');
+  batch = [];
+  const third = await run(second.data);
+  t.equal(third.observations.find((o) => o.check === 'kernel.oom')?.evidence['count'], 2, 'a counter that stays put adds nothing');
+});

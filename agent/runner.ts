@@ -48,6 +48,10 @@ interface Slot {
   rerun?: boolean;
   /** The next run is one a runtime event asked for (see CollectorContext.triggered). */
   triggered?: boolean;
+  /** Runs skipped because an earlier run is still stuck, in this episode. */
+  skipped?: number;
+  /** An earlier run outlived its timeout and is still running. */
+  stalled?: boolean;
   /** When the next scheduled run is due (wall clock, ms): a run an event asked for does not move it. */
   dueAt?: number;
   tick?: () => void;
@@ -110,9 +114,12 @@ export class Runner extends EventEmitter {
     };
 
     if (slot.inFlight) {
-      // Still stuck in an earlier run: keep reporting it, do not pile up another.
+      // Still stuck in an earlier run: keep reporting it, do not pile up another. Logged once per
+      // episode (runtime events re-asked for it up to 840 times a second), with the count at its end.
       const stuckFor = started - (slot.startedAt ?? started);
-      log.warn({ stuckForMs: stuckFor }, 'collector still running from an earlier cycle; skipped');
+      slot.skipped = (slot.skipped ?? 0) + 1;
+      slot.stalled = true;
+      if (slot.skipped === 1) log.warn({ stuckForMs: stuckFor }, 'collector still running from an earlier cycle; skipping runs until it ends (logged once)');
       return finish('timeout', undefined, [this.timeoutFinding(slot, stuckFor)], `still running after ${stuckFor} ms`);
     }
 
@@ -145,6 +152,9 @@ export class Runner extends EventEmitter {
     );
     slot.inFlight = settled.then(() => {
       slot.inFlight = undefined;
+      if (slot.skipped) log.warn({ skippedRuns: slot.skipped, stuckForMs: this.now() - started }, 'collector finished its stuck run');
+      slot.skipped = 0;
+      slot.stalled = false;
     });
     const outcome = await withDeadline(settled, slot.settings.timeout, () => 'timeout' as const);
 
@@ -234,8 +244,10 @@ export class Runner extends EventEmitter {
           if (this.stopped) return;
           clearTimeout(slot.timer);
           if (scheduled) slot.dueAt = Date.now() + slot.settings.interval;
-          // A request that came in during the run: run again now, else when the schedule says.
-          slot.timer = setTimeout(slot.tick!, slot.rerun ? 0 : Math.max(0, (slot.dueAt ?? 0) - Date.now()));
+          // A request that came in during the run: run again now, else when the schedule says. Not
+          // while an earlier run is stuck: re-asking then only skips again, as fast as events come.
+          if (slot.stalled) slot.dueAt = Math.max(slot.dueAt ?? 0, Date.now() + slot.settings.interval);
+          slot.timer = setTimeout(slot.tick!, slot.rerun && !slot.stalled ? 0 : Math.max(0, (slot.dueAt ?? 0) - Date.now()));
         });
       };
       const first = Math.round((i * staggerMs) / Math.max(1, slots.length));

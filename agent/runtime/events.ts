@@ -191,7 +191,9 @@ export function followDockerEvents(events: EventEmitter, sink: EventSink, rechec
         .containerStatus(ev.id, ev)
         .then((st) => {
           if (st && (st.dead || st.removing)) {
-            sink.log.warn({ container: ev.id, status: st.status, after: ev.action }, 'container stuck in removal; checking its storage and mounts now');
+            // Debug: on a busy node a --rm container is often still being removed at this re-check.
+            // What really blocks a removal is reported by the collectors this triggers.
+            sink.log.debug({ container: ev.id, status: st.status, after: ev.action }, 'container still dead or being removed after its event; checking its storage and mounts now');
             sink.trigger(REMOVAL_COLLECTORS);
           }
         })

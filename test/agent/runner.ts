@@ -117,3 +117,36 @@ t.test("a collector's progress reaches the runner's listeners, named; without on
   t.same(given, [false, true]);
   t.same(seen, [['long', 1, 10], ['long', 2, 25]]);
 });
+
+t.test('log floods: a stuck collector re-asked by a stream of events logs one line per episode and is not re-run at the event rate', async (t) => {
+  let release: () => void = () => undefined;
+  let calls = 0;
+  const stuck = make('stuck', () => {
+    calls++;
+    return calls === 1 ? new Promise((resolve) => (release = () => resolve({ kind: 'ok', observations: [], data: 0 }))) : Promise.resolve({ kind: 'ok', observations: [], data: 0 });
+  });
+  const config = configSpec([stuck]).check({ collectors: { stuck: { interval: '1s', timeout: '300ms' } } }, '', []) as ReturnType<typeof loadConfig>;
+  config.node = 'n1';
+  const lines: { msg: string; obj: Record<string, unknown> }[] = [];
+  const capture = { ...quietLog, warn: (obj: Record<string, unknown>, msg: string) => void lines.push({ obj, msg }), child: () => capture } as never;
+  const runner = new Runner({ collectors: [stuck], config, env: envFor('/'), log: capture });
+  const statuses: string[] = [];
+  runner.on('status', (st: { status: string }) => statuses.push(st.status));
+  runner.start(0);
+  // Events every 5 ms for 2.5 s: about 500 requests while the first run hangs.
+  const events = setInterval(() => runner.trigger(['stuck']), 5);
+  t.teardown(() => {
+    clearInterval(events);
+    runner.stop();
+  });
+  await new Promise((r) => setTimeout(r, 2500)); // scenario time: the stream of events
+  const skipped = statuses.filter((s) => s === 'timeout').length;
+  t.equal(lines.filter((l) => /still running/.test(l.msg)).length, 1, 'one warn line for the episode');
+  t.ok(skipped >= 1 && skipped <= 6, `${skipped} timeout statuses in 2.5 s at a 1 s interval, not one per event`);
+  release();
+  await eventually(() => lines.some((l) => /finished its stuck run/.test(l.msg)));
+  const end = lines.find((l) => /finished its stuck run/.test(l.msg));
+  t.ok(Number(end?.obj['skippedRuns']) >= 1, `the episode's end says how many runs were skipped (${String(end?.obj['skippedRuns'])})`);
+  clearInterval(events);
+  runner.stop();
+});

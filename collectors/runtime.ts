@@ -2,9 +2,11 @@
 // makes kubelet's PLEG go unhealthy and every pod on the node turns Unknown soon after.
 import type { Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
-import { PERMISSION_DENIED, type Collector, type RuntimeState } from './types.js';
+import { PERMISSION_DENIED, type Collector, type HostAccess, type RuntimeState } from './types.js';
 
-export const runtimeConfigSpec = s.object({});
+export const runtimeConfigSpec = s.object({
+  restartGrace: s.duration({ default: '30s', doc: "a runtime that does not answer while its daemon process is younger than this, or is down with no daemon for less than this, is 'restarting' (info), not paged; critical after it" }),
+});
 export type RuntimeCheckConfig = Infer<typeof runtimeConfigSpec>;
 
 export interface RuntimeCheckData {
@@ -37,21 +39,64 @@ function messageFor(r: RuntimeState): string {
   }
 }
 
+/** How a runtime that does not work got there, for the restart grace: since when, and its daemon's age. */
+export interface Restarting {
+  /** When this runtime was first seen not working in this episode (ms since the epoch). */
+  badSince: number;
+  /** Seconds since its youngest daemon process started; undefined when none runs. */
+  daemonAgeS?: number;
+}
+
 /**
  * Pure: a finding for every runtime that belongs on this node and does not work: it does not answer
  * in time (runtime.unresponsive), or it is down (runtime.down: socket gone or refusing connections).
+ * A planned restart is not a page: while its daemon process is younger than the grace (a fresh dockerd
+ * warming up), or it went down (socket gone or refusing) less than the grace ago (a stopping daemon
+ * removes its socket before the new one makes it), the finding is info and says "restarting"; past it, critical. An old
+ * daemon that does not answer (frozen) is critical at once.
  */
-export function evaluateRuntimes(runtimes: readonly RuntimeState[]): Observation[] {
+export function evaluateRuntimes(runtimes: readonly RuntimeState[], restarting: ReadonlyMap<string, Restarting> = new Map(), now = Date.now(), graceMs = 0): Observation[] {
   return runtimes
     .filter((r) => r.status === 'unresponsive' || r.status === 'error' || r.status === 'down')
-    .map((r) => ({
-      check: r.status === 'down' ? 'runtime.down' : 'runtime.unresponsive',
-      severity: 'critical' as const,
-      subject: r.name,
-      message: messageFor(r),
-      evidence: { runtime: r.name, socket: r.socket, status: r.status, error: r.error ?? null, latencyMs: r.latencyMs ?? null, ...(r.downReason ? { downReason: r.downReason } : {}) },
-      remedy: r.status === 'down' ? DOWN_REMEDY[r.name] : REMEDY[r.name],
-    }));
+    .map((r) => {
+      const episode = restarting.get(r.name);
+      const young = episode?.daemonAgeS !== undefined && episode.daemonAgeS * 1000 < graceMs;
+      // Down (socket gone or refusing) for moments: a stopping daemon removes its socket, and then the
+      // new one is not there yet. An old daemon that does not answer (frozen, hung) is paged at once.
+      const between = r.status === 'down' && episode !== undefined && now - episode.badSince < graceMs;
+      const inGrace = graceMs > 0 && (young || between);
+      return {
+        check: r.status === 'down' ? 'runtime.down' : 'runtime.unresponsive',
+        severity: inGrace ? ('info' as const) : ('critical' as const),
+        subject: r.name,
+        message: inGrace
+          ? `${r.name} is restarting (${young ? `its daemon started ${episode!.daemonAgeS} s ago` : 'it went away moments ago'}): ${r.status === 'down' ? 'its socket is not there yet' : 'it does not answer yet'}. Critical if it is not back within the ${Math.round(graceMs / 1000)} s grace.`
+          : messageFor(r),
+        evidence: { runtime: r.name, socket: r.socket, status: r.status, error: r.error ?? null, latencyMs: r.latencyMs ?? null, ...(r.downReason ? { downReason: r.downReason } : {}), ...(episode ? { failingSince: new Date(episode.badSince).toISOString(), daemonAgeSeconds: episode.daemonAgeS ?? null } : {}) },
+        remedy: r.status === 'down' ? DOWN_REMEDY[r.name] : REMEDY[r.name],
+      };
+    });
+}
+
+/** Per runtime access (one per agent): since when each runtime has not worked. */
+const episodes = new WeakMap<object, Map<string, number>>();
+
+/** Seconds since the youngest process named `comm` started, from /proc/PID/stat and /proc/uptime. */
+async function daemonAge(host: HostAccess, comm: string): Promise<number | undefined> {
+  const uptime = Number((await host.readText(host.procPath('uptime')))?.split(' ')[0]);
+  if (!Number.isFinite(uptime)) return undefined;
+  let youngest: number | undefined;
+  for (const pid of await host.pids()) {
+    const stat = await host.readText(host.procPath(pid, 'stat'));
+    if (!stat) continue;
+    const close = stat.lastIndexOf(')');
+    if (stat.slice(stat.indexOf('(') + 1, close) !== comm) continue;
+    // Field 22, starttime, in clock ticks since boot (USER_HZ is 100 on Linux).
+    const start = Number(stat.slice(close + 2).split(' ')[19]) / 100;
+    const age = Math.max(0, Math.round(uptime - start));
+    if (Number.isFinite(age) && (youngest === undefined || age < youngest)) youngest = age;
+  }
+  return youngest;
 }
 
 export const runtime: Collector<RuntimeCheckConfig, RuntimeCheckData> = {
@@ -72,6 +117,19 @@ export const runtime: Collector<RuntimeCheckConfig, RuntimeCheckData> = {
     if (forbidden.length > 0 && runtimes.every((r) => r.status === 'forbidden' || r.status === 'absent')) {
       return { kind: 'unavailable', reason: `${PERMISSION_DENIED}: ${forbidden.map((r) => r.socket).join(', ')}` };
     }
-    return { kind: 'ok', observations: evaluateRuntimes(runtimes), data: { runtimes } };
+    let since = episodes.get(ctx.runtime);
+    if (!since) episodes.set(ctx.runtime, (since = new Map()));
+    const now = ctx.now();
+    const restarting = new Map<string, Restarting>();
+    for (const r of runtimes) {
+      if (r.status !== 'unresponsive' && r.status !== 'error' && r.status !== 'down') {
+        since.delete(r.name);
+        continue;
+      }
+      if (!since.has(r.name)) since.set(r.name, now);
+      const age = await daemonAge(ctx.host, r.name === 'docker' ? 'dockerd' : 'containerd');
+      restarting.set(r.name, { badSince: since.get(r.name)!, ...(age !== undefined ? { daemonAgeS: age } : {}) });
+    }
+    return { kind: 'ok', observations: evaluateRuntimes(runtimes, restarting, now, ctx.config.restartGrace), data: { runtimes } };
   },
 };

@@ -4,7 +4,7 @@ import { loadConfig } from '../../agent/config.js';
 import { Runner } from '../../agent/runner.js';
 import { COLLECTORS } from '../../collectors/index.js';
 import { envFor, quietLog } from '../helpers/context.js';
-import { ourDaemonPid, requireRuntime } from '../helpers/runtime.js';
+import { ourDaemonPid, requireRuntime, startRuntime } from '../helpers/runtime.js';
 import { requireLive } from '../helpers/live.js';
 import { eventually } from '../helpers/processes.js';
 
@@ -50,4 +50,44 @@ t.test('live: dockerd frozen with SIGSTOP fires runtime.unresponsive within one 
   resumed = true;
   const resolved = await eventually(() => !runner.active().some((f) => f.check === 'runtime.unresponsive'), 30_000);
   t.ok(resolved, 'resolved once dockerd answers again');
+});
+
+t.test('restart grace: a young daemon or one between exit and start is "restarting" (info); an old daemon that does not answer is critical at once; past the grace, critical', async (t) => {
+  const down = { name: 'docker' as const, socket: '/var/run/docker.sock', status: 'down' as const, downReason: 'socket-gone' as const, error: 'gone' };
+  const frozen = { name: 'docker' as const, socket: '/var/run/docker.sock', status: 'unresponsive' as const, latencyMs: 5000 };
+  const now = 1_000_000;
+  const one = (r: Parameters<typeof evaluateRuntimes>[0][number], e: { badSince: number; daemonAgeS?: number }) => evaluateRuntimes([r], new Map([['docker', e]]), now, 30_000)[0]!;
+  t.match(one(down, { badSince: now - 5_000 }), { severity: 'info', message: /docker is restarting \(it went away moments ago/ }, 'between exit and start');
+  t.match(one(frozen, { badSince: now - 5_000, daemonAgeS: 4 }), { severity: 'info', message: /its daemon started 4 s ago/ }, 'a fresh daemon warming up');
+  t.match(one(frozen, { badSince: now - 1_000, daemonAgeS: 3600 }), { severity: 'critical', message: /does not answer/ }, 'an old daemon that does not answer: paged at once');
+  t.match(one(down, { badSince: now - 31_000 }), { severity: 'critical', message: /is down/ }, 'gone past the grace');
+  t.match(one(frozen, { badSince: now - 40_000, daemonAgeS: 40 }), { severity: 'critical' }, 'a daemon past the grace that still does not answer');
+});
+
+t.test('live: a planned dockerd restart is "restarting" (info) and never critical; it resolves when dockerd is back', async (t) => {
+  if (!requireRuntime(t)) return;
+  const pid = ourDaemonPid('dockerd');
+  if (pid === undefined && !requireLive(t, { paths: ['/nonexistent: dockerd was not started by scripts/start-test-runtime.sh, so this test will not restart it'] })) return;
+  const { spawn } = await import('node:child_process');
+  const { runtime } = await import('../../collectors/runtime.js');
+  const { contextFor } = await import('../helpers/context.js');
+  const ctx = contextFor(runtime, '/', { env: envFor('/', ['runtime.timeout=2s']) });
+  const seen: string[] = [];
+  const look = async () => {
+    const r = await runtime.collect(ctx);
+    const f = r.kind === 'ok' ? r.observations.find((o) => o.subject === 'docker') : undefined;
+    seen.push(f ? `${f.check}:${f.severity}` : 'ok');
+    return f;
+  };
+  t.equal(await look(), undefined, 'docker answers before');
+  process.kill(pid!, 'SIGTERM');
+  t.teardown(() => startRuntime());
+  await eventually(async () => (await look())?.check === 'runtime.down', 30_000);
+  // systemd would start it again; here the test's start script does, in the background.
+  const starter = spawn('bash', ['scripts/start-test-runtime.sh'], { stdio: 'ignore' });
+  const back = await eventually(async () => (await look()) === undefined, 90_000);
+  await new Promise((r) => starter.once('exit', r));
+  t.ok(back, 'resolved once dockerd answers again');
+  t.ok(seen.some((s) => s === 'runtime.down:info'), `it said restarting while dockerd was away (${[...new Set(seen)].join(', ')})`);
+  t.notOk(seen.some((s) => s.endsWith(':critical')), 'never critical during a restart that took less than the grace');
 });

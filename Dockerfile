@@ -13,6 +13,7 @@ RUN if ! command -v g++ >/dev/null || ! command -v make >/dev/null || ! command 
     fi
 COPY package.json package-lock.json binding.gyp tsconfig.json ./
 COPY native ./native
+COPY scripts/build-native.mjs ./scripts/build-native.mjs
 # node-gyp builds against the headers that come with this Node (no download): node's own prefix.
 RUN npm ci --no-audit --no-fund --nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
 COPY protocol ./protocol

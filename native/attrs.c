@@ -33,9 +33,22 @@ static int attr_bits(const struct statx *stx) {
   return bits;
 }
 
+// An error message names at most the last PATH_SHOWN bytes of the path, after "..." when it is cut, so
+// every part of the message is bounded and fits msg. The cut skips UTF-8 continuation bytes, so the
+// message stays valid UTF-8 and the file's own name (the end of the path) is always in it.
+#define PATH_SHOWN 256
+
 static napi_value throw_errno(napi_env env, const char *what, const char *path, int err) {
-  char msg[512];
-  snprintf(msg, sizeof msg, "%s %s: %s", what, path, strerror(err));
+  size_t len = strlen(path);
+  const char *shown = path;
+  const char *cut = "";
+  if (len > PATH_SHOWN) {
+    shown = path + len - PATH_SHOWN;
+    while ((unsigned char)*shown >= 0x80 && (unsigned char)*shown < 0xC0) shown++;
+    cut = "...";
+  }
+  char msg[32 + 3 + PATH_SHOWN + 128];
+  snprintf(msg, sizeof msg, "%.16s %s%.*s: %.100s", what, cut, PATH_SHOWN, shown, strerror(err));
   napi_value code, message, error;
   napi_create_string_utf8(env, err == ENOENT ? "ENOENT" : err == ENOTDIR ? "ENOTDIR" : err == EACCES ? "EACCES" : "EIO", NAPI_AUTO_LENGTH, &code);
   napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);

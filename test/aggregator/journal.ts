@@ -1,3 +1,4 @@
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import { appendFileSync, closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';

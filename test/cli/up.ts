@@ -1,5 +1,6 @@
 // `nodewarden up` as a process: it says how to reach it, another terminal can tail it and prune
 // through it with the token files it wrote, it summarizes the first cycle, and cleans up on Ctrl-C.
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import { statSync, existsSync } from 'node:fs';
 import net from 'node:net';

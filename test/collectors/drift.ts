@@ -1,3 +1,4 @@
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { drift, evaluateDrift, holdBack, HOLD_BACK_MS, type PidState } from '../../collectors/drift.js';

@@ -1,6 +1,7 @@
 // Live: containerd's event stream against the real containerd, in the CRI's k8s.io namespace. A task
 // that exits makes the collectors look again within a second or two (no timed assertion: we wait for
 // it); containerd restarted -> the stream reconnects and everything is read afresh.
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import { ContainerdClient } from '../../agent/runtime/containerd.js';
 import { ContainerdEvents, containerdStatus } from '../../agent/runtime/containerd-events.js';

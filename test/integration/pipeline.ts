@@ -1,4 +1,5 @@
 // End to end with real processes on loopback: nodewarden aggregator, agent and tail.
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import { type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';

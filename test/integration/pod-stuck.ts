@@ -1,5 +1,6 @@
 // pod.stuck end to end: the agent daemon against the local API server and the real dockerd/containerd,
 // with containers carrying the pod's Kubernetes labels; the Event lands on the Pod; `nodewarden why`.
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,5 +1,6 @@
 // The transport under stress, with real processes: wss:// with a certificate, a frozen aggregator that
 // an agent must notice within two heartbeats, and one prune per node at a time.
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';

@@ -1,5 +1,6 @@
 // The HTTP helper against real servers on 127.0.0.1 (TCP and TLS) and on a unix socket: every way a peer
 // can fail us ends up in the caller's promise, with a code, and no timer is left behind.
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import http from 'node:http';
 import https from 'node:https';

@@ -1,9 +1,9 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createAttrAccess, scanInGroups } from '../../../agent/host/attrs.js';
-import type { AttrScan, ScanProgress } from '../../../collectors/types.js';
+import type { AttrAccess, AttrScan, ScanProgress } from '../../../collectors/types.js';
 
 t.test('scanInGroups: every path scanned once, results summed, progress after each group up to all', async (t) => {
   const calls: string[][] = [];
@@ -24,14 +24,19 @@ t.test('scanInGroups: every path scanned once, results summed, progress after ea
   t.ok(seen.every((p, i) => i === 0 || (p.units > seen[i - 1]!.units && p.entries >= seen[i - 1]!.entries)), 'only forward');
 });
 
-t.test('live: the native walk with progress finds what the walk without it finds', async (t) => {
+/** The native module, or undefined after skipping (failing under CI=true) when it is not built. */
+function nativeAttrs(t: Test): AttrAccess | undefined {
   const attrs = createAttrAccess();
-  if (!attrs) {
-    // npm ci builds it (node-gyp); in CI its absence is a failure, not a skip.
-    if (process.env['CI'] === 'true') t.fail('the native attrs module is not built');
-    else t.skip('the native module is not built', () => {});
-    return;
-  }
+  if (attrs) return attrs;
+  // npm ci builds it (node-gyp); in CI its absence is a failure, not a skip.
+  if (process.env['CI'] === 'true') t.fail('the native attrs module is not built');
+  else t.skip('the native module is not built', () => {});
+  return undefined;
+}
+
+t.test('live: the native walk with progress finds what the walk without it finds', async (t) => {
+  const attrs = nativeAttrs(t);
+  if (!attrs) return;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-attrs-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const units = Array.from({ length: 9 }, (_, i) => path.join(dir, `u${i}`));
@@ -46,4 +51,28 @@ t.test('live: the native walk with progress finds what the walk without it finds
   t.equal(whole.entries, 27);
   t.same(seen.at(-1), { units: 9, total: 9, entries: 27 });
   t.ok(seen.length > 2, 'reports before the end');
+});
+
+t.test('an error about a path of any length names the end of the path, within a bounded message', async (t) => {
+  const attrs = nativeAttrs(t);
+  if (!attrs) return;
+  const messageOf = (p: string): string => {
+    try {
+      attrs.attrsOf(p);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return '(no error)';
+  };
+  // Components over NAME_MAX: statx fails with ENAMETOOLONG, which attrsOf throws. The components are
+  // two-byte characters, so a cut at a fixed byte count lands inside one.
+  const component = 'é'.repeat(150);
+  const long = '/' + Array.from({ length: 12 }, () => component).join('/') + '/the-file';
+  t.ok(Buffer.byteLength(long) > 3600, 'a path far longer than the message');
+  const message = messageOf(long);
+  t.match(message, /^statx \.\.\.é+\/the-file: File name too long$/, 'the cut is marked and the file name ends it');
+  t.notMatch(message, /\uFFFD/, 'no character is cut in half');
+  t.ok(Buffer.byteLength(message) <= 32 + 3 + 256 + 128, `the message is bounded (${Buffer.byteLength(message)} bytes)`);
+  t.equal(messageOf(`/${'x'.repeat(300)}`), `statx ...${'x'.repeat(256)}: File name too long`, 'a path over 256 bytes keeps its last 256');
+  t.equal(messageOf('y'.repeat(256)), `statx ${'y'.repeat(256)}: File name too long`, 'a path of 256 bytes is whole');
 });

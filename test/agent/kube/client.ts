@@ -1,5 +1,6 @@
 // The agent's Kubernetes client against the local stand-in API server (test/helpers/fake-apiserver.ts),
 // a TLS server with a CA made by openssl, and servers that never answer.
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import type { Test } from 'tap';
 import { execFileSync } from 'node:child_process';

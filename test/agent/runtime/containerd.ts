@@ -1,4 +1,5 @@
 // The containerd gRPC client against the real containerd (live), and against sockets that do not answer.
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';

@@ -1,5 +1,6 @@
 // DockerClient against hostile replies from a fake Engine API on a unix socket we start, and against the
 // real dockerd on this machine.
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';

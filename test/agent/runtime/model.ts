@@ -1,3 +1,4 @@
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import { envFor } from '../../helpers/context.js';
 import { ensureTestImage, removeContainer, requireRuntime, runContainer } from '../../helpers/runtime.js';

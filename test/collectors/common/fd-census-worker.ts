@@ -1,3 +1,4 @@
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
@@ -9,8 +10,9 @@ t.test('live: the worker counts the pids it is given and posts its rows back', a
   const child = spawn('python3', ['-c', "import socket,time; s=[socket.socket() for _ in range(9)]; print('ready', flush=True); time.sleep(600)"], { stdio: ['ignore', 'pipe', 'ignore'] });
   t.teardown(() => child.kill('SIGKILL'));
   await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
-  // Under the test runner the worker is the .ts source, as fd-census.ts starts it there.
-  const worker = new Worker(new URL('../../../collectors/common/fd-census-worker.ts', import.meta.url), { workerData: { procDir: '/proc', pids: [child.pid, 999_999], limitFrom: 5 } });
+  // Run from source the worker is the .ts file, compiled (npm test) the .js one, as fd-census.ts picks it.
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  const worker = new Worker(new URL(`../../../collectors/common/fd-census-worker${ext}`, import.meta.url), { workerData: { procDir: '/proc', pids: [child.pid, 999_999], limitFrom: 5 } });
   const rows = await new Promise<CensusRow[]>((resolve, reject) => {
     worker.once('message', resolve);
     worker.once('error', reject);

@@ -1,0 +1,190 @@
+#!/usr/bin/env node
+// The test runner behind `npm test`. tsc has already type-checked the tests and compiled them with the
+// sources into dist-test/ (test/tsconfig.build.json, same layout as the repository), so each test file
+// runs as plain JavaScript under node: no TypeScript loader per file (tap's costs ~2 s a file here).
+//
+// Two groups:
+// - unit files run in parallel (--jobs, default 2);
+// - live files, which use the real machine (docker, containerd, loop devices, mounts, kernel state),
+//   run one at a time after them. A test file is live when it has a line starting with `// @live`.
+//   Every file that imports test/helpers/live.ts or test/helpers/runtime.ts must say so: a file that does
+//   not is run with the live ones and counted as a failure (test/scripts/run-tests.ts holds that rule).
+//
+// Each file prints tap's own TAP and its own `# { total, pass, fail }`; the runner prints one line per
+// file (the whole output of a failing file), then tap's summary line once per group. Exit 1 on any failure.
+//
+//   node scripts/run-tests.mjs [--jobs N] [--verbose] [test/a.ts ...]
+//   node scripts/run-tests.mjs --list [--root DIR]   the groups as JSON, nothing run
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const LIVE_MARKER = /^\/\/ @live\b/m;
+const USES_LIVE_HELPERS = /(?:^import\s[^;]*?from\s+|\bimport\(\s*)['"](?:\.\.?\/)+helpers\/(?:live|runtime)\.js['"]/m;
+
+/** Every test source under root/test, relative to root, sorted (fixtures and helpers are not tests). */
+export function testFiles(root) {
+  const out = [];
+  const walk = (rel) => {
+    for (const entry of readdirSync(path.join(root, rel), { withFileTypes: true })) {
+      const child = path.posix.join(rel, entry.name);
+      if (entry.isDirectory()) {
+        if (child !== 'test/fixtures' && child !== 'test/helpers') walk(child);
+      } else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) {
+        out.push(child);
+      }
+    }
+  };
+  walk('test');
+  return out.sort();
+}
+
+/** Splits the files into unit and live, and names each unmarked file that uses the live helpers. */
+export function classify(root, files = testFiles(root)) {
+  const unit = [];
+  const live = [];
+  const unmarked = [];
+  for (const file of files) {
+    const text = readFileSync(path.join(root, file), 'utf8');
+    if (LIVE_MARKER.test(text)) {
+      live.push(file);
+    } else if (USES_LIVE_HELPERS.test(text)) {
+      unmarked.push(file);
+      live.push(file);
+    } else {
+      unit.push(file);
+    }
+  }
+  return { unit, live, unmarked };
+}
+
+function parseArgs(argv) {
+  const opts = { jobs: Math.max(2, os.availableParallelism?.() ?? os.cpus().length), verbose: false, list: false, root: process.cwd(), files: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--jobs' || a === '-j') opts.jobs = Number(argv[++i]);
+    else if (a.startsWith('--jobs=')) opts.jobs = Number(a.slice(7));
+    else if (a === '--verbose' || a === '-v') opts.verbose = true;
+    else if (a === '--list') opts.list = true;
+    else if (a === '--root') opts.root = path.resolve(argv[++i] ?? '.');
+    else if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
+    else opts.files.push(path.posix.normalize(a.replace(/^dist-test\//, '').replace(/\.js$/, '.ts')));
+  }
+  if (!Number.isInteger(opts.jobs) || opts.jobs < 1) throw new Error('--jobs must be a positive integer');
+  return opts;
+}
+
+const SUMMARY = /^# \{ total: (\d+)(?:, pass: (\d+))?(?:, fail: (\d+))?(?:, todo: (\d+))?(?:, skip: (\d+))?/m;
+
+/** Runs one compiled test file; resolves with its counts and output. */
+function runFile(root, file, timeoutS) {
+  const js = path.join(root, 'dist-test', file.replace(/\.ts$/, '.js'));
+  const started = Date.now();
+  return new Promise((resolve) => {
+    if (!existsSync(js)) {
+      resolve({ file, ok: false, counts: { total: 1, pass: 0, fail: 1, todo: 0, skip: 0 }, ms: 0, output: `${js} is missing: compile with tsc -p test/tsconfig.build.json\n` });
+      return;
+    }
+    // TAP_TIMEOUT: tap's per-file timeout (package.json "tap".timeout), which tap's runner would pass.
+    const child = spawn(process.execPath, ['--enable-source-maps', js], {
+      cwd: root,
+      env: { ...process.env, TAP_TIMEOUT: String(timeoutS) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const chunks = [];
+    child.stdout.on('data', (c) => chunks.push(c));
+    child.stderr.on('data', (c) => chunks.push(c));
+    // tap ends a file at its timeout itself; this is the backstop for a file that hangs outside tap.
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, (timeoutS + 30) * 1000);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const output = Buffer.concat(chunks).toString('utf8');
+      // The file's own summary is the last unindented `# { total: ... }` line it printed.
+      const lines = output.split('\n').filter((l) => SUMMARY.test(l));
+      const m = lines.length ? SUMMARY.exec(lines[lines.length - 1]) : null;
+      const counts = m
+        ? { total: +m[1], pass: +(m[2] ?? 0), fail: +(m[3] ?? 0), todo: +(m[4] ?? 0), skip: +(m[5] ?? 0) }
+        : { total: 0, pass: 0, fail: 0, todo: 0, skip: 0 };
+      const ok = code === 0 && counts.fail === 0 && m !== null;
+      if (!ok && counts.fail === 0) {
+        // Crashed, killed or exited non-zero without a failed assertion: one failure, never a pass.
+        counts.fail = 1;
+        counts.total += 1;
+      }
+      const why = timedOut ? `killed after ${timeoutS + 30} s` : signal ? `killed by ${signal}` : code !== 0 ? `exit ${code}` : '';
+      resolve({ file, ok, counts, ms: Date.now() - started, output, why });
+    });
+  });
+}
+
+async function runGroup(name, root, files, jobs, timeoutS, verbose, counter) {
+  const sum = { total: 0, pass: 0, fail: 0, todo: 0, skip: 0 };
+  if (files.length === 0) return sum;
+  console.log(`# ${name}: ${files.length} files, ${jobs} at a time`);
+  const queue = [...files];
+  const worker = async () => {
+    for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
+      const r = await runFile(root, file, timeoutS);
+      for (const k of Object.keys(sum)) sum[k] += r.counts[k];
+      const n = ++counter.n;
+      const detail = `${r.counts.pass} pass${r.counts.fail ? `, ${r.counts.fail} fail` : ''}${r.counts.skip ? `, ${r.counts.skip} skip` : ''}${r.counts.todo ? `, ${r.counts.todo} todo` : ''}`;
+      if (!r.ok || verbose) process.stdout.write(r.output.replace(/^/gm, '    ').replace(/ +$/, '') + '\n');
+      console.log(`${r.ok ? 'ok' : 'not ok'} ${n} - ${file} # ${detail}${r.why ? `, ${r.why}` : ''}, ${(r.ms / 1000).toFixed(1)} s`);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(jobs, files.length) }, worker));
+  return sum;
+}
+
+/** tap's own summary format, which .ci/run reads (one line per group, summed). */
+function summaryLine(s) {
+  return `# { total: ${s.total}, pass: ${s.pass}${s.fail ? `, fail: ${s.fail}` : ''}${s.todo ? `, todo: ${s.todo}` : ''}${s.skip ? `, skip: ${s.skip}` : ''} }`;
+}
+
+async function main() {
+  let opts;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (e) {
+    console.error(`run-tests: ${e.message}`);
+    process.exit(2);
+  }
+  const all = testFiles(opts.root);
+  for (const f of opts.files) {
+    if (!all.includes(f)) {
+      console.error(`run-tests: ${f} is not a test file (test/**/*.ts outside fixtures/ and helpers/)`);
+      process.exit(2);
+    }
+  }
+  const groups = classify(opts.root, opts.files.length ? opts.files : all);
+  if (opts.list) {
+    console.log(JSON.stringify(groups));
+    process.exit(groups.unmarked.length ? 1 : 0);
+  }
+  const pkg = JSON.parse(readFileSync(path.join(opts.root, 'package.json'), 'utf8'));
+  const timeoutS = Number(pkg.tap?.timeout ?? 30);
+  const started = Date.now();
+  console.log('TAP version 14');
+  const counter = { n: 0 };
+  for (const f of groups.unmarked) {
+    console.log(`not ok ${++counter.n} - ${f} imports test/helpers/live.ts or runtime.ts but has no "// @live" line: it runs with the live files`);
+  }
+  const unit = await runGroup('unit', opts.root, groups.unit, opts.jobs, timeoutS, opts.verbose, counter);
+  unit.fail += groups.unmarked.length;
+  unit.total += groups.unmarked.length;
+  console.log(summaryLine(unit));
+  const live = await runGroup('live (one at a time)', opts.root, groups.live, 1, timeoutS, opts.verbose, counter);
+  if (groups.live.length) console.log(summaryLine(live));
+  console.log(`1..${counter.n}`);
+  console.log(`# ${counter.n} files in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  process.exit(unit.fail || live.fail ? 1 : 0);
+}
+
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('scripts/run-tests.mjs')) {
+  await main();
+}

@@ -1,3 +1,4 @@
+// @live: promtool from Debian's prometheus package
 // The monitoring manifests: alerting rules checked and unit-tested with promtool, the PrometheusRule
 // equal to the plain rule file, every metric the rules and the dashboard read served by the code (so a
 // renamed metric breaks this test), and the metrics the code serves accepted by promtool.

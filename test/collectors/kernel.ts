@@ -1,3 +1,4 @@
+// @live: real OOM kills in docker containers, real writes to /dev/kmsg
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFileSync } from 'node:fs';

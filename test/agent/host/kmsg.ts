@@ -1,3 +1,4 @@
+// @live: the real /dev/kmsg (root)
 import t from 'tap';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';

@@ -2,6 +2,7 @@
 // The nodewarden command's entry point: finds the command in the table (cli/commands.ts), parses its
 // flags from there, runs it and exits with its code. Errors become one clear line and a non-zero exit
 // (3, "unknown", in the monitoring-plugin convention), never a stack trace.
+import { escapeForTerminal } from '../protocol/terminal.js';
 import { isNodewardenError } from '../protocol/errors.js';
 import { commandHelp, EXIT, findCommand, globalHelp, parseCommand, UsageError, VERSION } from './commands.js';
 
@@ -27,17 +28,18 @@ export async function main(argv: string[]): Promise<void> {
     return writeAndExit(text ?? '', code);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`nodewarden: ${err.message}\nRun 'nodewarden ${findCommand(name) ? `${name} ` : ''}--help' for usage.\n`);
+      process.stderr.write(`nodewarden: ${escapeForTerminal(err.message)}\nRun 'nodewarden ${findCommand(name) ? `${name} ` : ''}--help' for usage.\n`);
       process.exit(EXIT.UNKNOWN);
     }
     if (isNodewardenError(err)) {
-      const details = err.details.map((d) => `  ${d}\n`).join('');
-      process.stderr.write(`nodewarden: ${err.message}\n${details}`);
+      // An error may carry a peer's words (an aggregator's or API server's answer): escaped, like all peer text.
+      const details = err.details.map((d) => `  ${escapeForTerminal(d)}\n`).join('');
+      process.stderr.write(`nodewarden: ${escapeForTerminal(err.message)}\n${details}`);
       process.exit(EXIT.UNKNOWN);
     }
     // One line; the stack only when asked for (it helps a bug report, not an operator).
     const debug = Boolean(process.env['NODEWARDEN_DEBUG']);
-    process.stderr.write(`nodewarden: unexpected error: ${err instanceof Error ? (debug ? (err.stack ?? err.message) : err.message) : String(err)}${debug ? '' : ' (NODEWARDEN_DEBUG=1 shows where)'}\n`);
+    process.stderr.write(`nodewarden: unexpected error: ${escapeForTerminal(err instanceof Error ? (debug ? (err.stack ?? err.message) : err.message) : String(err))}${debug ? '' : ' (NODEWARDEN_DEBUG=1 shows where)'}\n`);
     process.exit(EXIT.UNKNOWN);
   }
 }

@@ -1,6 +1,7 @@
 // `nodewarden why POD [-n NS]`: why is this pod stuck? From the aggregator (the pod.stuck finding its
 // node's agent keeps), or with --local by running the diagnosis on this node now. Exit codes like check:
 // 0 not stuck, 2 stuck, 3 unknown.
+import { escapeForTerminal as esc, jsonForTerminal } from '../protocol/terminal.js';
 import type { Finding, Observation } from '../protocol/finding.js';
 import { NodewardenError } from '../protocol/errors.js';
 import { HttpRequestError, httpRequest } from '../protocol/http-request.js';
@@ -28,14 +29,15 @@ type Walk = { cause: string; checked: boolean; found: boolean; summary: string; 
 
 /** Human output: the finding, then the walk, one line per cause. */
 export function renderWhy(subject: string, finding: Observation | undefined, notStuck: string | undefined, p: Painter): string {
-  if (!finding) return `${p.bold(subject)}: not stuck. ${notStuck ?? ''}\n`;
-  const lines = [`${p.bold(subject)}  ${p.severity(finding.severity, 'STUCK')}${'node' in finding ? `  reported by node ${(finding as Finding).node}` : ''}`, finding.message, p.dim(`next: ${finding.remedy}`), ''];
+  // Everything here came from an agent (or a pod's status through it): shown, never obeyed.
+  if (!finding) return `${p.bold(esc(subject))}: not stuck. ${esc(notStuck ?? '')}\n`;
+  const lines = [`${p.bold(esc(subject))}  ${p.severity(finding.severity, 'STUCK')}${'node' in finding ? `  reported by node ${esc((finding as Finding).node)}` : ''}`, esc(finding.message), p.dim(`next: ${esc(finding.remedy)}`), ''];
   const walk = (finding.evidence['walk'] ?? []) as Walk;
   if (walk.length > 0) {
     lines.push(p.bold('What nodewarden checked, in the runbooks\' order:'));
     walk.forEach((st, i) => {
       const verdict = st.found ? p.severity('critical', 'FOUND     ') : st.checked ? 'ruled out ' : p.dim('not known ');
-      lines.push(`  ${i + 1}. ${st.cause.padEnd(11)} ${verdict} ${st.summary}`);
+      lines.push(`  ${i + 1}. ${esc(String(st.cause)).padEnd(11)} ${verdict} ${esc(String(st.summary))}`);
     });
   }
   return `${lines.join('\n')}\n`;
@@ -154,11 +156,11 @@ export async function runWhy(opts: WhyOptions, out: NodeJS.WriteStream): Promise
   const p = painter(!opts.json && useColor(out));
   const source = opts.local ? 'local' : 'aggregator';
   if (r.unknown) {
-    const text = opts.json ? `${JSON.stringify({ pod: subject, stuck: null, source, note: r.unknown }, null, 2)}\n` : `${p.bold(subject)}: unknown. ${r.unknown}\n`;
+    const text = opts.json ? `${jsonForTerminal({ pod: subject, stuck: null, source, note: r.unknown }, 2)}\n` : `${p.bold(esc(subject))}: unknown. ${esc(r.unknown)}\n`;
     return { code, text };
   }
   const text = opts.json
-    ? `${JSON.stringify({ pod: subject, stuck: Boolean(r.finding), source, ...(r.finding ? { finding: r.finding } : { note: r.note ?? null }) }, null, 2)}\n`
+    ? `${jsonForTerminal({ pod: subject, stuck: Boolean(r.finding), source, ...(r.finding ? { finding: r.finding } : { note: r.note ?? null }) }, 2)}\n`
     : renderWhy(subject, r.finding, r.note, p);
   return { code, text };
 }

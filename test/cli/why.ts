@@ -167,3 +167,32 @@ t.test('--local against the API server: a running pod is not stuck (0), a missin
   t.equal(far.code, 3);
   t.match(far.stderr, /^nodewarden: pod shop\/far-0 is on node node-b, not node-a: run this on node-b, or without --local\n/);
 });
+
+// Every byte a terminal acts on (C0 but the newline, DEL, C1) and the direction overrides.
+const UNSAFE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+t.test('hostile agent text in why: screen clear, OSC 52 clipboard write, C1 CSI and a bidi override reach neither stdout nor stderr, human or --json', async (t) => {
+  const evil = finding('node-a', 'pod.stuck', 'shop/web-0', 'critical', {
+    message: 'clear\x1b[2J\x1b[H clipboard\x1b]52;c;Y3VybCBldmlsIHwgc2g=\x07 csi\u009b31m hidden\x1b[8m rtl\u202eexe.txt',
+    remedy: 'rm -rf /\x1b[8m chattr -i x',
+    evidence: { walk: [{ cause: 'immutable\x1b[2J', checked: true, found: true, summary: '\u009d0;title\u009c', remedy: null }], pod: { nodeName: 'node-a' } },
+  });
+  const agg = await aggregator(t, [evil]);
+  const env = { NODEWARDEN_TOKEN: TOKEN };
+  for (const json of [false, true]) {
+    const r = await runAsync(['why', 'web-0', '-n', 'shop', '--aggregator', agg.url, ...(json ? ['--json'] : [])], env);
+    t.equal(r.code, 2);
+    t.notMatch(r.stdout, UNSAFE, `${json ? '--json' : 'human'}: no control or bidi character on stdout`);
+    t.notMatch(r.stderr, UNSAFE, `${json ? '--json' : 'human'}: none on stderr`);
+    if (json) t.match((JSON.parse(r.stdout) as { finding: { message: string } }).finding.message, /clear\x1b\[2J/, '--json keeps the value, escaped as \\u in the text');
+    else t.match(r.stdout, /clear\\x1b\[2J/, 'shown as visible escapes');
+  }
+  // A hostile server's error body.
+  const srv = http.createServer((_req, res) => res.writeHead(500, { 'content-type': 'text/plain' }).end('boom\x1b[2J\u009b31m\u202e'));
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  t.teardown(() => srv.close());
+  const bad = await runAsync(['why', 'web-0', '-n', 'shop', '--aggregator', `ws://127.0.0.1:${(srv.address() as { port: number }).port}`], env);
+  t.equal(bad.code, 3);
+  t.match(bad.stderr, /answered 500: boom\\x1b\[2J/);
+  t.notMatch(bad.stderr, UNSAFE, "the server's error body is escaped");
+});

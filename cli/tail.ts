@@ -8,7 +8,7 @@
 import { displaySubject, severityRank, type Finding, type Severity } from '../protocol/finding.js';
 import { CLOSE, MAX_MESSAGE_BYTES, WireError, decodeAggregatorMessage, encode, type AggregatorToTailer, type TailFilter } from '../protocol/wire.js';
 import { ReconnectingSocket, type LinkFailure } from '../protocol/reconnecting-socket.js';
-import { isNews } from '../protocol/transition.js';
+import { isNews, type TimedTransition } from '../protocol/transition.js';
 import { escapeForTerminal as esc, jsonForTerminal } from '../protocol/terminal.js';
 import { painter, truncate, type Painter } from './format.js';
 import { StatusLine, countBySeverity, formatStatus, formatSummary, type FleetStatus } from './status.js';
@@ -169,8 +169,8 @@ export class Tail {
     if (!this.stopped) this.status.show(formatStatus(this.fleetStatus(), this.p, new Date()));
   }
 
-  /** The last transition --since's history printed for each finding, until the active set arrives. */
-  private readonly historyLast = new Map<string, string>();
+  /** --since's history, held until the active set arrives. */
+  private history: TimedTransition[] = [];
 
   private emit(event: TailEvent, f: Finding, at: string): void {
     if (this.opts.json) this.opts.out(jsonForTerminal({ at, event, finding: f }));
@@ -184,13 +184,12 @@ export class Tail {
     if (first) {
       this.seenActive = true;
       if (!this.opts.follow && !this.opts.json) this.opts.out(this.p.bold(TAIL_HEADER));
-      // TIME is when a finding fired, not when it was last seen (that moved at every refresh). One
-      // that --since's history already printed as firing or updated is not printed again.
-      for (const f of findings) {
-        const seen = this.historyLast.get(f.id);
-        if (seen !== 'firing' && seen !== 'updated') this.emit('active', f, f.firstSeen);
-      }
-      this.historyLast.clear();
+      // --since's history first, but a finding still active is shown once, below, with its current
+      // numbers: its firing and updates are not printed again from history. TIME is when a finding
+      // fired, not when it was last seen (that moved at every refresh).
+      for (const h of this.history) if (h.type === 'resolved' || !next.has(h.finding.id)) this.emit('history', h.finding, h.at);
+      this.history = [];
+      for (const f of findings) this.emit('active', f, f.firstSeen);
     } else {
       // Back after a reconnect: print only what changed while we were away.
       for (const [id, f] of this.view) if (!next.has(id)) this.emit('resolved', { ...f, state: 'resolved' }, now);
@@ -222,10 +221,9 @@ export class Tail {
       return;
     }
     if (msg.type === 'history') {
-      for (const t of msg.transitions) {
-        this.historyLast.set(t.finding.id, t.type);
-        this.emit('history', t.finding, t.at);
-      }
+      // Held until the active set arrives (it follows the history): see onActive.
+      if (this.seenActive) for (const t of msg.transitions) this.emit('history', t.finding, t.at);
+      else this.history.push(...msg.transitions);
     }
     else if (msg.type === 'active') {
       this.activeChunks.push(...msg.findings);

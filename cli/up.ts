@@ -72,7 +72,7 @@ async function startAggregator(tokens: Token[], log: ReturnType<typeof createLog
   try {
     return await at(Number(new URL(DEFAULT_AGGREGATOR).port));
   } catch (err) {
-    if (errnoCode(err) !== 'EADDRINUSE') throw err;
+    if (errnoCode((err as { cause?: unknown }).cause) !== 'EADDRINUSE') throw err;
     return at(0);
   }
 }

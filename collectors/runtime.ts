@@ -45,15 +45,17 @@ export interface Restarting {
   badSince: number;
   /** Seconds since its youngest daemon process started; undefined when none runs. */
   daemonAgeS?: number;
+  /** A daemon process is stopped by a signal (state T): frozen, not restarting. */
+  stopped?: boolean;
 }
 
 /**
  * Pure: a finding for every runtime that belongs on this node and does not work: it does not answer
  * in time (runtime.unresponsive), or it is down (runtime.down: socket gone or refusing connections).
  * A planned restart is not a page: while its daemon process is younger than the grace (a fresh dockerd
- * warming up), or it went down (socket gone or refusing) less than the grace ago (a stopping daemon
- * removes its socket before the new one makes it), the finding is info and says "restarting"; past it, critical. An old
- * daemon that does not answer (frozen) is critical at once.
+ * warming up), or it has failed for less than the grace (a daemon shutting down stops answering, then
+ * removes its socket before the new one makes it), the finding is info and says "restarting"; past it,
+ * critical. A daemon stopped by a signal (state T: frozen) is critical at once.
  */
 export function evaluateRuntimes(runtimes: readonly RuntimeState[], restarting: ReadonlyMap<string, Restarting> = new Map(), now = Date.now(), graceMs = 0): Observation[] {
   return runtimes
@@ -61,16 +63,16 @@ export function evaluateRuntimes(runtimes: readonly RuntimeState[], restarting: 
     .map((r) => {
       const episode = restarting.get(r.name);
       const young = episode?.daemonAgeS !== undefined && episode.daemonAgeS * 1000 < graceMs;
-      // Down (socket gone or refusing) for moments: a stopping daemon removes its socket, and then the
-      // new one is not there yet. An old daemon that does not answer (frozen, hung) is paged at once.
-      const between = r.status === 'down' && episode !== undefined && now - episode.badSince < graceMs;
-      const inGrace = graceMs > 0 && (young || between);
+      // Failing for moments: a daemon shutting down stops answering, then removes its socket, and the
+      // new one is not there yet. A daemon stopped by a signal (frozen) is paged at once.
+      const recent = episode !== undefined && now - episode.badSince < graceMs;
+      const inGrace = graceMs > 0 && !episode?.stopped && (young || recent);
       return {
         check: r.status === 'down' ? 'runtime.down' : 'runtime.unresponsive',
         severity: inGrace ? ('info' as const) : ('critical' as const),
         subject: r.name,
         message: inGrace
-          ? `${r.name} is restarting (${young ? `its daemon started ${episode!.daemonAgeS} s ago` : 'it went away moments ago'}): ${r.status === 'down' ? 'its socket is not there yet' : 'it does not answer yet'}. Critical if it is not back within the ${Math.round(graceMs / 1000)} s grace.`
+          ? `${r.name} is restarting or stalled (${young ? `its daemon started ${episode!.daemonAgeS} s ago` : `it stopped answering ${Math.round((now - episode!.badSince) / 1000)} s ago`}): ${r.status === 'down' ? 'its socket is not there yet' : 'it does not answer yet'}. Critical if it is not back within the ${Math.round(graceMs / 1000)} s grace.`
           : messageFor(r),
         evidence: { runtime: r.name, socket: r.socket, status: r.status, error: r.error ?? null, latencyMs: r.latencyMs ?? null, ...(r.downReason ? { downReason: r.downReason } : {}), ...(episode ? { failingSince: new Date(episode.badSince).toISOString(), daemonAgeSeconds: episode.daemonAgeS ?? null } : {}) },
         remedy: r.status === 'down' ? DOWN_REMEDY[r.name] : REMEDY[r.name],
@@ -81,22 +83,24 @@ export function evaluateRuntimes(runtimes: readonly RuntimeState[], restarting: 
 /** Per runtime access (one per agent): since when each runtime has not worked. */
 const episodes = new WeakMap<object, Map<string, number>>();
 
-/** Seconds since the youngest process named `comm` started, from /proc/PID/stat and /proc/uptime. */
-async function daemonAge(host: HostAccess, comm: string): Promise<number | undefined> {
+/** The daemon processes named `comm`: seconds since the youngest started, and whether one is stopped (T). */
+async function daemonState(host: HostAccess, comm: string): Promise<{ ageS?: number; stopped: boolean }> {
   const uptime = Number((await host.readText(host.procPath('uptime')))?.split(' ')[0]);
-  if (!Number.isFinite(uptime)) return undefined;
+  if (!Number.isFinite(uptime)) return { stopped: false };
   let youngest: number | undefined;
+  let stopped = false;
   for (const pid of await host.pids()) {
     const stat = await host.readText(host.procPath(pid, 'stat'));
     if (!stat) continue;
     const close = stat.lastIndexOf(')');
     if (stat.slice(stat.indexOf('(') + 1, close) !== comm) continue;
-    // Field 22, starttime, in clock ticks since boot (USER_HZ is 100 on Linux).
-    const start = Number(stat.slice(close + 2).split(' ')[19]) / 100;
-    const age = Math.max(0, Math.round(uptime - start));
+    // Field 3 is the state; field 22, starttime, in clock ticks since boot (USER_HZ is 100 on Linux).
+    const fields = stat.slice(close + 2).split(' ');
+    if (fields[0] === 'T') stopped = true;
+    const age = Math.max(0, Math.round(uptime - Number(fields[19]) / 100));
     if (Number.isFinite(age) && (youngest === undefined || age < youngest)) youngest = age;
   }
-  return youngest;
+  return { ...(youngest !== undefined ? { ageS: youngest } : {}), stopped };
 }
 
 export const runtime: Collector<RuntimeCheckConfig, RuntimeCheckData> = {
@@ -127,8 +131,8 @@ export const runtime: Collector<RuntimeCheckConfig, RuntimeCheckData> = {
         continue;
       }
       if (!since.has(r.name)) since.set(r.name, now);
-      const age = await daemonAge(ctx.host, r.name === 'docker' ? 'dockerd' : 'containerd');
-      restarting.set(r.name, { badSince: since.get(r.name)!, ...(age !== undefined ? { daemonAgeS: age } : {}) });
+      const daemon = await daemonState(ctx.host, r.name === 'docker' ? 'dockerd' : 'containerd');
+      restarting.set(r.name, { badSince: since.get(r.name)!, stopped: daemon.stopped, ...(daemon.ageS !== undefined ? { daemonAgeS: daemon.ageS } : {}) });
     }
     return { kind: 'ok', observations: evaluateRuntimes(runtimes, restarting, now, ctx.config.restartGrace), data: { runtimes } };
   },

@@ -29,5 +29,6 @@ export function listenFailure(err: unknown, flag: string, at: { host: string; po
         : code === 'EADDRNOTAVAIL'
           ? `${at.host} is not an address of this machine: give ${flag} one of its addresses, or 0.0.0.0`
           : `cannot listen on ${where}: ${errorMessage(err)}`;
-  return new NodewardenError('NW_ERR_CONFIG', `${flag}: ${why}`);
+  // The errno stays reachable as the cause: `up` picks another port on EADDRINUSE.
+  return new NodewardenError('NW_ERR_CONFIG', `${flag}: ${why}`, { cause: err });
 }

@@ -91,7 +91,7 @@ t.test('a taken listen address stops the agent from starting, with the error', a
   const port = (taken.address() as net.AddressInfo).port;
   const config = loadConfig({ node: 'taken', sets: [`agent.listen=127.0.0.1:${port}`] });
   for (const c of Object.values(config.collectors)) c.enabled = false;
-  await t.rejects(startAgent(config, { log: quietLog }), { code: 'EADDRINUSE' });
+  await t.rejects(startAgent(config, { log: quietLog }), { code: 'NW_ERR_CONFIG', message: new RegExp(`agent.listen \\(--listen\\): 127\\.0\\.0\\.1:${port} is already in use`) });
 });
 
 t.test('live: a container stuck in removal is named by the event it causes, not at the next interval', async (t) => {

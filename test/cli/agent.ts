@@ -49,7 +49,7 @@ t.test('a bad config: NW_ERR_CONFIG as one line with its problems, exit 3, nothi
   writeFileSync(path.join(dir, 'bad.yaml'), 'agent:\n  listen: [1,2\n');
   const yaml = runSync(['agent', '--config', path.join(dir, 'bad.yaml')]);
   t.equal(yaml.code, 3);
-  t.match(yaml.stderr, new RegExp(`^nodewarden: config file ${dir}/bad\\.yaml is not valid YAML or JSON`));
+  t.match(yaml.stderr, new RegExp(`^nodewarden: config file ${dir}/bad\\.yaml:\\d+:\\d+ is not valid YAML or JSON`));
   t.notMatch(yaml.stderr, /\n\s+at /, 'no stack');
 });
 

@@ -53,14 +53,15 @@ t.test('live: dockerd frozen with SIGSTOP fires runtime.unresponsive within one 
   t.ok(resolved, 'resolved once dockerd answers again');
 });
 
-t.test('restart grace: a young daemon or one between exit and start is "restarting" (info); an old daemon that does not answer is critical at once; past the grace, critical', async (t) => {
+t.test('restart grace: a young daemon, or one failing for less than the grace, is "restarting" (info); a frozen daemon (state T) is critical at once; past the grace, critical', async (t) => {
   const down = { name: 'docker' as const, socket: '/var/run/docker.sock', status: 'down' as const, downReason: 'socket-gone' as const, error: 'gone' };
   const frozen = { name: 'docker' as const, socket: '/var/run/docker.sock', status: 'unresponsive' as const, latencyMs: 5000 };
   const now = 1_000_000;
-  const one = (r: Parameters<typeof evaluateRuntimes>[0][number], e: { badSince: number; daemonAgeS?: number }) => evaluateRuntimes([r], new Map([['docker', e]]), now, 30_000)[0]!;
-  t.match(one(down, { badSince: now - 5_000 }), { severity: 'info', message: /docker is restarting \(it went away moments ago/ }, 'between exit and start');
+  const one = (r: Parameters<typeof evaluateRuntimes>[0][number], e: { badSince: number; daemonAgeS?: number; stopped?: boolean }) => evaluateRuntimes([r], new Map([['docker', e]]), now, 30_000)[0]!;
+  t.match(one(down, { badSince: now - 5_000 }), { severity: 'info', message: /docker is restarting or stalled \(it stopped answering 5 s ago/ }, 'between exit and start');
   t.match(one(frozen, { badSince: now - 5_000, daemonAgeS: 4 }), { severity: 'info', message: /its daemon started 4 s ago/ }, 'a fresh daemon warming up');
-  t.match(one(frozen, { badSince: now - 1_000, daemonAgeS: 3600 }), { severity: 'critical', message: /does not answer/ }, 'an old daemon that does not answer: paged at once');
+  t.match(one(frozen, { badSince: now - 1_000, daemonAgeS: 3600 }), { severity: 'info' }, 'an old daemon shutting down: not yet');
+  t.match(one(frozen, { badSince: now - 1_000, daemonAgeS: 3600, stopped: true }), { severity: 'critical', message: /does not answer/ }, 'a daemon stopped by a signal (frozen): paged at once');
   t.match(one(down, { badSince: now - 31_000 }), { severity: 'critical', message: /is down/ }, 'gone past the grace');
   t.match(one(frozen, { badSince: now - 40_000, daemonAgeS: 40 }), { severity: 'critical' }, 'a daemon past the grace that still does not answer');
 });

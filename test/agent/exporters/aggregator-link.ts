@@ -214,7 +214,8 @@ t.test('refreshed numbers reach the aggregator at once: /api/findings and a new 
   await lateTail.done;
   const events = late.map((l) => JSON.parse(l) as { event: string; finding: Finding });
   t.same(events.filter((e) => e.event === 'active').map((e) => e.finding.message), [fresh.message], 'a new tailer sees the fresh numbers');
-  t.same(events.filter((e) => e.event === 'history').map((e) => e.finding.message), [first.message], 'history holds the firing only, no entry for the refresh');
+  t.same(events.filter((e) => e.event === 'history').map((e) => e.finding.message), [], '--since shows a still-active finding once: as active, not again from history');
+  t.same(agg.fleet.historyEntries ? [...agg.fleet.historyEntries()].map((h) => h.type) : [], ['firing'], 'history holds the firing only, no entry for the refresh');
 
   // The following tail printed nothing for the refresh (the firing's line came before it).
   t.equal(tailLines.length, linesAfterFiring, 'the following tail printed nothing for the refresh');

@@ -2,6 +2,7 @@
 // Lists pods kubelet evicted (phase Failed, reason Evicted) with their node and message, and deletes
 // them when asked (`nodewarden evicted`), or on a schedule in the aggregator (`--evicted-cleanup`).
 // Uses @kubernetes/client-node for the kubeconfig (contexts, exec plugins, in-cluster).
+import { loadKubeConfig } from '../protocol/kubeconfig.js';
 import type { CoreV1Api, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { NodewardenError, errorMessage } from '../protocol/errors.js';
@@ -36,12 +37,7 @@ function evictedAt(p: V1Pod): string {
 
 export async function kubeApi(): Promise<{ api: CoreV1Api; namespace: string; server: string }> {
   const k = await import('@kubernetes/client-node');
-  const kc = new k.KubeConfig();
-  try {
-    kc.loadFromDefault();
-  } catch (err) {
-    throw new NodewardenError('NW_ERR_CONFIG', `cannot load a kubeconfig: ${errorMessage(err)}`);
-  }
+  const kc = await loadKubeConfig('evicted');
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new NodewardenError('NW_ERR_CONFIG', 'no current cluster: set KUBECONFIG, use a kubeconfig with a current-context, or run in a pod');
   const ctx = kc.getContextObject(kc.getCurrentContext());

@@ -4,8 +4,9 @@
 // since Kubernetes 1.30), falling back to the named pod's spec.nodeName (checked against the pod uid
 // the token names). Such a credential speaks for that one node only. Nodes deleted from the cluster
 // are found here too (GET node: 404).
+import { loadKubeConfig } from '../protocol/kubeconfig.js';
 import { createHash } from 'node:crypto';
-import { NodewardenError, errorMessage } from '../protocol/errors.js';
+import { NodewardenError } from '../protocol/errors.js';
 import { withDeadline } from '../protocol/deadline.js';
 import type { Identity } from './auth.js';
 
@@ -203,12 +204,7 @@ export class KubeAgentAuth {
 /** The API through @kubernetes/client-node, configured as `nodewarden evicted` is ($KUBECONFIG, ~/.kube/config, in-cluster). */
 export async function kubeAuthApi(): Promise<{ api: KubeAuthApi; server: string }> {
   const k = await import('@kubernetes/client-node');
-  const kc = new k.KubeConfig();
-  try {
-    kc.loadFromDefault();
-  } catch (err) {
-    throw new NodewardenError('NW_ERR_CONFIG', `--agent-auth kubernetes: cannot load a kubeconfig: ${errorMessage(err)}`);
-  }
+  const kc = await loadKubeConfig('--agent-auth kubernetes');
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new NodewardenError('NW_ERR_CONFIG', '--agent-auth kubernetes: no current cluster: set KUBECONFIG, use a kubeconfig with a current-context, or run in a pod');
   const authn = kc.makeApiClient(k.AuthenticationV1Api);

@@ -212,12 +212,15 @@ export async function planContainerd(rt: Runtimes, ns: string, opts: PruneOption
     const created = Math.min(...group.map((g) => (g.createdAt ? Date.parse(g.createdAt) : now)));
     if (!group.some((g) => hasLabel(g.labels, opts.label))) continue;
     const sandbox = sandboxReason(names, opts.sandboxImages, opts.configuredSandboxes);
-    const kept = (reason: string) => plan.kept.push({ image: shown, reason, size: group[0]!.target.size });
+    // One size for every image, kept or removed: its config and layers (the target's own size is the
+    // manifest's, a few hundred bytes: a dry run showed 422B for a 1.9M image).
+    const size = await imageSize(rt, ns, group[0]!.target);
+    const kept = (reason: string) => plan.kept.push({ image: shown, reason, size });
     if (sandbox) kept(sandbox);
     else if (names.some((n) => usedNames.has(canonicalRef(n)))) kept('used by a container');
     else if (group.some((g) => g.labels['io.cri-containerd.pinned'] === 'pinned')) kept('pinned by the CRI');
     else if (created > now - opts.untilMs) kept('newer than --until');
-    else plan.candidates.push({ runtime: 'containerd', image: shown, refs: names, size: await imageSize(rt, ns, group[0]!.target), createdMs: created, namespace: ns });
+    else plan.candidates.push({ runtime: 'containerd', image: shown, refs: names, size, createdMs: created, namespace: ns });
   }
   return plan;
 }

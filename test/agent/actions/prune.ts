@@ -107,6 +107,9 @@ t.test('live: prune through the Docker Engine API and containerd: only the old u
   t.same(dry.map((p) => [p.image, p.state]).sort(), expected('would-remove'), 'dry run lists the old unused images; not the used, newer, pause, configured sandbox or (in containerd) pinned ones');
   t.equal(dryResult.removed, 0);
   t.ok(dry.every((p) => p.size > 0), 'with sizes');
+  // A kept containerd image is sized as a removed one is (config + layers), not by its manifest (422 B).
+  const pinned = all.find((p) => p.image === 'docker.io/nwprune/pinned:1 (containerd/k8s.io)');
+  t.ok(pinned && pinned.size > 1000, `kept containerd image sized by its config and layers: ${pinned?.size} bytes, not its manifest's few hundred`);
   for (const img of DOCKER_IMAGES) t.equal(dockerTry('image', 'inspect', img).code, 0, `dry run removed nothing: ${img} is still there`);
   t.match(ctrTry('-n', 'k8s.io', 'images', 'ls', '-q').stdout, /nwprune\/old:1/);
 

@@ -77,7 +77,7 @@ const workloadSpec = s.object({
 export const findingSpec = present(s.object({
   id: nonEmpty('stable id', L.idChars),
   node: s.required(s.string({ doc: 'node', nonEmpty: true, pattern: NODE_NAME })),
-  check: s.required(s.string({ doc: 'check', maxLength: L.checkChars, pattern: /^[a-z][a-z0-9_-]*(\.[a-z0-9_-]+)+$/ })),
+  check: s.required(s.string({ doc: 'check', maxLength: L.checkChars, pattern: /^[a-z][a-zA-Z0-9_-]*(\.[a-zA-Z0-9_-]+)+$/ })),
   severity: s.required(s.oneOf(SEVERITIES, { doc: 'severity' })),
   subject: str('subject', L.subjectChars),
   message: nonEmpty('message', L.messageChars),

@@ -130,3 +130,11 @@ t.test('refresh: findings validated with the same limits; an unknown field on a 
   t.equal(refused({ v: 1, type: 'refresh' }), CLOSE.MALFORMED, 'findings required');
   t.equal(refused({ v: 1, type: 'delta', transitions: [], refreshed: [f] }), CLOSE.MALFORMED, 'an unknown field closes the link: older aggregators would refuse it');
 });
+
+t.test('every check nodewarden raises passes the wire: an agent with kernel findings (kernel.systemOom) is not closed 4000', async (t) => {
+  const { KNOWN_CHECKS } = await import('../../protocol/checks.js');
+  for (const check of KNOWN_CHECKS) {
+    const f = finding('n1', check, 'subject', 'warning');
+    t.doesNotThrow(() => decodeAgentMessage(JSON.stringify({ v: 1, type: 'snapshot', findings: [f] })), `${check} decodes`);
+  }
+});

@@ -18,7 +18,12 @@ export interface DriftData {
    * (ms) they have been seen so, held back by `holdBack`.
    */
   heldBack?: Record<string, { facts: string; since: number }>;
+  /** Set when docker does not answer: what was left out (containerd's own containers were still checked). */
+  notCompared?: string;
 }
+
+/** Containers only containerd manages, outside docker's namespace: comparable while docker is away. */
+export const onlyContainerds = (c: RuntimeContainer): boolean => c.manager === 'containerd' && c.namespace !== 'moby' && !c.docker;
 
 /**
  * How long docker running while containerd has no such container must last before it fires: longer
@@ -163,6 +168,7 @@ export const drift: Collector<DriftConfig, DriftData> = {
     let verdict: CollectResult<DriftData> | undefined;
     let checked = 0;
     let lastById = new Map<string, RuntimeContainer>();
+    let notCompared: string | undefined;
     // A third read, DRIFT_RECHECK_FACTOR settle windows later: see DRIFT_RECHECK_FACTOR.
     const recheck = { moreWaitsMs: [DRIFT_RECHECK_FACTOR * ctx.runtime.settleMs] };
     const { observations, suspected, dismissed } = await confirmSuspects(ctx, async (since) => {
@@ -174,24 +180,29 @@ export const drift: Collector<DriftConfig, DriftData> = {
         verdict = { kind: 'no-data', reason: 'no containerd socket on this node' };
         return [];
       }
+      // Without containerd nothing can be compared. Without docker (down, refused, or not on this node)
+      // containerd's own containers (k8s.io) still can: one runtime's absence never stops the other's checks.
       const down = [docker, containerd].filter((r) => r && r.status !== 'ok' && r.status !== 'absent');
-      if (down.length > 0) {
+      if (containerd?.status !== 'ok' || (docker?.status === 'forbidden')) {
         verdict = { kind: 'unavailable', reason: down.some((r) => r!.status === 'forbidden') ? `${PERMISSION_DENIED}: ${down.map((r) => r!.socket).join(', ')}` : down.map((r) => `${r!.name} ${r!.status}`).join(', ') };
         return [];
       }
+      const dockerOk = docker === undefined || docker.status === 'ok';
+      notCompared = dockerOk ? undefined : `docker ${docker.status}: its containers (namespace moby) are not compared until it answers`;
+      const containers = dockerOk ? snap.containers : snap.containers.filter(onlyContainerds);
       const pids = new Map<number, PidState>();
-      for (const c of snap.containers) {
+      for (const c of containers) {
         for (const pid of [c.docker?.pid, c.containerd?.task?.pid]) {
           if (pid && !pids.has(pid)) pids.set(pid, await pidState(ctx.host, pid));
         }
       }
-      checked = snap.containers.length;
-      const byId = new Map(snap.containers.map((c) => [c.id, c]));
+      checked = containers.length;
+      const byId = new Map(containers.map((c) => [c.id, c]));
       lastById = byId;
-      return evaluateDrift(snap.containers, pids).map((observation) => ({ observation, facts: containerFacts(byId.get(observation.subject)) }));
+      return evaluateDrift(containers, pids).map((observation) => ({ observation, facts: containerFacts(byId.get(observation.subject)) }));
     }, recheck);
     if (verdict) return verdict;
     const { fire, heldBack } = holdBack(observations, lastById, ctx.previous?.heldBack, ctx.now());
-    return { kind: 'ok', observations: fire, data: { checked, suspected, dismissed, heldBack } };
+    return { kind: 'ok', observations: fire, data: { checked, suspected, dismissed, heldBack, ...(notCompared ? { notCompared } : {}) } };
   },
 };

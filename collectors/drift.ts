@@ -2,10 +2,13 @@
 // containerd out of sync": docker says running while the task is STOPPED or gone and the process is dead.
 import type { Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
-import { confirmSuspects, containerFacts } from './common/confirm.js';
+import { confirmSuspects, containerFacts, type Suspect } from './common/confirm.js';
+import { evaluateOrphan, findOrphans, orphanFacts, readHoldings, readProcesses, type Known } from './common/orphans.js';
 import { PERMISSION_DENIED, type CollectResult, type Collector, type HostAccess, type RuntimeContainer } from './types.js';
 
-export const driftConfigSpec = s.object({});
+export const driftConfigSpec = s.object({
+  orphanMinAge: s.duration({ default: '1m', min: 1000, doc: "a runc init or containerd shim that no runtime knows is runtime.orphan only once it is this old (a container being created has a runc init for a moment)" }),
+});
 export type DriftConfig = Infer<typeof driftConfigSpec>;
 
 export interface DriftData {
@@ -153,11 +156,27 @@ export function evaluateDrift(containers: readonly RuntimeContainer[], pids: Rea
   return out;
 }
 
+/** The orphan suspects (runc init and shims no runtime knows), with what they hold. */
+async function orphanSuspects(host: HostAccess, containers: readonly RuntimeContainer[], namespaces: readonly string[], minAgeMs: number): Promise<Suspect[]> {
+  const known: Known = {
+    ids: new Set(containers.map((c) => c.id)),
+    containerdKeys: new Set(containers.filter((c) => c.containerd?.known).map((c) => `${c.namespace ?? ''}/${c.id}`)),
+    taskPids: new Set(containers.flatMap((c) => [c.containerd?.task?.pid, c.docker?.pid]).filter((p): p is number => typeof p === 'number' && p > 0)),
+    namespaces: new Set(namespaces),
+  };
+  const procs = await readProcesses(host);
+  const out: Suspect[] = [];
+  for (const o of findOrphans(procs, known, Math.round(minAgeMs / 1000))) {
+    out.push({ observation: evaluateOrphan(o, await readHoldings(host, o, procs)), facts: orphanFacts(o) });
+  }
+  return out;
+}
+
 export const drift: Collector<DriftConfig, DriftData> = {
   name: 'drift',
-  description: "docker's view against containerd's task against the kernel, per container",
-  checks: ['runtime.drift'],
-  conditions: { 'runtime.drift': 'NodewardenRuntimeDrift' },
+  description: "docker's view against containerd's task against the kernel, per container; runc init and shims no runtime knows",
+  checks: ['runtime.drift', 'runtime.orphan'],
+  conditions: { 'runtime.drift': 'NodewardenRuntimeDrift', 'runtime.orphan': null },
   defaultIntervalMs: 30_000,
   defaultTimeoutMs: 20_000,
   waitsFor: ['runtime.timeout'],
@@ -199,7 +218,11 @@ export const drift: Collector<DriftConfig, DriftData> = {
       checked = containers.length;
       const byId = new Map(containers.map((c) => [c.id, c]));
       lastById = byId;
-      return evaluateDrift(containers, pids).map((observation) => ({ observation, facts: containerFacts(byId.get(observation.subject)) }));
+      const suspects: Suspect[] = evaluateDrift(containers, pids).map((observation) => ({ observation, facts: containerFacts(byId.get(observation.subject)) }));
+      // Orphans are judged only when every runtime that is here answered: a process is an orphan only if
+      // no runtime knows it, and a runtime that does not answer cannot say.
+      if (dockerOk || docker?.status === 'absent') suspects.push(...(await orphanSuspects(ctx.host, snap.containers, ctx.runtime.namespaces ?? ['moby', 'k8s.io'], ctx.config.orphanMinAge)));
+      return suspects;
     }, recheck);
     if (verdict) return verdict;
     const { fire, heldBack } = holdBack(observations, lastById, ctx.previous?.heldBack, ctx.now());

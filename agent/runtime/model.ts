@@ -46,6 +46,7 @@ export class Runtimes implements RuntimeAccess {
   readonly docker: DockerClient;
   readonly containerd: ContainerdClient;
   readonly settleMs: number;
+  readonly namespaces: readonly string[];
   private cached: { at: number; value: Promise<RuntimeSnapshot> } | undefined;
   private readonly inspectCache = new Map<string, { key: string; value: DockerContainerInspect }>();
   private readonly snapshotDirCache = new Map<string, SnapshotDirs>();
@@ -68,6 +69,7 @@ export class Runtimes implements RuntimeAccess {
     this.docker = new DockerClient(host.hostPath(settings.dockerSocket), settings.timeout);
     this.containerd = new ContainerdClient(host.hostPath(settings.containerdSocket), settings.timeout);
     this.settleMs = settings.settle ?? 2000;
+    this.namespaces = settings.containerdNamespaces;
   }
 
   private socketOf(name: RuntimeName): string {

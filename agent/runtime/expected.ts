@@ -56,7 +56,9 @@ async function kubeletArgs(host: HostAccess): Promise<string[]> {
     const text = await host.readText(host.hostPath(f));
     if (text) args.push(...flagWords(text));
   }
-  for (const pid of await host.pids()) {
+  // A host root with no /proc (a captured tree) has no kubelet process to ask.
+  const pids = await host.pids().catch(() => [] as number[]);
+  for (const pid of pids) {
     const comm = (await host.readText(host.procPath(pid, 'comm')))?.trim();
     if (comm !== 'kubelet') continue;
     const cmdline = await host.readText(host.procPath(pid, 'cmdline'));

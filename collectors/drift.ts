@@ -3,7 +3,7 @@
 import type { Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
 import { confirmSuspects, containerFacts, type Suspect } from './common/confirm.js';
-import { evaluateOrphan, findOrphans, orphanFacts, readHoldings, readProcesses, type Known } from './common/orphans.js';
+import { evaluateOrphan, findOrphans, hostMountsOnce, orphanFacts, readHoldings, readProcesses, type Known } from './common/orphans.js';
 import { PERMISSION_DENIED, type CollectResult, type Collector, type HostAccess, type RuntimeContainer } from './types.js';
 
 export const driftConfigSpec = s.object({
@@ -21,6 +21,8 @@ export interface DriftData {
    * (ms) they have been seen so, held back by `holdBack`.
    */
   heldBack?: Record<string, { facts: string; since: number }>;
+  /** Confirmed orphans: subject -> their facts (pids and start times), carried to the next run. */
+  orphans?: Record<string, string>;
   /** Set when docker does not answer: what was left out (containerd's own containers were still checked). */
   notCompared?: string;
 }
@@ -166,8 +168,9 @@ async function orphanSuspects(host: HostAccess, containers: readonly RuntimeCont
   };
   const procs = await readProcesses(host);
   const out: Suspect[] = [];
+  const hostMounts = hostMountsOnce(host);
   for (const o of findOrphans(procs, known, Math.round(minAgeMs / 1000))) {
-    out.push({ observation: evaluateOrphan(o, await readHoldings(host, o, procs)), facts: orphanFacts(o) });
+    out.push({ observation: evaluateOrphan(o, await readHoldings(host, o, procs, hostMounts)), facts: orphanFacts(o) });
   }
   return out;
 }
@@ -188,6 +191,8 @@ export const drift: Collector<DriftConfig, DriftData> = {
     let checked = 0;
     let lastById = new Map<string, RuntimeContainer>();
     let notCompared: string | undefined;
+    const carried: Suspect[] = [];
+    const orphanFactsSeen = new Map<string, string>();
     // A third read, DRIFT_RECHECK_FACTOR settle windows later: see DRIFT_RECHECK_FACTOR.
     const recheck = { moreWaitsMs: [DRIFT_RECHECK_FACTOR * ctx.runtime.settleMs] };
     const { observations, suspected, dismissed } = await confirmSuspects(ctx, async (since) => {
@@ -221,11 +226,27 @@ export const drift: Collector<DriftConfig, DriftData> = {
       const suspects: Suspect[] = evaluateDrift(containers, pids).map((observation) => ({ observation, facts: containerFacts(byId.get(observation.subject)) }));
       // Orphans are judged only when every runtime that is here answered: a process is an orphan only if
       // no runtime knows it, and a runtime that does not answer cannot say.
-      if (dockerOk || docker?.status === 'absent') suspects.push(...(await orphanSuspects(ctx.host, snap.containers, ctx.runtime.namespaces ?? ['moby', 'k8s.io'], ctx.config.orphanMinAge)));
+      if (dockerOk || docker?.status === 'absent') {
+        const orphans = await orphanSuspects(ctx.host, snap.containers, ctx.runtime.namespaces ?? ['moby', 'k8s.io'], ctx.config.orphanMinAge);
+        // An orphan confirmed in an earlier run, still the same processes (pid and start time) and still
+        // unknown: no longer transient, so it fires without waiting out confirmation again (a node with a
+        // leaked shim would otherwise wait on every run).
+        const before = ctx.previous?.orphans ?? {};
+        for (const o of orphans) {
+          orphanFactsSeen.set(o.observation.subject, o.facts);
+          if (since === undefined && before[o.observation.subject] === o.facts) carried.push(o);
+          else if (!carried.some((c) => c.observation.subject === o.observation.subject)) suspects.push(o);
+        }
+      }
       return suspects;
     }, recheck);
     if (verdict) return verdict;
-    const { fire, heldBack } = holdBack(observations, lastById, ctx.previous?.heldBack, ctx.now());
-    return { kind: 'ok', observations: fire, data: { checked, suspected, dismissed, heldBack, ...(notCompared ? { notCompared } : {}) } };
+    // Carried orphans are re-read on the first read only: one that went since is simply not there.
+    const all = [...observations, ...carried.map((c) => c.observation)];
+    const orphans: Record<string, string> = {};
+    for (const c of carried) orphans[c.observation.subject] = c.facts;
+    for (const o of observations) if (o.check === 'runtime.orphan') orphans[o.subject] = orphanFactsSeen.get(o.subject) ?? '';
+    const { fire, heldBack } = holdBack(all, lastById, ctx.previous?.heldBack, ctx.now());
+    return { kind: 'ok', observations: fire, data: { checked, suspected, dismissed, heldBack, orphans, ...(notCompared ? { notCompared } : {}) } };
   },
 };

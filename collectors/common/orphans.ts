@@ -212,12 +212,21 @@ export async function readProcesses(host: HostAccess): Promise<ProcessInfo[]> {
 }
 
 /** Reads what an orphan holds: the mounts of its `runc init` (or of its shim's first child). */
-export async function readHoldings(host: HostAccess, o: Orphan, procs: readonly ProcessInfo[]): Promise<Holdings | undefined> {
+export async function readHoldings(host: HostAccess, o: Orphan, procs: readonly ProcessInfo[], hostMounts: () => Promise<MountInfo[]>): Promise<Holdings | undefined> {
   const shimPids = new Set(o.shims.map((s) => s.pid));
   const pid = o.runcInits[0]?.pid ?? procs.find((p) => shimPids.has(p.ppid))?.pid;
   if (pid === undefined) return undefined;
   const own = await host.readBytes(host.procPath(pid, 'mountinfo'));
   if (!own) return undefined;
-  const hostRaw = (await host.readBytes(host.procPath('1', 'mountinfo'))) ?? (await host.readBytes(host.procPath('self', 'mountinfo')));
-  return holdingsOf(pid, parseMountinfo(own), hostRaw ? parseMountinfo(hostRaw) : []);
+  return holdingsOf(pid, parseMountinfo(own), await hostMounts());
+}
+
+/** The host's mounts, read once however many orphans ask. */
+export function hostMountsOnce(host: HostAccess): () => Promise<MountInfo[]> {
+  let mounts: Promise<MountInfo[]> | undefined;
+  return () =>
+    (mounts ??= (async () => {
+      const raw = (await host.readBytes(host.procPath('1', 'mountinfo'))) ?? (await host.readBytes(host.procPath('self', 'mountinfo')));
+      return raw ? parseMountinfo(raw) : [];
+    })());
 }

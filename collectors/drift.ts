@@ -2,10 +2,13 @@
 // containerd out of sync": docker says running while the task is STOPPED or gone and the process is dead.
 import type { Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
-import { confirmSuspects, containerFacts } from './common/confirm.js';
+import { confirmSuspects, containerFacts, type Suspect } from './common/confirm.js';
+import { evaluateOrphan, findOrphans, hostMountsOnce, orphanFacts, readHoldings, readProcesses, type Known } from './common/orphans.js';
 import { PERMISSION_DENIED, type CollectResult, type Collector, type HostAccess, type RuntimeContainer } from './types.js';
 
-export const driftConfigSpec = s.object({});
+export const driftConfigSpec = s.object({
+  orphanMinAge: s.duration({ default: '1m', min: 1000, doc: "a runc init or containerd shim that no runtime knows is runtime.orphan only once it is this old (a container being created has a runc init for a moment)" }),
+});
 export type DriftConfig = Infer<typeof driftConfigSpec>;
 
 export interface DriftData {
@@ -18,7 +21,14 @@ export interface DriftData {
    * (ms) they have been seen so, held back by `holdBack`.
    */
   heldBack?: Record<string, { facts: string; since: number }>;
+  /** Confirmed orphans: subject -> their facts (pids and start times), carried to the next run. */
+  orphans?: Record<string, string>;
+  /** Set when docker does not answer: what was left out (containerd's own containers were still checked). */
+  notCompared?: string;
 }
+
+/** Containers only containerd manages, outside docker's namespace: comparable while docker is away. */
+export const onlyContainerds = (c: RuntimeContainer): boolean => c.manager === 'containerd' && c.namespace !== 'moby' && !c.docker;
 
 /**
  * How long docker running while containerd has no such container must last before it fires: longer
@@ -148,11 +158,28 @@ export function evaluateDrift(containers: readonly RuntimeContainer[], pids: Rea
   return out;
 }
 
+/** The orphan suspects (runc init and shims no runtime knows), with what they hold. */
+async function orphanSuspects(host: HostAccess, containers: readonly RuntimeContainer[], namespaces: readonly string[], minAgeMs: number): Promise<Suspect[]> {
+  const known: Known = {
+    ids: new Set(containers.map((c) => c.id)),
+    containerdKeys: new Set(containers.filter((c) => c.containerd?.known).map((c) => `${c.namespace ?? ''}/${c.id}`)),
+    taskPids: new Set(containers.flatMap((c) => [c.containerd?.task?.pid, c.docker?.pid]).filter((p): p is number => typeof p === 'number' && p > 0)),
+    namespaces: new Set(namespaces),
+  };
+  const procs = await readProcesses(host);
+  const out: Suspect[] = [];
+  const hostMounts = hostMountsOnce(host);
+  for (const o of findOrphans(procs, known, Math.round(minAgeMs / 1000))) {
+    out.push({ observation: evaluateOrphan(o, await readHoldings(host, o, procs, hostMounts)), facts: orphanFacts(o) });
+  }
+  return out;
+}
+
 export const drift: Collector<DriftConfig, DriftData> = {
   name: 'drift',
-  description: "docker's view against containerd's task against the kernel, per container",
-  checks: ['runtime.drift'],
-  conditions: { 'runtime.drift': 'NodewardenRuntimeDrift' },
+  description: "docker's view against containerd's task against the kernel, per container; runc init and shims no runtime knows",
+  checks: ['runtime.drift', 'runtime.orphan'],
+  conditions: { 'runtime.drift': 'NodewardenRuntimeDrift', 'runtime.orphan': null },
   defaultIntervalMs: 30_000,
   defaultTimeoutMs: 20_000,
   waitsFor: ['runtime.timeout'],
@@ -163,6 +190,9 @@ export const drift: Collector<DriftConfig, DriftData> = {
     let verdict: CollectResult<DriftData> | undefined;
     let checked = 0;
     let lastById = new Map<string, RuntimeContainer>();
+    let notCompared: string | undefined;
+    const carried: Suspect[] = [];
+    const orphanFactsSeen = new Map<string, string>();
     // A third read, DRIFT_RECHECK_FACTOR settle windows later: see DRIFT_RECHECK_FACTOR.
     const recheck = { moreWaitsMs: [DRIFT_RECHECK_FACTOR * ctx.runtime.settleMs] };
     const { observations, suspected, dismissed } = await confirmSuspects(ctx, async (since) => {
@@ -174,24 +204,49 @@ export const drift: Collector<DriftConfig, DriftData> = {
         verdict = { kind: 'no-data', reason: 'no containerd socket on this node' };
         return [];
       }
+      // Without containerd nothing can be compared. Without docker (down, refused, or not on this node)
+      // containerd's own containers (k8s.io) still can: one runtime's absence never stops the other's checks.
       const down = [docker, containerd].filter((r) => r && r.status !== 'ok' && r.status !== 'absent');
-      if (down.length > 0) {
+      if (containerd?.status !== 'ok' || (docker?.status === 'forbidden')) {
         verdict = { kind: 'unavailable', reason: down.some((r) => r!.status === 'forbidden') ? `${PERMISSION_DENIED}: ${down.map((r) => r!.socket).join(', ')}` : down.map((r) => `${r!.name} ${r!.status}`).join(', ') };
         return [];
       }
+      const dockerOk = docker === undefined || docker.status === 'ok';
+      notCompared = dockerOk ? undefined : `docker ${docker.status}: its containers (namespace moby) are not compared until it answers`;
+      const containers = dockerOk ? snap.containers : snap.containers.filter(onlyContainerds);
       const pids = new Map<number, PidState>();
-      for (const c of snap.containers) {
+      for (const c of containers) {
         for (const pid of [c.docker?.pid, c.containerd?.task?.pid]) {
           if (pid && !pids.has(pid)) pids.set(pid, await pidState(ctx.host, pid));
         }
       }
-      checked = snap.containers.length;
-      const byId = new Map(snap.containers.map((c) => [c.id, c]));
+      checked = containers.length;
+      const byId = new Map(containers.map((c) => [c.id, c]));
       lastById = byId;
-      return evaluateDrift(snap.containers, pids).map((observation) => ({ observation, facts: containerFacts(byId.get(observation.subject)) }));
+      const suspects: Suspect[] = evaluateDrift(containers, pids).map((observation) => ({ observation, facts: containerFacts(byId.get(observation.subject)) }));
+      // Orphans are judged only when every runtime that is here answered: a process is an orphan only if
+      // no runtime knows it, and a runtime that does not answer cannot say.
+      if (dockerOk || docker?.status === 'absent') {
+        const orphans = await orphanSuspects(ctx.host, snap.containers, ctx.runtime.namespaces ?? ['moby', 'k8s.io'], ctx.config.orphanMinAge);
+        // An orphan confirmed in an earlier run, still the same processes (pid and start time) and still
+        // unknown: no longer transient, so it fires without waiting out confirmation again (a node with a
+        // leaked shim would otherwise wait on every run).
+        const before = ctx.previous?.orphans ?? {};
+        for (const o of orphans) {
+          orphanFactsSeen.set(o.observation.subject, o.facts);
+          if (since === undefined && before[o.observation.subject] === o.facts) carried.push(o);
+          else if (!carried.some((c) => c.observation.subject === o.observation.subject)) suspects.push(o);
+        }
+      }
+      return suspects;
     }, recheck);
     if (verdict) return verdict;
-    const { fire, heldBack } = holdBack(observations, lastById, ctx.previous?.heldBack, ctx.now());
-    return { kind: 'ok', observations: fire, data: { checked, suspected, dismissed, heldBack } };
+    // Carried orphans are re-read on the first read only: one that went since is simply not there.
+    const all = [...observations, ...carried.map((c) => c.observation)];
+    const orphans: Record<string, string> = {};
+    for (const c of carried) orphans[c.observation.subject] = c.facts;
+    for (const o of observations) if (o.check === 'runtime.orphan') orphans[o.subject] = orphanFactsSeen.get(o.subject) ?? '';
+    const { fire, heldBack } = holdBack(all, lastById, ctx.previous?.heldBack, ctx.now());
+    return { kind: 'ok', observations: fire, data: { checked, suspected, dismissed, heldBack, orphans, ...(notCompared ? { notCompared } : {}) } };
   },
 };

@@ -165,6 +165,8 @@ export interface RuntimeAccess {
    * and the kernel.
    */
   readonly settleMs: number;
+  /** The containerd namespaces read (runtime.containerdNamespaces): what is in any other is not judged. */
+  readonly namespaces?: readonly string[];
 }
 
 /** One kernel log record from /dev/kmsg. facility 0 is the kernel itself; userspace writes are never 0. */

@@ -15,6 +15,7 @@ export const KNOWN_CHECKS: ReadonlySet<string> = new Set([
   'runtime.unresponsive',
   'runtime.down',
   'runtime.drift',
+  'runtime.orphan',
   'immutable.file',
   'mount.holder',
   'pod.stuck',

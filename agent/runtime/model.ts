@@ -4,6 +4,7 @@
 import type { HostAccess, RuntimeAccess, RuntimeContainer, RuntimeName, RuntimeSnapshot, RuntimeState } from '../../collectors/types.js';
 import { ContainerdClient, type ContainerdContainer, type ContainerdTask } from './containerd.js';
 import { DockerClient, DockerError, type DockerContainerInspect } from './docker.js';
+import { runtimeEvidence } from './expected.js';
 import { containerdOwn, joinRuntimes, snapshotDirsFromMounts, snapshotKeyOf, type ContainerdReplies, type DockerReplies, type SnapshotDirs } from './join.js';
 
 export interface RuntimeSettings {
@@ -17,6 +18,9 @@ export interface RuntimeSettings {
   dockerRoot?: string;
   containerdRoot?: string;
 }
+
+/** How long the evidence that a runtime with no socket belongs here is trusted before it is read again. */
+export const EVIDENCE_MAX_AGE_MS = 60_000;
 
 /** How long a runtime that timed out is left alone (only the probe asks it) before anyone else tries. */
 export const UNRESPONSIVE_HOLD_MS = 15_000;
@@ -42,6 +46,7 @@ export class Runtimes implements RuntimeAccess {
   readonly docker: DockerClient;
   readonly containerd: ContainerdClient;
   readonly settleMs: number;
+  readonly namespaces: readonly string[];
   private cached: { at: number; value: Promise<RuntimeSnapshot> } | undefined;
   private readonly inspectCache = new Map<string, { key: string; value: DockerContainerInspect }>();
   private readonly snapshotDirCache = new Map<string, SnapshotDirs>();
@@ -64,16 +69,26 @@ export class Runtimes implements RuntimeAccess {
     this.docker = new DockerClient(host.hostPath(settings.dockerSocket), settings.timeout);
     this.containerd = new ContainerdClient(host.hostPath(settings.containerdSocket), settings.timeout);
     this.settleMs = settings.settle ?? 2000;
+    this.namespaces = settings.containerdNamespaces;
   }
 
   private socketOf(name: RuntimeName): string {
     return name === 'docker' ? this.settings.dockerSocket : this.settings.containerdSocket;
   }
 
-  /** Whether the runtime's data root shows it has run on this node (then a missing socket means down). */
-  private async belongsHere(name: RuntimeName): Promise<boolean> {
-    const marker = name === 'docker' ? `${this.settings.dockerRoot ?? '/var/lib/docker'}/containers` : `${this.settings.containerdRoot ?? '/var/lib/containerd'}/io.containerd.metadata.v1.bolt`;
-    return this.host.exists(this.host.hostPath(marker));
+  private readonly evidence = new Map<RuntimeName, { at: number; why: string | undefined }>();
+
+  /**
+   * Why a runtime whose socket is missing belongs here (then it is down), or undefined (absent): see
+   * expected.ts. Asked again at most every EVIDENCE_MAX_AGE_MS (it walks the process table for kubelet).
+   */
+  private async belongsHere(name: RuntimeName): Promise<string | undefined> {
+    const hit = this.evidence.get(name);
+    if (hit && this.now() - hit.at < EVIDENCE_MAX_AGE_MS) return hit.why;
+    const root = name === 'docker' ? this.settings.dockerRoot ?? '/var/lib/docker' : this.settings.containerdRoot ?? '/var/lib/containerd';
+    const why = await runtimeEvidence(this.host, name, root);
+    this.evidence.set(name, { at: this.now(), why });
+    return why;
   }
 
   /** Records a call's failure: a timeout makes the runtime unresponsive for everyone but the probe. */
@@ -97,7 +112,8 @@ export class Runtimes implements RuntimeAccess {
     const socket = this.socketOf(name);
     if (!(await this.host.exists(this.host.hostPath(socket)))) {
       if (this.answered.has(name)) return { name, socket, status: 'down', downReason: 'socket-gone', error: `${socket} is gone, though ${name} answered on it earlier` };
-      if (await this.belongsHere(name)) return { name, socket, status: 'down', downReason: 'socket-gone', error: `${socket} does not exist, though ${name}'s data root shows it runs on this node` };
+      const why = await this.belongsHere(name);
+      if (why) return { name, socket, status: 'down', downReason: 'socket-gone', error: `${socket} does not exist, though ${why}` };
       return { name, socket, status: 'absent' };
     }
     const started = this.now();

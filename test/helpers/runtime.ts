@@ -86,3 +86,28 @@ export function followForTest(t: Pick<Test, 'teardown'>, events: EventEmitter & 
   });
   return { seen, triggered, invalidated: () => invalidated };
 }
+
+/**
+ * Makes a container's process die while its shim never hears of it: the process is seized with
+ * ptrace(PTRACE_SEIZE) by a small perl tracer that never waits, then SIGKILLed. A zombie that is traced
+ * is visible only to its tracer, so the shim cannot reap it and containerd keeps its task RUNNING with a
+ * pid that is a zombie: a real "the shim lost track of it" drift. `release()` ends the tracer (by its
+ * pid); the kernel then hands the zombie to the shim, which reaps it.
+ */
+export async function killBehindShimsBack(pid: number): Promise<{ release(): void }> {
+  // SYS_ptrace is 101 on x86_64 and 117 on arm64; PTRACE_SEIZE is 0x4206.
+  const nr = process.arch === 'arm64' ? 117 : 101;
+  const { spawn } = await import('node:child_process');
+  const tracer = spawn('perl', ['-e', `syscall(${nr}, 0x4206, ${pid}, 0, 0) == 0 or die "seize: $!"; $| = 1; print "seized\\n"; <STDIN>;`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    tracer.stdout.once('data', () => resolve());
+    tracer.once('exit', (code) => reject(new Error(`perl tracer exited ${code}`)));
+  });
+  process.kill(pid, 'SIGKILL');
+  return {
+    release() {
+      tracer.stdin.end();
+      if (tracer.pid && tracer.exitCode === null) process.kill(tracer.pid, 'SIGKILL');
+    },
+  };
+}

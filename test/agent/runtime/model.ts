@@ -33,6 +33,8 @@ t.test('a runtime that is gone is down, not absent', async (t) => {
   const ping = async () => (await envFor(root, ['runtime.timeout=1s']).runtime.ping()).map((r) => [r.name, r.status, r.downReason ?? null]);
   t.same(await ping(), [['docker', 'absent', null], ['containerd', 'absent', null]], 'nothing here: absent');
   mkdirSync(path.join(root, 'var/lib/docker/containers'), { recursive: true });
+  t.same((await ping())[0], ['docker', 'absent', null], 'an empty docker data root (docker installed once, a CRI-only node): still absent');
+  mkdirSync(path.join(root, 'var/lib/docker/containers', 'c'.repeat(64)));
   t.same((await ping())[0], ['docker', 'down', 'socket-gone'], "no socket, but docker's data root holds containers: down");
   // A socket file nobody listens on (a daemon killed without cleaning up): connection refused.
   mkdirSync(path.join(root, 'var/run'), { recursive: true });

@@ -5,7 +5,7 @@ import type { Observation } from '../protocol/finding.js';
 import { compareFindings } from '../protocol/finding.js';
 import { errnoCode, errorMessage } from '../protocol/errors.js';
 import { withDeadline } from '../protocol/deadline.js';
-import { PERMISSION_DENIED, type AnyCollector, type CollectorProgress, type CollectResult, type Log } from '../collectors/types.js';
+import { PERMISSION_DENIED, type AnyCollector, type ConfirmationStore, type CollectorProgress, type CollectResult, type Log } from '../collectors/types.js';
 import type { Environment } from './environment.js';
 import type { Config, CollectorSettings } from './config.js';
 import { FindingTracker, type Transition } from './tracker.js';
@@ -55,6 +55,10 @@ interface Slot {
   /** When the next scheduled run is due (wall clock, ms): a run an event asked for does not move it. */
   dueAt?: number;
   tick?: () => void;
+  /** Suspects carried between runs (confirmation across runs, in start()'s mode). */
+  confirmations?: ConfirmationStore;
+  /** When a run asked to run again for a confirming read (wall clock, ms). */
+  rerunAt?: number;
 }
 
 /**
@@ -68,6 +72,8 @@ export class Runner extends EventEmitter {
   private readonly opts: RunnerOptions;
   private readonly now: () => number;
   private stopped = true;
+  /** Set by start(): collectors confirm suspects across runs instead of waiting within one. */
+  private acrossRuns = false;
 
   constructor(opts: RunnerOptions) {
     super();
@@ -124,6 +130,18 @@ export class Runner extends EventEmitter {
     }
 
     const controller = new AbortController();
+    // Waits a run takes on purpose (confirmation within one run, in check) do not count against its timeout.
+    let paused = 0;
+    slot.rerunAt = undefined;
+    const confirm = this.acrossRuns
+      ? {
+          confirmations: (slot.confirmations ??= new Map()),
+          rerunIn: (ms: number) => {
+            const at = Date.now() + Math.max(0, ms);
+            slot.rerunAt = slot.rerunAt === undefined ? at : Math.min(slot.rerunAt, at);
+          },
+        }
+      : { pausing: (ms: number) => void (paused += Math.max(0, ms)) };
     const run = (async (): Promise<CollectResult<unknown>> =>
       slot.collector.collect({
         node: this.opts.config.node,
@@ -141,6 +159,7 @@ export class Runner extends EventEmitter {
         ...(this.opts.env.pods ? { pods: this.opts.env.pods } : {}),
         ...(this.opts.env.kmsg ? { kmsg: this.opts.env.kmsg } : {}),
         active: () => this.tracker.active(),
+        ...confirm,
         // Only for someone listening (check on a terminal): reporting can make long work take other paths.
         ...(this.listenerCount('progress') > 0 ? { progress: (p: CollectorProgress) => this.emit('progress', name, p) } : {}),
       }))();
@@ -156,7 +175,12 @@ export class Runner extends EventEmitter {
       slot.skipped = 0;
       slot.stalled = false;
     });
-    const outcome = await withDeadline(settled, slot.settings.timeout, () => 'timeout' as const);
+    let outcome = await withDeadline(settled, slot.settings.timeout, () => 'timeout' as const);
+    for (let granted = 0; outcome === 'timeout' && paused > granted; ) {
+      const more = paused - granted;
+      granted = paused;
+      outcome = await withDeadline(settled, more, () => 'timeout' as const);
+    }
 
     if (outcome === 'timeout') {
       controller.abort();
@@ -229,6 +253,7 @@ export class Runner extends EventEmitter {
   start(staggerMs = 1000): void {
     if (!this.stopped) return;
     this.stopped = false;
+    this.acrossRuns = true;
     const slots = [...this.slots.values()];
     slots.forEach((slot, i) => {
       slot.tick = (): void => {
@@ -247,7 +272,14 @@ export class Runner extends EventEmitter {
           // A request that came in during the run: run again now, else when the schedule says. Not
           // while an earlier run is stuck: re-asking then only skips again, as fast as events come.
           if (slot.stalled) slot.dueAt = Math.max(slot.dueAt ?? 0, Date.now() + slot.settings.interval);
-          slot.timer = setTimeout(slot.tick!, slot.rerun && !slot.stalled ? 0 : Math.max(0, (slot.dueAt ?? 0) - Date.now()));
+          let wait = slot.rerun && !slot.stalled ? 0 : Math.max(0, (slot.dueAt ?? 0) - Date.now());
+          // A suspect's next confirming read, when it comes before the schedule: a light run like an
+          // event's (it leaves the schedule where it is, and immutable skips its sweep).
+          if (!slot.stalled && slot.rerunAt !== undefined && slot.rerunAt - Date.now() < wait) {
+            wait = Math.max(0, slot.rerunAt - Date.now());
+            slot.triggered = true;
+          }
+          slot.timer = setTimeout(slot.tick!, wait);
         });
       };
       const first = Math.round((i * staggerMs) / Math.max(1, slots.length));

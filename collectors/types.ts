@@ -245,7 +245,26 @@ export interface CollectorContext<TConfig, TData> {
    * agent and in tests. A collector only calls it; it never waits on it or changes what it does.
    */
   progress?(p: CollectorProgress): void;
+  /**
+   * Confirmation across runs (the agent's runner): suspects and what they rested on, kept from one run
+   * to the next, so that a run only reads and its timeout measures the reads. Absent (check, tests):
+   * confirmSuspects waits the settle windows within the run (see `pausing`).
+   */
+  confirmations?: ConfirmationStore;
+  /** Asks the runner for another run in `ms` (the next confirming read of a suspect is due then). */
+  rerunIn?(ms: number): void;
+  /** This run is about to wait `ms` on purpose (confirmation within one run): its deadline moves by as much. */
+  pausing?(ms: number): void;
 }
+
+/** One suspect carried between runs: the facts it rests on, when first seen so, and how many reads agreed. */
+export interface CarriedSuspect {
+  facts: string;
+  firstSeen: number;
+  reads: number;
+}
+/** Per collector, kept by the runner: check and subject -> the carried suspect. */
+export type ConfirmationStore = Map<string, CarriedSuspect>;
 
 /** One step of a collector's long work: `scanning storage 120/400 units, 1,234,567 entries`. */
 export interface CollectorProgress {

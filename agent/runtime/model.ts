@@ -5,6 +5,8 @@ import type { HostAccess, RuntimeAccess, RuntimeContainer, RuntimeName, RuntimeS
 import { ContainerdClient, type ContainerdContainer, type ContainerdTask } from './containerd.js';
 import { DockerClient, DockerError, type DockerContainerInspect } from './docker.js';
 import { runtimeEvidence } from './expected.js';
+import { NodewardenError } from '../../protocol/errors.js';
+import { withDeadline } from '../../protocol/deadline.js';
 import { containerdOwn, joinRuntimes, snapshotDirsFromMounts, snapshotKeyOf, type ContainerdReplies, type DockerReplies, type SnapshotDirs } from './join.js';
 
 export interface RuntimeSettings {
@@ -166,58 +168,77 @@ export class Runtimes implements RuntimeAccess {
     return value;
   }
 
-  /** The asking: each runtime's replies (or its state when it does not answer), then the pure join. */
+  /**
+   * The asking: each runtime's replies (or its state when it does not answer), then the pure join.
+   * Each runtime is asked in parallel, and all its calls together (probe, lists, inspects, snapshot
+   * mounts) get one runtime.timeout: a runtime that freezes half-way costs one timeout per snapshot,
+   * not one per call (a containerd frozen between its version and its lists cost 5 s per namespace and
+   * per new container, and runs at 2 s intervals timed out behind it).
+   */
   private async take(): Promise<RuntimeSnapshot> {
     const takenAt = this.now();
-    const runtimes = await Promise.all([this.stateForRead('docker'), this.stateForRead('containerd')]);
-    const [dockerState, containerdState] = runtimes as [RuntimeState, RuntimeState];
+    const budget = this.settings.timeout;
+    const overrun = (name: RuntimeName) => new NodewardenError('NW_ERR_TIMEOUT', `${name} did not answer all of one snapshot's calls within ${budget} ms`);
+    let containerdState!: RuntimeState;
+    let dockerState!: RuntimeState;
     // A runtime that fails a call now is marked so in `runtimes` (the probe's answer is updated in place).
     const failedNow = (name: RuntimeName, state: RuntimeState, err: unknown): RuntimeState => Object.assign(state, this.failed(name, err, this.now() - takenAt));
 
-    let containerd: ContainerdReplies | RuntimeState = containerdState;
-    if (containerdState.status === 'ok') {
+    const askContainerd = async (signal: AbortSignal): Promise<ContainerdReplies | RuntimeState> => {
+      containerdState = await this.stateForRead('containerd');
+      if (containerdState.status !== 'ok') return containerdState;
+      const replies = new Map<string, { containers: ContainerdContainer[]; tasks: ContainerdTask[] }>();
+      const answers = await Promise.all(this.settings.containerdNamespaces.map((ns) => Promise.all([this.containerd.containers(ns), this.containerd.tasks(ns)])));
+      this.settings.containerdNamespaces.forEach((ns, i) => replies.set(ns, { containers: answers[i]![0], tasks: answers[i]![1] }));
+      if (signal.aborted) throw overrun('containerd');
+      return replies;
+    };
+    const askDocker = async (): Promise<DockerReplies | RuntimeState> => {
+      dockerState = await this.stateForRead('docker');
+      if (dockerState.status !== 'ok') return dockerState;
+      const list = await this.docker.containers();
+      // A 404 is a container removed between list and inspect; anything else (a timeout) is the runtime's.
+      const inspected = await Promise.all(
+        list.map((c) =>
+          this.inspect(c.Id, `${c.State}/${c.Status}`).catch((err: unknown) => {
+            if (err instanceof DockerError && err.statusCode === 404) return undefined;
+            throw err;
+          }),
+        ),
+      );
+      const live = new Set(list.map((c) => c.Id));
+      for (const id of this.inspectCache.keys()) if (!live.has(id)) this.inspectCache.delete(id);
+      const byId = new Map<string, DockerContainerInspect>();
+      list.forEach((c, i) => {
+        const ins = inspected[i];
+        if (ins) byId.set(c.Id, ins);
+      });
+      return { list, inspected: byId };
+    };
+    const settle = async <T>(name: RuntimeName, work: (signal: AbortSignal) => Promise<T | RuntimeState>): Promise<T | RuntimeState> => {
       try {
-        const replies = new Map<string, { containers: ContainerdContainer[]; tasks: ContainerdTask[] }>();
-        for (const ns of this.settings.containerdNamespaces) {
-          const [list, tasks] = await Promise.all([this.containerd.containers(ns), this.containerd.tasks(ns)]);
-          replies.set(ns, { containers: list, tasks });
-        }
-        containerd = replies;
+        return await withDeadline(work, budget, () => overrun(name));
       } catch (err) {
-        containerd = failedNow('containerd', containerdState, err);
+        const state = (name === 'docker' ? dockerState : containerdState) ?? { name, socket: this.socketOf(name), status: 'ok' };
+        const failed = failedNow(name, state, err);
+        if (name === 'docker') dockerState = failed;
+        else containerdState = failed;
+        return failed;
       }
-    }
+    };
+    const [containerd, docker] = await Promise.all([settle('containerd', askContainerd), settle('docker', askDocker)]);
+    const runtimes = [dockerState, containerdState];
 
-    let docker: DockerReplies | RuntimeState = dockerState;
-    if (dockerState.status === 'ok') {
-      try {
-        const list = await this.docker.containers();
-        // A 404 is a container removed between list and inspect; anything else (a timeout) is the runtime's.
-        const inspected = await Promise.all(
-          list.map((c) =>
-            this.inspect(c.Id, `${c.State}/${c.Status}`).catch((err: unknown) => {
-              if (err instanceof DockerError && err.statusCode === 404) return undefined;
-              throw err;
-            }),
-          ),
-        );
-        const live = new Set(list.map((c) => c.Id));
-        for (const id of this.inspectCache.keys()) if (!live.has(id)) this.inspectCache.delete(id);
-        const byId = new Map<string, DockerContainerInspect>();
-        list.forEach((c, i) => {
-          const ins = inspected[i];
-          if (ins) byId.set(c.Id, ins);
-        });
-        docker = { list, inspected: byId };
-      } catch (err) {
-        docker = failedNow('docker', dockerState, err);
-      }
-    }
-
+    // Snapshot mounts of containerd's own containers: what is left of the budget, then they wait for
+    // the next snapshot (uncached: an unknown dir is only less attribution, never a finding).
     const snapshotDirs = new Map<string, SnapshotDirs>();
+    const until = takenAt + budget;
     for (const { ns, container } of containerdOwn(docker, containerd)) {
       const key = snapshotKeyOf(ns, container);
-      if (key && !snapshotDirs.has(key)) snapshotDirs.set(key, await this.snapshotDirs(key, ns, container));
+      if (!key || snapshotDirs.has(key)) continue;
+      const left = until - this.now();
+      const dirs = this.snapshotDirCache.get(key) ?? (left > 0 ? await withDeadline(this.snapshotDirs(key, ns, container), left, () => undefined) : undefined);
+      if (dirs) snapshotDirs.set(key, dirs);
     }
 
     const lastKnown = Object.fromEntries(this.lastKnown);

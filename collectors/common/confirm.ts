@@ -4,7 +4,7 @@
 // namespace and holders). A container that is starting, exiting or being removed looks inconsistent
 // across docker, containerd and the kernel for a few milliseconds; it is never evidence.
 import type { Observation } from '../../protocol/finding.js';
-import type { CollectorContext, RuntimeContainer } from '../types.js';
+import type { CarriedSuspect, CollectorContext, ConfirmationStore, RuntimeContainer } from '../types.js';
 import { sleep } from '../../protocol/deadline.js';
 
 export interface Suspect {
@@ -51,19 +51,86 @@ export function keepConfirmed(first: readonly Suspect[], second: readonly Suspec
  * shared cached runtime view will do) and the time the wait ended for the later ones (ask
  * `ctx.runtime.snapshot({ since })`). Returns the confirmed observations, with the last read's
  * (freshest) numbers.
+ *
+ * In the agent (`ctx.confirmations` set) the waits are not spent inside the run: each run reads once,
+ * suspects are carried to the next run in the store, and the runner is asked (`ctx.rerunIn`) for a run
+ * when the next confirming read is due. A suspect is confirmed once reads spanning the same windows
+ * (settle, then each of moreWaitsMs) all agreed; it stays confirmed while later reads agree. So a run's
+ * timeout measures its reads only, and a short interval (drift every 2 s) confirms like a long one.
  */
 export async function confirmSuspects(
-  ctx: Pick<CollectorContext<unknown, unknown>, 'runtime' | 'now' | 'signal'>,
+  ctx: Pick<CollectorContext<unknown, unknown>, 'runtime' | 'now' | 'signal' | 'confirmations' | 'rerunIn' | 'pausing'>,
   read: (since: number | undefined) => Promise<Suspect[]>,
   opts: { moreWaitsMs?: readonly number[] } = {},
 ): Promise<{ observations: Observation[]; suspected: number; dismissed: number }> {
+  const waits = [ctx.runtime.settleMs, ...(opts.moreWaitsMs ?? [])];
+  if (ctx.confirmations) return confirmAcrossRuns(ctx.confirmations, ctx, read, waits);
   const first = await read(undefined);
   if (first.length === 0) return { observations: [], suspected: 0, dismissed: 0 };
   let kept: Suspect[] = first;
-  for (const wait of [ctx.runtime.settleMs, ...(opts.moreWaitsMs ?? [])]) {
+  for (const wait of waits) {
+    ctx.pausing?.(wait);
     await sleep(wait, ctx.signal);
     kept = keepSameFacts(kept, await read(ctx.now()));
     if (kept.length === 0) break;
   }
   return { observations: kept.map((s) => s.observation), suspected: first.length, dismissed: first.length - kept.length };
+}
+
+/** The shortest pause between two confirming reads the runner is asked for. */
+const MIN_REREAD_MS = 250;
+
+/**
+ * Pure but for the store it updates: one read's suspects against those carried. Returns the confirmed
+ * observations and, when something is still waiting, in how many ms the next read is due.
+ */
+export function carrySuspects(
+  store: ConfirmationStore,
+  suspects: readonly Suspect[],
+  waits: readonly number[],
+  now: number,
+): { observations: Observation[]; dismissed: number; rereadInMs?: number } {
+  // offsets[i]: how long after the first sighting read i (0-based) is due.
+  const offsets = [0];
+  for (const w of waits) offsets.push(offsets[offsets.length - 1]! + w);
+  const span = offsets[offsets.length - 1]!;
+  const seen = new Set<string>();
+  const observations: Observation[] = [];
+  let due: number | undefined;
+  let dismissed = 0;
+  for (const s of suspects) {
+    const k = key(s.observation);
+    if (seen.has(k)) continue;
+    seen.add(k);
+    const before = store.get(k);
+    if (before && before.facts !== s.facts) dismissed += 1;
+    const e: CarriedSuspect = before && before.facts === s.facts ? { ...before, reads: before.reads + 1 } : { facts: s.facts, firstSeen: now, reads: 1 };
+    store.set(k, e);
+    if (e.reads >= offsets.length && now - e.firstSeen >= span) {
+      observations.push(s.observation);
+      continue;
+    }
+    const at = Math.max(now + MIN_REREAD_MS, e.firstSeen + offsets[Math.min(e.reads, offsets.length - 1)]!);
+    due = due === undefined ? at : Math.min(due, at);
+  }
+  for (const k of [...store.keys()]) {
+    if (!seen.has(k)) {
+      store.delete(k);
+      dismissed += 1;
+    }
+  }
+  return due === undefined ? { observations, dismissed } : { observations, dismissed, rereadInMs: due - now };
+}
+
+async function confirmAcrossRuns(
+  store: ConfirmationStore,
+  ctx: Pick<CollectorContext<unknown, unknown>, 'now' | 'rerunIn'>,
+  read: (since: number | undefined) => Promise<Suspect[]>,
+  waits: readonly number[],
+): Promise<{ observations: Observation[]; suspected: number; dismissed: number }> {
+  // With something carried, this read must be fresh (a cached view taken before it proves nothing).
+  const suspects = await read(store.size > 0 ? ctx.now() : undefined);
+  const r = carrySuspects(store, suspects, waits, ctx.now());
+  if (r.rereadInMs !== undefined) ctx.rerunIn?.(r.rereadInMs);
+  return { observations: r.observations, suspected: suspects.length, dismissed: r.dismissed };
 }

@@ -150,3 +150,45 @@ t.test('log floods: a stuck collector re-asked by a stream of events logs one li
   clearInterval(events);
   runner.stop();
 });
+
+t.test('short intervals: confirmation is carried across runs, so a real suspect at a 1 s interval is confirmed without any collector.timeout', async (t) => {
+  // A drift-like collector with a 300 ms timeout: within one run, the 2 s + 6 s confirmation could
+  // never finish (it timed out on every suspect at 2 s intervals and never reported the fault).
+  const { confirmSuspects } = await import('../../collectors/common/confirm.js');
+  const runs: { triggered: boolean; at: number }[] = [];
+  const drifty = make('drifty', async (ctx) => {
+    runs.push({ triggered: ctx.triggered === true, at: Date.now() });
+    const r = await confirmSuspects({ ...ctx, runtime: { ...ctx.runtime, settleMs: 400 } }, async () => [{ observation: { check: 'drifty.x', severity: 'critical', subject: 'c1', message: 'drifted', evidence: {}, remedy: 'x' }, facts: 'same' }], { moreWaitsMs: [1200] });
+    return { kind: 'ok', observations: r.observations, data: runs.length };
+  });
+  const runner = runnerFor([drifty]);
+  const statuses: string[] = [];
+  runner.on('status', (st: { status: string }) => statuses.push(st.status));
+  const started = Date.now();
+  runner.start(0);
+  t.teardown(() => runner.stop());
+  await eventually(() => runner.active().some((f) => f.check === 'drifty.x'));
+  runner.stop();
+  const tookMs = Date.now() - started;
+  t.same(statuses.filter((s) => s !== 'ok'), [], 'every run ok: no timeout');
+  t.ok(tookMs >= 1600, `confirmed after the whole window (${tookMs} ms >= 400 + 1200)`);
+  t.ok(runs.some((r) => r.triggered), 'a confirming read the collector asked for ran before the schedule (as a light run)');
+});
+
+t.test('one-shot (check): a run that waits on purpose has its deadline moved by the wait, not reported as a timeout', async (t) => {
+  const waiter = make('waiter', async (ctx) => {
+    ctx.pausing?.(600);
+    await new Promise((r) => setTimeout(r, 600));
+    return { kind: 'ok', observations: [], data: 1 };
+  });
+  const runner = runnerFor([waiter]); // timeout 300 ms
+  const r = await runner.runOnce();
+  t.same(r.statuses.map((s) => s.status), ['ok'], 'a 600 ms announced wait under a 300 ms timeout');
+  const hang = make('hang', async (ctx) => {
+    ctx.pausing?.(100);
+    await new Promise((r) => setTimeout(r, 2000));
+    return { kind: 'ok', observations: [], data: 1 };
+  });
+  const r2 = await runnerFor([hang]).runOnce();
+  t.same(r2.statuses.map((s) => s.status), ['timeout'], 'but a hang past the timeout and the announced wait still times out');
+});

@@ -67,3 +67,44 @@ t.test('confirmSuspects with more waits: a suspect must rest on the same facts i
   await confirmSuspects(ctx, gone.fn, { moreWaitsMs: [1] });
   t.equal(gone.count(), 2, 'nothing left after the second read: no third');
 });
+
+t.test('across runs (the agent): each run reads once; a suspect is confirmed when reads spanning the windows agree, and the runner is asked for the next read', async (t) => {
+  let clock = 10_000;
+  const store = new Map();
+  const asked: number[] = [];
+  const sinces: (number | undefined)[] = [];
+  const ctx = { runtime: { settleMs: 2000, snapshot: async () => ({ runtimes: [], containers: [], takenAt: 0 }), ping: async () => [] }, now: () => clock, signal: new AbortController().signal, confirmations: store, rerunIn: (ms: number) => asked.push(ms) };
+  const run = (suspects: Suspect[]) => confirmSuspects(ctx, async (since) => {
+    sinces.push(since);
+    return suspects;
+  }, { moreWaitsMs: [6000] });
+  // Read 1 at 0 s: suspected; the next read is due after the settle window.
+  t.same((await run([s('a', '1')])).observations, []);
+  t.same(asked, [2000], 'a run asked for in 2 s');
+  clock += 2000;
+  t.same((await run([s('a', '1')])).observations, [], 'two reads 2 s apart: not yet (drift waits once more)');
+  t.same(asked.at(-1), 6000, 'the third read is due 6 s later');
+  clock += 1000;
+  t.same((await run([s('a', '1')])).observations, [], 'a run in between (2 s interval) agrees, but the span is not there yet');
+  t.same(asked.at(-1), 5000);
+  clock += 5000;
+  const r = await run([s('a', '1', 'now 7')]);
+  t.same(r.observations.map((x) => [x.subject, x.message]), [['a', 'now 7']], 'confirmed at 8 s, with the last read\'s numbers');
+  const n = asked.length;
+  clock += 2000;
+  t.same((await run([s('a', '1')])).observations.length, 1, 'stays confirmed while reads agree, at once');
+  t.equal(asked.length, n, 'nothing left to confirm: no extra run asked for');
+  t.same(sinces.slice(0, 2), [undefined, 10_000 + 2000], 'the first sighting may use a cached view; with something carried the read is fresh');
+  // A change of facts starts over; a read without it dismisses it.
+  const changed = await run([s('a', '2')]);
+  t.same([changed.observations, changed.dismissed], [[], 1], 'new facts (a restart): a new suspect');
+  const gone = await run([]);
+  t.same([gone.observations, gone.dismissed, store.size], [[], 1, 0], 'gone: dismissed and forgotten');
+});
+
+t.test('within one run (check): every wait is announced so the runner moves its deadline', async (t) => {
+  const paused: number[] = [];
+  const ctx = { runtime: { settleMs: 3, snapshot: async () => ({ runtimes: [], containers: [], takenAt: 0 }), ping: async () => [] }, now: () => Date.now(), signal: new AbortController().signal, pausing: (ms: number) => paused.push(ms) };
+  const r = await confirmSuspects(ctx, async () => [s('a', '1')], { moreWaitsMs: [9] });
+  t.same([r.observations.length, paused], [1, [3, 9]]);
+});

@@ -33,6 +33,8 @@ export interface MountsData {
   /** Suspects seen on the first read, and how many the second read after the settle window dismissed. */
   suspected: number;
   dismissed: number;
+  /** Set while a runtime cannot be asked: how many runtime-storage mounts were left unjudged. */
+  notJudged?: string;
 }
 
 const under = (p: string, root: string) => p === root || p.startsWith(root.endsWith('/') ? root : `${root}/`);
@@ -77,6 +79,24 @@ function live(c: RuntimeContainer): boolean {
 export function ownRootfsMount(mountPoint: string, containers: readonly RuntimeContainer[]): boolean {
   return containers.some((c) => c.storage.mergedDir !== undefined && mountPoint.startsWith(`${c.storage.mergedDir}/`) && live(c));
 }
+
+/** `runc init` (comm `runc:[2:INIT]`, or its cmdline): a container between runc's setup and its start. */
+export function isRuncInit(h: Pick<Holder, 'comm' | 'cmdline'> | undefined): boolean {
+  if (!h) return false;
+  return /^runc:\[\d:INIT\]$/.test(h.comm) || /^(\S*\/)?runc init\b/.test(h.cmdline);
+}
+
+/**
+ * Pure: the leaked mounts that are a container being created, not a leak: a namespace whose holders
+ * include `runc init` (runc mounted the container's /proc, /dev and cgroups below its rootfs and has
+ * not started it yet; a creation stalled behind a frozen daemon stays so for minutes).
+ */
+export function creatingContainers(leaked: readonly LeakedMount[], holders: ReadonlyMap<number, Holder>): Set<string> {
+  return new Set(leaked.filter((l) => l.pids.some((p) => isRuncInit(holders.get(p)))).map((l) => l.namespace));
+}
+
+/** Runtime storage among the watched roots: all but kubelet's. Leaks there need the runtime to judge them. */
+export const runtimeRoots = (config: MountsConfig): string[] => config.watchRoots.filter((r) => !under(r, '/var/lib/kubelet'));
 
 /** Pure: findings for leaked mounts, with their holders described. */
 export function evaluateMounts(leaked: readonly LeakedMount[], holders: ReadonlyMap<number, Holder>, containers: readonly RuntimeContainer[]): Observation[] {
@@ -129,6 +149,9 @@ export const mounts: Collector<MountsConfig, MountsData> = {
   async collect(ctx) {
     let data: MountsData | undefined;
     let noHostNs = false;
+    /** Runtime-storage mounts left unjudged because a runtime could not be asked (subjects). */
+    let unjudged: Set<string> | undefined;
+    let notJudged: string | undefined;
     const { observations, suspected, dismissed } = await confirmSuspects(ctx, async (since) => {
       const namespaces = await readMountNamespaces(ctx.host);
       if (!namespaces.some((n) => n.host)) {
@@ -142,6 +165,23 @@ export const mounts: Collector<MountsConfig, MountsData> = {
       leaked = leaked.filter((l) => !ownRootfsMount(l.mount.mountPoint, containers));
       const holders = new Map<number, Holder>();
       for (const l of leaked) for (const pid of l.pids.slice(0, 20)) if (!holders.has(pid)) holders.set(pid, await describeHolder(ctx.host, pid));
+      // A container being created (runc init holds the namespace) is not leaking.
+      const creating = creatingContainers(leaked, holders);
+      leaked = leaked.filter((l) => !creating.has(l.namespace));
+      // While a runtime cannot be asked, it cannot say which of its containers exist: mounts of runtime
+      // storage are not judged (those already firing stay), block devices and kubelet volumes still are.
+      const blind = (snap?.runtimes ?? []).filter((r) => r.status !== 'ok' && r.status !== 'absent');
+      unjudged = undefined;
+      notJudged = undefined;
+      if (blind.length > 0) {
+        const roots = runtimeRoots(ctx.config);
+        const held = leaked.filter((l) => l.reason === 'runtime-storage' && roots.some((r) => under(l.mount.mountPoint, r)));
+        if (held.length > 0) {
+          unjudged = new Set(held.map((l) => `${l.namespace} ${l.mount.mountPoint}`));
+          notJudged = `${held.length} mount${held.length === 1 ? '' : 's'} of runtime storage not judged while ${blind.map((r) => `${r.name} is ${r.status}`).join(' and ')}`;
+          leaked = leaked.filter((l) => !held.includes(l));
+        }
+      }
       data = { namespaces: namespaces.map((n) => ({ id: n.id, host: n.host, processes: n.pids.length, mounts: n.mounts.length })), leaked, suspected: 0, dismissed: 0 };
       const obs = evaluateMounts(leaked, holders, containers);
       // Same namespace, same holders, the same mount (its id): a namespace that ended or a mount that
@@ -151,6 +191,16 @@ export const mounts: Collector<MountsConfig, MountsData> = {
     if (noHostNs) return { kind: 'no-data', reason: "cannot read the host's mount namespace through pid 1 or 2 (the agent needs hostPID)" };
     const confirmedSubjects = new Set(observations.map((o) => o.subject));
     const d = data ?? { namespaces: [], leaked: [], suspected: 0, dismissed: 0 };
-    return { kind: 'ok', observations, data: { ...d, leaked: d.leaked.filter((l) => confirmedSubjects.has(`${l.namespace} ${l.mount.mountPoint}`)), suspected, dismissed } };
+    // Held while unjudged: what was firing about them before keeps firing, unchanged.
+    const kept = unjudged
+      ? (ctx.active?.() ?? [])
+          .filter((f) => f.check === 'mount.holder' && unjudged!.has(f.subject) && !confirmedSubjects.has(f.subject))
+          .map((f): Observation => ({ check: f.check, severity: f.severity, subject: f.subject, message: f.message, evidence: f.evidence, remedy: f.remedy, ...(f.workload ? { workload: f.workload } : {}) }))
+      : [];
+    return {
+      kind: 'ok',
+      observations: [...observations, ...kept],
+      data: { ...d, leaked: d.leaked.filter((l) => confirmedSubjects.has(`${l.namespace} ${l.mount.mountPoint}`)), suspected, dismissed, ...(notJudged ? { notJudged } : {}) },
+    };
   },
 };

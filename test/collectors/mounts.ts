@@ -54,3 +54,104 @@ t.test('live: a process in another mount namespace keeps a loop filesystem alive
   t.ok(await eventually(async () => !(await stillHeld()), 10_000), 'resolved when the holder exits');
   t.equal(cli(fs.device).status, 1, 'who-holds exits 1 when nothing holds it');
 });
+
+t.test('a container being created (runc init holds the namespace) is not a leak', async (t) => {
+  const { creatingContainers, isRuncInit } = await import('../../collectors/mounts.js');
+  t.ok(isRuncInit({ comm: 'runc:[2:INIT]', cmdline: '' }));
+  t.ok(isRuncInit({ comm: 'runc', cmdline: '/usr/sbin/runc init' }));
+  t.notOk(isRuncInit({ comm: 'sleep', cmdline: 'sleep 600' }));
+  t.notOk(isRuncInit({ comm: 'sh', cmdline: 'sh -c runc initialize' }));
+  const leaked = [
+    { namespace: 'mnt:[7]', pids: [70], mount: parseMountinfo('1 0 0:5 / /var/lib/docker/overlay2/x/merged/proc rw - proc proc rw')[0]!, reason: 'runtime-storage' as const },
+    { namespace: 'mnt:[8]', pids: [80], mount: parseMountinfo('1 0 0:5 / /var/lib/docker/overlay2/y/merged rw - overlay overlay rw')[0]!, reason: 'runtime-storage' as const },
+  ];
+  const holders = new Map([[70, { pid: 70, comm: 'runc:[2:INIT]', cmdline: 'runc init' }], [80, { pid: 80, comm: 'sleep', cmdline: 'sleep 600' }]]) as never;
+  t.same([...creatingContainers(leaked, holders)], ['mnt:[7]']);
+});
+
+t.test('live: a creation stalled in runc\'s setup (runc init with its /proc, /dev and cgroup mounts under the rootfs, a prestart hook that does not return as docker\'s does while dockerd is frozen) raises no mount.holder', async (t) => {
+  if (!requireLive(t, { root: true, commands: ['runc'], paths: ['/bin/busybox'] })) return;
+  const { mkdirSync, copyFileSync, rmSync, readFileSync, writeFileSync } = await import('node:fs');
+  const { spawn } = await import('node:child_process');
+  const id = `nw-creating-${process.pid}`;
+  const bundle = `/run/docker/${id}`;
+  const state = `/run/${id}-runc`;
+  mkdirSync(`${bundle}/rootfs/bin`, { recursive: true });
+  copyFileSync('/bin/busybox', `${bundle}/rootfs/bin/busybox`);
+  t.equal(spawnSync('runc', ['spec', '--bundle', bundle]).status, 0, 'runc spec');
+  const spec = JSON.parse(readFileSync(`${bundle}/config.json`, 'utf8'));
+  spec.process.terminal = false;
+  spec.process.args = ['/bin/busybox', 'sleep', '600'];
+  spec.root.readonly = false;
+  // docker's own prestart hook calls back into dockerd: frozen, it never returns, and runc init waits
+  // half-way through its setup. A hook that sleeps does the same.
+  spec.hooks = { prestart: [{ path: '/bin/sleep', args: ['sleep', '600'] }] };
+  writeFileSync(`${bundle}/config.json`, JSON.stringify(spec));
+  const create = spawn('runc', ['--root', state, 'create', '--bundle', bundle, id], { stdio: 'ignore', detached: true });
+  let init: number | undefined;
+  t.teardown(() => {
+    try {
+      process.kill(-create.pid!, 'SIGKILL');
+    } catch {
+      // gone
+    }
+    if (init) spawnSync('kill', ['-9', String(init)]);
+    spawnSync('runc', ['--root', state, 'delete', '-f', id]);
+    rmSync(bundle, { recursive: true, force: true });
+    rmSync(state, { recursive: true, force: true });
+  });
+  const held = () => {
+    for (const pid of spawnSync('pgrep', ['-P', String(create.pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number)) {
+      try {
+        if (readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('runc:[2:INIT]')) {
+          init = pid;
+          return readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').filter((l) => l.includes(`${bundle}/rootfs/`)).length;
+        }
+      } catch {
+        // raced
+      }
+    }
+    return 0;
+  };
+  t.ok(await eventually(() => held() >= 3, 30_000), `runc init waits in its setup holding ${held()} mounts under the rootfs that the host does not have`);
+  const r = await mounts.collect(contextFor(mounts, '/', { env: envFor('/') }));
+  t.equal(r.kind, 'ok');
+  const about = r.kind === 'ok' ? r.observations.filter((o) => o.subject.includes(id)) : [];
+  t.same(about.map((o) => o.message.slice(0, 120)), [], 'nothing about the container being created');
+});
+
+t.test('live: while a runtime cannot be asked, a mount of runtime storage is not judged: a new one does not fire, one already firing stays as it was', async (t) => {
+  if (!requireLive(t, { root: true, commands: ['unshare'] })) return;
+  const { mkdirSync, rmSync } = await import('node:fs');
+  const { holdMountsInNewNamespace } = await import('../helpers/live.js');
+  const dir = `/run/docker/nw-leak-${process.pid}`;
+  mkdirSync(dir, { recursive: true });
+  t.equal(spawnSync('mount', ['-t', 'tmpfs', 'tmpfs', dir]).status, 0, 'a tmpfs under docker\'s run dir');
+  const holder = await holdMountsInNewNamespace();
+  t.teardown(async () => {
+    await holder.stop();
+    spawnSync('umount', [dir]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  t.equal(spawnSync('umount', [dir]).status, 0, 'the host lets it go; the other namespace keeps it');
+  const env = envFor('/');
+  const real = env.runtime;
+  const frozen = {
+    ...real,
+    settleMs: real.settleMs,
+    snapshot: async (o?: { since?: number }) => {
+      const snap = await real.snapshot(o);
+      return { ...snap, runtimes: snap.runtimes.map((r) => (r.name === 'docker' ? { ...r, status: 'unresponsive' as const, error: 'no answer within 5000 ms' } : r)) };
+    },
+  };
+  const ours = <T extends { subject: string }>(obs: T[]): T[] => obs.filter((o) => o.subject.endsWith(` ${dir}`));
+  const answering = await mounts.collect(contextFor(mounts, '/', { env }));
+  const fired = answering.kind === 'ok' ? ours(answering.observations) : [];
+  t.equal(fired.length, 1, 'with the runtime answering, the leaked runtime-storage mount fires');
+  const blind = await mounts.collect({ ...contextFor(mounts, '/', { env }), runtime: frozen });
+  t.same(blind.kind === 'ok' ? ours(blind.observations) : ['not ok'], [], 'docker unresponsive: a new one is not judged');
+  t.match(blind.kind === 'ok' ? blind.data.notJudged : '', /1 mount of runtime storage not judged while docker is unresponsive/);
+  const active = fired.map((o) => ({ ...o, id: 'x', node: 'test-node', state: 'firing', firstSeen: '', lastSeen: '' }));
+  const kept = await mounts.collect({ ...contextFor(mounts, '/', { env }), runtime: frozen, active: () => active as never });
+  t.same(kept.kind === 'ok' ? ours(kept.observations).map((o) => o.message) : [], fired.map((o) => o.message), 'one already firing stays, unchanged (neither resolved nor re-judged)');
+});

@@ -15,12 +15,12 @@ const BENCHES: Record<string, () => Promise<string>> = {
   aggregator: async () => `${await benchAggregator()}\n\n${await benchHostile()}`,
   hostile: async () => `${await benchHostile()}\n\n${await benchHostileNet()}`,
   footprint: () => benchFootprint(),
-  soak: () => benchSoak(options.duration === undefined ? {} : { seconds: options.duration }),
+  soak: () => benchSoak({ ...(options.duration === undefined ? {} : { seconds: options.duration }), ...(options.interval === undefined ? {} : { interval: options.interval }) }),
   pods: () => benchPods(),
 };
 
-// Options: --duration 10m (or seconds) for soak.
-const options: { duration?: number } = {};
+// Options: --duration 10m (or seconds) for soak; --interval 2s: soak with runtime, drift and mounts every 2 s.
+const options: { duration?: number; interval?: string } = {};
 const args = process.argv.slice(2);
 const wanted: string[] = [];
 for (let i = 0; i < args.length; i++) {
@@ -32,6 +32,13 @@ for (let i = 0; i < args.length; i++) {
       process.exit(2);
     }
     options.duration = Number(m[1]) * (m[2] === 'm' ? 60 : 1);
+  } else if (args[i] === '--interval') {
+    const v = args[++i] ?? '';
+    if (!/^\d+(ms|s|m)$/.test(v)) {
+      process.stderr.write(`bench: --interval wants a duration such as 2s, not ${v}\n`);
+      process.exit(2);
+    }
+    options.interval = v;
   } else wanted.push(args[i]!);
 }
 const unknown = wanted.filter((w) => !(w in BENCHES));

@@ -23,16 +23,28 @@ interface Fault {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function benchSoak(opts: { seconds?: number } = {}): Promise<string> {
+/** The collectors `--interval` shortens: those that judge runtime state. */
+const SHORTENED = ['runtime', 'drift', 'mounts'];
+
+export async function benchSoak(opts: { seconds?: number; interval?: string } = {}): Promise<string> {
   const seconds = opts.seconds ?? 600;
+  const intervals = opts.interval ? SHORTENED.map((c) => `collectors.${c}.interval=${opts.interval}`) : [];
   if (dockerTry('image', 'inspect', TEST_IMAGE).code !== 0) throw new Error(`soak needs the test image ${TEST_IMAGE}: run npm test once (it builds it offline)`);
   const criImage = copyToContainerd(TEST_IMAGE, 'k8s.io', ['nodewarden-test=churn']);
-  const config = loadConfig({ node: 'soak', sets: ["agent.listen=''"] });
+  const config = loadConfig({ node: 'soak', sets: ["agent.listen=''", ...intervals] });
   const log = createLogger({ node: 'soak', level: 'silent' }) as never;
   const agent = await startAgent(config, { log });
   const transitions: { at: number; t: Transition }[] = [];
   agent.runner.on('transition', (t: Transition) => transitions.push({ at: Date.now(), t }));
   const t0 = Date.now();
+  // The agent's cost: this process runs it, and otherwise only sleeps and starts commands (whose CPU is
+  // theirs, not counted here). CPU from the start of the churn; peak RSS over the whole run.
+  let cpuFrom = process.cpuUsage();
+  let cpuFromAt = Date.now();
+  let peakRss = process.memoryUsage().rss;
+  const rssSampler = setInterval(() => {
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  }, 500);
   const cleanups: (() => void)[] = [];
   const windows: { from: number; to: number; what: string }[] = [];
   let churn: Churn | undefined;
@@ -49,6 +61,8 @@ export async function benchSoak(opts: { seconds?: number } = {}): Promise<string
     await sleep(5000); // every collector's first run, before the churn: what is there already is not ours
     const baseline = new Set(agent.runner.active().map((f) => f.id));
     churn = newChurn();
+    cpuFrom = process.cpuUsage();
+    cpuFromAt = Date.now();
     const at = (fraction: number) => t0 + fraction * seconds * 1000;
     const until = async (when: number) => {
       while (Date.now() < when) await sleep(Math.min(1000, when - Date.now()));
@@ -129,9 +143,14 @@ export async function benchSoak(opts: { seconds?: number } = {}): Promise<string
       (x.t.finding.check.startsWith('collector.') && windows.some((w) => x.at >= w.from && x.at <= w.to)) ||
       (x.t.finding.check === 'mount.holder' && !heldByContainers(x.t.finding.evidence));
     const falses = transitions.filter((x) => x.t.type !== 'resolved' && !expected(x));
+    const used = process.cpuUsage(cpuFrom);
+    const millicores = ((used.user + used.system) / 1000 / (Date.now() - cpuFromAt)) * 1000;
+    peakRss = Math.max(peakRss, process.memoryUsage().rss, process.resourceUsage().maxRSS * 1024);
     const lines = [
-      `ran ${Math.round((Date.now() - t0) / 1000)} s at default intervals; churn: 4 docker loops + 2 k8s.io loops + a crash-looping container; containerd restarted at ${Math.round(0.15 * seconds)} s, dockerd at ${Math.round(0.3 * seconds)} s`,
+      `ran ${Math.round((Date.now() - t0) / 1000)} s at ${opts.interval ? `${SHORTENED.join(', ')} every ${opts.interval}, the rest at` : ''} default intervals; churn: 4 docker loops + 2 k8s.io loops + a crash-looping container; containerd restarted at ${Math.round(0.15 * seconds)} s, dockerd at ${Math.round(0.3 * seconds)} s`,
       `transitions: ${transitions.length}; false (firing or updated, not explained by a fault or a runtime restart window): ${falses.length}`,
+      `agent cost (this process: the agent in process, the harness only sleeps and starts commands): ${millicores.toFixed(1)} millicores average under churn, peak RSS ${(peakRss / 1048576).toFixed(0)} MiB (targets: 15 millicores, 80 MiB)`,
+      `collector.timeout transitions: ${transitions.filter((x) => x.t.type !== 'resolved' && x.t.finding.check === 'collector.timeout').length}`,
       ...falses.slice(0, 20).map((x) => `  FALSE +${Math.round((x.at - t0) / 1000)}s ${x.t.type} ${x.t.finding.check} ${x.t.finding.message.slice(0, 140)}`),
       '',
       '| fault | injected at | time to finding | goal |',
@@ -140,6 +159,7 @@ export async function benchSoak(opts: { seconds?: number } = {}): Promise<string
     ];
     return lines.join('\n');
   } finally {
+    clearInterval(rssSampler);
     churn?.stop();
     for (const c of cleanups.reverse()) c();
     await agent.stop();

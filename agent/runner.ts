@@ -59,6 +59,8 @@ interface Slot {
   confirmations?: ConfirmationStore;
   /** When a run asked to run again for a confirming read (wall clock, ms). */
   rerunAt?: number;
+  /** The next run is the confirming read rerunAt asked for. */
+  confirming?: boolean;
 }
 
 /**
@@ -133,9 +135,12 @@ export class Runner extends EventEmitter {
     // Waits a run takes on purpose (confirmation within one run, in check) do not count against its timeout.
     let paused = 0;
     slot.rerunAt = undefined;
+    const confirming = slot.confirming === true;
+    slot.confirming = false;
     const confirm = this.acrossRuns
       ? {
           confirmations: (slot.confirmations ??= new Map()),
+          confirming,
           rerunIn: (ms: number) => {
             const at = Date.now() + Math.max(0, ms);
             slot.rerunAt = slot.rerunAt === undefined ? at : Math.min(slot.rerunAt, at);
@@ -278,6 +283,7 @@ export class Runner extends EventEmitter {
           if (!slot.stalled && slot.rerunAt !== undefined && slot.rerunAt - Date.now() < wait) {
             wait = Math.max(0, slot.rerunAt - Date.now());
             slot.triggered = true;
+            slot.confirming = true;
           }
           slot.timer = setTimeout(slot.tick!, wait);
         });

@@ -234,7 +234,8 @@ export const drift: Collector<DriftConfig, DriftData> = {
         const before = ctx.previous?.orphans ?? {};
         for (const o of orphans) {
           orphanFactsSeen.set(o.observation.subject, o.facts);
-          if (since === undefined && before[o.observation.subject] === o.facts) carried.push(o);
+          // (In the agent the runner's confirmation store keeps confirmed orphans confirmed; this is for check and runOnce.)
+          if (!ctx.confirmations && since === undefined && before[o.observation.subject] === o.facts) carried.push(o);
           else if (!carried.some((c) => c.observation.subject === o.observation.subject)) suspects.push(o);
         }
       }

@@ -253,6 +253,12 @@ export interface CollectorContext<TConfig, TData> {
   confirmations?: ConfirmationStore;
   /** Asks the runner for another run in `ms` (the next confirming read of a suspect is due then). */
   rerunIn?(ms: number): void;
+  /**
+   * True when this run is one that rerunIn asked for: suspects first seen in it wait for the schedule
+   * (on a busy node every read catches some container in transition, and each asking for its own early
+   * read kept drift reading every 2 s at a 30 s interval).
+   */
+  confirming?: boolean;
   /** This run is about to wait `ms` on purpose (confirmation within one run): its deadline moves by as much. */
   pausing?(ms: number): void;
 }

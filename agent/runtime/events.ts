@@ -184,6 +184,13 @@ export function followDockerEvents(events: EventEmitter, sink: EventSink, rechec
   const pending = new Map<string, NodeJS.Timeout>();
   const onEvent = (ev: ContainerEvent) => {
     sink.invalidate();
+    // docker's destroy is the end of a removal that worked: nothing is stuck, and the re-check its die
+    // asked for is not needed (on a busy node every --rm container cost an inspect a second later).
+    if (ev.runtime === 'docker' && ev.action === 'destroy') {
+      clearTimeout(pending.get(ev.id));
+      pending.delete(ev.id);
+      return;
+    }
     if (!ENDINGS.has(ev.action) || pending.has(ev.id)) return;
     const timer = setTimeout(() => {
       pending.delete(ev.id);

@@ -59,7 +59,7 @@ export function keepConfirmed(first: readonly Suspect[], second: readonly Suspec
  * timeout measures its reads only, and a short interval (drift every 2 s) confirms like a long one.
  */
 export async function confirmSuspects(
-  ctx: Pick<CollectorContext<unknown, unknown>, 'runtime' | 'now' | 'signal' | 'confirmations' | 'rerunIn' | 'pausing'>,
+  ctx: Pick<CollectorContext<unknown, unknown>, 'runtime' | 'now' | 'signal' | 'confirmations' | 'rerunIn' | 'pausing' | 'confirming'>,
   read: (since: number | undefined) => Promise<Suspect[]>,
   opts: { moreWaitsMs?: readonly number[] } = {},
 ): Promise<{ observations: Observation[]; suspected: number; dismissed: number }> {
@@ -89,6 +89,8 @@ export function carrySuspects(
   suspects: readonly Suspect[],
   waits: readonly number[],
   now: number,
+  /** False in a run that was itself an early confirming read: what it sees first waits for the schedule. */
+  earlyForNew = true,
 ): { observations: Observation[]; dismissed: number; rereadInMs?: number } {
   // offsets[i]: how long after the first sighting read i (0-based) is due.
   const offsets = [0];
@@ -110,6 +112,7 @@ export function carrySuspects(
       observations.push(s.observation);
       continue;
     }
+    if (e.reads === 1 && !earlyForNew) continue;
     const at = Math.max(now + MIN_REREAD_MS, e.firstSeen + offsets[Math.min(e.reads, offsets.length - 1)]!);
     due = due === undefined ? at : Math.min(due, at);
   }
@@ -124,13 +127,13 @@ export function carrySuspects(
 
 async function confirmAcrossRuns(
   store: ConfirmationStore,
-  ctx: Pick<CollectorContext<unknown, unknown>, 'now' | 'rerunIn'>,
+  ctx: Pick<CollectorContext<unknown, unknown>, 'now' | 'rerunIn' | 'confirming'>,
   read: (since: number | undefined) => Promise<Suspect[]>,
   waits: readonly number[],
 ): Promise<{ observations: Observation[]; suspected: number; dismissed: number }> {
   // With something carried, this read must be fresh (a cached view taken before it proves nothing).
   const suspects = await read(store.size > 0 ? ctx.now() : undefined);
-  const r = carrySuspects(store, suspects, waits, ctx.now());
+  const r = carrySuspects(store, suspects, waits, ctx.now(), ctx.confirming !== true);
   if (r.rereadInMs !== undefined) ctx.rerunIn?.(r.rereadInMs);
   return { observations: r.observations, suspected: suspects.length, dismissed: r.dismissed };
 }

@@ -108,3 +108,15 @@ t.test('within one run (check): every wait is announced so the runner moves its 
   const r = await confirmSuspects(ctx, async () => [s('a', '1')], { moreWaitsMs: [9] });
   t.same([r.observations.length, paused], [1, [3, 9]]);
 });
+
+t.test('across runs: a suspect first seen in an early confirming read waits for the schedule (a busy node has a container in transition at every read)', async (t) => {
+  const { carrySuspects } = await import('../../../collectors/common/confirm.js');
+  const store = new Map();
+  const first = carrySuspects(store, [s('a', '1')], [2000, 6000], 0, false);
+  t.same([first.observations, first.rereadInMs], [[], undefined], 'no early read asked for it');
+  const scheduled = carrySuspects(store, [s('a', '1')], [2000, 6000], 30_000, true);
+  t.equal(scheduled.rereadInMs, 250, 'seen again at the next scheduled run: its last confirming read is due at once');
+  t.same(carrySuspects(store, [s('a', '1')], [2000, 6000], 30_250, true).observations.map((o) => o.subject), ['a'], 'three reads over 30 s: confirmed');
+  const fresh = carrySuspects(new Map(), [s('b', '1')], [2000, 6000], 0, true);
+  t.equal(fresh.rereadInMs, 2000, 'first seen in a scheduled run: the early read is asked for');
+});

@@ -64,7 +64,7 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS) {
     ),
     kubernetes: s.object(
       {
-        enabled: s.boolean({ default: false, doc: "keep NodeConditions on this node, emit Events, watch this node's pods for pod.stuck (needs the RBAC in manifests/)" }),
+        enabled: s.boolean({ default: false, doc: "keep NodeConditions on this node, emit Events, watch this node's pods for pod.stuck and pod.crashLoop (needs the RBAC in manifests/)" }),
         server: s.string({ default: '', doc: "API server URL ('' in a pod: from KUBERNETES_SERVICE_HOST/PORT)" }),
         tokenFile: s.string({ default: '/var/run/secrets/kubernetes.io/serviceaccount/token', doc: 'service account token (inside the agent container)' }),
         caFile: s.string({ default: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt', doc: "the API server's CA (inside the agent container)" }),

@@ -1,10 +1,12 @@
 // pods: "why is this pod stuck?" A pod bound to this node that is Terminating past its deadline, or whose
 // container has waited too long to be created or started, gets a targeted diagnosis at once (the
 // runbooks' walk: finalizers, immutable files, held mounts, drift, the runtime and its filesystems,
-// kubelet's volumes) and one finding that leads with the cause and carries the whole walk.
+// kubelet's volumes) and one finding that leads with the cause and carries the whole walk. Crash loops
+// come from the same watch: restartCount changes seen across runs (the history is this collector's data,
+// handed back as ctx.previous) say which containers restart, and their last termination says why.
 import type { Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
-import type { Collector, DiagnosisStep, PodDiagnosis, PodInfo } from './types.js';
+import type { Collector, DiagnosisStep, PodContainerStatus, PodDiagnosis, PodInfo } from './types.js';
 
 export const podsConfigSpec = s.object({
   terminatingMargin: s.duration({ default: '1m', doc: 'a deleted pod is stuck once it outlives its deletionTimestamp (deletion + grace period) by this much' }),
@@ -16,6 +18,11 @@ export const podsConfigSpec = s.object({
   kubeletRootDir: s.string({ default: '/var/lib/kubelet', nonEmpty: true, doc: "kubelet's --root-dir: the pods' volumes live under it" }),
   runtimeRootDirs: s.list(s.string({ doc: 'directory' }), { default: ['/var/lib/docker', '/var/lib/containerd'], doc: 'container runtime roots whose filesystems must not be full or read-only' }),
   maxDiagnoses: s.number({ default: 20, min: 1, integer: true, doc: 'stuck pods diagnosed per cycle; the rest wait for the next cycles' }),
+  restartWindow: s.duration({ default: '10m', min: 60_000, doc: 'restarts within this window count toward a crash loop and pod.restarts; a loop resolves after running this long without a restart' }),
+  crashLoopRestarts: s.number({ default: 2, min: 2, integer: true, doc: 'restarts of one container within restartWindow that make a crash loop (one restart, a rollout or a single OOM, is not a loop)' }),
+  restartsWarning: s.number({ default: 10, min: 1, integer: true, doc: 'pod.restarts is a warning when more containers than this restarted within restartWindow (info otherwise)' }),
+  maxTrackedContainers: s.number({ default: 5000, min: 10, integer: true, doc: 'containers whose restarts are remembered between cycles; the ones with the oldest restarts are dropped first' }),
+  podLogsDir: s.string({ default: '/var/log/pods', nonEmpty: true, doc: "kubelet's pod log directory, named in pod.crashLoop's message (NAMESPACE_POD_UID/CONTAINER/ under it)" }),
 });
 export type PodsConfig = Infer<typeof podsConfigSpec>;
 
@@ -35,7 +42,22 @@ export interface PodsData {
   stuck: string[];
   /** Stuck pods not diagnosed this cycle (over maxDiagnoses). */
   deferred: number;
+  /** Restart history by `UID/CONTAINER`, carried to the next cycle (ctx.previous). */
+  restarts?: RestartHistory;
 }
+
+/** One container's restarts as seen across cycles. */
+export interface RestartTrack {
+  /** Its restartCount when last seen. */
+  count: number;
+  /** When it was last seen (ms since the epoch). */
+  seenAt: number;
+  /** When its restarts within the window happened (ms), oldest first. */
+  times: number[];
+  /** It was reported as a crash loop last cycle: it stays one until a whole window passes without a restart. */
+  looping?: boolean;
+}
+export type RestartHistory = Record<string, RestartTrack>;
 
 const ms = (iso: string | undefined) => (iso === undefined ? NaN : Date.parse(iso));
 
@@ -113,11 +135,147 @@ export function podStuckObservation(pod: PodInfo, stuck: Stuck, diagnosis: PodDi
   return obs;
 }
 
+type RestartConfig = Pick<PodsConfig, 'restartWindow' | 'crashLoopRestarts' | 'restartsWarning' | 'maxTrackedContainers' | 'podLogsDir'>;
+/** Restart times kept per container: enough to count any sane threshold within the window. */
+const MAX_TIMES = 64;
+const finished = (c: PodContainerStatus) => ms(c.lastTermination?.finishedAt ?? c.finishedAt);
+
+/**
+ * Pure: the restart history after seeing these pods at `now`. A restart is dated by the finishedAt of the
+ * termination before it; when the count jumped by more than one between two looks, the ones in between
+ * are dated at the earlier look (the earliest they can have been), so they never make a loop by guesswork.
+ * A container first seen with restarts counts only its last one, and only if it finished within the window
+ * (an old restartCount says nothing about now). Pods gone from the watch are forgotten; over
+ * maxTrackedContainers, the containers whose last restart is oldest (or that never restarted) are forgotten first.
+ */
+export function trackRestarts(podList: readonly PodInfo[], history: RestartHistory | undefined, now: number, config: Pick<PodsConfig, 'restartWindow' | 'maxTrackedContainers'>): RestartHistory {
+  const since = now - config.restartWindow;
+  const next: [string, RestartTrack][] = [];
+  for (const pod of podList) {
+    for (const c of pod.containers) {
+      const count = c.restartCount;
+      // Containers that never restarted are tracked too: a jump from 0 to 3 between two looks is three restarts.
+      if (count === undefined || count < 0) continue;
+      const key = `${pod.uid}/${c.name}`;
+      const prev = history?.[key];
+      const end = finished(c);
+      const last = Number.isFinite(end) && end <= now ? end : now;
+      let times = (prev?.times ?? []).filter((x) => x > since);
+      if (!prev) times = count > 0 && last > since && Number.isFinite(end) ? [last] : [];
+      else if (count > prev.count) {
+        const between = Math.min(count - prev.count - 1, MAX_TIMES);
+        times.push(...Array<number>(between).fill(Math.min(prev.seenAt, last)), last);
+        times = times.filter((x) => x > since).sort((a, b) => a - b);
+      } else if (count < prev.count) times = []; // not the container we knew
+      const track: RestartTrack = { count, seenAt: now, times: times.slice(-MAX_TIMES) };
+      if (prev?.looping) track.looping = true;
+      next.push([key, track]);
+    }
+  }
+  if (next.length > config.maxTrackedContainers) {
+    const newest = (t: RestartTrack) => t.times[t.times.length - 1] ?? 0;
+    next.sort((a, b) => newest(b[1]) - newest(a[1]));
+    next.length = config.maxTrackedContainers;
+  }
+  return Object.fromEntries(next);
+}
+
+const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 6: 'SIGABRT', 9: 'SIGKILL', 11: 'SIGSEGV', 15: 'SIGTERM' };
+
+/** Pure: what the last termination means, in one sentence, from the reason, exit code and the container's spec. */
+export function terminationMeaning(pod: PodInfo, c: PodContainerStatus, logsDir: string): string {
+  const t = c.lastTermination;
+  const code = t?.exitCode;
+  const logs = `its last log lines: kubectl logs -p -n ${pod.namespace} ${pod.name} -c ${c.name}, or on the node ${logsDir.replace(/\/+$/, '')}/${pod.namespace}_${pod.name}_${pod.uid}/${c.name}/`;
+  const probe = c.livenessProbe ? `its liveness probe (${c.livenessProbe}) failing` : undefined;
+  if (!t || (t.reason === undefined && code === undefined)) return `its last termination is not in the pod's status; ${logs}`;
+  const what = `last terminated ${t.reason ?? 'with no reason'}${code === undefined ? '' : ` (exit code ${code})`}`;
+  if (t.reason === 'OOMKilled') {
+    return c.memoryLimit
+      ? `${what}: it was killed at its memory limit of ${c.memoryLimit} (resources.limits.memory); raise the limit or find what grows`
+      : `${what}: it has no memory limit (resources.limits.memory), so it was killed when the pod's or the node's memory ran out`;
+  }
+  if (code === 137) return `${what}: killed by SIGKILL: ${probe ? `${probe}, or a signal` : 'a failing liveness probe or a signal (it has no liveness probe, so a signal: another process, or the runtime)'}`;
+  if (code === 143) return `${what}: stopped by SIGTERM: ${probe ? `kubelet restarting it after ${probe}, or a signal` : 'a signal (it has no liveness probe)'}`;
+  const signal = code !== undefined && code > 128 ? SIGNALS[code - 128] : undefined;
+  return `${what}: the application exited with code ${code ?? 'unknown'}${signal ? ` (128 + ${code! - 128}: ${signal})` : ''}; ${logs}`;
+}
+
+const minutes = (msec: number) => (msec === 60_000 ? '1 minute' : msec % 60_000 === 0 ? `${msec / 60_000} minutes` : `${Math.round(msec / 1000)} s`);
+
+/**
+ * Pure: pod.crashLoop for each container that restarted crashLoopRestarts times within the window or that
+ * kubelet holds in CrashLoopBackOff (once reported, until it runs a whole window without restarting), and
+ * pod.restarts for the node. Returns the history with each container's `looping` as reported now. Message
+ * and remedy hold no count and no clock: they change when the cause does, not at every restart.
+ */
+export function evaluateRestarts(podList: readonly PodInfo[], history: RestartHistory, now: number, config: RestartConfig, node: string): { observations: Observation[]; history: RestartHistory } {
+  const since = now - config.restartWindow;
+  const observations: Observation[] = [];
+  const out: RestartHistory = {};
+  const restarted: { subject: string; recent: number }[] = [];
+  for (const pod of podList) {
+    const done = pod.phase === 'Succeeded' || pod.phase === 'Failed';
+    for (const c of pod.containers) {
+      const key = `${pod.uid}/${c.name}`;
+      const track = history[key];
+      const recent = track?.times.filter((x) => x > since).length ?? 0;
+      const subject = `${pod.namespace}/${pod.name}/${c.name}`;
+      if (recent > 0) restarted.push({ subject, recent });
+      const backoff = c.state === 'waiting' && c.reason === 'CrashLoopBackOff';
+      const looping = !done && (backoff || recent >= config.crashLoopRestarts || (track?.looping === true && recent > 0));
+      if (track) {
+        out[key] = { ...track };
+        delete out[key]!.looping;
+        if (looping) out[key]!.looping = true;
+      }
+      if (!looping) continue;
+      observations.push({
+        check: 'pod.crashLoop',
+        severity: 'warning',
+        subject,
+        // Not the state (it flips between running and CrashLoopBackOff) nor the counts: those are evidence.
+        message: `Container ${c.name} of pod ${pod.namespace}/${pod.name} is crash-looping (restarted ${config.crashLoopRestarts} or more times within ${minutes(config.restartWindow)}, or held in CrashLoopBackOff); ${terminationMeaning(pod, c, config.podLogsDir)}.`,
+        evidence: {
+          pod: { namespace: pod.namespace, name: pod.name, uid: pod.uid, nodeName: pod.nodeName ?? null, owners: pod.owners },
+          container: c.name,
+          state: c.state,
+          waitingReason: c.state === 'waiting' ? (c.reason ?? null) : null,
+          restartCount: c.restartCount ?? null,
+          restartsInWindow: recent,
+          windowSeconds: Math.round(config.restartWindow / 1000),
+          restartTimes: (track?.times ?? []).filter((x) => x > since).map((x) => new Date(x).toISOString()),
+          lastTermination: c.lastTermination ? { reason: c.lastTermination.reason ?? null, exitCode: c.lastTermination.exitCode ?? null, signal: c.lastTermination.signal ?? null, finishedAt: c.lastTermination.finishedAt ?? null } : null,
+          memoryLimit: c.memoryLimit ?? null,
+          livenessProbe: c.livenessProbe ?? null,
+        },
+        remedy: `kubectl logs -p -n ${pod.namespace} ${pod.name} -c ${c.name} --tail=100; kubectl describe pod -n ${pod.namespace} ${pod.name}`,
+        workload: { pod: pod.name, namespace: pod.namespace, podUid: pod.uid, containerName: c.name, ...(c.containerId ? { containerId: c.containerId } : {}) },
+      });
+    }
+  }
+  if (restarted.length > 0) {
+    restarted.sort((a, b) => b.recent - a.recent || a.subject.localeCompare(b.subject));
+    const n = restarted.length;
+    const top = restarted.slice(0, 5).map((r) => `${r.subject} (${r.recent})`).join(', ');
+    observations.push({
+      check: 'pod.restarts',
+      severity: n > config.restartsWarning ? 'warning' : 'info',
+      subject: 'containers',
+      message: `${n} container${n === 1 ? '' : 's'} on this node restarted in the last ${minutes(config.restartWindow)}: ${top}${n > 5 ? ` and ${n - 5} more` : ''} (restarts in brackets).`,
+      evidence: { containers: n, windowSeconds: Math.round(config.restartWindow / 1000), warnAbove: config.restartsWarning, top: restarted.slice(0, 20).map((r) => ({ container: r.subject, restarts: r.recent })) },
+      remedy: `kubectl get pods -A -o wide --field-selector spec.nodeName=${node} --sort-by='.status.containerStatuses[0].restartCount'`,
+    });
+  }
+  return { observations, history: out };
+}
+
 export const pods: Collector<PodsConfig, PodsData> = {
   name: 'pods',
-  description: 'Pods on this node stuck Terminating or waiting to start, each with a diagnosis of why',
-  checks: ['pod.stuck'],
-  conditions: { 'pod.stuck': null }, // the Pod gets an Event instead
+  description: 'Pods on this node stuck Terminating or waiting to start, each with a diagnosis of why; containers restarting in a loop',
+  checks: ['pod.stuck', 'pod.crashLoop', 'pod.restarts'],
+  // pod.stuck: the Pod gets an Event instead; a crash loop is the pod's own, not the node's condition.
+  conditions: { 'pod.stuck': null, 'pod.crashLoop': null, 'pod.restarts': null },
   defaultIntervalMs: 30_000,
   defaultTimeoutMs: 25_000,
   configSpec: podsConfigSpec,
@@ -128,12 +286,15 @@ export const pods: Collector<PodsConfig, PodsData> = {
     // Not knowing the pods is not the same as no pod being stuck: earlier findings stand.
     if (state.status === 'unsynced') return { kind: 'unavailable', reason: state.reason };
     const now = ctx.now();
+    // Restarts first: cheap, and not to be skipped when the diagnoses below use up the run.
+    const tracked = trackRestarts(state.pods, ctx.previous?.restarts, now, ctx.config);
+    const restarts = evaluateRestarts(state.pods, tracked, now, ctx.config, ctx.node);
     const stuck = state.pods
       .map((pod) => ({ pod, stuck: stuckState(pod, now, ctx.config) }))
       .filter((x): x is { pod: PodInfo; stuck: Stuck } => x.stuck !== undefined)
       .sort((a, b) => b.stuck.overdueMs - a.stuck.overdueMs);
     const active = ctx.active?.() ?? [];
-    const observations: Observation[] = [];
+    const observations: Observation[] = [...restarts.observations];
     for (const { pod, stuck: st } of stuck.slice(0, ctx.config.maxDiagnoses)) {
       if (ctx.signal.aborted) break;
       observations.push(podStuckObservation(pod, st, await ctx.pods.diagnose(pod, active, ctx.signal)));
@@ -142,6 +303,6 @@ export const pods: Collector<PodsConfig, PodsData> = {
     for (const { pod, stuck: st } of stuck.slice(ctx.config.maxDiagnoses)) {
       observations.push(podStuckObservation(pod, st, { steps: [], containers: [] }));
     }
-    return { kind: 'ok', observations, data: { pods: state.pods.length, stuck: stuck.map((x) => `${x.pod.namespace}/${x.pod.name}`), deferred: Math.max(0, stuck.length - ctx.config.maxDiagnoses) } };
+    return { kind: 'ok', observations, data: { pods: state.pods.length, stuck: stuck.map((x) => `${x.pod.namespace}/${x.pod.name}`), deferred: Math.max(0, stuck.length - ctx.config.maxDiagnoses), restarts: restarts.history } };
   },
 };

@@ -338,6 +338,14 @@ export interface PodContainerStatus {
   message?: string;
   /** When the container last finished, if it ever did (a container waiting to start again). */
   finishedAt?: string;
+  /** status.containerStatuses[].restartCount: how many times kubelet has restarted it. */
+  restartCount?: number;
+  /** Its latest termination: the current state when terminated, else lastState.terminated (crash loops). */
+  lastTermination?: { reason?: string; exitCode?: number; signal?: number; finishedAt?: string };
+  /** From the pod's spec, by container name: resources.limits.memory as written (`256Mi`). */
+  memoryLimit?: string;
+  /** From the pod's spec: its liveness probe, in one line (`HTTP GET :8080/healthz every 10s, 3 failures`). */
+  livenessProbe?: string;
 }
 
 /**

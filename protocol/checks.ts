@@ -19,6 +19,8 @@ export const KNOWN_CHECKS: ReadonlySet<string> = new Set([
   'immutable.file',
   'mount.holder',
   'pod.stuck',
+  'pod.crashLoop',
+  'pod.restarts',
   'kernel.oom',
   'kernel.systemOom',
   'kernel.hungTask',

@@ -107,6 +107,10 @@ t.test('promtool: the rules check, their unit tests pass, the served metrics pas
           { series: 'nodewarden_aggregator_findings{check="node.silent",severity="warning"}', values: '1 1 1 1 1 1 1 1' },
           { series: 'nodewarden_aggregator_journal_ok', values: '1 1 0 0 0 0 0 0 0 0' },
           { series: 'nodewarden_collector_failures_total{node="w5",collector="mounts"}', values: '0+1x40' },
+          // w7: two containers crash-looping for over an hour; w8: one for 5 minutes (a rollout fixed at once), and a disk warning for over an hour.
+          { series: 'nodewarden_findings{node="w7",check="pod.crashLoop",severity="warning"}', values: '1 2+0x70' },
+          { series: 'nodewarden_findings{node="w8",check="pod.crashLoop",severity="warning"}', values: '1 1 1 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0' },
+          { series: 'nodewarden_findings{node="w8",check="disk.usage",severity="warning"}', values: '1+0x70' },
           { series: 'nodewarden_collector_failures_total{node="w6",collector="disk"}', values: '0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1' },
         ],
         alert_rule_test: [
@@ -120,6 +124,11 @@ t.test('promtool: the rules check, their unit tests pass, the served metrics pas
           { eval_time: '8m', alertname: 'NodewardenJournalDegraded', exp_alerts: [{ exp_labels: { severity: 'warning' }, exp_annotations: expanded('NodewardenJournalDegraded', {}) }] },
           { eval_time: '5m', alertname: 'NodewardenJournalDegraded', exp_alerts: [] },
           // mounts fails every minute: pages after 15m of it; disk failed once: never.
+          // Crash loops: not before 15 minutes, then the node and how many; the 5-minute one never.
+          { eval_time: '14m', alertname: 'NodewardenCrashLoop', exp_alerts: [] },
+          { eval_time: '17m', alertname: 'NodewardenCrashLoop', exp_alerts: [{ exp_labels: { severity: 'warning', node: 'w7' }, exp_annotations: expanded('NodewardenCrashLoop', { node: 'w7' }, '2') }] },
+          // An hour on: the crash loop does not raise the generic warning alert too; the disk warning does.
+          { eval_time: '65m', alertname: 'NodewardenWarningFindings', exp_alerts: [{ exp_labels: { severity: 'warning', node: 'w8', check: 'disk.usage' }, exp_annotations: expanded('NodewardenWarningFindings', { node: 'w8', check: 'disk.usage' }) }] },
           { eval_time: '35m', alertname: 'NodewardenCollectorFailing', exp_alerts: [{ exp_labels: { severity: 'warning', node: 'w5', collector: 'mounts' }, exp_annotations: expanded('NodewardenCollectorFailing', { node: 'w5', collector: 'mounts' }) }] },
         ],
       },

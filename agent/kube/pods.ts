@@ -1,6 +1,6 @@
 // The pods bound to this node, from the API server: a paged list, then a watch from its resourceVersion
 // (fieldSelector spec.nodeName), re-listed when the watch expires (410 Gone), reconnected with backoff.
-// Each pod is kept reduced to what the stuck check and its diagnosis read (PodInfo), keyed by uid, so
+// Each pod is kept reduced to what the stuck and crash-loop checks and the diagnosis read (PodInfo), keyed by uid, so
 // a re-list replaces the set whole: nothing lost, nothing duplicated, memory bounded by the pod count.
 import type { Log, PodContainerStatus, PodInfo, PodListState } from '../../collectors/types.js';
 import { NodewardenError } from '../../protocol/errors.js';
@@ -12,6 +12,48 @@ const obj = (v: unknown): Json | undefined => (typeof v === 'object' && v !== nu
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+/** A termination (state.terminated or lastState.terminated) reduced to what a crash loop's meaning reads. */
+function termination(raw: unknown): PodContainerStatus['lastTermination'] | undefined {
+  const t = obj(raw);
+  if (!t) return undefined;
+  const out: NonNullable<PodContainerStatus['lastTermination']> = {};
+  const reason = str(t['reason']);
+  if (reason) out.reason = reason.slice(0, 128);
+  const exitCode = num(t['exitCode']);
+  if (exitCode !== undefined) out.exitCode = exitCode;
+  const signal = num(t['signal']);
+  if (signal !== undefined) out.signal = signal;
+  const finishedAt = str(t['finishedAt']);
+  if (finishedAt) out.finishedAt = finishedAt;
+  return out;
+}
+
+/** Pure: a probe in one line, bounded: `HTTP GET :8080/healthz every 10s, timeout 1s, 3 failures`. */
+export function describeProbe(raw: unknown): string | undefined {
+  const p = obj(raw);
+  if (!p) return undefined;
+  const port = (h: Json | undefined) => {
+    const v = h?.['port'];
+    return typeof v === 'number' || typeof v === 'string' ? `:${String(v).slice(0, 32)}` : '';
+  };
+  const http = obj(p['httpGet']);
+  const tcp = obj(p['tcpSocket']);
+  const grpc = obj(p['grpc']);
+  const exec = obj(p['exec']);
+  const what = http
+    ? `${str(http['scheme']) === 'HTTPS' ? 'HTTPS' : 'HTTP'} GET ${port(http)}${(str(http['path']) ?? '/').slice(0, 120)}`
+    : tcp
+      ? `TCP ${port(tcp)}`
+      : grpc
+        ? `gRPC ${port(grpc)}`
+        : exec
+          ? `exec ${arr(exec['command']).filter((a): a is string => typeof a === 'string').join(' ').slice(0, 120)}`
+          : undefined;
+  if (!what) return undefined;
+  // The API server's defaults when a field is unset.
+  return `${what} every ${num(p['periodSeconds']) ?? 10}s, timeout ${num(p['timeoutSeconds']) ?? 1}s, ${num(p['failureThreshold']) ?? 3} failures`;
+}
 
 function containerStatus(raw: unknown): PodContainerStatus | undefined {
   const c = obj(raw);
@@ -29,7 +71,22 @@ function containerStatus(raw: unknown): PodContainerStatus | undefined {
   if (message) out.message = message.slice(0, 512);
   const finishedAt = str(obj(obj(c['lastState'])?.['terminated'])?.['finishedAt']) ?? (which === 'terminated' ? str(detail['finishedAt']) : undefined);
   if (finishedAt) out.finishedAt = finishedAt;
+  const restarts = num(c['restartCount']);
+  if (restarts !== undefined && restarts >= 0) out.restartCount = restarts;
+  const last = (which === 'terminated' ? termination(detail) : undefined) ?? termination(obj(c['lastState'])?.['terminated']);
+  if (last) out.lastTermination = last;
   return out;
+}
+
+/** What a crash loop's meaning reads from one container's spec: its memory limit and liveness probe. */
+function withSpec(status: PodContainerStatus, specs: Map<string, Json>): PodContainerStatus {
+  const spec = specs.get(status.name);
+  if (!spec) return status;
+  const limit = obj(obj(spec['resources'])?.['limits'])?.['memory'];
+  if (typeof limit === 'string' || typeof limit === 'number') status.memoryLimit = String(limit).slice(0, 32);
+  const probe = describeProbe(spec['livenessProbe']);
+  if (probe) status.livenessProbe = probe;
+  return status;
 }
 
 /** Pure: a Pod object from the API reduced to PodInfo; undefined when it is not a pod we can use. */
@@ -42,6 +99,11 @@ export function toPodInfo(raw: unknown): PodInfo | undefined {
   if (!pod || !meta || !uid || !namespace || !name) return undefined;
   const spec = obj(pod['spec']) ?? {};
   const status = obj(pod['status']) ?? {};
+  const specs = new Map<string, Json>();
+  for (const c of [...arr(spec['initContainers']), ...arr(spec['containers'])]) {
+    const n = str(obj(c)?.['name']);
+    if (n) specs.set(n, obj(c)!);
+  }
   const info: PodInfo = {
     uid,
     namespace,
@@ -52,7 +114,10 @@ export function toPodInfo(raw: unknown): PodInfo | undefined {
       const n = str(obj(o)?.['name']);
       return kind && n ? [`${kind}/${n}`] : [];
     }),
-    containers: [...arr(status['initContainerStatuses']), ...arr(status['containerStatuses'])].flatMap((c) => containerStatus(c) ?? []),
+    containers: [...arr(status['initContainerStatuses']), ...arr(status['containerStatuses'])].flatMap((c) => {
+      const st = containerStatus(c);
+      return st ? [withSpec(st, specs)] : [];
+    }),
     volumes: arr(spec['volumes']).flatMap((v) => str(obj(v)?.['name']) ?? []),
   };
   const set = <K extends keyof PodInfo>(k: K, v: PodInfo[K] | undefined) => {

@@ -1,6 +1,9 @@
 import t from 'tap';
-import { podStuckObservation, pods, stuckState } from '../../collectors/pods.js';
-import type { DiagnosisStep, PodAccess, PodInfo } from '../../collectors/types.js';
+import { readFileSync } from 'node:fs';
+import { evaluateRestarts, podStuckObservation, pods, stuckState, terminationMeaning, trackRestarts, type PodsData, type RestartHistory } from '../../collectors/pods.js';
+import type { DiagnosisStep, PodAccess, PodContainerStatus, PodInfo } from '../../collectors/types.js';
+import { toPodInfo } from '../../agent/kube/pods.js';
+import type { Observation } from '../../protocol/finding.js';
 import { contextFor } from '../helpers/context.js';
 
 const CFG = { terminatingMargin: 60_000, waitingFor: 600_000, waitingReasons: ['ContainerCreating', 'CreateContainerError'] };
@@ -68,4 +71,151 @@ t.test('collect: no API server is no-data; an unsynced watch keeps earlier findi
   t.equal(r.kind, 'ok');
   t.same(seen, ['gone-late'], 'only the stuck pod is diagnosed');
   t.same(r.kind === 'ok' ? r.observations.map((o) => o.subject) : [], ['shop/gone-late']);
+});
+
+// Crash loops. Fixtures are Pod objects as the API server sends them (test/fixtures/k8s/pods/), reduced by the watcher's toPodInfo.
+const fixture = (name: string): PodInfo => toPodInfo(JSON.parse(readFileSync(`test/fixtures/k8s/pods/${name}.json`, 'utf8')))!;
+const RCFG = { restartWindow: 600_000, crashLoopRestarts: 2, restartsWarning: 10, maxTrackedContainers: 100, podLogsDir: '/var/log/pods' };
+const MIN = 60_000;
+
+/** One cycle of the collector's restart logic: the history it carries, and what it reports. */
+function cycle(podList: PodInfo[], history: RestartHistory | undefined, now: number, cfg = RCFG): { history: RestartHistory; obs: Observation[] } {
+  const r = evaluateRestarts(podList, trackRestarts(podList, history, now, cfg), now, cfg, 'worker-2');
+  return { history: r.history, obs: r.observations };
+}
+const checks = (obs: Observation[], check: string) => obs.filter((o) => o.check === check);
+/** A pod whose one container has restarted `count` times, the last termination finishing at `finishedAt`. */
+const restarting = (count: number, finishedAt: string | undefined, extra: Partial<PodContainerStatus> = {}, podExtra: Partial<PodInfo> = {}): PodInfo =>
+  pod({ containers: [{ name: 'app', state: 'running', restartCount: count, ...(finishedAt ? { lastTermination: { reason: 'OOMKilled', exitCode: 137, finishedAt }, finishedAt } : {}), memoryLimit: '256Mi', ...extra }], ...podExtra });
+
+t.test('crash loop: the second restart within the window fires, the first does not', async (t) => {
+  let c = cycle([restarting(0, undefined)], undefined, NOW);
+  t.same(c.obs, [], 'never restarted');
+  c = cycle([restarting(1, '2026-11-22T10:00:20Z')], c.history, NOW + 30_000);
+  t.same(checks(c.obs, 'pod.crashLoop'), [], 'one restart (a single OOM) is not a loop');
+  t.equal(checks(c.obs, 'pod.restarts')[0]?.severity, 'info', 'but it is a restart on this node');
+  c = cycle([restarting(1, '2026-11-22T10:00:20Z')], c.history, NOW + 60_000);
+  t.same(checks(c.obs, 'pod.crashLoop'), [], 'the same restart seen again is not a second one');
+  c = cycle([restarting(2, '2026-11-22T10:01:10Z')], c.history, NOW + 90_000);
+  const [loop] = checks(c.obs, 'pod.crashLoop');
+  t.equal(loop?.subject, 'shop/web-1/app');
+  t.equal(loop?.severity, 'warning');
+  t.match(loop?.message, /^Container app of pod shop\/web-1 is crash-looping .*last terminated OOMKilled \(exit code 137\): it was killed at its memory limit of 256Mi/);
+  t.equal(loop?.remedy, 'kubectl logs -p -n shop web-1 -c app --tail=100; kubectl describe pod -n shop web-1');
+  t.same(loop?.workload, { pod: 'web-1', namespace: 'shop', podUid: 'u1', containerName: 'app' });
+  t.equal(loop?.evidence['restartsInWindow'], 2);
+});
+
+t.test('crash loop: two restarts further apart than the window are not a loop; a jump between looks is dated at the earlier look', async (t) => {
+  let c = cycle([restarting(1, '2026-11-22T09:59:00Z')], undefined, NOW);
+  c = cycle([restarting(2, '2026-11-22T10:11:00Z')], c.history, NOW + 12 * MIN);
+  t.same(checks(c.obs, 'pod.crashLoop'), [], '12 minutes apart');
+  // Seen at 0 restarts, then at 3: three restarts in 30 s, two of them dated at the earlier look.
+  c = cycle([restarting(0, undefined)], undefined, NOW);
+  c = cycle([restarting(3, '2026-11-22T10:00:25Z')], c.history, NOW + 30_000);
+  t.equal(checks(c.obs, 'pod.crashLoop').length, 1);
+  t.same(c.history['u1/app']?.times, [NOW, NOW, Date.parse('2026-11-22T10:00:25Z')]);
+});
+
+t.test('crash loop: it resolves after a whole window without a restart, not when the older restart slides out', async (t) => {
+  let c = cycle([restarting(1, '2026-11-22T09:51:00Z')], undefined, NOW);
+  c = cycle([restarting(2, '2026-11-22T09:59:50Z')], c.history, NOW);
+  t.equal(checks(c.obs, 'pod.crashLoop').length, 1, 'firing');
+  c = cycle([restarting(2, '2026-11-22T09:59:50Z')], c.history, NOW + 5 * MIN);
+  t.equal(checks(c.obs, 'pod.crashLoop').length, 1, 'the 09:51 restart is out of the window, the loop is not over');
+  c = cycle([restarting(2, '2026-11-22T09:59:50Z')], c.history, NOW + 9 * MIN);
+  t.equal(checks(c.obs, 'pod.crashLoop').length, 1, '9 minutes running');
+  c = cycle([restarting(2, '2026-11-22T09:59:50Z')], c.history, NOW + 10 * MIN);
+  t.same(c.obs, [], '10 minutes running without a restart: resolved, and no restarts to report');
+  c = cycle([restarting(3, '2026-11-22T10:12:00Z')], c.history, NOW + 12 * MIN);
+  t.same(checks(c.obs, 'pod.crashLoop'), [], 'one more restart later is one restart, not the old loop back');
+});
+
+t.test('crash loop: CrashLoopBackOff fires at first sight; a pod gone, or finished, is resolved and forgotten', async (t) => {
+  const oom = fixture('oom-crashloop');
+  let c = cycle([oom], undefined, NOW);
+  const [loop] = checks(c.obs, 'pod.crashLoop');
+  t.equal(loop?.subject, 'shop/cart-api-7d9f8b6c4-x2lqp/api');
+  t.match(loop?.message, /last terminated OOMKilled \(exit code 137\): it was killed at its memory limit of 256Mi \(resources\.limits\.memory\)/);
+  t.same(loop?.evidence['lastTermination'], { reason: 'OOMKilled', exitCode: 137, signal: null, finishedAt: '2026-11-22T09:58:40Z' });
+  t.equal(loop?.evidence['waitingReason'], 'CrashLoopBackOff');
+  t.ok(c.history['5f0c6a2e-8b1d-4c3a-9e7f-1a2b3c4d5e6f/api']);
+  c = cycle([], c.history, NOW + 30_000);
+  t.same(c.obs, [], 'the pod is gone: nothing fires');
+  t.same(c.history, {}, 'and its history is evicted');
+  c = cycle([{ ...oom, phase: 'Failed' }], undefined, NOW);
+  t.same(checks(c.obs, 'pod.crashLoop'), [], 'a pod that has finished does not loop any more');
+});
+
+t.test('crash loop: first sight of a container restarted once (the search fixture) is not a loop', async (t) => {
+  const c = cycle([fixture('restarted-once')], undefined, NOW);
+  t.same(checks(c.obs, 'pod.crashLoop'), []);
+  t.match(checks(c.obs, 'pod.restarts')[0]?.message, /^1 container on this node restarted in the last 10 minutes: shop\/search-6f8d7c5b9-vt7mw\/search \(1\)/);
+  const old = cycle([restarting(40, '2026-11-21T10:00:00Z')], undefined, NOW);
+  t.same(old.obs, [], 'a high restartCount from yesterday says nothing about now');
+});
+
+t.test('what a termination means: OOM at the limit, SIGKILL and the liveness probe, SIGTERM, an exit code and where the logs are', async (t) => {
+  const liveness = fixture('liveness-sigkill');
+  const ledger = liveness.containers[0]!;
+  t.equal(terminationMeaning(liveness, ledger, '/var/log/pods'), 'last terminated Error (exit code 137): killed by SIGKILL: its liveness probe (HTTP GET :8080/healthz every 10s, timeout 1s, 3 failures) failing, or a signal');
+  t.match(terminationMeaning(pod(), { name: 'app', state: 'running', lastTermination: { reason: 'Error', exitCode: 137 } }, '/var/log/pods'), /killed by SIGKILL: a failing liveness probe or a signal \(it has no liveness probe/);
+  t.match(terminationMeaning(liveness, { ...ledger, lastTermination: { reason: 'Error', exitCode: 143 } }, '/var/log/pods'), /stopped by SIGTERM: kubelet restarting it after its liveness probe \(HTTP GET :8080\/healthz/);
+  const batch = fixture('exit-1-crashloop');
+  const worker = batch.containers.find((c) => c.name === 'worker')!;
+  t.equal(
+    terminationMeaning(batch, worker, '/var/log/pods/'),
+    'last terminated Error (exit code 1): the application exited with code 1; its last log lines: kubectl logs -p -n batch report-worker-5b7c9d8f6-kq4zt -c worker, or on the node /var/log/pods/batch_report-worker-5b7c9d8f6-kq4zt_7c6b5a49-3829-4170-8f6e-5d4c3b2a1908/worker/',
+  );
+  t.match(terminationMeaning(pod(), { name: 'app', state: 'running', lastTermination: { reason: 'Error', exitCode: 139 } }, '/var/log/pods'), /exited with code 139 \(128 \+ 11: SIGSEGV\)/);
+  t.match(terminationMeaning(pod(), { name: 'app', state: 'running', lastTermination: { reason: 'OOMKilled', exitCode: 137 } }, '/var/log/pods'), /it has no memory limit/);
+  const c = cycle([batch], undefined, NOW);
+  t.same(checks(c.obs, 'pod.crashLoop').map((o) => o.subject), ['batch/report-worker-5b7c9d8f6-kq4zt/worker'], 'the looping container, not its healthy sidecar');
+});
+
+t.test('crash loop: the message stays the same while the container flips between running and CrashLoopBackOff', async (t) => {
+  let c = cycle([restarting(1, '2026-11-22T09:58:00Z')], undefined, NOW);
+  c = cycle([restarting(2, '2026-11-22T09:59:30Z', { state: 'waiting', reason: 'CrashLoopBackOff' })], c.history, NOW);
+  const first = checks(c.obs, 'pod.crashLoop')[0]!;
+  c = cycle([restarting(3, '2026-11-22T10:00:30Z')], c.history, NOW + MIN);
+  const second = checks(c.obs, 'pod.crashLoop')[0]!;
+  t.equal(second.message, first.message);
+  t.equal(second.remedy, first.remedy);
+});
+
+t.test('pod.restarts: info naming the top ones, warning above restartsWarning', async (t) => {
+  const many = (n: number) => Array.from({ length: n }, (_, i) => pod({ uid: `u${i}`, name: `p${String(i).padStart(2, '0')}`, containers: [{ name: 'c', state: 'running', restartCount: 1 + (i % 3), lastTermination: { reason: 'Error', exitCode: 1, finishedAt: '2026-11-22T09:59:00Z' } }] }));
+  const small = checks(cycle(many(3), undefined, NOW).obs, 'pod.restarts');
+  t.equal(small[0]?.severity, 'info');
+  t.equal(small[0]?.subject, 'containers');
+  let c = cycle(many(12), undefined, NOW);
+  c = cycle(many(12).map((p) => ({ ...p, containers: p.containers.map((x) => ({ ...x, restartCount: x.restartCount! + (p.uid === 'u4' ? 3 : 1), lastTermination: { ...x.lastTermination!, finishedAt: '2026-11-22T10:00:20Z' } })) })), c.history, NOW + 30_000);
+  const [r] = checks(c.obs, 'pod.restarts');
+  t.equal(r?.severity, 'warning', '12 is above 10');
+  t.match(r?.message, /^12 containers on this node restarted in the last 10 minutes: shop\/p04\/c \(4\), shop\/p00\/c \(2\), shop\/p01\/c \(2\), shop\/p02\/c \(2\), shop\/p03\/c \(2\) and 7 more/);
+  t.match(r?.remedy, /kubectl get pods -A -o wide --field-selector spec\.nodeName=worker-2/);
+});
+
+t.test('the restart history is bounded: over maxTrackedContainers the oldest restarts are forgotten first', async (t) => {
+  const list = Array.from({ length: 30 }, (_, i) => pod({ uid: `u${i}`, name: `p${i}`, containers: [{ name: 'c', state: 'running', restartCount: 1, lastTermination: { reason: 'Error', exitCode: 1, finishedAt: new Date(NOW - (30 - i) * 1000).toISOString() } }] }));
+  const h = trackRestarts(list, undefined, NOW, { ...RCFG, maxTrackedContainers: 10 });
+  t.same(Object.keys(h).sort(), Array.from({ length: 10 }, (_, i) => `u${20 + i}/c`).sort());
+});
+
+t.test('collect: the restart history goes from one run to the next through ctx.previous', async (t) => {
+  const ctx = contextFor(pods, '/');
+  let now = NOW;
+  let list = [restarting(1, '2026-11-22T09:59:00Z')];
+  const run = async (previous: PodsData | undefined) => {
+    const r = await pods.collect({ ...ctx, now: () => now, previous: previous as never, pods: access({ status: 'synced', resourceVersion: '9', pods: list }) });
+    return r.kind === 'ok' ? (r as unknown as { observations: Observation[]; data: PodsData }) : undefined;
+  };
+  const first = await run(undefined);
+  t.same(first?.observations.map((o) => o.check), ['pod.restarts']);
+  now += 30_000;
+  list = [restarting(2, '2026-11-22T10:00:20Z')];
+  const second = await run(first?.data);
+  t.same(second?.observations.map((o) => o.check).sort(), ['pod.crashLoop', 'pod.restarts']);
+  const fresh = await run(undefined);
+  t.same(fresh?.observations.map((o) => o.check), ['pod.restarts'], 'without the history, the same pod shows one restart only');
 });

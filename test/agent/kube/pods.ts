@@ -2,7 +2,8 @@ import t, { type Test } from 'tap';
 // Waits are generous bounds (20 s), not speed claims: under a full test run on a 2-core machine a watch can take seconds to reopen.
 import fc from 'fast-check';
 import { KubeClient } from '../../../agent/kube/client.js';
-import { PodWatcher, toPodInfo } from '../../../agent/kube/pods.js';
+import { readFileSync } from 'node:fs';
+import { PodWatcher, describeProbe, toPodInfo } from '../../../agent/kube/pods.js';
 import { quietLog } from '../../helpers/context.js';
 import { FakeApiServer } from '../../helpers/fake-apiserver.js';
 import { until } from '../../helpers/processes.js';
@@ -35,7 +36,7 @@ t.test('toPodInfo keeps only what the diagnosis reads', async (t) => {
   });
   t.same(info, {
     uid: 'u1', namespace: 'ns', name: 'web', finalizers: ['example.com/cleanup'], owners: ['ReplicaSet/web-7d'],
-    containers: [{ name: 'app', state: 'waiting', containerId: 'abc', reason: 'ContainerCreating', finishedAt: '2026-01-01T00:01:00Z' }],
+    containers: [{ name: 'app', state: 'waiting', containerId: 'abc', reason: 'ContainerCreating', finishedAt: '2026-01-01T00:01:00Z', lastTermination: { finishedAt: '2026-01-01T00:01:00Z' } }],
     volumes: ['data'], resourceVersion: '7', deletionTimestamp: '2026-01-01T00:00:00Z', deletionGracePeriodSeconds: 30, terminationGracePeriodSeconds: 30, startTime: '2026-01-01T00:00:00Z', phase: 'Running', nodeName: 'n1',
   } as never);
   t.notOk(JSON.stringify(info).includes('xxxx'), 'annotations are not kept');
@@ -43,17 +44,35 @@ t.test('toPodInfo keeps only what the diagnosis reads', async (t) => {
   t.equal(toPodInfo('nonsense'), undefined);
 });
 
+t.test('toPodInfo keeps what a crash loop means: restartCount, the last termination, the memory limit and the liveness probe', async (t) => {
+  const oom = toPodInfo(JSON.parse(readFileSync('test/fixtures/k8s/pods/oom-crashloop.json', 'utf8')));
+  t.same(oom?.containers, [{
+    name: 'api', state: 'waiting', containerId: '8e0b5f3c2a1d4e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f', reason: 'CrashLoopBackOff',
+    message: 'back-off 20s restarting failed container=api pod=cart-api-7d9f8b6c4-x2lqp_shop(5f0c6a2e-8b1d-4c3a-9e7f-1a2b3c4d5e6f)', finishedAt: '2026-11-22T09:58:40Z',
+    restartCount: 2, lastTermination: { reason: 'OOMKilled', exitCode: 137, finishedAt: '2026-11-22T09:58:40Z' },
+    memoryLimit: '256Mi', livenessProbe: 'HTTP GET :8080/healthz every 10s, timeout 1s, 3 failures',
+  }] as never);
+  const batch = toPodInfo(JSON.parse(readFileSync('test/fixtures/k8s/pods/exit-1-crashloop.json', 'utf8')));
+  t.same(batch?.containers.map((c) => [c.name, c.restartCount, c.memoryLimit, c.livenessProbe ?? null]), [['envoy', 0, '128Mi', 'TCP :9901 every 5s, timeout 1s, 3 failures'], ['worker', 7, '512Mi', null]], 'joined to the spec by name, not by position');
+  const terminated = toPodInfo({ metadata: { uid: 'u', namespace: 'n', name: 'p' }, status: { containerStatuses: [{ name: 'a', restartCount: 4, state: { terminated: { reason: 'Error', exitCode: 143, finishedAt: '2026-01-01T00:02:00Z' } }, lastState: { terminated: { reason: 'OOMKilled', exitCode: 137, finishedAt: '2026-01-01T00:01:00Z' } } }] } });
+  t.same(terminated?.containers[0]?.lastTermination, { reason: 'Error', exitCode: 143, finishedAt: '2026-01-01T00:02:00Z' }, 'a container terminated right now: that is its latest termination');
+  t.equal(describeProbe({ exec: { command: ['sh', '-c', 'pg_isready -U postgres'] }, failureThreshold: 6 }), 'exec sh -c pg_isready -U postgres every 10s, timeout 1s, 6 failures');
+  t.equal(describeProbe({ grpc: { port: 9090 } }), 'gRPC :9090 every 10s, timeout 1s, 3 failures');
+  t.equal(describeProbe({ httpGet: { port: 'https', scheme: 'HTTPS' } }), 'HTTPS GET :https/ every 10s, timeout 1s, 3 failures');
+  t.equal(describeProbe({ periodSeconds: 5 }), undefined, 'a probe with no handler is not described');
+});
+
 t.test('fuzz: toPodInfo never throws on what an API server (or a proxy) might send, and keeps types straight', async (t) => {
   const podish = fc.record({
     metadata: fc.record({ uid: fc.oneof(fc.string(), fc.integer()), namespace: fc.string(), name: fc.string(), finalizers: fc.anything(), ownerReferences: fc.anything(), deletionTimestamp: fc.anything(), deletionGracePeriodSeconds: fc.anything() }, { requiredKeys: [] }),
-    spec: fc.anything(),
-    status: fc.oneof(fc.anything(), fc.record({ phase: fc.anything(), containerStatuses: fc.array(fc.record({ name: fc.anything(), state: fc.anything(), containerID: fc.anything(), lastState: fc.anything() }, { requiredKeys: [] })) }, { requiredKeys: [] })),
+    spec: fc.oneof(fc.anything(), fc.record({ containers: fc.array(fc.record({ name: fc.oneof(fc.constant('app'), fc.anything()), resources: fc.anything(), livenessProbe: fc.oneof(fc.anything(), fc.record({ httpGet: fc.anything(), exec: fc.anything(), periodSeconds: fc.anything() }, { requiredKeys: [] })) }, { requiredKeys: [] })) }, { requiredKeys: [] })),
+    status: fc.oneof(fc.anything(), fc.record({ phase: fc.anything(), containerStatuses: fc.array(fc.record({ name: fc.oneof(fc.constant('app'), fc.anything()), state: fc.anything(), containerID: fc.anything(), lastState: fc.anything(), restartCount: fc.anything() }, { requiredKeys: [] })) }, { requiredKeys: [] })),
   }, { requiredKeys: [] });
   fc.assert(
     fc.property(fc.oneof(fc.anything(), podish), (raw) => {
       const info = toPodInfo(raw);
       if (info === undefined) return true;
-      return typeof info.uid === 'string' && info.finalizers.every((f) => typeof f === 'string') && info.containers.every((c) => typeof c.name === 'string' && ['waiting', 'running', 'terminated', 'unknown'].includes(c.state)) && (info.deletionGracePeriodSeconds === undefined || typeof info.deletionGracePeriodSeconds === 'number');
+      return typeof info.uid === 'string' && info.finalizers.every((f) => typeof f === 'string') && info.containers.every((c) => typeof c.name === 'string' && ['waiting', 'running', 'terminated', 'unknown'].includes(c.state) && (c.restartCount === undefined || Number.isFinite(c.restartCount)) && (c.memoryLimit === undefined || typeof c.memoryLimit === 'string') && (c.livenessProbe === undefined || (typeof c.livenessProbe === 'string' && c.livenessProbe.length < 400)) && (c.lastTermination?.exitCode === undefined || typeof c.lastTermination.exitCode === 'number')) && (info.deletionGracePeriodSeconds === undefined || typeof info.deletionGracePeriodSeconds === 'number');
     }),
     { numRuns: 2000 },
   );

@@ -192,11 +192,14 @@ export const drift: Collector<DriftConfig, DriftData> = {
     let lastById = new Map<string, RuntimeContainer>();
     let notCompared: string | undefined;
     const carried: Suspect[] = [];
+    /** Checks the latest read could not judge (a runtime did not answer). */
+    let unjudged = new Set<string>();
     const orphanFactsSeen = new Map<string, string>();
     // A third read, DRIFT_RECHECK_FACTOR settle windows later: see DRIFT_RECHECK_FACTOR.
-    const recheck = { moreWaitsMs: [DRIFT_RECHECK_FACTOR * ctx.runtime.settleMs] };
+    const recheck = { moreWaitsMs: [DRIFT_RECHECK_FACTOR * ctx.runtime.settleMs], unjudged: () => unjudged };
     const { observations, suspected, dismissed } = await confirmSuspects(ctx, async (since) => {
       verdict = undefined;
+      unjudged = new Set(['runtime.drift', 'runtime.orphan']);
       const snap = await ctx.runtime.snapshot(since === undefined ? {} : { since });
       const docker = snap.runtimes.find((r) => r.name === 'docker');
       const containerd = snap.runtimes.find((r) => r.name === 'containerd');
@@ -221,12 +224,14 @@ export const drift: Collector<DriftConfig, DriftData> = {
         }
       }
       checked = containers.length;
+      unjudged = new Set(['runtime.orphan']);
       const byId = new Map(containers.map((c) => [c.id, c]));
       lastById = byId;
       const suspects: Suspect[] = evaluateDrift(containers, pids).map((observation) => ({ observation, facts: containerFacts(byId.get(observation.subject)) }));
       // Orphans are judged only when every runtime that is here answered: a process is an orphan only if
       // no runtime knows it, and a runtime that does not answer cannot say.
       if (dockerOk || docker?.status === 'absent') {
+        unjudged = new Set();
         const orphans = await orphanSuspects(ctx.host, snap.containers, ctx.runtime.namespaces ?? ['moby', 'k8s.io'], ctx.config.orphanMinAge);
         // An orphan confirmed in an earlier run, still the same processes (pid and start time) and still
         // unknown: no longer transient, so it fires without waiting out confirmation again (a node with a
@@ -244,6 +249,14 @@ export const drift: Collector<DriftConfig, DriftData> = {
     if (verdict) return verdict;
     // Carried orphans are re-read on the first read only: one that went since is simply not there.
     const all = [...observations, ...carried.map((c) => c.observation)];
+    // Orphans not judged in this run (docker did not answer): those firing stay as they were.
+    if (unjudged.has('runtime.orphan')) {
+      for (const f of ctx.active?.() ?? []) {
+        if (f.check === 'runtime.orphan' && !all.some((o) => o.check === f.check && o.subject === f.subject)) {
+          all.push({ check: f.check, severity: f.severity, subject: f.subject, message: f.message, evidence: f.evidence, remedy: f.remedy, ...(f.workload ? { workload: f.workload } : {}) });
+        }
+      }
+    }
     const orphans: Record<string, string> = {};
     for (const c of carried) orphans[c.observation.subject] = c.facts;
     for (const o of observations) if (o.check === 'runtime.orphan') orphans[o.subject] = orphanFactsSeen.get(o.subject) ?? '';

@@ -5,12 +5,13 @@ import { immutable } from './immutable.js';
 import { kernel } from './kernel.js';
 import { mounts } from './mounts.js';
 import { pods } from './pods.js';
+import { pressure } from './pressure.js';
 import { runtime } from './runtime.js';
 import { sockets } from './sockets.js';
 import { sockstat } from './sockstat.js';
 import type { AnyCollector } from './types.js';
 
-export const COLLECTORS: readonly AnyCollector[] = [disk, sockstat, sockets, runtime, drift, immutable, mounts, pods, kernel];
+export const COLLECTORS: readonly AnyCollector[] = [disk, sockstat, sockets, runtime, drift, immutable, mounts, pods, kernel, pressure];
 
 export function collectorNames(): string[] {
   return COLLECTORS.map((c) => c.name);

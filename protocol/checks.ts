@@ -3,6 +3,10 @@
 // label values from this set only, so an agent cannot mint series by inventing check names.
 // test/protocol/checks.ts holds it equal to the collectors' registry.
 export const KNOWN_CHECKS: ReadonlySet<string> = new Set([
+  'memory.eviction',
+  'pressure.memory',
+  'pressure.io',
+  'pressure.cpu',
   'disk.usage',
   'disk.inodes',
   'disk.eviction',

@@ -97,7 +97,9 @@ export class Runtimes implements RuntimeAccess {
   private failed(name: RuntimeName, err: unknown, latencyMs: number): RuntimeState {
     const socket = this.socketOf(name);
     if (errCode(err) === 'NW_ERR_TIMEOUT') {
-      this.timeouts[name] += 1;
+      // One wait, one count: a snapshot's overall deadline and the call it was waiting on end together.
+      const held = this.unresponsive.get(name);
+      if (!held || this.now() - held.at >= this.settings.timeout) this.timeouts[name] += 1;
       const state: RuntimeState = { name, socket, status: 'unresponsive', error: errText(err), latencyMs };
       this.unresponsive.set(name, { at: this.now(), state });
       return state;

@@ -61,10 +61,10 @@ export function keepConfirmed(first: readonly Suspect[], second: readonly Suspec
 export async function confirmSuspects(
   ctx: Pick<CollectorContext<unknown, unknown>, 'runtime' | 'now' | 'signal' | 'confirmations' | 'rerunIn' | 'pausing' | 'confirming'>,
   read: (since: number | undefined) => Promise<Suspect[]>,
-  opts: { moreWaitsMs?: readonly number[] } = {},
+  opts: { moreWaitsMs?: readonly number[]; unjudged?: () => ReadonlySet<string> } = {},
 ): Promise<{ observations: Observation[]; suspected: number; dismissed: number }> {
   const waits = [ctx.runtime.settleMs, ...(opts.moreWaitsMs ?? [])];
-  if (ctx.confirmations) return confirmAcrossRuns(ctx.confirmations, ctx, read, waits);
+  if (ctx.confirmations) return confirmAcrossRuns(ctx.confirmations, ctx, read, waits, opts.unjudged);
   const first = await read(undefined);
   if (first.length === 0) return { observations: [], suspected: 0, dismissed: 0 };
   let kept: Suspect[] = first;
@@ -91,6 +91,8 @@ export function carrySuspects(
   now: number,
   /** False in a run that was itself an early confirming read: what it sees first waits for the schedule. */
   earlyForNew = true,
+  /** Checks this read could not judge (a runtime did not answer): their carried suspects are kept as they are. */
+  unjudged: ReadonlySet<string> = new Set(),
 ): { observations: Observation[]; dismissed: number; rereadInMs?: number } {
   // offsets[i]: how long after the first sighting read i (0-based) is due.
   const offsets = [0];
@@ -117,7 +119,7 @@ export function carrySuspects(
     due = due === undefined ? at : Math.min(due, at);
   }
   for (const k of [...store.keys()]) {
-    if (!seen.has(k)) {
+    if (!seen.has(k) && !unjudged.has(k.slice(0, k.indexOf('\u0000')))) {
       store.delete(k);
       dismissed += 1;
     }
@@ -130,10 +132,11 @@ async function confirmAcrossRuns(
   ctx: Pick<CollectorContext<unknown, unknown>, 'now' | 'rerunIn' | 'confirming'>,
   read: (since: number | undefined) => Promise<Suspect[]>,
   waits: readonly number[],
+  unjudged?: () => ReadonlySet<string>,
 ): Promise<{ observations: Observation[]; suspected: number; dismissed: number }> {
   // With something carried, this read must be fresh (a cached view taken before it proves nothing).
   const suspects = await read(store.size > 0 ? ctx.now() : undefined);
-  const r = carrySuspects(store, suspects, waits, ctx.now(), ctx.confirming !== true);
+  const r = carrySuspects(store, suspects, waits, ctx.now(), ctx.confirming !== true, unjudged?.());
   if (r.rereadInMs !== undefined) ctx.rerunIn?.(r.rereadInMs);
   return { observations: r.observations, suspected: suspects.length, dismissed: r.dismissed };
 }

@@ -1,0 +1,211 @@
+// pressure: the kernel's pressure stall information (/proc/pressure/{memory,io,cpu}) and kubelet's
+// memory.available eviction signal, with a forecast: "kubelet will evict pods in about 12 min at the
+// current 40 MiB/min" before it does. memory.available is computed as kubelet computes it: the node's
+// memory minus the root cgroup's working set (usage minus inactive file pages) on cgroup v1; on cgroup
+// v2, where the root has no memory.current, from /proc/meminfo (MemAvailable), which is close.
+import type { Observation } from '../protocol/finding.js';
+import { s, type Infer } from '../protocol/schema.js';
+import type { Collector, HostAccess } from './types.js';
+
+export const pressureConfigSpec = s.object({
+  memoryAvailableMiB: s.number({ default: 100, min: 0, doc: "kubelet's --eviction-hard memory.available, in MiB (kubelet's default: 100Mi)" }),
+  forecast: s.duration({ default: '15m', min: 1000, doc: 'warn when memory.available reaches the eviction threshold within this long at the current rate' }),
+  window: s.duration({ default: '5m', min: 10_000, doc: 'how far back the rate of memory.available is measured' }),
+  psiWarning: s.percent({ default: 20, doc: "PSI 'full' share of the last 60 s (every non-idle task stalled on memory or io) above which it is reported" }),
+  psiCritical: s.percent({ default: 50, doc: "PSI 'full' share at or above which memory or io pressure is critical" }),
+  cpuWarning: s.percent({ default: 90, doc: "PSI cpu 'some' share of the last 60 s above which cpu pressure is reported (a busy node runs its cpu full: only near-constant waiting counts)" }),
+  cpuCritical: s.percent({ default: 100, doc: "PSI cpu 'some' share at or above which cpu pressure is critical" }),
+});
+export type PressureConfig = Infer<typeof pressureConfigSpec>;
+
+export interface PsiLine {
+  avg10: number;
+  avg60: number;
+  avg300: number;
+  /** Microseconds stalled since boot. */
+  total: number;
+}
+export interface Psi {
+  some?: PsiLine;
+  full?: PsiLine;
+}
+
+export interface PressureData {
+  /** Bytes; undefined when it could not be computed. */
+  memoryAvailable?: number;
+  memoryTotal?: number;
+  /** How memoryAvailable was computed. */
+  source?: 'cgroup-v1' | 'meminfo';
+  /** Recent samples [ms since epoch, bytes available], oldest first, within `window`. */
+  samples: [number, number][];
+  /** Bytes per minute (negative: falling); undefined with fewer than two samples. */
+  ratePerMinute?: number;
+  psi: Record<string, Psi>;
+  /** Resources seen over the PSI warning in the last run (a stall must last two runs to fire). */
+  stalled: string[];
+}
+
+/** Pure: `some avg10=0.00 avg60=0.00 avg300=0.00 total=181341` lines. Unknown or broken lines are skipped. */
+export function parsePsi(text: string): Psi {
+  const out: Psi = {};
+  for (const line of text.split('\n')) {
+    const m = /^(some|full)\s+avg10=([\d.]+)\s+avg60=([\d.]+)\s+avg300=([\d.]+)\s+total=(\d+)\s*$/.exec(line.trim());
+    if (!m) continue;
+    const v = { avg10: Number(m[2]), avg60: Number(m[3]), avg300: Number(m[4]), total: Number(m[5]) };
+    if (Object.values(v).every(Number.isFinite)) out[m[1] as 'some' | 'full'] = v;
+  }
+  return out;
+}
+
+/** Pure: /proc/meminfo -> bytes by key (values in kB). */
+export function parseMeminfo(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^(\w+(?:\(\w+\))?):\s+(\d+)(?:\s+kB)?$/.exec(line.trim());
+    if (m) out[m[1]!] = Number(m[2]) * (line.includes('kB') ? 1024 : 1);
+  }
+  return out;
+}
+
+/** Pure: `key value` lines of a cgroup v1 memory.stat. */
+export function parseMemoryStat(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const [k, v] = line.trim().split(/\s+/);
+    if (k && v !== undefined && Number.isFinite(Number(v))) out[k] = Number(v);
+  }
+  return out;
+}
+
+/**
+ * Pure: kubelet's memory.available. cgroup v1: capacity - (usage_in_bytes - total_inactive_file), as
+ * kubelet's eviction manager does; otherwise MemAvailable.
+ */
+export function memoryAvailable(meminfo: Record<string, number>, v1?: { usage: number; stat: Record<string, number> }): { bytes: number; source: 'cgroup-v1' | 'meminfo' } | undefined {
+  const total = meminfo['MemTotal'];
+  if (total === undefined) return undefined;
+  if (v1) {
+    const inactive = v1.stat['total_inactive_file'] ?? v1.stat['inactive_file'] ?? 0;
+    const workingSet = Math.max(0, v1.usage - inactive);
+    return { bytes: Math.max(0, total - workingSet), source: 'cgroup-v1' };
+  }
+  const avail = meminfo['MemAvailable'];
+  return avail === undefined ? undefined : { bytes: avail, source: 'meminfo' };
+}
+
+/** Pure: least-squares slope of the samples, in bytes per minute; undefined with fewer than two or no time span. */
+export function ratePerMinute(samples: readonly [number, number][]): number | undefined {
+  if (samples.length < 2) return undefined;
+  const n = samples.length;
+  const mt = samples.reduce((a, [t]) => a + t, 0) / n;
+  const mv = samples.reduce((a, [, v]) => a + v, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const [t, v] of samples) {
+    num += (t - mt) * (v - mv);
+    den += (t - mt) ** 2;
+  }
+  if (den === 0) return undefined;
+  return (num / den) * 60_000;
+}
+
+const mib = (b: number) => `${Math.round(b / 1048576).toLocaleString('en-US')} MiB`;
+const minutes = (m: number) => (m < 1 ? 'under a minute' : m < 90 ? `about ${Math.round(m)} min` : `about ${(m / 60).toFixed(1)} h`);
+
+/** Pure: the memory.eviction finding, if any. */
+export function evaluateMemory(d: Pick<PressureData, 'memoryAvailable' | 'memoryTotal' | 'ratePerMinute' | 'samples'>, config: PressureConfig): Observation[] {
+  if (d.memoryAvailable === undefined) return [];
+  const threshold = config.memoryAvailableMiB * 1048576;
+  const avail = d.memoryAvailable;
+  const evidence = { memoryAvailable: avail, thresholdBytes: threshold, memoryTotal: d.memoryTotal ?? null, ratePerMinute: d.ratePerMinute ?? null, samples: d.samples.length };
+  const remedy = "kubectl top pods -A --sort-by=memory; ps -eo pid,rss,comm --sort=-rss | head  # the largest consumers on this node";
+  if (avail < threshold) {
+    return [{ check: 'memory.eviction', severity: 'critical', subject: 'memory.available', message: `memory.available is ${mib(avail)}, below kubelet's eviction threshold of ${mib(threshold)}: kubelet evicts pods now (MemoryPressure), lowest priority and most over their requests first.`, evidence, remedy }];
+  }
+  const rate = d.ratePerMinute;
+  if (rate !== undefined && rate < 0 && d.samples.length >= 3) {
+    const eta = (avail - threshold) / -rate;
+    if (eta * 60_000 <= config.forecast) {
+      return [{ check: 'memory.eviction', severity: 'warning', subject: 'memory.available', message: `memory.available is ${mib(avail)} and falling ${mib(-rate)}/min: kubelet will evict pods in ${minutes(eta)} at this rate (threshold ${mib(threshold)}).`, evidence: { ...evidence, minutesToThreshold: Math.round(eta * 10) / 10 }, remedy }];
+    }
+  }
+  return [];
+}
+
+const PSI_LINE: Record<string, 'some' | 'full'> = { memory: 'full', io: 'full', cpu: 'some' };
+const PSI_REMEDY: Record<string, string> = {
+  memory: 'ps -eo pid,rss,comm --sort=-rss | head; grep -E "pgmajfault|pswp" /proc/vmstat  # who holds memory, and whether it pages',
+  io: 'iostat -x 5 2 2>/dev/null || cat /proc/diskstats; ps -eo pid,stat,wchan:32,comm | awk \'$2 ~ /D/\'  # busy devices and who waits on them',
+  cpu: 'ps -eo pid,pcpu,comm --sort=-pcpu | head; cat /proc/loadavg  # who uses the CPU (probes time out when the node is this busy)',
+};
+
+/**
+ * Pure: pressure.memory, pressure.io, pressure.cpu from the 60-second averages. `stalledBefore`: the
+ * resources over the warning in the previous run; a stall fires only when it lasts two runs.
+ */
+export function evaluatePsi(psi: Record<string, Psi>, config: PressureConfig, stalledBefore: readonly string[]): { observations: Observation[]; stalled: string[] } {
+  const observations: Observation[] = [];
+  const stalled: string[] = [];
+  for (const [resource, which] of Object.entries(PSI_LINE)) {
+    const line = psi[resource]?.[which];
+    const warning = resource === 'cpu' ? config.cpuWarning : config.psiWarning;
+    const criticalAt = resource === 'cpu' ? config.cpuCritical : config.psiCritical;
+    if (!line || line.avg60 <= warning) continue;
+    stalled.push(resource);
+    if (!stalledBefore.includes(resource)) continue;
+    const critical = line.avg60 >= criticalAt;
+    const who = which === 'full' ? 'every non-idle task' : 'at least one task';
+    observations.push({
+      check: `pressure.${resource}`,
+      severity: critical ? 'critical' : 'warning',
+      subject: resource,
+      message: `${resource} pressure: ${who} waited for ${resource} ${line.avg60.toFixed(1)}% of the last minute (${line.avg10.toFixed(1)}% of the last 10 s, ${line.avg300.toFixed(1)}% of 5 min)${resource === 'cpu' ? ': probes and kubelet slow down, pods restart on failed liveness probes' : resource === 'memory' ? ': the node is thrashing before it runs out' : ': disk waits stall containers and kubelet'}.`,
+      evidence: { resource, line: which, ...line },
+      remedy: PSI_REMEDY[resource]!,
+    });
+  }
+  return { observations, stalled };
+}
+
+async function readPsi(host: HostAccess): Promise<Record<string, Psi>> {
+  const out: Record<string, Psi> = {};
+  for (const r of Object.keys(PSI_LINE)) {
+    const text = await host.readText(host.procPath('pressure', r));
+    if (text !== undefined) out[r] = parsePsi(text);
+  }
+  return out;
+}
+
+export const pressure: Collector<PressureConfig, PressureData> = {
+  name: 'pressure',
+  description: "Pressure stall information for memory, io and cpu, and kubelet's memory.available against its eviction threshold with a forecast",
+  checks: ['memory.eviction', 'pressure.memory', 'pressure.io', 'pressure.cpu'],
+  conditions: { 'memory.eviction': 'NodewardenMemoryPressure', 'pressure.memory': null, 'pressure.io': null, 'pressure.cpu': null },
+  defaultIntervalMs: 15_000,
+  defaultTimeoutMs: 5_000,
+  configSpec: pressureConfigSpec,
+  async collect(ctx) {
+    const { host, config } = ctx;
+    const meminfoText = await host.readText(host.procPath('meminfo'));
+    const psi = await readPsi(host);
+    if (meminfoText === undefined && Object.keys(psi).length === 0) return { kind: 'no-data', reason: 'no /proc/meminfo and no /proc/pressure' };
+    const meminfo = meminfoText ? parseMeminfo(meminfoText) : {};
+    const usage = Number((await host.readText(host.sysPath('fs/cgroup/memory/memory.usage_in_bytes')))?.trim());
+    const statText = Number.isFinite(usage) ? await host.readText(host.sysPath('fs/cgroup/memory/memory.stat')) : undefined;
+    const avail = memoryAvailable(meminfo, statText !== undefined ? { usage, stat: parseMemoryStat(statText) } : undefined);
+    const now = ctx.now();
+    const samples: [number, number][] = (ctx.previous?.samples ?? []).filter(([t]) => now - t <= config.window && t < now);
+    if (avail) samples.push([now, avail.bytes]);
+    const data: PressureData = { samples, psi, stalled: [] };
+    if (avail) {
+      data.memoryAvailable = avail.bytes;
+      data.source = avail.source;
+    }
+    if (meminfo['MemTotal'] !== undefined) data.memoryTotal = meminfo['MemTotal'];
+    const rate = ratePerMinute(samples);
+    if (rate !== undefined) data.ratePerMinute = Math.round(rate);
+    const p = evaluatePsi(psi, config, ctx.previous?.stalled ?? []);
+    data.stalled = p.stalled;
+    return { kind: 'ok', observations: [...evaluateMemory(data, config), ...p.observations], data };
+  },
+};

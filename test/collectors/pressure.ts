@@ -1,0 +1,77 @@
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { evaluateMemory, evaluatePsi, memoryAvailable, parseMeminfo, parseMemoryStat, parsePsi, pressure, ratePerMinute } from '../../collectors/pressure.js';
+import { contextFor, envFor, settingsFor } from '../helpers/context.js';
+import { requireLive } from '../helpers/live.js';
+
+const config = settingsFor(pressure) as never as Parameters<typeof evaluateMemory>[1];
+const FIX = 'test/fixtures/host/debian12-vm';
+const MiB = 1048576;
+
+t.test('parsers against captured files: PSI (kernel 6.1 and a 5.10 cpu file with no full line), meminfo, memory.stat', async (t) => {
+  const mem = parsePsi(readFileSync(`${FIX}/proc/pressure/memory`, 'utf8'));
+  t.ok(mem.some && mem.full, 'some and full lines');
+  t.same(parsePsi(readFileSync('test/fixtures/pressure/cpu-kernel-5.10', 'utf8')), { some: { avg10: 0, avg60: 0, avg300: 0, total: 0 } });
+  t.same(parsePsi('some avg10=x avg60=1 avg300=1 total=1\ngarbage\n'), {}, 'broken lines are skipped');
+  const mi = parseMeminfo(readFileSync(`${FIX}/proc/meminfo`, 'utf8'));
+  t.ok(mi['MemTotal']! > 1024 * MiB && mi['MemAvailable']! > 0, 'MemTotal and MemAvailable in bytes');
+  t.equal(parseMeminfo('HugePages_Total:       0\n')['HugePages_Total'], 0, 'a count without kB');
+  const st = parseMemoryStat(readFileSync(`${FIX}/sys/fs/cgroup/memory/memory.stat`, 'utf8'));
+  t.ok(st['total_inactive_file']! > 0);
+});
+
+t.test("memory.available as kubelet computes it (cgroup v1: capacity - (usage - inactive_file)); MemAvailable otherwise", async (t) => {
+  const mi = { MemTotal: 1000 * MiB, MemAvailable: 700 * MiB };
+  t.same(memoryAvailable(mi, { usage: 600 * MiB, stat: { total_inactive_file: 200 * MiB } }), { bytes: 600 * MiB, source: 'cgroup-v1' });
+  t.same(memoryAvailable(mi), { bytes: 700 * MiB, source: 'meminfo' });
+  t.equal(memoryAvailable({}), undefined);
+});
+
+t.test('the forecast: falling toward the threshold warns with the time left; below it is critical; steady or rising says nothing', async (t) => {
+  const now = 10 * 60_000;
+  const falling: [number, number][] = [0, 1, 2, 3].map((m) => [now - (3 - m) * 60_000, (900 - m * 100) * MiB]);
+  const rate = ratePerMinute(falling)!;
+  t.equal(Math.round(rate / MiB), -100, '100 MiB a minute down');
+  const [f] = evaluateMemory({ memoryAvailable: 600 * MiB, memoryTotal: 4096 * MiB, ratePerMinute: rate, samples: falling }, config);
+  t.equal(f?.severity, 'warning');
+  t.match(f?.message, /memory\.available is 600 MiB and falling 100 MiB\/min: kubelet will evict pods in about 5 min at this rate \(threshold 100 MiB\)/);
+  t.same(evaluateMemory({ memoryAvailable: 5000 * MiB, ratePerMinute: rate, samples: falling }, config), [], '49 min away: past the 15 min forecast');
+  t.same(evaluateMemory({ memoryAvailable: 600 * MiB, ratePerMinute: 10 * MiB, samples: falling }, config), [], 'rising');
+  t.same(evaluateMemory({ memoryAvailable: 600 * MiB, ratePerMinute: rate, samples: falling.slice(0, 2) }, config), [], 'two samples are not a trend');
+  const [c] = evaluateMemory({ memoryAvailable: 80 * MiB, samples: [] }, config);
+  t.equal(c?.severity, 'critical');
+  t.match(c?.message, /below kubelet's eviction threshold of 100 MiB: kubelet evicts pods now/);
+});
+
+t.test('PSI: memory and io by the full line, cpu by some at a high bar; a stall must last two runs', async (t) => {
+  const thrashing = { memory: parsePsi(readFileSync('test/fixtures/pressure/memory-thrashing', 'utf8')) };
+  const first = evaluatePsi(thrashing, config as never, []);
+  t.same([first.observations, first.stalled], [[], ['memory']], 'first run: remembered, not fired');
+  const second = evaluatePsi(thrashing, config as never, first.stalled);
+  t.equal(second.observations[0]?.check, 'pressure.memory');
+  t.equal(second.observations[0]?.severity, 'warning', '33.5 % full: warning (critical at 50)');
+  t.match(second.observations[0]?.message, /every non-idle task waited for memory 33\.5% of the last minute/);
+  const busyCpu = { cpu: { some: { avg10: 88, avg60: 87.9, avg300: 71.7, total: 1 } } };
+  t.same(evaluatePsi(busyCpu, config as never, ['cpu']).observations, [], 'a busy node at 88 % cpu some (this VM during a test run): not a finding');
+  const starved = { cpu: { some: { avg10: 99, avg60: 97, avg300: 90, total: 1 } } };
+  t.equal(evaluatePsi(starved, config as never, ['cpu']).observations[0]?.severity, 'warning');
+});
+
+t.test('live: this machine, then memory eaten toward a threshold set just below what is available: critical, named', async (t) => {
+  if (!requireLive(t, { paths: ['/proc/pressure/memory', '/proc/meminfo'] })) return;
+  const r = await pressure.collect(contextFor(pressure, '/', { env: envFor('/') }));
+  t.equal(r.kind, 'ok');
+  const data = r.kind === 'ok' ? r.data : undefined;
+  t.ok(data?.memoryAvailable && data.memoryAvailable > 0, `memory.available ${Math.round((data?.memoryAvailable ?? 0) / MiB)} MiB (${data?.source})`);
+  t.same(r.kind === 'ok' ? r.observations.filter((o) => o.check === 'memory.eviction') : ['x'], [], 'no eviction finding at defaults');
+  // A threshold 250 MiB under what is available now, then 800 MiB really allocated and touched.
+  const threshold = Math.floor(data!.memoryAvailable! / MiB) - 250;
+  const hog = Buffer.alloc(800 * MiB, 1);
+  t.teardown(() => void hog);
+  const after = await pressure.collect(contextFor(pressure, '/', { env: envFor('/'), sets: [`collectors.pressure.memoryAvailableMiB=${threshold}`] }));
+  const f = after.kind === 'ok' ? after.observations.find((o) => o.check === 'memory.eviction') : undefined;
+  t.equal(f?.severity, 'critical', `memory.available fell below ${threshold} MiB with 800 MiB allocated`);
+  t.match(f?.message, /kubelet evicts pods now/);
+  t.equal(hog[hog.length - 1], 1);
+});

@@ -35,8 +35,8 @@ export function evaluateConntrack(data: ConntrackData, config: ConntrackConfig, 
   const pct = (data.count / data.max) * 100;
   const severity = severityWithHysteresis(pct, config, config.clearBelow, previous?.firing);
   if (!severity) return [];
-  // Double the table, and at least enough to bring this count under half of it.
-  const raised = Math.max(data.max * 2, Math.ceil((data.count * 2) / 1024) * 1024);
+  // Double the table, or twice the count when it is already past the limit.
+  const raised = Math.max(data.max, data.count) * 2;
   return [{
     check: 'conntrack.usage',
     severity,

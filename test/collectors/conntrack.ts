@@ -46,7 +46,7 @@ t.test("netdata's bands: warning at 90 clearing below 85, critical at 95", async
   t.equal(warn.obs[0]?.severity, 'warning');
   t.match(warn.obs[0]?.message, /holds 900 connections, 90% of net\.netfilter\.nf_conntrack_max \(1,000\)/);
   t.match(warn.obs[0]?.message, /kernel\.conntrackFull/, 'names the kernel log check that reports the drops');
-  t.match(warn.obs[0]?.remedy, /^conntrack -S; .*sysctl -w net\.netfilter\.nf_conntrack_max=2048$/);
+  t.match(warn.obs[0]?.remedy, /^conntrack -S; .*sysctl -w net\.netfilter\.nf_conntrack_max=2000$/);
   const hover = at(860, warn.data);
   t.equal(hover.obs[0]?.severity, 'warning', '86% still fires');
   t.same(at(849, hover.data).obs, [], '84.9% clears');
@@ -56,7 +56,7 @@ t.test("netdata's bands: warning at 90 clearing below 85, critical at 95", async
   t.equal(at(920, crit.data).obs[0]?.severity, 'critical', '92% stays critical');
   t.equal(at(880, crit.data).obs[0]?.severity, 'warning', '88% falls to warning');
   t.same(evaluateConntrack({ count: 5, max: 0 }, config, undefined), [], 'max 0: no limit');
-  t.match(evaluateConntrack({ count: 300_000, max: 262_144 }, config, undefined)[0]?.remedy, /nf_conntrack_max=600064$/, 'a count above max: room for twice it');
+  t.match(evaluateConntrack({ count: 300_000, max: 262_144 }, config, undefined)[0]?.remedy, /nf_conntrack_max=600000$/, 'a count above max: room for twice it');
 });
 
 t.test('collect carries the firing severity to the next run', async (t) => {

@@ -173,7 +173,9 @@ export function evaluatePids(data: PidsData, config: PidsConfig, previous: PidsD
     const who = c.own && c.members.length === 1
       ? capitalize(describeMember(c.members[0]!))
       : pods.length === 1 && podUidIn(c.path) ? `Pod ${pods[0]!}` : `Cgroup ${c.path}`;
-    const inside = c.own ? '' : ` (containers: ${c.members.map((m) => (m.workload.pod ? m.workload.containerName ?? m.name : m.name)).join(', ') || 'none known'})`;
+    // A limit high in the tree (kubepods) holds every pod's containers: name ten.
+    const names = c.members.map((m) => (m.workload.pod && pods.length === 1 ? m.workload.containerName ?? m.name : describeMember(m)));
+    const inside = c.own ? '' : ` (containers: ${names.slice(0, 10).join(', ') || 'none known'}${names.length > 10 ? ` and ${fmt(names.length - 10)} more` : ''})`;
     const grep = c.path.split('/').filter(Boolean).pop() ?? c.path;
     const limitHow = c.members.some((m) => m.workload.pod) ? "the kubelet's podPidsLimit" : 'docker run --pids-limit';
     const obs: Observation = {
@@ -183,7 +185,7 @@ export function evaluatePids(data: PidsData, config: PidsConfig, previous: PidsD
       message:
         `${who}${inside} uses ${fmt(c.current)} of its ${fmt(c.max)} pids (${pctText(pct)}%, cgroup ${c.path}). ` +
         (c.current >= c.max ? 'It is at the limit: every fork() and new thread in it fails with EAGAIN ("can\'t fork", "Resource temporarily unavailable").' : 'At the limit every fork() and new thread in it fails with EAGAIN.'),
-      evidence: { current: c.current, max: c.max, percent: Math.round(pct), cgroup: c.path, containers: c.members.map((m) => m.id) },
+      evidence: { current: c.current, max: c.max, percent: Math.round(pct), cgroup: c.path, containers: c.members.slice(0, 50).map((m) => m.id) },
       remedy: `ps -e -o pid,ppid,stat,nlwp,comm,cgroup | grep ${grep} | sort -k2 -n | head -40  # what forks or spawns threads; fix that, or raise the limit (${limitHow})`,
     };
     const w = c.members.length === 1 ? c.members[0]!.workload : undefined;

@@ -154,6 +154,16 @@ t.test("a pod's limit (kubelet podPidsLimit, cgroup v2) names the pod and its co
   t.equal(cgroupSubject({ path: `${pod}/cri-containerd-${ids[0]}.scope`, current: 1, max: 2, own: true, members: [] }), `cgroup:${pod}/cri-containerd-${ids[0]}.scope`);
 });
 
+t.test('a limit high in the tree (kubepods) names ten containers and counts the rest', async (t) => {
+  const members = Array.from({ length: 12 }, (_, i) => ({ id: String(i).padStart(64, 'c'), name: `app-${i}`, workload: { pod: `web-${i}`, namespace: 'shop', containerName: 'app' } }));
+  const data: PidsData = { cgroups: [{ path: '/kubepods.slice', current: 9600, max: 10000, own: false, members }], consumers: [], zombieParents: [], firing: [] };
+  const [f] = evaluatePids(data, config, undefined);
+  t.equal(f?.subject, 'cgroup:/kubepods.slice');
+  t.equal(f?.severity, 'critical');
+  t.match(f?.message, /^Cgroup \/kubepods\.slice \(containers: container app of pod shop\/web-0, .*container app of pod shop\/web-9 and 2 more\) uses 9,600 of its 10,000 pids \(96%/);
+  t.notOk(f?.workload, 'no one workload');
+});
+
 t.test('a host without /proc is no data', async (t) => {
   const root = mkdtempSync(path.join(os.tmpdir(), 'nw-pids-empty-'));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));

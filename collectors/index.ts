@@ -1,9 +1,11 @@
 // Every collector, by name. The agent and `nodewarden check` run what is listed here.
+import { conntrack } from './conntrack.js';
 import { disk } from './disk.js';
 import { drift } from './drift.js';
 import { immutable } from './immutable.js';
 import { kernel } from './kernel.js';
 import { mounts } from './mounts.js';
+import { pids } from './pids.js';
 import { pods } from './pods.js';
 import { pressure } from './pressure.js';
 import { runtime } from './runtime.js';
@@ -11,7 +13,7 @@ import { sockets } from './sockets.js';
 import { sockstat } from './sockstat.js';
 import type { AnyCollector } from './types.js';
 
-export const COLLECTORS: readonly AnyCollector[] = [disk, sockstat, sockets, runtime, drift, immutable, mounts, pods, kernel, pressure];
+export const COLLECTORS: readonly AnyCollector[] = [disk, sockstat, conntrack, sockets, pids, runtime, drift, immutable, mounts, pods, kernel, pressure];
 
 export function collectorNames(): string[] {
   return COLLECTORS.map((c) => c.name);

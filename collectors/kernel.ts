@@ -7,7 +7,7 @@
 import type { Evidence, Observation, Severity, Workload } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
 import { containerIdInMemcg, isRootMemcg, parseKernelLine, type KernelFact } from './kernel-rules.js';
-import { podUidIn } from './common/process.js';
+import { controllerCgroupOf, podUidIn } from './common/process.js';
 import type { Collector, HostAccess, KmsgRecord, RuntimeContainer } from './types.js';
 
 export const kernelConfigSpec = s.object({
@@ -230,17 +230,7 @@ function oomEvent(at: number, system: boolean, taskMemcg: string | undefined, oo
 
 /** The memory cgroup path of a process from its /proc/PID/cgroup (v1 memory controller, else v2). Pure. */
 export function memcgOf(cgroupText: string): { path: string; v2: boolean } | undefined {
-  let v2: string | undefined;
-  for (const line of cgroupText.split('\n')) {
-    const first = line.indexOf(':');
-    const second = line.indexOf(':', first + 1);
-    if (first < 0 || second < 0) continue;
-    const controllers = line.slice(first + 1, second);
-    const p = line.slice(second + 1);
-    if (controllers.split(',').includes('memory')) return { path: p, v2: false };
-    if (line.startsWith('0::')) v2 = p;
-  }
-  return v2 !== undefined ? { path: v2, v2: true } : undefined;
+  return controllerCgroupOf(cgroupText, 'memory');
 }
 
 /** oom_kill from memory.events (v2) or memory.oom_control (v1). Pure. */

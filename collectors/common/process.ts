@@ -48,6 +48,23 @@ export function parseCgroupContainer(text: string): ContainerRef | undefined {
   return undefined;
 }
 
+/**
+ * A process's cgroup for one v1 controller (`memory`, `pids`) from its /proc/PID/cgroup, else its v2
+ * (`0::`) cgroup; undefined when it has neither.
+ */
+export function controllerCgroupOf(cgroupText: string, controller: string): { path: string; v2: boolean } | undefined {
+  let v2: string | undefined;
+  for (const line of cgroupText.split('\n')) {
+    const first = line.indexOf(':');
+    const second = line.indexOf(':', first + 1);
+    if (first < 0 || second < 0) continue;
+    const p = line.slice(second + 1);
+    if (line.slice(first + 1, second).split(',').includes(controller)) return { path: p, v2: false };
+    if (line.startsWith('0::')) v2 = p;
+  }
+  return v2 !== undefined ? { path: v2, v2: true } : undefined;
+}
+
 /** The soft "Max open files" limit from /proc/PID/limits; undefined when unlimited or absent. */
 export function parseNofileSoftLimit(text: string): number | undefined {
   for (const line of text.split('\n')) {

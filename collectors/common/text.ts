@@ -105,3 +105,10 @@ export function shellQuote(s: string): string {
   }
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
+
+/** A whole number >= 0 from a one-value kernel file (pids.current, nf_conntrack_count); undefined when absent or not one. */
+export function parseCount(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const t = text.trim();
+  return /^\d+$/.test(t) ? Number(t) : undefined;
+}

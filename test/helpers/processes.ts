@@ -75,7 +75,7 @@ export async function waitForNode(port: number, node: string): Promise<void> {
 
 // kernel too: after other tests the machine's real kernel log holds OOM kills and filesystem errors, which
 // are not what a process test asserts on (the kernel collector has its own tests).
-export const QUIET_COLLECTORS = ['sockets', 'sockstat', 'runtime', 'drift', 'immutable', 'mounts', 'kernel', 'pressure'].map((c) => `collectors.${c}.enabled=false`);
+export const QUIET_COLLECTORS = ['sockets', 'sockstat', 'runtime', 'drift', 'immutable', 'mounts', 'kernel', 'pids', 'conntrack', 'pressure'].map((c) => `collectors.${c}.enabled=false`);
 
 /** Like runSync, without blocking this process (for servers, such as the fake API server, that live in it). */
 export function runAsync(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {

@@ -304,6 +304,8 @@ export class Runner extends EventEmitter {
       const slot = this.slots.get(name);
       if (!slot?.tick) continue;
       slot.triggered = true;
+      // An event's run is not a confirming read: what it sees first asks for its own early read.
+      slot.confirming = false;
       if (slot.inFlight) slot.rerun = true;
       else {
         clearTimeout(slot.timer);

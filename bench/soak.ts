@@ -36,6 +36,10 @@ export async function benchSoak(opts: { seconds?: number; interval?: string } = 
   const agent = await startAgent(config, { log });
   const transitions: { at: number; t: Transition }[] = [];
   agent.runner.on('transition', (t: Transition) => transitions.push({ at: Date.now(), t }));
+  const driftRuns: Record<string, number> = {};
+  agent.runner.on('status', (st: { name: string; status: string; detail?: string }) => {
+    if (st.name === 'drift') driftRuns[`${st.status}${st.detail ? ` (${st.detail.slice(0, 60)})` : ''}`] = (driftRuns[`${st.status}${st.detail ? ` (${st.detail.slice(0, 60)})` : ''}`] ?? 0) + 1;
+  });
   const t0 = Date.now();
   // The agent's cost: this process runs it, and otherwise only sleeps and starts commands (whose CPU is
   // theirs, not counted here). CPU from the start of the churn; peak RSS over the whole run.
@@ -161,6 +165,7 @@ export async function benchSoak(opts: { seconds?: number; interval?: string } = 
       `transitions: ${transitions.length}; false (firing or updated, not explained by a fault or a runtime restart window): ${falses.length}`,
       `agent cost (this process: the agent in process, the harness only sleeps and starts commands): ${millicores.toFixed(1)} millicores average under churn, peak RSS ${(peakRss / 1048576).toFixed(0)} MiB (targets: 15 millicores, 80 MiB)`,
       `runtime.orphan leaked by the injected restarts (true findings): ${leakedByRestarts.length}${leakedByRestarts.length ? ` (${leakedByRestarts.map((x) => x.t.finding.subject.slice(0, 16)).join(', ')})` : ''}; already there before the soak: ${transitions.filter((x) => x.t.type === 'firing' && orphanBefore(x)).length}`,
+      `drift runs: ${Object.entries(driftRuns).map(([k, n]) => `${n} ${k}`).join(', ')}`,
       `collector.timeout transitions: ${transitions.filter((x) => x.t.type !== 'resolved' && x.t.finding.check === 'collector.timeout').map((x) => `+${Math.round((x.at - t0) / 1000)}s ${x.t.finding.subject}`).join(', ') || 0}`,
       ...falses.slice(0, 20).map((x) => `  FALSE +${Math.round((x.at - t0) / 1000)}s ${x.t.type} ${x.t.finding.check} ${x.t.finding.message.slice(0, 140)}`),
       '',

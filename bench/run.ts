@@ -3,6 +3,7 @@ import { benchAggregator, benchHostile } from './aggregator.js';
 import { benchFootprint } from './footprint.js';
 import { benchHostileNet } from './hostile-net.js';
 import { benchImmutable } from './immutable.js';
+import { benchKmsg } from './kmsg.js';
 import { benchMounts } from './mounts.js';
 import { benchPods } from './pods.js';
 import { benchSockets } from './sockets.js';
@@ -17,6 +18,7 @@ const BENCHES: Record<string, () => Promise<string>> = {
   footprint: () => benchFootprint(),
   soak: () => benchSoak({ ...(options.duration === undefined ? {} : { seconds: options.duration }), ...(options.interval === undefined ? {} : { interval: options.interval }) }),
   pods: () => benchPods(),
+  kmsg: () => benchKmsg(),
 };
 
 // Options: --duration 10m (or seconds) for soak; --interval 2s: soak with runtime, drift and mounts every 2 s.

@@ -4,6 +4,7 @@ import { disk } from './disk.js';
 import { drift } from './drift.js';
 import { immutable } from './immutable.js';
 import { kernel } from './kernel.js';
+import { kubelet } from './kubelet.js';
 import { mounts } from './mounts.js';
 import { pids } from './pids.js';
 import { pods } from './pods.js';
@@ -13,7 +14,7 @@ import { sockets } from './sockets.js';
 import { sockstat } from './sockstat.js';
 import type { AnyCollector } from './types.js';
 
-export const COLLECTORS: readonly AnyCollector[] = [disk, sockstat, conntrack, sockets, pids, runtime, drift, immutable, mounts, pods, kernel, pressure];
+export const COLLECTORS: readonly AnyCollector[] = [disk, sockstat, conntrack, sockets, pids, runtime, drift, immutable, mounts, pods, kernel, pressure, kubelet];
 
 export function collectorNames(): string[] {
   return COLLECTORS.map((c) => c.name);

@@ -83,24 +83,46 @@ export function evaluateRuntimes(runtimes: readonly RuntimeState[], restarting: 
 /** Per runtime access (one per agent): since when each runtime has not worked. */
 const episodes = new WeakMap<object, Map<string, number>>();
 
-/** The daemon processes named `comm`: seconds since the youngest started, and whether one is stopped (T). */
+/** The daemon pids last found per host and name: re-read first, so a stuck runtime costs two reads, not a /proc walk. */
+const daemonPids = new WeakMap<HostAccess, Map<string, number[]>>();
+
+/**
+ * The daemon processes named `comm`: seconds since the youngest started, and whether one is stopped (T).
+ * The pids found last time are read first; the whole process table only when none of them is that
+ * daemon any more (on a loaded node the walk took over a second, and the run timed out behind a
+ * frozen containerd).
+ */
 async function daemonState(host: HostAccess, comm: string): Promise<{ ageS?: number; stopped: boolean }> {
   const uptime = Number((await host.readText(host.procPath('uptime')))?.split(' ')[0]);
   if (!Number.isFinite(uptime)) return { stopped: false };
-  let youngest: number | undefined;
-  let stopped = false;
-  for (const pid of await host.pids()) {
-    const stat = await host.readText(host.procPath(pid, 'stat'));
-    if (!stat) continue;
-    const close = stat.lastIndexOf(')');
-    if (stat.slice(stat.indexOf('(') + 1, close) !== comm) continue;
-    // Field 3 is the state; field 22, starttime, in clock ticks since boot (USER_HZ is 100 on Linux).
-    const fields = stat.slice(close + 2).split(' ');
-    if (fields[0] === 'T') stopped = true;
-    const age = Math.max(0, Math.round(uptime - Number(fields[19]) / 100));
-    if (Number.isFinite(age) && (youngest === undefined || age < youngest)) youngest = age;
+  let known = daemonPids.get(host);
+  if (!known) daemonPids.set(host, (known = new Map()));
+  const look = async (pids: readonly number[]) => {
+    let youngest: number | undefined;
+    let stopped = false;
+    const found: number[] = [];
+    for (const pid of pids) {
+      const stat = await host.readText(host.procPath(pid, 'stat'));
+      if (!stat) continue;
+      const close = stat.lastIndexOf(')');
+      if (stat.slice(stat.indexOf('(') + 1, close) !== comm) continue;
+      found.push(pid);
+      // Field 3 is the state; field 22, starttime, in clock ticks since boot (USER_HZ is 100 on Linux).
+      const fields = stat.slice(close + 2).split(' ');
+      if (fields[0] === 'T') stopped = true;
+      const age = Math.max(0, Math.round(uptime - Number(fields[19]) / 100));
+      if (Number.isFinite(age) && (youngest === undefined || age < youngest)) youngest = age;
+    }
+    return { found, state: { ...(youngest !== undefined ? { ageS: youngest } : {}), stopped } };
+  };
+  const cached = known.get(comm);
+  if (cached && cached.length > 0) {
+    const r = await look(cached);
+    if (r.found.length > 0) return r.state;
   }
-  return { ...(youngest !== undefined ? { ageS: youngest } : {}), stopped };
+  const r = await look(await host.pids());
+  known.set(comm, r.found);
+  return r.state;
 }
 
 export const runtime: Collector<RuntimeCheckConfig, RuntimeCheckData> = {

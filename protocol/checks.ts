@@ -7,6 +7,8 @@ export const KNOWN_CHECKS: ReadonlySet<string> = new Set([
   'pressure.memory',
   'pressure.io',
   'pressure.cpu',
+  'kubelet.unhealthy',
+  'kubelet.pleg',
   'disk.usage',
   'disk.inodes',
   'disk.eviction',

@@ -133,7 +133,10 @@ export class DockerEvents extends EventFollower {
   }
 
   protected open(): { close(): void } {
-    const filters = encodeURIComponent(JSON.stringify({ type: ['container'] }));
+    // Only what the re-checks and the model's cache act on: a container that starts (a restart changes
+    // its pid) or ends. create, attach, exec_*, resize, health_status... were 2-3 more events per
+    // short-lived container, each decoded and each dropping the cached runtime view.
+    const filters = encodeURIComponent(JSON.stringify({ type: ['container'], event: DOCKER_EVENTS_FOLLOWED }));
     const controller = new AbortController();
     let carry = '';
     // A frozen dockerd accepts the connection and never answers the headers: the timeout is for those.
@@ -172,6 +175,9 @@ export interface EventSink {
 export const RUNTIME_COLLECTORS = ['runtime', 'drift', 'immutable', 'mounts'] as const;
 /** Collectors that name a stuck removal: what blocks it (attributes) and who holds its mounts. */
 const REMOVAL_COLLECTORS = ['immutable', 'mounts'] as const;
+/** docker's container events asked for: starts, and every ending in ENDINGS. */
+export const DOCKER_EVENTS_FOLLOWED = ['start', 'restart', 'die', 'kill', 'oom', 'destroy', 'stop'];
+
 /** Actions after which a container may be stuck in removal (containerd's topics are mapped onto these). */
 const ENDINGS = new Set(['die', 'kill', 'oom', 'destroy', 'stop']);
 

@@ -63,7 +63,7 @@ t.test('a shorter interval brings its timeout along, unless the timeout is set',
   const explicit = loadConfig({ sets: ['collectors.sockstat.interval=2s', 'collectors.sockstat.timeout=1500ms'] });
   t.equal(explicit.collectors['sockstat']?.timeout, 1500, 'an explicit timeout is kept');
   const defaults = loadConfig({});
-  t.same(Object.fromEntries(Object.entries(defaults.collectors).map(([n, c]) => [n, c.timeout])), { disk: 15_000, sockstat: 5000, sockets: 20_000, runtime: 12_000, drift: 20_000, immutable: 45_000, mounts: 20_000, pods: 25_000, kernel: 1000, pids: 10_000, conntrack: 5000, pressure: 5000 }, 'defaults unchanged');
+  t.same(Object.fromEntries(Object.entries(defaults.collectors).map(([n, c]) => [n, c.timeout])), { disk: 15_000, sockstat: 5000, sockets: 20_000, runtime: 12_000, drift: 20_000, immutable: 45_000, mounts: 20_000, pods: 25_000, kernel: 1000, pids: 10_000, conntrack: 5000, pressure: 5000, kubelet: 10_000 }, 'defaults unchanged');
 });
 
 t.test('contradictions between related keys name the value that would work', async (t) => {

@@ -39,7 +39,7 @@ t.test('bad input: one clear line and exit 3, never a stack trace', async (t) =>
   const bad = path.join(dir, 'bad.yaml');
   writeFileSync(bad, 'collectors:\n  disk:\n    usage: {warning: 200}\n    colour: red\n');
   const cases: [string[], RegExp][] = [
-    [['check', '--only', 'disk,nosuch'], /unknown collector nosuch \(known: disk, sockstat, conntrack, sockets, pids, runtime, drift, immutable, mounts, pods, kernel, pressure\)/],
+    [['check', '--only', 'disk,nosuch'], /unknown collector nosuch \(known: disk, sockstat, conntrack, sockets, pids, runtime, drift, immutable, mounts, pods, kernel, pressure, kubelet\)/],
     [['check', '--host-root', path.join(dir, 'nope')], /--host-root .*nope: no such directory/],
     [['check', '--config', path.join(dir, 'missing.yaml')], /cannot read config file .*missing\.yaml: no such file/],
     [['check', '--config', bad], /invalid config in .*bad\.yaml: 2 problems\n  collectors\.disk\.usage\.warning: must be a number >= 0 <= 100, got 200\n  collectors\.disk\.colour: unknown key/],

@@ -36,7 +36,7 @@ t.test('usage and help derive from the table', async (t) => {
   t.match(usageLine(findCommand('check')!), /\[--set KEY=VALUE\]\.\.\./, 'a repeatable flag says so');
   const help = (await commandHelp(findCommand('check')!)).replace(/\s+/g, ' ');
   t.match(help, /-v, --verbose/);
-  t.match(help, /--only NAMES\s+comma-separated collectors to run \(disk, sockstat, conntrack, sockets, pids, runtime, drift, immutable, mounts, pods, kernel, pressure\), even ones the config disables; repeatable/);
+  t.match(help, /--only NAMES\s+comma-separated collectors to run \(disk, sockstat, conntrack, sockets, pids, runtime, drift, immutable, mounts, pods, kernel, pressure, kubelet\), even ones the config disables; repeatable/);
 });
 
 t.test('the command line: help per command, unknown flags and commands exit 3 with one line', async (t) => {

@@ -84,6 +84,10 @@ t.test('a stream that ends is made again, and the gap triggers a full re-read; a
   const server = http.createServer((req, res) => {
     connections += 1;
     t.match(req.url, /^\/events\?filters=/);
+    if (connections === 1) {
+      const filters = JSON.parse(decodeURIComponent(String(req.url).replace(/^\/events\?filters=/, ''))) as { type: string[]; event: string[] };
+      t.same([filters.type, filters.event.includes('die'), filters.event.includes('destroy'), filters.event.includes('create'), filters.event.includes('exec_start')], [['container'], true, true, false, false], 'only starts and endings are asked for');
+    }
     res.writeHead(200, { 'content-type': 'application/json' });
     // First connection: one event, then the daemon "restarts" (the stream ends).
     if (connections === 1) res.end(`${die}\n`);

@@ -1,0 +1,120 @@
+// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
+// kubelet cannot run here: its healthz is played by a local HTTP server that answers as kubelet's does
+// (200 "ok"; 500 with "[+]ping ok ... [-]pleg failed: ..."; or never). The runtime is the real one.
+import t from 'tap';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { evaluateKubelet, failedChecks, kubelet } from '../../collectors/kubelet.js';
+import type { RuntimeState } from '../../collectors/types.js';
+import { contextFor, envFor, settingsFor } from '../helpers/context.js';
+import { requireLive } from '../helpers/live.js';
+import { ourDaemonPid, requireRuntime } from '../helpers/runtime.js';
+import { eventually } from '../helpers/processes.js';
+
+const config = settingsFor(kubelet) as never as Parameters<typeof evaluateKubelet>[2];
+const PLEG_BODY = '[+]ping ok\n[+]log ok\n[-]pleg failed: PLEG is not healthy: pleg was last seen active 3m12.5s ago; threshold is 3m0s\n[+]syncloop ok\nhealthz check failed\n';
+const frozen: RuntimeState = { name: 'docker', socket: '/var/run/docker.sock', status: 'unresponsive', error: 'no answer within 5000 ms' };
+const fine: RuntimeState[] = [{ name: 'docker', socket: '/var/run/docker.sock', status: 'ok', latencyMs: 4 }, { name: 'containerd', socket: '/run/containerd/containerd.sock', status: 'ok', latencyMs: 2 }];
+
+t.test('pure: failed healthz checks; PLEG named with the runtime that does not answer, or with the latencies that rule it out', async (t) => {
+  t.same(failedChecks(PLEG_BODY), ['pleg failed: PLEG is not healthy: pleg was last seen active 3m12.5s ago; threshold is 3m0s']);
+  t.same(failedChecks('internal error\n'), ['internal error']);
+  const now = 1_000_000;
+  const [f] = evaluateKubelet({ healthz: 'failing', status: 500, body: PLEG_BODY, runtimeStuckSince: { docker: now - 200_000 } }, [frozen, fine[1]!], config, now);
+  t.equal(f?.check, 'kubelet.unhealthy');
+  t.match(f?.message, /kubelet's healthz answers 500: pleg failed: PLEG is not healthy.*PLEG is not healthy, and on this node the container runtime does not answer: docker unresponsive for 3\.3 min/);
+  t.match(f?.remedy, /nodewarden check --only runtime,drift/);
+  const [g] = evaluateKubelet({ healthz: 'failing', status: 500, body: PLEG_BODY }, fine, config, now);
+  t.match(g?.message, /no runtime call of the agent's is slow \(docker 4 ms, containerd 2 ms\)/);
+  t.same(evaluateKubelet({ healthz: 'ok', status: 200 }, fine, config, now), [], 'healthy');
+});
+
+t.test('pure: the PLEG forecast waits out a planned restart, then counts down to the 3 minutes', async (t) => {
+  const now = 1_000_000;
+  t.same(evaluateKubelet({ healthz: 'ok', runtimeStuckSince: { docker: now - 10_000 } }, [frozen], config, now), [], '10 s: a restart, not yet');
+  const [w] = evaluateKubelet({ healthz: 'ok', runtimeStuckSince: { docker: now - 45_000 } }, [frozen], config, now);
+  t.equal(w?.check, 'kubelet.pleg');
+  t.equal(w?.severity, 'warning');
+  t.match(w?.message, /docker has not answered for 45 s: .*NotReady in about 2\.3 min/);
+  t.equal(evaluateKubelet({ healthz: 'ok', runtimeStuckSince: { docker: now - 150_000 } }, [frozen], config, now)[0]?.severity, 'critical', 'the last minute: critical');
+  t.same(evaluateKubelet({ healthz: 'absent', runtimeStuckSince: { docker: now - 150_000 } }, [frozen], config, now), [], 'no kubelet, no PLEG');
+});
+
+async function fakeHealthz(answer: (res: http.ServerResponse) => void): Promise<{ url: string; close(): Promise<void> }> {
+  const server = http.createServer((_req, res) => answer(res));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/healthz`;
+  return { url, close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+}
+
+t.test('against a kubelet healthz over HTTP: 200 is quiet; 500 with a PLEG failure is critical; one that never answers is critical; nothing listening and no kubelet is no data', async (t) => {
+  const root = 'test/fixtures/host/debian12-vm';
+  const env = envFor(root);
+  const ok = await fakeHealthz((res) => res.end('ok'));
+  t.teardown(() => ok.close());
+  const r1 = await kubelet.collect(contextFor(kubelet, root, { env, sets: [`collectors.kubelet.healthzUrl=${ok.url}`] }));
+  t.same(r1.kind === 'ok' ? r1.observations : 'x', [], '200 ok');
+  const bad = await fakeHealthz((res) => {
+    res.writeHead(500);
+    res.end(PLEG_BODY);
+  });
+  t.teardown(() => bad.close());
+  const r2 = await kubelet.collect(contextFor(kubelet, root, { env, sets: [`collectors.kubelet.healthzUrl=${bad.url}`] }));
+  const f = r2.kind === 'ok' ? r2.observations[0] : undefined;
+  t.equal(f?.severity, 'critical');
+  t.match(f?.message, /answers 500: pleg failed/);
+  const hung = await fakeHealthz(() => {});
+  t.teardown(() => hung.close());
+  const r3 = await kubelet.collect(contextFor(kubelet, root, { env, sets: [`collectors.kubelet.healthzUrl=${hung.url}`, 'collectors.kubelet.healthzTimeout=300ms'] }));
+  t.match(r3.kind === 'ok' ? r3.observations[0]?.message : '', /kubelet's healthz does not answer: no answer within 0 s/);
+  await ok.close();
+  const r4 = await kubelet.collect(contextFor(kubelet, root, { env, sets: [`collectors.kubelet.healthzUrl=${ok.url}`] }));
+  t.equal(r4.kind, 'no-data');
+  t.match(r4.kind === 'no-data' ? r4.reason : '', /no kubelet on this node/);
+});
+
+t.test('live: dockerd frozen on a node where kubelet runs (a process named kubelet): kubelet.pleg names docker and counts down, before any NotReady', async (t) => {
+  if (!requireRuntime(t)) return;
+  const pid = ourDaemonPid('dockerd');
+  if (pid === undefined && !requireLive(t, { paths: ['/nonexistent: dockerd was not started by scripts/start-test-runtime.sh, so this test will not freeze it'] })) return;
+  // A process whose name is kubelet (a copy of sleep), and a healthz port where nothing listens.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-kubelet-'));
+  copyFileSync('/bin/sleep', path.join(dir, 'kubelet'));
+  const fakeKubelet = spawn(path.join(dir, 'kubelet'), ['600'], { stdio: 'ignore' });
+  const closed = await fakeHealthz((res) => res.end('ok'));
+  await closed.close();
+  let resumed = false;
+  t.teardown(() => {
+    if (!resumed) process.kill(pid!, 'SIGCONT');
+    fakeKubelet.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const env = envFor('/', ['runtime.timeout=1s']);
+  const sets = [`collectors.kubelet.healthzUrl=${closed.url}`, 'collectors.kubelet.plegWarnAfter=2s'];
+  const first = await kubelet.collect(contextFor(kubelet, '/', { env, sets }));
+  t.same(first.kind === 'ok' ? [first.observations, first.data.kubeletPid] : first.kind, [[], fakeKubelet.pid], 'kubelet found by name; docker answers: nothing');
+  process.kill(pid!, 'SIGSTOP');
+  await env.runtime.ping(); // the agent's runtime probe: docker times out once
+  let previous = first.kind === 'ok' ? first.data : undefined;
+  let fired: string | undefined;
+  t.ok(await eventually(async () => {
+    const r = await kubelet.collect(contextFor(kubelet, '/', { env, sets, previous }));
+    if (r.kind === 'ok') {
+      previous = r.data;
+      fired = r.observations.find((o) => o.check === 'kubelet.pleg')?.message;
+    }
+    return fired !== undefined;
+  }, 30_000), 'kubelet.pleg fires while dockerd is frozen');
+  t.match(fired, /docker has not answered for \d+ s: kubelet's PLEG relists through it, so kubelet will report "PLEG is not healthy" and the node NotReady in about/);
+  process.kill(pid!, 'SIGCONT');
+  resumed = true;
+  await env.runtime.ping();
+  t.ok(await eventually(async () => {
+    const after = await kubelet.collect(contextFor(kubelet, '/', { env, sets, previous }));
+    return after.kind === 'ok' && after.observations.length === 0;
+  }, 30_000), 'docker answers again: resolved');
+});

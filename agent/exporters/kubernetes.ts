@@ -194,7 +194,7 @@ export class NodeExporter implements Exporter {
         kind: 'Event',
         metadata: { generateName: `${this.opts.node}.nodewarden.`, namespace: this.opts.eventNamespace },
         involvedObject: { apiVersion: 'v1', kind: 'Node', name: this.opts.node, ...(this.nodeUid ? { uid: this.nodeUid } : {}) },
-        reason: resolved ? `${camel(f.check)}Resolved` : camel(f.check),
+        reason: resolved ? `${eventReason(f)}Resolved` : eventReason(f),
         message: resolved ? `Resolved: ${f.message}`.slice(0, 1024) : `${f.message} Next: ${f.remedy}`.slice(0, 1024),
         type: resolved || f.severity === 'info' ? 'Normal' : 'Warning',
         source: { component: 'nodewarden', host: this.opts.node },
@@ -205,11 +205,47 @@ export class NodeExporter implements Exporter {
         count: 1,
       });
       this.stats.events++;
+      // An OOM kill and a crash loop hurt a pod: its own Event too, so `kubectl describe pod` shows it.
+      const alsoPod = alsoOnPod(f);
+      if (alsoPod && !resolved) {
+        await this.opts.client.createEvent(alsoPod.namespace, podEventFor(f, alsoPod, this.opts.node, iso));
+        this.stats.events++;
+      }
     } catch (err) {
       this.stats.errors++;
       this.opts.log.warn({ err: errorMessage(err) }, 'could not create an event');
     }
   }
+}
+
+/**
+ * node-problem-detector's Event reasons for the kernel checks it also has (its kernel-monitor.json), so
+ * alerts and dashboards built on them keep working; every other check's reason is its name in CamelCase.
+ */
+export const NPD_REASONS: Readonly<Record<string, string>> = {
+  'kernel.oom': 'OOMKilling',
+  'kernel.systemOom': 'OOMKilling',
+  'kernel.hungTask': 'TaskHung',
+  'kernel.ioError': 'IOError',
+  'kernel.fsReadonly': 'FilesystemIsReadOnly',
+};
+
+/** Pure: an Event's reason for a finding (NPD's where it has one; ext4 errors are its Ext4Error). */
+export function eventReason(f: Pick<Finding, 'check' | 'message'>): string {
+  if (f.check === 'kernel.fsError' && /EXT4-fs/i.test(f.message)) return 'Ext4Error';
+  return NPD_REASONS[f.check] ?? camel(f.check);
+}
+
+/** The Pod an OOM kill or a crash loop also gets an Event on (besides the Node), when the finding names it. */
+export function alsoOnPod(f: Finding): { namespace: string; name: string; uid?: string } | undefined {
+  if (f.check !== 'kernel.oom' && f.check !== 'kernel.systemOom' && f.check !== 'pod.crashLoop') return undefined;
+  if (!f.workload?.pod || !f.workload.namespace) return undefined;
+  return { namespace: f.workload.namespace, name: f.workload.pod, ...(f.workload.podUid ? { uid: f.workload.podUid } : {}) };
+}
+
+/** Pure: that Pod's Warning Event, with the same reason as the Node's. */
+export function podEventFor(f: Finding, pod: { namespace: string; name: string; uid?: string }, node: string, iso: string): Record<string, unknown> {
+  return { ...podEvent(f, false, pod, node, iso), reason: eventReason(f) };
 }
 
 /** The Pod a finding's Event goes on instead of the Node (pod.stuck), or undefined. */

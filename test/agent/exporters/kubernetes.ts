@@ -152,3 +152,42 @@ t.test('a failed write is retried and every condition resynchronised, without wa
   t.equal(cond()?.status, 'True', 'the condition caught up with no new transition');
   t.ok(((api.nodes.get('n1')!['status'] as { conditions: NodeCondition[] }).conditions).filter((c) => c.type.startsWith('Nodewarden')).length >= 9, 'every condition written in the resync');
 });
+
+t.test("node-problem-detector's Event reasons; an OOM kill and a crash loop also get an Event on their Pod", async (t) => {
+  const { eventReason, alsoOnPod, podEventFor } = await import('../../../agent/exporters/kubernetes.js');
+  t.equal(eventReason({ check: 'kernel.oom', message: '' }), 'OOMKilling');
+  t.equal(eventReason({ check: 'kernel.systemOom', message: '' }), 'OOMKilling');
+  t.equal(eventReason({ check: 'kernel.hungTask', message: '' }), 'TaskHung');
+  t.equal(eventReason({ check: 'kernel.fsError', message: 'EXT4-fs error (device loop0): ...' }), 'Ext4Error');
+  t.equal(eventReason({ check: 'kernel.fsError', message: 'XFS (sdb1): Corruption detected' }), 'KernelFsError');
+  t.equal(eventReason({ check: 'disk.eviction', message: '' }), 'DiskEviction', 'our own checks keep their names');
+  const oom = { id: 'x', node: 'n1', check: 'kernel.oom', severity: 'warning', subject: 'c1', message: 'web (pod shop/web-1) was OOM-killed at its 16 MiB limit', evidence: {}, remedy: 'kubectl describe pod -n shop web-1', state: 'firing', firstSeen: '', lastSeen: '', workload: { containerId: 'c1', pod: 'web-1', namespace: 'shop', podUid: 'u1' } } as never;
+  t.same(alsoOnPod(oom), { namespace: 'shop', name: 'web-1', uid: 'u1' });
+  t.equal(alsoOnPod({ ...(oom as object), workload: { containerId: 'c1' } } as never), undefined, 'a container of no pod: the Node only');
+  t.equal(alsoOnPod({ ...(oom as object), check: 'disk.usage' } as never), undefined);
+  const ev = podEventFor(oom, { namespace: 'shop', name: 'web-1', uid: 'u1' }, 'n1', '2026-12-04T00:00:00Z') as { reason: string; type: string; involvedObject: { kind: string; name: string }; message: string };
+  t.same([ev.reason, ev.type, ev.involvedObject.kind, ev.involvedObject.name], ['OOMKilling', 'Warning', 'Pod', 'web-1']);
+  t.match(ev.message, /OOM-killed at its 16 MiB limit Next: kubectl describe pod/);
+
+  // Through the exporter against the local API server: the Node's and the Pod's Events.
+  const api = new FakeApiServer();
+  await api.start();
+  t.teardown(() => api.stop());
+  api.addNode('n1', []);
+  api.grant('agent-token', 'system:serviceaccount:nodewarden:nodewarden-agent', AGENT_RULES);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-kube-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'token'), 'agent-token\n');
+  const client = KubeClient.inCluster({ server: api.url, tokenFile: path.join(dir, 'token'), timeoutMs: 5000 });
+  let current: Observation[] = [];
+  const runner = setup(() => current);
+  const exporter = new NodeExporter({ client, node: 'n1', runner, log: quietLog, events: true, eventNamespace: 'default', eventIntervalMs: 600_000, eventsPerMinute: 30 });
+  fanOut(runner, [exporter], quietLog);
+  await exporter.start();
+  current = [{ check: 'kernel.oom', severity: 'warning', subject: 'c1', message: 'web (pod shop/web-1) was OOM-killed at its 16 MiB limit', evidence: {}, remedy: 'kubectl describe pod -n shop web-1', workload: { containerId: 'c1', pod: 'web-1', namespace: 'shop' } }];
+  await runner.runOnce();
+  await until(() => api.events.length >= 2, 30_000, 'the Node and Pod events');
+  const kinds = api.events.map((e) => `${(e['involvedObject'] as { kind: string }).kind}:${e['reason'] as string}`);
+  t.same(kinds.sort(), ['Node:OOMKilling', 'Pod:OOMKilling']);
+  exporter.stop();
+});

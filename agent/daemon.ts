@@ -60,7 +60,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
   // in seconds, not at the next interval); polling stays the safety net.
   const dockerEvents = new DockerEvents(env.host.hostPath(config.runtime.dockerSocket), config.runtime.timeout);
   const unfollow = followDockerEvents(dockerEvents, {
-    invalidate: () => runtimes.invalidate(),
+    invalidate: (id) => runtimes.invalidate(id),
     containerStatus: async (id) => {
       try {
         const ins = await runtimes.docker.inspect(id);
@@ -81,7 +81,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
   });
   const containerdEvents = new ContainerdEvents(env.host.hostPath(config.runtime.containerdSocket), config.runtime.containerdNamespaces, config.runtime.timeout);
   const unfollowContainerd = followDockerEvents(containerdEvents, {
-    invalidate: () => runtimes.invalidate(),
+    invalidate: (id) => runtimes.invalidate(id),
     containerStatus: (id, ev) => containerdStatus(sharedLists, id, ev),
     trigger: (names) => runner.trigger(names),
     log: opts.log.child({ component: 'containerd-events' }),

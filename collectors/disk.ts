@@ -1,6 +1,6 @@
 // disk: every real filesystem with df -hT's columns; usage, inodes, kubelet eviction margins,
 // filesystems that went read-only, and mounts whose statfs hangs.
-import type { Observation } from '../protocol/finding.js';
+import type { Finding, Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
 import { mountFor, parseMountinfo, type MountInfo } from './common/mountinfo.js';
 import { formatBytes, shellQuote } from './common/text.js';
@@ -233,6 +233,24 @@ export function evaluateDisk(rows: readonly DiskRow[], config: DiskConfig, evict
   return out;
 }
 
+/**
+ * Pure: a read-only filesystem joined with what the kernel said about its device (kernel.fsReadonly,
+ * kernel.fsError from the kernel collector): the error that made it read-only, in the message and the
+ * evidence, so one finding tells the whole story.
+ */
+export function joinKernelErrors(obs: Observation[], rows: readonly DiskRow[], active: readonly Pick<Finding, 'check' | 'subject' | 'message' | 'firstSeen'>[]): Observation[] {
+  return obs.map((o) => {
+    if (o.check !== 'disk.readonly') return o;
+    const row = rows.find((r) => r.mountPoint === o.subject);
+    const device = row?.source.replace(/^\/dev\//, '');
+    if (!device) return o;
+    const said = active.filter((f) => (f.check === 'kernel.fsReadonly' || f.check === 'kernel.fsError') && f.subject === device);
+    if (said.length === 0) return o;
+    const first = said.find((f) => f.check === 'kernel.fsError') ?? said[0]!;
+    return { ...o, message: `${o.message} The kernel logged: ${first.message}`, evidence: { ...o.evidence, kernel: said.map((f) => ({ check: f.check, message: f.message, firstSeen: f.firstSeen })) } };
+  });
+}
+
 function evaluateEviction(config: DiskConfig, input: EvictionInput): Observation[] {
   const ev = config.eviction;
   type Signal = { name: string; fs: DiskRow; freePercent: number; threshold: number };
@@ -351,6 +369,6 @@ export const disk: Collector<DiskConfig, DiskData> = {
       }
     }
     const data: DiskData = { rows, writable: rows.filter((r) => !r.readonly).map((r) => r.mountPoint) };
-    return { kind: 'ok', observations: evaluateDisk(rows, config, eviction, ctx.previous), data };
+    return { kind: 'ok', observations: joinKernelErrors(evaluateDisk(rows, config, eviction, ctx.previous), rows, ctx.active?.() ?? []), data };
   },
 };

@@ -45,10 +45,18 @@ export interface KernelData {
   losses: { atMs: number; lost: number; suppressed: number }[];
   /** Groups dropped to keep maxGroups. */
   dropped: number;
+  /** When the runtime model was last asked who the containers are (ms since epoch). */
+  lookedAt?: number;
 }
 
 const MAX_IDENTITIES = 4096;
 const SNAPSHOT_WAIT_MS = 500;
+/**
+ * Without an OOM line to attribute, who the containers are is asked at most this often (with one, at
+ * once). Every second was a full runtime read on a busy node, where container events keep dropping the
+ * model's cached view: the largest single cost of the kernel collector under churn.
+ */
+export const IDENTITY_REFRESH_MS = 5000;
 const fmt = (n: number): string => n.toLocaleString('en-US');
 const mib = (kb: number): string => `${(kb / 1024).toFixed(1)} MiB`;
 
@@ -376,7 +384,10 @@ export const kernel: Collector<KernelConfig, KernelData> = {
     // Never wait on a slow runtime here (the log must keep being read every second): past 500 ms this
     // run names containers from what earlier snapshots showed, and the next run gets the cached view.
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const snapshot = ctx.runtime.snapshot();
+    const oomNow = events.some((e) => e.check === 'kernel.oom' || e.check === 'kernel.systemOom');
+    const look = oomNow || prev?.lookedAt === undefined || now - prev.lookedAt >= IDENTITY_REFRESH_MS;
+    data.lookedAt = look ? now : prev?.lookedAt;
+    const snapshot = look ? ctx.runtime.snapshot() : Promise.resolve(undefined);
     const snap = await Promise.race([snapshot, new Promise<undefined>((resolve) => {
       timer = setTimeout(() => resolve(undefined), SNAPSHOT_WAIT_MS);
     })]).finally(() => clearTimeout(timer));

@@ -162,8 +162,8 @@ export class DockerEvents extends EventFollower {
 
 /** What following the events needs of the rest of the agent (the runner, the runtime model). */
 export interface EventSink {
-  /** Drop the cached runtime view. */
-  invalidate(): void;
+  /** Drop the cached runtime view (and, with an id, what is cached about that container). */
+  invalidate(id?: string): void;
   /** The state of one container now (its docker status, or containerd's task status for `ev`), or undefined when it is gone. */
   containerStatus(id: string, ev: ContainerEvent): Promise<{ status: string; dead: boolean; removing: boolean } | undefined>;
   /** Run these collectors now. */
@@ -189,7 +189,7 @@ const ENDINGS = new Set(['die', 'kill', 'oom', 'destroy', 'stop']);
 export function followDockerEvents(events: EventEmitter, sink: EventSink, recheckMs = 1000): () => void {
   const pending = new Map<string, NodeJS.Timeout>();
   const onEvent = (ev: ContainerEvent) => {
-    sink.invalidate();
+    sink.invalidate(ev.id);
     // docker's destroy is the end of a removal that worked: nothing is stuck, and the re-check its die
     // asked for is not needed (on a busy node every --rm container cost an inspect a second later).
     if (ev.runtime === 'docker' && ev.action === 'destroy') {

@@ -26,6 +26,8 @@ export const EVIDENCE_MAX_AGE_MS = 60_000;
 
 /** How long a runtime that timed out is left alone (only the probe asks it) before anyone else tries. */
 export const UNRESPONSIVE_HOLD_MS = 15_000;
+/** A running container's cached docker inspect is asked again at least this often (see Runtimes.inspect). */
+export const RUNNING_INSPECT_MAX_AGE_MS = 30_000;
 
 const errCode = (err: unknown) => (err as { code?: string }).code;
 const errText = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -50,7 +52,7 @@ export class Runtimes implements RuntimeAccess {
   readonly settleMs: number;
   readonly namespaces: readonly string[];
   private cached: { at: number; value: Promise<RuntimeSnapshot> } | undefined;
-  private readonly inspectCache = new Map<string, { key: string; value: DockerContainerInspect }>();
+  private readonly inspectCache = new Map<string, { key: string; value: DockerContainerInspect; at: number }>();
   private readonly snapshotDirCache = new Map<string, SnapshotDirs>();
   /** A runtime that timed out: nobody but the probe waits on it again until it answers (or the hold ends). */
   private readonly unresponsive = new Map<RuntimeName, { at: number; state: RuntimeState }>();
@@ -156,17 +158,25 @@ export class Runtimes implements RuntimeAccess {
   snapshot(opts: { since?: number } = {}): Promise<RuntimeSnapshot> {
     const now = this.now();
     if (this.cached && now - this.cached.at < this.maxAgeMs && (opts.since === undefined || this.cached.at >= opts.since)) return this.cached.value;
-    const value = this.take();
+    const value = this.take(opts.since !== undefined);
     this.cached = { at: now, value };
     return value;
   }
 
-  private async inspect(id: string, stateKey: string): Promise<DockerContainerInspect> {
+  /**
+   * docker's inspect of one container, cached. A stopped container's does not change. A running one's
+   * (its pid) changes only when it restarts, which sends a start event that drops its entry
+   * (invalidate(id)); it is still asked again at least every RUNNING_INSPECT_MAX_AGE_MS, and always for
+   * a fresh read (confirmation never rests on a cached inspect). On a busy node every snapshot
+   * inspected every running container.
+   */
+  private async inspect(id: string, stateKey: string, fresh: boolean): Promise<DockerContainerInspect> {
     const hit = this.inspectCache.get(id);
-    // A running container's pid matters every time; a stopped one's inspect does not change.
-    if (hit && hit.key === stateKey && !stateKey.startsWith('running')) return hit.value;
+    const running = stateKey.startsWith('running');
+    const key = running ? 'running' : stateKey;
+    if (hit && hit.key === key && (!running || (!fresh && this.now() - hit.at < RUNNING_INSPECT_MAX_AGE_MS))) return hit.value;
     const value = await this.docker.inspect(id);
-    this.inspectCache.set(id, { key: stateKey, value });
+    this.inspectCache.set(id, { key, value, at: this.now() });
     return value;
   }
 
@@ -177,7 +187,7 @@ export class Runtimes implements RuntimeAccess {
    * not one per call (a containerd frozen between its version and its lists cost 5 s per namespace and
    * per new container, and runs at 2 s intervals timed out behind it).
    */
-  private async take(): Promise<RuntimeSnapshot> {
+  private async take(fresh = false): Promise<RuntimeSnapshot> {
     const takenAt = this.now();
     const budget = this.settings.timeout;
     const overrun = (name: RuntimeName) => new NodewardenError('NW_ERR_TIMEOUT', `${name} did not answer all of one snapshot's calls within ${budget} ms`);
@@ -202,7 +212,7 @@ export class Runtimes implements RuntimeAccess {
       // A 404 is a container removed between list and inspect; anything else (a timeout) is the runtime's.
       const inspected = await Promise.all(
         list.map((c) =>
-          this.inspect(c.Id, `${c.State}/${c.Status}`).catch((err: unknown) => {
+          this.inspect(c.Id, `${c.State}/${c.Status}`, fresh).catch((err: unknown) => {
             if (err instanceof DockerError && err.statusCode === 404) return undefined;
             throw err;
           }),
@@ -296,9 +306,14 @@ export class Runtimes implements RuntimeAccess {
     return out;
   }
 
-  /** The next snapshot is read afresh (a runtime event says the cached view is out of date). */
-  invalidate(): void {
+  /**
+   * The next snapshot is read afresh (a runtime event says the cached view is out of date); with an id,
+   * that container's cached inspect goes too; without one (a gap in the events), every cached inspect.
+   */
+  invalidate(id?: string): void {
     this.cached = undefined;
+    if (id === undefined) this.inspectCache.clear();
+    else this.inspectCache.delete(id);
   }
 
   close(): void {

@@ -147,6 +147,21 @@ t.test('live: an ext4 the kernel turns read-only after an error fires disk.reado
   t.equal(f?.severity, 'critical');
   t.match(f?.message, /kernel made it read-only/);
   t.equal(f?.evidence['kernelRemounted'], true);
+
+  // Joined with the kernel's own line about the device (issue 18.2): the kernel collector reads the real
+  // log, and disk's finding quotes it.
+  const { kernel } = await import('../../collectors/kernel.js');
+  const { KmsgReader } = await import('../../agent/host/kmsg.js');
+  const kctx = { ...contextFor(kernel, '/', { env }), kmsg: new KmsgReader({ host: env.host }) };
+  const k = await kernel.collect(kctx as never);
+  const dev = path.basename(fs.device);
+  const said = k.kind === 'ok' ? k.observations.filter((o) => o.subject === dev) : [];
+  t.ok(said.some((o) => o.check === 'kernel.fsReadonly'), `the kernel logged the remount of ${dev}`);
+  const active = said.map((o) => ({ ...o, firstSeen: new Date().toISOString() }));
+  const joined = await disk.collect({ ...contextFor(disk, '/', { env, previous: first.data }), active: () => active as never });
+  const j = joined.kind === 'ok' ? joined.observations.find((x) => x.check === 'disk.readonly' && x.subject === fs.mountPoint) : undefined;
+  t.match(j?.message, new RegExp(`kernel made it read-only.*The kernel logged: .*${dev}`));
+  t.ok(Array.isArray(j?.evidence['kernel']), 'the kernel findings are in the evidence');
 });
 
 t.test('live: a mount whose statfs hangs is disk.unresponsive; the other filesystems are still reported', async (t) => {

@@ -75,3 +75,36 @@ t.test('live: containerd frozen, then resumed: unresponsive while frozen, ok on 
   t.same(snap.runtimes.map((r) => r.status), ['ok', 'ok'], 'and so is the next read');
   t.equal(snap.stale, undefined);
 });
+
+t.test('live: a running container\'s inspect is cached between events, and never stale for a fresh read or after its own event', async (t) => {
+  if (!requireRuntime(t)) return;
+  ensureTestImage();
+  const { docker } = await import('../../helpers/runtime.js');
+  const id = runContainer('nw-model-cache', ['sleep', '300']);
+  t.teardown(() => removeContainer('nw-model-cache'));
+  const env = envFor('/');
+  const rt = env.runtime as import('../../../agent/runtime/model.js').Runtimes;
+  let inspects = 0;
+  const real = rt.docker.inspect.bind(rt.docker);
+  rt.docker.inspect = (x: string) => {
+    if (x === id) inspects += 1;
+    return real(x);
+  };
+  const pidOf = async (opts: { since?: number } = {}) => (await rt.snapshot(opts)).containers.find((c) => c.id === id)?.docker?.pid;
+  const pid1 = await pidOf();
+  rt.invalidate(); // a gap in the events: everything is asked again
+  await pidOf();
+  const before = inspects;
+  rt.invalidate('another-container');
+  t.equal(await pidOf(), pid1);
+  t.equal(inspects, before, 'an event about another container: our running container is not inspected again');
+  // Restarted behind the model's back (no event delivered to it): a cached read may be stale, a fresh one is not.
+  docker('restart', '-t', '0', 'nw-model-cache');
+  const fresh = await pidOf({ since: Date.now() });
+  t.not(fresh, pid1, `a fresh read sees the new pid (${pid1} -> ${fresh})`);
+  t.equal(inspects, before + 1, 'a fresh read inspects again');
+  docker('restart', '-t', '0', 'nw-model-cache');
+  rt.invalidate(id); // its start event
+  const afterEvent = await pidOf();
+  t.not(afterEvent, fresh, 'after its own event the cached view is dropped');
+});

@@ -21,6 +21,15 @@ const AGENT_RULES = [
   { verbs: ['create'], resources: ['events'] },
 ];
 
+/** A client of the local API server with the agent's token and RBAC. */
+function agentClient(t: { teardown(fn: () => void): void }, api: FakeApiServer): KubeClient {
+  api.grant('agent-token', 'system:serviceaccount:nodewarden:nodewarden-agent', AGENT_RULES);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-kube-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'token'), 'agent-token\n');
+  return KubeClient.inCluster({ server: api.url, tokenFile: path.join(dir, 'token'), timeoutMs: 5000 });
+}
+
 t.test('the fake API server patches as the real one does', async (t) => {
   const node = { status: { conditions: [{ type: 'Ready', status: 'True' }, { type: 'A', status: 'False' }] } };
   t.same(strategicMergePatch(node, { status: { conditions: [{ type: 'A', status: 'True' }] } }), { status: { conditions: [{ type: 'Ready', status: 'True' }, { type: 'A', status: 'True' }] } }, 'strategic merge: conditions merge by type');
@@ -65,11 +74,7 @@ t.test('against a local API server: reconcile at start, follow findings, events,
     { type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status', lastTransitionTime: ts, lastHeartbeatTime: ts },
     { type: 'NodewardenRuntimeDrift', status: 'True', reason: 'RuntimeDrift', message: 'left by an agent that died', lastTransitionTime: ts, lastHeartbeatTime: ts },
   ]);
-  api.grant('agent-token', 'system:serviceaccount:nodewarden:nodewarden-agent', AGENT_RULES);
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-kube-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(path.join(dir, 'token'), 'agent-token\n');
-  const client = KubeClient.inCluster({ server: api.url, tokenFile: path.join(dir, 'token'), timeoutMs: 5000 });
+  const client = agentClient(t, api);
 
   let current: Observation[] = [];
   const runner = setup(() => current);
@@ -174,11 +179,7 @@ t.test("node-problem-detector's Event reasons; an OOM kill and a crash loop also
   await api.start();
   t.teardown(() => api.stop());
   api.addNode('n1', []);
-  api.grant('agent-token', 'system:serviceaccount:nodewarden:nodewarden-agent', AGENT_RULES);
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-kube-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(path.join(dir, 'token'), 'agent-token\n');
-  const client = KubeClient.inCluster({ server: api.url, tokenFile: path.join(dir, 'token'), timeoutMs: 5000 });
+  const client = agentClient(t, api);
   let current: Observation[] = [];
   const runner = setup(() => current);
   const exporter = new NodeExporter({ client, node: 'n1', runner, log: quietLog, events: true, eventNamespace: 'default', eventIntervalMs: 600_000, eventsPerMinute: 30 });

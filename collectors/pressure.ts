@@ -123,7 +123,10 @@ export function evaluateMemory(d: Pick<PressureData, 'memoryAvailable' | 'memory
     return [{ check: 'memory.eviction', severity: 'critical', subject: 'memory.available', message: `memory.available is ${mib(avail)}, below kubelet's eviction threshold of ${mib(threshold)}: kubelet evicts pods now (MemoryPressure), lowest priority and most over their requests first.`, evidence, remedy }];
   }
   const rate = d.ratePerMinute;
-  if (rate !== undefined && rate < 0 && d.samples.length >= 3) {
+  // A trend far from the threshold is a busy node's normal life (a job ramping up takes gigabytes a
+  // minute, then stops): the forecast speaks only once a quarter of the node's memory or less is left.
+  const near = d.memoryTotal === undefined || avail < d.memoryTotal / 4;
+  if (near && rate !== undefined && rate < 0 && d.samples.length >= 3) {
     const eta = (avail - threshold) / -rate;
     if (eta * 60_000 <= config.forecast) {
       return [{ check: 'memory.eviction', severity: 'warning', subject: 'memory.available', message: `memory.available is ${mib(avail)} and falling ${mib(-rate)}/min: kubelet will evict pods in ${minutes(eta)} at this rate (threshold ${mib(threshold)}).`, evidence: { ...evidence, minutesToThreshold: Math.round(eta * 10) / 10 }, remedy }];

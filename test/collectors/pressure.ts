@@ -38,6 +38,7 @@ t.test('the forecast: falling toward the threshold warns with the time left; bel
   t.match(f?.message, /memory\.available is 600 MiB and falling 100 MiB\/min: kubelet will evict pods in about 5 min at this rate \(threshold 100 MiB\)/);
   t.same(evaluateMemory({ memoryAvailable: 5000 * MiB, ratePerMinute: rate, samples: falling }, config), [], '49 min away: past the 15 min forecast');
   t.same(evaluateMemory({ memoryAvailable: 600 * MiB, ratePerMinute: 10 * MiB, samples: falling }, config), [], 'rising');
+  t.same(evaluateMemory({ memoryAvailable: 1200 * MiB, memoryTotal: 4096 * MiB, ratePerMinute: -200 * MiB, samples: falling }, config), [], 'falling fast but more than a quarter of the node left: a job ramping up, not a forecast');
   t.same(evaluateMemory({ memoryAvailable: 600 * MiB, ratePerMinute: rate, samples: falling.slice(0, 2) }, config), [], 'two samples are not a trend');
   const [c] = evaluateMemory({ memoryAvailable: 80 * MiB, samples: [] }, config);
   t.equal(c?.severity, 'critical');

@@ -83,12 +83,12 @@ export class Agents {
             const findings = msg.type === 'delta' ? msg.transitions.map((t) => t.finding) : msg.findings;
             const stranger = findings.find((f) => f.node !== node);
             if (stranger) return connections.close(conn, CLOSE.MALFORMED, `finding for node ${stranger.node} on ${node}'s connection`);
-            // A pod.stuck finding speaks for a pod: only the node the pod is bound to may say it is stuck.
-            const foreign = (f: Finding) => f.check === 'pod.stuck' && f.state === 'firing' && podNodeOf(f) !== node;
+            // pod.stuck and pod.crashLoop speak for a pod: only the node the pod is bound to may say so.
+            const foreign = (f: Finding) => POD_CHECKS.has(f.check) && f.state === 'firing' && podNodeOf(f) !== node;
             const refusedPods = findings.filter(foreign);
             if (refusedPods.length > 0) {
-              for (let i = 0; i < refusedPods.length; i++) connections.refuse('pod.stuck from another node');
-              log.warn({ node, code: 'NW_ERR_PROTOCOL', pods: refusedPods.slice(0, 10).map((f) => ({ pod: f.subject, boundTo: podNodeOf(f) ?? null })) }, 'pod.stuck refused: the pod is not bound to the node that reported it');
+              for (const f of refusedPods) connections.refuse(`${f.check} from another node`);
+              log.warn({ node, code: 'NW_ERR_PROTOCOL', pods: refusedPods.slice(0, 10).map((f) => ({ check: f.check, pod: f.subject, boundTo: podNodeOf(f) ?? null })) }, 'pod finding refused: the pod is not bound to the node that reported it');
             }
             if (msg.type === 'snapshot') fleet.applySnapshot(node, refusedPods.length ? msg.findings.filter((f) => !foreign(f)) : msg.findings);
             else if (msg.type === 'delta') fleet.applyDelta(node, refusedPods.length ? msg.transitions.filter((t) => !foreign(t.finding)) : msg.transitions);
@@ -169,7 +169,10 @@ export class Agents {
   }
 }
 
-/** The node a pod.stuck finding says its pod is bound to (evidence.pod.nodeName, from the pod's spec). */
+/** Checks that speak for a pod, accepted only from the node the pod is bound to. */
+const POD_CHECKS: ReadonlySet<string> = new Set(['pod.stuck', 'pod.crashLoop']);
+
+/** The node a pod.stuck or pod.crashLoop finding says its pod is bound to (evidence.pod.nodeName, from the pod's spec). */
 export function podNodeOf(f: Finding): string | undefined {
   const pod = f.evidence['pod'];
   const name = pod && typeof pod === 'object' && !Array.isArray(pod) ? (pod as Record<string, unknown>)['nodeName'] : undefined;

@@ -420,5 +420,11 @@ t.test('pod.stuck is taken only from the node the pod is bound to: a spoofed kub
   await until(async () => /reason="pod.stuck from another node"\} 3/.test(await metricsText()), 10_000, 'three refusals counted').catch(() => undefined);
   t.same(agg.fleet.active().map((f) => f.subject), ['default/mine'], "only the pod bound to the reporting node is kept");
   t.match(await metricsText(), /nodewarden_aggregator_rejected_total\{reason="pod.stuck from another node"\} 3/);
+  // The same for a crash loop: another node's pod is not this node's to report.
+  const loop = finding('evil-node', 'pod.crashLoop', 'kube-system/coredns/coredns', 'warning', { evidence: podEvidence('worker-1') });
+  ws.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type: 'firing', finding: loop }] }));
+  await until(async () => /reason="pod.crashLoop from another node"\} 1/.test(await metricsText()), 10_000, 'the crash-loop refusal counted').catch(() => undefined);
+  t.match(await metricsText(), /nodewarden_aggregator_rejected_total\{reason="pod.crashLoop from another node"\} 1/);
+  t.same(agg.fleet.active().map((f) => f.subject), ['default/mine'], 'the spoofed crash loop is not kept');
   ws.close();
 });

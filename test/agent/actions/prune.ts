@@ -75,7 +75,8 @@ t.test('live: prune through the Docker Engine API and containerd: only the old u
   // The used image: a stopped docker container, and a containerd container without a task.
   t.equal(dockerTry('create', '--network', 'none', '--name', 'nwprune-c', 'nwprune/used:1', '/id.txt').code, 0);
   t.equal(ctrTry('-n', 'k8s.io', 'containers', 'create', 'docker.io/nwprune/used:1', 'nwprune-c', '/id.txt').code, 0);
-  await new Promise((r) => setTimeout(r, 2500));
+  // Old images are over 6 s old at the prune, the new one has 4 s of slack (2 s was too little on a loaded CI machine).
+  await new Promise((r) => setTimeout(r, 6000));
   ids['nwprune/new:1'] = makeLabelledImage('nwprune/new:1');
   copyToContainerd('nwprune/new:1');
 
@@ -86,7 +87,7 @@ t.test('live: prune through the Docker Engine API and containerd: only the old u
   mkdirSync(path.join(root, 'etc/containerd'), { recursive: true });
   writeFileSync(path.join(root, 'etc/containerd/config.toml'), '[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "docker.io/nwprune/infra-sandbox:1"\n');
   const configured = await configuredSandboxes(createHostAccess({ root, exec }));
-  const opts = { untilMs: 2000, sandboxImages: [], configuredSandboxes: configured, containerdNamespaces: ['k8s.io'], label: 'nodewarden-test=prune' };
+  const opts = { untilMs: 4000, sandboxImages: [], configuredSandboxes: configured, containerdNamespaces: ['k8s.io'], label: 'nodewarden-test=prune' };
   const all: PruneProgress[] = [];
   const dryResult = await prune(env.runtime as Runtimes, { ...opts, dryRun: true }, (p) => all.push(p));
   const dry = all.filter((p) => p.state !== 'kept');

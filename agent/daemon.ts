@@ -27,6 +27,9 @@ import { createPodAccess, diagnoseSettings } from './actions/diagnose.js';
 import { errorMessage } from '../protocol/errors.js';
 
 
+/** The containerd namespace dockerd keeps its containers in. */
+const DOCKER_NAMESPACE = 'moby';
+
 export interface AgentDaemon {
   runner: Runner;
   /** Where findings go, in the order each event reaches them. */
@@ -73,16 +76,15 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
     trigger: (names) => runner.trigger(names),
     log: opts.log.child({ component: 'runtime-events' }),
   });
-  // Re-checks after containerd's events list a whole namespace; those due within half a second share
-  // one list (on a busy node each ending container asked for two lists of its own).
-  const sharedLists = shareFor(500, {
-    containers: (ns: string) => runtimes.containerd.containers(ns),
-    tasks: (ns: string) => runtimes.containerd.tasks(ns),
-  });
   const containerdEvents = new ContainerdEvents(env.host.hostPath(config.runtime.containerdSocket), config.runtime.containerdNamespaces, config.runtime.timeout);
   const unfollowContainerd = followDockerEvents(containerdEvents, {
-    invalidate: (id) => runtimes.invalidate(id),
-    containerStatus: (id, ev) => containerdStatus(sharedLists, id, ev),
+    invalidate: (id, ev) => {
+      runtimes.invalidate(id);
+      if (id !== undefined && ev?.topic === '/containers/delete') runtimes.forget(id, ev.namespace);
+    },
+    // docker's own events re-check its containers (moby is docker's namespace): while they flow, the
+    // same container is not asked about twice (on a busy node, two gRPC calls per ending container).
+    containerStatus: async (id, ev) => (ev.namespace === DOCKER_NAMESPACE && dockerEvents.connected ? undefined : containerdStatus(runtimes.containerd, id, ev)),
     trigger: (names) => runner.trigger(names),
     log: opts.log.child({ component: 'containerd-events' }),
   });
@@ -183,22 +185,4 @@ async function stopAll(exporters: readonly Exporter[], log: Log): Promise<void> 
 
 function exporterFailed(log: Log, e: Exporter, hook: string, err: unknown): void {
   log.error({ code: EXPORTER_FAILED, exporter: e.name, hook, err: errorMessage(err) }, `the ${e.name} exporter failed in ${hook}; the other exporters still get every finding`);
-}
-
-/** Calls by argument that share one answer for `ms`: the first caller's promise, until it is that old. */
-export function shareFor<T extends Record<string, (arg: string) => Promise<unknown>>>(ms: number, calls: T): T {
-  const out: Record<string, (arg: string) => Promise<unknown>> = {};
-  for (const [name, call] of Object.entries(calls)) {
-    const cache = new Map<string, { at: number; value: Promise<unknown> }>();
-    out[name] = (arg: string) => {
-      const now = Date.now();
-      const hit = cache.get(arg);
-      if (hit && now - hit.at < ms) return hit.value;
-      const value = call(arg);
-      cache.set(arg, { at: now, value });
-      value.catch(() => cache.delete(arg));
-      return value;
-    };
-  }
-  return out as T;
 }

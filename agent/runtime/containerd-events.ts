@@ -105,14 +105,14 @@ export class ContainerdEvents extends EventFollower {
  * are then looked at at once, as docker's dead containers are.
  */
 export async function containerdStatus(
-  client: { containers(ns: string): Promise<{ id: string }[]>; tasks(ns: string): Promise<{ containerId: string; status: string }[]> },
+  client: { container(ns: string, id: string): Promise<{ id: string } | undefined>; task(ns: string, id: string): Promise<{ containerId: string; status: string } | undefined> },
   id: string,
   ev: ContainerEvent,
 ): Promise<{ status: string; dead: boolean; removing: boolean } | undefined> {
   const ns = ev.namespace ?? '';
-  const [containers, tasks] = await Promise.all([client.containers(ns), client.tasks(ns)]);
-  const task = tasks.find((t) => t.containerId === id);
-  if (!containers.some((c) => c.id === id)) return undefined;
+  // This one container and its task, by id: listing the namespace costs a whole OCI spec per container.
+  const [container, task] = await Promise.all([client.container(ns, id), client.task(ns, id)]);
+  if (!container) return undefined;
   const status = task?.status ?? 'no task';
   return { status, dead: ev.topic === '/tasks/delete' ? task !== undefined : task === undefined || task.status === 'STOPPED', removing: ev.action === 'destroy' };
 }

@@ -22,6 +22,10 @@ export interface ContainerdContainer {
   createdAt?: string;
 }
 
+/** gRPC's NOT_FOUND: what containerd answers a Get for an id it does not have. */
+const GRPC_NOT_FOUND = 5;
+const notFound = (err: unknown): boolean => (err as { cause?: { grpcStatus?: number } } | undefined)?.cause?.grpcStatus === GRPC_NOT_FOUND;
+
 export interface ContainerdImage {
   name: string;
   labels: Record<string, string>;
@@ -33,6 +37,28 @@ export interface SnapshotMount {
   type: string;
   source: string;
   options: string[];
+}
+
+type Fields = ReturnType<typeof decodeMessage>;
+
+function taskOf(p: Fields): ContainerdTask {
+  const task: ContainerdTask = {
+    // Tasks/List fills the process id (the container's id) and often leaves container_id empty.
+    containerId: pb.string(p, 1) || pb.string(p, 2),
+    pid: pb.uint(p, 3),
+    status: TASK_STATUS[pb.uint(p, 4)] ?? 'UNKNOWN',
+    exitStatus: pb.uint(p, 9),
+  };
+  const exitedAt = pb.timestamp(p, 10);
+  if (exitedAt) task.exitedAt = exitedAt;
+  return task;
+}
+
+function containerOf(c: Fields): ContainerdContainer {
+  const out: ContainerdContainer = { id: pb.string(c, 1), labels: pb.stringMap(c, 2), image: pb.string(c, 3), snapshotter: pb.string(c, 6), snapshotKey: pb.string(c, 7) };
+  const createdAt = pb.timestamp(c, 8);
+  if (createdAt) out.createdAt = createdAt;
+  return out;
 }
 
 export class ContainerdClient {
@@ -92,28 +118,41 @@ export class ContainerdClient {
 
   async tasks(namespace: string): Promise<ContainerdTask[]> {
     const r = decodeMessage(await this.call('/containerd.services.tasks.v1.Tasks/List', Buffer.alloc(0), namespace));
-    return pb.messages(r, 1).map((p) => {
-      const task: ContainerdTask = {
-        // Tasks/List fills the process id (the container's id) and often leaves container_id empty.
-        containerId: pb.string(p, 1) || pb.string(p, 2),
-        pid: pb.uint(p, 3),
-        status: TASK_STATUS[pb.uint(p, 4)] ?? 'UNKNOWN',
-        exitStatus: pb.uint(p, 9),
-      };
-      const exitedAt = pb.timestamp(p, 10);
-      if (exitedAt) task.exitedAt = exitedAt;
-      return task;
-    });
+    return pb.messages(r, 1).map(taskOf);
   }
 
+  /** One container's task (Tasks/Get), or undefined when it has none. */
+  async task(namespace: string, id: string): Promise<ContainerdTask | undefined> {
+    try {
+      const r = decodeMessage(await this.call('/containerd.services.tasks.v1.Tasks/Get', encodeMessage([{ n: 1, string: id }]), namespace));
+      const p = pb.message(r, 1);
+      return p ? { ...taskOf(p), containerId: id } : undefined;
+    } catch (err) {
+      if (notFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Every container of a namespace. Each one carries its whole OCI spec (15-30 KB): a namespace of 30
+   * containers is most of a megabyte, so the runtime model keeps the list and asks one by one (container())
+   * for what is new (model.ts).
+   */
   async containers(namespace: string): Promise<ContainerdContainer[]> {
     const r = decodeMessage(await this.call('/containerd.services.containers.v1.Containers/List', Buffer.alloc(0), namespace));
-    return pb.messages(r, 1).map((c) => {
-      const out: ContainerdContainer = { id: pb.string(c, 1), labels: pb.stringMap(c, 2), image: pb.string(c, 3), snapshotter: pb.string(c, 6), snapshotKey: pb.string(c, 7) };
-      const createdAt = pb.timestamp(c, 8);
-      if (createdAt) out.createdAt = createdAt;
-      return out;
-    });
+    return pb.messages(r, 1).map(containerOf);
+  }
+
+  /** One container (Containers/Get), or undefined when containerd does not have it. */
+  async container(namespace: string, id: string): Promise<ContainerdContainer | undefined> {
+    try {
+      const r = decodeMessage(await this.call('/containerd.services.containers.v1.Containers/Get', encodeMessage([{ n: 1, string: id }]), namespace));
+      const c = pb.message(r, 1);
+      return c ? containerOf(c) : undefined;
+    } catch (err) {
+      if (notFound(err)) return undefined;
+      throw err;
+    }
   }
 
   /** The mounts of a container's rootfs snapshot: for overlayfs, the upperdir and lowerdirs. */

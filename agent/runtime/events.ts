@@ -107,14 +107,22 @@ export abstract class EventFollower extends EventEmitter {
     this.current = this.open();
   }
 
+  private live = false;
+  /** The stream is up now (opened, and not ended since). */
+  get connected(): boolean {
+    return this.live && !this.stopped;
+  }
+
   protected opened(resetBackoff = true): void {
     if (resetBackoff) this.attempt = 0;
+    this.live = true;
     this.connections += 1;
     this.emit('connected');
     if (this.connections > 1) this.emit('resync');
   }
 
   protected retry(): void {
+    this.live = false;
     this.current = undefined;
     if (this.stopped) return;
     clearTimeout(this.timer);
@@ -162,8 +170,8 @@ export class DockerEvents extends EventFollower {
 
 /** What following the events needs of the rest of the agent (the runner, the runtime model). */
 export interface EventSink {
-  /** Drop the cached runtime view (and, with an id, what is cached about that container). */
-  invalidate(id?: string): void;
+  /** Drop the cached runtime view (and, with an id, what is cached about that container; `ev` is the event that says so). */
+  invalidate(id?: string, ev?: ContainerEvent): void;
   /** The state of one container now (its docker status, or containerd's task status for `ev`), or undefined when it is gone. */
   containerStatus(id: string, ev: ContainerEvent): Promise<{ status: string; dead: boolean; removing: boolean } | undefined>;
   /** Run these collectors now. */
@@ -178,6 +186,9 @@ const REMOVAL_COLLECTORS = ['immutable', 'mounts'] as const;
 /** docker's container events asked for: starts, and every ending in ENDINGS. */
 export const DOCKER_EVENTS_FOLLOWED = ['start', 'restart', 'die', 'kill', 'oom', 'destroy', 'stop'];
 
+/** A container still being removed at its re-check is looked at again this many re-check delays later. */
+export const REMOVING_RECHECK_FACTOR = 3;
+
 /** Actions after which a container may be stuck in removal (containerd's topics are mapped onto these). */
 const ENDINGS = new Set(['die', 'kill', 'oom', 'destroy', 'stop']);
 
@@ -189,31 +200,41 @@ const ENDINGS = new Set(['die', 'kill', 'oom', 'destroy', 'stop']);
 export function followDockerEvents(events: EventEmitter, sink: EventSink, recheckMs = 1000): () => void {
   const pending = new Map<string, NodeJS.Timeout>();
   const onEvent = (ev: ContainerEvent) => {
-    sink.invalidate(ev.id);
+    sink.invalidate(ev.id, ev);
     // docker's destroy is the end of a removal that worked: nothing is stuck, and the re-check its die
     // asked for is not needed (on a busy node every --rm container cost an inspect a second later).
-    if (ev.runtime === 'docker' && ev.action === 'destroy') {
+    // containerd's /containers/delete is published once the deletion is done: the same end.
+    if (ev.action === 'destroy' && (ev.runtime === 'docker' || ev.topic === '/containers/delete')) {
       clearTimeout(pending.get(ev.id));
       pending.delete(ev.id);
       return;
     }
     if (!ENDINGS.has(ev.action) || pending.has(ev.id)) return;
-    const timer = setTimeout(() => {
-      pending.delete(ev.id);
-      void sink
-        .containerStatus(ev.id, ev)
-        .then((st) => {
-          if (st && (st.dead || st.removing)) {
-            // Debug: on a busy node a --rm container is often still being removed at this re-check.
-            // What really blocks a removal is reported by the collectors this triggers.
+    const recheck = (delayMs: number, again: boolean) => {
+      const timer = setTimeout(() => {
+        pending.delete(ev.id);
+        void sink
+          .containerStatus(ev.id, ev)
+          .then((st) => {
+            if (!st || !(st.dead || st.removing)) return;
+            // Still being removed a second after it died is common on a busy node (a --rm container
+            // whose layers are being deleted): looked at once more a little later before its storage
+            // and mounts are checked (each such check walks every process's mounts). Dead (a removal
+            // that failed) is checked at once.
+            if (again && !st.dead && !pending.has(ev.id)) {
+              recheck(REMOVING_RECHECK_FACTOR * recheckMs, false);
+              return;
+            }
+            // Debug: what really blocks a removal is reported by the collectors this triggers.
             sink.log.debug({ container: ev.id, status: st.status, after: ev.action }, 'container still dead or being removed after its event; checking its storage and mounts now');
             sink.trigger(REMOVAL_COLLECTORS);
-          }
-        })
-        .catch((err: unknown) => sink.log.debug({ container: ev.id, err: errorMessage(err) }, 'could not re-check a container after its event'));
-    }, recheckMs);
-    timer.unref();
-    pending.set(ev.id, timer);
+          })
+          .catch((err: unknown) => sink.log.debug({ container: ev.id, err: errorMessage(err) }, 'could not re-check a container after its event'));
+      }, delayMs);
+      timer.unref();
+      pending.set(ev.id, timer);
+    };
+    recheck(recheckMs, true);
   };
   const onResync = () => {
     sink.invalidate();

@@ -130,7 +130,7 @@ export class GrpcClient {
           return;
         }
         if (st.status !== '0') {
-          fail(new NodewardenError('NW_ERR_RUNTIME', `${path}: grpc status ${st.status}${st.message ? `: ${st.message}` : ''}`));
+          fail(new NodewardenError('NW_ERR_RUNTIME', `${path}: grpc status ${st.status}${st.message ? `: ${st.message}` : ''}`, { cause: { code: 'NW_GRPC_STATUS', grpcStatus: Number(st.status) } }));
           return;
         }
         // Unary calls carry one length-prefixed message; server-streaming ones several, concatenated

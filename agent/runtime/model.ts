@@ -28,6 +28,10 @@ export const EVIDENCE_MAX_AGE_MS = 60_000;
 export const UNRESPONSIVE_HOLD_MS = 15_000;
 /** A running container's cached docker inspect is asked again at least this often (see Runtimes.inspect). */
 export const RUNNING_INSPECT_MAX_AGE_MS = 30_000;
+/** How long a namespace's container list is kept at most before it is listed whole again. */
+export const CONTAINERD_LIST_MAX_AGE_MS = 60_000;
+/** New containers asked one by one per snapshot at most; past it the whole list is cheaper. */
+const CONTAINERD_GETS_MAX = 16;
 
 const errCode = (err: unknown) => (err as { code?: string }).code;
 const errText = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -200,7 +204,12 @@ export class Runtimes implements RuntimeAccess {
       containerdState = await this.stateForRead('containerd');
       if (containerdState.status !== 'ok') return containerdState;
       const replies = new Map<string, { containers: ContainerdContainer[]; tasks: ContainerdTask[] }>();
-      const answers = await Promise.all(this.settings.containerdNamespaces.map((ns) => Promise.all([this.containerd.containers(ns), this.containerd.tasks(ns)])));
+      const answers = await Promise.all(
+        this.settings.containerdNamespaces.map(async (ns) => {
+          const tasks = await this.containerd.tasks(ns);
+          return [await this.containerdContainers(ns, tasks, fresh), tasks] as const;
+        }),
+      );
       this.settings.containerdNamespaces.forEach((ns, i) => replies.set(ns, { containers: answers[i]![0], tasks: answers[i]![1] }));
       if (signal.aborted) throw overrun('containerd');
       return replies;
@@ -264,6 +273,36 @@ export class Runtimes implements RuntimeAccess {
     return snap;
   }
 
+  /**
+   * A namespace's containers. The whole list is most of a megabyte on a node with a few dozen
+   * containers (each carries its OCI spec), and on a busy node every snapshot is a new one (each runtime
+   * event drops the cached view): listing it each time was a quarter of a megabyte a second for the
+   * garbage collector. So the list is kept: a task whose container it lacks is asked for on its own
+   * (Containers/Get), a container containerd announced deleted leaves it (forget()), and it is listed
+   * whole again at least every CONTAINERD_LIST_MAX_AGE_MS, after a gap in the events (invalidate()), and
+   * for every fresh read (a confirming read never rests on a kept list). A kept list may miss a
+   * container created without a task until then: such a container runs nothing and holds no mount.
+   */
+  private async containerdContainers(ns: string, tasks: readonly ContainerdTask[], fresh: boolean): Promise<ContainerdContainer[]> {
+    const kept = this.containerdLists.get(ns);
+    if (!fresh && kept && this.now() - kept.at < CONTAINERD_LIST_MAX_AGE_MS) {
+      const missing = [...new Set(tasks.map((t) => t.containerId))].filter((id) => !kept.byId.has(id));
+      if (missing.length <= CONTAINERD_GETS_MAX) {
+        const got = await Promise.all(missing.map((id) => this.containerd.container(ns, id)));
+        got.forEach((c) => c && kept.byId.set(c.id, c));
+        return [...kept.byId.values()];
+      }
+    }
+    const list = await this.containerd.containers(ns);
+    this.containerdLists.set(ns, { at: this.now(), byId: new Map(list.map((c) => [c.id, c])) });
+    return list;
+  }
+
+  /** containerd deleted this container (its /containers/delete event): it leaves the kept lists. */
+  forget(id: string, namespace?: string): void {
+    for (const [ns, kept] of this.containerdLists) if (namespace === undefined || ns === namespace) kept.byId.delete(id);
+  }
+
   /** A snapshot's dirs, asked of containerd once per snapshot (a failed ask is asked again next time). */
   private async snapshotDirs(key: string, ns: string, c: ContainerdContainer): Promise<SnapshotDirs> {
     const hit = this.snapshotDirCache.get(key);
@@ -278,6 +317,8 @@ export class Runtimes implements RuntimeAccess {
   }
 
   private readonly imageLayerCache = new Map<string, string[]>();
+  /** Each containerd namespace's containers, kept between snapshots (containerdContainers()). */
+  private readonly containerdLists = new Map<string, { at: number; byId: Map<string, ContainerdContainer> }>();
 
   /** Undefined when docker cannot tell (then no layer may be called orphaned). */
   async imageLayers(): Promise<Map<string, string> | undefined> {
@@ -312,8 +353,10 @@ export class Runtimes implements RuntimeAccess {
    */
   invalidate(id?: string): void {
     this.cached = undefined;
-    if (id === undefined) this.inspectCache.clear();
-    else this.inspectCache.delete(id);
+    if (id === undefined) {
+      this.inspectCache.clear();
+      this.containerdLists.clear();
+    } else this.inspectCache.delete(id);
   }
 
   close(): void {

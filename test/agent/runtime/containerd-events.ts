@@ -235,16 +235,20 @@ t.test('gRPC stream: a peer that accepts the connection and never answers costs 
 t.test('containerd events: the stream is made again after it ends, the gap triggers a full re-read, a stuck container its collectors', async (t) => {
   const fake = await fakeContainerd(t, (s, n) => {
     s.respond({ ':status': 200, 'content-type': 'application/grpc' });
-    // First connection: a deletion, then containerd "restarts" (the stream is cut without a status).
-    if (n === 1) s.end(frame(envelope({ topic: '/containers/delete' })));
+    // First connection: an exit whose container stays dead, and a deletion (published once done), then
+    // containerd "restarts" (the stream is cut without a status).
+    if (n === 1) s.end(Buffer.concat([frame(envelope({ topic: '/tasks/exit' })), frame(envelope({ topic: '/containers/delete', id: 'deleted' }))]));
     else s.write(frame(envelope({ topic: '/tasks/exit', id: 'other' })));
   });
   const events = new ContainerdEvents(fake.sock, NS, 1000, 100);
-  const { seen, triggered } = followForTest(t, events, async (id, ev) => (id === ID ? { status: 'no task', dead: false, removing: ev.action === 'destroy' } : undefined), 10);
+  const asked: string[] = [];
+  const { seen, triggered } = followForTest(t, events, async (id) => (asked.push(id), id === ID ? { status: 'no task', dead: true, removing: false } : undefined), 10);
   events.start();
   t.ok(await until(() => seen.some((e) => e.id === 'other')), 'reconnected after the stream was cut');
   t.ok(await until(() => triggered.some((n) => n.includes('drift'))), 'the gap made every runtime collector run again');
-  t.ok(await until(() => triggered.some((n) => n.join() === 'immutable,mounts')), 'a container still there after its deletion made the removal collectors run at once');
+  t.ok(await until(() => triggered.some((n) => n.join() === 'immutable,mounts')), 'a container left dead after its task exited made the removal collectors run at once');
+  t.ok(seen.some((e) => e.id === 'deleted'), 'the deletion was seen');
+  t.notOk(asked.includes('deleted'), 'a deleted container is not asked about again (the deletion is the end of it)');
   t.equal(fake.connections(), 2);
 });
 
@@ -268,7 +272,10 @@ t.test('gRPC stream with a probe: kept alive by calls the server answers; a prob
 
 t.test('containerdStatus: gone, stuck in deletion, exited and left', async (t) => {
   const ev = (topic: string): ContainerEvent => ({ runtime: 'containerd', namespace: 'k8s.io', action: CONTAINERD_TOPICS[topic]!, id: 'c1', time: 0, topic });
-  const client = (containers: string[], tasks: { containerId: string; status: string }[]) => ({ containers: async () => containers.map((id) => ({ id })), tasks: async () => tasks });
+  const client = (containers: string[], tasks: { containerId: string; status: string }[]) => ({
+    container: async (_ns: string, id: string) => (containers.includes(id) ? { id } : undefined),
+    task: async (_ns: string, id: string) => tasks.find((t) => t.containerId === id),
+  });
   t.equal(await containerdStatus(client([], []), 'c1', ev('/tasks/exit')), undefined, 'gone: the normal end');
   t.same(await containerdStatus(client(['c1'], []), 'c1', ev('/containers/delete')), { status: 'no task', dead: true, removing: true });
   t.same(await containerdStatus(client(['c1'], [{ containerId: 'c1', status: 'STOPPED' }]), 'c1', ev('/tasks/exit')), { status: 'STOPPED', dead: true, removing: false });

@@ -5,7 +5,8 @@ import http from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { backoffMs, decodeDockerEvent, DockerEvents, MAX_EVENT_LINE, splitEventLines, type ContainerEvent } from '../../../agent/runtime/events.js';
+import { EventEmitter } from 'node:events';
+import { backoffMs, decodeDockerEvent, DockerEvents, followDockerEvents, MAX_EVENT_LINE, REMOVING_RECHECK_FACTOR, splitEventLines, type ContainerEvent } from '../../../agent/runtime/events.js';
 import { eventually } from '../../helpers/processes.js';
 import { followForTest } from '../../helpers/runtime.js';
 
@@ -107,4 +108,34 @@ t.test('a stream that ends is made again, and the gap triggers a full re-read; a
   // Its own wait: the dead container's re-check is a timer and a status call of its own, not ordered with the gap's.
   t.ok(await eventually(() => triggered.some((n) => n.join() === 'immutable,mounts')), 'the dead container made the removal collectors run at once');
   t.ok(await eventually(() => invalidated() >= 2), 'events drop the cached runtime view');
+});
+
+t.test('a container still being removed at its re-check is looked at once more before its storage and mounts are checked', async (t) => {
+  const events = new EventEmitter();
+  const states = new Map<string, ({ status: string; dead: boolean; removing: boolean } | undefined)[]>([
+    ['a'.repeat(64), [{ status: 'removing', dead: false, removing: true }, undefined]], // a slow --rm: gone at the second look
+    ['b'.repeat(64), [{ status: 'removing', dead: false, removing: true }, { status: 'removing', dead: false, removing: true }]], // stuck
+    ['c'.repeat(64), [{ status: 'dead', dead: true, removing: false }]], // a failed removal: at once
+  ]);
+  const asked: { id: string; at: number }[] = [];
+  const triggered: { at: number }[] = [];
+  const t0 = Date.now();
+  const unfollow = followDockerEvents(events, {
+    invalidate: () => undefined,
+    containerStatus: async (id) => {
+      asked.push({ id, at: Date.now() - t0 });
+      return states.get(id)!.shift();
+    },
+    trigger: () => void triggered.push({ at: Date.now() - t0 }),
+    log: { debug() {}, warn() {} },
+  }, 20);
+  t.teardown(unfollow);
+  for (const ch of ['a', 'b']) events.emit('event', { runtime: 'docker', action: 'die', id: ch.repeat(64), time: 0 } satisfies ContainerEvent);
+  t.ok(await eventually(() => asked.length === 4), 'each removing container is asked twice');
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(triggered.length, 1, 'only the one still being removed at the second look triggers the removal collectors');
+  t.ok(asked.filter((a) => a.id === 'b'.repeat(64))[1]!.at >= 20 * (1 + REMOVING_RECHECK_FACTOR) - 5, 'the second look waits REMOVING_RECHECK_FACTOR re-check delays');
+  events.emit('event', { runtime: 'docker', action: 'die', id: 'c'.repeat(64), time: 0 } satisfies ContainerEvent);
+  t.ok(await eventually(() => triggered.length === 2), 'a dead container triggers at its first re-check');
+  t.equal(asked.filter((a) => a.id === 'c'.repeat(64)).length, 1);
 });

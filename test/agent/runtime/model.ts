@@ -108,3 +108,36 @@ t.test('live: a running container\'s inspect is cached between events, and never
   const afterEvent = await pidOf();
   t.not(afterEvent, fresh, 'after its own event the cached view is dropped');
 });
+
+t.test('live: containerd\'s container list is kept between snapshots: new containers asked by id, deleted ones forgotten, listed whole for a fresh read', async (t) => {
+  if (!requireRuntime(t)) return;
+  ensureTestImage();
+  const env = envFor('/');
+  const rt = env.runtime as import('../../../agent/runtime/model.js').Runtimes;
+  const calls = { list: 0, get: 0 };
+  const client = rt.containerd;
+  const list = client.containers.bind(client);
+  const get = client.container.bind(client);
+  client.containers = (ns: string) => ((calls.list += ns === 'moby' ? 1 : 0), list(ns));
+  client.container = (ns: string, id: string) => ((calls.get += ns === 'moby' ? 1 : 0), get(ns, id));
+  const known = async (id: string, opts: { since?: number } = {}) => (await rt.snapshot(opts)).containers.find((c) => c.id === id)?.containerd?.known === true;
+  await rt.snapshot();
+  t.equal(calls.list, 1, 'the first snapshot lists moby whole');
+  const id = runContainer('nw-model-list', ['sleep', '300']);
+  t.teardown(() => removeContainer('nw-model-list'));
+  rt.invalidate(id); // its start event
+  t.ok(await known(id), 'a new running container is in the model');
+  t.same(calls, { list: 1, get: 1 }, 'asked by id (its task was new), not by listing the namespace again');
+  rt.invalidate('another');
+  t.ok(await known(id));
+  t.same(calls, { list: 1, get: 1 }, 'kept: neither listed nor asked again');
+  t.ok(await known(id, { since: Date.now() }), 'a fresh read');
+  t.equal(calls.list, 2, 'a fresh read lists the namespace whole');
+  removeContainer('nw-model-list');
+  rt.forget(id, 'moby'); // its /containers/delete event
+  rt.invalidate(id);
+  t.notOk((await rt.snapshot()).containers.some((c) => c.id === id), 'a deleted container leaves the kept list');
+  rt.invalidate(); // a gap in the events
+  await rt.snapshot();
+  t.equal(calls.list, 3, 'after a gap the namespace is listed whole');
+});

@@ -9,6 +9,7 @@ export const KNOWN_CHECKS: ReadonlySet<string> = new Set([
   'pressure.cpu',
   'kubelet.unhealthy',
   'kubelet.pleg',
+  'kubelet.notReady',
   'disk.usage',
   'disk.inodes',
   'disk.eviction',

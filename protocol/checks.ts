@@ -7,6 +7,7 @@ export const KNOWN_CHECKS: ReadonlySet<string> = new Set([
   'pressure.memory',
   'pressure.io',
   'pressure.cpu',
+  'pressure.load',
   'kubelet.unhealthy',
   'kubelet.pleg',
   'kubelet.notReady',

@@ -61,6 +61,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
         client: kube,
         node: config.node,
         log: opts.log.child({ component: 'node' }),
+        pollMs: k.nodeInterval,
         podUids: () => {
           const st = podWatcher?.state();
           return st && 'pods' in st ? new Set(st.pods.map((p) => p.uid)) : undefined;

@@ -100,6 +100,7 @@ export function evaluateLoad(load: { load15: number; cores: number } | undefined
       failures: probes.failures.slice(0, 20).map((f) => ({ pod: `${f.namespace}/${f.pod}`, probe: f.probe, count: f.count, lastSeen: new Date(f.lastSeen).toISOString(), message: f.message })),
       eventsRead: probes.scanned,
       truncated: probes.truncated,
+      staleBecause: probes.stale ?? null,
     },
     remedy: "ps -eo pid,pcpu,stat,comm --sort=-pcpu | head; kubectl top pods -A --sort-by=cpu  # who loads the node; then move load off it (kubectl cordon, then drain or scale), or give the probes' pods CPU requests and longer timeoutSeconds",
   }];

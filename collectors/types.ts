@@ -442,8 +442,8 @@ export interface ProbeFailure {
 export type ProbeFailureState =
   | { status: 'absent'; reason: string }
   | { status: 'unsynced'; reason: string }
-  /** `scanned`: Events read; `truncated`: more matched than the agent reads (the oldest are not counted). */
-  | { status: 'synced'; failures: ProbeFailure[]; readAt: number; scanned: number; truncated: boolean };
+  /** `scanned`: Events read; `truncated`: more matched than the agent reads; `stale`: why the last list failed (this is the one before). */
+  | { status: 'synced'; failures: ProbeFailure[]; readAt: number; scanned: number; truncated: boolean; stale?: string };
 
 /**
  * The agent's view of its own Node and of the probe failures on it, read from the API server in the

@@ -188,7 +188,7 @@ export class NodeView extends BackgroundLoop implements NodeAccess {
       } while (cont && scanned < max && !this.stopped);
       this.stats.lists++;
       this.probeEvents = kept;
-      this.probes = { status: 'synced', failures: [], readAt: this.now(), scanned: Math.min(scanned, max), truncated: scanned > max || cont !== undefined };
+      this.probes = { status: 'synced', failures: [], readAt: this.now(), scanned: Math.min(scanned, max), truncated: cont !== undefined };
     } catch (err) {
       if (err instanceof EnoughEvents) {
         this.stats.lists++;
@@ -198,7 +198,10 @@ export class NodeView extends BackgroundLoop implements NodeAccess {
       }
       if (this.controller.signal.aborted) return;
       this.stats.listErrors++;
-      this.probes = { status: 'unsynced', reason: `cannot list probe failures (Events reason=Unhealthy): ${errorMessage(err)}` };
+      const reason = `cannot list probe failures (Events reason=Unhealthy): ${errorMessage(err)}`;
+      // The last list stands, its failures ageing out of the window as they would: one failed list does not
+      // make a firing pressure.load flap. Its readAt is kept, so the next ask tries again.
+      this.probes = this.probes.status === 'synced' ? { ...this.probes, stale: reason } : { status: 'unsynced', reason };
       this.opts.log.warn({ err: errorMessage(err) }, 'cannot list probe-failure events');
     }
   }

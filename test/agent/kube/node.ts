@@ -4,6 +4,7 @@
 // a huge list, malformed JSON, a server that never answers, an oversized Node.
 // Waits are generous bounds (20 s), not speed claims.
 import t, { type Test } from 'tap';
+import fc from 'fast-check';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
@@ -46,6 +47,28 @@ t.test('toProbeEvent: kubelet\'s Unhealthy Events on this node, by source host o
   const v1 = { reason: 'Unhealthy', regarding: { kind: 'Pod', namespace: 'a', name: 'b' }, note: 'Startup probe failed: dial tcp 10.0.0.1:80: connect: connection refused', reportingInstance: NODE, series: { count: 4, lastObservedTime: '2026-11-22T10:00:00.000000Z' } };
   t.same(toProbeEvent(v1, NODE), { namespace: 'a', pod: 'b', probe: 'Startup', count: 4, lastSeen: Date.parse('2026-11-22T10:00:00.000000Z'), message: v1.note });
   for (const junk of [null, 1, 'x', [], { reason: 'Unhealthy', involvedObject: 'Pod' }, { reason: 'Unhealthy', involvedObject: { kind: 'Pod', name: 7, namespace: 'a' }, source: { host: NODE } }]) t.equal(toProbeEvent(junk, NODE), undefined, JSON.stringify(junk));
+});
+
+t.test('fuzz: nodeReady and toProbeEvent never throw on what an API server (or a proxy) might send, and keep types and bounds', async (t) => {
+  const condition = fc.record({ type: fc.oneof(fc.constant('Ready'), fc.anything()), status: fc.oneof(fc.constantFrom('True', 'False', 'Unknown'), fc.anything()), reason: fc.anything(), message: fc.oneof(fc.string({ maxLength: 3000 }), fc.anything()), lastTransitionTime: fc.anything() }, { requiredKeys: [] });
+  fc.assert(fc.property(fc.oneof(fc.anything(), fc.record({ status: fc.oneof(fc.anything(), fc.record({ conditions: fc.oneof(fc.anything(), fc.array(condition)) })) })), (raw) => {
+    const r = nodeReady(raw);
+    return r === undefined || (['True', 'False', 'Unknown'].includes(r.status) && typeof r.message === 'string' && r.message.length <= 1000 && typeof r.reason === 'string' && r.reason.length <= 128);
+  }), { numRuns: 2000 });
+  const event = fc.record({
+    reason: fc.oneof(fc.constant('Unhealthy'), fc.anything()),
+    involvedObject: fc.oneof(fc.anything(), fc.record({ kind: fc.oneof(fc.constant('Pod'), fc.anything()), namespace: fc.oneof(fc.string(), fc.anything()), name: fc.oneof(fc.string({ maxLength: 400 }), fc.anything()), uid: fc.anything() }, { requiredKeys: [] })),
+    source: fc.oneof(fc.anything(), fc.record({ host: fc.oneof(fc.constant(NODE), fc.anything()) })),
+    message: fc.oneof(fc.constantFrom('Liveness probe failed: x', 'Readiness probe errored: y'), fc.anything()),
+    count: fc.anything(),
+    lastTimestamp: fc.oneof(fc.date({ noInvalidDate: true }).map((d) => d.toISOString()), fc.anything()),
+    series: fc.anything(),
+  }, { requiredKeys: [] });
+  fc.assert(fc.property(fc.oneof(fc.anything(), event), (raw) => {
+    const e = toProbeEvent(raw, NODE);
+    return e === undefined || (typeof e.namespace === 'string' && typeof e.pod === 'string' && e.pod.length <= 253 && ['Liveness', 'Readiness', 'Startup'].includes(e.probe) && Number.isInteger(e.count) && e.count >= 1 && e.count <= 1e6 && Number.isFinite(e.lastSeen) && e.message.length <= 300);
+  }), { numRuns: 3000 });
+  t.pass('5,000 arbitrary inputs');
 });
 
 t.test('summariseProbeFailures: per pod and probe, within the window, most failures first', async (t) => {
@@ -98,6 +121,13 @@ t.test('NodeView against the local API server: Ready read and re-read; NotReady 
   t.same(pf.status === 'synced' ? pf.failures.map((f) => `${f.namespace}/${f.pod} ${f.count}`) : pf, ['shop/a 10', 'shop/b 9', 'shop/c 8'], 'this node\'s, by count; another node\'s and other reasons left out');
   t.same(pf.status === 'synced' ? [pf.scanned, pf.truncated] : [], [4, false], 'the selector let only Unhealthy pod Events through: 4 read');
   t.ok(server.requests.filter((q) => q.path === '/api/v1/events').length >= 2, 'paged (2 per page)');
+
+  // The right to list Events goes: the last list stands (marked stale), so a firing pressure.load does not flap.
+  server.grant(TOKEN, 'system:serviceaccount:nodewarden:nodewarden-agent', [{ verbs: ['get'], resources: ['nodes'] }]);
+  const errors = v.stats.listErrors;
+  await until(() => (v.probeFailures(600_000), v.stats.listErrors > errors), 20_000, 'a list refused');
+  const stale = v.probeFailures(600_000);
+  t.same(stale.status === 'synced' ? [stale.failures.length, /403/.test(stale.stale ?? '')] : stale, [3, true], 'the last list stands, with why it is stale');
 
   server.nodes.delete(NODE);
   await until(() => v.ready().status === 'unsynced', 20_000, 'the Node gone');

@@ -1,6 +1,7 @@
 // The few Kubernetes API calls the agent makes (its Node, the Node's status, Events: create, and list its
-// pods' probe failures; its node's pods: list and watch), over node:https with the pod's service account. Hand-written rather than @kubernetes/client-node: that library adds
-// about 74 MiB of resident memory to an agent whose whole budget is 80 MiB (docs/design.md).
+// pods' probe failures; its node's pods: list and watch), over node:https with the pod's service account.
+// Hand-written rather than @kubernetes/client-node: that library adds about 74 MiB of resident memory to
+// an agent whose whole budget is 80 MiB (docs/design.md).
 import { readFileSync } from 'node:fs';
 import { NodewardenError, errnoCode, errorMessage } from '../../protocol/errors.js';
 import { httpRequest, httpStream, type HttpRequestOptions } from '../../protocol/http-request.js';
@@ -203,8 +204,8 @@ export class KubeClient {
    * the page's text and its parsed tree are never held whole (docs/design.md). Resolves with the rest of
    * the list (kind, metadata) once it is complete; the same timeout as every plain call, for the whole list.
    */
-  async list(path: string, onItem: (item: Record<string, unknown>) => void): Promise<Record<string, unknown>> {
-    const call = this.call('GET', path);
+  async list(path: string, onItem: (item: Record<string, unknown>) => void, opts: { signal?: AbortSignal } = {}): Promise<Record<string, unknown>> {
+    const call = { ...this.call('GET', path), ...(opts.signal ? { signal: opts.signal } : {}) };
     const splitter = new ListItemSplitter((item) => onItem(JSON.parse(item) as Record<string, unknown>));
     await httpStream(call, {
       wholeBody: true,

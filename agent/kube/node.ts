@@ -183,7 +183,7 @@ export class NodeView extends BackgroundLoop implements NodeAccess {
           if (++scanned > max) throw new EnoughEvents();
           const ev = toProbeEvent(item, this.opts.node, uids);
           if (ev) kept.push(ev);
-        });
+        }, { signal: this.controller.signal });
         cont = str(obj(page['metadata'])?.['continue']) || undefined;
       } while (cont && scanned < max && !this.stopped);
       this.stats.lists++;

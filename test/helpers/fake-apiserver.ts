@@ -3,9 +3,10 @@
 // JSON merge and JSON patch; resourceVersion conflicts answer 409), events (POST), pods (get; list with
 // field selectors and limit/continue pages; watch from a resourceVersion with bookmarks and timeoutSeconds,
 // answering 410 Gone once the events it asks for were compacted away; graceful deletion with
-// deletionTimestamp and finalizers; DELETE), events (list with field selectors and pages), TokenReviews of service-account tokens it issued (bound to a
-// pod, with an audience, and with or without the node-name extra as before and since Kubernetes 1.30), and
-// RBAC per bearer token (403 Status objects naming the missing permission).
+// deletionTimestamp and finalizers; DELETE), events (list with field selectors and pages), TokenReviews
+// of service-account tokens it issued (bound to a pod, with an audience, and with or without the
+// node-name extra as before and since Kubernetes 1.30), and RBAC per bearer token (403 Status objects
+// naming the missing permission).
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';

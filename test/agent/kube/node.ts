@@ -223,6 +223,17 @@ t.test('hostile API servers cannot hurt the agent: malformed JSON, a huge list t
     t.match(pf.status === 'unsynced' ? pf.reason : '', /within 300 ms/);
   });
 
+  await t.test('stopping the agent does not wait out a list or a read the server never answers', async (t) => {
+    const url = await hostile(t, () => {});
+    const v = view(t, url, {}, 20_000);
+    v.start();
+    v.probeFailures(600_000);
+    await new Promise((r) => setTimeout(r, 100));
+    const started = Date.now();
+    await v.stop();
+    t.ok(Date.now() - started < 2000, `stopped in ${Date.now() - started} ms with a 20 s timeout pending`);
+  });
+
   await t.test('a Node over 4 MiB is refused, not buffered further', async (t) => {
     const url = await hostile(t, (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });

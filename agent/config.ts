@@ -69,6 +69,7 @@ export function configSpec(collectors: readonly AnyCollector[] = COLLECTORS) {
         tokenFile: s.string({ default: '/var/run/secrets/kubernetes.io/serviceaccount/token', doc: 'service account token (inside the agent container)' }),
         caFile: s.string({ default: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt', doc: "the API server's CA (inside the agent container)" }),
         timeout: s.duration({ default: '10s', min: 100, doc: 'how long one API call may take' }),
+        nodeInterval: s.duration({ default: '10s', min: 1000, doc: "how often the agent reads its own Node (its Ready condition: kubelet.pleg, kubelet.notReady)" }),
         events: s.boolean({ default: true, doc: 'emit an Event for each finding that fires or resolves (pod.stuck: on the Pod)' }),
         eventNamespace: s.string({ default: 'default', nonEmpty: true, doc: 'namespace of the Node events (kubelet uses default)' }),
         eventInterval: s.duration({ default: '10m', doc: 'at most one event per finding and transition this often' }),

@@ -23,6 +23,7 @@ import { StreamClient } from './exporters/aggregator-link.js';
 import { NodeExporter } from './exporters/kubernetes.js';
 import { KubeClient } from './kube/client.js';
 import { PodWatcher } from './kube/pods.js';
+import { NodeView } from './kube/node.js';
 import { createPodAccess, diagnoseSettings } from './actions/diagnose.js';
 import { errorMessage } from '../protocol/errors.js';
 
@@ -38,6 +39,8 @@ export interface AgentDaemon {
   stream?: StreamClient;
   /** This node's pods from the API server (with kubernetes.enabled). */
   pods?: PodWatcher;
+  /** This node's own Node and its pods' probe failures from the API server (with kubernetes.enabled). */
+  node?: NodeView;
   server?: http.Server;
   /** Where /healthz and /metrics answer, once listening. */
   address?: { host: string; port: number };
@@ -55,6 +58,20 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
   // The pod watcher feeds the pods collector; without an API server that collector reports no data.
   const podWatcher = kube ? new PodWatcher({ client: kube, node: config.node, log: opts.log.child({ component: 'pods' }) }) : undefined;
   if (podWatcher) env.pods = createPodAccess(() => podWatcher.state(), env, diagnoseSettings(config), { driftChecked: Boolean(config.collectors['drift']?.enabled) });
+  // Its own Node's Ready condition (kubelet's PLEG message) and its pods' probe failures, for kubelet and pressure.
+  const nodeView = kube
+    ? new NodeView({
+        client: kube,
+        node: config.node,
+        log: opts.log.child({ component: 'node' }),
+        pollMs: k.nodeInterval,
+        podUids: () => {
+          const st = podWatcher?.state();
+          return st && 'pods' in st ? new Set(st.pods.map((p) => p.uid)) : undefined;
+        },
+      })
+    : undefined;
+  if (nodeView) env.kube = nodeView;
   const log = opts.log;
   const runner = new Runner({ collectors: COLLECTORS, config, env, log });
   const runtimes = env.runtime as Runtimes;
@@ -114,6 +131,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
       containerdEvents.stop();
       await stopAll(exporters, log);
       await podWatcher?.stop();
+      await nodeView?.stop();
       runtimes.close();
       env.kmsg?.stop();
     },
@@ -121,6 +139,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
   if (stream) daemon.stream = stream;
   if (nodeExporter) daemon.exporter = nodeExporter;
   if (podWatcher) daemon.pods = podWatcher;
+  if (nodeView) daemon.node = nodeView;
   if (server) daemon.server = server.server;
 
   // In list order: listen first (a taken port stops the agent here); the Kubernetes exporter reconciles
@@ -139,6 +158,7 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
   }
   if (server?.address) daemon.address = server.address;
   podWatcher?.start();
+  nodeView?.start();
   runner.start();
   dockerEvents.start();
   containerdEvents.start();

@@ -1,6 +1,6 @@
 // Everything a collector's context is built from, made once per process from the config: host access,
 // exec, runtimes and attributes. Commands and tests build it the same way.
-import type { AttrAccess, Exec, HostAccess, PodAccess, RuntimeAccess } from '../collectors/types.js';
+import type { AttrAccess, Exec, HostAccess, NodeAccess, PodAccess, RuntimeAccess } from '../collectors/types.js';
 import { KmsgReader } from './host/kmsg.js';
 import { createAttrAccess } from './host/attrs.js';
 import type { Config } from './config.js';
@@ -15,6 +15,8 @@ export interface Environment {
   attrs: AttrAccess | undefined;
   /** The node's pods and their diagnosis; set by the agent when it has an API server. */
   pods?: PodAccess;
+  /** The agent's own Node (its Ready condition) and its pods' probe failures; set when it has an API server. */
+  kube?: NodeAccess;
   /** The kernel log reader; the agent gives it a cursor file, check reads the whole ring. */
   kmsg?: KmsgReader;
 }

@@ -162,6 +162,7 @@ export class Runner extends EventEmitter {
         rerunRequested: () => slot.rerun === true,
         triggered: slot.triggered === true,
         ...(this.opts.env.pods ? { pods: this.opts.env.pods } : {}),
+        ...(this.opts.env.kube ? { kube: this.opts.env.kube } : {}),
         ...(this.opts.env.kmsg ? { kmsg: this.opts.env.kmsg } : {}),
         active: () => this.tracker.active(),
         ...confirm,

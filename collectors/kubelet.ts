@@ -4,11 +4,14 @@
 // minutes kubelet reports "PLEG is not healthy" and the node NotReady, with nothing about why (k/k
 // #61117). The why is nearly always the runtime: a `docker ps` that hangs, a containerd that does not
 // answer, one container the runtime cannot inspect. The agent times its own runtime calls, so it can say
-// so as soon as the runtime stops answering, minutes before kubelet gives up. Nothing is restarted.
-import type { Observation } from '../protocol/finding.js';
+// so as soon as the runtime stops answering, minutes before kubelet gives up. Once kubelet has said it (the
+// Node's Ready condition from the API server, `PLEG is not healthy: ...`), kubelet.pleg turns critical,
+// quotes kubelet and names the cause; any other NotReady is kubelet.notReady with kubelet's own reason.
+// Both clear only when a fresh read of the Node says Ready again. Nothing is restarted.
+import type { Evidence, Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
 import { httpRequest, HttpRequestError } from '../protocol/http-request.js';
-import type { Collector, HostAccess, RuntimeState } from './types.js';
+import type { Collector, HostAccess, NodeReady, NodeReadyState, RuntimeState } from './types.js';
 
 export const kubeletConfigSpec = s.object({
   healthzUrl: s.string({ default: 'http://127.0.0.1:10248/healthz', pattern: /^http:\/\/[^/\s]+\/\S*$/, patternDoc: 'an http:// URL', doc: "kubelet's healthz endpoint (--healthz-bind-address, --healthz-port)" }),
@@ -26,7 +29,24 @@ export interface KubeletData {
   kubeletPid?: number;
   /** When the runtime was first seen not answering, by runtime name (ms since epoch). */
   runtimeStuckSince?: Record<string, number>;
+  /**
+   * The Node's Ready condition as last read from the API server, and when; `stale` says why it is not
+   * fresh (the API server did not answer: the last answer stands, a finding never clears by time alone).
+   * Absent without an API server.
+   */
+  node?: { ready: NodeReady | undefined; readAt: number; stale?: string };
 }
+
+/** Pure: the Node's Ready condition to judge: a fresh read, else the last good one (this run's or the previous run's). */
+export function nodeReadyToJudge(state: NodeReadyState | undefined, previous: KubeletData['node'] | undefined): KubeletData['node'] | undefined {
+  if (!state || state.status === 'absent') return undefined;
+  if (state.status === 'synced') return { ready: state.ready, readAt: state.readAt };
+  const last = state.last && (!previous || state.last.readAt >= previous.readAt) ? state.last : previous;
+  return last ? { ready: last.ready, readAt: last.readAt, stale: state.reason } : undefined;
+}
+
+/** kubelet's NotReady that names its PLEG (`PLEG is not healthy: pleg was last seen active 3m0.5s ago; threshold is 3m0s`). */
+export const isPlegNotReady = (r: NodeReady | undefined): boolean => r !== undefined && r.status !== 'True' && /PLEG is not healthy/i.test(r.message);
 
 /** Pure: the healthz body's failed checks (`[-]pleg failed: ...`), or the whole first line. */
 export function failedChecks(body: string): string[] {
@@ -40,22 +60,36 @@ const secs = (ms: number) => (ms < 120_000 ? `${Math.round(ms / 1000)} s` : `${(
  * Pure: what this node says about the runtime kubelet's PLEG waits on: runtimes that do not answer,
  * since when; or the latencies of those that do.
  */
-export function runtimeCause(states: readonly RuntimeState[], stuckSince: Readonly<Record<string, number>>, now: number): { stuck: { name: string; forMs: number; status: string; error?: string }[]; latencies: string } {
+export function runtimeCause(states: readonly RuntimeState[], stuckSince: Readonly<Record<string, number>>, now: number): { stuck: { name: string; forMs: number; status: string; error?: string }[]; latencies: string; slow: { name: string; latencyMs: number }[] } {
   const stuck = states
     .filter((r) => r.status === 'unresponsive' || r.status === 'down' || r.status === 'error')
-    .map((r) => ({ name: r.name, forMs: now - (stuckSince[r.name] ?? now), status: r.status, ...(r.error ? { error: r.error } : {}) }));
+    // The error names the call that hung or failed (`docker GET /_ping: no answer ... within 5000 ms`,
+    // an inspect of one container the runtime cannot answer for); the model's note about holding off is not news.
+    .map((r) => ({ name: r.name, forMs: now - (stuckSince[r.name] ?? now), status: r.status, ...(r.error ? { error: r.error.replace(/ \(at [^)]*not asked again[^)]*\)$/, '').slice(0, 300) } : {}) }));
   const latencies = states.filter((r) => r.status === 'ok').map((r) => `${r.name} ${r.latencyMs ?? '?'} ms`).join(', ');
-  return { stuck, latencies };
+  const slow = states.filter((r) => r.status === 'ok' && (r.latencyMs ?? 0) >= SLOW_RUNTIME_CALL_MS).map((r) => ({ name: r.name, latencyMs: r.latencyMs! }));
+  return { stuck, latencies, slow };
 }
 
-/** Pure: the findings from kubelet's healthz and the runtime's state. */
-export function evaluateKubelet(d: KubeletData, states: readonly RuntimeState[], config: KubeletConfig, now: number): Observation[] {
+/**
+ * A runtime call this slow answers, but a relist makes one such call per container (docker inspects every
+ * one), so on a node with 100 containers a 1 s call is a relist of minutes: PLEG's 3-minute threshold.
+ */
+export const SLOW_RUNTIME_CALL_MS = 1000;
+
+/** Pure: what this node shows about the runtime, in one clause: `docker unresponsive for 45 s (docker GET /_ping: ...)`. */
+function describeCause(cause: ReturnType<typeof runtimeCause>): string {
+  if (cause.stuck.length > 0) return `the container runtime does not answer: ${cause.stuck.map((c) => `${c.name} ${c.status} for ${secs(c.forMs)}${c.error ? ` (${c.error})` : ''}`).join(', ')} (the agent's own calls to it)`;
+  if (cause.slow.length > 0) return `the container runtime answers slowly: ${cause.slow.map((c) => `${c.name} took ${c.latencyMs} ms to answer the agent's probe`).join(', ')}, and kubelet's relist makes such a call for every container`;
+  return `no runtime call of the agent's is slow (${cause.latencies || 'no runtime answered'})`;
+}
+
+/** Pure: the findings from kubelet's healthz, the Node's Ready condition (when the API server is read) and the runtime's state. */
+export function evaluateKubelet(d: KubeletData, states: readonly RuntimeState[], config: KubeletConfig, now: number, node = 'this node'): Observation[] {
   const out: Observation[] = [];
   const cause = runtimeCause(states, d.runtimeStuckSince ?? {}, now);
-  const because = cause.stuck.length > 0
-    ? `the container runtime does not answer: ${cause.stuck.map((c) => `${c.name} ${c.status} for ${secs(c.forMs)}`).join(', ')} (the agent's own calls to it time out)`
-    : `no runtime call of the agent's is slow (${cause.latencies || 'no runtime answered'})`;
-  const runtimeRemedy = cause.stuck.length > 0
+  const because = describeCause(cause);
+  const runtimeRemedy = cause.stuck.length > 0 || cause.slow.length > 0
     ? `nodewarden check --only runtime,drift; ps -eo pid,stat,etime,cmd | grep -E '[d]ockerd|[c]ontainerd'  # a frozen runtime (state T or D) is the usual cause; restart it only after draining the node`
     : `journalctl -u kubelet --since -10min | grep -iE 'pleg|relist|runtime' | tail -20`;
   if (d.healthz === 'failing' || d.healthz === 'hung') {
@@ -70,9 +104,35 @@ export function evaluateKubelet(d: KubeletData, states: readonly RuntimeState[],
       remedy: pleg ? runtimeRemedy : `systemctl status kubelet; journalctl -u kubelet --since -10min | tail -50`,
     });
   }
+  // kubelet has said it: the Node is NotReady. PLEG gets its cause from this node's evidence.
+  const ready = d.node?.ready;
+  if (ready && ready.status !== 'True') {
+    const quoted = `"${ready.message || ready.reason || 'no message'}"`;
+    const since = ready.lastTransitionTime ? ` since ${ready.lastTransitionTime}` : '';
+    const evidence: Evidence = { ready: ready.status, reason: ready.reason, kubeletMessage: ready.message, lastTransitionTime: ready.lastTransitionTime ?? null, nodeReadAt: new Date(d.node!.readAt).toISOString(), runtime: cause.stuck, slow: cause.slow, latencies: cause.latencies, staleBecause: d.node?.stale ?? null };
+    if (isPlegNotReady(ready)) {
+      out.push({
+        check: 'kubelet.pleg',
+        severity: 'critical',
+        subject: 'pleg',
+        message: `${node} is NotReady${since}: kubelet says ${quoted}. On this node ${because}.`,
+        evidence,
+        remedy: runtimeRemedy,
+      });
+    } else {
+      out.push({
+        check: 'kubelet.notReady',
+        severity: 'critical',
+        subject: 'node',
+        message: `${node} is NotReady (Ready=${ready.status}${ready.reason ? `, ${ready.reason}` : ''})${since}: ${quoted}.${cause.stuck.length > 0 ? ` On this node ${because}.` : ''}`,
+        evidence,
+        remedy: `kubectl describe node ${node === 'this node' ? '$(hostname)' : node}; systemctl status kubelet; journalctl -u kubelet --since -10min | tail -50  # kubelet's own account; nodewarden restarts nothing`,
+      });
+    }
+  }
   // Before kubelet gives up: the runtime has stopped answering and kubelet is here.
   const worst = cause.stuck.length > 0 ? cause.stuck.reduce((a, b) => (b.forMs > a.forMs ? b : a)) : undefined;
-  if (d.healthz !== 'absent' && worst && worst.forMs >= config.plegWarnAfter && !out.some((o) => /PLEG/.test(o.message))) {
+  if (d.healthz !== 'absent' && worst && worst.forMs >= config.plegWarnAfter && !out.some((o) => /PLEG/.test(o.message) || o.check === 'kubelet.pleg')) {
     const left = config.plegThreshold - worst.forMs;
     out.push({
       check: 'kubelet.pleg',
@@ -97,9 +157,10 @@ async function findKubelet(host: HostAccess): Promise<number | undefined> {
 
 export const kubelet: Collector<KubeletConfig, KubeletData> = {
   name: 'kubelet',
-  description: "kubelet's healthz, and the cause of a PLEG that is not healthy (or about to be) from the runtime's own answers",
-  checks: ['kubelet.unhealthy', 'kubelet.pleg'],
-  conditions: { 'kubelet.unhealthy': 'NodewardenKubeletUnhealthy', 'kubelet.pleg': 'NodewardenKubeletUnhealthy' },
+  description: "kubelet's healthz and the Node's Ready condition; the cause of a PLEG that is not healthy (or about to be) from the runtime's own answers",
+  checks: ['kubelet.unhealthy', 'kubelet.pleg', 'kubelet.notReady'],
+  // kubelet.notReady sets no condition of ours: kubelet's own Ready condition already says it (the finding's Event goes on the Node).
+  conditions: { 'kubelet.unhealthy': 'NodewardenKubeletUnhealthy', 'kubelet.pleg': 'NodewardenKubeletUnhealthy', 'kubelet.notReady': null },
   defaultIntervalMs: 15_000,
   defaultTimeoutMs: 10_000,
   waitsFor: ['runtime.timeout', 'healthzTimeout'],
@@ -133,10 +194,13 @@ export const kubelet: Collector<KubeletConfig, KubeletData> = {
       if (r.status === 'unresponsive' || r.status === 'down' || r.status === 'error') since[r.name] = before[r.name] ?? now;
     }
     data.runtimeStuckSince = since;
+    // The Node as the agent last read it (in the background, under the API client's timeout); no API server: not judged.
+    const node = nodeReadyToJudge(ctx.kube?.ready(), ctx.previous?.node);
+    if (node) data.node = node;
     if (data.healthz === 'not-listening') {
       // kubelet runs but its healthz is elsewhere or off: its PLEG can still be forecast.
-      return { kind: 'ok', observations: evaluateKubelet({ ...data, healthz: 'ok' }, snap.runtimes, config, now), data };
+      return { kind: 'ok', observations: evaluateKubelet({ ...data, healthz: 'ok' }, snap.runtimes, config, now, ctx.node), data };
     }
-    return { kind: 'ok', observations: evaluateKubelet(data, snap.runtimes, config, now), data };
+    return { kind: 'ok', observations: evaluateKubelet(data, snap.runtimes, config, now, ctx.node), data };
   },
 };

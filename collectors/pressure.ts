@@ -2,10 +2,12 @@
 // memory.available eviction signal, with a forecast: "kubelet will evict pods in about 12 min at the
 // current 40 MiB/min" before it does. memory.available is computed as kubelet computes it: the node's
 // memory minus the root cgroup's working set (usage minus inactive file pages) on cgroup v1; on cgroup
-// v2, where the root has no memory.current, from /proc/meminfo (MemAvailable), which is close.
+// v2, where the root has no memory.current, from /proc/meminfo (MemAvailable), which is close. And the
+// runbooks' "load15 above 2 and pods restart": a node whose load makes probes fail, named with the pods
+// whose probes kubelet reported failing (Events from the API server, read only while the load is high).
 import type { Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
-import type { Collector, HostAccess } from './types.js';
+import type { Collector, HostAccess, ProbeFailure, ProbeFailureState } from './types.js';
 
 export const pressureConfigSpec = s.object({
   memoryAvailableMiB: s.number({ default: 100, min: 0, doc: "kubelet's --eviction-hard memory.available, in MiB (kubelet's default: 100Mi)" }),
@@ -15,6 +17,9 @@ export const pressureConfigSpec = s.object({
   psiCritical: s.percent({ default: 50, doc: "PSI 'full' share at or above which memory or io pressure is critical" }),
   cpuWarning: s.percent({ default: 90, doc: "PSI cpu 'some' share of the last 60 s above which cpu pressure is reported (a busy node runs its cpu full: only near-constant waiting counts)" }),
   cpuCritical: s.percent({ default: 100, doc: "PSI cpu 'some' share at or above which cpu pressure is critical" }),
+  loadPerCore: s.number({ default: 2, min: 0.1, doc: "load15 per core above which probe failures on this node are blamed on its load (the runbooks' 'load15 above 2 and pods restart'); only then are kubelet's probe-failure Events read" }),
+  probePods: s.number({ default: 2, min: 1, integer: true, doc: "pods with failing probes it takes, with the load above loadPerCore, to raise pressure.load (one pod failing its probes is that app's problem: pod.crashLoop)" }),
+  probeWindow: s.duration({ default: '10m', min: 60_000, doc: 'probe failures last seen within this window count' }),
 });
 export type PressureConfig = Infer<typeof pressureConfigSpec>;
 
@@ -43,6 +48,62 @@ export interface PressureData {
   psi: Record<string, Psi>;
   /** Resources seen over the PSI warning in the last run (a stall must last two runs to fire). */
   stalled: string[];
+  /** /proc/loadavg's 15-minute load and the node's cores (/proc/stat's cpuN lines). */
+  load?: { load15: number; cores: number };
+}
+
+/** Pure: /proc/loadavg's three averages (`0.52 0.61 0.70 2/1234 5678`); undefined when the line is not one. */
+export function parseLoadavg(text: string): { load1: number; load5: number; load15: number } | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s+(\d+(?:\.\d+)?)\s+(\d+(?:\.\d+)?)\s/.exec(text);
+  return m ? { load1: Number(m[1]), load5: Number(m[2]), load15: Number(m[3]) } : undefined;
+}
+
+/** Pure: the cores the kernel schedules on, from /proc/stat's `cpuN` lines (what nproc counts on the host); 0 when none. */
+export function countCpus(stat: string): number {
+  return stat.split('\n').filter((l) => /^cpu\d+\s/.test(l)).length;
+}
+
+const PROBE_NAMES: Record<ProbeFailure['probe'], string> = { Liveness: 'liveness', Readiness: 'readiness', Startup: 'startup' };
+
+/**
+ * Pure: pressure.load: the node's load15 per core above `loadPerCore` while `probePods` or more of its
+ * pods had probes fail within the window. Both, because either alone is common and harmless: a busy
+ * node whose probes pass is doing its job, and one pod failing its probes on an idle node is its app's
+ * problem (pod.crashLoop and pod.restarts say so). Critical when liveness probes failed (kubelet
+ * restarts those containers: the load is now killing pods), warning when only readiness or startup did.
+ */
+export function evaluateLoad(load: { load15: number; cores: number } | undefined, probes: ProbeFailureState | undefined, config: PressureConfig): Observation[] {
+  if (!load || load.cores <= 0 || load.load15 / load.cores <= config.loadPerCore) return [];
+  if (probes?.status !== 'synced') return [];
+  const pods = new Set(probes.failures.map((f) => `${f.namespace}/${f.pod}`));
+  if (pods.size < config.probePods) return [];
+  const window = `${Math.round(config.probeWindow / 60_000)} min`;
+  const parts = (['Liveness', 'Readiness', 'Startup'] as const).flatMap((probe) => {
+    const these = probes.failures.filter((f) => f.probe === probe);
+    if (these.length === 0) return [];
+    const named = these.slice(0, 5).map((f) => `${f.namespace}/${f.pod} (${f.count} ${f.count === 1 ? 'time' : 'times'})`).join(', ');
+    return [`${PROBE_NAMES[probe]} probes failed for ${these.length} ${these.length === 1 ? 'pod' : 'pods'} on this node in the last ${window}: ${named}${these.length > 5 ? `, and ${these.length - 5} more` : ''}`];
+  });
+  const liveness = probes.failures.some((f) => f.probe === 'Liveness');
+  const perCore = load.load15 / load.cores;
+  return [{
+    check: 'pressure.load',
+    severity: liveness ? 'critical' : 'warning',
+    subject: 'load',
+    message: `load15 is ${load.load15.toFixed(1)} on ${load.cores} ${load.cores === 1 ? 'core' : 'cores'} (${perCore.toFixed(1)} per core, above ${config.loadPerCore}); ${parts.join('; ')}${liveness ? ': kubelet restarts containers whose liveness probes time out on a node this busy' : ''}.`,
+    evidence: {
+      load15: load.load15,
+      cores: load.cores,
+      loadPerCore: Math.round(perCore * 100) / 100,
+      threshold: config.loadPerCore,
+      pods: pods.size,
+      failures: probes.failures.slice(0, 20).map((f) => ({ pod: `${f.namespace}/${f.pod}`, probe: f.probe, count: f.count, lastSeen: new Date(f.lastSeen).toISOString(), message: f.message })),
+      eventsRead: probes.scanned,
+      truncated: probes.truncated,
+      staleBecause: probes.stale ?? null,
+    },
+    remedy: "ps -eo pid,pcpu,stat,comm --sort=-pcpu | head; kubectl top pods -A --sort-by=cpu  # who loads the node; then move load off it (kubectl cordon, then drain or scale), or give the probes' pods CPU requests and longer timeoutSeconds",
+  }];
 }
 
 /** Pure: `some avg10=0.00 avg60=0.00 avg300=0.00 total=181341` lines. Unknown or broken lines are skipped. */
@@ -181,9 +242,9 @@ async function readPsi(host: HostAccess): Promise<Record<string, Psi>> {
 
 export const pressure: Collector<PressureConfig, PressureData> = {
   name: 'pressure',
-  description: "Pressure stall information for memory, io and cpu, and kubelet's memory.available against its eviction threshold with a forecast",
-  checks: ['memory.eviction', 'pressure.memory', 'pressure.io', 'pressure.cpu'],
-  conditions: { 'memory.eviction': 'NodewardenMemoryPressure', 'pressure.memory': null, 'pressure.io': null, 'pressure.cpu': null },
+  description: "Pressure stall information for memory, io and cpu; kubelet's memory.available against its eviction threshold with a forecast; a load that makes pods' probes fail",
+  checks: ['memory.eviction', 'pressure.memory', 'pressure.io', 'pressure.cpu', 'pressure.load'],
+  conditions: { 'memory.eviction': 'NodewardenMemoryPressure', 'pressure.memory': null, 'pressure.io': null, 'pressure.cpu': null, 'pressure.load': null },
   defaultIntervalMs: 15_000,
   defaultTimeoutMs: 5_000,
   configSpec: pressureConfigSpec,
@@ -191,7 +252,8 @@ export const pressure: Collector<PressureConfig, PressureData> = {
     const { host, config } = ctx;
     const meminfoText = await host.readText(host.procPath('meminfo'));
     const psi = await readPsi(host);
-    if (meminfoText === undefined && Object.keys(psi).length === 0) return { kind: 'no-data', reason: 'no /proc/meminfo and no /proc/pressure' };
+    const loadavg = parseLoadavg((await host.readText(host.procPath('loadavg'))) ?? '');
+    if (meminfoText === undefined && Object.keys(psi).length === 0 && !loadavg) return { kind: 'no-data', reason: 'no /proc/meminfo, /proc/pressure or /proc/loadavg' };
     const meminfo = meminfoText ? parseMeminfo(meminfoText) : {};
     const usage = Number((await host.readText(host.sysPath('fs/cgroup/memory/memory.usage_in_bytes')))?.trim());
     const statText = Number.isFinite(usage) ? await host.readText(host.sysPath('fs/cgroup/memory/memory.stat')) : undefined;
@@ -209,6 +271,10 @@ export const pressure: Collector<PressureConfig, PressureData> = {
     if (rate !== undefined) data.ratePerMinute = Math.round(rate);
     const p = evaluatePsi(psi, config, ctx.previous?.stalled ?? []);
     data.stalled = p.stalled;
-    return { kind: 'ok', observations: [...evaluateMemory(data, config), ...p.observations], data };
+    if (loadavg) data.load = { load15: loadavg.load15, cores: countCpus((await host.readText(host.procPath('stat'))) ?? '') };
+    // kubelet's probe-failure Events are asked for only while the load is high: listing them is the costly part.
+    const loaded = data.load !== undefined && data.load.cores > 0 && data.load.load15 / data.load.cores > config.loadPerCore;
+    const probes = loaded ? ctx.kube?.probeFailures(config.probeWindow) : undefined;
+    return { kind: 'ok', observations: [...evaluateMemory(data, config), ...p.observations, ...evaluateLoad(data.load, probes, config)], data };
   },
 };

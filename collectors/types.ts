@@ -236,6 +236,8 @@ export interface CollectorContext<TConfig, TData> {
   triggered?: boolean;
   /** The node's pods from the API server; undefined where the agent has none (check, tests). */
   pods?: PodAccess;
+  /** This node's own Node object and its pods' probe failures, from the API server; undefined without one. */
+  kube?: NodeAccess;
   /** The kernel log reader (one per process); undefined where there is none. */
   kmsg?: KernelLog;
   /** The runner's firing findings (other collectors' confirmed ones); empty where there is no runner. */
@@ -404,4 +406,55 @@ export interface PodAccess {
   list(): PodListState;
   /** Walks the causes in the runbooks' order for one pod. `active` are the runner's firing findings (confirmed drift). */
   diagnose(pod: PodInfo, active: readonly Finding[], signal: AbortSignal): Promise<PodDiagnosis>;
+}
+
+/** The Node's Ready condition as the API server has it (kubelet writes it). */
+export interface NodeReady {
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  /** kubelet's message, bounded: `PLEG is not healthy: pleg was last seen active 3m0.5s ago; threshold is 3m0s`. */
+  message: string;
+  lastTransitionTime?: string;
+}
+
+export type NodeReadyState =
+  /** No API server configured: the Node's conditions are not read (no-data for that part). */
+  | { status: 'absent'; reason: string }
+  /** The Node could not be read lately (or not yet): `last` is what the last good read said, if any. */
+  | { status: 'unsynced'; reason: string; last?: { ready: NodeReady | undefined; readAt: number } }
+  /** Read at `readAt`; `ready` undefined when the Node has no Ready condition (kubelet never posted one). */
+  | { status: 'synced'; ready: NodeReady | undefined; readAt: number };
+
+/** One pod on this node whose probes kubelet reported failing (Events with reason Unhealthy). */
+export interface ProbeFailure {
+  namespace: string;
+  pod: string;
+  /** Liveness, Readiness or Startup (from the Event's message). */
+  probe: 'Liveness' | 'Readiness' | 'Startup';
+  /** Failures within the window (the Events' counts added up). */
+  count: number;
+  /** When the last of them was seen (ms since the epoch). */
+  lastSeen: number;
+  /** The last Event's message, bounded (`Liveness probe failed: Get "http://10.0.0.7:8080/healthz": context deadline exceeded`). */
+  message: string;
+}
+
+export type ProbeFailureState =
+  | { status: 'absent'; reason: string }
+  | { status: 'unsynced'; reason: string }
+  /** `scanned`: Events read; `truncated`: more matched than the agent reads; `stale`: why the last list failed (this is the one before). */
+  | { status: 'synced'; failures: ProbeFailure[]; readAt: number; scanned: number; truncated: boolean; stale?: string };
+
+/**
+ * The agent's view of its own Node and of the probe failures on it, read from the API server in the
+ * background (every read under the client's timeout): a collector only reads the last answer, so a
+ * slow or hostile API server never holds a collector up.
+ */
+export interface NodeAccess {
+  ready(): NodeReadyState;
+  /**
+   * Probe failures on this node's pods within `windowMs`, as last read. Asking is what makes the agent
+   * read them (a list of Events is costly at the cluster's scale): the answer may be one read behind.
+   */
+  probeFailures(windowMs: number): ProbeFailureState;
 }

@@ -1,6 +1,7 @@
-// The few Kubernetes API calls the agent makes (its Node, the Node's status, Events, its node's pods: list
-// and watch), over node:https with the pod's service account. Hand-written rather than @kubernetes/client-node: that library adds
-// about 74 MiB of resident memory to an agent whose whole budget is 80 MiB (docs/design.md).
+// The few Kubernetes API calls the agent makes (its Node, the Node's status, Events: create, and list its
+// pods' probe failures; its node's pods: list and watch), over node:https with the pod's service account.
+// Hand-written rather than @kubernetes/client-node: that library adds about 74 MiB of resident memory to
+// an agent whose whole budget is 80 MiB (docs/design.md).
 import { readFileSync } from 'node:fs';
 import { NodewardenError, errnoCode, errorMessage } from '../../protocol/errors.js';
 import { httpRequest, httpStream, type HttpRequestOptions } from '../../protocol/http-request.js';
@@ -141,14 +142,15 @@ export class KubeClient {
     };
   }
 
-  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, contentType = 'application/json', opts: { maxBody?: number; signal?: AbortSignal } = {}): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const call = this.call(method, path);
     const r = await httpRequest({
       ...call,
       headers: { ...call.headers, ...(payload ? { 'content-type': contentType, 'content-length': payload.length } : {}) },
       ...(payload ? { body: payload } : {}),
-      maxBody: MAX_BODY,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      maxBody: opts.maxBody ?? MAX_BODY,
     });
     const text = r.body.toString('utf8');
     try {
@@ -202,8 +204,8 @@ export class KubeClient {
    * the page's text and its parsed tree are never held whole (docs/design.md). Resolves with the rest of
    * the list (kind, metadata) once it is complete; the same timeout as every plain call, for the whole list.
    */
-  async list(path: string, onItem: (item: Record<string, unknown>) => void): Promise<Record<string, unknown>> {
-    const call = this.call('GET', path);
+  async list(path: string, onItem: (item: Record<string, unknown>) => void, opts: { signal?: AbortSignal } = {}): Promise<Record<string, unknown>> {
+    const call = { ...this.call('GET', path), ...(opts.signal ? { signal: opts.signal } : {}) };
     const splitter = new ListItemSplitter((item) => onItem(JSON.parse(item) as Record<string, unknown>));
     await httpStream(call, {
       wholeBody: true,
@@ -229,8 +231,8 @@ export class KubeClient {
     return this.opts.timeoutMs;
   }
 
-  getNode(name: string): Promise<KubeNode> {
-    return this.request('GET', `/api/v1/nodes/${encodeURIComponent(name)}`);
+  getNode(name: string, opts: { maxBody?: number; signal?: AbortSignal } = {}): Promise<KubeNode> {
+    return this.request('GET', `/api/v1/nodes/${encodeURIComponent(name)}`, undefined, undefined, opts);
   }
 
   patchNodeStatus(name: string, patch: unknown, type: PatchType = 'application/strategic-merge-patch+json'): Promise<KubeNode> {

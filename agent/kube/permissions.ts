@@ -9,11 +9,12 @@ export interface PermissionRule {
 
 export const PERMISSIONS: Record<'nodewarden-agent' | 'nodewarden-aggregator', PermissionRule[]> = {
   // agent/exporters/kubernetes.ts: read its Node, patch the Node's status conditions, create Node and Pod
-  // events. agent/kube/pods.ts: list and watch the pods bound to its node; cli/why.ts --local: get one pod.
+  // events. agent/kube/node.ts: read its Node (Ready), list kubelet's Unhealthy events (probe failures).
+  // agent/kube/pods.ts: list and watch the pods bound to its node; cli/why.ts --local: get one pod.
   'nodewarden-agent': [
     { apiGroups: [''], resources: ['nodes'], verbs: ['get'] },
     { apiGroups: [''], resources: ['nodes/status'], verbs: ['patch'] },
-    { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+    { apiGroups: [''], resources: ['events'], verbs: ['create', 'list'] },
     { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
   ],
   // aggregator/kube-auth.ts (--agent-auth kubernetes): TokenReviews of agents' bound tokens, the pod a

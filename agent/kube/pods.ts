@@ -5,6 +5,7 @@
 import type { Log, PodContainerStatus, PodInfo, PodListState } from '../../collectors/types.js';
 import { NodewardenError } from '../../protocol/errors.js';
 import { sleep } from '../../protocol/deadline.js';
+import { BackgroundLoop } from './background.js';
 import { KubeError, type KubeClient } from './client.js';
 
 type Json = Record<string, unknown>;
@@ -151,18 +152,16 @@ export interface PodWatcherOptions {
   random?: () => number;
 }
 
-export class PodWatcher {
+export class PodWatcher extends BackgroundLoop {
   private pods = new Map<string, PodInfo>();
   private rv: string | undefined;
   private synced = false;
   private reason = 'the first list of pods has not completed yet';
-  private stopped = true;
-  private controller = new AbortController();
-  private loopDone: Promise<void> | undefined;
   private readonly selector: string;
   stats = { lists: 0, watches: 0, expired: 0, events: 0, errors: 0 };
 
   constructor(private readonly opts: PodWatcherOptions) {
+    super();
     this.selector = encodeURIComponent(`spec.nodeName=${opts.node}`);
   }
 
@@ -172,19 +171,6 @@ export class PodWatcher {
     return this.synced && this.rv !== undefined ? { status: 'synced', pods, resourceVersion: this.rv } : { status: 'unsynced', reason: this.reason, pods };
   }
 
-  start(): void {
-    if (!this.stopped) return;
-    this.stopped = false;
-    this.controller = new AbortController();
-    this.loopDone = this.loop();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    this.controller.abort();
-    await this.loopDone;
-  }
-
   /** Resolves once a list has completed (or the watcher stops); for start-up and tests. */
   async whenSynced(timeoutMs: number): Promise<boolean> {
     const end = Date.now() + timeoutMs;
@@ -192,7 +178,7 @@ export class PodWatcher {
     return this.synced;
   }
 
-  private async loop(): Promise<void> {
+  protected async loop(): Promise<void> {
     let attempt = 0;
     while (!this.stopped) {
       try {

@@ -194,7 +194,18 @@ export class Runtimes implements RuntimeAccess {
   private async take(fresh = false): Promise<RuntimeSnapshot> {
     const takenAt = this.now();
     const budget = this.settings.timeout;
-    const overrun = (name: RuntimeName) => new NodewardenError('NW_ERR_TIMEOUT', `${name} did not answer all of one snapshot's calls within ${budget} ms`);
+    // The calls still out when the budget ends name what hangs (`docker inspect of container 4f1c2d9e7a41
+    // (/web)`): kubelet's PLEG waits on the same runtime, and one container it cannot inspect is a known cause.
+    const pending: Record<RuntimeName, Set<string>> = { docker: new Set(), containerd: new Set() };
+    const track = <T>(name: RuntimeName, what: string, call: Promise<T>): Promise<T> => {
+      pending[name].add(what);
+      return call.finally(() => pending[name].delete(what));
+    };
+    const overrun = (name: RuntimeName) => {
+      const out = [...pending[name]];
+      const waiting = out.length > 0 ? `; still waiting on ${out.slice(0, 3).join(', ')}${out.length > 3 ? ` and ${out.length - 3} more` : ''}` : '';
+      return new NodewardenError('NW_ERR_TIMEOUT', `${name} did not answer all of one snapshot's calls within ${budget} ms${waiting}`);
+    };
     let containerdState!: RuntimeState;
     let dockerState!: RuntimeState;
     // A runtime that fails a call now is marked so in `runtimes` (the probe's answer is updated in place).
@@ -206,8 +217,8 @@ export class Runtimes implements RuntimeAccess {
       const replies = new Map<string, { containers: ContainerdContainer[]; tasks: ContainerdTask[] }>();
       const answers = await Promise.all(
         this.settings.containerdNamespaces.map(async (ns) => {
-          const tasks = await this.containerd.tasks(ns);
-          return [await this.containerdContainers(ns, tasks, fresh), tasks] as const;
+          const tasks = await track('containerd', `the tasks of namespace ${ns}`, this.containerd.tasks(ns));
+          return [await track('containerd', `the containers of namespace ${ns}`, this.containerdContainers(ns, tasks, fresh)), tasks] as const;
         }),
       );
       this.settings.containerdNamespaces.forEach((ns, i) => replies.set(ns, { containers: answers[i]![0], tasks: answers[i]![1] }));
@@ -217,11 +228,11 @@ export class Runtimes implements RuntimeAccess {
     const askDocker = async (): Promise<DockerReplies | RuntimeState> => {
       dockerState = await this.stateForRead('docker');
       if (dockerState.status !== 'ok') return dockerState;
-      const list = await this.docker.containers();
+      const list = await track('docker', 'the list of containers', this.docker.containers());
       // A 404 is a container removed between list and inspect; anything else (a timeout) is the runtime's.
       const inspected = await Promise.all(
         list.map((c) =>
-          this.inspect(c.Id, `${c.State}/${c.Status}`, fresh).catch((err: unknown) => {
+          track('docker', `the inspect of container ${c.Id.slice(0, 12)}${c.Names?.[0] ? ` (${c.Names[0]})` : ''}`, this.inspect(c.Id, `${c.State}/${c.Status}`, fresh)).catch((err: unknown) => {
             if (err instanceof DockerError && err.statusCode === 404) return undefined;
             throw err;
           }),

@@ -8,7 +8,9 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { evaluateKubelet, failedChecks, kubelet } from '../../collectors/kubelet.js';
+import { evaluateKubelet, failedChecks, kubelet, nodeReadyToJudge } from '../../collectors/kubelet.js';
+import { nodeReady } from '../../agent/kube/node.js';
+import { readFileSync } from 'node:fs';
 import type { RuntimeState } from '../../collectors/types.js';
 import { contextFor, envFor, settingsFor } from '../helpers/context.js';
 import { requireLive } from '../helpers/live.js';
@@ -42,6 +44,44 @@ t.test('pure: the PLEG forecast waits out a planned restart, then counts down to
   t.match(w?.message, /docker has not answered for 45 s: .*NotReady in about 2\.3 min/);
   t.equal(evaluateKubelet({ healthz: 'ok', runtimeStuckSince: { docker: now - 150_000 } }, [frozen], config, now)[0]?.severity, 'critical', 'the last minute: critical');
   t.same(evaluateKubelet({ healthz: 'absent', runtimeStuckSince: { docker: now - 150_000 } }, [frozen], config, now), [], 'no kubelet, no PLEG');
+});
+
+t.test('pure: the Node NotReady with kubelet\'s PLEG message: kubelet.pleg critical, quoting kubelet, naming the runtime call that hangs', async (t) => {
+  const now = 1_000_000;
+  const pleg = nodeReady(JSON.parse(readFileSync('test/fixtures/k8s/nodes/pleg-notready.json', 'utf8')));
+  const hung: RuntimeState = { ...frozen, error: 'docker GET /_ping: no answer from /var/run/docker.sock within 5000 ms (at 2026-11-22T10:01:00.000Z; not asked again until it answers the runtime probe)' };
+  const obs = evaluateKubelet({ healthz: 'ok', status: 200, runtimeStuckSince: { docker: now - 200_000 }, node: { ready: pleg, readAt: now } }, [hung, fine[1]!], config, now, 'node-1');
+  t.same(obs.map((o) => [o.check, o.severity, o.subject]), [['kubelet.pleg', 'critical', 'pleg']], 'one finding: the forecast gives way to what kubelet said');
+  t.equal(obs[0]?.message, 'node-1 is NotReady since 2026-11-22T10:04:31Z: kubelet says "PLEG is not healthy: pleg was last seen active 3m0.5s ago; threshold is 3m0s". On this node the container runtime does not answer: docker unresponsive for 3.3 min (docker GET /_ping: no answer from /var/run/docker.sock within 5000 ms) (the agent\'s own calls to it).');
+  t.match(obs[0]?.remedy, /restart it only after draining the node/);
+  const cannotInspect: RuntimeState = { name: 'docker', socket: '/var/run/docker.sock', status: 'error', error: 'docker GET /containers/4f1c2d9e7a41/json: 500 {"message":"container 4f1c2d9e7a41: rpc error: code = Unknown desc = context deadline exceeded"}' };
+  t.match(evaluateKubelet({ healthz: 'ok', runtimeStuckSince: { docker: now - 40_000 }, node: { ready: pleg, readAt: now } }, [cannotInspect], config, now)[0]?.message, /docker error for 40 s \(docker GET \/containers\/4f1c2d9e7a41\/json: 500 .*\)/, 'a container the runtime cannot inspect is named by its call');
+  const slow: RuntimeState[] = [{ ...fine[0]!, latencyMs: 2400 }, fine[1]!];
+  t.match(evaluateKubelet({ healthz: 'ok', node: { ready: pleg, readAt: now } }, slow, config, now)[0]?.message, /the container runtime answers slowly: docker took 2400 ms to answer the agent's probe/);
+  t.match(evaluateKubelet({ healthz: 'ok', node: { ready: pleg, readAt: now } }, fine, config, now)[0]?.message, /kubelet says "PLEG is not healthy.*no runtime call of the agent's is slow \(docker 4 ms, containerd 2 ms\)/, 'a fast runtime is said, so the cause is looked for elsewhere');
+});
+
+t.test('pure: any other NotReady is kubelet.notReady with kubelet\'s reason and message; Ready, or no API server, is nothing', async (t) => {
+  const now = 1_000_000;
+  const unknown = nodeReady(JSON.parse(readFileSync('test/fixtures/k8s/nodes/status-unknown.json', 'utf8')));
+  const [n] = evaluateKubelet({ healthz: 'ok', node: { ready: unknown, readAt: now } }, fine, config, now, 'node-1');
+  t.same([n?.check, n?.severity, n?.subject], ['kubelet.notReady', 'critical', 'node']);
+  t.equal(n?.message, 'node-1 is NotReady (Ready=Unknown, NodeStatusUnknown) since 2026-11-22T10:03:02Z: "Kubelet stopped posting node status.".');
+  const cni = { status: 'False' as const, reason: 'KubeletNotReady', message: 'container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized' };
+  t.match(evaluateKubelet({ healthz: 'ok', node: { ready: cni, readAt: now } }, fine, config, now)[0]?.message, /NotReady \(Ready=False, KubeletNotReady\): "container runtime network not ready/);
+  const ready = nodeReady(JSON.parse(readFileSync('test/fixtures/k8s/nodes/ready.json', 'utf8')));
+  t.same(evaluateKubelet({ healthz: 'ok', node: { ready, readAt: now } }, fine, config, now), [], 'Ready');
+  t.same(evaluateKubelet({ healthz: 'ok' }, fine, config, now), [], 'no API server: the Node is not judged');
+});
+
+t.test('pure: the Node to judge: a fresh read; when the API server does not answer, the last good read stands (nothing clears by time alone)', async (t) => {
+  const notReady = { status: 'False' as const, reason: 'KubeletNotReady', message: 'PLEG is not healthy: x' };
+  t.equal(nodeReadyToJudge(undefined, undefined), undefined, 'no API server');
+  t.equal(nodeReadyToJudge({ status: 'absent', reason: 'x' }, { ready: notReady, readAt: 1 }), undefined);
+  t.same(nodeReadyToJudge({ status: 'synced', ready: undefined, readAt: 5 }, { ready: notReady, readAt: 1 }), { ready: undefined, readAt: 5 }, 'a fresh read wins');
+  t.same(nodeReadyToJudge({ status: 'unsynced', reason: 'timeout' }, { ready: notReady, readAt: 1 }), { ready: notReady, readAt: 1, stale: 'timeout' }, 'the previous run\'s read stands');
+  t.same(nodeReadyToJudge({ status: 'unsynced', reason: 'timeout', last: { ready: notReady, readAt: 3 } }, undefined), { ready: notReady, readAt: 3, stale: 'timeout' });
+  t.equal(nodeReadyToJudge({ status: 'unsynced', reason: 'not read yet' }, undefined), undefined, 'never read: not judged');
 });
 
 async function fakeHealthz(answer: (res: http.ServerResponse) => void): Promise<{ url: string; close(): Promise<void> }> {

@@ -1,7 +1,8 @@
 // @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { evaluateMemory, evaluatePsi, memoryAvailable, parseMeminfo, parseMemoryStat, parsePsi, pressure, ratePerMinute } from '../../collectors/pressure.js';
+import { countCpus, evaluateLoad, evaluateMemory, evaluatePsi, memoryAvailable, parseLoadavg, parseMeminfo, parseMemoryStat, parsePsi, pressure, ratePerMinute } from '../../collectors/pressure.js';
+import type { NodeAccess, ProbeFailure, ProbeFailureState } from '../../collectors/types.js';
 import { contextFor, envFor, settingsFor } from '../helpers/context.js';
 import { requireLive } from '../helpers/live.js';
 
@@ -75,4 +76,49 @@ t.test('live: this machine, then memory eaten toward a threshold set just below 
   t.equal(f?.severity, 'critical', `memory.available fell below ${threshold} MiB with 800 MiB allocated`);
   t.match(f?.message, /kubelet evicts pods now/);
   t.equal(hog[hog.length - 1], 1);
+});
+
+// test/fixtures/host/loaded-node: /proc/stat captured on the 2-core bench machine, /proc/loadavg written as a node at load 5.3.
+const LOADED = 'test/fixtures/host/loaded-node';
+const failure = (pod: string, probe: ProbeFailure['probe'], count: number): ProbeFailure => ({ namespace: 'shop', pod, probe, count, lastSeen: Date.parse('2026-11-22T10:01:40Z'), message: `${probe} probe failed: Get "http://10.244.3.21:8080/healthz": context deadline exceeded` });
+const synced = (failures: ProbeFailure[]): ProbeFailureState => ({ status: 'synced', failures, readAt: 0, scanned: 40, truncated: false });
+
+t.test('parsers: /proc/loadavg and the cores in /proc/stat', async (t) => {
+  t.same(parseLoadavg(readFileSync(`${LOADED}/proc/loadavg`, 'utf8')), { load1: 5.62, load5: 5.41, load15: 5.3 });
+  t.ok(parseLoadavg(readFileSync('/proc/loadavg', 'utf8')), 'this machine\'s');
+  t.equal(parseLoadavg('garbage'), undefined);
+  t.equal(countCpus(readFileSync(`${LOADED}/proc/stat`, 'utf8')), 2, 'cpu0 and cpu1; the aggregate cpu line is not a core');
+  t.equal(countCpus('intr 1 2\n'), 0);
+});
+
+t.test('pure: pressure.load fires only with both a load15 above 2 per core and probes failing for 2 pods or more', async (t) => {
+  const three = synced([failure('cart-api', 'Liveness', 12), failure('checkout', 'Liveness', 9), failure('search', 'Liveness', 4), failure('web', 'Readiness', 26)]);
+  const [f] = evaluateLoad({ load15: 5.3, cores: 2 }, three, config);
+  t.same([f?.check, f?.severity, f?.subject], ['pressure.load', 'critical', 'load']);
+  t.equal(f?.message, 'load15 is 5.3 on 2 cores (2.6 per core, above 2); liveness probes failed for 3 pods on this node in the last 10 min: shop/cart-api (12 times), shop/checkout (9 times), shop/search (4 times); readiness probes failed for 1 pod on this node in the last 10 min: shop/web (26 times): kubelet restarts containers whose liveness probes time out on a node this busy.');
+  t.match(f?.remedy, /ps -eo pid,pcpu.*kubectl top pods/);
+  t.equal(evaluateLoad({ load15: 5.3, cores: 2 }, synced([failure('a', 'Readiness', 3), failure('b', 'Readiness', 5)]), config)[0]?.severity, 'warning', 'readiness only: nothing restarts yet');
+  t.same(evaluateLoad({ load15: 0.4, cores: 2 }, three, config), [], 'an idle node: the probes are the apps\' problem');
+  t.same(evaluateLoad({ load15: 4, cores: 2 }, three, config), [], 'exactly 2 per core is not above it');
+  t.same(evaluateLoad({ load15: 5.3, cores: 2 }, synced([failure('only', 'Liveness', 30)]), config), [], 'one pod failing on a loaded node: its app (pod.crashLoop)');
+  t.same(evaluateLoad({ load15: 5.3, cores: 2 }, synced([]), config), [], 'a busy node whose probes pass is doing its job');
+  t.same(evaluateLoad({ load15: 5.3, cores: 2 }, { status: 'unsynced', reason: 'timeout' }, config), [], 'probe failures not known: nothing claimed');
+  t.same(evaluateLoad({ load15: 5.3, cores: 2 }, undefined, config), [], 'no API server');
+  t.same(evaluateLoad({ load15: 5.3, cores: 0 }, three, config), [], 'no cores counted');
+  const many = synced(Array.from({ length: 8 }, (_, i) => failure(`p${i}`, 'Liveness', 8 - i)));
+  t.match(evaluateLoad({ load15: 9, cores: 2 }, many, config)[0]?.message, /shop\/p4 \(4 times\), and 3 more/, 'five named, the rest counted');
+});
+
+t.test('collect over a loaded node\'s /proc: probe failures asked for only while the load is high', async (t) => {
+  const asked: number[] = [];
+  const kube = (failures: ProbeFailure[]): NodeAccess => ({ ready: () => ({ status: 'absent', reason: 'x' }), probeFailures: (w) => (asked.push(w), synced(failures)) });
+  const ctx = { ...contextFor(pressure, LOADED), kube: kube([failure('a', 'Liveness', 5), failure('b', 'Liveness', 3)]) };
+  const r = await pressure.collect(ctx);
+  t.same(r.kind === 'ok' ? r.observations.map((o) => o.check) : r.kind, ['pressure.load']);
+  t.same(asked, [600_000], 'asked once, for the 10-minute window');
+  const calm = await pressure.collect({ ...contextFor(pressure, LOADED, { sets: ['collectors.pressure.loadPerCore=3'] }), kube: kube([failure('a', 'Liveness', 5), failure('b', 'Liveness', 3)]) });
+  t.same(calm.kind === 'ok' ? calm.observations : calm.kind, [], 'under the threshold: nothing');
+  t.equal(asked.length, 1, 'and the Events are not asked for');
+  const noApi = await pressure.collect(contextFor(pressure, LOADED));
+  t.same(noApi.kind === 'ok' ? [noApi.observations, noApi.data.load] : noApi.kind, [[], { load15: 5.3, cores: 2 }], 'no API server: the load is read, nothing claimed');
 });

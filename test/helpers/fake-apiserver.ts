@@ -3,9 +3,10 @@
 // JSON merge and JSON patch; resourceVersion conflicts answer 409), events (POST), pods (get; list with
 // field selectors and limit/continue pages; watch from a resourceVersion with bookmarks and timeoutSeconds,
 // answering 410 Gone once the events it asks for were compacted away; graceful deletion with
-// deletionTimestamp and finalizers; DELETE), TokenReviews of service-account tokens it issued (bound to a
-// pod, with an audience, and with or without the node-name extra as before and since Kubernetes 1.30), and
-// RBAC per bearer token (403 Status objects naming the missing permission).
+// deletionTimestamp and finalizers; DELETE), events (list with field selectors and pages), TokenReviews
+// of service-account tokens it issued (bound to a pod, with an audience, and with or without the
+// node-name extra as before and since Kubernetes 1.30), and RBAC per bearer token (403 Status objects
+// naming the missing permission).
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -175,6 +176,22 @@ export class FakeApiServer {
     this.nodes.set(name, { kind: 'Node', apiVersion: 'v1', metadata: { name, uid: `uid-${name}`, resourceVersion: String(this.rv++) }, status: { conditions } });
   }
 
+  /** The Node's Ready condition as kubelet (or the node lifecycle controller) writes it. */
+  setReady(name: string, status: 'True' | 'False' | 'Unknown', reason: string, message: string): void {
+    const node = this.nodes.get(name);
+    if (!node) throw new Error(`no node ${name}`);
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const conditions = (((node['status'] as Json | undefined)?.['conditions'] as Json[] | undefined) ?? []).filter((c) => c['type'] !== 'Ready');
+    conditions.push({ type: 'Ready', status, reason, message, lastHeartbeatTime: now, lastTransitionTime: now });
+    this.nodes.set(name, { ...node, metadata: { ...(node['metadata'] as Json), resourceVersion: String(this.rv++) }, status: { ...(node['status'] as Json), conditions } });
+  }
+
+  /** An Event as another component (kubelet) posted it. */
+  addEvent(event: Json): void {
+    const meta = (event['metadata'] ?? {}) as Json;
+    this.events.push({ ...event, metadata: { ...meta, resourceVersion: String(this.rv++) } });
+  }
+
   addPod(namespace: string, name: string, nodeName: string, phase: string, extra: Json = {}): Json {
     const pod = mergePatch({ kind: 'Pod', apiVersion: 'v1', metadata: { name, namespace, uid: `uid-${name}`, creationTimestamp: new Date().toISOString(), resourceVersion: String(this.rv++) }, spec: { nodeName }, status: { phase } }, extra) as Json;
     this.pods.set(`${namespace}/${name}`, pod);
@@ -266,7 +283,7 @@ export class FakeApiServer {
     this.requests.push({ method: req.method ?? '', path: url.pathname, contentType });
     const who = this.rbac.get(String(req.headers.authorization ?? '').replace(/^Bearer /, ''));
     if (!who) return this.send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
-    const verb = req.method === 'GET' ? (/\/(nodes|pods)$/.test(url.pathname) ? (url.searchParams.get('watch') === '1' || url.searchParams.get('watch') === 'true' ? 'watch' : 'list') : 'get') : req.method === 'PATCH' ? 'patch' : req.method === 'PUT' ? 'update' : req.method === 'POST' ? 'create' : req.method === 'DELETE' ? 'delete' : '?';
+    const verb = req.method === 'GET' ? (/\/(nodes|pods|events)$/.test(url.pathname) ? (url.searchParams.get('watch') === '1' || url.searchParams.get('watch') === 'true' ? 'watch' : 'list') : 'get') : req.method === 'PATCH' ? 'patch' : req.method === 'PUT' ? 'update' : req.method === 'POST' ? 'create' : req.method === 'DELETE' ? 'delete' : '?';
     const resource = /\/nodes\/[^/]+\/status$/.test(url.pathname) ? 'nodes/status' : /\/nodes/.test(url.pathname) ? 'nodes' : /\/events/.test(url.pathname) ? 'events' : /\/pods/.test(url.pathname) ? 'pods' : /\/tokenreviews$/.test(url.pathname) ? 'tokenreviews' : '?';
     if (!who.rules.some((r) => r.verbs.includes(verb) && r.resources.includes(resource))) {
       return this.send(res, 403, status(403, 'Forbidden', `${resource} is forbidden: User "${who.user}" cannot ${verb} resource "${resource}" in API group ""`));
@@ -305,6 +322,18 @@ export class FakeApiServer {
       next = { ...node, status: next['status'], metadata: { ...(node['metadata'] as Json), resourceVersion: String(this.rv++) } };
       this.nodes.set(m[1]!, next);
       return this.send(res, 200, next);
+    }
+    if ((m = /^\/api\/v1(?:\/namespaces\/([^/]+))?\/events$/.exec(url.pathname)) && req.method === 'GET') {
+      // A list with field selectors and limit/continue pages (the events' continue token is a plain offset).
+      const ns = m[1];
+      const selector = url.searchParams.get('fieldSelector');
+      const all = this.events.filter((e) => (!ns || (e['metadata'] as Json)['namespace'] === ns) && fieldSelectorMatches(e, selector));
+      const limit = Number(url.searchParams.get('limit') ?? 0);
+      const offset = Number(url.searchParams.get('continue') ?? 0) || 0;
+      const items = limit > 0 ? all.slice(offset, offset + limit) : all.slice(offset);
+      const metadata: Json = { resourceVersion: String(this.rv - 1) };
+      if (limit > 0 && offset + limit < all.length) metadata['continue'] = String(offset + limit);
+      return this.send(res, 200, { kind: 'EventList', apiVersion: 'v1', metadata, items });
     }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(url.pathname)) && req.method === 'POST') {
       const ev = JSON.parse(body) as Json;

@@ -8,11 +8,12 @@ const allows = (rules: PermissionRule[], group: string, resource: string, verb: 
 /** Every (group, resource, verb) a rule set grants. */
 const grants = (rules: PermissionRule[]) => rules.flatMap((r) => r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g}/${res}/${v}`)))).sort();
 
-t.test('the agent may read its Node, patch its status, create Events, get/list/watch pods, and nothing more', async (t) => {
+t.test('the agent may read its Node, patch its status, create and list Events (probe failures), get/list/watch pods, and nothing more', async (t) => {
   const rules = PERMISSIONS['nodewarden-agent'];
-  t.same(grants(rules), ['/events/create', '/nodes/get', '/nodes/status/patch', '/pods/get', '/pods/list', '/pods/watch']);
+  t.same(grants(rules), ['/events/create', '/events/list', '/nodes/get', '/nodes/status/patch', '/pods/get', '/pods/list', '/pods/watch']);
   t.notOk(allows(rules, '', 'nodes', 'patch'), 'not the Node object itself, only its status');
   t.notOk(allows(rules, '', 'pods', 'delete'), 'the agent never deletes pods');
+  t.notOk(allows(rules, '', 'events', 'watch'), 'Events are listed on a loaded node only, never watched');
   t.notOk(allows(rules, '', 'secrets', 'get'));
 });
 

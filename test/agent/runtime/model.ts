@@ -141,3 +141,45 @@ t.test('live: containerd\'s container list is kept between snapshots: new contai
   await rt.snapshot();
   t.equal(calls.list, 3, 'after a gap the namespace is listed whole');
 });
+
+t.test('one container docker cannot inspect: the snapshot\'s timeout names the call still out (what kubelet\'s PLEG waits on too)', async (t) => {
+  // dockerd's Engine API on a unix socket, as a stand-in: a real dockerd cannot be made to hang on one inspect.
+  const http = await import('node:http');
+  const { mkdtempSync, mkdirSync, rmSync } = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const root = mkdtempSync(path.join(os.tmpdir(), 'nw-inspect-'));
+  mkdirSync(path.join(root, 'var/run'), { recursive: true });
+  const ok = '1'.repeat(64);
+  const stuck = '2'.repeat(64);
+  const summary = (id: string, name: string) => ({ Id: id, Names: [name], Image: 'busybox', ImageID: 'sha256:x', State: 'running', Status: 'Up 1 minute', Labels: {}, Created: 1 });
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? '';
+    if (url.endsWith('/_ping')) {
+      res.writeHead(200, { 'api-version': '1.43' });
+      return res.end('OK');
+    }
+    if (url.includes('/containers/json')) return res.end(JSON.stringify([summary(ok, '/web'), summary(stuck, '/stuck')]));
+    if (url.includes(`/containers/${stuck}/json`)) return; // never answers
+    res.writeHead(404);
+    res.end('{"message":"No such container"}');
+  });
+  await new Promise<void>((r) => server.listen(path.join(root, 'var/run/docker.sock'), r));
+  t.teardown(() => new Promise<void>((r) => {
+    server.closeAllConnections();
+    server.close(() => {
+      rmSync(root, { recursive: true, force: true });
+      r();
+    });
+  }));
+  const env = envFor(root, ['runtime.timeout=500ms']);
+  const snap = await env.runtime.snapshot();
+  const docker = snap.runtimes.find((r) => r.name === 'docker');
+  t.equal(docker?.status, 'unresponsive');
+  t.match(docker?.error, /^docker did not answer all of one snapshot's calls within 500 ms; still waiting on the inspect of container 222222222222 \(\/stuck\)$/);
+  const { evaluateKubelet, kubelet } = await import('../../../collectors/kubelet.js');
+  const { settingsFor } = await import('../../helpers/context.js');
+  const now = Date.now();
+  const [f] = evaluateKubelet({ healthz: 'ok', runtimeStuckSince: { docker: now - 60_000 }, node: { ready: { status: 'False', reason: 'KubeletNotReady', message: 'PLEG is not healthy: pleg was last seen active 3m0.5s ago; threshold is 3m0s' }, readAt: now } }, snap.runtimes, settingsFor(kubelet) as never, now);
+  t.match(f?.message, /kubelet says "PLEG is not healthy.*docker unresponsive for 60 s \(docker did not answer all of one snapshot's calls within 500 ms; still waiting on the inspect of container 222222222222 \(\/stuck\)\)/, 'kubelet.pleg names the container');
+});

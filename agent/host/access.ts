@@ -1,5 +1,5 @@
 // Host access rooted at --host-root: the only module that knows where /proc, /sys and host paths are.
-import { promises as fsp, statSync } from 'node:fs';
+import { promises as fsp, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { NodewardenError, errnoCode } from '../../protocol/errors.js';
 import { ExecTimeoutError } from './exec.js';
@@ -20,6 +20,39 @@ async function unlessGone<T>(read: () => Promise<T>): Promise<T | undefined> {
     if (GONE.has(errnoCode(err) ?? '')) return undefined;
     throw err;
   }
+}
+
+/** Runs a synchronous read; undefined when the thing is gone, any other error is thrown. */
+function unlessGoneSync<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch (err) {
+    if (GONE.has(errnoCode(err) ?? '')) return undefined;
+    throw err;
+  }
+}
+
+/** Per-process files of /proc whose read takes no lock a stuck process can hold (not cmdline, environ, maps: mmap_lock; not mountinfo: the namespace's lock). */
+const SYNC_PID_FILES = new Set(['stat', 'status', 'cgroup', 'comm', 'limits', 'oom_score_adj']);
+/** Node-wide /proc files that are counters the kernel prints. */
+const SYNC_PROC_FILES = new Set(['loadavg', 'meminfo', 'stat', 'uptime', 'vmstat']);
+
+/**
+ * Pure: whether a read of this path (relative to /proc or /sys, `under`) is served synchronously.
+ * These are the kernel's own counters: they never wait on a disk, a mount or another process, and a
+ * read through the thread pool costs five hand-offs between threads (open, fstat, read, read, close),
+ * each a futex wake and an epoll wake-up. On a busy node the agent spent a third of its CPU in those
+ * context switches (perf, docs/design.md), so they are read in place, as the fd census and the
+ * namespace walk already were. Everything else (container storage, mountinfo, cmdline) keeps the pool.
+ */
+export function readsInPlace(under: 'proc' | 'sys', rel: string): boolean {
+  const parts = rel.split('/');
+  if (under === 'sys') return parts[0] === 'fs' && parts[1] === 'cgroup' && parts.length > 2 && !parts.includes('..');
+  if (parts.includes('..')) return false;
+  if (parts.length === 1) return SYNC_PROC_FILES.has(parts[0]!);
+  if (parts[0] === 'sys' || parts[0] === 'pressure') return parts.length > 1;
+  if (parts[0] === 'net') return parts.length === 2 && (parts[1] === 'sockstat' || parts[1] === 'sockstat6');
+  return parts.length === 2 && /^(\d+|self)$/.test(parts[0]!) && SYNC_PID_FILES.has(parts[1]!);
 }
 
 /** Checks that --host-root exists and is a directory; throws NW_ERR_HOST_ROOT otherwise. */
@@ -68,6 +101,11 @@ export function createHostAccess(opts: HostOptions): HostAccess {
   // `..` stops at the host's root, as it does on the host itself: `/dev/../../etc` is `<root>/etc`, never
   // a path of the agent's own filesystem outside --host-root.
   const hostPath = (p: string): string => path.join(root, path.posix.resolve('/', p));
+  const inPlace = (p: string): boolean => {
+    if (p.startsWith(`${proc}/`)) return readsInPlace('proc', p.slice(proc.length + 1));
+    if (p.startsWith(`${sys}/`)) return readsInPlace('sys', p.slice(sys.length + 1));
+    return false;
+  };
 
   type Batch = { kind: 'done'; stats: Map<string, FsStats> } | { kind: 'timeout'; exited: Promise<void> };
   async function statfsBatch(agentPaths: string[], timeoutMs: number): Promise<Batch> {
@@ -86,8 +124,8 @@ export function createHostAccess(opts: HostOptions): HostAccess {
     procPath: (...parts) => path.join(proc, ...parts.map(String)),
     sysPath: (...parts) => path.join(sys, ...parts.map(String)),
     hostPath,
-    readText: (p) => unlessGone(() => fsp.readFile(p, 'utf8')),
-    readBytes: (p) => unlessGone(() => fsp.readFile(p)),
+    readText: (p) => (inPlace(p) ? Promise.resolve(unlessGoneSync(() => readFileSync(p, 'utf8'))) : unlessGone(() => fsp.readFile(p, 'utf8'))),
+    readBytes: (p) => (inPlace(p) ? Promise.resolve(unlessGoneSync(() => readFileSync(p))) : unlessGone(() => fsp.readFile(p))),
     list: (p) => unlessGone(() => fsp.readdir(p)),
     async exists(p) {
       try {
@@ -98,7 +136,7 @@ export function createHostAccess(opts: HostOptions): HostAccess {
       }
     },
     async pids() {
-      const names = await fsp.readdir(proc);
+      const names = readdirSync(proc); // /proc itself: in place, as its files are
       const out: number[] = [];
       for (const name of names) {
         const c = name.charCodeAt(0);

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { checkHostRoot, createHostAccess, parseStatfsOutput } from '../../../agent/host/access.js';
+import { checkHostRoot, createHostAccess, parseStatfsOutput, readsInPlace } from '../../../agent/host/access.js';
 import { exec } from '../../../agent/host/exec.js';
 import type { Exec } from '../../../collectors/types.js';
 import { fillTo, hungFuseMount, makeLoopFs, requireLive } from '../../helpers/live.js';
@@ -128,4 +128,22 @@ t.test('live: a statfs that hangs times out alone; the other paths answer, then 
   rec.calls.length = 0;
   await host.statfs(paths, 5000);
   t.same(rec.calls, [paths], 'and back in the batch');
+});
+
+t.test('the kernel\'s own counters are read in place; what a stuck process, a mount or a disk can hold keeps the thread pool', async (t) => {
+  for (const rel of ['loadavg', 'meminfo', 'stat', 'uptime', '123/stat', '123/status', 'self/cgroup', '9/comm', 'sys/kernel/pid_max', 'sys/net/netfilter/nf_conntrack_count', 'pressure/memory', 'net/sockstat', 'net/sockstat6']) {
+    t.ok(readsInPlace('proc', rel), `/proc/${rel} in place`);
+  }
+  for (const rel of ['123/cmdline', '123/environ', '123/maps', '123/mountinfo', 'self/mountinfo', '1/mounts', 'kmsg', 'net/tcp', 'net/nf_conntrack', '123/task/124/stat', '../etc/passwd', 'sys/../../etc/shadow', '123/fd/4']) {
+    t.notOk(readsInPlace('proc', rel), `/proc/${rel} through the pool`);
+  }
+  t.ok(readsInPlace('sys', 'fs/cgroup/kubepods.slice/memory.events'));
+  t.notOk(readsInPlace('sys', 'fs/cgroup'));
+  t.notOk(readsInPlace('sys', 'block/sda/stat'));
+  t.notOk(readsInPlace('sys', 'fs/cgroup/../../../etc/passwd'));
+  // Gone is undefined in place too, as through the pool.
+  const host = createHostAccess({ root: '/', exec });
+  t.equal(await host.readText(host.procPath(2 ** 22 + 1, 'stat')), undefined, 'a process that is gone');
+  t.match(await host.readText(host.procPath('self', 'status')), /^Name:/m);
+  t.ok((await host.pids()).includes(process.pid));
 });

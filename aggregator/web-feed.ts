@@ -2,7 +2,8 @@
 // cookie). A tab never receives every finding: it gets the fleet as one small tuple per node, the
 // counts by check and severity, and the first `limit` findings that match its own filter (most severe
 // first) with the total. Then, every flushMs, one coalesced delta: the nodes whose cell changed, the
-// counts, and the transitions that match its filter, keyed by finding id (the latest wins). The queue
+// counts, the total, and the transitions that reach its rows (a row it shows, or a match that sorts
+// before its last row), keyed by finding id (the latest wins). The queue
 // is bounded: a tab whose socket is backed up keeps coalescing, and one whose queue overflows gets a
 // fresh snapshot once it reads again, never an ever-growing backlog.
 import type { Finding } from '../protocol/finding.js';
@@ -88,10 +89,35 @@ export function compareRows(a: Finding, b: Finding): number {
   return 0;
 }
 
+/** The first `k` of `items` by `cmp`, in one pass (no sort of them all: most items lose to the k-th at once). */
+export function firstK<T>(items: Iterable<T>, k: number, cmp: (a: T, b: T) => number): T[] {
+  const out: T[] = [];
+  for (const x of items) {
+    if (out.length === k && cmp(x, out[k - 1]!) >= 0) continue;
+    let lo = 0;
+    let hi = out.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cmp(out[mid]!, x) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    out.splice(lo, 0, x);
+    if (out.length > k) out.pop();
+  }
+  return out;
+}
+
 interface Tab {
   conn: Conn;
   filter: WebFilter;
   limit: number;
+  /** The rows the tab holds (its snapshot's, and the matches sent since), by id. */
+  shown: Map<string, Finding>;
+  /** Its last row while it holds `limit` of them: a match that sorts after it does not reach the tab. */
+  cutoff: Finding | undefined;
+  /** How many active findings match its filter. */
+  total: number;
+  totalDirty: boolean;
   /** Set once the tab asked for a view; nothing is sent before. */
   viewing: boolean;
   pending: Map<string, TimedTransition>;
@@ -152,7 +178,7 @@ export class WebFeed {
 
   add(conn: Conn): void {
     const { connections } = this.opts;
-    const tab: Tab = { conn, filter: {}, limit: DEFAULT_WEB_LIMIT, viewing: false, pending: new Map(), dirtyNodes: new Set(), countsDirty: false, resync: false, lastSentAt: 0, snapshots: 0 };
+    const tab: Tab = { conn, filter: {}, limit: DEFAULT_WEB_LIMIT, shown: new Map(), cutoff: undefined, total: 0, totalDirty: false, viewing: false, pending: new Map(), dirtyNodes: new Set(), countsDirty: false, resync: false, lastSentAt: 0, snapshots: 0 };
     this.tabs.add(tab);
     const viewTimer = setTimeout(() => connections.close(conn, CLOSE.MALFORMED, `expected view within ${this.opts.handshakeTimeoutMs} ms`), this.opts.handshakeTimeoutMs);
     conn.ws.on('message', (raw: Buffer) =>
@@ -190,27 +216,60 @@ export class WebFeed {
     for (const tab of this.tabs) {
       if (!tab.viewing || tab.resync) continue;
       this.markNode(tab, t.finding.node);
-      if (tab.resync || !matchesWebFilter(t.finding, tab.filter)) continue;
+      if (tab.resync) continue;
+      const f = t.finding;
+      const matches = matchesWebFilter(f, tab.filter);
+      const shown = tab.shown.has(f.id);
+      if (matches && t.type === 'firing') tab.total++;
+      if ((matches || shown) && t.type === 'resolved') tab.total--;
+      if (shown && !matches && t.type !== 'resolved') tab.total--; // updated out of the filter
+      if (matches || shown) tab.totalDirty = true;
+      let change: TimedTransition | undefined;
+      if (shown && (t.type === 'resolved' || !matches)) {
+        tab.shown.delete(f.id);
+        change = { ...t, type: 'resolved' };
+      } else if (matches && (shown || !tab.cutoff || compareRows(f, tab.cutoff) <= 0)) {
+        tab.shown.set(f.id, f);
+        change = t;
+        if (tab.shown.size > 2 * tab.limit) this.trim(tab);
+      }
+      if (!change) continue;
       // Coalesced by finding: the latest transition wins, re-inserted so the order stays by time.
-      tab.pending.delete(t.finding.id);
-      tab.pending.set(t.finding.id, t);
+      tab.pending.delete(f.id);
+      tab.pending.set(f.id, change);
       if (tab.pending.size > this.opts.maxPending) this.overflow(tab);
     }
+  }
+
+  /** Keeps the first `limit` rows (the tab keeps the same ones: same order), and their last as the cutoff. */
+  private trim(tab: Tab): void {
+    const rows = [...tab.shown.values()].sort(compareRows).slice(0, tab.limit);
+    tab.shown = new Map(rows.map((f) => [f.id, f]));
+    tab.cutoff = rows.length === tab.limit ? rows.at(-1) : undefined;
   }
 
   /** The whole view for one tab: every node's cell, the counts, its first rows and how many match. */
   private snapshot(tab: Tab): void {
     const { fleet } = this.opts;
-    const matching: Finding[] = [];
-    for (const f of fleet.active()) if (matchesWebFilter(f, tab.filter)) matching.push(f);
-    matching.sort(compareRows);
+    let total = 0;
+    const matching = function* (): Generator<Finding> {
+      for (const f of fleet.active()) if (matchesWebFilter(f, tab.filter)) {
+        total++;
+        yield f;
+      }
+    };
+    const rows = firstK(matching(), tab.limit, compareRows);
+    tab.shown = new Map(rows.map((f) => [f.id, f]));
+    tab.cutoff = rows.length === tab.limit ? rows.at(-1) : undefined;
+    tab.total = total;
+    tab.totalDirty = false;
     tab.pending.clear();
     tab.dirtyNodes.clear();
     tab.countsDirty = false;
     tab.resync = false;
     tab.snapshots++;
     const node = tab.filter.node ? fleet.nodeInfo(tab.filter.node) : undefined;
-    this.send(tab, { type: 'snapshot', at: new Date(this.now()).toISOString(), nodes: fleet.nodeSummaries(), counts: fleet.countsByCheck(), rows: matching.slice(0, tab.limit), total: matching.length, ...(tab.filter.node ? { node: node ?? null } : {}) });
+    this.send(tab, { type: 'snapshot', at: new Date(this.now()).toISOString(), nodes: fleet.nodeSummaries(), counts: fleet.countsByCheck(), rows, total, ...(tab.filter.node ? { node: node ?? null } : {}) });
   }
 
   private send(tab: Tab, msg: object): void {
@@ -232,7 +291,7 @@ export class WebFeed {
         this.snapshot(tab);
         continue;
       }
-      if (tab.pending.size === 0 && tab.dirtyNodes.size === 0) {
+      if (tab.pending.size === 0 && tab.dirtyNodes.size === 0 && !tab.totalDirty) {
         if (now - tab.lastSentAt >= this.opts.tickMs) this.send(tab, { type: 'tick', at: new Date(now).toISOString() });
         continue;
       }
@@ -245,7 +304,8 @@ export class WebFeed {
       tab.dirtyNodes.clear();
       const withCounts = tab.countsDirty ? { counts } : {};
       tab.countsDirty = false;
-      this.send(tab, { type: 'delta', at: new Date(now).toISOString(), nodes, changes, ...withCounts, ...node });
+      tab.totalDirty = false;
+      this.send(tab, { type: 'delta', at: new Date(now).toISOString(), nodes, changes, total: tab.total, ...withCounts, ...node });
     }
   }
 }

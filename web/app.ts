@@ -205,19 +205,16 @@ function onMessage(m: Record<string, unknown>): void {
         dirtyCells.add(n[0]);
       }
     }
+    // Only changes that reach this tab's rows come: a row that resolved or left the filter, or a match
+    // that sorts among them. The total comes counted by the aggregator.
     for (const [type, f] of m['changes'] as [string, Finding][]) {
-      const had = state.rows.has(f.id);
-      if (type === 'resolved') {
-        if (had) state.rows.delete(f.id);
-        state.total = Math.max(0, state.total - 1);
-      } else {
-        state.rows.set(f.id, f);
-        if (type === 'firing' && !had) state.total++;
-      }
+      if (type === 'resolved') state.rows.delete(f.id);
+      else state.rows.set(f.id, f);
     }
+    if (typeof m['total'] === 'number') state.total = m['total'];
     if (m['counts']) state.counts = m['counts'] as Count[];
     if ('node' in m) state.node = m['node'] as NodeInfo | null;
-    schedule({ table: (m['changes'] as unknown[]).length > 0 || 'node' in m, counts: Boolean(m['counts']) });
+    schedule({ table: (m['changes'] as unknown[]).length > 0 || 'node' in m || typeof m['total'] === 'number', counts: Boolean(m['counts']) });
   }
 }
 
@@ -335,7 +332,7 @@ function sortRows(): Finding[] {
   // Rows past the limit are dropped here; when fewer are left than exist, ask for a fresh view.
   for (const f of rows.slice(state.limit)) state.rows.delete(f.id);
   const kept = rows.slice(0, state.limit);
-  if (kept.length < Math.min(state.limit, state.total) && Date.now() - state.lastRefreshAsk > 2000) {
+  if (kept.length < Math.min(state.limit, state.total) && Date.now() - state.lastRefreshAsk > 5000) {
     state.lastRefreshAsk = Date.now();
     state.ws?.send(JSON.stringify({ type: 'refresh' }));
   }

@@ -7,7 +7,7 @@ import WebSocket from 'ws';
 import { pino } from 'pino';
 import { Aggregator, type AggregatorOptions } from '../../aggregator/server.js';
 import type { Token } from '../../aggregator/auth.js';
-import { decodeWebRequest, matchesWebFilter } from '../../aggregator/web-feed.js';
+import { decodeWebRequest, firstK, matchesWebFilter } from '../../aggregator/web-feed.js';
 import { finding } from '../helpers/findings.js';
 import { until } from '../helpers/processes.js';
 
@@ -189,6 +189,31 @@ t.test('the feed: a snapshot for the view, coalesced deltas, and a fresh snapsho
   t.equal(again['total'], 21, 'it counts every match');
   t.equal((again['rows'] as unknown[]).length, 10, 'and carries only the limit');
   t.equal(agg.web.resyncs, 1);
+});
+
+t.test('the feed: a tab holding its limit hears only of changes that reach its rows, and the total of all', async (t) => {
+  const { agg, port, base } = await start({ web: { flushMs: 100 } });
+  t.teardown(() => agg.stop());
+  const a = await agent(port, 'node-a');
+  t.teardown(() => a.close());
+  const crit = ['a', 'b', 'c'].map((s) => finding('node-a', 'disk.usage', `/${s}`, 'critical'));
+  a.send(JSON.stringify({ v: 1, type: 'snapshot', findings: crit }));
+  await until(() => agg.fleet.active().length === 3, 10_000, 'the snapshot');
+  const s = await login(base);
+  const { ws, got } = await tab(port, s.cookie);
+  t.teardown(() => ws.close());
+  ws.send(JSON.stringify({ type: 'view', filter: {}, limit: 2 }));
+  await until(() => got.some((m) => m['type'] === 'snapshot'), 10_000, 'the snapshot');
+  t.same((got[0]!['rows'] as { subject: string }[]).map((f) => f.subject), ['/a', '/b'], 'the first two, most severe first');
+  t.equal(got[0]!['total'], 3);
+  // A warning sorts after the last row: only the total changes. A critical /0 sorts first: it comes.
+  a.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type: 'firing', finding: finding('node-a', 'disk.inodes', '/w', 'warning') }, { type: 'firing', finding: finding('node-a', 'disk.usage', '/0', 'critical') }] }));
+  // /b resolves: it is a row, so it comes.
+  a.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type: 'resolved', finding: { ...crit[1]!, state: 'resolved' } }] }));
+  await until(() => got.some((m) => m['type'] === 'delta' && m['total'] === 4), 10_000, 'a delta with the total');
+  const changes = got.filter((m) => m['type'] === 'delta').flatMap((d) => d['changes'] as [string, { subject: string }][]).map(([type, f]) => `${type} ${f.subject}`);
+  t.same(changes, ['firing /0', 'resolved /b'], 'not the warning, which sorts after every row');
+  t.same(firstK([5, 1, 4, 2, 3, 0], 3, (x, y) => x - y), [0, 1, 2]);
 });
 
 t.test('web requests: named hostile ones refused, fuzzed ones decode or throw a WireError', async (t) => {

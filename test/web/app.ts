@@ -26,7 +26,7 @@ const TOKENS: Token[] = [
   { role: 'tail', name: 'ops', secret: 'tail-token-0123456789' },
   { role: 'admin', name: 'alice', secret: 'admin-token-0123456789' },
 ];
-const COLORS = { none: [46, 125, 50], warning: [249, 168, 37], critical: [198, 40, 40] } as const;
+const COLORS = { none: [46, 125, 50], warning: [249, 168, 37], critical: [198, 40, 40], silent: [66, 66, 66] } as const;
 
 async function launch(t: Test): Promise<Browser | undefined> {
   if (!requireLive(t, { paths: [CHROMIUM] })) return undefined;
@@ -38,7 +38,7 @@ async function launch(t: Test): Promise<Browser | undefined> {
 }
 
 async function startAggregator(t: Test) {
-  const agg = new Aggregator({ host: '127.0.0.1', port: 0, tokens: TOKENS, version: 'test', log: pino({ level: 'silent' }), heartbeatMs: 60_000, web: { flushMs: 100 } });
+  const agg = new Aggregator({ host: '127.0.0.1', port: 0, tokens: TOKENS, version: 'test', log: pino({ level: 'silent' }), heartbeatMs: 60_000, silentAfterMs: 1_000, web: { flushMs: 100 } });
   const { port } = await agg.start();
   t.teardown(() => agg.stop());
   return { agg, port, base: `http://127.0.0.1:${port}` };
@@ -50,8 +50,9 @@ async function fakeAgent(t: Test, port: number, node: string) {
   const welcome = new Promise((r) => ws.once('message', r));
   ws.send(JSON.stringify({ v: 1, type: 'hello', protocol: 1, node, agentVersion: 'test', collectors: ['disk'] }));
   await welcome;
+  ws.send(JSON.stringify({ v: 1, type: 'status', collectors: [{ name: 'disk', status: 'ok', durationMs: 12 }] }));
   t.teardown(() => ws.close());
-  return { send: (type: 'firing' | 'resolved' | 'updated', f: ReturnType<typeof finding>) => ws.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type, finding: type === 'resolved' ? { ...f, state: 'resolved' } : f }] })) };
+  return { close: () => ws.close(), send: (type: 'firing' | 'resolved' | 'updated', f: ReturnType<typeof finding>) => ws.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type, finding: type === 'resolved' ? { ...f, state: 'resolved' } : f }] })) };
 }
 
 /** A page that records CSP violations and script errors from its first moment. */
@@ -172,6 +173,7 @@ t.test('a tail token: live cells, filters, a node page, a remedy copied, hostile
   const card = page.locator(`#node-findings article[data-id="${inodes.id}"]`);
   t.equal(await card.locator('.message').textContent(), '/var has used 91% of its inodes');
   t.match(await card.locator('pre').textContent(), /"usedPercent": 91/);
+  t.same(await page.locator('#collectors tbody td').allTextContents(), ['disk', 'ok', '12 ms', ''], "its collectors' status");
   await card.locator('button.copy').click();
   await page.waitForFunction((id) => document.querySelector(`article[data-id="${id}"] button.copy`)?.textContent === 'Copied', inodes.id);
   t.equal(await page.evaluate(() => navigator.clipboard.readText()), inodes.remedy, 'the remedy is on the clipboard');
@@ -182,6 +184,33 @@ t.test('a tail token: live cells, filters, a node page, a remedy copied, hostile
   });
   t.equal(refused, 403, 'and the API refuses a tail session even with its CSRF value');
   await shot(page, 'node-page');
+
+  // The pod view: the `why` answer for a stuck pod, and for one that is not.
+  const stuck = finding('node-b', 'pod.stuck', 'prod/api-0', 'critical', {
+    message: 'Pod prod/api-0 has been Terminating for 12 minutes: an immutable file blocks the removal of its container.',
+    remedy: 'chattr -i /var/lib/docker/overlay2/abc/diff/etc/lock',
+    workload: { namespace: 'prod', pod: 'api-0' },
+    evidence: { pod: { nodeName: 'node-b' }, walk: [{ cause: 'finalizers', checked: true, found: false, summary: 'none', remedy: null }, { cause: 'immutable', checked: true, found: true, summary: '/etc/lock is immutable', remedy: 'chattr -i' }] },
+  });
+  b.send('firing', stuck);
+  await until(() => agg.fleet.active({ check: 'pod.stuck' }).length === 1, 10_000, 'the pod.stuck finding');
+  await page.goto(`${base}/#/`);
+  await page.locator('#pod-input').fill('prod/api-0');
+  await page.locator('#pod-form button').click();
+  await page.waitForFunction(() => /immutable file blocks/.test(document.getElementById('pod-answer')!.textContent ?? ''));
+  t.match(await page.locator('#pod-answer ol').textContent(), /immutable: FOUND\. \/etc\/lock is immutable/, 'the walk, in the runbooks\' order');
+  t.match(await page.locator('#pod-answer code').textContent(), /^chattr -i /);
+  await shot(page, 'pod-stuck');
+  await page.goto(`${base}/#/pod/prod/web-1`);
+  await page.waitForFunction(() => /^(Not stuck|Unknown)/.test(document.querySelector('#pod-answer p')?.textContent ?? ''));
+  t.match(await page.locator('#pod-answer').textContent(), /Unknown: no agent watches pods/, 'no agent here watches pods, so it does not say "not stuck"');
+
+  // A node whose agent goes away is marked silent.
+  await page.goto(`${base}/#/`);
+  a.close();
+  await cellIs(page, 0, COLORS.silent, 'node-a silent once its agent is gone');
+  t.equal(await page.locator('#count-silent').textContent(), '1 silent');
+  t.equal(await page.locator('#worst li >> nth=0').getAttribute('data-node'), 'node-a', 'silent nodes lead the worst');
 
   // Disconnected: the aggregator goes away and the page says so.
   await agg.stop();

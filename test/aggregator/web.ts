@@ -2,7 +2,12 @@
 // on the live feed, CSRF, and the hostile cases by name. The page itself in a browser: test/web/app.ts.
 import t from 'tap';
 import fc from 'fast-check';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import WebSocket from 'ws';
 import { pino } from 'pino';
 import { Aggregator, type AggregatorOptions } from '../../aggregator/server.js';
@@ -95,6 +100,29 @@ t.test('the page is served from the package with a strict CSP; a tail token logs
   t.equal((await fetch(`${base}/api/nodes`, { headers: { cookie: s.cookie } })).status, 200, 'the cookie reads the API');
   t.equal((await login(base, 'agent-token-0123456789')).status, 401, 'an agent token is not for people');
   t.equal((await login(base, 'wrong-token-0123456789')).status, 401);
+});
+
+t.test('under TLS the page is https, the cookie Secure, and an http Origin is another origin', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-web-tls-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  const { agg, port } = await start({ tls: { cert, key } });
+  t.teardown(() => agg.stop());
+  const post = (origin: string) =>
+    new Promise<{ status: number; cookie: string }>((resolve, reject) => {
+      const req = https.request({ host: '127.0.0.1', port, path: '/api/session', method: 'POST', rejectUnauthorized: false, headers: { origin, 'content-type': 'application/json' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, cookie: String(res.headers['set-cookie'] ?? '') }));
+      });
+      req.on('error', reject);
+      req.end('{"token":"tail-token-0123456789"}');
+    });
+  const ok = await post(`https://127.0.0.1:${port}`);
+  t.equal(ok.status, 200);
+  t.match(ok.cookie, /HttpOnly; SameSite=Strict; Max-Age=\d+; Secure$/, 'Secure under TLS');
+  t.equal((await post(`http://127.0.0.1:${port}`)).status, 403, 'an http page is not this origin');
 });
 
 t.test('hostile requests to the web routes, by name', async (t) => {

@@ -394,7 +394,7 @@ export class Aggregator {
     }
     if (path === '/healthz') {
       const journal = this.journal?.health();
-      return this.json(res, 200, { status: journal && !journal.ok ? 'degraded' : 'ok', nodes: this.fleet.nodeCount(), agents: this.agents.size, tailers: this.tailers.size, connections: this.health(), ...(journal ? { journal } : {}), ...(this.opts.kubeAuth ? { tokenReviews: this.opts.kubeAuth.stats } : {}) });
+      return this.json(res, 200, { status: journal && !journal.ok ? 'degraded' : 'ok', nodes: this.fleet.nodeCount(), agents: this.agents.size, tailers: this.tailers.size, connections: this.health(), web: { tabs: this.web.size, sessions: this.sessions.size, resyncs: this.web.resyncs }, ...(journal ? { journal } : {}), ...(this.opts.kubeAuth ? { tokenReviews: this.opts.kubeAuth.stats } : {}) });
     }
     if (path === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });

@@ -217,6 +217,8 @@ t.test('the feed: a snapshot for the view, coalesced deltas, and a fresh snapsho
   t.equal(again['total'], 21, 'it counts every match');
   t.equal((again['rows'] as unknown[]).length, 10, 'and carries only the limit');
   t.equal(agg.web.resyncs, 1);
+  const health = (await (await fetch(`${base}/healthz`)).json()) as { web: { tabs: number; sessions: number; resyncs: number } };
+  t.same(health.web, { tabs: 1, sessions: 1, resyncs: 1 }, '/healthz counts tabs, sessions and the snapshots sent to tabs that fell behind');
 });
 
 t.test('the feed: a tab holding its limit hears only of changes that reach its rows, and the total of all', async (t) => {

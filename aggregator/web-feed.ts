@@ -123,8 +123,11 @@ interface Tab {
   pending: Map<string, TimedTransition>;
   dirtyNodes: Set<string>;
   countsDirty: boolean;
-  /** The queue overflowed (or the tab asked): its next message is a fresh snapshot. */
+  /** The queue overflowed: its next message is a fresh snapshot. */
   resync: boolean;
+  /** It asked for a view (or a refresh) within flushMs of its last snapshot: one comes at the next flush. */
+  viewDue: boolean;
+  lastSnapshotAt: number;
   lastSentAt: number;
   snapshots: number;
 }
@@ -178,7 +181,7 @@ export class WebFeed {
 
   add(conn: Conn): void {
     const { connections } = this.opts;
-    const tab: Tab = { conn, filter: {}, limit: DEFAULT_WEB_LIMIT, shown: new Map(), cutoff: undefined, total: 0, totalDirty: false, viewing: false, pending: new Map(), dirtyNodes: new Set(), countsDirty: false, resync: false, lastSentAt: 0, snapshots: 0 };
+    const tab: Tab = { conn, filter: {}, limit: DEFAULT_WEB_LIMIT, shown: new Map(), cutoff: undefined, total: 0, totalDirty: false, viewing: false, pending: new Map(), dirtyNodes: new Set(), countsDirty: false, resync: false, viewDue: false, lastSnapshotAt: 0, lastSentAt: 0, snapshots: 0 };
     this.tabs.add(tab);
     const viewTimer = setTimeout(() => connections.close(conn, CLOSE.MALFORMED, `expected view within ${this.opts.handshakeTimeoutMs} ms`), this.opts.handshakeTimeoutMs);
     conn.ws.on('message', (raw: Buffer) =>
@@ -191,7 +194,10 @@ export class WebFeed {
           tab.limit = msg.limit;
           tab.viewing = true;
         }
-        this.snapshot(tab);
+        // A snapshot walks every active finding: a tab typing in a filter (or a hostile one asking
+        // 200 times a second) gets at most one per flush, for its latest view.
+        if (this.now() - tab.lastSnapshotAt >= this.opts.flushMs) this.snapshot(tab);
+        else tab.viewDue = true;
       }),
     );
     conn.ws.on('close', () => {
@@ -267,6 +273,8 @@ export class WebFeed {
     tab.dirtyNodes.clear();
     tab.countsDirty = false;
     tab.resync = false;
+    tab.viewDue = false;
+    tab.lastSnapshotAt = this.now();
     tab.snapshots++;
     const node = tab.filter.node ? fleet.nodeInfo(tab.filter.node) : undefined;
     this.send(tab, { type: 'snapshot', at: new Date(this.now()).toISOString(), nodes: fleet.nodeSummaries(), counts: fleet.countsByCheck(), rows, total, ...(tab.filter.node ? { node: node ?? null } : {}) });
@@ -286,8 +294,8 @@ export class WebFeed {
     for (const tab of this.tabs) {
       if (!tab.viewing || tab.conn.ws.readyState !== tab.conn.ws.OPEN) continue;
       if (tab.conn.ws.bufferedAmount > this.opts.maxBufferedBytes) continue; // behind: keep coalescing
-      if (tab.resync) {
-        this.resyncs++;
+      if (tab.resync || tab.viewDue) {
+        if (tab.resync) this.resyncs++;
         this.snapshot(tab);
         continue;
       }

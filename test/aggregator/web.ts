@@ -244,6 +244,15 @@ t.test('the feed: a tab holding its limit hears only of changes that reach its r
   const changes = got.filter((m) => m['type'] === 'delta').flatMap((d) => d['changes'] as [string, { subject: string }][]).map(([type, f]) => `${type} ${f.subject}`);
   t.same(changes, ['firing /0', 'resolved /b'], 'not the warning, which sorts after every row');
   t.same(firstK([5, 1, 4, 2, 3, 0], 3, (x, y) => x - y), [0, 1, 2]);
+
+  // A tab changing its view 50 times at once gets a snapshot for the first and one for the last.
+  const before = got.filter((m) => m['type'] === 'snapshot').length;
+  for (let i = 0; i < 50; i++) ws.send(JSON.stringify({ type: 'view', filter: { text: i === 49 ? '/c' : `x${i}` }, limit: 2 }));
+  await until(() => got.some((m) => m['type'] === 'snapshot' && m['total'] === 1), 10_000, 'the last view');
+  await new Promise((r) => setTimeout(r, 300));
+  const snaps = got.filter((m) => m['type'] === 'snapshot').slice(before);
+  t.ok(snaps.length <= 3, `at most one snapshot per flush (${snaps.length} for 50 views)`);
+  t.same((snaps.at(-1)!['rows'] as { subject: string }[]).map((f) => f.subject), ['/c'], 'for the latest view');
 });
 
 t.test('web requests: named hostile ones refused, fuzzed ones decode or throw a WireError', async (t) => {

@@ -212,6 +212,12 @@ t.test('a tail token: live cells, filters, a node page, a remedy copied, hostile
   t.equal(await page.locator('#count-silent').textContent(), '1 silent');
   t.equal(await page.locator('#worst li >> nth=0').getAttribute('data-node'), 'node-a', 'silent nodes lead the worst');
 
+  // Stale: the socket stays open but nothing comes (no delta, no tick) for 15 s; the page says so.
+  agg.web.stop();
+  await page.waitForSelector('#status[data-state=stale]', { timeout: 30_000 });
+  t.match(await page.locator('#status').textContent(), /stale: nothing from the aggregator for \d+ s/);
+  await shot(page, 'stale');
+
   // Disconnected: the aggregator goes away and the page says so.
   await agg.stop();
   await page.waitForSelector('#status[data-state=disconnected]', { timeout: 15_000 });

@@ -22,6 +22,7 @@ COPY collectors ./collectors
 COPY aggregator ./aggregator
 COPY cli ./cli
 COPY bench ./bench
+COPY web ./web
 RUN npm run build && rm -rf dist/bench && npm prune --omit=dev --no-audit --no-fund && find node_modules -type d -empty -delete
 
 FROM ${NODE_IMAGE}

@@ -1,7 +1,7 @@
 // The aggregator's view of the cluster: each node's active findings (a snapshot replaces, deltas
 // apply), a bounded history of transitions, and node.silent for nodes whose agent stopped answering.
 import { EventEmitter } from 'node:events';
-import { findingId, type Finding } from '../protocol/finding.js';
+import { findingId, severityRank, type Finding } from '../protocol/finding.js';
 import type { TailFilter } from '../protocol/wire.js';
 import { matchesFilter } from '../protocol/wire.js';
 import { jsonSize } from '../protocol/schema.js';
@@ -53,7 +53,13 @@ export interface FleetState {
   active: Iterable<Finding>;
 }
 
-/** Emits 'transition' (TimedTransition) for every change any tailer should see. */
+/** A node as the web view's fleet overview draws it: its worst severity (-1: none), active count, connected, silent. */
+export type NodeSummary = [node: string, worst: number, active: number, connected: 0 | 1, silent: 0 | 1];
+
+/**
+ * Emits 'transition' (TimedTransition) for every change any tailer should see, and 'node' (its name)
+ * when a node connects, disconnects or is forgotten (the web view redraws its cell).
+ */
 export class Fleet extends EventEmitter {
   private readonly nodes = new Map<string, NodeState>();
   /** Ring buffer of the newest historyLimit transitions: no copying on the hot path. */
@@ -240,6 +246,7 @@ export class Fleet extends EventEmitter {
     }
     this.nodes.delete(node);
     this.emit('forget', node);
+    this.emit('node', node);
     return true;
   }
 
@@ -267,6 +274,7 @@ export class Fleet extends EventEmitter {
       this.deleteActive(n, silentId);
       this.record({ type: 'resolved', finding: { ...silent, state: 'resolved', lastSeen: new Date(this.now()).toISOString() } });
     }
+    this.emit('node', node);
   }
 
   touch(node: string): void {
@@ -280,6 +288,7 @@ export class Fleet extends EventEmitter {
     n.connected = false;
     n.disconnectedAt = new Date(this.now()).toISOString();
     this.armSilence(n);
+    this.emit('node', node);
   }
 
   private armSilence(n: NodeState): void {
@@ -388,6 +397,7 @@ export class Fleet extends EventEmitter {
 
   setStatus(node: string, collectors: NodeInfo['collectorStatus']): void {
     this.node(node).collectorStatus = collectors;
+    this.emit('status', node);
   }
 
   active(filter: TailFilter = {}): Finding[] {
@@ -417,6 +427,25 @@ export class Fleet extends EventEmitter {
       .sort((a, b) => a.node.localeCompare(b.node));
   }
 
+  /** One node's cell in the web view, or undefined when it is not known (forgotten). */
+  nodeSummary(name: string): NodeSummary | undefined {
+    const n = this.nodes.get(name);
+    return n ? summarize(n) : undefined;
+  }
+
+  /** Every node's cell, by name. */
+  nodeSummaries(): NodeSummary[] {
+    return [...this.nodes.values()].map(summarize).sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  }
+
+  /** One node as /api/nodes lists it. */
+  nodeInfo(name: string): NodeInfo | undefined {
+    const n = this.nodes.get(name);
+    if (!n) return undefined;
+    const { active: _a, bytes: _b, silenceTimer: _t, ...info } = n;
+    return info;
+  }
+
   nodeCount(): number {
     return this.nodes.size;
   }
@@ -428,4 +457,15 @@ export class Fleet extends EventEmitter {
   close(): void {
     for (const n of this.nodes.values()) clearTimeout(n.silenceTimer);
   }
+}
+
+function summarize(n: NodeState): NodeSummary {
+  let worst = -1;
+  let silent: 0 | 1 = 0;
+  for (const f of n.active.values()) {
+    const r = severityRank(f.severity);
+    if (r > worst) worst = r;
+    if (f.check === 'node.silent') silent = 1;
+  }
+  return [n.node, worst, n.active.size, n.connected ? 1 : 0, silent];
 }

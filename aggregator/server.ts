@@ -2,7 +2,9 @@
 // This file is the HTTP(S) server and the wiring: routes, the WebSocket upgrade with its credentials
 // (checked before the upgrade), and the parts that do each job: agents.ts (the agent protocol),
 // tailers.ts (fan-out to tailers), commands.ts (prune brokering), connections.ts (what every
-// WebSocket peer goes through), limits.ts (the bounds, docs/reference.md "Limits") and metrics.ts (/metrics).
+// WebSocket peer goes through), limits.ts (the bounds, docs/reference.md "Limits"), metrics.ts (/metrics),
+// and the web view: web.ts (its files, CSP), sessions.ts (cookie sessions for browsers), web-feed.ts
+// (one live socket per tab).
 // Every handler (HTTP route, upgrade, each message type, journal I/O) turns any failure into a refusal
 // of that one request or connection, logged with a code and counted in
 // nodewarden_aggregator_errors_total; the server and everyone else carry on.
@@ -29,6 +31,42 @@ import type { KubeAgentAuth } from './kube-auth.js';
 import { resolveLimits, type AggregatorLimits, type RateLimit } from './limits.js';
 import { AggregatorCounters, renderAggregatorMetrics, type Where } from './metrics.js';
 import { Tailers } from './tailers.js';
+import { CSRF_HEADER, DEFAULT_MAX_SESSIONS, DEFAULT_SESSION_TTL_MS, Sessions, sameOrigin, type Session } from './sessions.js';
+import { SECURITY_HEADERS, defaultWebDir, loadWebAssets, type WebAsset } from './web.js';
+import { WebFeed } from './web-feed.js';
+
+/** The web view's settings (docs/reference.md, "Web view"). */
+export interface WebOptions {
+  /** Where the built page is (default: dist/web of this package); no files means no page, the API stays. */
+  dir?: string;
+  sessionTtlMs: number;
+  maxSessions: number;
+  /** How often a tab gets its coalesced delta. */
+  flushMs: number;
+  /** Changes one tab may have queued before it gets a fresh snapshot instead. */
+  maxPending: number;
+  /** Open tabs at once; more are refused (503). */
+  maxTabs: number;
+}
+
+export const DEFAULT_WEB: WebOptions = { sessionTtlMs: DEFAULT_SESSION_TTL_MS, maxSessions: DEFAULT_MAX_SESSIONS, flushMs: 250, maxPending: 5_000, maxTabs: 256 };
+
+/** The largest login or prune request body. */
+const MAX_SMALL_BODY = 4096;
+
+/** Reads a small request body; 'too large' past `max`, 'cut' when the peer went away mid-body. */
+async function readSmallBody(req: http.IncomingMessage, max: number): Promise<string | { refused: 'too large' | 'cut' }> {
+  let body = '';
+  try {
+    for await (const chunk of req) {
+      body += chunk;
+      if (body.length > max) return { refused: 'too large' };
+    }
+  } catch {
+    return { refused: 'cut' };
+  }
+  return req.complete ? body : { refused: 'cut' };
+}
 
 export { DEFAULT_LIMITS, type AggregatorLimits } from './limits.js';
 
@@ -50,6 +88,7 @@ export interface AggregatorOptions {
   kubeAuth?: KubeAgentAuth;
   /** How often nodes without an agent are checked against the cluster (Kubernetes mode). */
   nodeSweepMs?: number;
+  web?: Partial<WebOptions>;
   version: string;
   log: Logger;
 }
@@ -98,7 +137,11 @@ export class Aggregator {
   private sweep: NodeJS.Timeout | undefined;
   private readonly limits: AggregatorLimits;
   private readonly gate: ConnectionGate;
-  private readonly opts: Required<Omit<AggregatorOptions, 'tls' | 'journal' | 'kubeAuth' | 'limits'>> & Pick<AggregatorOptions, 'tls' | 'journal' | 'kubeAuth'>;
+  private readonly sessions: Sessions;
+  readonly web: WebFeed;
+  private readonly webOptions: WebOptions;
+  private readonly assets: Map<string, WebAsset>;
+  private readonly opts: Required<Omit<AggregatorOptions, 'tls' | 'journal' | 'kubeAuth' | 'limits' | 'web'>> & Pick<AggregatorOptions, 'tls' | 'journal' | 'kubeAuth'>;
 
   constructor(opts: AggregatorOptions) {
     this.opts = {
@@ -122,6 +165,10 @@ export class Aggregator {
     this.connections = new Connections({ log: opts.log, counters: this.counters, rateLimit: this.opts.rateLimit });
     this.commands = new CommandBroker({ timeoutMs: this.opts.commandTimeoutMs, log: opts.log });
     this.tailers = new Tailers({ fleet: this.fleet, connections: this.connections, limits: this.limits });
+    this.webOptions = { ...DEFAULT_WEB, ...opts.web };
+    this.sessions = new Sessions({ ttlMs: this.webOptions.sessionTtlMs, max: this.webOptions.maxSessions });
+    this.web = new WebFeed({ fleet: this.fleet, connections: this.connections, flushMs: this.webOptions.flushMs, maxPending: this.webOptions.maxPending, maxBufferedBytes: 1024 * 1024, tickMs: 5_000, handshakeTimeoutMs: this.limits.handshakeTimeoutMs });
+    this.assets = loadWebAssets(this.webOptions.dir ?? defaultWebDir());
     this.agents = new Agents({
       fleet: this.fleet,
       connections: this.connections,
@@ -191,6 +238,7 @@ export class Aggregator {
       this.server.listen(this.opts.port, this.opts.host, () => resolve());
     });
     this.server.on('error', (err) => this.failed('http', err));
+    this.web.start();
     this.heartbeat = setInterval(() => this.connections.beat(), this.opts.heartbeatMs);
     this.heartbeat.unref();
     if (this.opts.kubeAuth) {
@@ -208,6 +256,7 @@ export class Aggregator {
   async stop(): Promise<void> {
     clearInterval(this.heartbeat);
     clearInterval(this.sweep);
+    this.web.stop();
     for (const c of this.connections.all()) c.ws.close(CLOSE.GOING_AWAY, 'aggregator shutting down');
     this.commands.stop();
     this.fleet.close();
@@ -223,6 +272,7 @@ export class Aggregator {
     this.opts.log.info({ tokens: tokens.length }, 'tokens reloaded');
     // A revoked token stops working at once, for connections already open too.
     const still = new Set(tokens.map((t) => `${t.role}\0${t.secret}`));
+    this.sessions.revokeExcept((s) => still.has(`${s.role}\0${s.secret}`));
     for (const c of this.connections.all()) {
       if (c.secret !== undefined && !still.has(`${c.who.role}\0${c.secret}`)) this.connections.close(c, CLOSE.UNAUTHORIZED, 'the token of this connection was revoked');
     }
@@ -265,6 +315,7 @@ export class Aggregator {
       if (socket.writable) socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
       socket.destroy();
     };
+    if (path === '/api/web') return this.upgradeWeb(req, socket, head, reject);
     if (!role) return reject(404, 'no such endpoint');
     let who: Identity | undefined = this.auth.identify(req.headers.authorization);
     const bearer = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
@@ -288,12 +339,22 @@ export class Aggregator {
     });
   }
 
+  /** A browser tab's live feed: its session cookie, from the page's own origin (a cross-site page cannot open it). */
+  private upgradeWeb(req: http.IncomingMessage, socket: Duplex, head: Buffer, reject: (status: number, text: string) => void): void {
+    if (!sameOrigin(req, Boolean(this.opts.tls))) return reject(403, 'the web feed is for the page on this origin');
+    const session = this.sessions.fromRequest(req);
+    if (!session || !Authenticator.allows(session, 'tail')) return reject(401, 'log in first (POST /api/session)');
+    if (this.web.size >= this.webOptions.maxTabs) return reject(503, `${this.webOptions.maxTabs} web tabs are open already`);
+    this.gate.established(req.socket);
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.web.add(this.connections.add(ws, { role: session.role, name: session.name }, session.secret)));
+  }
+
   // ---- HTTP ----
 
   private json(res: http.ServerResponse, status: number, body: unknown): void {
     if (res.headersSent) return void res.end();
     const text = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...SECURITY_HEADERS });
     res.end(text);
   }
 
@@ -333,14 +394,29 @@ export class Aggregator {
     }
     if (path === '/healthz') {
       const journal = this.journal?.health();
-      return this.json(res, 200, { status: journal && !journal.ok ? 'degraded' : 'ok', nodes: this.fleet.nodeCount(), agents: this.agents.size, tailers: this.tailers.size, connections: this.health(), ...(journal ? { journal } : {}), ...(this.opts.kubeAuth ? { tokenReviews: this.opts.kubeAuth.stats } : {}) });
+      return this.json(res, 200, { status: journal && !journal.ok ? 'degraded' : 'ok', nodes: this.fleet.nodeCount(), agents: this.agents.size, tailers: this.tailers.size, connections: this.health(), web: { tabs: this.web.size, sessions: this.sessions.size, resyncs: this.web.resyncs }, ...(journal ? { journal } : {}), ...(this.opts.kubeAuth ? { tokenReviews: this.opts.kubeAuth.stats } : {}) });
     }
     if (path === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
       const journal = this.journal?.health();
       return void res.end(renderAggregatorMetrics({ fleet: this.fleet, counters: this.counters, tailers: this.tailers.size, tailerBufferedBytes: this.tailers.bufferedBytes(), connections: this.gate.counts(), ...(this.opts.kubeAuth ? { tokenReviews: this.opts.kubeAuth.stats } : {}), ...(journal ? { journal } : {}) }));
     }
-    const token = this.auth.identify(req.headers.authorization);
+    const asset = this.assets.get(path);
+    if (asset && (req.method === 'GET' || req.method === 'HEAD')) {
+      res.writeHead(200, { 'content-type': asset.type, 'content-length': asset.body.length, 'cache-control': 'no-cache', ...SECURITY_HEADERS });
+      return void res.end(req.method === 'HEAD' ? undefined : asset.body);
+    }
+    if (path === '/') return this.json(res, 404, { error: 'the web view is not built into this package (npm run build)' });
+    if (path === '/api/session') return this.session(req, res);
+    // A bearer token (the CLI), else a browser's session cookie. A token in the URL is never read.
+    const bearer = this.auth.identify(req.headers.authorization);
+    const session = bearer ? undefined : this.sessions.fromRequest(req);
+    const token = bearer ?? session;
+    // What a session changes must come from the page itself: its origin and its CSRF value.
+    if (session && req.method !== 'GET' && req.method !== 'HEAD' && !(sameOrigin(req, Boolean(this.opts.tls)) && Sessions.csrfOk(session, req))) {
+      this.counters.reject('http csrf');
+      return this.json(res, 403, { error: `a change from the web view needs its ${CSRF_HEADER} header and the page's own Origin` });
+    }
     if (path === '/api/findings' || path === '/api/nodes') {
       if (req.method !== 'GET') return this.json(res, 405, { error: 'GET only' });
       if (!Authenticator.allows(token, 'tail')) return this.json(res, 401, { error: 'a tail or admin bearer token is required' });
@@ -383,7 +459,7 @@ export class Aggregator {
    * in memory, however many findings there are and however many clients ask at once.
    */
   private async streamArray(res: http.ServerResponse, items: readonly object[]): Promise<void> {
-    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', ...SECURITY_HEADERS });
     // A reader that takes nothing for readerStallMs is dropped: it would pin this copy of the findings.
     const drained = () =>
       new Promise<void>((resolve) => {
@@ -414,19 +490,66 @@ export class Aggregator {
     res.end(`${batch}]`);
   }
 
+  /**
+   * /api/session: POST exchanges a tail or admin token (JSON body `{"token"}` or an Authorization
+   * header) for a session cookie; GET says who the cookie is (and its CSRF value, which only this
+   * origin can read); DELETE logs out.
+   */
+  private async session(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const tls = Boolean(this.opts.tls);
+    const describe = (s: Session) => ({ role: s.role, name: s.name, csrf: s.csrf, expiresAt: new Date(s.expiresAt).toISOString() });
+    if (req.method === 'GET') {
+      const s = this.sessions.fromRequest(req);
+      return s ? this.json(res, 200, describe(s)) : this.json(res, 401, { error: 'no session' });
+    }
+    if (req.method === 'DELETE') {
+      const s = this.sessions.fromRequest(req);
+      if (s && !(sameOrigin(req, tls) && Sessions.csrfOk(s, req))) return this.json(res, 403, { error: `logging out needs the ${CSRF_HEADER} header and the page's own Origin` });
+      if (s) this.sessions.end(s.id);
+      res.setHeader('set-cookie', Sessions.clearCookie(tls));
+      return this.json(res, 200, { loggedOut: true });
+    }
+    if (req.method !== 'POST') {
+      res.setHeader('allow', 'GET, POST, DELETE');
+      return this.json(res, 405, { error: 'GET, POST or DELETE' });
+    }
+    // Only the page logs in: its own origin, a JSON body (a cross-site form cannot send one without a preflight).
+    if (!sameOrigin(req, tls)) return this.json(res, 403, { error: "log in from the web view's own origin" });
+    if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) return this.json(res, 415, { error: 'the body must be application/json: {"token": "..."}' });
+    const body = await readSmallBody(req, MAX_SMALL_BODY);
+    if (typeof body !== 'string') {
+      this.counters.reject('http body');
+      return body.refused === 'too large' ? this.json(res, 413, { error: 'request body too large' }) : void res.destroy();
+    }
+    let secret: string | undefined = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    if (!secret) {
+      try {
+        const parsed: unknown = JSON.parse(body);
+        const t = typeof parsed === 'object' && parsed !== null && Object.prototype.hasOwnProperty.call(parsed, 'token') ? (parsed as { token: unknown }).token : undefined;
+        if (typeof t === 'string' && t.length <= 1024) secret = t;
+      } catch {
+        return this.json(res, 400, { error: 'the body must be JSON: {"token": "..."}' });
+      }
+    }
+    const who = secret && !/\s/.test(secret) ? this.auth.identify(`Bearer ${secret}`) : undefined;
+    if (!who || !Authenticator.allows(who, 'tail')) {
+      this.counters.reject('web login');
+      return this.json(res, 401, { error: 'a tail or admin token is required' });
+    }
+    const s = this.sessions.create(who, who.secret);
+    this.opts.log.info({ who: who.name, role: who.role }, 'web session started');
+    res.setHeader('set-cookie', this.sessions.cookie(s, tls));
+    return this.json(res, 200, describe(s));
+  }
+
   /** POST /api/nodes/NODE/prune: the body is read and checked here, the command is the broker's. */
   private async startPrune(node: string, req: http.IncomingMessage, res: http.ServerResponse, who: string): Promise<void> {
-    let body = '';
-    try {
-      for await (const chunk of req) {
-        body += chunk;
-        if (body.length > 4096) return this.json(res, 413, { error: 'request body too large' });
-      }
-    } catch {
+    const body = await readSmallBody(req, MAX_SMALL_BODY);
+    if (typeof body !== 'string') {
+      if (body.refused === 'too large') return this.json(res, 413, { error: 'request body too large' });
       this.counters.reject('http body');
       return void res.destroy(); // cut off midway: there is no one to answer
     }
-    if (!req.complete) return void res.destroy();
     const args = parsePruneRequest(body);
     if ('error' in args) return this.json(res, 400, { error: args.error });
     if (!this.agents.connected(node)) return this.json(res, 404, { error: `no agent is connected for node ${node}` });

@@ -8,6 +8,7 @@ import { benchMounts } from './mounts.js';
 import { benchPods } from './pods.js';
 import { benchSockets } from './sockets.js';
 import { benchSoak } from './soak.js';
+import { benchWeb } from './web.js';
 
 const BENCHES: Record<string, () => Promise<string>> = {
   sockets: () => benchSockets(),
@@ -19,9 +20,10 @@ const BENCHES: Record<string, () => Promise<string>> = {
   soak: () => benchSoak({ ...(options.duration === undefined ? {} : { seconds: options.duration }), ...(options.interval === undefined ? {} : { interval: options.interval }) }),
   pods: () => benchPods(),
   kmsg: () => benchKmsg(),
+  web: () => benchWeb(options.duration === undefined ? {} : { seconds: options.duration }),
 };
 
-// Options: --duration 10m (or seconds) for soak; --interval 2s: soak with runtime, drift and mounts every 2 s.
+// Options: --duration 10m (or seconds) for soak and web (its steady state; default 60 s); --interval 2s: soak with runtime, drift and mounts every 2 s.
 const options: { duration?: number; interval?: string } = {};
 const args = process.argv.slice(2);
 const wanted: string[] = [];

@@ -59,6 +59,7 @@ export function reachText(o: { url: string; dir: string; node: string; collector
     `From another terminal (token files in ${o.dir}, readable only by you, removed when up stops):`,
     `  ${o.command} tail${agg} --token-file ${path.join(o.dir, 'tail')}`,
     `  ${o.command} prune${agg} --token-file ${path.join(o.dir, 'admin')} --node ${o.node} --dry-run`,
+    `In a browser: ${o.url.replace(/^ws/, 'http')}/ (log in with the token in ${path.join(o.dir, 'tail')}, or admin to prune)`,
     '',
   ].join('\n');
 }

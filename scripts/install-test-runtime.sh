@@ -2,7 +2,8 @@
 # Installs what nodewarden's tests use on a Debian machine (root, idempotent): the container runtime
 # (Debian's docker.io, containerd, runc), busybox-static for the offline test image, and the tools the
 # live tests drive (mkfs.ext4, losetup, fallocate, chattr, unshare, python3, gcc for the bench floor), and
-# promtool (Debian's prometheus) for the alerting rules' tests.
+# promtool (Debian's prometheus) for the alerting rules' tests, and Debian's chromium for the web view's
+# browser tests (driven by playwright-core, which never downloads a browser).
 set -euo pipefail
 need=()
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -21,6 +22,7 @@ have openssl || need+=(openssl)
 have debootstrap || need+=(debootstrap)
 [ -x /usr/bin/time ] || need+=(time)
 have promtool || need+=(prometheus)
+have chromium || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   echo "install-test-runtime: everything is already installed"
   exit 0

@@ -31,6 +31,10 @@ t.test('live: up prints its URL and token files; tail and prune --dry-run work a
   t.equal(prune.code, 0, `prune --dry-run through up: ${prune.stdout}${prune.stderr}`);
   t.match(prune.stdout, /"type":"result"/);
   t.notMatch(prune.stdout, /refused/, 'up enables prune for its own admin');
+  const page = /^In a browser: (http:\/\/127\.0\.0\.1:\d+\/) \(log in with the token in ([^\s,]+)/m.exec(stderr);
+  t.equal(page?.[2], tailCmd?.[1], 'it names the page and the tail token to log in with');
+  const html = await fetch(page?.[1] ?? 'http://127.0.0.1:1/').then((r) => r.text(), () => '');
+  t.match(html, /<title>nodewarden<\/title>/, 'and the page is there');
 
   await until(() => /first cycle done in/.test(stderr), 60_000, 'the summary');
   t.match(stderr, /first cycle done in [\d.]+s: disk \w+, sockstat \w+, [^\n]*\n/);

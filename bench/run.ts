@@ -1,5 +1,6 @@
 // `npm run bench [-- NAME...]`: runs the side-by-side benchmarks and prints their ratios.
 import { benchAggregator, benchHostile } from './aggregator.js';
+import { benchDu } from './du.js';
 import { benchFootprint } from './footprint.js';
 import { benchHostileNet } from './hostile-net.js';
 import { benchImmutable } from './immutable.js';
@@ -19,6 +20,7 @@ const BENCHES: Record<string, () => Promise<string>> = {
   soak: () => benchSoak({ ...(options.duration === undefined ? {} : { seconds: options.duration }), ...(options.interval === undefined ? {} : { interval: options.interval }) }),
   pods: () => benchPods(),
   kmsg: () => benchKmsg(),
+  du: () => benchDu(),
 };
 
 // Options: --duration 10m (or seconds) for soak; --interval 2s: soak with runtime, drift and mounts every 2 s.

@@ -33,9 +33,8 @@ export async function measureNode(env: Environment, config: Config, opts: DuOpti
   const rt = env.runtime instanceof Runtimes ? env.runtime : undefined;
   const images: ImageInventory | undefined = rt
     ? async () => {
-        const states = await rt.ping();
+        const [states, configured] = await Promise.all([rt.ping(), configuredSandboxes(env.host)]);
         if (states.find((s) => s.name === 'docker')?.status !== 'ok') return undefined;
-        const configured = await configuredSandboxes(env.host);
         const sandboxes = config.prune.sandboxImages;
         const inv = await dockerInventory(rt, env.host, { dockerRoot: config.runtime.dockerRoot, pinnedReason: (refs) => sandboxReason(refs, sandboxes, configured) });
         return inv.images;

@@ -42,28 +42,30 @@ export async function dockerInventory(rt: Runtimes, host: HostAccess | undefined
   const root = opts.dockerRoot.replace(/\/+$/, '');
   let layered = true;
   const images: DockerInventory['images'] = [];
-  for (const summary of summaries) {
-    const refs = [...(summary.RepoTags ?? []), ...(summary.RepoDigests ?? [])].filter((r) => !r.startsWith('<none>'));
-    let layers: ImageLayer[] | undefined;
-    if (host) {
-      try {
-        const ins = await rt.docker.inspectImage(summary.Id);
-        const driver = ins.GraphDriver.Name;
-        const chain = chainIds(ins.RootFS?.Layers ?? []);
-        const read: ImageLayer[] = [];
-        for (const id of chain) {
-          const hex = id.replace(/^sha256:/, '');
-          const base = `${root}/image/${driver}/layerdb/sha256/${hex}`;
-          const size = await host.readText(host.hostPath(`${base}/size`));
-          const cache = await host.readText(host.hostPath(`${base}/cache-id`));
-          if (size === undefined || !/^\d+$/.test(size.trim())) throw new Error(`no size for layer ${hex}`);
-          read.push({ id, bytes: Number(size.trim()), ...(cache?.trim() ? { dir: `${root}/${driver}/${cache.trim()}` } : {}) });
-        }
-        if (chain.length > 0) layers = read;
-      } catch {
-        layers = undefined;
-      }
+  // Each image's inspect and layer store reads, all at once (one-shot du waits on them).
+  const layersOf = async (summary: DockerImageSummary): Promise<ImageLayer[] | undefined> => {
+    if (!host) return undefined;
+    try {
+      const ins = await rt.docker.inspectImage(summary.Id);
+      const driver = ins.GraphDriver.Name;
+      const chain = chainIds(ins.RootFS?.Layers ?? []);
+      if (chain.length === 0) return undefined;
+      return await Promise.all(
+        chain.map(async (id) => {
+          const base = `${root}/image/${driver}/layerdb/sha256/${id.replace(/^sha256:/, '')}`;
+          const [size, cache] = await Promise.all([host.readText(host.hostPath(`${base}/size`)), host.readText(host.hostPath(`${base}/cache-id`))]);
+          if (size === undefined || !/^\d+$/.test(size.trim())) throw new Error(`no size for layer ${id}`);
+          return { id, bytes: Number(size.trim()), ...(cache?.trim() ? { dir: `${root}/${driver}/${cache.trim()}` } : {}) };
+        }),
+      );
+    } catch {
+      return undefined;
     }
+  };
+  const read = await Promise.all(summaries.map(layersOf));
+  summaries.forEach((summary, i) => {
+    const refs = [...(summary.RepoTags ?? []), ...(summary.RepoDigests ?? [])].filter((r) => !r.startsWith('<none>'));
+    let layers = read[i];
     if (!layers) {
       layered = false;
       layers = [{ id: `image:${summary.Id}`, bytes: summary.Size }];
@@ -78,6 +80,6 @@ export async function dockerInventory(rt: Runtimes, host: HostAccess | undefined
       summary,
       refs,
     });
-  }
+  });
   return { images, layered };
 }

@@ -268,6 +268,10 @@ export function fillFilesystems(rows: readonly DiskRow[], kubeletRootDir: string
 export async function measureFillers(input: FillersInput): Promise<Fillers> {
   const { host, runtime, settings } = input;
   const notes: string[] = [];
+  // The runtime's containers and its images are asked while the filesystems are read.
+  const snapshot = runtime.snapshot();
+  const images = input.images ? input.images() : Promise.resolve(undefined);
+  images.catch(() => undefined);
   const raw = (await host.readBytes(host.procPath('1', 'mountinfo'))) ?? (await host.readBytes(host.procPath('self', 'mountinfo')));
   const mounts = raw ? parseMountinfo(raw) : [];
   const selected = selectFilesystems(mounts, settings.disk);
@@ -290,7 +294,7 @@ export async function measureFillers(input: FillersInput): Promise<Fillers> {
     return row && points.some((x) => x.row === row) ? row : undefined;
   };
 
-  const snap = await runtime.snapshot();
+  const snap = await snapshot;
   for (const st of snap.runtimes) if (st.status !== 'ok' && st.status !== 'absent') notes.push(`${st.name} is ${st.status}${st.error ? ` (${st.error})` : ''}: its containers and images may be missing`);
 
   const roots: Root[] = [];
@@ -327,7 +331,7 @@ export async function measureFillers(input: FillersInput): Promise<Fillers> {
   for (const r of emptyDirs) addRoot(r);
 
   // Images: counted from their layers' sizes; their layer dirs are not walked (see imageFrees).
-  const inventory = input.images ? await input.images() : undefined;
+  const inventory = await images;
   const imageRows: Consumer[] = [];
   const layerDirs: string[] = [];
   if (inventory) {

@@ -334,7 +334,7 @@ export const COMMANDS: readonly Command[] = [
   {
     name: 'du',
     flags: [
-      { ...f.json, help: 'one JSON document: {"filesystems":[...],"consumers":[{"kind","bytes","path","filesystem","pod"?,"container"?,"image"?}],"entries","errors","notes","partial"?}' },
+      { ...f.json, help: 'one JSON document: {"filesystems":[...],"consumers":[{"kind","bytes","path","filesystem","pod"?,"container"?,"image"?,"volume"?}],"entries","errors","notes","partial"?}' },
       f.hostRoot,
       { ...f.config, help: 'config file: kubelet\'s root dir and the runtime roots (collectors.disk.eviction), the pod logs dir (collectors.pods.podLogsDir), the runtime sockets' },
       f.set,

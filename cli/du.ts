@@ -27,7 +27,8 @@ function what(c: Consumer): string {
   return '';
 }
 
-export function renderFilesystem(fs: FilesystemFill, consumers: readonly Consumer[], p: Painter, columns = 120): string {
+/** `columns`: the terminal's width (paths are cut to fit it); undefined in a pipe, where paths are whole. */
+export function renderFilesystem(fs: FilesystemFill, consumers: readonly Consumer[], p: Painter, columns?: number): string {
   const mine = consumers.filter((c) => c.filesystem === fs.mountPoint);
   const rows = mine.map((c) => [
     c.kind,
@@ -35,7 +36,7 @@ export function renderFilesystem(fs: FilesystemFill, consumers: readonly Consume
     c.pod ? truncate(esc(c.pod), 40) : '-',
     c.container ? truncate(esc(c.container), 24) : '-',
     c.image ? truncate(esc(c.image), 30) : '-',
-    truncate(esc(c.kind === 'other' && c.rest ? `${c.path} (${what(c)})` : c.path), Math.max(40, columns - 80)),
+    truncate(esc(c.kind === 'other' && c.rest ? `${c.path} (${what(c)})` : c.path), columns ? Math.max(40, columns - 80) : Number.MAX_SAFE_INTEGER),
   ]);
   const head = `${p.bold(`${fs.roles.join(', ')}: ${esc(fs.mountPoint)}`)} (${esc(fs.fsType)} on ${esc(fs.source)}): ${formatBytes(fs.used)} used of ${formatBytes(fs.size)} (${fs.usePercent}%), ${formatBytes(fs.avail)} available`;
   const within = Math.abs(fs.unattributed) <= fs.margin;
@@ -43,7 +44,7 @@ export function renderFilesystem(fs: FilesystemFill, consumers: readonly Consume
   return `${head}\n${table(['KIND', 'SIZE', 'POD', 'CONTAINER', 'IMAGE', 'PATH'], rows, { rightAlign: [1] }).replace(/^/gm, '  ')}\n${foot}\n`;
 }
 
-export function renderDu(r: Fillers, p: Painter, columns = 120): string {
+export function renderDu(r: Fillers, p: Painter, columns?: number): string {
   const parts = r.filesystems.map((fs) => renderFilesystem(fs, r.consumers, p, columns));
   if (r.filesystems.length === 0) parts.push('No filesystem to measure: kubelet\'s root dir and the runtime roots are not here, and none is over its warning.\n');
   const reclaimable = r.consumers.filter((c) => c.kind === 'image-reclaimable').reduce((n, c) => n + c.bytes, 0);
@@ -61,7 +62,7 @@ export async function runDu(opts: DuCliOptions, out: NodeJS.WriteStream): Promis
   try {
     const r = await measureNode(env, config, { timeoutMs: opts.timeoutMs ?? DU_DEFAULTS.timeoutMs, maxEntries: opts.maxEntries ?? DU_DEFAULTS.maxEntries });
     if (r.partial?.reason === 'no-walker') throw new NodewardenError('NW_ERR_NO_DATA', 'the native module is not built: run npm rebuild (needs python3, make and a C compiler)');
-    const text = opts.json ? `${jsonForTerminal(r, 2)}\n` : renderDu(r, painter(useColor(out)), out.columns);
+    const text = opts.json ? `${jsonForTerminal(r, 2)}\n` : renderDu(r, painter(useColor(out)), out.isTTY ? out.columns : undefined);
     return { code: r.partial ? 3 : 0, text };
   } finally {
     env.runtime.close?.();

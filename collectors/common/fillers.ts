@@ -22,6 +22,8 @@ export interface Consumer {
   pod?: string;
   container?: string;
   image?: string;
+  /** An emptyDir's volume name. */
+  volume?: string;
   /** For `other`: how many smaller paths this row sums (the rest of the filesystem). */
   rest?: number;
 }
@@ -168,6 +170,7 @@ export interface Root {
   pod?: string;
   container?: string;
   image?: string;
+  volume?: string;
 }
 
 /**
@@ -325,7 +328,7 @@ export async function measureFillers(input: FillersInput): Promise<Fillers> {
     const base = `${kubeletPods}/${uid}/volumes/kubernetes.io~empty-dir`;
     for (const name of (await host.list(host.hostPath(base))) ?? []) {
       const pod = podsByUid.get(uid);
-      emptyDirs.push({ path: `${base}/${name}`, kind: 'emptydir', ...(pod ? { pod } : {}), container: name });
+      emptyDirs.push({ path: `${base}/${name}`, kind: 'emptydir', ...(pod ? { pod } : {}), volume: name });
     }
   }
   for (const r of emptyDirs) addRoot(r);

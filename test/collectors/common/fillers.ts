@@ -130,7 +130,7 @@ t.test('measureFillers over a host tree: every kind attributed, hard links once,
   t.match(by('/var/lib/docker/containers/c1'), { kind: 'logs', pod: 'shop/web-1', container: 'web' });
   t.ok(kib(by('/var/lib/docker/containers/c1')) >= 384, 'the json log and its rotated file');
   const ed = by(`/var/lib/kubelet/pods/${uid}/volumes/kubernetes.io~empty-dir/scratch`);
-  t.match(ed, { kind: 'emptydir', pod: 'shop/web-1', container: 'scratch' });
+  t.match(ed, { kind: 'emptydir', pod: 'shop/web-1', volume: 'scratch' });
   t.ok(kib(ed) >= 64 && kib(ed) < 80, `the hard link counted once, the symlink to / not followed (${kib(ed)} KiB)`);
   t.match(by(`/var/log/pods/shop_web-1_${uid}/web`), { kind: 'logs', pod: 'shop/web-1', container: 'web' });
   t.match(r.consumers.filter((c) => c.kind.startsWith('image-')).map((c) => [c.kind, c.image, c.bytes]), [['image-in-use', 'shop/web:1', 2_000_000], ['image-reclaimable', 'old:1', 3_000]], 'the shared layer goes to the image in use');

@@ -9,7 +9,7 @@ import { createHostAccess } from '../../agent/host/access.js';
 import { exec } from '../../agent/host/exec.js';
 import { Runtimes } from '../../agent/runtime/model.js';
 import type { PruneProgress } from '../../protocol/wire.js';
-import { makeLoopFs } from '../helpers/live.js';
+import { hungFuseMount, makeLoopFs, requireLive } from '../helpers/live.js';
 import { BIN, until } from '../helpers/processes.js';
 import { DOCKER_SOCK, CONTAINERD_SOCK, TEST_IMAGE, docker, dockerTry, ensureTestImage, inspectField, removeContainer, requireRuntime, runContainer } from '../helpers/runtime.js';
 
@@ -158,4 +158,26 @@ t.test('live: du attributes writable layers, logs, emptyDirs and images to their
   t.equal(human.code, 0);
   t.match(human.stdout, /^nodefs: .*\n\s+KIND\s+SIZE\s+POD\s+CONTAINER\s+IMAGE\s+PATH\n\s+emptydir\s+24M\s+nwdu\/app-1\s+-\s+-\s+\S*empty-dir\/cache/m, 'nodefs first, ranked, human sizes');
   t.match(human.stdout, /attributed; unattributed .* \(within the ±\S+ margin/);
+});
+
+t.test('live: a hung FUSE mount under the kubelet stand-in never hangs du', async (t) => {
+  if (!requireLive(t, { root: true, paths: ['/dev/fuse'] })) return;
+  const fs = makeLoopFs(64);
+  t.teardown(() => fs.cleanup());
+  const kubelet = path.join(fs.mountPoint, 'kubelet');
+  const volume = path.join(kubelet, 'pods', UID, 'volumes/kubernetes.io~empty-dir/hung');
+  mkdirSync(volume, { recursive: true });
+  mkdirSync(path.join(fs.mountPoint, 'docker'));
+  execFileSync('dd', ['if=/dev/urandom', `of=${fs.mountPoint}/docker/blob`, 'bs=1M', 'count=3'], { stdio: 'ignore' });
+  const hung = hungFuseMount(volume);
+  t.teardown(() => hung.cleanup());
+  t.ok(spawnSync('stat', ['-f', volume], { timeout: 1000 }).error, 'statfs on it hangs');
+  const started = Date.now();
+  const r = await runDu(['--json', '--set', `collectors.disk.eviction.kubeletRootDir=${kubelet}`, '--set', `collectors.disk.eviction.runtimeRootDirs=[${path.join(fs.mountPoint, 'docker')}]`]);
+  t.ok(Date.now() - started < 30_000, `du answered in ${Date.now() - started} ms`);
+  t.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as Fillers;
+  t.ok(out.notes.some((n) => n.includes(volume) && n.includes('statfs')) || out.notes.some((n) => n.includes(volume)), `a note names the hung mount: ${out.notes.join(' | ')}`);
+  t.same(out.consumers.filter((c) => c.path.startsWith(volume)), [], 'nothing under it is counted');
+  t.ok(out.consumers.some((c) => c.path === path.join(fs.mountPoint, 'docker') && c.bytes >= 3 * 1024 * 1024), 'the rest of the filesystem is measured');
 });

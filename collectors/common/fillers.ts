@@ -289,12 +289,12 @@ export async function measureFillers(input: FillersInput): Promise<Fillers> {
     }
   }
   const chosen = fillFilesystems(rows, kubelet, runtimeRoot, settings.disk.usage.warning);
-  const points = chosen.flatMap(({ row }) => [row.mountPoint, ...row.alsoAt].map((mountPoint) => ({ mountPoint, row })));
+  const chosenRows = new Set(chosen.map((c) => c.row));
   // Only the filesystems chosen: a path on another one (a bind mount elsewhere) is not measured here.
+  const all = rows.flatMap((row) => [row.mountPoint, ...row.alsoAt].map((mountPoint) => ({ mountPoint, row })));
   const fsOf = (p: string): DiskRow | undefined => {
-    const all = rows.flatMap((row) => [row.mountPoint, ...row.alsoAt].map((mountPoint) => ({ mountPoint, row })));
     const row = mountFor(all, p)?.row;
-    return row && points.some((x) => x.row === row) ? row : undefined;
+    return row && chosenRows.has(row) ? row : undefined;
   };
 
   const snap = await snapshot;

@@ -2,10 +2,8 @@
 // `lsattr -R` and a C program doing the floor's syscalls on one thread (a walk, one statx per entry),
 // over the same tree on a dedicated loop-mounted ext4 that the bench creates and removes.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { ROOT, buildC, report, sideBySide } from './util.js';
+import { ROOT, benchLoopFs, buildC, report, sideBySide } from './util.js';
 
 export async function benchImmutable(opts: { files?: number; rounds?: number } = {}): Promise<string> {
   const sizes = opts.files ? [opts.files] : [200_000, 1_000_000];
@@ -15,16 +13,8 @@ export async function benchImmutable(opts: { files?: number; rounds?: number } =
   const cli = path.join(ROOT, 'dist', 'cli', 'main.js');
   const out: string[] = [];
   for (const files of sizes) {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-bench-tree-'));
-    const image = path.join(dir, 'fs.img');
-    const mnt = path.join(dir, 'mnt');
-    let device = '';
+    const { mnt, cleanup } = benchLoopFs(files, 'nw-bench-tree-');
     try {
-      execFileSync('truncate', ['-s', `${Math.ceil(files / 1000) + 512}M`, image]);
-      execFileSync('mkfs.ext4', ['-q', '-F', '-N', String(Math.ceil(files * 1.1) + 10_000), image]);
-      device = execFileSync('losetup', ['--find', '--show', image], { encoding: 'utf8' }).trim();
-      execFileSync('mkdir', ['-p', mnt]);
-      execFileSync('mount', [device, mnt]);
       const dirs = Math.ceil(files / 1000);
       execFileSync(makeTree, [mnt, String(dirs), '1000']);
       const locked = path.join(mnt, 'd00007', 'sub', 'f1');
@@ -48,9 +38,7 @@ export async function benchImmutable(opts: { files?: number; rounds?: number } =
       );
       spawnSync('chattr', ['-i', locked]);
     } finally {
-      spawnSync('umount', [mnt]);
-      if (device) spawnSync('losetup', ['-d', device]);
-      rmSync(dir, { recursive: true, force: true });
+      cleanup();
     }
   }
   return out.join('\n');

@@ -1,5 +1,6 @@
 // `npm run bench [-- NAME...]`: runs the side-by-side benchmarks and prints their ratios.
 import { benchAggregator, benchHostile } from './aggregator.js';
+import { benchDu } from './du.js';
 import { benchFootprint } from './footprint.js';
 import { benchHostileNet } from './hostile-net.js';
 import { benchImmutable } from './immutable.js';
@@ -21,6 +22,7 @@ const BENCHES: Record<string, () => Promise<string>> = {
   pods: () => benchPods(),
   kmsg: () => benchKmsg(),
   web: () => benchWeb(options.duration === undefined ? {} : { seconds: options.duration }),
+  du: () => benchDu(),
 };
 
 // Options: --duration 10m (or seconds) for soak and web (its steady state; default 60 s); --interval 2s: soak with runtime, drift and mounts every 2 s.

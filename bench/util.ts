@@ -1,6 +1,6 @@
 // Shared bench helpers: timing whole commands side by side, building the C programs, reporting ratios.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -80,4 +80,31 @@ export function report(title: string, results: Measured[], baseline: string): st
     );
   }
   return lines.join('\n');
+}
+
+/**
+ * A fresh ext4 on a loop device with room for `files` files (one inode each), mounted at `mnt`;
+ * `cleanup` unmounts it, detaches the loop device and removes the image: only what this made.
+ */
+export function benchLoopFs(files: number, prefix: string): { mnt: string; cleanup(): void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  const image = path.join(dir, 'fs.img');
+  const mnt = path.join(dir, 'mnt');
+  let device = '';
+  const cleanup = () => {
+    spawnSync('umount', [mnt]);
+    if (device) spawnSync('losetup', ['-d', device]);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    execFileSync('truncate', ['-s', `${Math.ceil(files / 1000) + 512}M`, image]);
+    execFileSync('mkfs.ext4', ['-q', '-F', '-N', String(Math.ceil(files * 1.1) + 10_000), image]);
+    device = execFileSync('losetup', ['--find', '--show', image], { encoding: 'utf8' }).trim();
+    execFileSync('mkdir', ['-p', mnt]);
+    execFileSync('mount', [device, mnt]);
+  } catch (err) {
+    cleanup();
+    throw err;
+  }
+  return { mnt, cleanup };
 }

@@ -332,6 +332,35 @@ export const COMMANDS: readonly Command[] = [
     },
   },
   {
+    name: 'du',
+    flags: [
+      { ...f.json, help: 'one JSON document: {"filesystems":[...],"consumers":[{"kind","bytes","path","filesystem","pod"?,"container"?,"image"?,"volume"?}],"entries","errors","notes","partial"?}' },
+      f.hostRoot,
+      { ...f.config, help: 'config file: kubelet\'s root dir and the runtime roots (collectors.disk.eviction), the pod logs dir (collectors.pods.podLogsDir), the runtime sockets' },
+      f.set,
+      { name: 'timeout', type: 'string', value: 'DURATION', help: 'stop walking after this long and report what was measured as partial (default 2m)' },
+      { name: 'max-entries', type: 'string', value: 'N', help: 'stop walking after this many files and directories, as partial (default 20000000)' },
+    ],
+    description:
+      "What fills this node's disks: for nodefs (kubelet's root), imagefs (the runtime's root) and any filesystem over its usage warning, a ranked table of writable layers, container logs, emptyDir volumes, images (in use, held by stopped containers, pinned, reclaimable: what a prune would free, shared layers once) and the rest (the largest other directories), with pod, container and image, adding up to the filesystem's used bytes within a stated margin. Bytes are allocated bytes, as du counts them; it never crosses into another filesystem or follows a symlink. Exit 0 measured, 3 partial (deadline or budget) or impossible.",
+    async run({ values }) {
+      const maxEntries = str(values['max-entries']);
+      if (maxEntries !== undefined && !/^[1-9]\d*$/.test(maxEntries)) throw new UsageError(`--max-entries must be a positive whole number, got ${maxEntries}`);
+      const { runDu } = await import('./du.js');
+      return runDu(
+        {
+          json: Boolean(values['json']),
+          hostRoot: str(values['host-root']),
+          config: str(values['config']),
+          sets: sets(values['set']),
+          ...(values['timeout'] !== undefined ? { timeoutMs: durationFlag('--timeout', values['timeout'], 120_000) } : {}),
+          ...(maxEntries !== undefined ? { maxEntries: Number(maxEntries) } : {}),
+        },
+        process.stdout,
+      );
+    },
+  },
+  {
     name: 'config',
     flags: [f.config, f.set, f.node],
     description: 'Print the effective config (defaults, then the file, then --set) as commented YAML; exit 3 listing every problem if it is invalid. Start a config file from its output.',
@@ -434,5 +463,6 @@ Examples:
   nodewarden who-holds /var/lib/docker/overlay2/8bde3ec18c5a
   nodewarden tail --aggregator wss://nodewarden.example:9743 --severity warning --since 30m
   nodewarden prune --node worker-3 --until 72h --dry-run
+  nodewarden du --json | jq '.consumers[] | select(.kind == "image-reclaimable")'
 `;
 }

@@ -32,6 +32,8 @@ function bar(done: number, total: number, width = 24): string {
 
 interface RenderState {
   bytes: number;
+  /** A dry run: what the removals listed would free together (each image's size is what it frees). */
+  wouldFree: number;
   until: string;
   kept: { image: string; reason: string; size: number }[];
 }
@@ -54,6 +56,7 @@ function render(line: PruneLine, p: Painter, state: RenderState, tty: boolean): 
         return undefined;
       }
       if (line.state === 'removed') state.bytes += size;
+      if (line.state === 'would-remove') state.wouldFree += size;
       const what = line.state === 'would-remove' ? 'would remove' : esc(line.state);
       const text = `${what.padEnd(12)} ${truncate(esc(line.image), 60).padEnd(60)} ${formatBytes(size).padStart(6)}${line.reason ? `  ${p.severity('critical', esc(line.reason))}` : ''}`;
       if (!tty) return `${text}\n`;
@@ -64,7 +67,7 @@ function render(line: PruneLine, p: Painter, state: RenderState, tty: boolean): 
       const head = line.refused
         ? `refused: ${esc(line.refused)}`
         : line.dryRun
-          ? `dry run on ${esc(line.runtime)}: nothing removed; kept ${keptCount}`
+          ? `dry run on ${esc(line.runtime)}: nothing removed; the removals would free ${formatBytes(state.wouldFree)} (each image's size is what removing it frees: layers an image that stays shares are not counted); kept ${keptCount}`
           : `removed ${line.removed} image(s), ${formatBytes(line.bytes)} reclaimed (image sizes; layers other images share stay) on ${esc(line.runtime)}; kept ${keptCount}`;
       return `${tty ? '\r\x1b[2K' : ''}${head}\n${line.errors.map((e) => `  error: ${esc(e)}\n`).join('')}${line.refused ? '' : renderKept(state.kept, p)}`;
     }
@@ -84,7 +87,7 @@ export async function runPrune(opts: PruneCliOptions): Promise<number> {
   const target = new URL(`${opts.url.replace(/^ws/, 'http')}/api/nodes/${encodeURIComponent(opts.node)}/prune`);
   const body = JSON.stringify({ untilMs: opts.untilMs, dryRun: opts.dryRun });
   const p = painter(opts.tty);
-  const state: RenderState = { bytes: 0, until: opts.until ?? formatDuration(opts.untilMs), kept: [] };
+  const state: RenderState = { bytes: 0, wouldFree: 0, until: opts.until ?? formatDuration(opts.untilMs), kept: [] };
   let buf = '';
   let code = 3;
   const onText = (chunk: string) => {

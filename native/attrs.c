@@ -1,5 +1,6 @@
 // nodewarden's native helper: reads the immutable (i) and append-only (a) attributes with statx(2),
 // which reports them without opening the file (lsattr opens every file and calls an ioctl).
+// duTree measures allocated bytes under roots, as du does, with the same walk.
 // scanTree walks whole trees on several threads (getdents, then one statx per entry) as async work, so
 // the JavaScript thread never blocks; the budget and pacing of background sweeps stay in TypeScript.
 #define _GNU_SOURCE
@@ -13,7 +14,9 @@
 #include <node_api.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stdint.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef STATX_ATTR_IMMUTABLE
@@ -67,11 +70,184 @@ static int get_path(napi_env env, napi_value value, char *buf, size_t len) {
   return 0;
 }
 
-// ---- scanTree: the whole walk, on several threads, off the JavaScript thread ----
+// ---- the walk scanTree and duTree share: a queue of directories, read on several threads ----
 
 typedef struct {
   char *path;
-} Dir;
+  int root; // index of the root it is under
+} WalkDir;
+
+typedef struct Walk {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  WalkDir *queue; // directories still to read
+  size_t qlen, qcap;
+  int busy; // threads reading a directory right now
+  int stop; // set: the queue is drained without reading (duTree: 1 deadline, 2 budget)
+  void (*read_one)(struct Walk *w, char *path, int root); // reads one directory, frees path
+} Walk;
+
+static void walk_init(Walk *w, void (*read_one)(Walk *, char *, int)) {
+  pthread_mutex_init(&w->lock, NULL);
+  pthread_cond_init(&w->cond, NULL);
+  w->read_one = read_one;
+}
+
+static void walk_free(Walk *w) {
+  free(w->queue);
+  pthread_mutex_destroy(&w->lock);
+  pthread_cond_destroy(&w->cond);
+}
+
+// Called with w->lock held (or before the threads start).
+static void walk_push(Walk *w, char *path, int root) {
+  if (w->qlen == w->qcap) {
+    w->qcap = w->qcap ? w->qcap * 2 : 256;
+    w->queue = realloc(w->queue, w->qcap * sizeof *w->queue);
+  }
+  w->queue[w->qlen].path = path;
+  w->queue[w->qlen].root = root;
+  w->qlen++;
+}
+
+// Queues the subdirectories one reader found and wakes the others.
+static void walk_queue(Walk *w, char **subdirs, int n, int root) {
+  if (n == 0) return;
+  pthread_mutex_lock(&w->lock);
+  for (int i = 0; i < n; i++) walk_push(w, subdirs[i], root);
+  pthread_cond_broadcast(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+}
+
+static void *walk_worker(void *arg) {
+  Walk *w = arg;
+  pthread_mutex_lock(&w->lock);
+  for (;;) {
+    while (w->qlen == 0 && w->busy > 0) pthread_cond_wait(&w->cond, &w->lock);
+    if (w->qlen == 0) break; // nothing queued and nobody can queue more
+    WalkDir next = w->queue[--w->qlen];
+    if (w->stop) {
+      free(next.path);
+      continue;
+    }
+    w->busy++;
+    pthread_mutex_unlock(&w->lock);
+    w->read_one(w, next.path, next.root);
+    pthread_mutex_lock(&w->lock);
+    w->busy--;
+    if (w->busy == 0 && w->qlen == 0) pthread_cond_broadcast(&w->cond);
+  }
+  pthread_mutex_unlock(&w->lock);
+  return NULL;
+}
+
+// Reads the queue to its end on `threads` threads, this one included.
+static void walk_run(Walk *w, int threads) {
+  pthread_t tids[32];
+  int started = 0;
+  for (int i = 0; i < threads - 1 && i < 32; i++) {
+    if (pthread_create(&tids[started], NULL, walk_worker, w) == 0) started++;
+  }
+  walk_worker(w);
+  for (int i = 0; i < started; i++) pthread_join(tids[i], NULL);
+}
+
+// open(2) of a directory whose path may be longer than PATH_MAX (a tree nested thousands deep): the
+// path is opened in pieces, each relative to the last, none following a symlink.
+static int open_dir_long(const char *path) {
+  size_t len = strlen(path);
+  if (len < 4000) return open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  int fd = AT_FDCWD;
+  const char *p = path;
+  char piece[4096];
+  while (*p) {
+    size_t rest = strlen(p), take = rest;
+    if (rest >= 4000) {
+      take = 4000;
+      while (take > 0 && p[take] != '/') take--;
+      if (take == 0) {
+        if (fd != AT_FDCWD) close(fd);
+        errno = ENAMETOOLONG;
+        return -1;
+      }
+    }
+    memcpy(piece, p, take);
+    piece[take] = 0;
+    int next = openat(fd, take ? piece : "/", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd != AT_FDCWD) close(fd);
+    if (next < 0) return -1;
+    fd = next;
+    p += take;
+    while (*p == '/') p++;
+  }
+  return fd;
+}
+
+// Opens a directory to list it; its device in *dev. NULL (errno set) when it cannot be.
+static DIR *open_listing(const char *path, dev_t *dev) {
+  int fd = open_dir_long(path);
+  if (fd < 0) return NULL;
+  struct stat self;
+  *dev = fstat(fd, &self) == 0 ? self.st_dev : 0;
+  DIR *dir = fdopendir(fd);
+  if (!dir) {
+    int err = errno;
+    close(fd);
+    errno = err;
+  }
+  return dir;
+}
+
+// Settles an async work's promise with its result, or rejects it when the work failed; deletes the work.
+static void settle_work(napi_env env, napi_status status, napi_deferred deferred, napi_async_work work, napi_value result, const char *failed) {
+  if (status == napi_ok) napi_resolve_deferred(env, deferred, result);
+  else {
+    napi_value msg, err;
+    napi_create_string_utf8(env, failed, NAPI_AUTO_LENGTH, &msg);
+    napi_create_error(env, NULL, msg, &err);
+    napi_reject_deferred(env, deferred, err);
+  }
+  napi_delete_async_work(env, work);
+}
+
+// Queues `execute` off the JavaScript thread, `complete` back on it; returns the promise it settles.
+static napi_value queue_work(napi_env env, const char *name, napi_async_execute_callback execute, napi_async_complete_callback complete, void *data, napi_async_work *work, napi_deferred *deferred) {
+  napi_value promise, label;
+  napi_create_promise(env, deferred, &promise);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &label);
+  napi_create_async_work(env, NULL, label, execute, complete, data, work);
+  napi_queue_async_work(env, *work);
+  return promise;
+}
+
+static void free_paths(char **paths, size_t n) {
+  for (size_t i = 0; i < n; i++) free(paths[i]);
+  free(paths);
+}
+
+// Reads an array of paths (each shorter than 4096 bytes). -1: not an array; -2: a bad path (thrown).
+static int read_paths(napi_env env, napi_value arr, char ***out, uint32_t *count) {
+  bool is_array = false;
+  if (napi_is_array(env, arr, &is_array) != napi_ok || !is_array) return -1;
+  uint32_t n = 0;
+  napi_get_array_length(env, arr, &n);
+  char **paths = calloc(n ? n : 1, sizeof *paths);
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value el;
+    char buf[4096];
+    napi_get_element(env, arr, i, &el);
+    if (get_path(env, el, buf, sizeof buf) != 0) {
+      free_paths(paths, i);
+      return -2;
+    }
+    paths[i] = strdup(buf);
+  }
+  *out = paths;
+  *count = n;
+  return 0;
+}
+
+// ---- scanTree: the whole walk, on several threads, off the JavaScript thread ----
 
 typedef struct {
   char *path;
@@ -79,16 +255,11 @@ typedef struct {
 } Hit;
 
 typedef struct {
+  Walk w; // first: a Walk * is a Scan *
   // input
   char **roots;
   size_t nroots;
   int threads;
-  // shared queue of directories still to read
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  Dir *queue;
-  size_t qlen, qcap;
-  int busy; // threads reading a directory right now
   // results
   Hit *hits;
   size_t nhits, hcap;
@@ -99,16 +270,10 @@ typedef struct {
   napi_deferred deferred;
 } Scan;
 
-static void push_dir(Scan *s, char *path) {
-  if (s->qlen == s->qcap) {
-    s->qcap = s->qcap ? s->qcap * 2 : 256;
-    s->queue = realloc(s->queue, s->qcap * sizeof *s->queue);
-  }
-  s->queue[s->qlen++].path = path;
-}
 
 static char *join(const char *dir, const char *name) {
   size_t a = strlen(dir), b = strlen(name);
+  if (a > 0 && dir[a - 1] == '/') a--; // "/" + "var" is "/var", not "//var"
   char *out = malloc(a + b + 2);
   memcpy(out, dir, a);
   out[a] = '/';
@@ -118,24 +283,18 @@ static char *join(const char *dir, const char *name) {
 
 // Reads one directory: entries counted, flagged ones recorded, subdirectories on the same filesystem
 // queued. Returns nothing; errors are counted.
-static void read_one(Scan *s, char *path, dev_t root_dev_unused) {
-  (void)root_dev_unused;
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    pthread_mutex_lock(&s->lock);
-    s->errors++;
-    pthread_mutex_unlock(&s->lock);
-    free(path);
-    return;
-  }
-  struct stat self;
-  if (fstat(fd, &self) != 0) self.st_dev = 0;
-  DIR *dir = fdopendir(fd);
+static void read_one(Walk *w, char *path, int root) {
+  Scan *s = (Scan *)w;
+  dev_t self_dev;
+  DIR *dir = open_listing(path, &self_dev);
   if (!dir) {
-    close(fd);
+    pthread_mutex_lock(&w->lock);
+    s->errors++;
+    pthread_mutex_unlock(&w->lock);
     free(path);
     return;
   }
+  int fd = dirfd(dir);
   struct dirent *de;
   struct statx stx;
   double n = 0;
@@ -148,7 +307,7 @@ static void read_one(Scan *s, char *path, dev_t root_dev_unused) {
     if (statx(fd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_DONT_SYNC, STATX_TYPE, &stx) != 0) continue;
     int bits = attr_bits(&stx);
     if (bits) {
-      pthread_mutex_lock(&s->lock);
+      pthread_mutex_lock(&w->lock);
       if (s->nhits == s->hcap) {
         s->hcap = s->hcap ? s->hcap * 2 : 16;
         s->hits = realloc(s->hits, s->hcap * sizeof *s->hits);
@@ -156,44 +315,22 @@ static void read_one(Scan *s, char *path, dev_t root_dev_unused) {
       s->hits[s->nhits].path = join(path, name);
       s->hits[s->nhits].bits = bits;
       s->nhits++;
-      pthread_mutex_unlock(&s->lock);
+      pthread_mutex_unlock(&w->lock);
     }
-    if (S_ISDIR(stx.stx_mode) && makedev(stx.stx_dev_major, stx.stx_dev_minor) == self.st_dev) {
+    if (S_ISDIR(stx.stx_mode) && makedev(stx.stx_dev_major, stx.stx_dev_minor) == self_dev) {
       subdirs[nsub++] = join(path, name);
       if (nsub == 64) {
-        pthread_mutex_lock(&s->lock);
-        for (int i = 0; i < nsub; i++) push_dir(s, subdirs[i]);
-        pthread_cond_broadcast(&s->cond);
-        pthread_mutex_unlock(&s->lock);
+        walk_queue(w, subdirs, nsub, root);
         nsub = 0;
       }
     }
   }
   closedir(dir);
   free(path);
-  pthread_mutex_lock(&s->lock);
+  pthread_mutex_lock(&w->lock);
   s->entries += n;
-  for (int i = 0; i < nsub; i++) push_dir(s, subdirs[i]);
-  if (nsub) pthread_cond_broadcast(&s->cond);
-  pthread_mutex_unlock(&s->lock);
-}
-
-static void *worker(void *arg) {
-  Scan *s = arg;
-  pthread_mutex_lock(&s->lock);
-  for (;;) {
-    while (s->qlen == 0 && s->busy > 0) pthread_cond_wait(&s->cond, &s->lock);
-    if (s->qlen == 0) break; // nothing queued and nobody can queue more
-    char *path = s->queue[--s->qlen].path;
-    s->busy++;
-    pthread_mutex_unlock(&s->lock);
-    read_one(s, path, 0);
-    pthread_mutex_lock(&s->lock);
-    s->busy--;
-    if (s->busy == 0 && s->qlen == 0) pthread_cond_broadcast(&s->cond);
-  }
-  pthread_mutex_unlock(&s->lock);
-  return NULL;
+  pthread_mutex_unlock(&w->lock);
+  walk_queue(w, subdirs, nsub, root);
 }
 
 static void scan_execute(napi_env env, void *data) {
@@ -216,16 +353,9 @@ static void scan_execute(napi_env env, void *data) {
       s->hits[s->nhits].bits = bits;
       s->nhits++;
     }
-    if (S_ISDIR(stx.stx_mode)) push_dir(s, strdup(s->roots[i]));
+    if (S_ISDIR(stx.stx_mode)) walk_push(&s->w, strdup(s->roots[i]), 0);
   }
-  int extra = s->threads - 1;
-  pthread_t tids[16];
-  int started = 0;
-  for (int i = 0; i < extra && i < 16; i++) {
-    if (pthread_create(&tids[started], NULL, worker, s) == 0) started++;
-  }
-  worker(s);
-  for (int i = 0; i < started; i++) pthread_join(tids[i], NULL);
+  walk_run(&s->w, s->threads);
 }
 
 static void scan_complete(napi_env env, napi_status status, void *data) {
@@ -248,20 +378,10 @@ static void scan_complete(napi_env env, napi_status status, void *data) {
   napi_set_named_property(env, result, "entries", entries);
   napi_set_named_property(env, result, "errors", errors);
   napi_set_named_property(env, result, "flagged", hits);
-  if (status == napi_ok) napi_resolve_deferred(env, s->deferred, result);
-  else {
-    napi_value msg, err;
-    napi_create_string_utf8(env, "scanTree failed", NAPI_AUTO_LENGTH, &msg);
-    napi_create_error(env, NULL, msg, &err);
-    napi_reject_deferred(env, s->deferred, err);
-  }
-  napi_delete_async_work(env, s->work);
-  for (size_t i = 0; i < s->nroots; i++) free(s->roots[i]);
-  free(s->roots);
-  free(s->queue);
+  settle_work(env, status, s->deferred, s->work, result, "scanTree failed");
+  free_paths(s->roots, s->nroots);
   free(s->hits);
-  pthread_mutex_destroy(&s->lock);
-  pthread_cond_destroy(&s->cond);
+  walk_free(&s->w);
   free(s);
 }
 
@@ -272,40 +392,23 @@ static napi_value scan_tree(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  bool is_array = false;
-  if (argc < 2 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array) {
-    napi_throw_type_error(env, NULL, "scanTree(roots: string[], threads: number)");
+  char **roots = NULL;
+  uint32_t n = 0;
+  int rc = argc < 2 ? -1 : read_paths(env, argv[0], &roots, &n);
+  if (rc != 0) {
+    if (rc == -1) napi_throw_type_error(env, NULL, "scanTree(roots: string[], threads: number)");
     return NULL;
   }
   int32_t threads = 1;
   napi_get_value_int32(env, argv[1], &threads);
   if (threads < 1) threads = 1;
   if (threads > 16) threads = 16;
-  uint32_t n = 0;
-  napi_get_array_length(env, argv[0], &n);
   Scan *s = calloc(1, sizeof *s);
   s->threads = threads;
-  s->roots = calloc(n ? n : 1, sizeof *s->roots);
-  for (uint32_t i = 0; i < n; i++) {
-    napi_value el;
-    char buf[4096];
-    napi_get_element(env, argv[0], i, &el);
-    if (get_path(env, el, buf, sizeof buf) != 0) {
-      for (size_t j = 0; j < s->nroots; j++) free(s->roots[j]);
-      free(s->roots);
-      free(s);
-      return NULL;
-    }
-    s->roots[s->nroots++] = strdup(buf);
-  }
-  pthread_mutex_init(&s->lock, NULL);
-  pthread_cond_init(&s->cond, NULL);
-  napi_value promise, name;
-  napi_create_promise(env, &s->deferred, &promise);
-  napi_create_string_utf8(env, "nodewarden.scanTree", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, scan_execute, scan_complete, s, &s->work);
-  napi_queue_async_work(env, s->work);
-  return promise;
+  s->roots = roots;
+  s->nroots = n;
+  walk_init(&s->w, read_one);
+  return queue_work(env, "nodewarden.scanTree", scan_execute, scan_complete, s, &s->work, &s->deferred);
 }
 
 // attrsOf(path): bits (0 when neither), or throws (ENOENT when gone). Does not follow symlinks.
@@ -328,10 +431,301 @@ static napi_value attrs_of(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// ---- duTree: allocated bytes per root, as du counts them, on several threads ----
+// Each root's bytes are st_blocks * 512 of everything under it on the root's own filesystem: a
+// subdirectory on another device (a mount point) is neither entered nor counted, symlinks are never
+// followed, a file with several hard links is counted once per walk (the first root to reach it), and
+// directories listed in `excludes` are not entered (another root measures them). The walk stops at its
+// deadline or its entry budget and says which ("partial").
+
+typedef struct {
+  Walk w; // first: a Walk * is a Du *
+  char **roots;
+  size_t nroots;
+  int threads;
+  double deadline; // CLOCK_MONOTONIC seconds
+  double max_entries;
+  // excludes: open addressing, read-only after set-up
+  char **ex;
+  size_t excap;
+  // hard links seen: (dev, ino) pairs, open addressing
+  uint64_t *links;
+  size_t lcap, llen;
+  // results per root
+  double *bytes;
+  double *entries;
+  long long *dev; // -1 unknown
+  long long *want; // the device each root must be on (-1: any); a root elsewhere is not walked
+  int *kind; // 0 missing, 1 dir, 2 file, 3 other, 4 elsewhere
+  double total_entries;
+  double errors;
+  napi_async_work work;
+  napi_deferred deferred;
+} Du;
+
+static uint64_t fnv(const char *s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+  return h;
+}
+
+static int excluded(const Du *d, const char *path) {
+  if (!d->excap) return 0;
+  for (size_t i = fnv(path) & (d->excap - 1);; i = (i + 1) & (d->excap - 1)) {
+    if (!d->ex[i]) return 0;
+    if (strcmp(d->ex[i], path) == 0) return 1;
+  }
+}
+
+// True the first time (dev, ino) is seen. Called with d->w.lock held.
+static int first_link(Du *d, uint64_t dev, uint64_t ino) {
+  if ((d->llen + 1) * 2 > d->lcap) {
+    size_t ncap = d->lcap ? d->lcap * 2 : 1024;
+    uint64_t *n = calloc(ncap * 2, sizeof *n);
+    for (size_t i = 0; i < d->lcap; i++) {
+      uint64_t a = d->links[2 * i], b = d->links[2 * i + 1];
+      if (!a && !b) continue;
+      size_t j = (size_t)((a * 0x9E3779B97F4A7C15ULL) ^ b) & (ncap - 1);
+      while (n[2 * j] || n[2 * j + 1]) j = (j + 1) & (ncap - 1);
+      n[2 * j] = a;
+      n[2 * j + 1] = b;
+    }
+    free(d->links);
+    d->links = n;
+    d->lcap = ncap;
+  }
+  uint64_t a = dev + 1, b = ino; // dev + 1: never the empty (0, 0) slot
+  size_t j = (size_t)((a * 0x9E3779B97F4A7C15ULL) ^ b) & (d->lcap - 1);
+  while (d->links[2 * j] || d->links[2 * j + 1]) {
+    if (d->links[2 * j] == a && d->links[2 * j + 1] == b) return 0;
+    j = (j + 1) & (d->lcap - 1);
+  }
+  d->links[2 * j] = a;
+  d->links[2 * j + 1] = b;
+  d->llen++;
+  return 1;
+}
+
+static double now_mono(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+
+// Counts one statx answer; returns the bytes to add (0 for a hard link seen before).
+static double du_bytes(Du *d, const struct statx *stx) {
+  double b = (double)stx->stx_blocks * 512.0;
+  if (!S_ISDIR(stx->stx_mode) && stx->stx_nlink > 1) {
+    pthread_mutex_lock(&d->w.lock);
+    int first = first_link(d, makedev(stx->stx_dev_major, stx->stx_dev_minor), stx->stx_ino);
+    pthread_mutex_unlock(&d->w.lock);
+    if (!first) return 0;
+  }
+  return b;
+}
+
+#define DU_MASK (STATX_TYPE | STATX_BLOCKS | STATX_INO | STATX_NLINK)
+#define DU_FLAGS (AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_STATX_DONT_SYNC)
+
+static void du_read_one(Walk *w, char *path, int root) {
+  Du *d = (Du *)w;
+  dev_t self_dev;
+  DIR *dir = open_listing(path, &self_dev);
+  if (!dir) {
+    pthread_mutex_lock(&w->lock);
+    if (errno != ENOENT && errno != ENOTDIR) d->errors++; // gone during the walk: not an error
+    pthread_mutex_unlock(&w->lock);
+    free(path);
+    return;
+  }
+  int fd = dirfd(dir);
+  struct dirent *de;
+  struct statx stx;
+  double n = 0, bytes = 0;
+  char *subdirs[64];
+  int nsub = 0;
+  while ((de = readdir(dir)) != NULL) {
+    const char *name = de->d_name;
+    if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+    if ((((long)n) & 1023) == 1023 && (w->stop || now_mono() > d->deadline)) {
+      if (!w->stop) w->stop = 1;
+      break;
+    }
+    if (statx(fd, name, DU_FLAGS, DU_MASK, &stx) != 0) continue; // vanished since readdir
+    if (makedev(stx.stx_dev_major, stx.stx_dev_minor) != self_dev) continue; // a mount point
+    char *sub = NULL;
+    if (S_ISDIR(stx.stx_mode)) {
+      sub = join(path, name);
+      if (excluded(d, sub)) { // measured by another root, its own blocks included
+        free(sub);
+        continue;
+      }
+    }
+    n++;
+    bytes += du_bytes(d, &stx);
+    if (sub) {
+      subdirs[nsub++] = sub;
+      if (nsub == 64) {
+        walk_queue(w, subdirs, nsub, root);
+        nsub = 0;
+      }
+    }
+  }
+  closedir(dir);
+  free(path);
+  pthread_mutex_lock(&w->lock);
+  d->entries[root] += n;
+  d->bytes[root] += bytes;
+  d->total_entries += n;
+  if (!w->stop && d->total_entries > d->max_entries) w->stop = 2;
+  if (!w->stop && now_mono() > d->deadline) w->stop = 1;
+  pthread_mutex_unlock(&w->lock);
+  walk_queue(w, subdirs, nsub, root);
+}
+
+static void du_execute(napi_env env, void *data) {
+  (void)env;
+  Du *d = data;
+  for (size_t i = 0; i < d->nroots; i++) {
+    struct statx stx;
+    d->dev[i] = -1;
+    if (statx(AT_FDCWD, d->roots[i], DU_FLAGS, DU_MASK, &stx) != 0) {
+      d->kind[i] = 0;
+      continue;
+    }
+    d->dev[i] = (long long)makedev(stx.stx_dev_major, stx.stx_dev_minor);
+    if (d->want[i] >= 0 && d->want[i] != d->dev[i]) {
+      d->kind[i] = 4; // another filesystem (a tmpfs emptyDir, /proc under /): not this walk's
+      continue;
+    }
+    d->kind[i] = S_ISDIR(stx.stx_mode) ? 1 : S_ISREG(stx.stx_mode) ? 2 : 3;
+    d->entries[i] = 1;
+    d->total_entries++;
+    d->bytes[i] = du_bytes(d, &stx);
+    if (S_ISDIR(stx.stx_mode)) walk_push(&d->w, strdup(d->roots[i]), (int)i);
+  }
+  walk_run(&d->w, d->threads);
+}
+
+static void du_complete(napi_env env, napi_status status, void *data) {
+  Du *d = data;
+  napi_value result, roots, v;
+  napi_create_object(env, &result);
+  napi_create_array_with_length(env, d->nroots, &roots);
+  static const char *kinds[] = {"missing", "dir", "file", "other", "elsewhere"};
+  for (size_t i = 0; i < d->nroots; i++) {
+    napi_value r;
+    napi_create_object(env, &r);
+    napi_create_double(env, d->bytes[i], &v);
+    napi_set_named_property(env, r, "bytes", v);
+    napi_create_double(env, d->entries[i], &v);
+    napi_set_named_property(env, r, "entries", v);
+    if (d->dev[i] >= 0) {
+      char buf[48];
+      snprintf(buf, sizeof buf, "%u:%u", major((dev_t)d->dev[i]), minor((dev_t)d->dev[i]));
+      napi_create_string_utf8(env, buf, NAPI_AUTO_LENGTH, &v);
+    } else napi_get_null(env, &v);
+    napi_set_named_property(env, r, "dev", v);
+    napi_create_string_utf8(env, kinds[d->kind[i]], NAPI_AUTO_LENGTH, &v);
+    napi_set_named_property(env, r, "kind", v);
+    napi_set_element(env, roots, (uint32_t)i, r);
+  }
+  napi_set_named_property(env, result, "roots", roots);
+  napi_create_double(env, d->total_entries, &v);
+  napi_set_named_property(env, result, "entries", v);
+  napi_create_double(env, d->errors, &v);
+  napi_set_named_property(env, result, "errors", v);
+  if (d->w.stop) napi_create_string_utf8(env, d->w.stop == 1 ? "deadline" : "budget", NAPI_AUTO_LENGTH, &v);
+  else napi_get_null(env, &v);
+  napi_set_named_property(env, result, "partial", v);
+  settle_work(env, status, d->deferred, d->work, result, "duTree failed");
+  free_paths(d->roots, d->nroots);
+  free_paths(d->ex, d->excap);
+  free(d->links);
+  free(d->bytes);
+  free(d->entries);
+  free(d->dev);
+  free(d->want);
+  free(d->kind);
+  walk_free(&d->w);
+  free(d);
+}
+
+// duTree(roots: string[], threads: number, timeoutMs: number, maxEntries: number, excludes: string[],
+//        devices: (string | null)[])  (each root's required device, "major:minor", or null for any)
+//   : Promise<{ roots: { bytes, entries, dev, kind }[], entries, errors, partial: null | 'deadline' | 'budget' }>
+static napi_value du_tree(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 6) {
+    napi_throw_type_error(env, NULL, "duTree(roots: string[], threads: number, timeoutMs: number, maxEntries: number, excludes: string[], devices: (string | null)[])");
+    return NULL;
+  }
+  char **roots = NULL, **ex = NULL;
+  uint32_t nroots = 0, nex = 0;
+  int rc = read_paths(env, argv[0], &roots, &nroots);
+  if (rc != 0) {
+    if (rc == -1) napi_throw_type_error(env, NULL, "duTree: roots must be an array of paths");
+    return NULL;
+  }
+  rc = read_paths(env, argv[4], &ex, &nex);
+  if (rc != 0) {
+    free_paths(roots, nroots);
+    if (rc == -1) napi_throw_type_error(env, NULL, "duTree: excludes must be an array of paths");
+    return NULL;
+  }
+  int32_t threads = 1;
+  double timeout_ms = 60000, max_entries = 1e7;
+  napi_get_value_int32(env, argv[1], &threads);
+  napi_get_value_double(env, argv[2], &timeout_ms);
+  napi_get_value_double(env, argv[3], &max_entries);
+  if (threads < 1) threads = 1;
+  if (threads > 32) threads = 32;
+  Du *d = calloc(1, sizeof *d);
+  d->roots = roots;
+  d->nroots = nroots;
+  d->threads = threads;
+  d->deadline = now_mono() + timeout_ms / 1000.0;
+  d->max_entries = max_entries;
+  size_t excap = 16;
+  while (excap < (size_t)nex * 2 + 2) excap *= 2;
+  d->excap = nex ? excap : 0;
+  d->ex = nex ? calloc(excap, sizeof *d->ex) : NULL;
+  for (uint32_t i = 0; i < nex; i++) {
+    if (excluded(d, ex[i])) {
+      free(ex[i]);
+      continue;
+    }
+    size_t j = fnv(ex[i]) & (excap - 1);
+    while (d->ex[j]) j = (j + 1) & (excap - 1);
+    d->ex[j] = ex[i];
+  }
+  free(ex);
+  size_t n = nroots ? nroots : 1;
+  d->bytes = calloc(n, sizeof *d->bytes);
+  d->entries = calloc(n, sizeof *d->entries);
+  d->dev = calloc(n, sizeof *d->dev);
+  d->kind = calloc(n, sizeof *d->kind);
+  d->want = calloc(n, sizeof *d->want);
+  for (uint32_t i = 0; i < nroots; i++) {
+    napi_value el;
+    char buf[64];
+    size_t got = 0;
+    unsigned int maj = 0, mnr = 0;
+    d->want[i] = -1;
+    if (napi_get_element(env, argv[5], i, &el) == napi_ok && napi_get_value_string_utf8(env, el, buf, sizeof buf, &got) == napi_ok && sscanf(buf, "%u:%u", &maj, &mnr) == 2) d->want[i] = (long long)makedev(maj, mnr);
+  }
+  walk_init(&d->w, du_read_one);
+  return queue_work(env, "nodewarden.duTree", du_execute, du_complete, d, &d->work, &d->deferred);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"scanTree", NULL, scan_tree, NULL, NULL, NULL, napi_default, NULL},
       {"attrsOf", NULL, attrs_of, NULL, NULL, NULL, napi_default, NULL},
+      {"duTree", NULL, du_tree, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

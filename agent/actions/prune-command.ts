@@ -41,7 +41,7 @@ export function createPruneCommandHandler(opts: PruneCommandOptions): CommandHan
     void configuredSandboxes(opts.host)
       .then((configured) => {
         log.info({ commandId: cmd.id, configuredSandboxes: configured }, 'sandbox images this node is configured with');
-        const pruneOpts = { untilMs: cmd.untilMs, dryRun: cmd.dryRun, sandboxImages: settings.sandboxImages, configuredSandboxes: configured, containerdNamespaces: settings.containerdNamespaces, label: settings.label };
+        const pruneOpts = { untilMs: cmd.untilMs, dryRun: cmd.dryRun, sandboxImages: settings.sandboxImages, configuredSandboxes: configured, containerdNamespaces: settings.containerdNamespaces, label: settings.label, host: opts.host };
         return run(opts.runtime, pruneOpts, (progress) => {
           log.info({ commandId: cmd.id, ...progress }, 'prune progress');
           reply({ v: 1, type: 'progress', commandId: cmd.id, progress });

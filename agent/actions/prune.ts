@@ -8,6 +8,8 @@ import type { PruneProgress, PruneResult } from '../../protocol/wire.js';
 import { DockerError } from '../runtime/docker.js';
 import type { Runtimes } from '../runtime/model.js';
 import { errorMessage } from '../../protocol/errors.js';
+import { imageFrees, imageSize as layeredSize } from '../../collectors/common/fillers.js';
+import { dockerInventory } from './images.js';
 
 export interface PruneOptions {
   untilMs: number;
@@ -21,6 +23,12 @@ export interface PruneOptions {
   /** Only images carrying this label (KEY or KEY=VALUE); '' or absent for all. */
   label?: string;
   now?: number;
+  /**
+   * Where docker's layer store is read (under --host-root), so that each image's size is what removing
+   * it frees, a layer shared with an image that stays counted nowhere (docker's own Size counts it in
+   * every image built on it). Without it, docker's Size.
+   */
+  host?: HostAccess;
 }
 
 /** Whether labels satisfy a KEY or KEY=VALUE selector. */
@@ -34,6 +42,8 @@ export function hasLabel(labels: Record<string, string> | null | undefined, sele
 
 export interface Candidate {
   runtime: 'docker' | 'containerd';
+  /** The image's id (docker's sha256:...). */
+  id?: string;
   /** What to show: the first tag, or the id. */
   image: string;
   /** What to delete, in order. */
@@ -157,23 +167,28 @@ export async function configuredSandboxes(host: HostAccess): Promise<ConfiguredS
 
 export async function planDocker(rt: Runtimes, opts: PruneOptions): Promise<Plan> {
   const now = opts.now ?? Date.now();
-  const [images, containers] = await Promise.all([rt.docker.images(), rt.docker.containers()]);
+  const [inventory, containers] = await Promise.all([dockerInventory(rt, opts.host, { dockerRoot: rt.settings.dockerRoot ?? '/var/lib/docker' }), rt.docker.containers()]);
   // Every container in any state (the list is all=1), pod sandboxes included, by image id and by name.
   const usedIds = new Set(containers.map((c) => c.ImageID));
   const usedNames = new Set(containers.map((c) => canonicalRef(c.Image)));
   const plan: Plan = { runtime: 'docker', candidates: [], kept: [] };
-  for (const img of images) {
+  for (const inv of inventory.images) {
+    const img = inv.summary;
     const tags = (img.RepoTags ?? []).filter((t) => t !== '<none>:<none>');
     const digests = (img.RepoDigests ?? []).filter((d) => !d.startsWith('<none>'));
     const name = tags[0] ?? img.Id.slice(0, 19);
     if (!hasLabel(img.Labels, opts.label)) continue;
     const sandbox = sandboxReason([...tags, ...digests], opts.sandboxImages, opts.configuredSandboxes);
-    const kept = (reason: string) => plan.kept.push({ image: name, reason, size: img.Size });
+    const kept = (reason: string) => plan.kept.push({ image: name, reason, size: layeredSize(inv) });
     if (sandbox) kept(sandbox);
     else if (usedIds.has(img.Id) || [...tags, ...digests, img.Id].some((r) => usedNames.has(canonicalRef(r)))) kept('used by a container');
     else if (img.Created * 1000 > now - opts.untilMs) kept('newer than --until');
-    else plan.candidates.push({ runtime: 'docker', image: name, refs: tags.length > 1 ? tags : [img.Id], size: img.Size, createdMs: img.Created * 1000 });
+    else plan.candidates.push({ runtime: 'docker', id: img.Id, image: name, refs: tags.length > 1 ? tags : [img.Id], size: layeredSize(inv), createdMs: img.Created * 1000 });
   }
+  // What each removal frees: its layers that no image staying uses, each once (du's reclaimable figure
+  // is the same function over the same layers).
+  const frees = imageFrees(inventory.images, plan.candidates.map((c) => c.id!));
+  for (const c of plan.candidates) c.size = frees.perImage.get(c.id!) ?? c.size;
   return plan;
 }
 

@@ -5,10 +5,13 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errnoCode } from '../../protocol/errors.js';
 import type { AttrAccess, AttrScan, ScanProgress } from '../../collectors/types.js';
+import type { TreeWalker, WalkResult } from '../../collectors/common/fillers.js';
+import { withDeadline } from '../../protocol/deadline.js';
 
 interface NativeAttrs {
   scanTree(roots: string[], threads: number): Promise<AttrScan>;
   attrsOf(path: string): number;
+  duTree?(roots: string[], threads: number, timeoutMs: number, maxEntries: number, excludes: string[], devices: (string | null)[]): Promise<WalkResult>;
 }
 
 let loaded: NativeAttrs | null | undefined;
@@ -65,5 +68,27 @@ export function createAttrAccess(): AttrAccess | undefined {
         throw err;
       }
     },
+  };
+}
+
+/** How long past its own deadline a walk may take to come back (a thread stuck in the kernel) before it is given up on. */
+const WALK_GRACE_MS = 5_000;
+
+/**
+ * The du walk (native duTree), or undefined when the module was not built (or is an older build). A walk
+ * whose threads do not return by its deadline plus a grace (a syscall stuck in the kernel) resolves as
+ * partial with nothing measured; the stuck thread is left behind, never waited on.
+ */
+export function createTreeWalker(): TreeWalker | undefined {
+  const native = load();
+  const du = native?.duTree?.bind(native);
+  if (!du) return undefined;
+  return {
+    walk: (roots, opts) =>
+      withDeadline(
+        () => du([...roots], opts.threads, opts.timeoutMs, opts.maxEntries, [...opts.excludes], [...opts.devices]),
+        opts.timeoutMs + WALK_GRACE_MS,
+        () => ({ roots: roots.map(() => ({ bytes: 0, entries: 0, dev: null, kind: 'missing' as const })), entries: 0, errors: 0, partial: 'stuck' as const }),
+      ),
   };
 }

@@ -120,7 +120,7 @@ export class DockerClient {
     return this.json('GET', '/images/json');
   }
 
-  inspectImage(id: string): Promise<{ Id: string; RepoTags: string[] | null; GraphDriver: { Name: string; Data: Record<string, string> | null } }> {
+  inspectImage(id: string): Promise<{ Id: string; RepoTags: string[] | null; GraphDriver: { Name: string; Data: Record<string, string> | null }; RootFS?: { Type: string; Layers?: string[] } }> {
     return this.json('GET', `/images/${encodeURIComponent(id)}/json`);
   }
 

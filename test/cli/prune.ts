@@ -8,6 +8,7 @@ import { dockerTry, makeLabelledImage, requireRuntime } from '../helpers/runtime
 import http from 'node:http';
 import { QUIET_COLLECTORS, TOKENS, freePort, run, runAsync, runSync, startAggregator, waitForNode, writeTokens } from '../helpers/processes.js';
 import { runPrune } from '../../cli/prune.js';
+import { formatBytes } from '../../collectors/common/text.js';
 
 // Every byte a terminal acts on, except the newline that ends each line.
 const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
@@ -121,6 +122,10 @@ t.test('live: nodewarden prune through the aggregator to the agent; a disabled a
   t.same(lines.map((l) => l['type']), ['accepted', ...lines.slice(1, -1).map(() => 'progress'), 'result']);
   t.ok(lines.some((l) => l['type'] === 'progress' && l['image'] === 'nwprune/cli-old:1' && l['state'] === 'would-remove' && Number(l['size']) > 0), 'dry run names the image with its size');
   t.equal(dockerTry('image', 'inspect', 'nwprune/cli-old:1').code, 0, 'and removes nothing');
+  const size = Number(lines.find((l) => l['image'] === 'nwprune/cli-old:1')?.['size']);
+  const dryHuman = runSync(['prune', '--node', 'prune-on', '--until', '1s', '--dry-run'], env);
+  t.match(dryHuman.stdout, new RegExp(`would remove\\s+nwprune/cli-old:1\\s+${formatBytes(size)}`), 'each removal with the bytes it frees');
+  t.match(dryHuman.stdout, new RegExp(`the removals would free ${formatBytes(size)} \\(each image's size is what removing it frees`), 'and the total');
 
   const human = runSync(['prune', '--node', 'prune-on', '--until', '1s'], env);
   t.equal(human.code, 0, human.stderr);

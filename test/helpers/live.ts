@@ -134,10 +134,10 @@ export async function heldLoopFs(t: Pick<Test, 'teardown'>, sizeMiB: number): Pr
  * A FUSE mount whose daemon never answers (this process holds /dev/fuse open and never reads it):
  * statfs on it waits exactly as on a dead NFS server. `abort` closes the connection, as when the
  * daemon dies: the mount stays and answers at once, with an error. `cleanup` also unmounts it and
- * removes its directory.
+ * removes its directory. `at`: an existing directory to mount on (inside a tree a test walks).
  */
-export function hungFuseMount(): { mountPoint: string; abort(): void; cleanup(): void } {
-  const mountPoint = mkdtempSync(path.join(os.tmpdir(), 'nw-hung-'));
+export function hungFuseMount(at?: string): { mountPoint: string; abort(): void; cleanup(): void } {
+  const mountPoint = at ?? mkdtempSync(path.join(os.tmpdir(), 'nw-hung-'));
   const fd = openSync('/dev/fuse', 'r+');
   const r = spawnSync('mount', ['-t', 'fuse', '-o', 'fd=3,rootmode=40000,user_id=0,group_id=0', 'nwhung', mountPoint], { stdio: ['ignore', 'ignore', 'pipe', fd], encoding: 'utf8' });
   if (r.status !== 0) {

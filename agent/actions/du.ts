@@ -1,0 +1,57 @@
+// `nodewarden du`'s measuring, done on request: the config's dirs and thresholds, the native walk and
+// docker's image inventory handed to measureFillers (collectors/common/fillers.ts), which a collector
+// view can call with its own context.
+import os from 'node:os';
+import { measureFillers, type Fillers, type ImageInventory } from '../../collectors/common/fillers.js';
+import type { DiskConfig } from '../../collectors/disk.js';
+import type { Config } from '../config.js';
+import type { Environment } from '../environment.js';
+import { createTreeWalker } from '../host/attrs.js';
+import { Runtimes } from '../runtime/model.js';
+import { dockerInventory } from './images.js';
+import { configuredSandboxes, sandboxReason } from './prune.js';
+
+export interface DuOptions {
+  /** The walk's deadline (ms): past it, what was measured is reported as partial. */
+  timeoutMs: number;
+  /** The walk's entry budget: past it, partial. */
+  maxEntries: number;
+  /** Walking threads; a cold walk waits on the disk, so more than the cores (default: 4 per core, 8 to 16). */
+  threads?: number;
+}
+
+export const DU_DEFAULTS = { timeoutMs: 120_000, maxEntries: 20_000_000 } as const;
+
+/** The walk's threads: a cold walk waits on the disk, not the CPU, so several per core keep it busy. */
+export function duThreads(): number {
+  return Math.min(16, Math.max(8, os.availableParallelism() * 4));
+}
+
+export async function measureNode(env: Environment, config: Config, opts: DuOptions): Promise<Fillers> {
+  const disk = config.collectors['disk'] as unknown as DiskConfig;
+  const pods = config.collectors['pods'] as { podLogsDir?: unknown } | undefined;
+  const rt = env.runtime instanceof Runtimes ? env.runtime : undefined;
+  const images: ImageInventory | undefined = rt
+    ? async () => {
+        const [states, configured] = await Promise.all([rt.ping(), configuredSandboxes(env.host)]);
+        if (states.find((s) => s.name === 'docker')?.status !== 'ok') return undefined;
+        const sandboxes = config.prune.sandboxImages;
+        const inv = await dockerInventory(rt, env.host, { dockerRoot: config.runtime.dockerRoot, pinnedReason: (refs) => sandboxReason(refs, sandboxes, configured) });
+        return inv.images;
+      }
+    : undefined;
+  return measureFillers({
+    host: env.host,
+    runtime: env.runtime,
+    walker: createTreeWalker(),
+    ...(images ? { images } : {}),
+    settings: {
+      kubeletRootDir: disk.eviction.kubeletRootDir,
+      podLogsDir: typeof pods?.podLogsDir === 'string' ? pods.podLogsDir : '/var/log/pods',
+      disk,
+      timeoutMs: opts.timeoutMs,
+      maxEntries: opts.maxEntries,
+      threads: opts.threads ?? duThreads(),
+    },
+  });
+}

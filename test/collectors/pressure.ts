@@ -183,3 +183,4 @@ t.test('live: busy loops, 4 per core, make real cpu pressure: pressure.cpu fires
   }, 90_000), 'pressure.cpu clears once the loops are gone');
   t.comment(`cleared ${((Date.now() - cleared) / 1000).toFixed(0)} s after the loops were killed: avg10 ${readCpu().avg10} avg60 ${readCpu().avg60}`);
 });
+

@@ -24,8 +24,8 @@ export type KernelFact =
   | { kind: 'fs-readonly'; fs: 'ext4' | 'xfs'; device: string }
   /** "[blk_update_request: ]I/O error, dev X, sector N" / "Buffer I/O error on dev X, logical block N" */
   | { kind: 'io-error'; device: string; sector?: number; block?: number }
-  /** "nf_conntrack: [nf_conntrack: ]table full, dropping packet" */
-  | { kind: 'conntrack-full' }
+  /** "nf_conntrack: [nf_conntrack: ]table full[ in netns N], dropping packet" (6.18 names the network namespace's inode) */
+  | { kind: 'conntrack-full'; netns?: number }
   /** "NAME: N callbacks suppressed": the kernel itself dropped N lines (ratelimit). */
   | { kind: 'suppressed'; source: string; count: number };
 
@@ -45,7 +45,9 @@ const XFS_ERR = /Corruption|metadata I\/O error|Metadata corruption|I\/O Error D
 const XFS_SHUT = /Filesystem has been shut down|Shutting down filesystem|shut down the filesystem|Please unmount the filesystem/i;
 const IO = /(?:^|: )I\/O error, dev ([\w!./-]+), sector (\d+)/;
 const BUF_IO = /^Buffer I\/O error on (?:dev(?:ice)? )?([\w!./-]+), logical block (\d+)/;
-const CONNTRACK = /(?:^|: )nf_conntrack: (?:nf_conntrack: )?table full, dropping packet/;
+// Newer kernels (6.18 on this machine) say which network namespace's table is full: the count is per
+// namespace against one global nf_conntrack_max, so a pod's namespace can be full while the node's is not.
+const CONNTRACK = /(?:^|: )nf_conntrack: (?:nf_conntrack: )?table full(?: in netns (\d+))?, dropping packet/;
 const SUPPRESSED = /^(\S+?):? (\d+) callbacks suppressed/;
 
 function kv(text: string): Record<string, string> {
@@ -132,7 +134,8 @@ export function parseKernelLine(message: string): KernelFact | undefined {
   if (m) return { kind: 'io-error', device: m[1]!, sector: Number(m[2]) };
   m = BUF_IO.exec(line);
   if (m) return { kind: 'io-error', device: m[1]!, block: Number(m[2]) };
-  if (CONNTRACK.test(line)) return { kind: 'conntrack-full' };
+  m = CONNTRACK.exec(line);
+  if (m) return m[1] === undefined ? { kind: 'conntrack-full' } : { kind: 'conntrack-full', netns: Number(m[1]) };
   m = SUPPRESSED.exec(line);
   if (m) return { kind: 'suppressed', source: m[1]!, count: Number(m[2]) };
   return undefined;

@@ -190,11 +190,18 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
         });
         break;
       case 'conntrack-full':
-        events.push({
+        // The count is per network namespace (against the one global max): a line that names the
+        // namespace sends the reader there, since the node's own count may be low.
+        events.push(fact.netns === undefined ? {
           check: 'kernel.conntrackFull', subject: 'nf_conntrack', severity: 'critical', atMs: at,
           text: 'the conntrack table is full: the kernel drops packets of new connections (Services and NAT stop working for them).',
           remedy: 'cat /proc/sys/net/netfilter/nf_conntrack_count /proc/sys/net/netfilter/nf_conntrack_max; conntrack -S; raise net.netfilter.nf_conntrack_max or find who opens so many connections',
           evidence: {},
+        } : {
+          check: 'kernel.conntrackFull', subject: `nf_conntrack:netns:${fact.netns}`, severity: 'critical', atMs: at,
+          text: `the conntrack table of network namespace ${fact.netns} is full: the kernel drops packets of new connections there (its count is its own, against the node-wide net.netfilter.nf_conntrack_max).`,
+          remedy: `lsns -t net | awk '$1 == ${fact.netns}'  # a process in that namespace (PID column); then nsenter -t PID -n cat /proc/sys/net/netfilter/nf_conntrack_count /proc/sys/net/netfilter/nf_conntrack_max; raise net.netfilter.nf_conntrack_max or find who opens so many connections`,
+          evidence: { netns: fact.netns },
         });
         break;
     }

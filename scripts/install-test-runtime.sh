@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what nodewarden's tests use on a Debian machine (root, idempotent): the container runtime
 # (Debian's docker.io, containerd, runc), busybox-static for the offline test image, and the tools the
-# live tests drive (mkfs.ext4, losetup, fallocate, chattr, unshare, python3, gcc for the bench floor), and
+# live tests drive (mkfs.ext4, losetup, fallocate, chattr, unshare, dmesg, ip and iptables for the conntrack
+# tests' network namespaces, python3, gcc for the bench floor), and
 # promtool (Debian's prometheus) for the alerting rules' tests, and Debian's chromium for the web view's
 # browser tests (driven by playwright-core, which never downloads a browser).
 set -euo pipefail
@@ -15,6 +16,9 @@ have mkfs.ext4 || need+=(e2fsprogs)
 have chattr || need+=(e2fsprogs)
 have losetup || need+=(util-linux)
 have fallocate || need+=(util-linux)
+have dmesg || need+=(util-linux)
+have ip || need+=(iproute2)
+have iptables || need+=(iptables)
 have python3 || need+=(python3)
 have gcc || need+=(gcc)
 have ps || need+=(procps)

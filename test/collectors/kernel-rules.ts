@@ -69,3 +69,9 @@ t.test('hostile lines: huge, binary, near misses never throw and never match fal
     return true;
   }));
 });
+
+t.test('conntrack table full: the 6.18 line names the network namespace, older ones do not', async (t) => {
+  t.same(parseKernelLine('nf_conntrack: nf_conntrack: table full in netns 4026532173, dropping packet'), { kind: 'conntrack-full', netns: 4026532173 });
+  t.same(parseKernelLine('nf_conntrack: table full, dropping packet'), { kind: 'conntrack-full' });
+  t.equal(parseKernelLine('nf_conntrack: table full in netns x, dropping packet'), undefined, 'a namespace that is not a number is no line we know');
+});

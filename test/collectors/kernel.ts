@@ -119,6 +119,16 @@ t.test('a healthy busy node logs a lot and raises nothing', async (t) => {
   t.same(eventsFromRecords(recs(Array.from({ length: 1000 }, () => busy).flat())).events, []);
 });
 
+t.test('a full conntrack table: the namespace the 6.18 line names is the subject, and where to look', async (t) => {
+  const { events } = eventsFromRecords(recs(['nf_conntrack: nf_conntrack: table full in netns 4026532173, dropping packet', 'nf_conntrack: table full, dropping packet']));
+  t.equal(events.length, 2);
+  t.equal(events[0]?.check, 'kernel.conntrackFull');
+  t.equal(events[0]?.subject, 'nf_conntrack:netns:4026532173');
+  t.same(events[0]?.evidence, { netns: 4026532173 });
+  t.match(events[0]?.remedy, /lsns -t net .*4026532173.*nsenter -t PID -n cat \/proc\/sys\/net\/netfilter\/nf_conntrack_count/);
+  t.equal(events[1]?.subject, 'nf_conntrack', 'an older kernel does not say which namespace');
+});
+
 t.test('cgroup files: memory cgroup of a process (v1 and v2), oom_kill counters, limits', async (t) => {
   t.same(memcgOf(`12:pids:/docker/${ID}\n4:memory:/docker/${ID}\n0::/system.slice/x\n`), { path: `/docker/${ID}`, v2: false });
   t.same(memcgOf(`0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-${ID}.scope\n`), { path: `/kubepods.slice/kubepods-pod1.slice/cri-containerd-${ID}.scope`, v2: true });

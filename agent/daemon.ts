@@ -10,6 +10,7 @@ import { VERSION } from '../protocol/version.js';
 import type { Finding } from '../protocol/finding.js';
 import type { Config } from './config.js';
 import { createEnvironment } from './environment.js';
+import { createFillersAccess, DU_DEFAULTS, measureNode } from './actions/du.js';
 import { KmsgReader } from './host/kmsg.js';
 import { AgentServer } from './exporters/http.js';
 import { EXPORTER_FAILED, type Exporter } from './exporters/exporter.js';
@@ -72,6 +73,9 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
       })
     : undefined;
   if (nodeView) env.kube = nodeView;
+  // disk.imageGc's du measurement: in the background, paced by the disk collector (collectors.disk.fillersEvery).
+  const diskSettings = config.collectors['disk'] as unknown as { fillersTimeout: number };
+  env.fillers = createFillersAccess(() => measureNode(env, config, { timeoutMs: diskSettings.fillersTimeout, maxEntries: DU_DEFAULTS.maxEntries, threads: 4 }), { log: opts.log.child({ component: 'du' }) });
   const log = opts.log;
   const runner = new Runner({ collectors: COLLECTORS, config, env, log });
   const runtimes = env.runtime as Runtimes;

@@ -1,6 +1,6 @@
 // Everything a collector's context is built from, made once per process from the config: host access,
 // exec, runtimes and attributes. Commands and tests build it the same way.
-import type { AttrAccess, Exec, HostAccess, NodeAccess, PodAccess, RuntimeAccess } from '../collectors/types.js';
+import type { AttrAccess, Exec, FillersAccess, HostAccess, NodeAccess, PodAccess, RuntimeAccess } from '../collectors/types.js';
 import { KmsgReader } from './host/kmsg.js';
 import { createAttrAccess } from './host/attrs.js';
 import type { Config } from './config.js';
@@ -19,6 +19,8 @@ export interface Environment {
   kube?: NodeAccess;
   /** The kernel log reader; the agent gives it a cursor file, check reads the whole ring. */
   kmsg?: KmsgReader;
+  /** The du measurement in the background, for the disk collector's disk.imageGc; set by the agent. */
+  fillers?: FillersAccess;
 }
 
 export function createEnvironment(config: Pick<Config, 'hostRoot' | 'runtime'>): Environment {

@@ -164,6 +164,7 @@ export class Runner extends EventEmitter {
         ...(this.opts.env.pods ? { pods: this.opts.env.pods } : {}),
         ...(this.opts.env.kube ? { kube: this.opts.env.kube } : {}),
         ...(this.opts.env.kmsg ? { kmsg: this.opts.env.kmsg } : {}),
+        ...(this.opts.env.fillers ? { fillers: this.opts.env.fillers } : {}),
         active: () => this.tracker.active(),
         ...confirm,
         // Only for someone listening (check on a terminal): reporting can make long work take other paths.

@@ -6,6 +6,7 @@ import { mountFor, parseMountinfo, type MountInfo } from './common/mountinfo.js'
 import { formatBytes, shellQuote } from './common/text.js';
 import { podUidIn } from './common/process.js';
 import type { Collector, FsStats, HostAccess, StatfsOutcome } from './types.js';
+import { evaluateImageGc, imageGcWants, withTopConsumers } from './common/image-gc.js';
 
 /** Kernel and runtime filesystems that are never "disks". */
 const PSEUDO_FS = new Set([
@@ -65,6 +66,10 @@ export const diskConfigSpec = s.object({
     nodefsInodesFree: s.percent({ default: 5, doc: 'kubelet --eviction-hard nodefs.inodesFree (percent)' }),
     margin: s.percent({ default: 5, doc: 'warn this many percentage points before kubelet starts evicting' }),
   }),
+  imageGcHighThreshold: s.percent({ default: 85, doc: "kubelet's imageGCHighThresholdPercent: image GC runs when imagefs is this full; nodefs or imagefs this full also starts the du measurement" }),
+  imageGcLowThreshold: s.percent({ default: 80, doc: "kubelet's imageGCLowThresholdPercent: image GC frees down to this" }),
+  fillersEvery: s.duration({ default: '5m', min: 10_000, doc: 'the du measurement (what fills nodefs and imagefs, for disk.imageGc) runs in the background at most this often, only while one is over imageGcHighThreshold' }),
+  fillersTimeout: s.duration({ default: '60s', min: 1000, doc: "the background du measurement's deadline: past it the measurement is partial and not used" }),
 });
 export type DiskConfig = Infer<typeof diskConfigSpec>;
 
@@ -328,8 +333,8 @@ async function bestEffortPods(host: HostAccess, kubeletRootDir: string): Promise
 export const disk: Collector<DiskConfig, DiskData> = {
   name: 'disk',
   description: 'Filesystems as df -hT sees them: space, inodes, kubelet eviction margins, read-only flips, hung mounts',
-  checks: ['disk.usage', 'disk.inodes', 'disk.eviction', 'disk.readonly', 'disk.unresponsive'],
-  conditions: { 'disk.usage': 'NodewardenDiskFull', 'disk.inodes': 'NodewardenDiskFull', 'disk.eviction': 'NodewardenDiskEviction', 'disk.readonly': 'NodewardenFilesystemReadOnly', 'disk.unresponsive': 'NodewardenMountUnresponsive' },
+  checks: ['disk.usage', 'disk.inodes', 'disk.eviction', 'disk.readonly', 'disk.unresponsive', 'disk.imageGc'],
+  conditions: { 'disk.usage': 'NodewardenDiskFull', 'disk.inodes': 'NodewardenDiskFull', 'disk.eviction': 'NodewardenDiskEviction', 'disk.readonly': 'NodewardenFilesystemReadOnly', 'disk.unresponsive': 'NodewardenMountUnresponsive', 'disk.imageGc': null },
   defaultIntervalMs: 30_000,
   defaultTimeoutMs: 15_000,
   configSpec: diskConfigSpec,
@@ -369,6 +374,13 @@ export const disk: Collector<DiskConfig, DiskData> = {
       }
     }
     const data: DiskData = { rows, writable: rows.filter((r) => !r.readonly).map((r) => r.mountPoint) };
-    return { kind: 'ok', observations: joinKernelErrors(evaluateDisk(rows, config, eviction, ctx.previous), rows, ctx.active?.() ?? []), data };
+    // The du measurement only when image GC runs (nodefs or imagefs over its high threshold): it is
+    // made in the background, paced, and this run uses the last one.
+    const gc = { high: config.imageGcHighThreshold, low: config.imageGcLowThreshold };
+    const gcRuns = [eviction.imagefs, eviction.nodefs].some((r) => r?.status === 'ok' && imageGcWants(r, gc) !== undefined);
+    const measured = gcRuns && ctx.fillers ? await ctx.fillers.get(config.fillersEvery) : undefined;
+    const observations = withTopConsumers(evaluateDisk(rows, config, eviction, ctx.previous), measured?.fillers);
+    observations.push(...evaluateImageGc({ ...(eviction.imagefs ? { imagefs: eviction.imagefs } : {}), ...(eviction.runtimeRoot ? { runtimeRoot: eviction.runtimeRoot } : {}) }, measured?.fillers, gc));
+    return { kind: 'ok', observations: joinKernelErrors(observations, rows, ctx.active?.() ?? []), data };
   },
 };

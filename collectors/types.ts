@@ -2,6 +2,7 @@
 // and hands them in; a test hands a collector the same context over a captured host tree.
 import type { EvidenceValue, Finding, Observation, Workload } from '../protocol/finding.js';
 import type { ObjectSpec } from '../protocol/schema.js';
+import type { Fillers } from './common/fillers.js';
 
 /** statfs(2) numbers for one path, in bytes and inode counts. */
 export interface FsStats {
@@ -240,6 +241,8 @@ export interface CollectorContext<TConfig, TData> {
   kube?: NodeAccess;
   /** The kernel log reader (one per process); undefined where there is none. */
   kmsg?: KernelLog;
+  /** The du measurement (what fills nodefs and imagefs), made in the background; undefined where there is none. */
+  fillers?: FillersAccess;
   /** The runner's firing findings (other collectors' confirmed ones); empty where there is no runner. */
   active?: () => readonly Finding[];
   /**
@@ -457,4 +460,23 @@ export interface NodeAccess {
    * read them (a list of Events is costly at the cluster's scale): the answer may be one read behind.
    */
   probeFailures(windowMs: number): ProbeFailureState;
+}
+
+/** A du measurement and when it finished (ms since the epoch). */
+export interface MeasuredFillers {
+  fillers: Fillers;
+  takenAt: number;
+}
+
+/**
+ * The du measurement (collectors/common/fillers.ts) is a walk of whole filesystems: too slow for a
+ * collector's run. The agent makes it in the background, one at a time, and hands out the last one.
+ */
+export interface FillersAccess {
+  /**
+   * The last measurement (none older than 3 x everyMs: the node has changed since); starts a new one
+   * in the background when the last is older than everyMs and none is running. Never throws, never
+   * waits on the walk.
+   */
+  get(everyMs: number): Promise<MeasuredFillers | undefined>;
 }

@@ -16,6 +16,7 @@ export const KNOWN_CHECKS: ReadonlySet<string> = new Set([
   'disk.eviction',
   'disk.readonly',
   'disk.unresponsive',
+  'disk.imageGc',
   'sockstat.orphans',
   'sockstat.timewait',
   'sockstat.memory',

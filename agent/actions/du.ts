@@ -4,6 +4,7 @@
 import os from 'node:os';
 import { measureFillers, type Fillers, type ImageInventory } from '../../collectors/common/fillers.js';
 import type { DiskConfig } from '../../collectors/disk.js';
+import type { FillersAccess, Log, MeasuredFillers } from '../../collectors/types.js';
 import type { Config } from '../config.js';
 import type { Environment } from '../environment.js';
 import { createTreeWalker } from '../host/attrs.js';
@@ -54,4 +55,38 @@ export async function measureNode(env: Environment, config: Config, opts: DuOpti
       threads: opts.threads ?? duThreads(),
     },
   });
+}
+
+/**
+ * The agent's du measurement for the disk collector: made in the background, one at a time, at most
+ * once per `everyMs` a caller asks with; the caller gets the last finished one at once (never waits on
+ * the walk, which has its own deadline). A failed measurement is logged and leaves the last one.
+ */
+export function createFillersAccess(measure: () => Promise<Fillers>, opts: { now?: () => number; log?: Log } = {}): FillersAccess & { idle(): Promise<void> } {
+  const now = opts.now ?? Date.now;
+  let last: MeasuredFillers | undefined;
+  let startedAt: number | undefined;
+  let running: Promise<void> | undefined;
+  return {
+    async get(everyMs) {
+      const t = now();
+      if (!running && (startedAt === undefined || t - startedAt >= everyMs)) {
+        startedAt = t;
+        running = measure().then(
+          (fillers) => {
+            last = { fillers, takenAt: now() };
+            if (fillers.partial) opts.log?.warn({ partial: fillers.partial }, 'du measurement partial');
+          },
+          (err: unknown) => opts.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'du measurement failed'),
+        ).finally(() => {
+          running = undefined;
+        });
+      }
+      return last && now() - last.takenAt <= 3 * everyMs ? last : undefined;
+    },
+    /** For tests: resolves when no measurement runs. */
+    async idle() {
+      await running;
+    },
+  };
 }

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { buildRows, disk, evaluateDisk, selectFilesystems, usageOf, type DiskRow } from '../../collectors/disk.js';
 import { parseMountinfo } from '../../collectors/common/mountinfo.js';
 import { loadConfig } from '../../agent/config.js';
+import { createFillersAccess, measureNode } from '../../agent/actions/du.js';
 import { Runner } from '../../agent/runner.js';
 import { COLLECTORS } from '../../collectors/index.js';
 import { contextFor, envFor, quietLog, settingsFor } from '../helpers/context.js';
@@ -237,4 +238,38 @@ t.test('imagefs is evaluated on its own: kubelet found by its kubepods cgroup, i
   t.same(await eviction(), [['/var/lib/containerd', 'imagefs.available']], 'kubelet runs (kubepods), its root dir is not the default: imagefs is still watched');
   mkdirSync(path.join(root, 'var/lib/kubelet'), { recursive: true });
   t.same((await eviction()).sort(), [['/', 'nodefs.available'], ['/var/lib/containerd', 'imagefs.available']], 'with the root dir, nodefs too');
+});
+
+t.test('live: imagefs over the image GC threshold, filled by what GC cannot remove: disk.imageGc from the background du measurement', async (t) => {
+  if (!requireLive(t, { root: true, commands: ['mkfs.ext4', 'losetup', 'fallocate'] })) return;
+  const fs = makeLoopFs(64);
+  t.teardown(() => fs.cleanup());
+  const kubelet = path.join(fs.mountPoint, 'kubelet');
+  const runtimeRoot = path.join(fs.mountPoint, 'docker');
+  mkdirSync(kubelet);
+  mkdirSync(path.join(runtimeRoot, 'volumes'), { recursive: true });
+  const sets = [`collectors.disk.eviction.kubeletRootDir=${kubelet}`, `collectors.disk.eviction.runtimeRootDirs=[${runtimeRoot}]`, `collectors.pods.podLogsDir=${path.join(fs.mountPoint, 'pod-logs')}`];
+  const cfg = loadConfig({ node: 'live', sets });
+  const env = envFor('/', sets);
+  let measured = 0;
+  const fillers = createFillersAccess(() => (measured++, measureNode(env, cfg, { timeoutMs: 60_000, maxEntries: 1_000_000, threads: 2 })));
+  const imageGc = async () => {
+    const r = await disk.collect({ ...contextFor(disk, '/', { env, sets }), fillers });
+    return r.kind === 'ok' ? r.observations.filter((f) => f.check === 'disk.imageGc' && f.subject === fs.mountPoint) : [];
+  };
+  t.same(await imageGc(), [], 'empty: nothing');
+  t.equal(measured, 0, 'under the high threshold: not measured');
+  fillTo(fs, 90, 'docker/volumes/big');
+  t.same(await imageGc(), [], 'over it: the first run starts the measurement and does not wait on it');
+  t.equal(measured, 1);
+  await fillers.idle();
+  const [found] = await imageGc();
+  t.equal(measured, 1, 'paced: not measured again within fillersEvery');
+  t.ok(found, 'the next run uses the finished measurement');
+  t.equal(found?.severity, 'critical', 'no unused image frees anything');
+  t.match(found?.message, /can free at most \S+ \(0 unused images\)/);
+  t.match(found?.message, new RegExp(`The space is in: other files in ${runtimeRoot} \\(4\\d(\\.\\d)?M\\)`), 'names where the space is, with its size');
+  t.ok(Number(found?.evidence['bytesToFree']) > 0, 'with what GC wants');
+  unlinkSync(path.join(runtimeRoot, 'volumes/big'));
+  t.same(await imageGc(), [], 'back under the threshold: the live statfs clears it');
 });

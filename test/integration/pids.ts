@@ -46,7 +46,8 @@ t.test('a container at its --pids-limit is named, critical', async (t) => {
   const f = obs[0];
   t.comment(f?.message ?? 'no finding');
   t.equal(f?.severity, 'critical');
-  t.match(f?.message, new RegExp(`^Container ${name} uses (39|40) of its 40 pids`));
+  // Critical from 95% (38 of 40): the loop may still be forking when the finding is first seen.
+  t.match(f?.message, new RegExp(`^Container ${name} uses (38|39|40) of its 40 pids`));
   t.equal(f?.workload?.containerId, id);
   // The remedy as pasted lists the container's processes.
   const listed = execFileSync('sh', ['-c', f!.remedy.split('  #')[0]!], { encoding: 'utf8' });

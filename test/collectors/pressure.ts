@@ -1,4 +1,4 @@
-// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
+// @live quiet: uses the real machine through test/helpers/live.ts or runtime.ts; it asserts a calm node (no false finding under churn, load and timing), so it runs after the unit files
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { countCpus, evaluateLoad, evaluateMemory, evaluatePsi, memoryAvailable, parseLoadavg, parseMeminfo, parseMemoryStat, parsePsi, pressure, ratePerMinute } from '../../collectors/pressure.js';

@@ -1,4 +1,4 @@
-// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
+// @live quiet: uses the real machine through test/helpers/live.ts or runtime.ts; it asserts a calm node (no false finding under churn, load and timing), so it runs after the unit files
 // A CRI-only node (issue 17.4): dockerd stopped, its data root present and empty (docker installed once,
 // or left behind by the move off dockershim), containers churning in containerd's k8s.io. Not "docker is
 // down", and drift still checks k8s.io, finding a real drift there.

@@ -1,4 +1,4 @@
-// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
+// @live quiet: uses the real machine through test/helpers/live.ts or runtime.ts; it asserts a calm node (no false finding under churn, load and timing), so it runs after the unit files
 // The pids collector on this machine's real kernel and dockerd: a container at its --pids-limit, a
 // parent that never reaps its children, and a busy machine where neither check fires at defaults.
 import t from 'tap';

@@ -1,4 +1,4 @@
-// @live: a loop device, a blkio cgroup and a dd throttled in it on the real kernel, so it runs serially
+// @live quiet: a loop device, a blkio cgroup and a dd throttled in it on the real kernel; it asserts a calm node (no false finding under churn, load and timing), so it runs after the unit files
 // pressure.io from this machine's real /proc/pressure/io (the collector is collectors/pressure.ts; its
 // cpu pressure test is in test/collectors/pressure.ts). Its own file: half a minute of stall to fire
 // at the defaults and its clearing would not fit in that file's time beside the cpu test.

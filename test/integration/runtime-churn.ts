@@ -1,7 +1,7 @@
 // The runtime collectors on a busy node: containers start and exit all the time on the real dockerd and
 // in containerd's k8s.io namespace (CRI-labelled, through ctr). Silent while that goes on; firing on the
 // real faults made on the same busy node.
-// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
+// @live quiet: uses the real machine through test/helpers/live.ts or runtime.ts; it asserts a calm node (no false finding under churn, load and timing), so it runs after the unit files
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { COLLECTORS } from '../../collectors/index.js';

@@ -1,4 +1,4 @@
-// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
+// @live quiet: uses the real machine through test/helpers/live.ts or runtime.ts; it asserts a calm node (no false finding under churn, load and timing), so it runs after the unit files
 // Leaked runc init (issue 17.6), reproduced for real: `runc create` of a container whose bundle lives on a
 // loop filesystem leaves a real `runc init` (waiting for a start that never comes) with parent 1, in its
 // own cgroup, holding the container's mounts and pinning the loop device; no runtime knows it (it is in

@@ -1,4 +1,4 @@
-// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
+// @live quiet: uses the real machine through test/helpers/live.ts or runtime.ts; it asserts a calm node (no false finding under churn, load and timing), so it runs after the unit files
 // Short intervals on a busy node (issue 17.1): the agent's runner at 2 s for runtime, drift and mounts,
 // its timeouts derived, churn all along. Confirmation is carried across runs, so no run waits out the
 // settle windows inside its timeout: the persistent drift, the ghost task, the held mount and the

@@ -102,10 +102,18 @@ export function waitsOf(c: AnyCollector, config: Config): { key: string; ms: num
   });
 }
 
-/** The shortest timeout that lets what a collector waits on report first: their sum and a quarter more. */
+/**
+ * What a run's own reads get on top of the waits: a quarter of them, and never less than 3 s. With only a
+ * quarter, a 2 s-interval drift or mounts run had 1.25 s for its reads after a 5 s runtime wait, and a
+ * loaded node (containers churning, a runtime restarting) outlived that about once in three minutes,
+ * each time a false `collector.timeout`.
+ */
+export const TIMEOUT_SLACK_MS = 3000;
+
+/** The shortest timeout that lets what a collector waits on report first: their sum, and a quarter more or TIMEOUT_SLACK_MS. */
 export function minimumTimeout(waits: readonly { ms: number }[]): number {
   const sum = waits.reduce((a, w) => a + w.ms, 0);
-  return sum > 0 ? ceil100(sum * 1.25) : 0;
+  return sum > 0 ? ceil100(Math.max(sum * 1.25, sum + TIMEOUT_SLACK_MS)) : 0;
 }
 
 /**
@@ -147,7 +155,7 @@ function resolveTimeouts(config: Config, input: Record<string, unknown>, collect
     if (section.timeout < need) {
       const sum = waits.reduce((a, w) => a + w.ms, 0);
       const alternatives = waits
-        .map((w) => ({ key: w.key, most: floor100(section.timeout / 1.25 - (sum - w.ms)) }))
+        .map((w) => ({ key: w.key, most: floor100(Math.min(section.timeout / 1.25, section.timeout - TIMEOUT_SLACK_MS) - (sum - w.ms)) }))
         .filter((a) => a.most >= 100)
         .map((a) => `, or lower ${a.key} to at most ${showDuration(a.most)}`);
       problems.push({

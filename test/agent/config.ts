@@ -55,15 +55,17 @@ t.test('a shorter interval brings its timeout along, unless the timeout is set',
   t.equal(c.collectors['sockets']?.timeout, 20_000, 'a longer interval keeps the default timeout');
   const drift = loadConfig({ sets: ['collectors.drift.interval=2s'] });
   t.equal(drift.collectors['drift']?.interval, 2000, '`agent --set collectors.drift.interval=2s` just works');
-  t.equal(drift.collectors['drift']?.timeout, 6300, 'and drift may still wait out runtime.timeout (5s) with a quarter to spare');
+  t.equal(drift.collectors['drift']?.timeout, 8000, 'and drift may still wait out runtime.timeout (5s) with 3s to spare for its reads');
   const quick = loadConfig({ sets: ['collectors.drift.interval=2s', 'runtime.timeout=1s'] });
-  t.equal(quick.collectors['drift']?.timeout, 2000, 'with a 1s runtime timeout the interval bounds it');
+  t.equal(quick.collectors['drift']?.timeout, 4000, 'with a 1s runtime timeout: 1s and the 3s for the reads');
+  const sockstat = loadConfig({ sets: ['collectors.sockstat.interval=1s'] });
+  t.equal(sockstat.collectors['sockstat']?.timeout, 1000, 'a collector that waits on nothing: the interval bounds it');
   const slow = loadConfig({ sets: ['runtime.timeout=20s'] });
   t.equal(slow.collectors['runtime']?.timeout, 25_000, 'a longer runtime timeout lengthens the runtime collector\'s');
   const explicit = loadConfig({ sets: ['collectors.sockstat.interval=2s', 'collectors.sockstat.timeout=1500ms'] });
   t.equal(explicit.collectors['sockstat']?.timeout, 1500, 'an explicit timeout is kept');
   const defaults = loadConfig({});
-  t.same(Object.fromEntries(Object.entries(defaults.collectors).map(([n, c]) => [n, c.timeout])), { disk: 15_000, sockstat: 5000, sockets: 20_000, runtime: 12_000, drift: 20_000, immutable: 45_000, mounts: 20_000, pods: 25_000, kernel: 1000, pids: 10_000, conntrack: 5000, pressure: 5000, kubelet: 10_000 }, 'defaults unchanged');
+  t.same(Object.fromEntries(Object.entries(defaults.collectors).map(([n, c]) => [n, c.timeout])), { disk: 15_000, sockstat: 5000, sockets: 20_000, runtime: 12_000, drift: 20_000, immutable: 45_000, mounts: 20_000, pods: 25_000, kernel: 1000, pids: 10_000, conntrack: 5000, pressure: 5000, kubelet: 11_000 }, 'defaults unchanged (kubelet: its 8 s of waits and 3 s for its reads)');
 });
 
 t.test('contradictions between related keys name the value that would work', async (t) => {
@@ -74,7 +76,9 @@ t.test('contradictions between related keys name the value that would work', asy
   };
   const [runtime] = problemsOf(['collectors.runtime.timeout=2s']);
   t.match(runtime, /^collectors\.runtime\.timeout: 2s is shorter than what one run may wait out \(runtime\.timeout 5s\)/);
-  t.match(runtime, /use at least 6\.3s, or lower runtime\.timeout to at most 1\.6s/);
+  t.match(runtime, /use at least 8s$/, 'no runtime.timeout would leave room for 3s of reads in 2s');
+  const [drift] = problemsOf(['collectors.drift.interval=10s', 'collectors.drift.timeout=7s']);
+  t.match(drift, /use at least 8s, or lower runtime\.timeout to at most 4s$/);
   const [sweep] = problemsOf(['collectors.immutable.timeout=45s', 'collectors.immutable.sweepSlice=60s']);
   t.match(sweep, /^collectors\.immutable\.timeout: 45s is shorter than what one run may wait out \(runtime\.timeout 5s \+ collectors\.immutable\.sweepSlice 1m\)/);
   t.match(sweep, /use at least 81\.3s/);

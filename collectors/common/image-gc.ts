@@ -141,13 +141,14 @@ export interface KubeletGcReport {
 }
 
 /**
- * Pure: kubelet's image-GC failures last reported within `lookbackMs` of `now`, with words that say
+ * Pure: kubelet's image-GC failures last reported within `lookbackMs` of `now` (before or after), with words that say
  * what GC could not free; undefined when there are none. kubelet's GC runs every 5 minutes and reports
  * each failure again, so a report older than the lookback means GC has not failed since.
  */
 export function recentKubeletGcFailures(events: readonly KubeletGcEvent[], now: number, lookbackMs: number): KubeletGcReport | undefined {
   const recent = events.flatMap((e) => {
-    const said = now - e.lastSeen <= lookbackMs ? parseKubeletGcMessage(e.message) : undefined;
+    // Within the lookback either way: a clock skewed by minutes is tolerated, a time far ahead is not believed.
+    const said = Math.abs(now - e.lastSeen) <= lookbackMs ? parseKubeletGcMessage(e.message) : undefined;
     return said ? [{ e, said }] : [];
   });
   if (recent.length === 0) return undefined;

@@ -191,6 +191,8 @@ t.test('recentKubeletGcFailures: the latest report within the lookback, how ofte
   t.equal(describeKubeletReport(r!, now), 'kubelet (ImageGCFailed): wanted to free 5.7G, freed 0 at 10:03 UTC (14 times since 09:18 UTC)', 'of two at the same time, the first read');
   t.equal(recentKubeletGcFailures(pair, at('2026-11-22T10:18:06Z'), 15 * 60_000), undefined, 'last reported 15 min and 1 s ago: GC has not failed since');
   t.equal(recentKubeletGcFailures([event('image-gc-failed-imagefs-info.json')], at('2026-11-22T08:02:00Z'), 15 * 60_000), undefined, 'recent, but not about space');
+  t.equal(recentKubeletGcFailures(pair, at('2026-11-22T10:00:00Z'), 15 * 60_000)?.times, 14, "3 min in the agent's future (a skewed clock): believed");
+  t.equal(recentKubeletGcFailures(pair, at('2026-11-22T09:30:00Z'), 15 * 60_000), undefined, '33 min in the future: not believed');
   const later = recentKubeletGcFailures([...pair, event('free-disk-space-failed-1.34.json'), event('image-gc-failed-deletion-errors.json')], at('2026-11-22T10:05:00Z'), 15 * 60_000);
   t.equal(later?.times, 19, '14 FreeDiskSpaceFailed of 1.30 plus 5 of 1.34 (the ImageGCFailed ones add up to 15)');
   t.match(describeKubeletReport(recentKubeletGcFailures([event('free-disk-space-failed-1.34.json')], at('2026-11-23T10:05:00Z'), 2 * 86_400_000)!, at('2026-11-23T10:05:00Z')), /^kubelet \(FreeDiskSpaceFailed\): image filesystem 88% of 26\.4 GiB used, unused images freed 368M at Nov 22 10:00 UTC \(5 times since Nov 22 09:40 UTC\)$/, 'another day: the date too');

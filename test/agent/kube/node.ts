@@ -191,6 +191,7 @@ t.test("NodeView: kubelet's image-GC failures listed only when asked, this Node'
   t.same(st.status === 'synced' ? [st.scanned, st.truncated] : [], [7, false], "the selector let only this Node's Warnings through");
   const q = server.requests.find((r) => r.path === '/api/v1/events')?.query ?? '';
   t.equal(new URLSearchParams(q).get('fieldSelector'), nodeWarningsSelector(NODE));
+  t.equal(new URLSearchParams(q).get('resourceVersion'), '0', "from the API server's watch cache, not etcd");
   const lists = v.stats.gcLists;
   v.kubeletGcFailures();
   t.equal(v.stats.gcLists, lists, 'paced: not listed again within a minute');

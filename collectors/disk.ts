@@ -6,7 +6,7 @@ import { mountFor, parseMountinfo, type MountInfo } from './common/mountinfo.js'
 import { formatBytes, shellQuote } from './common/text.js';
 import { podUidIn } from './common/process.js';
 import type { Collector, FsStats, HostAccess, StatfsOutcome } from './types.js';
-import { evaluateImageGc, imageGcWants, withTopConsumers } from './common/image-gc.js';
+import { evaluateImageGc, imageGcWants, recentKubeletGcFailures, withTopConsumers } from './common/image-gc.js';
 
 /** Kernel and runtime filesystems that are never "disks". */
 const PSEUDO_FS = new Set([
@@ -68,7 +68,8 @@ export const diskConfigSpec = s.object({
   }),
   imageGcHighThreshold: s.percent({ default: 85, doc: "kubelet's imageGCHighThresholdPercent: image GC runs when imagefs is this full; nodefs or imagefs this full also starts the du measurement" }),
   imageGcLowThreshold: s.percent({ default: 80, doc: "kubelet's imageGCLowThresholdPercent: image GC frees down to this" }),
-  fillersEvery: s.duration({ default: '5m', min: 10_000, doc: 'the du measurement (what fills nodefs and imagefs, for disk.imageGc) runs in the background at most this often, only while one is over imageGcHighThreshold' }),
+  fillersEvery: s.duration({ default: '5m', min: 10_000, doc: "the du measurement (what fills nodefs and imagefs, for disk.imageGc) runs in the background at most this often, only while one is over imageGcHighThreshold or kubelet reported an image GC failure within imageGcEventsLookback" }),
+  imageGcEventsLookback: s.duration({ default: '15m', min: 60_000, doc: "kubelet's ImageGCFailed / FreeDiskSpaceFailed Events on this Node (read from the API server) fire disk.imageGc while the last was at most this long ago: kubelet's image GC runs every 5 min and reports each failure, so 15 min is three runs without one" }),
   fillersTimeout: s.duration({ default: '60s', min: 1000, doc: "the background du measurement's deadline: past it the measurement is partial and not used" }),
 });
 export type DiskConfig = Infer<typeof diskConfigSpec>;
@@ -378,9 +379,14 @@ export const disk: Collector<DiskConfig, DiskData> = {
     // made in the background, paced, and this run uses the last one.
     const gc = { high: config.imageGcHighThreshold, low: config.imageGcLowThreshold };
     const gcRuns = [eviction.imagefs, eviction.nodefs].some((r) => r?.status === 'ok' && imageGcWants(r, gc) !== undefined);
-    const measured = gcRuns && ctx.fillers ? await ctx.fillers.get(config.fillersEvery) : undefined;
+    // kubelet's own word that its image GC failed (its Events on this Node): the measurement starts on
+    // it too, whatever the local thresholds say (kubelet's may differ, or its imagefs is another).
+    const said = ctx.kube?.kubeletGcFailures();
+    const kubelet = said?.status === 'synced' ? recentKubeletGcFailures(said.events, ctx.now(), config.imageGcEventsLookback) : undefined;
+    const measured = (gcRuns || kubelet) && ctx.fillers ? await ctx.fillers.get(config.fillersEvery) : undefined;
     const observations = withTopConsumers(evaluateDisk(rows, config, eviction, ctx.previous), measured?.fillers);
-    observations.push(...evaluateImageGc({ ...(eviction.imagefs ? { imagefs: eviction.imagefs } : {}), ...(eviction.runtimeRoot ? { runtimeRoot: eviction.runtimeRoot } : {}) }, measured?.fillers, gc));
+    const gcInput = { node: ctx.node, ...(eviction.imagefs ? { imagefs: eviction.imagefs } : {}), ...(eviction.runtimeRoot ? { runtimeRoot: eviction.runtimeRoot } : {}) };
+    observations.push(...evaluateImageGc(gcInput, measured?.fillers, gc, kubelet, ctx.now()));
     return { kind: 'ok', observations: joinKernelErrors(observations, rows, ctx.active?.() ?? []), data };
   },
 };

@@ -449,6 +449,28 @@ export type ProbeFailureState =
   | { status: 'synced'; failures: ProbeFailure[]; readAt: number; scanned: number; truncated: boolean; stale?: string };
 
 /**
+ * One of kubelet's reports that image GC could not free what it wanted: an Event on this Node with
+ * reason ImageGCFailed or FreeDiskSpaceFailed, reduced (collectors/common/image-gc.ts reads the message).
+ */
+export interface KubeletGcEvent {
+  reason: 'ImageGCFailed' | 'FreeDiskSpaceFailed';
+  /** kubelet's message, bounded: `failed to garbage collect required amount of images. Wanted to free 6089891840 bytes, but freed 0 bytes`. */
+  message: string;
+  /** How many times kubelet reported it (the Event's count, or its series' count). */
+  count: number;
+  /** When it was first and last reported (ms since the epoch). */
+  firstSeen: number;
+  lastSeen: number;
+}
+
+export type KubeletGcEventState =
+  | { status: 'absent'; reason: string }
+  /** `forbidden`: the API server refused the list (403): the agent has no permission to list Events. */
+  | { status: 'unsynced'; reason: string; forbidden?: boolean }
+  /** `scanned`: this Node's Warning Events read; `truncated`: more than the agent reads; `stale`: why the last list failed (this is the one before). */
+  | { status: 'synced'; events: KubeletGcEvent[]; readAt: number; scanned: number; truncated: boolean; stale?: string };
+
+/**
  * The agent's view of its own Node and of the probe failures on it, read from the API server in the
  * background (every read under the client's timeout): a collector only reads the last answer, so a
  * slow or hostile API server never holds a collector up.
@@ -460,6 +482,11 @@ export interface NodeAccess {
    * read them (a list of Events is costly at the cluster's scale): the answer may be one read behind.
    */
   probeFailures(windowMs: number): ProbeFailureState;
+  /**
+   * kubelet's image-GC failures on this Node (its Events), as last read. Asking is what makes the agent
+   * read them, at most once a minute: the answer may be one read behind.
+   */
+  kubeletGcFailures(): KubeletGcEventState;
 }
 
 /** A du measurement and when it finished (ms since the epoch). */

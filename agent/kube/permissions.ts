@@ -9,7 +9,8 @@ export interface PermissionRule {
 
 export const PERMISSIONS: Record<'nodewarden-agent' | 'nodewarden-aggregator', PermissionRule[]> = {
   // agent/exporters/kubernetes.ts: read its Node, patch the Node's status conditions, create Node and Pod
-  // events. agent/kube/node.ts: read its Node (Ready), list kubelet's Unhealthy events (probe failures).
+  // events. agent/kube/node.ts: read its Node (Ready), list kubelet's Unhealthy events (probe failures)
+  // and the Node's Warning events (kubelet's ImageGCFailed, FreeDiskSpaceFailed, for disk.imageGc).
   // agent/kube/pods.ts: list and watch the pods bound to its node; cli/why.ts --local: get one pod.
   'nodewarden-agent': [
     { apiGroups: [''], resources: ['nodes'], verbs: ['get'] },

@@ -112,7 +112,7 @@ t.test('pure: pressure.load fires only with both a load15 above 2 per core and p
 
 t.test('collect over a loaded node\'s /proc: probe failures asked for only while the load is high', async (t) => {
   const asked: number[] = [];
-  const kube = (failures: ProbeFailure[]): NodeAccess => ({ ready: () => ({ status: 'absent', reason: 'x' }), probeFailures: (w) => (asked.push(w), synced(failures)) });
+  const kube = (failures: ProbeFailure[]): NodeAccess => ({ ready: () => ({ status: 'absent', reason: 'x' }), probeFailures: (w) => (asked.push(w), synced(failures)), kubeletGcFailures: () => ({ status: 'absent', reason: 'x' }) });
   const ctx = { ...contextFor(pressure, LOADED), kube: kube([failure('a', 'Liveness', 5), failure('b', 'Liveness', 3)]) };
   const r = await pressure.collect(ctx);
   t.same(r.kind === 'ok' ? r.observations.map((o) => o.check) : r.kind, ['pressure.load']);

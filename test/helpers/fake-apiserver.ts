@@ -99,7 +99,7 @@ export class FakeApiServer {
   private readonly issued = new Map<string, IssuedToken>();
   readonly pods = new Map<string, Json>();
   readonly events: Json[] = [];
-  readonly requests: { method: string; path: string; contentType?: string }[] = [];
+  readonly requests: { method: string; path: string; query?: string; contentType?: string }[] = [];
   private readonly rbac = new Map<string, { user: string; rules: Rule[] }>();
   private rv = 100;
   private conflicts = 0;
@@ -280,7 +280,7 @@ export class FakeApiServer {
     let body = '';
     for await (const c of req) body += c;
     const contentType = String(req.headers['content-type'] ?? '').split(';')[0];
-    this.requests.push({ method: req.method ?? '', path: url.pathname, contentType });
+    this.requests.push({ method: req.method ?? '', path: url.pathname, query: url.search, contentType });
     const who = this.rbac.get(String(req.headers.authorization ?? '').replace(/^Bearer /, ''));
     if (!who) return this.send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
     const verb = req.method === 'GET' ? (/\/(nodes|pods|events)$/.test(url.pathname) ? (url.searchParams.get('watch') === '1' || url.searchParams.get('watch') === 'true' ? 'watch' : 'list') : 'get') : req.method === 'PATCH' ? 'patch' : req.method === 'PUT' ? 'update' : req.method === 'POST' ? 'create' : req.method === 'DELETE' ? 'delete' : '?';

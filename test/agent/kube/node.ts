@@ -1,4 +1,5 @@
-// The agent's view of its own Node (Ready) and of its pods' probe failures (kubelet's Unhealthy Events):
+// The agent's view of its own Node (Ready), of its pods' probe failures (kubelet's Unhealthy Events) and
+// of kubelet's image-GC failures on the Node (ImageGCFailed, FreeDiskSpaceFailed):
 // the pure readers over Node and Event objects in the API's own shape (test/fixtures/k8s/nodes, events),
 // then NodeView against the local API server (test/helpers/fake-apiserver.ts) and against hostile ones:
 // a huge list, malformed JSON, a server that never answers, an oversized Node.
@@ -9,7 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { KubeClient } from '../../../agent/kube/client.js';
-import { NodeView, nodeReady, summariseProbeFailures, toProbeEvent } from '../../../agent/kube/node.js';
+import { NodeView, nodeReady, nodeWarningsSelector, summariseProbeFailures, toKubeletGcEvent, toProbeEvent } from '../../../agent/kube/node.js';
 import { quietLog } from '../../helpers/context.js';
 import { FakeApiServer } from '../../helpers/fake-apiserver.js';
 import { until } from '../../helpers/processes.js';
@@ -69,6 +70,39 @@ t.test('fuzz: nodeReady and toProbeEvent never throw on what an API server (or a
     return e === undefined || (typeof e.namespace === 'string' && typeof e.pod === 'string' && e.pod.length <= 253 && ['Liveness', 'Readiness', 'Startup'].includes(e.probe) && Number.isInteger(e.count) && e.count >= 1 && e.count <= 1e6 && Number.isFinite(e.lastSeen) && e.message.length <= 300);
   }), { numRuns: 3000 });
   t.pass('5,000 arbitrary inputs');
+});
+
+t.test("toKubeletGcEvent: kubelet's ImageGCFailed and FreeDiskSpaceFailed on this Node, in both Event APIs' shapes; nothing else", async (t) => {
+  t.same(toKubeletGcEvent(fixture('events/image-gc-failed-1.27.json'), NODE), { reason: 'ImageGCFailed', message: '(combined from similar events): failed to garbage collect required amount of images. Wanted to free 6089891840 bytes, but freed 0 bytes', count: 14, firstSeen: Date.parse('2026-11-22T09:18:02Z'), lastSeen: Date.parse('2026-11-22T10:03:05Z') });
+  t.equal(toKubeletGcEvent(fixture('events/free-disk-space-failed-1.34.json'), NODE)?.reason, 'FreeDiskSpaceFailed');
+  t.equal(toKubeletGcEvent(fixture('events/image-gc-failed-1.27.json'), 'another-node'), undefined, "another Node's");
+  t.equal(toKubeletGcEvent(fixture('events/unhealthy-liveness.json'), NODE), undefined, 'a pod\'s Event');
+  t.equal(toKubeletGcEvent({ ...fixture('events/image-gc-failed-1.27.json'), reason: 'NodeHasDiskPressure' }, NODE), undefined, 'another reason');
+  t.equal(toKubeletGcEvent({ ...fixture('events/image-gc-failed-1.27.json'), message: 'x'.repeat(100_000) }, NODE)?.message.length, 1000, 'the message is bounded');
+  t.equal(toKubeletGcEvent({ ...fixture('events/image-gc-failed-1.27.json'), firstTimestamp: '2026-11-22T11:00:00Z' }, NODE)?.firstSeen, Date.parse('2026-11-22T10:03:05Z'), 'a first time after the last is not believed');
+  t.equal(toKubeletGcEvent({ ...fixture('events/image-gc-failed-1.27.json'), lastTimestamp: null, firstTimestamp: null, metadata: {} }, NODE), undefined, 'no time: not kept');
+  const v1 = { reason: 'FreeDiskSpaceFailed', regarding: { kind: 'Node', name: NODE }, note: 'Failed to garbage collect required amount of images. Attempted to free 1 bytes, but only found 0 bytes eligible to free.', series: { count: 3, lastObservedTime: '2026-11-22T10:00:00.000000Z' }, eventTime: '2026-11-22T09:50:00.000000Z' };
+  t.same(toKubeletGcEvent(v1, NODE), { reason: 'FreeDiskSpaceFailed', message: v1.note, count: 3, firstSeen: Date.parse(v1.eventTime), lastSeen: Date.parse(v1.series.lastObservedTime) }, 'events.k8s.io/v1');
+  for (const junk of [null, 1, 'x', [], { reason: 'ImageGCFailed', involvedObject: 'Node' }, { reason: 'ImageGCFailed', involvedObject: { kind: 'Node', name: NODE }, message: 7, lastTimestamp: '2026-11-22T10:00:00Z' }]) t.equal(toKubeletGcEvent(junk, NODE), undefined, JSON.stringify(junk));
+  t.equal(nodeWarningsSelector(NODE), `involvedObject.kind=Node,involvedObject.name=${NODE},type=Warning`);
+});
+
+t.test('fuzz: toKubeletGcEvent never throws on what an API server might send, and keeps types and bounds', async (t) => {
+  const event = fc.record({
+    reason: fc.oneof(fc.constantFrom('ImageGCFailed', 'FreeDiskSpaceFailed'), fc.anything()),
+    involvedObject: fc.oneof(fc.anything(), fc.record({ kind: fc.oneof(fc.constant('Node'), fc.anything()), name: fc.oneof(fc.constant(NODE), fc.anything()) }, { requiredKeys: [] })),
+    message: fc.oneof(fc.string({ maxLength: 3000 }), fc.anything()),
+    count: fc.anything(),
+    firstTimestamp: fc.oneof(fc.date({ noInvalidDate: true }).map((d) => d.toISOString()), fc.anything()),
+    lastTimestamp: fc.oneof(fc.date({ noInvalidDate: true }).map((d) => d.toISOString()), fc.anything()),
+    series: fc.anything(),
+    metadata: fc.anything(),
+  }, { requiredKeys: [] });
+  fc.assert(fc.property(fc.oneof(fc.anything(), event), (raw) => {
+    const e = toKubeletGcEvent(raw, NODE);
+    return e === undefined || (['ImageGCFailed', 'FreeDiskSpaceFailed'].includes(e.reason) && typeof e.message === 'string' && e.message.length <= 1000 && Number.isInteger(e.count) && e.count >= 1 && e.count <= 1e6 && Number.isFinite(e.lastSeen) && e.firstSeen <= e.lastSeen);
+  }), { numRuns: 3000 });
+  t.pass('3,000 arbitrary inputs');
 });
 
 t.test('summariseProbeFailures: per pod and probe, within the window, most failures first', async (t) => {
@@ -134,6 +168,41 @@ t.test('NodeView against the local API server: Ready read and re-read; NotReady 
   const gone = v.ready();
   t.match(gone.status === 'unsynced' ? gone.reason : '', /does not exist/);
   t.equal(gone.status === 'unsynced' ? gone.last?.ready?.status : undefined, 'False', 'the last good read is kept: nothing clears by an API server that stopped answering');
+});
+
+t.test("NodeView: kubelet's image-GC failures listed only when asked, this Node's Warnings by field selector, the latest kept; paced; 403 is no permission", async (t) => {
+  const server = await api(t);
+  server.addNode(NODE);
+  const v = view(t, server.url, { maxGcEvents: 3, gcEventsMaxAgeMs: 60_000 });
+  v.start();
+  await until(() => v.ready().status === 'synced', 20_000, 'the Node read');
+  t.equal(server.requests.filter((q) => q.path === '/api/v1/events').length, 0, 'no Events listed while nobody asks');
+  const node = (name: string, reason: string, message: string, minutesAgo: number, over: Json = {}) =>
+    server.addEvent({ ...fixture('events/image-gc-failed-1.27.json'), metadata: { name, namespace: 'default' }, reason, message, lastTimestamp: new Date(Date.now() - minutesAgo * 60_000).toISOString(), ...over });
+  for (let i = 0; i < 5; i++) node(`gc.${i}`, 'ImageGCFailed', `failed to garbage collect required amount of images. Wanted to free ${1000 + i} bytes, but freed 0 bytes`, 50 - i * 10);
+  node('fds.1', 'FreeDiskSpaceFailed', 'Failed to garbage collect required amount of images. Attempted to free 5 bytes, but only found 0 bytes eligible to free.', 1);
+  node('other-node', 'ImageGCFailed', 'Wanted to free 7 bytes, but freed 0 bytes', 1, { involvedObject: { kind: 'Node', name: 'another-node' } });
+  node('normal', 'ImageGCFailed', 'Wanted to free 8 bytes, but freed 0 bytes', 1, { type: 'Normal' });
+  node('pressure', 'EvictionThresholdMet', 'Attempting to reclaim ephemeral-storage', 1);
+  t.equal(v.kubeletGcFailures().status, 'unsynced', 'the first ask starts the list');
+  await until(() => v.kubeletGcFailures().status === 'synced', 20_000, 'listed');
+  const st = v.kubeletGcFailures();
+  t.same(st.status === 'synced' ? st.events.map((e) => `${e.reason} ${e.message.match(/\d+ bytes/)?.[0]}`) : st, ['FreeDiskSpaceFailed 5 bytes', 'ImageGCFailed 1004 bytes', 'ImageGCFailed 1003 bytes'], 'the latest 3 of this Node\'s, newest first');
+  t.same(st.status === 'synced' ? [st.scanned, st.truncated] : [], [7, false], "the selector let only this Node's Warnings through");
+  const q = server.requests.find((r) => r.path === '/api/v1/events')?.query ?? '';
+  t.equal(new URLSearchParams(q).get('fieldSelector'), nodeWarningsSelector(NODE));
+  t.equal(new URLSearchParams(q).get('resourceVersion'), '0', "from the API server's watch cache, not etcd");
+  const lists = v.stats.gcLists;
+  v.kubeletGcFailures();
+  t.equal(v.stats.gcLists, lists, 'paced: not listed again within a minute');
+
+  const fresh = view(t, server.url);
+  server.grant(TOKEN, 'system:serviceaccount:nodewarden:nodewarden-agent', [{ verbs: ['get'], resources: ['nodes'] }]);
+  fresh.start();
+  fresh.kubeletGcFailures();
+  await until(() => fresh.stats.gcListErrors > 0, 20_000, 'the list refused');
+  const denied = fresh.kubeletGcFailures();
+  t.same(denied.status === 'unsynced' ? [denied.forbidden, /^no permission to list this Node's Events/.test(denied.reason), /events: list/.test(denied.reason)] : denied, [true, true, true], 'unsynced: no permission, with what to grant');
 });
 
 t.test('NodeView without the right to list Events: unsynced with the 403, the Node still read', async (t) => {

@@ -1,5 +1,9 @@
 import t from 'tap';
-import { describeConsumer, evaluateImageGc, imageGcWants, withTopConsumers } from '../../../collectors/common/image-gc.js';
+import fc from 'fast-check';
+import { readFileSync } from 'node:fs';
+import { describeConsumer, describeKubeletReport, evaluateImageGc, imageGcWants, parseKubeletGcMessage, recentKubeletGcFailures, withTopConsumers } from '../../../collectors/common/image-gc.js';
+import type { KubeletGcEvent } from '../../../collectors/types.js';
+import { toKubeletGcEvent } from '../../../agent/kube/node.js';
 import type { Consumer, Fillers } from '../../../collectors/common/fillers.js';
 import type { DiskRow } from '../../../collectors/disk.js';
 import { createFillersAccess } from '../../../agent/actions/du.js';
@@ -135,4 +139,94 @@ t.test('the background measurement: one at a time, paced, the caller never waits
   await failing.idle();
   t.equal(await failing.get(1000), undefined, 'a failed measurement leaves none and does not throw');
   t.equal(await access.get(300_000), undefined, 'too old (3 x everyMs): not used');
+});
+
+// kubelet's own Events, as the API server holds them (test/fixtures/k8s/events): one per message form.
+const NODE = 'ip-10-0-3-17.eu-west-1.compute.internal';
+const event = (file: string): KubeletGcEvent => {
+  const e = toKubeletGcEvent(JSON.parse(readFileSync(`test/fixtures/k8s/events/${file}`, 'utf8')) as unknown, NODE);
+  if (!e) throw new Error(`${file}: not a kubelet GC event`);
+  return e;
+};
+const at = (iso: string) => Date.parse(iso);
+
+t.test("parseKubeletGcMessage: every form of kubelet's message, with its numbers; other ImageGCFailed messages are not about space", async (t) => {
+  t.same(parseKubeletGcMessage(event('image-gc-failed-1.27.json').message), { wanted: 6089891840, freed: 0 }, 'up to 1.28, behind the correlator\'s "(combined from similar events)"');
+  t.same(parseKubeletGcMessage(event('free-disk-space-failed-1.30.json').message), { wanted: 4783028633, freed: 776830292 }, '1.29 to 1.33: "eligible to free"');
+  t.same(parseKubeletGcMessage(event('free-disk-space-failed-1.34.json').message), { usagePercent: 88, capacity: '26.4 GiB', freed: 385820817 }, '1.34: the usage, no wanted');
+  const errors = parseKubeletGcMessage(event('image-gc-failed-deletion-errors.json').message);
+  t.match(errors, { wanted: 1258866278, freed: 0, deletionErrors: /unable to delete a8493f5f50ff \(must be forced\) - image is being used by stopped container/ }, 'the runtime refused a removal');
+  t.same(parseKubeletGcMessage("Insufficient free disk space on the node's image filesystem (95.0% of 10.0 GiB used). Failed to free sufficient space by deleting unused images. Consider resizing the disk or deleting unused files."), { usagePercent: 95, capacity: '10.0 GiB' }, "1.34's release-note form, without what was freed");
+  t.same(parseKubeletGcMessage('wanted to free 6607811379, but freed 7438123270 space with errors in image deletion: [conflict]'), { wanted: 6607811379, freed: 7438123270, deletionErrors: '[conflict]' }, 'the oldest form, without "bytes"');
+  t.equal(parseKubeletGcMessage(event('image-gc-failed-imagefs-info.json').message), undefined, "kubelet's start: nothing about space");
+  t.equal(parseKubeletGcMessage('Wanted to free 99999999999999999999 bytes, but freed 0 bytes'), undefined, 'not a safe integer: not trusted');
+  t.equal(parseKubeletGcMessage("Insufficient free disk space on the node's image filesystem (250% of 1 GiB used). Failed to free sufficient space by deleting unused images"), undefined, 'over 100 %');
+  t.equal(parseKubeletGcMessage(''), undefined);
+});
+
+t.test('fuzz: parseKubeletGcMessage never throws and returns only safe byte counts and bounded text', async (t) => {
+  const forms = fc.oneof(
+    fc.tuple(fc.bigInt({ min: 0n, max: 10n ** 21n }), fc.bigInt({ min: 0n, max: 10n ** 21n }), fc.string({ maxLength: 2000 })).map(([a, b, e]) => `wanted to free ${a} bytes, but freed ${b} bytes space with errors in image deletion: ${e}`),
+    fc.tuple(fc.nat(), fc.nat()).map(([a, b]) => `Failed to garbage collect required amount of images. Attempted to free ${a} bytes, but only found ${b} bytes eligible to free.`),
+    fc.tuple(fc.double({ min: 0, max: 1000, noNaN: true }), fc.string({ maxLength: 60 }), fc.option(fc.nat())).map(([p, c, f]) => `Insufficient free disk space on the node's image filesystem (${p}% of ${c} used). Failed to free sufficient space by deleting unused images${f === null ? '' : ` (freed ${f} bytes)`}.`),
+    fc.string({ maxLength: 3000 }),
+    fc.fullUnicodeString({ maxLength: 500 }).map((x) => `(combined from similar events): Wanted to free ${x}`),
+  );
+  fc.assert(fc.property(forms, (m) => {
+    const r = parseKubeletGcMessage(m);
+    if (r === undefined) return true;
+    const byteCount = (n: number | undefined) => n === undefined || (Number.isSafeInteger(n) && n >= 0);
+    return byteCount(r.wanted) && byteCount(r.freed) && (r.wanted !== undefined || r.usagePercent !== undefined) && (r.usagePercent === undefined || (r.usagePercent >= 0 && r.usagePercent <= 100)) && (r.capacity ?? '').length <= 32 && (r.deletionErrors ?? '').length <= 300;
+  }), { numRuns: 3000 });
+  t.pass('3,000 messages');
+});
+
+t.test('recentKubeletGcFailures: the latest report within the lookback, how often since when; older ones and other messages do not count', async (t) => {
+  const now = at('2026-11-22T10:05:00Z');
+  const pair = [event('image-gc-failed-1.27.json'), event('free-disk-space-failed-1.30.json')];
+  const r = recentKubeletGcFailures([...pair, event('image-gc-failed-imagefs-info.json')], now, 15 * 60_000);
+  t.equal(r?.times, 14, 'kubelet records both reasons for one failed run: counted once');
+  t.equal(r?.since, at('2026-11-22T09:18:02Z'));
+  t.equal(r?.latest.lastSeen, at('2026-11-22T10:03:05Z'));
+  t.equal(describeKubeletReport(r!, now), 'kubelet (ImageGCFailed): wanted to free 5.7G, freed 0 at 10:03 UTC (14 times since 09:18 UTC)', 'of two at the same time, the first read');
+  t.equal(recentKubeletGcFailures(pair, at('2026-11-22T10:18:06Z'), 15 * 60_000), undefined, 'last reported 15 min and 1 s ago: GC has not failed since');
+  t.equal(recentKubeletGcFailures([event('image-gc-failed-imagefs-info.json')], at('2026-11-22T08:02:00Z'), 15 * 60_000), undefined, 'recent, but not about space');
+  t.equal(recentKubeletGcFailures(pair, at('2026-11-22T10:00:00Z'), 15 * 60_000)?.times, 14, "3 min in the agent's future (a skewed clock): believed");
+  t.equal(recentKubeletGcFailures(pair, at('2026-11-22T09:30:00Z'), 15 * 60_000), undefined, '33 min in the future: not believed');
+  const later = recentKubeletGcFailures([...pair, event('free-disk-space-failed-1.34.json'), event('image-gc-failed-deletion-errors.json')], at('2026-11-22T10:05:00Z'), 15 * 60_000);
+  t.equal(later?.times, 19, '14 FreeDiskSpaceFailed of 1.30 plus 5 of 1.34 (the ImageGCFailed ones add up to 15)');
+  t.match(describeKubeletReport(recentKubeletGcFailures([event('free-disk-space-failed-1.34.json')], at('2026-11-23T10:05:00Z'), 2 * 86_400_000)!, at('2026-11-23T10:05:00Z')), /^kubelet \(FreeDiskSpaceFailed\): image filesystem 88% of 26\.4 GiB used, unused images freed 368M at Nov 22 10:00 UTC \(5 times since Nov 22 09:40 UTC\)$/, 'another day: the date too');
+  t.match(describeKubeletReport(recentKubeletGcFailures([event('image-gc-failed-deletion-errors.json')], at('2026-11-22T10:00:00Z'), 15 * 60_000)!, at('2026-11-22T10:00:00Z')), /freed 0 at 09:55 UTC; the runtime refused to delete images: rpc error/, 'once: no count; the runtime\'s refusal quoted');
+});
+
+t.test("disk.imageGc from kubelet's report: fires without the local condition, cites kubelet beside where the space is; both together are one finding", async (t) => {
+  const now = at('2026-11-22T10:05:00Z');
+  const report = recentKubeletGcFailures([event('image-gc-failed-1.27.json')], now, 15 * 60_000)!;
+  const calm = fs(40);
+  t.same(evaluateImageGc({ imagefs: calm }, full, gc, undefined, now), [], 'locally 60% used and no report: nothing');
+  const [o, ...rest] = evaluateImageGc({ imagefs: calm, runtimeRoot: '/var/lib/docker', node: NODE }, full, gc, report, now);
+  t.equal(rest.length, 0);
+  t.equal(o?.subject, '/var/lib/docker');
+  t.equal(o?.severity, 'critical', 'kubelet freed 0 of 5.7G');
+  t.equal(o?.message, "kubelet's image GC cannot free enough on /var/lib/docker: kubelet (ImageGCFailed): wanted to free 5.7G, freed 0 at 10:03 UTC (14 times since 09:18 UTC). The unused images here would free 1.2G (2 unused images). The space is in: image in use cart:1 (20G), writable layer of shop/cart-7d9/app (3.1G), writable layer of shop/search-1/indexer (2.0G), logs of batch/report-x/main (1.5G), emptyDir scratch of ml/train-0 (1.2G).");
+  t.match(o?.evidence, { bytesToFree: 6089891840, reclaimable: Math.round(1.2 * GiB), kubelet: { reason: 'ImageGCFailed', wanted: 6089891840, freed: 0, times: 14, lastSeen: '2026-11-22T10:03:05.000Z' } });
+  t.match(o?.remedy, `kubectl describe node ${NODE}  # kubelet's events`);
+
+  const [waiting] = evaluateImageGc({ imagefs: calm }, undefined, gc, report, now);
+  t.match(waiting?.message, /wanted to free 5\.7G, freed 0 at 10:03 UTC \(14 times since 09:18 UTC\)\. Where the space is: being measured now/, 'no measurement yet: kubelet\'s words, and the measurement is on its way');
+  t.same(waiting?.evidence['topConsumers'], []);
+  const [partial] = evaluateImageGc({ imagefs: calm }, fillers(full.consumers, { partial: { reason: 'deadline', detail: 'x' } }), gc, report, now);
+  t.match(partial?.message, /being measured now/, 'a partial measurement is not used to explain either');
+
+  const [both, ...none] = evaluateImageGc({ imagefs: fs(10) }, full, gc, report, now);
+  t.equal(none.length, 0, 'one finding');
+  t.match(both?.message, /it is 90% used \(image GC starts at 85%\) and GC wants 10(\.0)?G freed to get down to 80%, but it can free at most 1\.2G \(2 unused images\)\. kubelet \(ImageGCFailed\): wanted to free 5\.7G, freed 0 at 10:03 UTC/);
+  t.equal(both?.evidence['bytesToFree'], 10 * GiB, 'the live numbers first');
+
+  const v134 = recentKubeletGcFailures([event('free-disk-space-failed-1.34.json')], now, 15 * 60_000)!;
+  const [o134] = evaluateImageGc({ imagefs: calm }, full, gc, v134, now);
+  t.equal(o134?.severity, 'warning', 'no wanted in the 1.34 message and the local condition does not hold: a warning');
+  t.match(o134?.message, /kubelet \(FreeDiskSpaceFailed\): image filesystem 88% of 26\.4 GiB used, unused images freed 368M at 10:00 UTC \(5 times since 09:40 UTC\)/);
+  const [noFs] = evaluateImageGc({}, undefined, gc, report, now);
+  t.equal(noFs?.subject, 'imagefs', 'kubelet reports it where the agent found no imagefs: still said');
 });

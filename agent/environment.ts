@@ -2,7 +2,8 @@
 // exec, runtimes and attributes. Commands and tests build it the same way.
 import type { AttrAccess, Exec, FillersAccess, HostAccess, NodeAccess, PodAccess, RuntimeAccess } from '../collectors/types.js';
 import { KmsgReader } from './host/kmsg.js';
-import { createAttrAccess } from './host/attrs.js';
+import { createAttrAccess, createTreeWalker } from './host/attrs.js';
+import type { TreeWalker } from '../collectors/common/fillers.js';
 import type { Config } from './config.js';
 import { exec } from './host/exec.js';
 import { createHostAccess } from './host/access.js';
@@ -21,9 +22,12 @@ export interface Environment {
   kmsg?: KmsgReader;
   /** The du measurement in the background, for the disk collector's disk.imageGc; set by the agent. */
   fillers?: FillersAccess;
+  /** The du walk (the native module), undefined when it is not built. */
+  walker?: TreeWalker;
 }
 
 export function createEnvironment(config: Pick<Config, 'hostRoot' | 'runtime'>): Environment {
   const host = createHostAccess({ root: config.hostRoot, exec });
-  return { host, exec, runtime: new Runtimes(host, config.runtime), attrs: createAttrAccess(), kmsg: new KmsgReader({ host }) };
+  const walker = createTreeWalker();
+  return { host, exec, runtime: new Runtimes(host, config.runtime), attrs: createAttrAccess(), kmsg: new KmsgReader({ host }), ...(walker ? { walker } : {}) };
 }

@@ -165,6 +165,7 @@ export class Runner extends EventEmitter {
         ...(this.opts.env.kube ? { kube: this.opts.env.kube } : {}),
         ...(this.opts.env.kmsg ? { kmsg: this.opts.env.kmsg } : {}),
         ...(this.opts.env.fillers ? { fillers: this.opts.env.fillers } : {}),
+        ...(this.opts.env.walker ? { walker: this.opts.env.walker } : {}),
         active: () => this.tracker.active(),
         ...confirm,
         // Only for someone listening (check on a terminal): reporting can make long work take other paths.

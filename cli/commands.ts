@@ -297,7 +297,7 @@ export const COMMANDS: readonly Command[] = [
       f.json,
     ],
     description:
-      "Why is this pod stuck (Terminating, or waiting to be created or started)? Prints the pod.stuck diagnosis: the cause first, then what was checked in the runbooks' order and what was ruled out. Exit 0 not stuck, 2 stuck, 3 unknown.",
+      "Why is this pod stuck (Terminating, or waiting to be created or started)? Prints the pod.stuck diagnosis: the cause first, then what was checked in the runbooks' order and what was ruled out. Through the aggregator, a pod close to its local-storage limits (pod.ephemeral) or evicted after being so is named with what grew. Exit 0 not stuck, 1 close to eviction for its local storage, 2 stuck, 3 unknown.",
     async run({ values, positionals }) {
       if (positionals.length !== 1) throw new UsageError('why takes exactly one POD (and -n NAMESPACE)');
       const { runWhy } = await import('./why.js');

@@ -23,7 +23,7 @@ export interface WhyOptions {
   sets: string[];
 }
 
-export const EXIT = { OK: 0, CRITICAL: 2, UNKNOWN: 3 } as const;
+export const EXIT = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const;
 
 type Walk = { cause: string; checked: boolean; found: boolean; summary: string; remedy: string | null }[];
 
@@ -64,7 +64,7 @@ export function blindNodes(nodes: NodeRow[], only: string | undefined): { watchi
   return { watching, blind };
 }
 
-async function fromAggregator(opts: WhyOptions, subject: string): Promise<{ finding?: Finding; note?: string; unknown?: string }> {
+async function fromAggregator(opts: WhyOptions, subject: string): Promise<{ finding?: Finding; note?: string; unknown?: string; storage?: Finding }> {
   const { aggregatorUrl, token, toHttp } = await import('./remote.js');
   const base = toHttp(aggregatorUrl(opts.aggregator));
   const authorization = `Bearer ${token(opts.tokenFile)}`; // no token is a usage error, not "cannot reach"
@@ -87,14 +87,23 @@ async function fromAggregator(opts: WhyOptions, subject: string): Promise<{ find
     }
   };
   const findings = await get<Finding[]>(`/api/findings?check=pod.stuck${opts.node ? `&node=${encodeURIComponent(opts.node)}` : ''}`);
-  const finding = Array.isArray(findings) ? findings.find((f) => f?.subject === subject && f.state === 'firing') : undefined;
+  const finding = Array.isArray(findings) ? findings.find((f) => f?.check === 'pod.stuck' && f.subject === subject && f.state === 'firing') : undefined;
   if (finding) return { finding };
+  // Not stuck: close to (or past) the local-storage limits kubelet evicts it at, or was before it went
+  // (an evicted pod's last pod.ephemeral names the consumer that grew).
+  const onNode = opts.node ? `&node=${encodeURIComponent(opts.node)}` : '';
+  const firing = await get<Finding[]>(`/api/findings?check=pod.ephemeral${onNode}`);
+  const near = Array.isArray(firing) ? firing.find((f) => f?.check === 'pod.ephemeral' && f.subject === subject && f.state === 'firing') : undefined;
+  if (near) return { storage: near, note: `But close to eviction for its local storage (on ${near.node} since ${near.firstSeen}): ${near.message} Next: ${near.remedy}` };
+  const resolved = await get<Finding[]>(`/api/findings?check=pod.ephemeral&state=resolved${onNode}`);
+  const last = Array.isArray(resolved) ? resolved.filter((f) => f?.check === 'pod.ephemeral' && f.subject === subject).at(-1) : undefined;
+  const before = last ? ` Its local storage was last reported near its limits on ${last.node} at ${last.lastSeen}: ${last.message} If kubelet evicted it for ephemeral storage, that is what grew.` : '';
   // No finding means "not stuck" only where an agent watches pods: ask which nodes do.
   const nodes = await get<NodeRow[]>('/api/nodes');
   const { watching, blind } = blindNodes(Array.isArray(nodes) ? nodes : [], opts.node);
-  const note = 'No agent reports it stuck (no pod.stuck finding at the aggregator).';
-  if (watching === 0) return { unknown: `No agent ${opts.node ? `on ${opts.node} ` : ''}watches pods, so nothing says whether it is stuck: ${blind.slice(0, 5).join('; ') || 'no node is connected'}${blind.length > 5 ? `; and ${blind.length - 5} more` : ''}. Set kubernetes.enabled on the agents, or run \`nodewarden why --local\` on the pod's node.` };
-  if (blind.length === 0) return { note };
+  const note = `No agent reports it stuck (no pod.stuck finding at the aggregator).${before}`;
+  if (watching === 0 && !last) return { unknown: `No agent ${opts.node ? `on ${opts.node} ` : ''}watches pods, so nothing says whether it is stuck: ${blind.slice(0, 5).join('; ') || 'no node is connected'}${blind.length > 5 ? `; and ${blind.length - 5} more` : ''}. Set kubernetes.enabled on the agents, or run \`nodewarden why --local\` on the pod's node.` };
+  if (blind.length === 0 || last) return { note, ...(last ? { storage: last } : {}) };
   return { note: `${note} Not known on ${blind.length} node(s) whose agent does not watch pods: ${blind.slice(0, 5).join('; ')}${blind.length > 5 ? '; ...' : ''}; if the pod runs there, ask with --node or --local there.` };
 }
 
@@ -151,8 +160,8 @@ async function locally(opts: WhyOptions, subject: string): Promise<{ finding?: O
 
 export async function runWhy(opts: WhyOptions, out: NodeJS.WriteStream): Promise<{ code: number; text: string }> {
   const subject = `${opts.namespace}/${opts.pod}`;
-  const r: { finding?: Observation; note?: string; unknown?: string } = opts.local ? await locally(opts, subject) : await fromAggregator(opts, subject);
-  const code = r.finding ? EXIT.CRITICAL : r.unknown ? EXIT.UNKNOWN : EXIT.OK;
+  const r: { finding?: Observation; note?: string; unknown?: string; storage?: Finding } = opts.local ? await locally(opts, subject) : await fromAggregator(opts, subject);
+  const code = r.finding ? EXIT.CRITICAL : r.unknown ? EXIT.UNKNOWN : r.storage?.state === 'firing' ? EXIT.WARNING : EXIT.OK;
   const p = painter(!opts.json && useColor(out));
   const source = opts.local ? 'local' : 'aggregator';
   if (r.unknown) {
@@ -160,7 +169,7 @@ export async function runWhy(opts: WhyOptions, out: NodeJS.WriteStream): Promise
     return { code, text };
   }
   const text = opts.json
-    ? `${jsonForTerminal({ pod: subject, stuck: Boolean(r.finding), source, ...(r.finding ? { finding: r.finding } : { note: r.note ?? null }) }, 2)}\n`
+    ? `${jsonForTerminal({ pod: subject, stuck: Boolean(r.finding), source, ...(r.finding ? { finding: r.finding } : { note: r.note ?? null }), ...(r.storage ? { storage: r.storage } : {}) }, 2)}\n`
     : renderWhy(subject, r.finding, r.note, p);
   return { code, text };
 }

@@ -6,7 +6,9 @@
 // handed back as ctx.previous) say which containers restart, and their last termination says why.
 import type { Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
-import type { Collector, DiagnosisStep, PodContainerStatus, PodDiagnosis, PodInfo } from './types.js';
+import type { Collector, DiagnosisStep, PodContainerStatus, PodDiagnosis, PodInfo, PodStorageLimits, RuntimeContainer, CollectorContext } from './types.js';
+import { bandSpec, clearBelowSpec, severityWithHysteresis } from './common/bands.js';
+import { formatBytes, shellQuote } from './common/text.js';
 
 export const podsConfigSpec = s.object({
   terminatingMargin: s.duration({ default: '1m', doc: 'a deleted pod is stuck once it outlives its deletionTimestamp (deletion + grace period) by this much' }),
@@ -23,6 +25,10 @@ export const podsConfigSpec = s.object({
   restartsWarning: s.number({ default: 10, min: 1, integer: true, doc: 'pod.restarts is a warning when more containers than this restarted within restartWindow (info otherwise)' }),
   maxTrackedContainers: s.number({ default: 5000, min: 10, integer: true, doc: 'containers whose restarts are remembered between cycles; the ones with the oldest restarts are dropped first' }),
   podLogsDir: s.string({ default: '/var/log/pods', nonEmpty: true, doc: "kubelet's pod log directory, named in pod.crashLoop's message (NAMESPACE_POD_UID/CONTAINER/ under it)" }),
+  ephemeral: bandSpec("pod.ephemeral: a pod's local storage (writable layers, logs, emptyDirs) against its ephemeral-storage limits and emptyDir sizeLimits, which kubelet evicts it at", 80, 95),
+  ephemeralClearBelow: clearBelowSpec('pod.ephemeral'),
+  ephemeralTimeout: s.duration({ default: '10s', min: 1000, doc: "pod.ephemeral's walk of the limited pods' directories: past this deadline the measurement is partial and judged on nothing" }),
+  ephemeralMaxEntries: s.number({ default: 500_000, min: 1000, integer: true, doc: "pod.ephemeral's walk stops after this many entries (all limited pods together) and judges nothing that cycle" }),
 });
 export type PodsConfig = Infer<typeof podsConfigSpec>;
 
@@ -39,6 +45,10 @@ export interface Stuck {
 
 export interface PodsData {
   pods: number;
+  /** pod.ephemeral's last samples by pod UID, for the growth rate next cycle. */
+  ephemeral?: Record<string, EphemeralSample>;
+  /** Why pod.ephemeral judged nothing this cycle (no native module, a partial walk, a runtime not answering). */
+  ephemeralNote?: string;
   stuck: string[];
   /** Stuck pods not diagnosed this cycle (over maxDiagnoses). */
   deferred: number;
@@ -270,12 +280,163 @@ export function evaluateRestarts(podList: readonly PodInfo[], history: RestartHi
   return { observations, history: out };
 }
 
+// ---- pod.ephemeral: local storage against the limits kubelet evicts a pod at ----
+
+/** One consumer of a pod's local storage as measured: a container's writable layer or logs, an emptyDir. */
+export interface StorageConsumer {
+  kind: 'writable-layer' | 'logs' | 'emptydir';
+  /** The container's name, or the emptyDir volume's. */
+  name: string;
+  /** Host path. */
+  path: string;
+  bytes: number;
+}
+
+/** The previous cycle's use of each limited quantity (`emptyDir:NAME`, `container:NAME`, `pod`), and its severity. */
+export interface EphemeralSample {
+  at: number;
+  used: Record<string, number>;
+  severity?: 'warning' | 'critical';
+}
+
+interface LimitUse {
+  key: string;
+  used: number;
+  limit: number;
+  consumers: StorageConsumer[];
+  what: string;
+}
+
+/** Pure: every limit the pod sets, with what counts against it (kubelet's three eviction rules). */
+export function limitUses(limits: PodStorageLimits, consumers: readonly StorageConsumer[]): LimitUse[] {
+  const out: LimitUse[] = [];
+  const sum = (cs: readonly StorageConsumer[]) => cs.reduce((n, c) => n + c.bytes, 0);
+  for (const ed of limits.emptyDirs) {
+    if (ed.sizeLimit === undefined || ed.memory) continue;
+    const cs = consumers.filter((c) => c.kind === 'emptydir' && c.name === ed.name);
+    out.push({ key: `emptyDir:${ed.name}`, used: sum(cs), limit: ed.sizeLimit, consumers: cs, what: `emptyDir ${ed.name}'s ${formatBytes(ed.sizeLimit)} sizeLimit` });
+  }
+  for (const c of limits.containers) {
+    if (c.limit === undefined) continue;
+    const cs = consumers.filter((x) => x.kind !== 'emptydir' && x.name === c.name);
+    out.push({ key: `container:${c.name}`, used: sum(cs), limit: c.limit, consumers: cs, what: `container ${c.name}'s ${formatBytes(c.limit)} ephemeral-storage limit (its writable layer and logs)` });
+  }
+  // kubelet's pod limit is the sum of the limits its containers set, against everything the pod writes.
+  const set = limits.containers.filter((c) => c.limit !== undefined);
+  if (set.length > 0) {
+    const limit = set.reduce((n, c) => n + c.limit!, 0);
+    const memory = new Set(limits.emptyDirs.filter((e) => e.memory).map((e) => e.name));
+    const cs = consumers.filter((c) => !(c.kind === 'emptydir' && memory.has(c.name)));
+    out.push({ key: 'pod', used: sum(cs), limit, consumers: cs, what: `its ${formatBytes(limit)} ephemeral-storage limit (the sum of its containers' limits, against their layers, logs and its emptyDirs)` });
+  }
+  return out;
+}
+
+const describeConsumer = (c: StorageConsumer): string => (c.kind === 'emptydir' ? `emptyDir ${c.name}` : c.kind === 'logs' ? `the logs of ${c.name}` : `the writable layer of ${c.name}`);
+
+/**
+ * Pure: pod.ephemeral for one pod, from its limits, its measured consumers and the last cycle's sample:
+ * the limit closest to being passed (kubelet evicts the pod at any of them), over the band.
+ */
+export function evaluateEphemeral(pod: PodInfo, limits: PodStorageLimits, consumers: readonly StorageConsumer[], previous: EphemeralSample | undefined, now: number, config: Pick<PodsConfig, 'ephemeral' | 'ephemeralClearBelow'>): { observation?: Observation; sample: EphemeralSample } {
+  const uses = limitUses(limits, consumers);
+  const sample: EphemeralSample = { at: now, used: Object.fromEntries(uses.map((u) => [u.key, u.used])) };
+  const worst = uses.filter((u) => u.limit > 0).sort((a, b) => b.used / b.limit - a.used / a.limit)[0];
+  if (!worst) return { sample };
+  const pct = (worst.used / worst.limit) * 100;
+  const severity = severityWithHysteresis(pct, config.ephemeral, config.ephemeralClearBelow, previous?.severity);
+  if (!severity || severity === 'info') return { sample };
+  sample.severity = severity;
+  const before = previous?.used[worst.key];
+  const minutes = previous ? (now - previous.at) / 60_000 : 0;
+  // A rate from two samples at least 10 s apart; only growth is worth saying.
+  const rate = before !== undefined && minutes >= 1 / 6 ? (worst.used - before) / minutes : undefined;
+  const top = [...worst.consumers].sort((a, b) => b.bytes - a.bytes)[0];
+  const left = worst.limit - worst.used;
+  const growth = rate !== undefined && rate > 0 ? `, growing ${formatBytes(rate)}/min${left > 0 ? ` (the limit in about ${Math.max(1, Math.round(left / rate))} min)` : ''}` : '';
+  const where = top && worst.key === 'pod' ? `, most in ${describeConsumer(top)} (${formatBytes(top.bytes)})` : top && worst.key.startsWith('container:') && worst.consumers.length > 1 ? ` (${worst.consumers.map((c) => `${c.kind === 'logs' ? 'logs' : 'writable layer'} ${formatBytes(c.bytes)}`).join(', ')})` : '';
+  const podName = `${pod.namespace}/${pod.name}`;
+  const observation: Observation = {
+    check: 'pod.ephemeral',
+    severity,
+    subject: podName,
+    message:
+      `Pod ${podName} uses ${formatBytes(worst.used)} of ${worst.what} (${Math.floor(pct)}%)${where}${growth}: ` +
+      (worst.used >= worst.limit ? 'past it, kubelet evicts the pod at its next eviction check.' : 'kubelet evicts the pod when it passes the limit.'),
+    evidence: {
+      limit: worst.key,
+      usedBytes: worst.used,
+      limitBytes: worst.limit,
+      percent: Math.round(pct * 10) / 10,
+      ratePerMinute: rate === undefined ? null : Math.round(rate),
+      consumers: worst.consumers.slice(0, 10).map((c) => ({ kind: c.kind, name: c.name, path: c.path, bytes: c.bytes })),
+    },
+    remedy: `kubectl -n ${shellQuote(pod.namespace)} describe pod ${shellQuote(pod.name)}${top ? `; du -sh ${shellQuote(top.path)}` : ''}  # what writes there, or raise the limit in the pod's spec`,
+    workload: { pod: pod.name, namespace: pod.namespace, podUid: pod.uid },
+  };
+  return { observation, sample };
+}
+
+/** The directories to measure for a limited pod: its emptyDirs (not memory-backed), its containers' writable layers and logs. */
+export function storageRoots(pod: PodInfo, limits: PodStorageLimits, containers: readonly RuntimeContainer[], config: Pick<PodsConfig, 'kubeletRootDir' | 'podLogsDir'>): Omit<StorageConsumer, 'bytes'>[] {
+  const roots: Omit<StorageConsumer, 'bytes'>[] = [];
+  const kubelet = config.kubeletRootDir.replace(/\/+$/, '');
+  for (const ed of limits.emptyDirs) if (!ed.memory) roots.push({ kind: 'emptydir', name: ed.name, path: `${kubelet}/pods/${pod.uid}/volumes/kubernetes.io~empty-dir/${ed.name}` });
+  const logs = `${config.podLogsDir.replace(/\/+$/, '')}/${pod.namespace}_${pod.name}_${pod.uid}`;
+  for (const c of limits.containers) {
+    roots.push({ kind: 'logs', name: c.name, path: `${logs}/${c.name}` });
+    // The container's writable layers (every instance the runtime still holds: restarts leave the old one until GC).
+    for (const rc of containers) {
+      if (rc.workload.podUid !== pod.uid || rc.workload.containerName !== c.name) continue;
+      if (rc.storage.upperDir) roots.push({ kind: 'writable-layer', name: c.name, path: rc.storage.upperDir });
+      if (rc.manager === 'docker' && rc.storage.containerDir) roots.push({ kind: 'logs', name: c.name, path: rc.storage.containerDir });
+    }
+  }
+  return roots;
+}
+
+/**
+ * pod.ephemeral for every pod that sets a local-storage limit: one walk of their directories (never the
+ * others': a node's unlimited pods cost nothing), judged against the limits. While the measurement cannot
+ * be trusted (partial walk, a runtime that cannot say which layers are the pod's) what fired stays.
+ */
+async function ephemeralFindings(ctx: CollectorContext<PodsConfig, PodsData>, podList: readonly PodInfo[], now: number): Promise<{ observations: Observation[]; samples?: Record<string, EphemeralSample>; note?: string }> {
+  const limited = podList.filter((p) => p.storage && !p.deletionTimestamp && p.phase !== 'Succeeded' && p.phase !== 'Failed');
+  if (limited.length === 0) return { observations: [] };
+  const kept = (): Observation[] =>
+    (ctx.active?.() ?? [])
+      .filter((f) => f.check === 'pod.ephemeral' && limited.some((p) => `${p.namespace}/${p.name}` === f.subject))
+      .map((f) => ({ check: f.check, severity: f.severity, subject: f.subject, message: f.message, evidence: f.evidence, remedy: f.remedy, ...(f.workload ? { workload: f.workload } : {}) }));
+  const held = (note: string) => ({ observations: kept(), ...(ctx.previous?.ephemeral ? { samples: ctx.previous.ephemeral } : {}), note });
+  if (!ctx.walker) return held(`${limited.length} pod(s) with storage limits not measured: the native module is not built (npm rebuild)`);
+  const snap = await ctx.runtime.snapshot();
+  const blind = snap.runtimes.filter((r) => r.status !== 'ok' && r.status !== 'absent');
+  if (blind.length > 0) return held(`pods' storage not judged while ${blind.map((r) => `${r.name} is ${r.status}`).join(' and ')} (their writable layers cannot be found)`);
+  const plans = limited.map((pod) => ({ pod, roots: storageRoots(pod, pod.storage!, snap.containers, ctx.config) }));
+  const roots = plans.flatMap((p) => p.roots);
+  const walked = await ctx.walker.walk(
+    roots.map((r) => ctx.host.hostPath(r.path)),
+    { threads: 2, timeoutMs: ctx.config.ephemeralTimeout, maxEntries: ctx.config.ephemeralMaxEntries, excludes: [], devices: roots.map(() => null) },
+  );
+  if (walked.partial) return held(`the walk of ${limited.length} limited pod(s) was partial (${walked.partial}): not judged`);
+  const observations: Observation[] = [];
+  const samples: Record<string, EphemeralSample> = {};
+  let i = 0;
+  for (const { pod, roots: mine } of plans) {
+    const consumers: StorageConsumer[] = mine.map((r) => ({ ...r, bytes: walked.roots[i++]?.bytes ?? 0 }));
+    const r = evaluateEphemeral(pod, pod.storage!, consumers, ctx.previous?.ephemeral?.[pod.uid], now, ctx.config);
+    samples[pod.uid] = r.sample;
+    if (r.observation) observations.push(r.observation);
+  }
+  return { observations, samples };
+}
+
 export const pods: Collector<PodsConfig, PodsData> = {
   name: 'pods',
   description: 'Pods on this node stuck Terminating or waiting to start, each with a diagnosis of why; containers restarting in a loop',
-  checks: ['pod.stuck', 'pod.crashLoop', 'pod.restarts'],
-  // pod.stuck: the Pod gets an Event instead; a crash loop is the pod's own, not the node's condition.
-  conditions: { 'pod.stuck': null, 'pod.crashLoop': null, 'pod.restarts': null },
+  checks: ['pod.stuck', 'pod.crashLoop', 'pod.restarts', 'pod.ephemeral'],
+  // pod.stuck: the Pod gets an Event instead; a crash loop or a pod near its storage limit is the pod's own, not the node's condition.
+  conditions: { 'pod.stuck': null, 'pod.crashLoop': null, 'pod.restarts': null, 'pod.ephemeral': null },
   defaultIntervalMs: 30_000,
   defaultTimeoutMs: 25_000,
   configSpec: podsConfigSpec,
@@ -303,6 +464,19 @@ export const pods: Collector<PodsConfig, PodsData> = {
     for (const { pod, stuck: st } of stuck.slice(ctx.config.maxDiagnoses)) {
       observations.push(podStuckObservation(pod, st, { steps: [], containers: [] }));
     }
-    return { kind: 'ok', observations, data: { pods: state.pods.length, stuck: stuck.map((x) => `${x.pod.namespace}/${x.pod.name}`), deferred: Math.max(0, stuck.length - ctx.config.maxDiagnoses), restarts: restarts.history } };
+    const ephemeral = await ephemeralFindings(ctx, state.pods, now);
+    observations.push(...ephemeral.observations);
+    return {
+      kind: 'ok',
+      observations,
+      data: {
+        pods: state.pods.length,
+        stuck: stuck.map((x) => `${x.pod.namespace}/${x.pod.name}`),
+        deferred: Math.max(0, stuck.length - ctx.config.maxDiagnoses),
+        restarts: restarts.history,
+        ...(ephemeral.samples ? { ephemeral: ephemeral.samples } : {}),
+        ...(ephemeral.note ? { ephemeralNote: ephemeral.note } : {}),
+      },
+    };
   },
 };

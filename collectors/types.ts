@@ -2,7 +2,7 @@
 // and hands them in; a test hands a collector the same context over a captured host tree.
 import type { EvidenceValue, Finding, Observation, Workload } from '../protocol/finding.js';
 import type { ObjectSpec } from '../protocol/schema.js';
-import type { Fillers } from './common/fillers.js';
+import type { Fillers, TreeWalker } from './common/fillers.js';
 
 /** statfs(2) numbers for one path, in bytes and inode counts. */
 export interface FsStats {
@@ -243,6 +243,8 @@ export interface CollectorContext<TConfig, TData> {
   kmsg?: KernelLog;
   /** The du measurement (what fills nodefs and imagefs), made in the background; undefined where there is none. */
   fillers?: FillersAccess;
+  /** The du walk (the native module), for measuring a few directories now; undefined without the module. */
+  walker?: TreeWalker;
   /** The runner's firing findings (other collectors' confirmed ones); empty where there is no runner. */
   active?: () => readonly Finding[];
   /**
@@ -376,6 +378,20 @@ export interface PodInfo {
   containers: PodContainerStatus[];
   /** Volume names, for the kubelet dirs the diagnosis looks at. */
   volumes: string[];
+  /** Its local-storage limits (pod.ephemeral), only when the spec sets one. */
+  storage?: PodStorageLimits;
+}
+
+/**
+ * What a pod may write to the node's disk before kubelet evicts it: each container's
+ * `resources.limits['ephemeral-storage']` (its writable layer and logs), the pod's (the sum of those set,
+ * against all its containers' layers and logs and its emptyDirs, as kubelet's PodLimits counts), and each
+ * emptyDir's `sizeLimit`. Bytes.
+ */
+export interface PodStorageLimits {
+  containers: { name: string; limit?: number }[];
+  /** Every emptyDir; `memory`: medium Memory (tmpfs: RAM, not the node's disk, not measured here). */
+  emptyDirs: { name: string; sizeLimit?: number; memory: boolean }[];
 }
 
 export type PodListState =

@@ -30,6 +30,7 @@ export const KNOWN_CHECKS: ReadonlySet<string> = new Set([
   'pod.stuck',
   'pod.crashLoop',
   'pod.restarts',
+  'pod.ephemeral',
   'kernel.oom',
   'kernel.systemOom',
   'kernel.hungTask',

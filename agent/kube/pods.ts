@@ -2,11 +2,12 @@
 // (fieldSelector spec.nodeName), re-listed when the watch expires (410 Gone), reconnected with backoff.
 // Each pod is kept reduced to what the stuck and crash-loop checks and the diagnosis read (PodInfo), keyed by uid, so
 // a re-list replaces the set whole: nothing lost, nothing duplicated, memory bounded by the pod count.
-import type { Log, PodContainerStatus, PodInfo, PodListState } from '../../collectors/types.js';
+import type { Log, PodContainerStatus, PodInfo, PodListState, PodStorageLimits } from '../../collectors/types.js';
 import { NodewardenError } from '../../protocol/errors.js';
 import { sleep } from '../../protocol/deadline.js';
 import { BackgroundLoop } from './background.js';
 import { KubeError, type KubeClient } from './client.js';
+import { parseQuantity } from './quantity.js';
 
 type Json = Record<string, unknown>;
 const obj = (v: unknown): Json | undefined => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : undefined);
@@ -90,6 +91,29 @@ function withSpec(status: PodContainerStatus, specs: Map<string, Json>): PodCont
   return status;
 }
 
+/**
+ * Pure: the pod's local-storage limits from its spec (containers' ephemeral-storage limits, emptyDirs
+ * with their sizeLimit and medium), or undefined when it sets none: then kubelet never evicts it for its
+ * own use, and pod.ephemeral has nothing to compare against.
+ */
+export function storageLimits(spec: Json): PodStorageLimits | undefined {
+  const containers = arr(spec['containers']).flatMap((c) => {
+    const name = str(obj(c)?.['name']);
+    if (!name) return [];
+    const limit = parseQuantity(obj(obj(obj(c)?.['resources'])?.['limits'])?.['ephemeral-storage']);
+    return [limit === undefined ? { name } : { name, limit }];
+  });
+  const emptyDirs = arr(spec['volumes']).flatMap((v) => {
+    const name = str(obj(v)?.['name']);
+    const ed = obj(obj(v)?.['emptyDir']);
+    if (!name || !ed) return [];
+    const sizeLimit = parseQuantity(ed['sizeLimit']);
+    return [{ name, memory: ed['medium'] === 'Memory', ...(sizeLimit === undefined ? {} : { sizeLimit }) }];
+  });
+  const limited = containers.some((c) => c.limit !== undefined) || emptyDirs.some((e) => e.sizeLimit !== undefined && !e.memory);
+  return limited ? { containers: containers.slice(0, 64), emptyDirs: emptyDirs.slice(0, 64) } : undefined;
+}
+
 /** Pure: a Pod object from the API reduced to PodInfo; undefined when it is not a pod we can use. */
 export function toPodInfo(raw: unknown): PodInfo | undefined {
   const pod = obj(raw);
@@ -132,6 +156,7 @@ export function toPodInfo(raw: unknown): PodInfo | undefined {
   set('startTime', str(status['startTime']));
   set('nodeName', str(spec['nodeName']));
   set('phase', str(status['phase']));
+  set('storage', storageLimits(spec));
   return info;
 }
 

@@ -79,6 +79,24 @@ t.test('through the aggregator: stuck exits 2 with the diagnosis, not stuck 0, r
   t.equal(other.code, 0, 'the namespace is part of the pod (default is "default")');
 });
 
+t.test('through the aggregator: a pod close to its local-storage limits is named with what grows (exit 1); an evicted one with what grew before', async (t) => {
+  const env = { NODEWARDEN_TOKEN: TOKEN };
+  const near = finding('node-a', 'pod.ephemeral', 'data/ingest-3', 'warning', { message: "Pod data/ingest-3 uses 17M of emptyDir cache's 20M sizeLimit (85%), growing 18M/min (the limit in about 1 min): kubelet evicts the pod when it passes the limit.", remedy: 'kubectl -n data describe pod ingest-3; du -sh /x' });
+  const before = finding('node-b', 'pod.ephemeral', 'data/ingest-9', 'critical', { state: 'resolved', message: "Pod data/ingest-9 uses 1.9G of container app's 2.0G ephemeral-storage limit (95%) (writable layer 1.8G, logs 100M): kubelet evicts the pod when it passes the limit." });
+  const agg = await aggregator(t, [stuck, near, before]);
+  const r = await runAsync(['why', 'ingest-3', '-n', 'data', '--aggregator', agg.url], env);
+  t.equal(r.code, 1, `about to be evicted: 1, a warning (${r.stderr})`);
+  t.match(r.stdout, /^data\/ingest-3: not stuck\. But close to eviction for its local storage \(on node-a since .*\): Pod data\/ingest-3 uses 17M of emptyDir cache's 20M sizeLimit \(85%\), growing 18M\/min .* Next: kubectl -n data describe pod ingest-3; du -sh \/x\n$/);
+  t.match(r.stdout, /growing 18M\/min/);
+  t.ok(agg.seen.some((s) => s.url === '/api/findings?check=pod.ephemeral'), 'asks for pod.ephemeral findings too');
+  const json = JSON.parse((await runAsync(['why', 'ingest-3', '-n', 'data', '--aggregator', agg.url, '--json'], env)).stdout);
+  t.match(json, { pod: 'data/ingest-3', stuck: false, storage: { check: 'pod.ephemeral', node: 'node-a', state: 'firing' } });
+  const evicted = await runAsync(['why', 'ingest-9', '-n', 'data', '--aggregator', agg.url], env);
+  t.equal(evicted.code, 0, 'gone: not stuck, nothing firing');
+  t.match(evicted.stdout, /Its local storage was last reported near its limits on node-b at .*: Pod data\/ingest-9 uses 1\.9G of container app's 2\.0G ephemeral-storage limit \(95%\) \(writable layer 1\.8G, logs 100M\).* If kubelet evicted it for ephemeral storage, that is what grew\./);
+  t.ok(agg.seen.some((s) => s.url === '/api/findings?check=pod.ephemeral&state=resolved'), 'and the resolved ones, for an evicted pod');
+});
+
 t.test('through the aggregator: no finding is "not stuck" only where an agent watches pods', async (t) => {
   const env = { NODEWARDEN_TOKEN: TOKEN };
   const noApi = { node: 'node-c', connected: true, collectors: ['pods'], collectorStatus: [{ name: 'pods', status: 'no-data', durationMs: 0, detail: 'no API server configured (kubernetes.enabled is false)' }], activeFindings: 0, silent: false };

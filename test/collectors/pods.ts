@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { evaluateRestarts, podStuckObservation, pods, stuckState, terminationMeaning, trackRestarts, type PodsData, type RestartHistory } from '../../collectors/pods.js';
-import type { DiagnosisStep, PodAccess, PodContainerStatus, PodInfo } from '../../collectors/types.js';
+import { evaluateEphemeral, evaluateRestarts, limitUses, podStuckObservation, pods, storageRoots, stuckState, terminationMeaning, trackRestarts, type PodsData, type RestartHistory, type StorageConsumer } from '../../collectors/pods.js';
+import type { DiagnosisStep, PodAccess, PodContainerStatus, PodInfo, PodStorageLimits, RuntimeContainer } from '../../collectors/types.js';
 import { toPodInfo } from '../../agent/kube/pods.js';
 import type { Observation } from '../../protocol/finding.js';
 import { contextFor } from '../helpers/context.js';
@@ -218,4 +218,76 @@ t.test('collect: the restart history goes from one run to the next through ctx.p
   t.same(second?.observations.map((o) => o.check).sort(), ['pod.crashLoop', 'pod.restarts']);
   const fresh = await run(undefined);
   t.same(fresh?.observations.map((o) => o.check), ['pod.restarts'], 'without the history, the same pod shows one restart only');
+});
+
+// ---- pod.ephemeral ----
+const MiB = 2 ** 20;
+const EPH = { ephemeral: { warning: 80, critical: 95 }, ephemeralClearBelow: 5 };
+const LIMITS: PodStorageLimits = {
+  containers: [{ name: 'app', limit: 100 * MiB }, { name: 'sidecar' }],
+  emptyDirs: [{ name: 'cache', memory: false, sizeLimit: 50 * MiB }, { name: 'scratch', memory: false }, { name: 'shm', memory: true, sizeLimit: 10 * MiB }],
+};
+const ingest = pod({ uid: 'uid-ingest', namespace: 'data', name: 'ingest-3' });
+const use = (cache: number, layer: number, logs = 0, scratch = 0, sidecar = 0): StorageConsumer[] => [
+  { kind: 'emptydir', name: 'cache', path: '/var/lib/kubelet/pods/uid-ingest/volumes/kubernetes.io~empty-dir/cache', bytes: cache * MiB },
+  { kind: 'emptydir', name: 'scratch', path: '/var/lib/kubelet/pods/uid-ingest/volumes/kubernetes.io~empty-dir/scratch', bytes: scratch * MiB },
+  { kind: 'writable-layer', name: 'app', path: '/var/lib/docker/overlay2/abc/diff', bytes: layer * MiB },
+  { kind: 'logs', name: 'app', path: '/var/log/pods/data_ingest-3_uid-ingest/app', bytes: logs * MiB },
+  { kind: 'writable-layer', name: 'sidecar', path: '/var/lib/docker/overlay2/def/diff', bytes: sidecar * MiB },
+];
+
+t.test("pod.ephemeral: kubelet's three limits (an emptyDir's sizeLimit, a container's layer and logs, the pod's sum) with what counts against each", async (t) => {
+  const uses = limitUses(LIMITS, use(10, 20, 5, 30, 7));
+  t.same(uses.map((u) => [u.key, u.used / MiB, u.limit / MiB]), [['emptyDir:cache', 10, 50], ['container:app', 25, 100], ['pod', 72, 100]], 'the pod counts every container and every disk-backed emptyDir; the memory one is not disk');
+  t.equal(evaluateEphemeral(ingest, LIMITS, use(10, 20, 5, 30, 7), undefined, NOW, EPH).observation, undefined, 'at 72 % of its tightest limit: quiet');
+});
+
+t.test('pod.ephemeral: an emptyDir near its sizeLimit warns, names it, and with a second sample says the rate and when it is full', async (t) => {
+  const first = evaluateEphemeral(ingest, LIMITS, use(42, 1), undefined, NOW, EPH);
+  t.equal(first.observation?.severity, 'warning');
+  t.equal(first.observation?.subject, 'data/ingest-3');
+  t.equal(first.observation?.message, "Pod data/ingest-3 uses 42M of emptyDir cache's 50M sizeLimit (84%): kubelet evicts the pod when it passes the limit.");
+  t.equal(first.observation?.remedy, "kubectl -n data describe pod ingest-3; du -sh '/var/lib/kubelet/pods/uid-ingest/volumes/kubernetes.io~empty-dir/cache'  # what writes there, or raise the limit in the pod's spec");
+  t.same(first.observation?.workload, { pod: 'ingest-3', namespace: 'data', podUid: 'uid-ingest' });
+  const second = evaluateEphemeral(ingest, LIMITS, use(46, 1), first.sample, NOW + 60_000, EPH);
+  t.match(second.observation?.message, /uses 46M of emptyDir cache's 50M sizeLimit \(92%\), growing 4\.0M\/min \(the limit in about 1 min\)/);
+  t.equal(second.observation?.evidence['ratePerMinute'], 4 * MiB);
+  const third = evaluateEphemeral(ingest, LIMITS, use(49, 1), second.sample, NOW + 70_000, EPH);
+  t.equal(third.observation?.severity, 'critical', '98 %: critical');
+  t.match(third.observation?.message, /growing 18M\/min/, 'a rate from samples 10 s apart');
+  const past = evaluateEphemeral(ingest, LIMITS, use(51, 1), third.sample, NOW + 75_000, EPH);
+  t.match(past.observation?.message, /\(102%\): past it, kubelet evicts the pod at its next eviction check\.$/, 'samples 5 s apart: no rate claimed');
+});
+
+t.test('pod.ephemeral: hysteresis: a critical stays critical down to 90 %, a warning clears under 75 %', async (t) => {
+  const crit = evaluateEphemeral(ingest, LIMITS, use(48, 1), undefined, NOW, EPH);
+  t.equal(crit.observation?.severity, 'critical');
+  const still = evaluateEphemeral(ingest, LIMITS, use(46, 1), crit.sample, NOW + 30_000, EPH);
+  t.equal(still.observation?.severity, 'critical', '92 % after critical: critical');
+  const warn = evaluateEphemeral(ingest, LIMITS, use(38, 1), still.sample, NOW + 60_000, EPH);
+  t.equal(warn.observation?.severity, 'warning', '76 % after critical: a warning');
+  t.notMatch(warn.observation?.message, /growing/, 'shrinking says no rate');
+  t.equal(evaluateEphemeral(ingest, LIMITS, use(37, 1), warn.sample, NOW + 90_000, EPH).observation, undefined, '74 %: cleared');
+});
+
+t.test("pod.ephemeral: a container's layer and logs against its limit; the pod's sum names its largest consumer", async (t) => {
+  const c = evaluateEphemeral(ingest, LIMITS, use(0, 70, 15), undefined, NOW, EPH).observation;
+  t.equal(c?.message, "Pod data/ingest-3 uses 85M of container app's 100M ephemeral-storage limit (its writable layer and logs) (85%) (writable layer 70M, logs 15M): kubelet evicts the pod when it passes the limit.");
+  const p = evaluateEphemeral(ingest, LIMITS, use(20, 10, 0, 60, 0), undefined, NOW, EPH).observation;
+  t.match(p?.message, /^Pod data\/ingest-3 uses 90M of its 100M ephemeral-storage limit \(the sum of its containers' limits, against their layers, logs and its emptyDirs\) \(90%\), most in emptyDir scratch \(60M\)/);
+  t.match(p?.remedy, /du -sh '\/var\/lib\/kubelet\/pods\/uid-ingest\/volumes\/kubernetes\.io~empty-dir\/scratch/);
+  t.equal(evaluateEphemeral(ingest, { containers: [{ name: 'app' }], emptyDirs: [{ name: 'cache', memory: false }] }, use(500, 500), undefined, NOW, EPH).observation, undefined, 'no limit set: never');
+});
+
+t.test("pod.ephemeral: the roots measured are the pod's emptyDirs (not memory), its containers' logs and writable layers by pod uid", async (t) => {
+  const rc = (id: string, podUid: string, containerName: string, upperDir: string) => ({ id, manager: 'docker', workload: { podUid, containerName }, storage: { upperDir, containerDir: `/var/lib/docker/containers/${id}` } }) as unknown as RuntimeContainer;
+  const roots = storageRoots(ingest, LIMITS, [rc('c1', 'uid-ingest', 'app', '/var/lib/docker/overlay2/abc/diff'), rc('c2', 'other', 'app', '/var/lib/docker/overlay2/zzz/diff')], { kubeletRootDir: '/var/lib/kubelet/', podLogsDir: '/var/log/pods' });
+  t.same(roots.map((r) => `${r.kind} ${r.name} ${r.path}`), [
+    'emptydir cache /var/lib/kubelet/pods/uid-ingest/volumes/kubernetes.io~empty-dir/cache',
+    'emptydir scratch /var/lib/kubelet/pods/uid-ingest/volumes/kubernetes.io~empty-dir/scratch',
+    'logs app /var/log/pods/data_ingest-3_uid-ingest/app',
+    'writable-layer app /var/lib/docker/overlay2/abc/diff',
+    'logs app /var/lib/docker/containers/c1',
+    'logs sidecar /var/log/pods/data_ingest-3_uid-ingest/sidecar',
+  ]);
 });

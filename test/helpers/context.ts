@@ -37,5 +37,6 @@ export function contextFor<C extends AnyCollector>(collector: C, root: string, o
     log: quietLog,
     signal: new AbortController().signal,
     previous: opts.previous as never,
+    ...(env.walker ? { walker: env.walker } : {}),
   };
 }

@@ -5,15 +5,12 @@
 import t, { type Test } from 'tap';
 import { createPodAccess, diagnoseSettings } from '../../agent/actions/diagnose.js';
 import { loadConfig } from '../../agent/config.js';
-import { KubeClient } from '../../agent/kube/client.js';
-import { PodWatcher } from '../../agent/kube/pods.js';
 import { pods, type PodsData } from '../../collectors/pods.js';
 import type { Observation } from '../../protocol/finding.js';
-import { contextFor, envFor, quietLog } from '../helpers/context.js';
-import { FakeApiServer } from '../helpers/fake-apiserver.js';
+import { contextFor, envFor } from '../helpers/context.js';
+import { podWatch } from '../helpers/pod-watch.js';
 import { until } from '../helpers/processes.js';
 
-const TOKEN = 'agent-token-0123456789abcdef';
 const NODE = 'test-node';
 const NS = 'shop';
 type Json = Record<string, unknown>;
@@ -38,14 +35,7 @@ const statuses = (name: string, restartCount: number, last?: { reason: string; e
 };
 
 async function setup(t: Test) {
-  const api = new FakeApiServer();
-  await api.start();
-  api.grant(TOKEN, 'system:serviceaccount:nodewarden:nodewarden-agent', [{ verbs: ['get', 'list', 'watch'], resources: ['pods'] }]);
-  const watcher = new PodWatcher({ client: new KubeClient({ server: api.url, token: TOKEN, timeoutMs: 2000 }), node: NODE, log: quietLog, initialBackoffMs: 20, maxBackoffMs: 100 });
-  t.teardown(async () => {
-    await watcher.stop();
-    await api.stop();
-  });
+  const { api, watcher } = await podWatch(t, NODE);
   const env = envFor('/');
   const access = createPodAccess(() => watcher.state(), env, diagnoseSettings(loadConfig({ sets: [], node: NODE })));
   const ctx = { ...contextFor(pods, '/', { env }), node: NODE, pods: access };

@@ -161,3 +161,21 @@ t.test('an API server that refuses, or is not there: unsynced with the reason, r
   t.match(gone.state().status === 'unsynced' ? (gone.state() as { reason: string }).reason : '', /ECONNREFUSED/);
   await gone.stop();
 });
+
+t.test('a pod spec\'s local-storage limits: containers\' ephemeral-storage, emptyDirs\' sizeLimit and medium; none set, none kept', async (t) => {
+  const pod = (spec: Record<string, unknown>) => toPodInfo({ metadata: { uid: 'u1', namespace: 'data', name: 'ingest-3' }, spec, status: {} });
+  const limited = pod({
+    containers: [
+      { name: 'app', resources: { limits: { 'ephemeral-storage': '2Gi', memory: '1Gi' }, requests: { 'ephemeral-storage': '1Gi' } } },
+      { name: 'sidecar' },
+    ],
+    volumes: [{ name: 'cache', emptyDir: { sizeLimit: '500Mi' } }, { name: 'scratch', emptyDir: {} }, { name: 'shm', emptyDir: { medium: 'Memory', sizeLimit: '64Mi' } }, { name: 'cfg', configMap: { name: 'x' } }],
+  });
+  t.same(limited?.storage, {
+    containers: [{ name: 'app', limit: 2 * 2 ** 30 }, { name: 'sidecar' }],
+    emptyDirs: [{ name: 'cache', memory: false, sizeLimit: 500 * 2 ** 20 }, { name: 'scratch', memory: false }, { name: 'shm', memory: true, sizeLimit: 64 * 2 ** 20 }],
+  });
+  t.equal(pod({ containers: [{ name: 'app', resources: { limits: { memory: '1Gi' } } }], volumes: [{ name: 'scratch', emptyDir: {} }] })?.storage, undefined, 'no storage limit: nothing kept');
+  t.equal(pod({ containers: [{ name: 'app' }], volumes: [{ name: 'shm', emptyDir: { medium: 'Memory', sizeLimit: '1Gi' } }] })?.storage, undefined, 'only a memory-backed sizeLimit (RAM, not disk): nothing kept');
+  t.same(pod({ containers: [{ name: 'app', resources: { limits: { 'ephemeral-storage': 'lots' } } }], volumes: [{ name: 'c', emptyDir: { sizeLimit: '1Gi' } }] })?.storage?.containers, [{ name: 'app' }], 'a malformed quantity is ignored');
+});

@@ -3,7 +3,8 @@ import t from 'tap';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { buildRows, disk, evaluateDisk, selectFilesystems, usageOf, type DiskRow } from '../../collectors/disk.js';
+import { buildRows, consumerSeries, disk, evaluateDisk, growthView, selectFilesystems, usageOf, withGrowth, type DiskConfig, type DiskRow } from '../../collectors/disk.js';
+import { withTopConsumers } from '../../collectors/common/image-gc.js';
 import { parseMountinfo } from '../../collectors/common/mountinfo.js';
 import { loadConfig } from '../../agent/config.js';
 import { createFillersAccess, measureNode } from '../../agent/actions/du.js';
@@ -95,6 +96,58 @@ t.test('an unresponsive mount is reported and not counted', async (t) => {
   t.equal(f?.check, 'disk.unresponsive');
   t.equal(f?.severity, 'critical');
   t.match(f?.message, /srv:\/export/);
+});
+
+t.test('growth: the rate and the time to the eviction threshold, the consumer that grows, and when it pages', async (t) => {
+  const GiB = 1024 ** 3;
+  const MiB = 1024 ** 2;
+  const T0 = Date.parse('2026-12-04T12:00:00Z');
+  // A 100 GiB nodefs with 12 GiB left: within 5 points of nodefs.available 10%.
+  const nodefs = (availGiB: number) => row({ mountPoint: '/var/lib/kubelet', size: 100 * GiB, used: 100 * GiB - availGiB * GiB, avail: availGiB * GiB, usePercent: 100 - availGiB, inodes: 1000, inodesUsed: 10 });
+  const now = nodefs(12);
+  const base = evaluateDisk([now], config, { nodefs: now, bestEffortPods: [] });
+  t.same(base.map((o) => [o.check, o.severity]), [['disk.usage', 'warning'], ['disk.eviction', 'warning']]);
+  const used = (perSample: number[]) => ({ '/var/lib/kubelet': perSample.map((x, i): [number, number] => [T0 + i * 30_000, now.used! + x]) });
+  // 40 MiB every 30 s for 5 minutes, ending at the row's used bytes.
+  const steady = used(Array.from({ length: 11 }, (_, i) => (i - 10) * 40 * MiB));
+  const emptyDir = { kind: 'emptydir' as const, bytes: 30 * GiB, path: '/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/data', filesystem: '/var/lib/kubelet', pod: 'data/ingest-3', volume: 'data' };
+  const logs = { kind: 'logs' as const, bytes: 40 * GiB, path: '/var/log/pods/a_b_u2/main', filesystem: '/var/lib/kubelet', pod: 'a/b', container: 'main' };
+  const fillers = { filesystems: [{ mountPoint: '/var/lib/kubelet', device: '8:1', fsType: 'ext4', source: '/dev/sda1', roles: ['nodefs' as const], size: 100 * GiB, used: 88 * GiB, avail: 12 * GiB, usePercent: 88, attributed: 0, unattributed: 0, margin: 0 }], consumers: [logs, emptyDir], entries: 1, errors: 0, notes: [] };
+  // The emptyDir grew 75 MiB/min over the refreshes, the logs not at all.
+  let series = consumerSeries(undefined, undefined, T0, 900_000);
+  for (let i = 0; i <= 10; i++) {
+    const measured = { fillers, takenAt: T0 - 60_000, refreshed: { takenAt: T0 - 300_000 + i * 30_000, bytes: { [emptyDir.path]: emptyDir.bytes - (10 - i) * 37.5 * MiB, [logs.path]: logs.bytes } } };
+    series = consumerSeries(series, measured, T0 - 300_000 + i * 30_000 + 5, 900_000);
+  }
+  t.equal(series[emptyDir.path]?.samples.length, 11, 'one sample per refresh');
+  t.equal(series[emptyDir.path]?.source, 'refresh');
+  const g = (config as DiskConfig).growth;
+  const view = growthView(steady, series, g);
+  const out = withTopConsumers(withGrowth(base, [now], view, config, fillers), fillers, view.consumers);
+  const ev = out.find((o) => o.check === 'disk.eviction')!;
+  t.equal(ev.severity, 'critical', 'steady for 5 min and 25 min from the threshold: it pages before kubelet evicts');
+  t.match(ev.message, /nodefs reaches kubelet's 10% eviction threshold in about 26 min at the current 80 MiB\/min, mostly emptyDir data of data\/ingest-3 \(30G, \+75 MiB\/min\)/);
+  t.match(ev.evidence['growth'], { ratePerMinute: 80 * MiB, sustained: true, signal: 'nodefs.available', forecastCritical: true });
+  t.ok(Math.abs(Number((ev.evidence['growth'] as Record<string, number>)['minutesToThreshold']) - 25.6) < 0.05, 'the estimate in the evidence');
+  t.match(ev.evidence['topConsumers'], [{ path: logs.path, ratePerMinute: null }, { path: emptyDir.path, ratePerMinute: 75 * MiB }], 'each top consumer with its rate, null when flat');
+  const usage = out.find((o) => o.check === 'disk.usage')!;
+  t.equal(usage.severity, 'warning', "the forecast never changes disk.usage's severity");
+  t.match(usage.message, /It grows 80 MiB\/min: 95% \(critical\) in about 90 min, full in about 2\.6 h, mostly emptyDir data/);
+
+  const burst = used([-1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0].map((x) => x * 2 * GiB));
+  const b = withGrowth(base, [now], growthView(burst, {}, g), config).find((o) => o.check === 'disk.eviction')!;
+  t.equal(b.severity, 'warning', 'one 2 GiB burst: the estimate is said, it does not page');
+  t.match(b.message, /nodefs reaches kubelet's 10% eviction threshold in about \d+ min at the current/);
+  t.notMatch(b.message, /mostly/, 'no consumer measured: none named');
+
+  const shrinking = used(Array.from({ length: 11 }, (_, i) => (10 - i) * 40 * MiB));
+  t.same(withGrowth(base, [now], growthView(shrinking, {}, g), config), base, 'shrinking: nothing said');
+  const slow = used(Array.from({ length: 11 }, (_, i) => (i - 10) * 0.6 * MiB));
+  const far = withGrowth(base, [now], growthView(slow, {}, g), config).find((o) => o.check === 'disk.eviction')!;
+  t.match(far.message, /It grows 1\.2 MiB\/min\.$/, '2 GiB at 1.2 MiB/min is 28 h: past the 24 h horizon, the rate and no estimate');
+  t.equal(far.evidence['growth'] && (far.evidence['growth'] as Record<string, unknown>)['minutesToThreshold'], null);
+  const young = used([-1, 0].map((x) => x * 40 * MiB));
+  t.same(withGrowth(base, [now], growthView(young, {}, g), config), base, 'a restarted agent with two samples 30 s apart: no rate yet');
 });
 
 // ---- live, on this machine ----

@@ -1,6 +1,6 @@
 // @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { buildRows, consumerSeries, disk, evaluateDisk, growthView, selectFilesystems, usageOf, withGrowth, type DiskConfig, type DiskRow } from '../../collectors/disk.js';
@@ -8,6 +8,7 @@ import { withTopConsumers } from '../../collectors/common/image-gc.js';
 import { parseMountinfo } from '../../collectors/common/mountinfo.js';
 import { loadConfig } from '../../agent/config.js';
 import { createFillersAccess, measureNode } from '../../agent/actions/du.js';
+import { createTreeIndex } from '../../agent/host/tree-index.js';
 import { Runner } from '../../agent/runner.js';
 import { COLLECTORS } from '../../collectors/index.js';
 import { contextFor, envFor, quietLog, settingsFor } from '../helpers/context.js';
@@ -15,6 +16,7 @@ import { fillTo, hungFuseMount, makeLoopFs, requireLive } from '../helpers/live.
 import { eventually } from '../helpers/processes.js';
 
 const config = settingsFor(disk) as never;
+const MiB = 1024 * 1024;
 
 const row = (over: Partial<DiskRow>): DiskRow => ({
   source: '/dev/sda1', fsType: 'ext4', mountPoint: '/', alsoAt: [], device: '8:1', readonly: false, kernelReadOnly: false, status: 'ok',
@@ -325,4 +327,72 @@ t.test('live: imagefs over the image GC threshold, filled by what GC cannot remo
   t.ok(Number(found?.evidence['bytesToFree']) > 0, 'with what GC wants');
   unlinkSync(path.join(runtimeRoot, 'volumes/big'));
   t.same(await imageGc(), [], 'back under the threshold: the live statfs clears it');
+});
+
+t.test('live: a writer grows an emptyDir 1 MiB/s on a 200 MiB nodefs: the rate and the time to the nearest eviction threshold are within 25% of the truth', async (t) => {
+  if (!requireLive(t, { root: true, commands: ['mkfs.ext4', 'losetup', 'fallocate'] })) return;
+  const fs = makeLoopFs(200);
+  t.teardown(() => fs.cleanup());
+  const kubelet = path.join(fs.mountPoint, 'kubelet');
+  const runtimeRoot = path.join(fs.mountPoint, 'docker');
+  const podLogs = path.join(fs.mountPoint, 'pod-logs');
+  const uid = '3f0c6a52-8d1e-4b7a-9c2f-5e6d7a8b9c01';
+  const emptyDir = path.join(kubelet, 'pods', uid, 'volumes/kubernetes.io~empty-dir/data');
+  mkdirSync(emptyDir, { recursive: true });
+  mkdirSync(runtimeRoot);
+  mkdirSync(path.join(podLogs, `ingest_ingest-3_${uid}`, 'main'), { recursive: true });
+  // A margin of 45 points: disk.eviction fires from the first run, so every run samples and refreshes.
+  const sets = [
+    `collectors.disk.eviction.kubeletRootDir=${kubelet}`, `collectors.disk.eviction.runtimeRootDirs=[${runtimeRoot}]`, `collectors.pods.podLogsDir=${podLogs}`,
+    'collectors.disk.eviction.margin=45', 'collectors.disk.fillersEvery=10s', 'collectors.disk.growth.window=60s', 'collectors.disk.growth.minSpan=10s',
+  ];
+  const cfg = loadConfig({ node: 'live', sets });
+  const env = envFor('/', sets);
+  const index = createTreeIndex();
+  const fillers = createFillersAccess(() => measureNode(env, cfg, { timeoutMs: 60_000, maxEntries: 1_000_000, threads: 2 }), { refresh: (roots) => index.refresh(roots) });
+  fillTo(fs, 50);
+  const file = path.join(emptyDir, 'ingest.bin');
+  writeFileSync(file, Buffer.alloc(2 * MiB, 1));
+
+  const eviction = async (previous: unknown) => {
+    const r = await disk.collect({ ...contextFor(disk, '/', { env, sets, previous }), fillers });
+    if (r.kind !== 'ok') throw new Error('disk: no data');
+    return { data: r.data, f: r.observations.find((o) => o.check === 'disk.eviction' && o.subject === fs.mountPoint), row: r.data.rows.find((x) => x.mountPoint === fs.mountPoint)! };
+  };
+  let run = await eviction(undefined);
+  t.ok(run.f, 'disk.eviction fires within the margin');
+  t.equal(run.f?.evidence['growth'], undefined, 'the first run of an agent has no history: no rate');
+
+  // The writer: 1 MiB/s, catching up on the schedule so a late timer does not lower the rate.
+  const rate = MiB; // bytes per second
+  const chunk = Buffer.alloc(64 * 1024, 2);
+  const fd = openSync(file, 'a');
+  const started = Date.now();
+  let written = 0;
+  const timer = setInterval(() => {
+    while (written < ((Date.now() - started) / 1000) * rate) written += writeSync(fd, chunk);
+  }, 50);
+  t.teardown(() => {
+    clearInterval(timer);
+    closeSync(fd);
+  });
+  const until = started + 36_000;
+  while (Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 3000));
+    run = await eviction(run.data);
+  }
+  clearInterval(timer);
+  const growth = run.f?.evidence['growth'] as { ratePerMinute: number; minutesToThreshold: number | null; sustained: boolean } | undefined;
+  t.ok(growth, `a rate after ${Math.round((Date.now() - started) / 1000)} s: ${run.f?.message}`);
+  if (!growth) return;
+  const truth = rate * 60;
+  t.ok(Math.abs(growth.ratePerMinute - truth) <= truth / 4, `rate ${(growth.ratePerMinute / MiB).toFixed(1)} MiB/min, truth 60 MiB/min`);
+  // nodefs and imagefs are the same filesystem here: the nearest threshold is imagefs.available's 15%.
+  // The truth at the last sample: the bytes left above it (of statfs size), at the write rate.
+  const left = (run.row.avail ?? 0) - (run.row.size ?? 0) * 0.15;
+  const minutes = left / truth;
+  t.ok(growth.minutesToThreshold !== null && Math.abs(growth.minutesToThreshold - minutes) <= minutes / 4, `estimate ${growth.minutesToThreshold} min, truth ${minutes.toFixed(2)} min`);
+  t.match(run.f?.message, /imagefs reaches kubelet's 15% eviction threshold in (under a minute|about \d+ min) at the current \d+ MiB\/min, mostly emptyDir data of ingest\/ingest-3 \(\S+, \+\d+ MiB\/min\)/, 'says how soon, how fast, and who');
+  t.equal(run.f?.severity, 'critical', 'steady growth reaching the threshold within 30 min: critical before kubelet evicts');
+  await fillers.idle();
 });

@@ -1,5 +1,5 @@
 // @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -154,6 +154,19 @@ t.test('growth: the rate and the time to the eviction threshold, the consumer th
 
 // ---- live, on this machine ----
 
+/** A loop ext4 standing in for a node's disk: kubelet's root dir, the runtime root and the pod logs on it. */
+function nodeOnLoopFs(t: Test, sizeMiB: number): { fs: ReturnType<typeof makeLoopFs>; kubelet: string; runtimeRoot: string; podLogs: string; sets: string[] } | undefined {
+  if (!requireLive(t, { root: true, commands: ['mkfs.ext4', 'losetup', 'fallocate'] })) return undefined;
+  const fs = makeLoopFs(sizeMiB);
+  t.teardown(() => fs.cleanup());
+  const kubelet = path.join(fs.mountPoint, 'kubelet');
+  const runtimeRoot = path.join(fs.mountPoint, 'docker');
+  const podLogs = path.join(fs.mountPoint, 'pod-logs');
+  mkdirSync(kubelet);
+  return { fs, kubelet, runtimeRoot, podLogs, sets: [`collectors.disk.eviction.kubeletRootDir=${kubelet}`, `collectors.disk.eviction.runtimeRootDirs=[${runtimeRoot}]`, `collectors.pods.podLogsDir=${podLogs}`] };
+}
+
+
 t.test('live: a loop-mounted ext4 filled past 85% fires disk.usage, past 95% critical, and resolves when emptied', async (t) => {
   if (!requireLive(t, { root: true, commands: ['mkfs.ext4', 'losetup', 'fallocate'] })) return;
   const fs = makeLoopFs(64);
@@ -296,14 +309,10 @@ t.test('imagefs is evaluated on its own: kubelet found by its kubepods cgroup, i
 });
 
 t.test('live: imagefs over the image GC threshold, filled by what GC cannot remove: disk.imageGc from the background du measurement', async (t) => {
-  if (!requireLive(t, { root: true, commands: ['mkfs.ext4', 'losetup', 'fallocate'] })) return;
-  const fs = makeLoopFs(64);
-  t.teardown(() => fs.cleanup());
-  const kubelet = path.join(fs.mountPoint, 'kubelet');
-  const runtimeRoot = path.join(fs.mountPoint, 'docker');
-  mkdirSync(kubelet);
+  const node = nodeOnLoopFs(t, 64);
+  if (!node) return;
+  const { fs, runtimeRoot, sets } = node;
   mkdirSync(path.join(runtimeRoot, 'volumes'), { recursive: true });
-  const sets = [`collectors.disk.eviction.kubeletRootDir=${kubelet}`, `collectors.disk.eviction.runtimeRootDirs=[${runtimeRoot}]`, `collectors.pods.podLogsDir=${path.join(fs.mountPoint, 'pod-logs')}`];
   const cfg = loadConfig({ node: 'live', sets });
   const env = envFor('/', sets);
   let measured = 0;
@@ -330,22 +339,16 @@ t.test('live: imagefs over the image GC threshold, filled by what GC cannot remo
 });
 
 t.test('live: a writer grows an emptyDir 1 MiB/s on a 200 MiB nodefs: the rate and the time to the nearest eviction threshold are within 25% of the truth', async (t) => {
-  if (!requireLive(t, { root: true, commands: ['mkfs.ext4', 'losetup', 'fallocate'] })) return;
-  const fs = makeLoopFs(200);
-  t.teardown(() => fs.cleanup());
-  const kubelet = path.join(fs.mountPoint, 'kubelet');
-  const runtimeRoot = path.join(fs.mountPoint, 'docker');
-  const podLogs = path.join(fs.mountPoint, 'pod-logs');
+  const node = nodeOnLoopFs(t, 200);
+  if (!node) return;
+  const { fs, kubelet, runtimeRoot, podLogs } = node;
   const uid = '3f0c6a52-8d1e-4b7a-9c2f-5e6d7a8b9c01';
   const emptyDir = path.join(kubelet, 'pods', uid, 'volumes/kubernetes.io~empty-dir/data');
   mkdirSync(emptyDir, { recursive: true });
   mkdirSync(runtimeRoot);
   mkdirSync(path.join(podLogs, `ingest_ingest-3_${uid}`, 'main'), { recursive: true });
   // A margin of 45 points: disk.eviction fires from the first run, so every run samples and refreshes.
-  const sets = [
-    `collectors.disk.eviction.kubeletRootDir=${kubelet}`, `collectors.disk.eviction.runtimeRootDirs=[${runtimeRoot}]`, `collectors.pods.podLogsDir=${podLogs}`,
-    'collectors.disk.eviction.margin=45', 'collectors.disk.fillersEvery=10s', 'collectors.disk.growth.window=60s', 'collectors.disk.growth.minSpan=10s',
-  ];
+  const sets = [...node.sets, 'collectors.disk.eviction.margin=45', 'collectors.disk.fillersEvery=10s', 'collectors.disk.growth.window=60s', 'collectors.disk.growth.minSpan=10s'];
   const cfg = loadConfig({ node: 'live', sets });
   const env = envFor('/', sets);
   const index = createTreeIndex();

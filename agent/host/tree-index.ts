@@ -2,20 +2,23 @@
 // of the last full walk), re-measured without walking them again. The first refresh of a root indexes it
 // (every directory with its mtime and ctime, the bytes of the files in it); later ones stat each known
 // directory, re-list only those whose mtime or ctime changed (an entry added, removed or renamed), and
-// re-stat only the files worth watching: large ones and recently written ones, since appending to a file
-// changes its size but not its directory. A small old file that starts growing is seen at the next full
-// walk. Hard links are counted once per link here (the full walk counts them once): a series of
-// refreshes is compared with itself, never with the walk.
+// re-stat only the files worth watching, since appending to a file changes its size but not its directory:
+// files of 1 MiB or more, and the 32 most recently written of those listed (a writer writes a few files; a
+// freshly written tree of thousands must not cost a stat each). A small old file that starts growing is
+// seen at the next full walk. Hard links are counted once per link here (the full walk counts them once):
+// a series of refreshes is compared with itself, never with the walk.
 import { lstat, readdir } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import { lstatSync, type Stats } from 'node:fs';
 import path from 'node:path';
 
 /** Files at least this large are re-stat'ed at every refresh. */
 export const TRACK_BYTES = 1024 * 1024;
-/** Files written this recently (at indexing) are re-stat'ed at every refresh: they may be growing. */
+/** Files written this recently (at indexing) may be growing: the most recent of them are re-stat'ed at every refresh. */
 export const RECENT_MS = 10 * 60_000;
-/** At most this many files per root are re-stat'ed; the rest wait for the full walk. */
-export const MAX_TRACKED = 10_000;
+/** How many of the recently written files per root are re-stat'ed (a writer writes a few files; a fresh tree of many must not cost a stat each). */
+export const MAX_RECENT = 32;
+/** At most this many large files per root are re-stat'ed; the rest wait for the full walk. */
+export const MAX_TRACKED = 1_000;
 
 interface DirNode {
   ino: number;
@@ -52,7 +55,7 @@ const allocated = (st: Stats): number => st.blocks * 512;
  * maps a host path to where the agent sees it (--host-root). `maxEntries` bounds what one call indexes
  * anew: a root past it is not measured (the full walk still is).
  */
-export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEntries?: number; now?: () => number } = {}): { refresh(roots: readonly string[]): Promise<RefreshResult> } {
+export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEntries?: number; now?: () => number; mountPoints?: () => Promise<ReadonlySet<string>> } = {}): { refresh(roots: readonly string[]): Promise<RefreshResult> } {
   const hostPath = opts.hostPath ?? ((p: string) => p);
   const maxEntries = opts.maxEntries ?? 2_000_000;
   const now = opts.now ?? Date.now;
@@ -64,7 +67,30 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
       const next = new Map<string, RootIndex>();
       const budget = { entries: 0 };
       const t = now();
+      // Never stat a mount point under a root (a dead NFS server hangs the call): it is another
+      // filesystem, and a directory indexed before something was mounted on it is dropped.
+      const mounts = (await opts.mountPoints?.()) ?? new Set<string>();
+      let sinceYield = 0;
+      /**
+       * The unchanged-tree path: a synchronous lstat (a few microseconds warm, where a promise costs
+       * tens), yielding to the event loop every 256 calls; only paths the index knows as files and
+       * directories of the same filesystem, never a mount point.
+       */
+      const statKnown = async (p: string): Promise<Stats | undefined> => {
+        if (mounts.has(p)) return undefined;
+        out.calls++;
+        if (++sinceYield >= 256) {
+          sinceYield = 0;
+          await new Promise((r) => setImmediate(r));
+        }
+        try {
+          return lstatSync(p, { throwIfNoEntry: false });
+        } catch {
+          return undefined;
+        }
+      };
       const stat = async (p: string): Promise<Stats | undefined> => {
+        if (mounts.has(p)) return undefined;
         out.calls++;
         try {
           return await lstat(p);
@@ -81,20 +107,19 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
         }
       };
 
-      const scan = async (p: string, st: Stats, dev: number, old: DirNode | undefined, idx: { tracked: number }): Promise<DirNode> => {
+      type Recent = { node: DirNode; name: string; bytes: number; mtimeMs: number };
+      const scan = async (p: string, st: Stats, dev: number, old: DirNode | undefined, idx: { tracked: number; recent: Recent[] }): Promise<DirNode> => {
         if (old && old.ino === st.ino && old.mtimeMs === st.mtimeMs && old.ctimeMs === st.ctimeMs) {
           // The listing is the same: only the watched files and the subdirectories can have changed.
           const node: DirNode = { ...old, tracked: new Map(), subdirs: new Map() };
-          await Promise.all([
-            ...[...old.tracked.keys()].map(async (name) => {
-              const f = await stat(path.join(p, name));
-              if (f) node.tracked.set(name, allocated(f));
-            }),
-            ...[...old.subdirs].map(async ([name, child]) => {
-              const c = await stat(path.join(p, name));
-              if (c?.isDirectory() && c.dev === dev) node.subdirs.set(name, await scan(path.join(p, name), c, dev, child, idx));
-            }),
-          ]);
+          for (const name of old.tracked.keys()) {
+            const f = await statKnown(path.join(p, name));
+            if (f) node.tracked.set(name, allocated(f));
+          }
+          for (const [name, child] of old.subdirs) {
+            const c = await statKnown(path.join(p, name));
+            if (c?.isDirectory() && c.dev === dev) node.subdirs.set(name, await scan(path.join(p, name), c, dev, child, idx));
+          }
           idx.tracked += node.tracked.size;
           return node;
         }
@@ -109,10 +134,13 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
           const e = stats[i];
           if (!e || e.dev !== dev) return; // vanished, or another filesystem mounted here: not ours
           if (e.isDirectory()) dirs.push([name, e]);
-          else if (e.isFile() && (allocated(e) >= TRACK_BYTES || t - e.mtimeMs < RECENT_MS) && idx.tracked < MAX_TRACKED) {
+          else if (e.isFile() && allocated(e) >= TRACK_BYTES && idx.tracked < MAX_TRACKED) {
             node.tracked.set(name, allocated(e));
             idx.tracked++;
-          } else node.own += allocated(e);
+          } else {
+            node.own += allocated(e);
+            if (e.isFile() && t - e.mtimeMs < RECENT_MS) idx.recent.push({ node, name, bytes: allocated(e), mtimeMs: e.mtimeMs });
+          }
         });
         // One directory at a time (its entries stat'ed together): a large tree never has all of its stats in flight.
         for (const [name, e] of dirs) node.subdirs.set(name, await scan(path.join(p, name), e, dev, old?.subdirs.get(name), idx));
@@ -132,8 +160,13 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
         const oldDir = old && old.dev === st.dev && 'ino' in old.node ? old.node : undefined;
         try {
           if (st.isDirectory()) {
-            const idx = { tracked: 0 };
+            const idx = { tracked: 0, recent: [] as Recent[] };
             const node = await scan(hostPath(root), st, st.dev, oldDir, idx);
+            // The most recently written files listed in this refresh are watched too: they may be growing.
+            for (const r of idx.recent.sort((a, b) => b.mtimeMs - a.mtimeMs).slice(0, MAX_RECENT)) {
+              r.node.own -= r.bytes;
+              r.node.tracked.set(r.name, r.bytes);
+            }
             next.set(root, { dev: st.dev, node, tracked: idx.tracked });
             out.bytes[root] = total(node);
           } else {

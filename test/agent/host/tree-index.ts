@@ -65,3 +65,29 @@ t.test('roots that vanish, files as roots, roots over the budget', async (t) => 
   const viaHost = await host.refresh(['/d1']);
   t.equal(viaHost.bytes['/d1'], duB1(path.join(root, 'd1')), 'host paths are mapped (--host-root), results keyed by host path');
 });
+
+t.test('of a freshly written tree only the 32 most recently written files are watched, and a small one being appended to is seen', async (t) => {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'nw-index-'));
+  t.teardown(() => void spawnSync('rm', ['-rf', root]));
+  const now = Date.now();
+  for (let i = 0; i < 100; i++) {
+    writeFileSync(path.join(root, `f${i}`), 'x'.repeat(100));
+    const when = new Date(now - (100 - i) * 1000);
+    utimesSync(path.join(root, `f${i}`), when, when);
+  }
+  const index = createTreeIndex();
+  await index.refresh([root]);
+  t.equal((await index.refresh([root])).calls, 1 + 32, 'the root and 32 files, not 100');
+  appendFileSync(path.join(root, 'f99'), Buffer.alloc(100 * 1024, 1));
+  t.equal((await index.refresh([root])).bytes[root], duB1(root), 'the most recent file grew: seen without listing');
+});
+
+t.test('a mount point under a root is never stat\'ed, even one mounted on a directory indexed before', async (t) => {
+  const { root } = tree(t);
+  const mounted = path.join(root, 'd5');
+  const mounts = new Set<string>();
+  const index = createTreeIndex({ mountPoints: async () => mounts });
+  const before = (await index.refresh([root])).bytes[root]!;
+  mounts.add(mounted);
+  t.equal((await index.refresh([root])).bytes[root], before - duB1(mounted), 'the directory now a mount point is left out (another filesystem)');
+});

@@ -12,6 +12,8 @@ import type { Config } from './config.js';
 import { createEnvironment } from './environment.js';
 import { createFillersAccess, DU_DEFAULTS, measureNode } from './actions/du.js';
 import { KmsgReader } from './host/kmsg.js';
+import { createTreeIndex } from './host/tree-index.js';
+import { parseMountinfo } from '../collectors/common/mountinfo.js';
 import { AgentServer } from './exporters/http.js';
 import { EXPORTER_FAILED, type Exporter } from './exporters/exporter.js';
 import { createPruneCommandHandler } from './actions/prune-command.js';
@@ -73,9 +75,15 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
       })
     : undefined;
   if (nodeView) env.kube = nodeView;
-  // disk.imageGc's du measurement: in the background, paced by the disk collector (collectors.disk.fillersEvery).
+  // The du measurement (disk.imageGc, the top consumers and their growth): in the background, paced by
+  // the disk collector (collectors.disk.fillersEvery); between walks, an incremental refresh of the largest.
   const diskSettings = config.collectors['disk'] as unknown as { fillersTimeout: number };
-  env.fillers = createFillersAccess(() => measureNode(env, config, { timeoutMs: diskSettings.fillersTimeout, maxEntries: DU_DEFAULTS.maxEntries, threads: 4 }), { log: opts.log.child({ component: 'du' }) });
+  const index = createTreeIndex({
+    hostPath: (p) => env.host.hostPath(p),
+    // The agent's own mount table: the paths it stats are in its view (under --host-root).
+    mountPoints: async () => new Set(parseMountinfo((await env.host.readBytes(env.host.procPath('self', 'mountinfo'))) ?? Buffer.alloc(0)).map((m) => m.mountPoint)),
+  });
+  env.fillers = createFillersAccess(() => measureNode(env, config, { timeoutMs: diskSettings.fillersTimeout, maxEntries: DU_DEFAULTS.maxEntries, threads: 4 }), { log: opts.log.child({ component: 'du' }), refresh: (roots) => index.refresh(roots) });
   const log = opts.log;
   const runner = new Runner({ collectors: COLLECTORS, config, env, log });
   const runtimes = env.runtime as Runtimes;

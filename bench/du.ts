@@ -2,11 +2,16 @@
 // side by side with `du -sx` of the same directories, and `docker system df -v` where docker runs, on
 // 200,000 files in a kubelet stand-in (one emptyDir) on a loop-mounted ext4 the bench makes and removes.
 // Cold runs drop the page cache before each contender (sync; echo 3 > /proc/sys/vm/drop_caches), warm
-// ones do not; the walk alone in one process (no start-up) is timed too.
+// ones do not; the walk alone in one process (no start-up) is timed too. Then the agent's incremental
+// refresh (agent/host/tree-index.ts) of the same emptyDir, on the unchanged tree, side by side with the
+// full walk of it, both in this process: the refresh must cost at most a fiftieth of the walk.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT, benchLoopFs, buildC, median, report, timeCommand, type Measured } from './util.js';
+import { createTreeWalker } from '../agent/host/attrs.js';
+import { createTreeIndex } from '../agent/host/tree-index.js';
+import { duThreads } from '../agent/actions/du.js';
 
 const dropCaches = () => {
   spawnSync('sync');
@@ -58,6 +63,7 @@ export async function benchDu(opts: { files?: number; rounds?: number } = {}): P
     const cold = measure(contenders, rounds, true);
     const warm = measure(contenders, rounds, false);
     const walked = (JSON.parse(cold[1]!.output) as { entries: number }).entries;
+    const refresh = await benchRefresh(emptyDir, rounds);
     const ratio = (rs: Measured[], i: number) => (rs[0]!.median / rs[i]!.median).toFixed(2);
     return [
       report(`du, cold (page cache dropped before each run): ${walked.toLocaleString('en-US')} entries walked, medians of ${rounds} interleaved runs`, cold, 'du -sx'),
@@ -65,8 +71,49 @@ export async function benchDu(opts: { files?: number; rounds?: number } = {}): P
       report(`du, warm: medians of ${rounds} interleaved runs`, warm, 'du -sx'),
       '',
       `vs du -sx: nodewarden du ${ratio(cold, 1)}x as fast cold, ${ratio(warm, 1)}x warm; the walk alone ${ratio(cold, 2)}x cold, ${ratio(warm, 2)}x warm${docker ? ' (docker system df -v measures docker\'s own storage, not these dirs: for scale only)' : ''}`,
+      '',
+      refresh,
     ].join('\n');
   } finally {
     cleanup();
   }
+}
+
+/**
+ * The agent's refresh between full walks, on the unchanged tree, against the full walk of the same root,
+ * in this process: cold (page cache dropped before each) and warm, medians of `rounds` interleaved runs.
+ * The index is built once first (what the first refresh after a full measurement costs).
+ */
+async function benchRefresh(root: string, rounds: number): Promise<string> {
+  const walker = createTreeWalker();
+  if (!walker) return 'refresh: the native module is not built';
+  const index = createTreeIndex();
+  const time = async (f: () => Promise<unknown>) => {
+    const t0 = process.hrtime.bigint();
+    await f();
+    return Number(process.hrtime.bigint() - t0) / 1e9;
+  };
+  const walk = () => walker.walk([root], { threads: duThreads(), timeoutMs: 600_000, maxEntries: 1e9, excludes: [], devices: [null] });
+  let calls = 0;
+  let indexed = 0;
+  const build = await time(async () => (indexed = (await index.refresh([root])).indexed));
+  const runs = { walkCold: [] as number[], refreshCold: [] as number[], walkWarm: [] as number[], refreshWarm: [] as number[] };
+  let entries = 0;
+  for (const cold of [true, false]) {
+    for (let i = 0; i < rounds; i++) {
+      if (cold) dropCaches();
+      (cold ? runs.walkCold : runs.walkWarm).push(await time(async () => (entries = (await walk()).entries)));
+      if (cold) dropCaches();
+      (cold ? runs.refreshCold : runs.refreshWarm).push(await time(async () => (calls = (await index.refresh([root])).calls)));
+    }
+  }
+  const m = (xs: number[]) => median(xs);
+  const row = (name: string, c: number[], w: number[]) => `${name.padEnd(44)} ${m(c).toFixed(4).padStart(9)} ${m(w).toFixed(4).padStart(9)}`;
+  return [
+    `refresh of the unchanged emptyDir vs its full walk, in process: medians of ${rounds} interleaved runs (index built once first: ${build.toFixed(3)} s, ${indexed.toLocaleString('en-US')} entries)`,
+    `${'contender'.padEnd(44)} ${'cold s'.padStart(9)} ${'warm s'.padStart(9)}`,
+    row(`full walk (${entries.toLocaleString('en-US')} entries)`, runs.walkCold, runs.walkWarm),
+    row(`refresh (${calls.toLocaleString('en-US')} stat calls)`, runs.refreshCold, runs.refreshWarm),
+    `the refresh is ${(m(runs.walkCold) / m(runs.refreshCold)).toFixed(0)}x cheaper cold, ${(m(runs.walkWarm) / m(runs.refreshWarm)).toFixed(0)}x warm (target: 50x)`,
+  ].join('\n');
 }

@@ -6,7 +6,10 @@ import { mountFor, parseMountinfo, type MountInfo } from './common/mountinfo.js'
 import { formatBytes, shellQuote } from './common/text.js';
 import { podUidIn } from './common/process.js';
 import type { Collector, FsStats, HostAccess, StatfsOutcome } from './types.js';
-import { evaluateImageGc, imageGcWants, recentKubeletGcFailures, withTopConsumers } from './common/image-gc.js';
+import { describeConsumer, evaluateImageGc, imageGcWants, recentKubeletGcFailures, withTopConsumers } from './common/image-gc.js';
+import { formatMinutes, formatRate, growthOf, keepSamples, minutesUntil, type Growth, type Sample } from './common/growth.js';
+import type { Fillers } from './common/fillers.js';
+import type { MeasuredFillers } from './types.js';
 
 /** Kernel and runtime filesystems that are never "disks". */
 const PSEUDO_FS = new Set([
@@ -41,6 +44,24 @@ export interface DiskData {
   rows: DiskRow[];
   /** Mount points seen writable, to notice a remount read-only between cycles. */
   writable: string[];
+  /** statfs used bytes per mount point over the last growth.window: the filesystems' growth. */
+  used?: Record<string, Sample[]>;
+  /**
+   * Bytes per consumer path from the du measurements, or from the incremental refreshes once there are
+   * some: a series is one or the other (they count hard links differently), never both.
+   */
+  consumers?: Record<string, ConsumerSeries>;
+}
+
+export interface ConsumerSeries {
+  source: 'walk' | 'refresh';
+  samples: Sample[];
+}
+
+/** The growth known this run: per mount point, and per consumer path. */
+export interface GrowthView {
+  filesystems: Record<string, Growth>;
+  consumers: Record<string, Growth>;
 }
 
 const band = (what: string, warning: number, critical: number) =>
@@ -68,9 +89,16 @@ export const diskConfigSpec = s.object({
   }),
   imageGcHighThreshold: s.percent({ default: 85, doc: "kubelet's imageGCHighThresholdPercent: image GC runs when imagefs is this full; nodefs or imagefs this full also starts the du measurement" }),
   imageGcLowThreshold: s.percent({ default: 80, doc: "kubelet's imageGCLowThresholdPercent: image GC frees down to this" }),
-  fillersEvery: s.duration({ default: '5m', min: 10_000, doc: "the du measurement (what fills nodefs and imagefs, for disk.imageGc) runs in the background at most this often, only while one is over imageGcHighThreshold or kubelet reported an image GC failure within imageGcEventsLookback" }),
+  fillersEvery: s.duration({ default: '5m', min: 10_000, doc: 'the du measurement (what fills nodefs and imagefs, for disk.imageGc and the largest consumers in disk.usage and disk.eviction) runs in the background at most this often, only while one is over imageGcHighThreshold, kubelet reported an image GC failure within imageGcEventsLookback, or disk.usage or disk.eviction fires; between measurements the largest consumers are refreshed incrementally at every run while disk.usage or disk.eviction fires' }),
   imageGcEventsLookback: s.duration({ default: '15m', min: 60_000, doc: "kubelet's ImageGCFailed / FreeDiskSpaceFailed Events on this Node (read from the API server) fire disk.imageGc while the last was at most this long ago: kubelet's image GC runs every 5 min and reports each failure, so 15 min is three runs without one" }),
   fillersTimeout: s.duration({ default: '60s', min: 1000, doc: "the background du measurement's deadline: past it the measurement is partial and not used" }),
+  growth: s.object({
+    window: s.duration({ default: '5m', min: 10_000, doc: "a filesystem's growth rate is the least-squares slope of its used bytes over this long (its largest consumers': over this or 3 x fillersEvery, whichever is longer)" }),
+    minSpan: s.duration({ default: '2m', min: 1000, doc: 'no growth rate until the samples span this long (one noisy pair is no rate)' }),
+    minRate: s.number({ default: 1048576, min: 0, doc: 'bytes per minute: slower growth, or shrinking, is flat and no rate is said' }),
+    horizon: s.duration({ default: '24h', min: 60_000, doc: 'no time-to-threshold estimate further away than this' }),
+    pageWithin: s.duration({ default: '30m', min: 0, doc: "disk.eviction is critical before kubelet's threshold is crossed when steady growth (5 samples or more, both halves of the window growing) reaches it within this long" }),
+  }),
 });
 export type DiskConfig = Infer<typeof diskConfigSpec>;
 
@@ -304,6 +332,114 @@ function evaluateEviction(config: DiskConfig, input: EvictionInput): Observation
 }
 
 /**
+ * Pure: the consumers' byte series, with this run's measurement added: a consumer a refresh measured gets
+ * the refresh's bytes and time, the others the full walk's; a series whose source changes starts again.
+ * Each sample only once (a measurement is returned by several runs). Images and the summed rest are not
+ * followed.
+ */
+export function consumerSeries(previous: Readonly<Record<string, ConsumerSeries>> | undefined, measured: MeasuredFillers | undefined, now: number, windowMs: number): Record<string, ConsumerSeries> {
+  const out: Record<string, ConsumerSeries> = {};
+  for (const [p, series] of Object.entries(previous ?? {})) {
+    const samples = keepSamples(series.samples, now + 1, undefined, windowMs);
+    if (samples.length > 0) out[p] = { source: series.source, samples };
+  }
+  for (const c of measured?.fillers.consumers ?? []) {
+    if (c.kind.startsWith('image-') || c.rest !== undefined) continue;
+    const refreshed = measured!.refreshed?.bytes[c.path];
+    const source = refreshed !== undefined ? 'refresh' : 'walk';
+    const sample: Sample = refreshed !== undefined ? [measured!.refreshed!.takenAt, refreshed] : [measured!.takenAt, c.bytes];
+    if (now - sample[0] > windowMs) continue;
+    const series = out[c.path];
+    if (!series || series.source !== source) out[c.path] = { source, samples: [sample] };
+    else if (sample[0] > series.samples[series.samples.length - 1]![0]) series.samples.push(sample);
+  }
+  return out;
+}
+
+/** Pure: the growth of each filesystem and consumer whose samples show one. */
+export function growthView(used: Readonly<Record<string, Sample[]>>, consumers: Readonly<Record<string, ConsumerSeries>>, g: DiskConfig['growth']): GrowthView {
+  const settings = { minSpanMs: g.minSpan, minRatePerMinute: g.minRate };
+  const view: GrowthView = { filesystems: {}, consumers: {} };
+  for (const [mp, samples] of Object.entries(used)) {
+    const x = growthOf(samples, settings);
+    if (x) view.filesystems[mp] = x;
+  }
+  for (const [p, series] of Object.entries(consumers)) {
+    const x = growthOf(series.samples, settings);
+    if (x) view.consumers[p] = x;
+  }
+  return view;
+}
+
+const round2 = (n: number): number => Math.round(n * 100) / 100;
+
+function growthEvidence(x: Growth): Record<string, number | boolean> {
+  return { ratePerMinute: Math.round(x.ratePerMinute), samples: x.samples, spanSeconds: Math.round(x.spanMs / 1000), sustained: x.sustained };
+}
+
+/** ", mostly emptyDir data of ns/pod (3.1G, +75 MiB/min)": the consumer growing fastest on the filesystem. */
+function mostly(fillers: Fillers | undefined, mountPoint: string, fsRate: number, view: GrowthView): string {
+  let best: { text: string; rate: number } | undefined;
+  for (const c of fillers?.consumers ?? []) {
+    const x = c.filesystem === mountPoint ? view.consumers[c.path] : undefined;
+    if (x && (!best || x.ratePerMinute > best.rate)) best = { text: describeConsumer(c, x.ratePerMinute), rate: x.ratePerMinute };
+  }
+  if (!best) return '';
+  return `, ${best.rate >= fsRate / 2 ? 'mostly' : 'fastest'} ${best.text}`;
+}
+
+/**
+ * Pure: disk.usage and disk.eviction with their filesystem's growth rate and time-to-threshold. disk.usage:
+ * the time to its critical band (when a warning) and to full; the forecast never changes its severity.
+ * disk.eviction: the time to kubelet's nearest space threshold; a warning becomes critical when the growth
+ * is sustained and reaches it within growth.pageWithin (one burst never pages: see growthOf). Nothing is
+ * said of a filesystem that is flat or shrinking, and no estimate past growth.horizon.
+ */
+export function withGrowth(obs: readonly Observation[], rows: readonly DiskRow[], view: GrowthView, config: DiskConfig, fillers?: Fillers): Observation[] {
+  const g = config.growth;
+  return obs.map((o) => {
+    if (o.check !== 'disk.usage' && o.check !== 'disk.eviction') return o;
+    const x = view.filesystems[o.subject];
+    const r = rows.find((row) => row.mountPoint === o.subject);
+    if (!x || !r || r.status !== 'ok' || r.size === undefined) return o;
+    const avail = r.avail ?? 0;
+    const rate = formatRate(x.ratePerMinute);
+    const who = mostly(fillers, o.subject, x.ratePerMinute, view);
+    if (o.check === 'disk.usage') {
+      // df's Use%: used / (used + avail); the reserved blocks are in neither.
+      const total = (r.used ?? 0) + avail;
+      const toCritical = o.severity === 'warning' ? minutesUntil(avail, total * (1 - config.usage.critical / 100), x.ratePerMinute, g.horizon) : undefined;
+      const toFull = minutesUntil(avail, 0, x.ratePerMinute, g.horizon);
+      const when = [toCritical !== undefined ? `${config.usage.critical}% (critical) in ${formatMinutes(toCritical)}` : undefined, toFull !== undefined ? `full in ${formatMinutes(toFull)}` : undefined].filter((w) => w !== undefined);
+      return {
+        ...o,
+        message: `${o.message} It grows ${rate}${when.length > 0 ? `: ${when.join(', ')}` : ''}${who}.`,
+        evidence: { ...o.evidence, growth: { ...growthEvidence(x), minutesToCritical: toCritical === undefined ? null : round2(toCritical), minutesToFull: toFull === undefined ? null : round2(toFull) } },
+      };
+    }
+    // kubelet's space signals (not inodes), from the eviction finding's own evidence: the nearest ahead.
+    const signals = (Array.isArray(o.evidence['signals']) ? o.evidence['signals'] : []) as { signal: string; threshold: number }[];
+    let nearest: { signal: string; threshold: number; minutes: number } | undefined;
+    for (const sig of signals) {
+      if (!sig.signal.endsWith('.available')) continue;
+      const m = minutesUntil(avail, (r.size * sig.threshold) / 100, x.ratePerMinute, g.horizon);
+      if (m !== undefined && (!nearest || m < nearest.minutes)) nearest = { ...sig, minutes: m };
+    }
+    const page = o.severity === 'warning' && nearest !== undefined && x.sustained && nearest.minutes * 60_000 <= g.pageWithin;
+    const fsName = nearest?.signal.split('.')[0];
+    const sentence = nearest
+      ? ` ${fsName} reaches kubelet's ${nearest.threshold}% eviction threshold in ${formatMinutes(nearest.minutes)} at the current ${rate}${who}${page ? `; the growth has been steady for ${formatMinutes(x.spanMs / 60_000).replace(/^about /, '')}` : ''}.`
+      : ` It grows ${rate}${who}.`;
+    return {
+      ...o,
+      ...(page ? { severity: 'critical' as const } : {}),
+      message: `${o.message}${sentence}`,
+      evidence: { ...o.evidence, growth: { ...growthEvidence(x), signal: nearest?.signal ?? null, minutesToThreshold: nearest ? round2(nearest.minutes) : null, forecastCritical: page } },
+    };
+  });
+}
+
+/**
  * BestEffort pods from the kubepods cgroup tree (v1 or v2, cgroupfs or systemd driver); names from
  * kubelet's etc-hosts. Undefined when there is no kubepods tree: kubelet does not run here.
  */
@@ -374,17 +510,31 @@ export const disk: Collector<DiskConfig, DiskData> = {
         break;
       }
     }
-    const data: DiskData = { rows, writable: rows.filter((r) => !r.readonly).map((r) => r.mountPoint) };
-    // The du measurement only when image GC runs (nodefs or imagefs over its high threshold): it is
-    // made in the background, paced, and this run uses the last one.
+    // Growth: every run's statfs is a sample of each filesystem's used bytes (cheap and exact).
+    const now = ctx.now();
+    const g = config.growth;
+    const used: Record<string, Sample[]> = {};
+    for (const r of rows) {
+      const samples = keepSamples(ctx.previous?.used?.[r.mountPoint], now, r.status === 'ok' ? r.used : undefined, g.window);
+      if (samples.length > 0) used[r.mountPoint] = samples;
+    }
+    const evaluated = evaluateDisk(rows, config, eviction, ctx.previous);
+    // The du measurement only when image GC runs (nodefs or imagefs over its high threshold) or a
+    // filesystem is full or near eviction: it is made in the background, paced, and this run uses the
+    // last one. While a filesystem is full or near eviction, its largest consumers are also refreshed
+    // (incrementally, never a full walk) at every run, for their growth rates.
     const gc = { high: config.imageGcHighThreshold, low: config.imageGcLowThreshold };
     const gcRuns = [eviction.imagefs, eviction.nodefs].some((r) => r?.status === 'ok' && imageGcWants(r, gc) !== undefined);
     // kubelet's own word that its image GC failed (its Events on this Node): the measurement starts on
     // it too, whatever the local thresholds say (kubelet's may differ, or its imagefs is another).
     const said = ctx.kube?.kubeletGcFailures();
     const kubelet = said?.status === 'synced' ? recentKubeletGcFailures(said.events, ctx.now(), config.imageGcEventsLookback) : undefined;
-    const measured = (gcRuns || kubelet) && ctx.fillers ? await ctx.fillers.get(config.fillersEvery) : undefined;
-    const observations = withTopConsumers(evaluateDisk(rows, config, eviction, ctx.previous), measured?.fillers);
+    const filling = evaluated.some((o) => o.check === 'disk.usage' || o.check === 'disk.eviction');
+    const measured = (gcRuns || kubelet || filling) && ctx.fillers ? await ctx.fillers.get(config.fillersEvery, { refresh: filling }) : undefined;
+    const consumers = consumerSeries(ctx.previous?.consumers, measured, now, Math.max(g.window, 3 * config.fillersEvery));
+    const view = growthView(used, consumers, g);
+    const data: DiskData = { rows, writable: rows.filter((r) => !r.readonly).map((r) => r.mountPoint), used, consumers };
+    const observations = withTopConsumers(withGrowth(evaluated, rows, view, config, measured?.fillers), measured?.fillers, view.consumers);
     const gcInput = { node: ctx.node, ...(eviction.imagefs ? { imagefs: eviction.imagefs } : {}), ...(eviction.runtimeRoot ? { runtimeRoot: eviction.runtimeRoot } : {}) };
     observations.push(...evaluateImageGc(gcInput, measured?.fillers, gc, kubelet, ctx.now()));
     return { kind: 'ok', observations: joinKernelErrors(observations, rows, ctx.active?.() ?? []), data };

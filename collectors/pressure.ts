@@ -8,6 +8,10 @@
 import type { Observation } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
 import type { Collector, HostAccess, ProbeFailure, ProbeFailureState } from './types.js';
+import { formatMinutes, ratePerMinute } from './common/growth.js';
+
+/** Re-exported: the memory forecast's rate is the same least-squares slope as the disks'. */
+export { ratePerMinute };
 
 export const pressureConfigSpec = s.object({
   memoryAvailableMiB: s.number({ default: 100, min: 0, doc: "kubelet's --eviction-hard memory.available, in MiB (kubelet's default: 100Mi)" }),
@@ -154,24 +158,7 @@ export function memoryAvailable(meminfo: Record<string, number>, v1?: { usage: n
   return avail === undefined ? undefined : { bytes: avail, source: 'meminfo' };
 }
 
-/** Pure: least-squares slope of the samples, in bytes per minute; undefined with fewer than two or no time span. */
-export function ratePerMinute(samples: readonly [number, number][]): number | undefined {
-  if (samples.length < 2) return undefined;
-  const n = samples.length;
-  const mt = samples.reduce((a, [t]) => a + t, 0) / n;
-  const mv = samples.reduce((a, [, v]) => a + v, 0) / n;
-  let num = 0;
-  let den = 0;
-  for (const [t, v] of samples) {
-    num += (t - mt) * (v - mv);
-    den += (t - mt) ** 2;
-  }
-  if (den === 0) return undefined;
-  return (num / den) * 60_000;
-}
-
 const mib = (b: number) => `${Math.round(b / 1048576).toLocaleString('en-US')} MiB`;
-const minutes = (m: number) => (m < 1 ? 'under a minute' : m < 90 ? `about ${Math.round(m)} min` : `about ${(m / 60).toFixed(1)} h`);
 
 /** Pure: the memory.eviction finding, if any. */
 export function evaluateMemory(d: Pick<PressureData, 'memoryAvailable' | 'memoryTotal' | 'ratePerMinute' | 'samples'>, config: PressureConfig): Observation[] {
@@ -190,7 +177,7 @@ export function evaluateMemory(d: Pick<PressureData, 'memoryAvailable' | 'memory
   if (near && rate !== undefined && rate < 0 && d.samples.length >= 3) {
     const eta = (avail - threshold) / -rate;
     if (eta * 60_000 <= config.forecast) {
-      return [{ check: 'memory.eviction', severity: 'warning', subject: 'memory.available', message: `memory.available is ${mib(avail)} and falling ${mib(-rate)}/min: kubelet will evict pods in ${minutes(eta)} at this rate (threshold ${mib(threshold)}).`, evidence: { ...evidence, minutesToThreshold: Math.round(eta * 10) / 10 }, remedy }];
+      return [{ check: 'memory.eviction', severity: 'warning', subject: 'memory.available', message: `memory.available is ${mib(avail)} and falling ${mib(-rate)}/min: kubelet will evict pods in ${formatMinutes(eta)} at this rate (threshold ${mib(threshold)}).`, evidence: { ...evidence, minutesToThreshold: Math.round(eta * 10) / 10 }, remedy }];
     }
   }
   return [];

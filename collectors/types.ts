@@ -509,6 +509,11 @@ export interface NodeAccess {
 export interface MeasuredFillers {
   fillers: Fillers;
   takenAt: number;
+  /**
+   * The largest consumers (refreshRoots of the last measurement) re-measured since, incrementally (no
+   * full walk): bytes per consumer path, and when. Absent until a refresh finished.
+   */
+  refreshed?: { takenAt: number; bytes: Record<string, number> };
 }
 
 /**
@@ -519,7 +524,8 @@ export interface FillersAccess {
   /**
    * The last measurement (none older than 3 x everyMs: the node has changed since); starts a new one
    * in the background when the last is older than everyMs and none is running. Never throws, never
-   * waits on the walk.
+   * waits on the walk. With `refresh`, it also starts (when none runs) an incremental refresh of the
+   * last measurement's largest consumers, for their growth; the next call returns it.
    */
-  get(everyMs: number): Promise<MeasuredFillers | undefined>;
+  get(everyMs: number, opts?: { refresh?: boolean }): Promise<MeasuredFillers | undefined>;
 }

@@ -2,7 +2,7 @@
 // docker's image inventory handed to measureFillers (collectors/common/fillers.ts), which a collector
 // view can call with its own context.
 import os from 'node:os';
-import { measureFillers, type Fillers, type ImageInventory } from '../../collectors/common/fillers.js';
+import { measureFillers, refreshRoots, type Fillers, type ImageInventory } from '../../collectors/common/fillers.js';
 import type { DiskConfig } from '../../collectors/disk.js';
 import type { FillersAccess, Log, MeasuredFillers } from '../../collectors/types.js';
 import type { Config } from '../config.js';
@@ -57,24 +57,43 @@ export async function measureNode(env: Environment, config: Config, opts: DuOpti
   });
 }
 
+/** The incremental refresh of a few roots (agent/host/tree-index.ts): bytes per root. */
+export type RefreshRoots = (roots: readonly string[]) => Promise<{ bytes: Record<string, number> }>;
+
 /**
  * The agent's du measurement for the disk collector: made in the background, one at a time, at most
  * once per `everyMs` a caller asks with; the caller gets the last finished one at once (never waits on
- * the walk, which has its own deadline). A failed measurement is logged and leaves the last one.
+ * the walk, which has its own deadline). A failed measurement is logged and leaves the last one. With
+ * `refresh`, a caller that asks for it also starts a refresh of the last measurement's largest consumers
+ * (one at a time; the next call returns it), much cheaper than the walk, for their growth rates.
  */
-export function createFillersAccess(measure: () => Promise<Fillers>, opts: { now?: () => number; log?: Log } = {}): FillersAccess & { idle(): Promise<void> } {
+export function createFillersAccess(measure: () => Promise<Fillers>, opts: { now?: () => number; log?: Log; refresh?: RefreshRoots } = {}): FillersAccess & { idle(): Promise<void> } {
   const now = opts.now ?? Date.now;
   let last: MeasuredFillers | undefined;
   let startedAt: number | undefined;
   let running: Promise<void> | undefined;
+  let refreshing: Promise<void> | undefined;
+  const startRefresh = (measured: MeasuredFillers) => {
+    const refresh = opts.refresh;
+    if (!refresh || refreshing) return;
+    refreshing = refresh(refreshRoots(measured.fillers)).then(
+      (r) => {
+        // A full measurement that finished meanwhile keeps it: its consumers are the same paths.
+        if (last) last = { ...last, refreshed: { takenAt: now(), bytes: r.bytes } };
+      },
+      (err: unknown) => opts.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'du refresh failed'),
+    ).finally(() => {
+      refreshing = undefined;
+    });
+  };
   return {
-    async get(everyMs) {
+    async get(everyMs, getOpts) {
       const t = now();
       if (!running && (startedAt === undefined || t - startedAt >= everyMs)) {
         startedAt = t;
         running = measure().then(
           (fillers) => {
-            last = { fillers, takenAt: now() };
+            last = { fillers, takenAt: now(), ...(last?.refreshed ? { refreshed: last.refreshed } : {}) };
             if (fillers.partial) opts.log?.warn({ partial: fillers.partial }, 'du measurement partial');
           },
           (err: unknown) => opts.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'du measurement failed'),
@@ -82,11 +101,14 @@ export function createFillersAccess(measure: () => Promise<Fillers>, opts: { now
           running = undefined;
         });
       }
-      return last && now() - last.takenAt <= 3 * everyMs ? last : undefined;
+      const fresh = last && now() - last.takenAt <= 3 * everyMs ? last : undefined;
+      if (fresh && getOpts?.refresh) startRefresh(fresh);
+      return fresh;
     },
-    /** For tests: resolves when no measurement runs. */
+    /** For tests: resolves when no measurement and no refresh runs. */
     async idle() {
       await running;
+      await refreshing;
     },
   };
 }

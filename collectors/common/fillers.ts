@@ -442,3 +442,19 @@ export function summarise(row: DiskRow, roles: FilesystemRole[], consumers: read
     margin: fillMargin(used),
   };
 }
+
+/** Consumers refreshed between full walks, per filesystem: the largest. */
+export const REFRESH_PER_FILESYSTEM = 5;
+
+/**
+ * The consumers the agent refreshes incrementally between full walks: the largest `n` of each filesystem
+ * that are directories or files of their own (not images, counted from their layers, nor the summed rest).
+ */
+export function refreshRoots(fillers: Fillers, n = REFRESH_PER_FILESYSTEM): string[] {
+  const out: string[] = [];
+  for (const fs of fillers.filesystems) {
+    const mine = fillers.consumers.filter((c) => c.filesystem === fs.mountPoint && !c.kind.startsWith('image-') && c.rest === undefined);
+    out.push(...mine.sort((a, b) => b.bytes - a.bytes).slice(0, n).map((c) => c.path));
+  }
+  return [...new Set(out)];
+}

@@ -9,6 +9,7 @@ import type { DiskRow } from '../disk.js';
 import type { KubeletGcEvent } from '../types.js';
 import type { Consumer, Fillers } from './fillers.js';
 import { formatBytes, shellQuote } from './text.js';
+import { formatRate } from './growth.js';
 
 export interface ImageGcThresholds {
   /** kubelet's imageGCHighThresholdPercent (85): image GC runs at or above this percentage used. */
@@ -43,9 +44,12 @@ const KIND_TEXT: Record<Consumer['kind'], string> = {
   other: 'other files',
 };
 
-/** "writable layer of ns/pod/container (3.1G)", "emptyDir cache of ns/pod (1G)", "other files in /var/tmp (2G)". */
-export function describeConsumer(c: Consumer): string {
-  const size = formatBytes(c.bytes);
+/**
+ * "writable layer of ns/pod/container (3.1G)", "emptyDir cache of ns/pod (1G, +75 MiB/min)" with a
+ * growth rate in bytes per minute, "other files in /var/tmp (2G)".
+ */
+export function describeConsumer(c: Consumer, ratePerMinute?: number): string {
+  const size = ratePerMinute === undefined ? formatBytes(c.bytes) : `${formatBytes(c.bytes)}, +${formatRate(ratePerMinute)}`;
   if (c.kind === 'other') return c.rest ? `${c.rest} other paths on ${c.filesystem} (${size})` : `other files in ${c.path} (${size})`;
   if (c.kind.startsWith('image-')) return `${KIND_TEXT[c.kind]} ${c.image ?? c.path} (${size})`;
   const who = c.pod ? `${c.pod}${c.container && c.kind !== 'emptydir' ? `/${c.container}` : ''}` : (c.container ?? c.path);
@@ -199,7 +203,7 @@ export function evaluateImageGc(input: ImageGcInput, fillers: Fillers | undefine
   if (!local && !kubelet) return [];
   const subject = fs?.mountPoint ?? input.runtimeRoot ?? 'imagefs';
   const top = measured ? topConsumers(measured, live!.mountPoint, 5) : [];
-  const where = top.length > 0 ? ` The space is in: ${top.map(describeConsumer).join(', ')}.` : '';
+  const where = top.length > 0 ? ` The space is in: ${top.map((c) => describeConsumer(c)).join(', ')}.` : '';
   const at = input.runtimeRoot && input.runtimeRoot !== subject ? ` (${input.runtimeRoot})` : '';
   const looks = [...new Set(top.map(lookAt).filter((x): x is string => x !== undefined))].slice(0, 3);
   const images = `${unused.length} unused image${unused.length === 1 ? '' : 's'}`;
@@ -240,18 +244,22 @@ export function evaluateImageGc(input: ImageGcInput, fillers: Fillers | undefine
   ];
 }
 
-/** disk.usage and disk.eviction with the largest consumers of their filesystem, when it was measured. */
-export function withTopConsumers(obs: readonly Observation[], fillers: Fillers | undefined): Observation[] {
+/**
+ * disk.usage and disk.eviction with the largest consumers of their filesystem, when it was measured, and
+ * each one's growth rate when its samples show one (bytes per minute in the evidence, null when unknown).
+ */
+export function withTopConsumers(obs: readonly Observation[], fillers: Fillers | undefined, growth: Readonly<Record<string, { ratePerMinute: number }>> = {}): Observation[] {
   if (!fillers) return [...obs];
   return obs.map((o) => {
     if (o.check !== 'disk.usage' && o.check !== 'disk.eviction') return o;
     if (!fillers.filesystems.some((f) => f.mountPoint === o.subject)) return o;
     const top = fillers.consumers.filter((c) => c.filesystem === o.subject).slice().sort((a, b) => b.bytes - a.bytes).slice(0, 3);
     if (top.length === 0) return o;
+    const rate = (c: Consumer) => growth[c.path]?.ratePerMinute;
     return {
       ...o,
-      message: `${o.message} Largest: ${top.map(describeConsumer).join(', ')}.`,
-      evidence: { ...o.evidence, topConsumers: top.map((c) => ({ kind: c.kind, bytes: c.bytes, path: c.path, pod: c.pod ?? null, container: c.container ?? null })) },
+      message: `${o.message} Largest: ${top.map((c) => describeConsumer(c, rate(c))).join(', ')}.`,
+      evidence: { ...o.evidence, topConsumers: top.map((c) => ({ kind: c.kind, bytes: c.bytes, path: c.path, pod: c.pod ?? null, container: c.container ?? null, ratePerMinute: rate(c) === undefined ? null : Math.round(rate(c)!) })) },
     };
   });
 }

@@ -1,12 +1,14 @@
 // @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
-import t from 'tap';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import t, { type Test } from 'tap';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { buildRows, disk, evaluateDisk, selectFilesystems, usageOf, type DiskRow } from '../../collectors/disk.js';
+import { buildRows, consumerSeries, disk, evaluateDisk, growthView, selectFilesystems, usageOf, withGrowth, type DiskConfig, type DiskRow } from '../../collectors/disk.js';
+import { withTopConsumers } from '../../collectors/common/image-gc.js';
 import { parseMountinfo } from '../../collectors/common/mountinfo.js';
 import { loadConfig } from '../../agent/config.js';
 import { createFillersAccess, measureNode } from '../../agent/actions/du.js';
+import { createTreeIndex } from '../../agent/host/tree-index.js';
 import { Runner } from '../../agent/runner.js';
 import { COLLECTORS } from '../../collectors/index.js';
 import { contextFor, envFor, quietLog, settingsFor } from '../helpers/context.js';
@@ -14,6 +16,7 @@ import { fillTo, hungFuseMount, makeLoopFs, requireLive } from '../helpers/live.
 import { eventually } from '../helpers/processes.js';
 
 const config = settingsFor(disk) as never;
+const MiB = 1024 * 1024;
 
 const row = (over: Partial<DiskRow>): DiskRow => ({
   source: '/dev/sda1', fsType: 'ext4', mountPoint: '/', alsoAt: [], device: '8:1', readonly: false, kernelReadOnly: false, status: 'ok',
@@ -97,7 +100,72 @@ t.test('an unresponsive mount is reported and not counted', async (t) => {
   t.match(f?.message, /srv:\/export/);
 });
 
+t.test('growth: the rate and the time to the eviction threshold, the consumer that grows, and when it pages', async (t) => {
+  const GiB = 1024 ** 3;
+  const MiB = 1024 ** 2;
+  const T0 = Date.parse('2026-12-04T12:00:00Z');
+  // A 100 GiB nodefs with 12 GiB left: within 5 points of nodefs.available 10%.
+  const nodefs = (availGiB: number) => row({ mountPoint: '/var/lib/kubelet', size: 100 * GiB, used: 100 * GiB - availGiB * GiB, avail: availGiB * GiB, usePercent: 100 - availGiB, inodes: 1000, inodesUsed: 10 });
+  const now = nodefs(12);
+  const base = evaluateDisk([now], config, { nodefs: now, bestEffortPods: [] });
+  t.same(base.map((o) => [o.check, o.severity]), [['disk.usage', 'warning'], ['disk.eviction', 'warning']]);
+  const used = (perSample: number[]) => ({ '/var/lib/kubelet': perSample.map((x, i): [number, number] => [T0 + i * 30_000, now.used! + x]) });
+  // 40 MiB every 30 s for 5 minutes, ending at the row's used bytes.
+  const steady = used(Array.from({ length: 11 }, (_, i) => (i - 10) * 40 * MiB));
+  const emptyDir = { kind: 'emptydir' as const, bytes: 30 * GiB, path: '/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/data', filesystem: '/var/lib/kubelet', pod: 'data/ingest-3', volume: 'data' };
+  const logs = { kind: 'logs' as const, bytes: 40 * GiB, path: '/var/log/pods/a_b_u2/main', filesystem: '/var/lib/kubelet', pod: 'a/b', container: 'main' };
+  const fillers = { filesystems: [{ mountPoint: '/var/lib/kubelet', device: '8:1', fsType: 'ext4', source: '/dev/sda1', roles: ['nodefs' as const], size: 100 * GiB, used: 88 * GiB, avail: 12 * GiB, usePercent: 88, attributed: 0, unattributed: 0, margin: 0 }], consumers: [logs, emptyDir], entries: 1, errors: 0, notes: [] };
+  // The emptyDir grew 75 MiB/min over the refreshes, the logs not at all.
+  let series = consumerSeries(undefined, undefined, T0, 900_000);
+  for (let i = 0; i <= 10; i++) {
+    const measured = { fillers, takenAt: T0 - 60_000, refreshed: { takenAt: T0 - 300_000 + i * 30_000, bytes: { [emptyDir.path]: emptyDir.bytes - (10 - i) * 37.5 * MiB, [logs.path]: logs.bytes } } };
+    series = consumerSeries(series, measured, T0 - 300_000 + i * 30_000 + 5, 900_000);
+  }
+  t.equal(series[emptyDir.path]?.samples.length, 11, 'one sample per refresh');
+  t.equal(series[emptyDir.path]?.source, 'refresh');
+  const g = (config as DiskConfig).growth;
+  const view = growthView(steady, series, g);
+  const out = withTopConsumers(withGrowth(base, [now], view, config, fillers), fillers, view.consumers);
+  const ev = out.find((o) => o.check === 'disk.eviction')!;
+  t.equal(ev.severity, 'critical', 'steady for 5 min and 25 min from the threshold: it pages before kubelet evicts');
+  t.match(ev.message, /nodefs reaches kubelet's 10% eviction threshold in about 26 min at the current 80 MiB\/min, mostly emptyDir data of data\/ingest-3 \(30G, \+75 MiB\/min\)/);
+  t.match(ev.evidence['growth'], { ratePerMinute: 80 * MiB, sustained: true, signal: 'nodefs.available', forecastCritical: true });
+  t.ok(Math.abs(Number((ev.evidence['growth'] as Record<string, number>)['minutesToThreshold']) - 25.6) < 0.05, 'the estimate in the evidence');
+  t.match(ev.evidence['topConsumers'], [{ path: logs.path, ratePerMinute: null }, { path: emptyDir.path, ratePerMinute: 75 * MiB }], 'each top consumer with its rate, null when flat');
+  const usage = out.find((o) => o.check === 'disk.usage')!;
+  t.equal(usage.severity, 'warning', "the forecast never changes disk.usage's severity");
+  t.match(usage.message, /It grows 80 MiB\/min: 95% \(critical\) in about 90 min, full in about 2\.6 h, mostly emptyDir data/);
+
+  const burst = used([-1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0].map((x) => x * 2 * GiB));
+  const b = withGrowth(base, [now], growthView(burst, {}, g), config).find((o) => o.check === 'disk.eviction')!;
+  t.equal(b.severity, 'warning', 'one 2 GiB burst: the estimate is said, it does not page');
+  t.match(b.message, /nodefs reaches kubelet's 10% eviction threshold in about \d+ min at the current/);
+  t.notMatch(b.message, /mostly/, 'no consumer measured: none named');
+
+  const shrinking = used(Array.from({ length: 11 }, (_, i) => (10 - i) * 40 * MiB));
+  t.same(withGrowth(base, [now], growthView(shrinking, {}, g), config), base, 'shrinking: nothing said');
+  const slow = used(Array.from({ length: 11 }, (_, i) => (i - 10) * 0.6 * MiB));
+  const far = withGrowth(base, [now], growthView(slow, {}, g), config).find((o) => o.check === 'disk.eviction')!;
+  t.match(far.message, /It grows 1\.2 MiB\/min\.$/, '2 GiB at 1.2 MiB/min is 28 h: past the 24 h horizon, the rate and no estimate');
+  t.equal(far.evidence['growth'] && (far.evidence['growth'] as Record<string, unknown>)['minutesToThreshold'], null);
+  const young = used([-1, 0].map((x) => x * 40 * MiB));
+  t.same(withGrowth(base, [now], growthView(young, {}, g), config), base, 'a restarted agent with two samples 30 s apart: no rate yet');
+});
+
 // ---- live, on this machine ----
+
+/** A loop ext4 standing in for a node's disk: kubelet's root dir, the runtime root and the pod logs on it. */
+function nodeOnLoopFs(t: Test, sizeMiB: number): { fs: ReturnType<typeof makeLoopFs>; kubelet: string; runtimeRoot: string; podLogs: string; sets: string[] } | undefined {
+  if (!requireLive(t, { root: true, commands: ['mkfs.ext4', 'losetup', 'fallocate'] })) return undefined;
+  const fs = makeLoopFs(sizeMiB);
+  t.teardown(() => fs.cleanup());
+  const kubelet = path.join(fs.mountPoint, 'kubelet');
+  const runtimeRoot = path.join(fs.mountPoint, 'docker');
+  const podLogs = path.join(fs.mountPoint, 'pod-logs');
+  mkdirSync(kubelet);
+  return { fs, kubelet, runtimeRoot, podLogs, sets: [`collectors.disk.eviction.kubeletRootDir=${kubelet}`, `collectors.disk.eviction.runtimeRootDirs=[${runtimeRoot}]`, `collectors.pods.podLogsDir=${podLogs}`] };
+}
+
 
 t.test('live: a loop-mounted ext4 filled past 85% fires disk.usage, past 95% critical, and resolves when emptied', async (t) => {
   if (!requireLive(t, { root: true, commands: ['mkfs.ext4', 'losetup', 'fallocate'] })) return;
@@ -241,14 +309,10 @@ t.test('imagefs is evaluated on its own: kubelet found by its kubepods cgroup, i
 });
 
 t.test('live: imagefs over the image GC threshold, filled by what GC cannot remove: disk.imageGc from the background du measurement', async (t) => {
-  if (!requireLive(t, { root: true, commands: ['mkfs.ext4', 'losetup', 'fallocate'] })) return;
-  const fs = makeLoopFs(64);
-  t.teardown(() => fs.cleanup());
-  const kubelet = path.join(fs.mountPoint, 'kubelet');
-  const runtimeRoot = path.join(fs.mountPoint, 'docker');
-  mkdirSync(kubelet);
+  const node = nodeOnLoopFs(t, 64);
+  if (!node) return;
+  const { fs, runtimeRoot, sets } = node;
   mkdirSync(path.join(runtimeRoot, 'volumes'), { recursive: true });
-  const sets = [`collectors.disk.eviction.kubeletRootDir=${kubelet}`, `collectors.disk.eviction.runtimeRootDirs=[${runtimeRoot}]`, `collectors.pods.podLogsDir=${path.join(fs.mountPoint, 'pod-logs')}`];
   const cfg = loadConfig({ node: 'live', sets });
   const env = envFor('/', sets);
   let measured = 0;
@@ -272,4 +336,66 @@ t.test('live: imagefs over the image GC threshold, filled by what GC cannot remo
   t.ok(Number(found?.evidence['bytesToFree']) > 0, 'with what GC wants');
   unlinkSync(path.join(runtimeRoot, 'volumes/big'));
   t.same(await imageGc(), [], 'back under the threshold: the live statfs clears it');
+});
+
+t.test('live: a writer grows an emptyDir 1 MiB/s on a 200 MiB nodefs: the rate and the time to the nearest eviction threshold are within 25% of the truth', async (t) => {
+  const node = nodeOnLoopFs(t, 200);
+  if (!node) return;
+  const { fs, kubelet, runtimeRoot, podLogs } = node;
+  const uid = '3f0c6a52-8d1e-4b7a-9c2f-5e6d7a8b9c01';
+  const emptyDir = path.join(kubelet, 'pods', uid, 'volumes/kubernetes.io~empty-dir/data');
+  mkdirSync(emptyDir, { recursive: true });
+  mkdirSync(runtimeRoot);
+  mkdirSync(path.join(podLogs, `ingest_ingest-3_${uid}`, 'main'), { recursive: true });
+  // A margin of 45 points: disk.eviction fires from the first run, so every run samples and refreshes.
+  const sets = [...node.sets, 'collectors.disk.eviction.margin=45', 'collectors.disk.fillersEvery=10s', 'collectors.disk.growth.window=60s', 'collectors.disk.growth.minSpan=10s'];
+  const cfg = loadConfig({ node: 'live', sets });
+  const env = envFor('/', sets);
+  const index = createTreeIndex();
+  const fillers = createFillersAccess(() => measureNode(env, cfg, { timeoutMs: 60_000, maxEntries: 1_000_000, threads: 2 }), { refresh: (roots) => index.refresh(roots) });
+  fillTo(fs, 50);
+  const file = path.join(emptyDir, 'ingest.bin');
+  writeFileSync(file, Buffer.alloc(2 * MiB, 1));
+
+  const eviction = async (previous: unknown) => {
+    const r = await disk.collect({ ...contextFor(disk, '/', { env, sets, previous }), fillers });
+    if (r.kind !== 'ok') throw new Error('disk: no data');
+    return { data: r.data, f: r.observations.find((o) => o.check === 'disk.eviction' && o.subject === fs.mountPoint), row: r.data.rows.find((x) => x.mountPoint === fs.mountPoint)! };
+  };
+  let run = await eviction(undefined);
+  t.ok(run.f, 'disk.eviction fires within the margin');
+  t.equal(run.f?.evidence['growth'], undefined, 'the first run of an agent has no history: no rate');
+
+  // The writer: 1 MiB/s, catching up on the schedule so a late timer does not lower the rate.
+  const rate = MiB; // bytes per second
+  const chunk = Buffer.alloc(64 * 1024, 2);
+  const fd = openSync(file, 'a');
+  const started = Date.now();
+  let written = 0;
+  const timer = setInterval(() => {
+    while (written < ((Date.now() - started) / 1000) * rate) written += writeSync(fd, chunk);
+  }, 50);
+  t.teardown(() => {
+    clearInterval(timer);
+    closeSync(fd);
+  });
+  const until = started + 36_000;
+  while (Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 3000));
+    run = await eviction(run.data);
+  }
+  clearInterval(timer);
+  const growth = run.f?.evidence['growth'] as { ratePerMinute: number; minutesToThreshold: number | null; sustained: boolean } | undefined;
+  t.ok(growth, `a rate after ${Math.round((Date.now() - started) / 1000)} s: ${run.f?.message}`);
+  if (!growth) return;
+  const truth = rate * 60;
+  t.ok(Math.abs(growth.ratePerMinute - truth) <= truth / 4, `rate ${(growth.ratePerMinute / MiB).toFixed(1)} MiB/min, truth 60 MiB/min`);
+  // nodefs and imagefs are the same filesystem here: the nearest threshold is imagefs.available's 15%.
+  // The truth at the last sample: the bytes left above it (of statfs size), at the write rate.
+  const left = (run.row.avail ?? 0) - (run.row.size ?? 0) * 0.15;
+  const minutes = left / truth;
+  t.ok(growth.minutesToThreshold !== null && Math.abs(growth.minutesToThreshold - minutes) <= minutes / 4, `estimate ${growth.minutesToThreshold} min, truth ${minutes.toFixed(2)} min`);
+  t.match(run.f?.message, /imagefs reaches kubelet's 15% eviction threshold in (under a minute|about \d+ min) at the current \d+ MiB\/min, mostly emptyDir data of ingest\/ingest-3 \(\S+, \+\d+ MiB\/min\)/, 'says how soon, how fast, and who');
+  t.equal(run.f?.severity, 'critical', 'steady growth reaching the threshold within 30 min: critical before kubelet evicts');
+  await fillers.idle();
 });

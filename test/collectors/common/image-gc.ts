@@ -230,3 +230,33 @@ t.test("disk.imageGc from kubelet's report: fires without the local condition, c
   const [noFs] = evaluateImageGc({}, undefined, gc, report, now);
   t.equal(noFs?.subject, 'imagefs', 'kubelet reports it where the agent found no imagefs: still said');
 });
+
+t.test('the refresh between walks: the largest consumers only, one at a time, only when asked', async (t) => {
+  let clock = 1_000_000;
+  const asked: string[][] = [];
+  let release: (() => void) | undefined;
+  const refresh = (roots: readonly string[]) => {
+    asked.push([...roots]);
+    return new Promise<{ bytes: Record<string, number> }>((resolve) => {
+      release = () => resolve({ bytes: Object.fromEntries(roots.map((r) => [r, 42])) });
+    });
+  };
+  const access = createFillersAccess(async () => full, { now: () => clock, refresh });
+  await access.get(300_000, { refresh: true });
+  await access.idle();
+  t.same(asked, [], 'no refresh before a measurement');
+  await access.get(300_000);
+  t.same(asked, [], 'not asked for: none');
+  clock += 30_000;
+  t.equal((await access.get(300_000, { refresh: true }))?.refreshed, undefined, 'started; the caller does not wait');
+  t.same(asked[0], full.consumers.filter((c) => !c.kind.startsWith('image-')).slice(0, 5).map((c) => c.path), 'the five largest that are not images');
+  await access.get(300_000, { refresh: true });
+  t.equal(asked.length, 1, 'one at a time');
+  clock += 1000;
+  release!();
+  await access.idle();
+  const got = await access.get(300_000, { refresh: true });
+  t.same(got?.refreshed, { takenAt: 1_031_000, bytes: Object.fromEntries(asked[0]!.map((p) => [p, 42])) }, 'the next call returns it, with when');
+  release!();
+  await access.idle();
+});

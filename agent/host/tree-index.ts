@@ -1,0 +1,184 @@
+// The du measurement's incremental refresh: the allocated bytes under a few roots (the largest consumers
+// of the last full walk), re-measured without walking them again. The first refresh of a root indexes it
+// (every directory with its mtime and ctime, the bytes of the files in it); later ones stat each known
+// directory, re-list only those whose mtime or ctime changed (an entry added, removed or renamed), and
+// re-stat only the files worth watching, since appending to a file changes its size but not its directory:
+// files of 1 MiB or more, and the 32 most recently written of those listed (a writer writes a few files; a
+// freshly written tree of thousands must not cost a stat each). A small old file that starts growing is
+// seen at the next full walk. Hard links are counted once per link here (the full walk counts them once):
+// a series of refreshes is compared with itself, never with the walk.
+import { lstat, readdir } from 'node:fs/promises';
+import { lstatSync, type Stats } from 'node:fs';
+import path from 'node:path';
+
+/** Files at least this large are re-stat'ed at every refresh. */
+export const TRACK_BYTES = 1024 * 1024;
+/** Files written this recently (at indexing) may be growing: the most recent of them are re-stat'ed at every refresh. */
+export const RECENT_MS = 10 * 60_000;
+/** How many of the recently written files per root are re-stat'ed (a writer writes a few files; a fresh tree of many must not cost a stat each). */
+export const MAX_RECENT = 32;
+/** At most this many large files per root are re-stat'ed; the rest wait for the full walk. */
+export const MAX_TRACKED = 1_000;
+
+interface DirNode {
+  ino: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  /** Bytes of the directory itself and of its files that are not tracked. */
+  own: number;
+  tracked: Map<string, number>;
+  subdirs: Map<string, DirNode>;
+}
+
+interface RootIndex {
+  dev: number;
+  /** A directory root, or the bytes of a root that is a file. */
+  node: DirNode | { file: number };
+  tracked: number;
+}
+
+export interface RefreshResult {
+  /** Bytes per root (as given), for the roots measured; a root that is gone or over the budget is absent. */
+  bytes: Record<string, number>;
+  /** lstat and readdir calls made: the cost, for the bench. */
+  calls: number;
+  /** Entries indexed anew (first refresh of a root, or directories that changed). */
+  indexed: number;
+}
+
+class OverBudget extends Error {}
+
+const allocated = (st: Stats): number => st.blocks * 512;
+
+/**
+ * The refresher keeps one index per root between calls; a root not asked for is forgotten. `hostPath`
+ * maps a host path to where the agent sees it (--host-root). `maxEntries` bounds what one call indexes
+ * anew: a root past it is not measured (the full walk still is).
+ */
+export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEntries?: number; now?: () => number; mountPoints?: () => Promise<ReadonlySet<string>> } = {}): { refresh(roots: readonly string[]): Promise<RefreshResult> } {
+  const hostPath = opts.hostPath ?? ((p: string) => p);
+  const maxEntries = opts.maxEntries ?? 2_000_000;
+  const now = opts.now ?? Date.now;
+  let indexes = new Map<string, RootIndex>();
+
+  return {
+    async refresh(roots) {
+      const out: RefreshResult = { bytes: {}, calls: 0, indexed: 0 };
+      const next = new Map<string, RootIndex>();
+      const budget = { entries: 0 };
+      const t = now();
+      // Never stat a mount point under a root (a dead NFS server hangs the call): it is another
+      // filesystem, and a directory indexed before something was mounted on it is dropped.
+      const mounts = (await opts.mountPoints?.()) ?? new Set<string>();
+      let sinceYield = 0;
+      /**
+       * The unchanged-tree path: a synchronous lstat (a few microseconds warm, where a promise costs
+       * tens), yielding to the event loop every 256 calls; only paths the index knows as files and
+       * directories of the same filesystem, never a mount point.
+       */
+      const statKnown = async (p: string): Promise<Stats | undefined> => {
+        if (mounts.has(p)) return undefined;
+        out.calls++;
+        if (++sinceYield >= 256) {
+          sinceYield = 0;
+          await new Promise((r) => setImmediate(r));
+        }
+        try {
+          return lstatSync(p, { throwIfNoEntry: false });
+        } catch {
+          return undefined;
+        }
+      };
+      const stat = async (p: string): Promise<Stats | undefined> => {
+        if (mounts.has(p)) return undefined;
+        out.calls++;
+        try {
+          return await lstat(p);
+        } catch {
+          return undefined;
+        }
+      };
+      const list = async (p: string): Promise<string[]> => {
+        out.calls++;
+        try {
+          return await readdir(p);
+        } catch {
+          return [];
+        }
+      };
+
+      type Recent = { node: DirNode; name: string; bytes: number; mtimeMs: number };
+      const scan = async (p: string, st: Stats, dev: number, old: DirNode | undefined, idx: { tracked: number; recent: Recent[] }): Promise<DirNode> => {
+        if (old && old.ino === st.ino && old.mtimeMs === st.mtimeMs && old.ctimeMs === st.ctimeMs) {
+          // The listing is the same: only the watched files and the subdirectories can have changed.
+          const node: DirNode = { ...old, tracked: new Map(), subdirs: new Map() };
+          for (const name of old.tracked.keys()) {
+            const f = await statKnown(path.join(p, name));
+            if (f) node.tracked.set(name, allocated(f));
+          }
+          for (const [name, child] of old.subdirs) {
+            const c = await statKnown(path.join(p, name));
+            if (c?.isDirectory() && c.dev === dev) node.subdirs.set(name, await scan(path.join(p, name), c, dev, child, idx));
+          }
+          idx.tracked += node.tracked.size;
+          return node;
+        }
+        const names = await list(p);
+        budget.entries += names.length;
+        out.indexed += names.length;
+        if (budget.entries > maxEntries) throw new OverBudget();
+        const node: DirNode = { ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, own: allocated(st), tracked: new Map(), subdirs: new Map() };
+        const stats = await Promise.all(names.map((n) => stat(path.join(p, n))));
+        const dirs: [string, Stats][] = [];
+        names.forEach((name, i) => {
+          const e = stats[i];
+          if (!e || e.dev !== dev) return; // vanished, or another filesystem mounted here: not ours
+          if (e.isDirectory()) dirs.push([name, e]);
+          else if (e.isFile() && allocated(e) >= TRACK_BYTES && idx.tracked < MAX_TRACKED) {
+            node.tracked.set(name, allocated(e));
+            idx.tracked++;
+          } else {
+            node.own += allocated(e);
+            if (e.isFile() && t - e.mtimeMs < RECENT_MS) idx.recent.push({ node, name, bytes: allocated(e), mtimeMs: e.mtimeMs });
+          }
+        });
+        // One directory at a time (its entries stat'ed together): a large tree never has all of its stats in flight.
+        for (const [name, e] of dirs) node.subdirs.set(name, await scan(path.join(p, name), e, dev, old?.subdirs.get(name), idx));
+        return node;
+      };
+      const total = (n: DirNode): number => {
+        let b = n.own;
+        for (const v of n.tracked.values()) b += v;
+        for (const c of n.subdirs.values()) b += total(c);
+        return b;
+      };
+
+      for (const root of new Set(roots)) {
+        const st = await stat(hostPath(root));
+        if (!st) continue;
+        const old = indexes.get(root);
+        const oldDir = old && old.dev === st.dev && 'ino' in old.node ? old.node : undefined;
+        try {
+          if (st.isDirectory()) {
+            const idx = { tracked: 0, recent: [] as Recent[] };
+            const node = await scan(hostPath(root), st, st.dev, oldDir, idx);
+            // The most recently written files listed in this refresh are watched too: they may be growing.
+            for (const r of idx.recent.sort((a, b) => b.mtimeMs - a.mtimeMs).slice(0, MAX_RECENT)) {
+              r.node.own -= r.bytes;
+              r.node.tracked.set(r.name, r.bytes);
+            }
+            next.set(root, { dev: st.dev, node, tracked: idx.tracked });
+            out.bytes[root] = total(node);
+          } else {
+            next.set(root, { dev: st.dev, node: { file: allocated(st) }, tracked: 0 });
+            out.bytes[root] = allocated(st);
+          }
+        } catch (err) {
+          if (!(err instanceof OverBudget)) throw err;
+        }
+      }
+      indexes = next;
+      return out;
+    },
+  };
+}

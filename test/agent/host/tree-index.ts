@@ -1,0 +1,93 @@
+import t, { type Test } from 'tap';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { appendFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createTreeIndex } from '../../../agent/host/tree-index.js';
+
+const MiB = 1024 * 1024;
+const duB1 = (p: string) => Number(execFileSync('du', ['-sx', '-B1', p], { encoding: 'utf8' }).split('\t')[0]);
+
+/** 20 directories of 50 small files written an hour ago, and one large log written now. */
+function tree(t: Test): { root: string; log: string } {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'nw-index-'));
+  t.teardown(() => void spawnSync('rm', ['-rf', root]));
+  const old = new Date(Date.now() - 3600_000);
+  for (let d = 0; d < 20; d++) {
+    const dir = path.join(root, `d${d}`, 'sub');
+    mkdirSync(dir, { recursive: true });
+    for (let f = 0; f < 50; f++) {
+      writeFileSync(path.join(dir, `f${f}`), 'x'.repeat(5000));
+      utimesSync(path.join(dir, `f${f}`), old, old);
+    }
+  }
+  const log = path.join(root, 'd0', 'app.log');
+  writeFileSync(log, Buffer.alloc(2 * MiB, 1));
+  return { root, log };
+}
+
+t.test('the first refresh indexes a root and counts what du counts; an unchanged tree costs a stat per directory and per watched file', async (t) => {
+  const { root } = tree(t);
+  const index = createTreeIndex();
+  const first = await index.refresh([root]);
+  t.equal(first.bytes[root], duB1(root), 'the same bytes as du -sxB1');
+  t.equal(first.indexed, 20 + 20 + 1 + 20 * 50, 'every entry indexed once');
+  const again = await index.refresh([root]);
+  t.equal(again.bytes[root], first.bytes[root], 'unchanged');
+  t.equal(again.indexed, 0, 'nothing listed again');
+  // The root, 40 directories and the one large file: 42 stats, against 1,041 entries.
+  t.equal(again.calls, 1 + 40 + 1, 'a stat per directory and per watched file');
+});
+
+t.test('a refresh sees a file growing, files added and removed, a directory renamed', async (t) => {
+  const { root, log } = tree(t);
+  const index = createTreeIndex();
+  await index.refresh([root]);
+  appendFileSync(log, Buffer.alloc(3 * MiB, 2));
+  t.equal((await index.refresh([root])).bytes[root], duB1(root), 'a large file appended to (its directory unchanged) is re-stat\'ed');
+  writeFileSync(path.join(root, 'd7', 'sub', 'new'), Buffer.alloc(MiB, 3));
+  const added = await index.refresh([root]);
+  t.equal(added.bytes[root], duB1(root), 'a new file: its directory changed and is listed again');
+  t.equal(added.indexed, 51, 'only that directory');
+  rmSync(path.join(root, 'd3'), { recursive: true });
+  renameSync(path.join(root, 'd4'), path.join(root, 'd4-renamed'));
+  t.equal((await index.refresh([root])).bytes[root], duB1(root), 'removed and renamed directories');
+});
+
+t.test('roots that vanish, files as roots, roots over the budget', async (t) => {
+  const { root, log } = tree(t);
+  const index = createTreeIndex({ maxEntries: 100 });
+  const r = await index.refresh([log, path.join(root, 'gone'), root]);
+  t.equal(r.bytes[log], duB1(log), 'a file root');
+  t.notOk(path.join(root, 'gone') in r.bytes, 'a missing root is not measured');
+  t.notOk(root in r.bytes, 'a root past the entry budget is not measured (the full walk still is)');
+  const host = createTreeIndex({ hostPath: (p) => path.join(root, p) });
+  const viaHost = await host.refresh(['/d1']);
+  t.equal(viaHost.bytes['/d1'], duB1(path.join(root, 'd1')), 'host paths are mapped (--host-root), results keyed by host path');
+});
+
+t.test('of a freshly written tree only the 32 most recently written files are watched, and a small one being appended to is seen', async (t) => {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'nw-index-'));
+  t.teardown(() => void spawnSync('rm', ['-rf', root]));
+  const now = Date.now();
+  for (let i = 0; i < 100; i++) {
+    writeFileSync(path.join(root, `f${i}`), 'x'.repeat(100));
+    const when = new Date(now - (100 - i) * 1000);
+    utimesSync(path.join(root, `f${i}`), when, when);
+  }
+  const index = createTreeIndex();
+  await index.refresh([root]);
+  t.equal((await index.refresh([root])).calls, 1 + 32, 'the root and 32 files, not 100');
+  appendFileSync(path.join(root, 'f99'), Buffer.alloc(100 * 1024, 1));
+  t.equal((await index.refresh([root])).bytes[root], duB1(root), 'the most recent file grew: seen without listing');
+});
+
+t.test('a mount point under a root is never stat\'ed, even one mounted on a directory indexed before', async (t) => {
+  const { root } = tree(t);
+  const mounted = path.join(root, 'd5');
+  const mounts = new Set<string>();
+  const index = createTreeIndex({ mountPoints: async () => mounts });
+  const before = (await index.refresh([root])).bytes[root]!;
+  mounts.add(mounted);
+  t.equal((await index.refresh([root])).bytes[root], before - duB1(mounted), 'the directory now a mount point is left out (another filesystem)');
+});

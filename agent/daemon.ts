@@ -12,7 +12,7 @@ import type { Config } from './config.js';
 import { createEnvironment } from './environment.js';
 import { createFillersAccess, DU_DEFAULTS, measureNode } from './actions/du.js';
 import { KmsgReader } from './host/kmsg.js';
-import { createTreeIndex } from './host/tree-index.js';
+import { createTreeIndexWorker } from './host/tree-index.js';
 import { parseMountinfo } from '../collectors/common/mountinfo.js';
 import { AgentServer } from './exporters/http.js';
 import { EXPORTER_FAILED, type Exporter } from './exporters/exporter.js';
@@ -78,8 +78,10 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
   // The du measurement (disk.imageGc, the top consumers and their growth): in the background, paced by
   // the disk collector (collectors.disk.fillersEvery); between walks, an incremental refresh of the largest.
   const diskSettings = config.collectors['disk'] as unknown as { fillersTimeout: number };
-  const index = createTreeIndex({
-    hostPath: (p) => env.host.hostPath(p),
+  // On a worker thread: its lstat calls are synchronous, and a hung filesystem must not hang the agent.
+  const index = createTreeIndexWorker({
+    hostRoot: config.hostRoot,
+    timeoutMs: diskSettings.fillersTimeout,
     // The agent's own mount table: the paths it stats are in its view (under --host-root).
     mountPoints: async () => new Set(parseMountinfo((await env.host.readBytes(env.host.procPath('self', 'mountinfo'))) ?? Buffer.alloc(0)).map((m) => m.mountPoint)),
   });

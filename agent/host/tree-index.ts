@@ -182,3 +182,63 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
     },
   };
 }
+
+function workerUrl(): URL {
+  // Compiled: ./tree-index-worker.js; under tap's TypeScript loader: the .ts source.
+  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  return new URL(`./tree-index-worker${ext}`, import.meta.url);
+}
+
+/**
+ * The agent's refresher: the same index on a worker thread, each refresh under a deadline. The index's
+ * unchanged-tree path is a synchronous lstat (cheap, but a filesystem that hangs in the kernel would hang
+ * the thread that makes it): on the worker, a hung call costs that thread only. A refresh past its
+ * deadline fails, and the refresher stops for good (the stuck thread is left behind, unref'ed, never
+ * waited on); the full walk, with its own deadline, still measures.
+ */
+export function createTreeIndexWorker(opts: { hostRoot: string; timeoutMs: number; maxEntries?: number; mountPoints: () => Promise<ReadonlySet<string>> }): { refresh(roots: readonly string[]): Promise<RefreshResult>; close(): Promise<void> } {
+  let worker: import('node:worker_threads').Worker | undefined;
+  let stuck: string | undefined;
+  let seq = 0;
+  return {
+    async refresh(roots) {
+      if (stuck) throw new Error(stuck);
+      const mounts = [...(await opts.mountPoints())];
+      if (!worker) {
+        const { Worker } = await import('node:worker_threads');
+        worker = new Worker(workerUrl(), { workerData: { hostRoot: opts.hostRoot, ...(opts.maxEntries ? { maxEntries: opts.maxEntries } : {}) } });
+        worker.unref();
+        worker.on('error', () => undefined);
+      }
+      const w = worker;
+      const id = ++seq;
+      return new Promise<RefreshResult>((resolve, reject) => {
+        const done = (fn: () => void) => {
+          clearTimeout(timer);
+          w.off('message', onMessage);
+          w.off('exit', onExit);
+          fn();
+        };
+        const onMessage = (m: { id: number; result?: RefreshResult; error?: string }) => {
+          if (m.id === id) done(() => (m.error !== undefined ? reject(new Error(m.error)) : resolve(m.result!)));
+        };
+        const onExit = (code: number) => {
+          worker = undefined;
+          done(() => reject(new Error(`the refresh worker exited (${code})`)));
+        };
+        const timer = setTimeout(() => {
+          stuck = `a refresh did not come back within ${Math.round(opts.timeoutMs / 1000)} s (a filesystem call stuck in the kernel): refreshes stopped, the full walk still measures`;
+          done(() => reject(new Error(stuck)));
+        }, opts.timeoutMs);
+        w.on('message', onMessage);
+        w.on('exit', onExit);
+        w.postMessage({ id, roots: [...roots], mounts });
+      });
+    },
+    async close() {
+      const w = worker;
+      worker = undefined;
+      if (w && !stuck) await w.terminate();
+    },
+  };
+}

@@ -131,3 +131,22 @@ t.test('a mount under the walked dir is not crossed, and a hung one never hangs 
   t.equal(onTmpfs.roots[0]!.kind, 'elsewhere', 'a root on another device than the one asked for is not walked');
   t.equal(onTmpfs.roots[0]!.bytes, 0);
 });
+
+t.test("the agent's incremental refresh inside a hung FUSE mount: its deadline ends it, the agent's thread never waits, and it stops for good", async (t) => {
+  if (!requireLive(t, { root: true, paths: ['/dev/fuse'] })) return;
+  const { createTreeIndexWorker } = await import('../../../agent/host/tree-index.js');
+  const hung = hungFuseMount();
+  t.teardown(() => hung.cleanup());
+  const index = createTreeIndexWorker({ hostRoot: '/', timeoutMs: 1500, mountPoints: async () => new Set([hung.mountPoint]) });
+  t.teardown(() => index.close());
+  let ticks = 0;
+  const ticker = setInterval(() => ticks++, 100);
+  const started = Date.now();
+  const err = await index.refresh([path.join(hung.mountPoint, 'data')]).then(() => undefined, (e: Error) => e);
+  clearInterval(ticker);
+  t.match(err?.message, /did not come back within 2 s \(a filesystem call stuck in the kernel\): refreshes stopped/);
+  t.ok(Date.now() - started < 5000, `failed at its deadline (${Date.now() - started} ms)`);
+  t.ok(ticks >= 10, `the agent's own thread kept running meanwhile (${ticks} timer ticks in 1.5 s)`);
+  const again = await index.refresh([os.tmpdir()]).then(() => undefined, (e: Error) => e);
+  t.match(again?.message, /refreshes stopped/, 'no second refresh is sent to a thread that is stuck');
+});

@@ -3,7 +3,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createTreeIndex } from '../../../agent/host/tree-index.js';
+import { createTreeIndex, createTreeIndexWorker } from '../../../agent/host/tree-index.js';
 
 const MiB = 1024 * 1024;
 const duB1 = (p: string) => Number(execFileSync('du', ['-sx', '-B1', p], { encoding: 'utf8' }).split('\t')[0]);
@@ -90,4 +90,16 @@ t.test('a mount point under a root is never stat\'ed, even one mounted on a dire
   const before = (await index.refresh([root])).bytes[root]!;
   mounts.add(mounted);
   t.equal((await index.refresh([root])).bytes[root], before - duB1(mounted), 'the directory now a mount point is left out (another filesystem)');
+});
+
+t.test("the agent's refresher runs the same index on a worker thread: the same bytes, and an unchanged tree as cheap", async (t) => {
+  const { root, log } = tree(t);
+  const index = createTreeIndexWorker({ hostRoot: '/', timeoutMs: 30_000, mountPoints: async () => new Set() });
+  t.teardown(() => index.close());
+  const first = await index.refresh([root]);
+  t.equal(first.bytes[root], duB1(root), 'the same bytes as du -sxB1');
+  const again = await index.refresh([root]);
+  t.equal(again.calls, 1 + 40 + 1, 'the index is kept on the worker between refreshes');
+  writeFileSync(log, Buffer.alloc(3 * MiB, 1), { flag: 'a' });
+  t.equal((await index.refresh([root])).bytes[root], duB1(root), 'a growing file is seen');
 });

@@ -110,8 +110,14 @@ export function waitsOf(c: AnyCollector, config: Config): { key: string; ms: num
  */
 export const TIMEOUT_SLACK_MS = 3000;
 
-/** The shortest timeout that lets what a collector waits on report first: their sum, and a quarter more or TIMEOUT_SLACK_MS. */
+/** The shortest timeout that lets what a collector waits on report first: their sum and a quarter more (what a timeout you set must allow). */
 export function minimumTimeout(waits: readonly { ms: number }[]): number {
+  const sum = waits.reduce((a, w) => a + w.ms, 0);
+  return sum > 0 ? ceil100(sum * 1.25) : 0;
+}
+
+/** The timeout derived when none is set: the waits, and a quarter more or TIMEOUT_SLACK_MS for the run's own reads. */
+export function derivedMinimum(waits: readonly { ms: number }[]): number {
   const sum = waits.reduce((a, w) => a + w.ms, 0);
   return sum > 0 ? ceil100(Math.max(sum * 1.25, sum + TIMEOUT_SLACK_MS)) : 0;
 }
@@ -149,13 +155,13 @@ function resolveTimeouts(config: Config, input: Record<string, unknown>, collect
     const need = minimumTimeout(waits);
     const path = `collectors.${c.name}.timeout`;
     if (!given(c.name)) {
-      section.timeout = Math.max(need, Math.min(c.defaultTimeoutMs, section.interval));
+      section.timeout = Math.max(derivedMinimum(waits), Math.min(c.defaultTimeoutMs, section.interval));
       continue;
     }
     if (section.timeout < need) {
       const sum = waits.reduce((a, w) => a + w.ms, 0);
       const alternatives = waits
-        .map((w) => ({ key: w.key, most: floor100(Math.min(section.timeout / 1.25, section.timeout - TIMEOUT_SLACK_MS) - (sum - w.ms)) }))
+        .map((w) => ({ key: w.key, most: floor100(section.timeout / 1.25 - (sum - w.ms)) }))
         .filter((a) => a.most >= 100)
         .map((a) => `, or lower ${a.key} to at most ${showDuration(a.most)}`);
       problems.push({

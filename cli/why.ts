@@ -114,7 +114,7 @@ async function locally(opts: WhyOptions, subject: string): Promise<{ finding?: O
   const { KubeClient, KubeError } = await import('../agent/kube/client.js');
   const { toPodInfo } = await import('../agent/kube/pods.js');
   const { diagnosePod, diagnoseSettings } = await import('../agent/actions/diagnose.js');
-  const { podStuckObservation, stuckState } = await import('../collectors/pods.js');
+  const { describeEviction, podStuckObservation, stuckState } = await import('../collectors/pods.js');
   const hostRoot = opts.hostRoot === undefined ? undefined : checkHostRoot(opts.hostRoot);
   const config = loadConfig({ file: opts.config, sets: opts.sets, hostRoot, node: opts.node });
   const k = config.kubernetes;
@@ -136,7 +136,9 @@ async function locally(opts: WhyOptions, subject: string): Promise<{ finding?: O
     const note = pod.deletionTimestamp
       ? `It is being deleted and is within its grace period and margin (due at ${pod.deletionTimestamp}, margin ${Math.round((settings.terminatingMargin as number) / 1000)}s).`
       : `Phase ${pod.phase ?? 'unknown'}; no container has waited longer than ${Math.round((settings.waitingFor as number) / 1000)}s to be created or started.`;
-    return { note };
+    // Not stuck, but gone for its local storage: kubelet's message says which bound, so which consumer grew.
+    const evicted = describeEviction(pod, config.collectors['pods'] as unknown as Parameters<typeof describeEviction>[1]);
+    return { note: evicted ? `${evicted} ${note}` : note };
   }
   const env = createEnvironment(config);
   try {

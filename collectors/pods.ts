@@ -480,3 +480,29 @@ export const pods: Collector<PodsConfig, PodsData> = {
     };
   },
 };
+
+/**
+ * Pure: for `why`, which of an evicted pod's consumers grew past which bound, from kubelet's eviction
+ * message (PodInfo.eviction): its kind, the host path to look at and the bytes kubelet named. Undefined
+ * for a pod not evicted for local storage.
+ */
+export function describeEviction(pod: PodInfo, config: Pick<PodsConfig, 'kubeletRootDir' | 'podLogsDir'>): string | undefined {
+  const e = pod.eviction;
+  if (!e) return undefined;
+  const id = `${pod.namespace}/${pod.name}`;
+  const limit = e.limit === undefined ? '' : ` of ${formatBytes(e.limit)}`;
+  const logs = (c: string) => `${config.podLogsDir.replace(/\/+$/, '')}/${pod.namespace}_${pod.name}_${pod.uid}/${c}`;
+  switch (e.scope) {
+    case 'emptyDir':
+      return `Kubelet evicted ${id} for local storage: emptyDir ${e.volume} grew past its sizeLimit${limit} (${config.kubeletRootDir.replace(/\/+$/, '')}/pods/${pod.uid}/volumes/kubernetes.io~empty-dir/${e.volume}).`;
+    case 'container':
+      return `Kubelet evicted ${id} for local storage: container ${e.container}'s writable layer and logs (${logs(e.container!)}) grew past its ephemeral-storage limit${limit}.`;
+    case 'pod':
+      return `Kubelet evicted ${id} for local storage: its containers' writable layers, logs and emptyDirs together grew past the pod's ephemeral-storage limit${limit} (the sum of its containers' limits).`;
+    case 'node-pressure': {
+      const top = [...e.usage].sort((a, b) => b.bytes - b.request - (a.bytes - a.request))[0];
+      const who = top ? `: container ${top.container} used ${formatBytes(top.bytes)} against a request of ${formatBytes(top.request)} (its writable layer and logs, ${logs(top.container)})` : '';
+      return `Kubelet evicted ${id} because the node ran low on ephemeral storage (DiskPressure), ranking pods by use over request${who}.`;
+    }
+  }
+}

@@ -380,6 +380,8 @@ export interface PodInfo {
   volumes: string[];
   /** Its local-storage limits (pod.ephemeral), only when the spec sets one. */
   storage?: PodStorageLimits;
+  /** Evicted for local storage: which bound kubelet's status.message names (present only for such an eviction). */
+  eviction?: EphemeralEviction;
 }
 
 /**
@@ -388,6 +390,17 @@ export interface PodInfo {
  * against all its containers' layers and logs and its emptyDirs, as kubelet's PodLimits counts), and each
  * emptyDir's `sizeLimit`. Bytes.
  */
+export interface EphemeralEviction {
+  /** emptyDir over its sizeLimit, a container over its limit, the pod over the sum, or node pressure (DiskPressure ranking by use over request). */
+  scope: 'emptyDir' | 'container' | 'pod' | 'node-pressure';
+  volume?: string;
+  container?: string;
+  /** Bytes, when kubelet's quantity parses. */
+  limit?: number;
+  /** node-pressure: each container kubelet named, what it used and what it requested, in bytes. */
+  usage: { container: string; bytes: number; request: number }[];
+}
+
 export interface PodStorageLimits {
   containers: { name: string; limit?: number }[];
   /** Every emptyDir; `memory`: medium Memory (tmpfs: RAM, not the node's disk, not measured here). */

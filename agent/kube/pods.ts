@@ -2,7 +2,7 @@
 // (fieldSelector spec.nodeName), re-listed when the watch expires (410 Gone), reconnected with backoff.
 // Each pod is kept reduced to what the stuck and crash-loop checks and the diagnosis read (PodInfo), keyed by uid, so
 // a re-list replaces the set whole: nothing lost, nothing duplicated, memory bounded by the pod count.
-import type { Log, PodContainerStatus, PodInfo, PodListState, PodStorageLimits } from '../../collectors/types.js';
+import type { EphemeralEviction, Log, PodContainerStatus, PodInfo, PodListState, PodStorageLimits } from '../../collectors/types.js';
 import { NodewardenError } from '../../protocol/errors.js';
 import { sleep } from '../../protocol/deadline.js';
 import { BackgroundLoop } from './background.js';
@@ -114,6 +114,31 @@ export function storageLimits(spec: Json): PodStorageLimits | undefined {
   return limited ? { containers: containers.slice(0, 64), emptyDirs: emptyDirs.slice(0, 64) } : undefined;
 }
 
+/**
+ * Pure: which local-storage bound kubelet evicted a pod for, from status.reason Evicted and the sentence
+ * kubelet's eviction manager writes in status.message; undefined for any other pod or eviction (memory, pids).
+ */
+export function ephemeralEviction(reason: string | undefined, message: string | undefined): EphemeralEviction | undefined {
+  if (reason !== 'Evicted' || !message) return undefined;
+  const withLimit = (e: EphemeralEviction, raw: string | undefined): EphemeralEviction => {
+    const limit = parseQuantity(raw);
+    return limit === undefined ? e : { ...e, limit };
+  };
+  const emptyDir = /Usage of EmptyDir volume "([^"]{1,253})" exceeds the limit "([^"]{1,64})"/.exec(message);
+  if (emptyDir) return withLimit({ scope: 'emptyDir', volume: emptyDir[1]!, usage: [] }, emptyDir[2]);
+  const container = /Container (\S{1,253}) exceeded its local ephemeral storage limit "([^"]{1,64})"/.exec(message);
+  if (container) return withLimit({ scope: 'container', container: container[1]!, usage: [] }, container[2]);
+  const pod = /Pod ephemeral local storage usage exceeds the total limit of containers (\S{1,64}?)\.?(?:\s|$)/.exec(message);
+  if (pod) return withLimit({ scope: 'pod', usage: [] }, pod[1]);
+  if (!message.includes('low on resource: ephemeral-storage')) return undefined;
+  const usage = [...message.matchAll(/Container (\S{1,253}) was using (\S{1,64}), which exceeds its request of (\S{1,64}?)\.?(?:\s|$)/g)].flatMap((m) => {
+    const bytes = parseQuantity(m[2]);
+    const request = parseQuantity(m[3]);
+    return bytes === undefined || request === undefined ? [] : [{ container: m[1]!, bytes, request }];
+  });
+  return { scope: 'node-pressure', usage: usage.slice(0, 64) };
+}
+
 /** Pure: a Pod object from the API reduced to PodInfo; undefined when it is not a pod we can use. */
 export function toPodInfo(raw: unknown): PodInfo | undefined {
   const pod = obj(raw);
@@ -157,6 +182,7 @@ export function toPodInfo(raw: unknown): PodInfo | undefined {
   set('nodeName', str(spec['nodeName']));
   set('phase', str(status['phase']));
   set('storage', storageLimits(spec));
+  set('eviction', ephemeralEviction(str(status['reason']), str(status['message'])?.slice(0, 4096)));
   return info;
 }
 

@@ -161,7 +161,7 @@ t.test('usage: exactly one POD, exit 3 with one line', async (t) => {
   }
 });
 
-t.test('--local against the API server: a running pod is not stuck (0), a missing one 3, one on another node 3', async (t) => {
+t.test('--local against the API server: a running pod is not stuck (0), an evicted one names what grew (0), a missing one 3, one on another node 3', async (t) => {
   const api = new FakeApiServer();
   await api.start();
   t.teardown(() => api.stop());
@@ -178,6 +178,11 @@ t.test('--local against the API server: a running pod is not stuck (0), a missin
   t.match(calm.stdout, /^shop\/calm-0: not stuck\. Phase Running; no container has waited longer than \d+s/);
   const json = await runAsync(['why', 'calm-0', '-n', 'shop', '--json', ...local]);
   t.match(JSON.parse(json.stdout), { pod: 'shop/calm-0', stuck: false, source: 'local' });
+  // Evicted for its emptyDir: kubelet's message names the bound, so why names the consumer that grew and where it lived.
+  api.addPod('data', 'ingest-3', 'node-a', 'Failed', { spec: { volumes: [{ name: 'cache', emptyDir: { sizeLimit: '1Gi' } }], containers: [{ name: 'app', image: 'busybox' }] }, status: { reason: 'Evicted', message: 'Usage of EmptyDir volume "cache" exceeds the limit "1Gi". ' } });
+  const evicted = await runAsync(['why', 'ingest-3', '-n', 'data', ...local]);
+  t.equal(evicted.code, 0, `gone, not stuck: 0 (${evicted.stderr})`);
+  t.match(evicted.stdout, /^data\/ingest-3: not stuck\. Kubelet evicted data\/ingest-3 for local storage: emptyDir cache grew past its sizeLimit of 1\.0G \(\/var\/lib\/kubelet\/pods\/uid-ingest-3\/volumes\/kubernetes\.io~empty-dir\/cache\)\. Phase Failed/);
   const missing = await runAsync(['why', 'nope', '-n', 'shop', ...local]);
   t.same([missing.code, missing.stdout], [3, '']);
   t.match(missing.stderr, /^nodewarden: pod shop\/nope not found\n/);

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { evaluateEphemeral, evaluateRestarts, limitUses, podStuckObservation, pods, storageRoots, stuckState, terminationMeaning, trackRestarts, type PodsData, type RestartHistory, type StorageConsumer } from '../../collectors/pods.js';
+import { describeEviction, evaluateEphemeral, evaluateRestarts, limitUses, podStuckObservation, pods, storageRoots, stuckState, terminationMeaning, trackRestarts, type PodsData, type RestartHistory, type StorageConsumer } from '../../collectors/pods.js';
 import type { DiagnosisStep, PodAccess, PodContainerStatus, PodInfo, PodStorageLimits, RuntimeContainer } from '../../collectors/types.js';
 import { toPodInfo } from '../../agent/kube/pods.js';
 import type { Observation } from '../../protocol/finding.js';
@@ -290,4 +290,19 @@ t.test("pod.ephemeral: the roots measured are the pod's emptyDirs (not memory), 
     'logs app /var/lib/docker/containers/c1',
     'logs sidecar /var/log/pods/data_ingest-3_uid-ingest/sidecar',
   ]);
+});
+
+t.test("describeEviction names the consumer of an evicted pod that grew, from kubelet's message", async (t) => {
+  const dirs = { kubeletRootDir: '/var/lib/kubelet', podLogsDir: '/var/log/pods/' };
+  const evicted = (message: string) => toPodInfo({ metadata: { uid: 'u7', namespace: 'data', name: 'ingest-3' }, status: { phase: 'Failed', reason: 'Evicted', message } })!;
+  t.equal(describeEviction(evicted('Usage of EmptyDir volume "cache" exceeds the limit "1Gi". '), dirs), 'Kubelet evicted data/ingest-3 for local storage: emptyDir cache grew past its sizeLimit of 1.0G (/var/lib/kubelet/pods/u7/volumes/kubernetes.io~empty-dir/cache).');
+  t.equal(describeEviction(evicted('Container app exceeded its local ephemeral storage limit "500Mi". '), dirs), "Kubelet evicted data/ingest-3 for local storage: container app's writable layer and logs (/var/log/pods/data_ingest-3_u7/app) grew past its ephemeral-storage limit of 500M.");
+  t.match(describeEviction(evicted('Pod ephemeral local storage usage exceeds the total limit of containers 2Gi. '), dirs), /together grew past the pod's ephemeral-storage limit of 2\.0G/);
+  t.equal(
+    describeEviction(evicted('The node was low on resource: ephemeral-storage. Threshold quantity: 10Gi, available: 5Gi. Container side was using 12Mi, which exceeds its request of 1Mi. Container app was using 900Mi, which exceeds its request of 0. '), dirs),
+    'Kubelet evicted data/ingest-3 because the node ran low on ephemeral storage (DiskPressure), ranking pods by use over request: container app used 900M against a request of 0B (its writable layer and logs, /var/log/pods/data_ingest-3_u7/app).',
+    'the container furthest over its request is the one named',
+  );
+  t.equal(describeEviction(pod(), dirs), undefined, 'a running pod has no eviction to describe');
+  t.equal(describeEviction(evicted('The node was low on resource: memory. '), dirs), undefined, 'nor a memory eviction');
 });

@@ -3,7 +3,7 @@ import t, { type Test } from 'tap';
 import fc from 'fast-check';
 import { KubeClient } from '../../../agent/kube/client.js';
 import { readFileSync } from 'node:fs';
-import { PodWatcher, describeProbe, toPodInfo } from '../../../agent/kube/pods.js';
+import { PodWatcher, describeProbe, ephemeralEviction, toPodInfo } from '../../../agent/kube/pods.js';
 import { quietLog } from '../../helpers/context.js';
 import { FakeApiServer } from '../../helpers/fake-apiserver.js';
 import { until } from '../../helpers/processes.js';
@@ -60,6 +60,35 @@ t.test('toPodInfo keeps what a crash loop means: restartCount, the last terminat
   t.equal(describeProbe({ grpc: { port: 9090 } }), 'gRPC :9090 every 10s, timeout 1s, 3 failures');
   t.equal(describeProbe({ httpGet: { port: 'https', scheme: 'HTTPS' } }), 'HTTPS GET :https/ every 10s, timeout 1s, 3 failures');
   t.equal(describeProbe({ periodSeconds: 5 }), undefined, 'a probe with no handler is not described');
+});
+
+t.test("ephemeralEviction reads which local-storage bound kubelet's eviction message names", async (t) => {
+  const Mi = 2 ** 20;
+  t.same(ephemeralEviction('Evicted', 'Usage of EmptyDir volume "cache" exceeds the limit "1Gi". '), { scope: 'emptyDir', volume: 'cache', limit: 2 ** 30, usage: [] });
+  t.same(ephemeralEviction('Evicted', 'Container app exceeded its local ephemeral storage limit "500Mi". '), { scope: 'container', container: 'app', limit: 500 * Mi, usage: [] });
+  t.same(ephemeralEviction('Evicted', 'Pod ephemeral local storage usage exceeds the total limit of containers 2Gi. '), { scope: 'pod', limit: 2 * 2 ** 30, usage: [] });
+  t.same(
+    ephemeralEviction('Evicted', 'The node was low on resource: ephemeral-storage. Threshold quantity: 10Gi, available: 5Gi. Container app was using 900Ki, which exceeds its request of 0. Container side was using 12Mi, which exceeds its request of 1Mi. '),
+    { scope: 'node-pressure', usage: [{ container: 'app', bytes: 900 * 1024, request: 0 }, { container: 'side', bytes: 12 * Mi, request: Mi }] },
+  );
+  t.equal(ephemeralEviction('Evicted', 'The node was low on resource: memory. Container app was using 2Gi, which exceeds its request of 1Gi. '), undefined, 'a memory eviction is not a storage one');
+  t.equal(ephemeralEviction('OutOfcpu', 'Usage of EmptyDir volume "cache" exceeds the limit "1Gi". '), undefined, 'only Evicted');
+  t.same(ephemeralEviction('Evicted', 'Usage of EmptyDir volume "cache" exceeds the limit "lots". '), { scope: 'emptyDir', volume: 'cache', usage: [] }, 'a malformed quantity is left out, not a throw');
+  const evicted = toPodInfo({ metadata: { uid: 'u4', namespace: 'data', name: 'ingest-4' }, status: { phase: 'Failed', reason: 'Evicted', message: 'Usage of EmptyDir volume "cache" exceeds the limit "1Gi". ' } });
+  t.same(evicted?.eviction, { scope: 'emptyDir', volume: 'cache', limit: 2 ** 30, usage: [] }, 'the watcher keeps it on the pod');
+  t.equal(toPodInfo({ metadata: { uid: 'u5', namespace: 'n', name: 'p' }, status: { phase: 'Running' } })?.eviction, undefined);
+});
+
+t.test('fuzz: ephemeralEviction never throws and yields whole non-negative bytes', async () => {
+  const sentence = fc.tuple(fc.constantFrom('Usage of EmptyDir volume "', 'Container ', 'Pod ephemeral local storage usage exceeds the total limit of containers ', 'The node was low on resource: ephemeral-storage. Container '), fc.string(), fc.constantFrom('" exceeds the limit "', ' exceeded its local ephemeral storage limit "', ' was using ', ', which exceeds its request of '), fc.oneof(fc.string(), fc.constantFrom('1Gi', '1e3', '-1', '0'))).map((p) => p.join(''));
+  fc.assert(
+    fc.property(fc.oneof(fc.constant('Evicted'), fc.string()), fc.oneof(fc.string(), sentence), (reason, message) => {
+      const e = ephemeralEviction(reason, message);
+      const bytes = e ? [e.limit, ...e.usage.flatMap((u) => [u.bytes, u.request])] : [];
+      return bytes.every((b) => b === undefined || (Number.isInteger(b) && b >= 0));
+    }),
+    { numRuns: 2000 },
+  );
 });
 
 t.test('fuzz: toPodInfo never throws on what an API server (or a proxy) might send, and keeps types straight', async (t) => {

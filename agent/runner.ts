@@ -5,10 +5,13 @@ import type { Observation } from '../protocol/finding.js';
 import { compareFindings } from '../protocol/finding.js';
 import { errnoCode, errorMessage } from '../protocol/errors.js';
 import { withDeadline } from '../protocol/deadline.js';
-import { PERMISSION_DENIED, type AnyCollector, type ConfirmationStore, type CollectorProgress, type CollectResult, type Log } from '../collectors/types.js';
+import { PERMISSION_DENIED, type AnyCollector, type ConfirmationStore, type CollectorProgress, type CollectResult, type Log, type RuntimeAccess } from '../collectors/types.js';
 import type { Environment } from './environment.js';
 import type { Config, CollectorSettings } from './config.js';
 import { FindingTracker, type Transition } from './tracker.js';
+
+/** At most this many runtime deadlines' worth of a run's runtime waits are not counted against its timeout. */
+const RUNTIME_WAIT_CAP = 3;
 
 export type RunStatus = 'ok' | 'no-data' | 'unavailable' | 'failed' | 'timeout';
 
@@ -61,6 +64,43 @@ interface Slot {
   rerunAt?: number;
   /** The next run is the confirming read rerunAt asked for. */
   confirming?: boolean;
+  /** The runtime as this collector's runs see it (one object, so a collector may key state by it), timing its waits. */
+  runtime?: RuntimeAccess;
+  /** The current run's time spent waiting on the runtime: done waits, and the one in flight since `since`. */
+  waits?: RuntimeWaits;
+}
+
+interface RuntimeWaits {
+  total: number;
+  inflight: number;
+  since: number;
+}
+
+/**
+ * The runtime for one collector's runs, recording how long each run waits on it. Those waits do not count
+ * against the run's timeout: the runtime has its own deadline (runtime.timeout) and its own findings
+ * (runtime.unresponsive), so a run that waited on a slow docker is not a collector that hangs (at 2 s
+ * intervals, a 5 s runtime wait plus a loaded node's mountinfo reads made false collector.timeout pages).
+ */
+function timedRuntime(rt: RuntimeAccess, slot: Slot): RuntimeAccess {
+  const timed = <T>(call: () => Promise<T>): Promise<T> => {
+    const w = slot.waits;
+    if (!w) return call();
+    if (w.inflight++ === 0) w.since = Date.now();
+    return call().finally(() => {
+      if (--w.inflight === 0) w.total += Date.now() - w.since;
+    });
+  };
+  const out: RuntimeAccess = {
+    snapshot: (opts) => timed(() => rt.snapshot(opts)),
+    ping: () => timed(() => rt.ping()),
+    get settleMs() {
+      return rt.settleMs;
+    },
+    ...(rt.namespaces ? { namespaces: rt.namespaces } : {}),
+  };
+  if (rt.imageLayers) out.imageLayers = () => timed(() => rt.imageLayers!());
+  return out;
 }
 
 /**
@@ -132,8 +172,14 @@ export class Runner extends EventEmitter {
     }
 
     const controller = new AbortController();
-    // Waits a run takes on purpose (confirmation within one run, in check) do not count against its timeout.
+    // Waits a run takes on purpose (confirmation within one run, in check) do not count against its timeout,
+    // nor its waits on the runtime (bounded by runtime.timeout each; at most RUNTIME_WAIT_CAP of them a run).
     let paused = 0;
+    const waits: RuntimeWaits = { total: 0, inflight: 0, since: 0 };
+    slot.waits = waits;
+    const runtime = (slot.runtime ??= timedRuntime(this.opts.env.runtime, slot));
+    const runtimeCap = RUNTIME_WAIT_CAP * Number(this.opts.config.runtime?.timeout ?? 5000);
+    const pausedNow = () => paused + Math.min(runtimeCap, waits.total + (waits.inflight > 0 ? Date.now() - waits.since : 0));
     slot.rerunAt = undefined;
     const confirming = slot.confirming === true;
     slot.confirming = false;
@@ -152,7 +198,7 @@ export class Runner extends EventEmitter {
         node: this.opts.config.node,
         host: this.opts.env.host,
         exec: this.opts.env.exec,
-        runtime: this.opts.env.runtime,
+        runtime,
         attrs: this.opts.env.attrs,
         config: slot.settings,
         now: this.now,
@@ -184,9 +230,10 @@ export class Runner extends EventEmitter {
       slot.stalled = false;
     });
     let outcome = await withDeadline(settled, slot.settings.timeout, () => 'timeout' as const);
-    for (let granted = 0; outcome === 'timeout' && paused > granted; ) {
-      const more = paused - granted;
-      granted = paused;
+    for (let granted = 0; outcome === 'timeout' && pausedNow() > granted; ) {
+      const now = pausedNow();
+      const more = now - granted;
+      granted = now;
       outcome = await withDeadline(settled, more, () => 'timeout' as const);
     }
 

@@ -192,3 +192,39 @@ t.test('one-shot (check): a run that waits on purpose has its deadline moved by 
   const r2 = await runnerFor([hang]).runOnce();
   t.same(r2.statuses.map((s) => s.status), ['timeout'], 'but a hang past the timeout and the announced wait still times out');
 });
+
+t.test("a run's waits on the runtime do not count against its timeout (the runtime has its own deadline and findings); a hang elsewhere still does, and so does a runtime wait past three runtime deadlines", async (t) => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const snapshotAfter = (ms: number) => async () => {
+    await sleep(ms);
+    return { takenAt: Date.now(), containers: [], runtimes: [] } as never;
+  };
+  const build = (collector: AnyCollector, snapshotMs: number, runtimeTimeoutMs: number) => {
+    const config = configSpec([collector]).check({ collectors: { [collector.name]: { interval: '1s', timeout: '300ms' } } }, '', []) as ReturnType<typeof loadConfig>;
+    config.node = 'n1';
+    (config as unknown as { runtime: { timeout: number } }).runtime = { timeout: runtimeTimeoutMs };
+    const env = envFor('/');
+    env.runtime = { snapshot: snapshotAfter(snapshotMs), ping: async () => [], settleMs: 2000 };
+    return new Runner({ collectors: [collector], config, env, log: quietLog });
+  };
+  let seen: unknown;
+  const asker = make('asker', async (ctx) => {
+    seen = ctx.runtime;
+    await ctx.runtime.snapshot();
+    await sleep(100);
+    return { kind: 'ok', observations: [], data: 1 };
+  });
+  const slow = build(asker, 700, 1000);
+  const r = await slow.runOnce();
+  t.same(r.statuses.map((s) => s.status), ['ok'], 'a 700 ms runtime wait and 100 ms of its own under a 300 ms timeout: ok');
+  const first = seen;
+  await slow.runOnce();
+  t.equal(seen, first, 'each run of a collector sees the same runtime object (the runtime collector keys its episodes by it)');
+  const hang = make('hang', async (ctx) => {
+    await ctx.runtime.snapshot();
+    await sleep(1500);
+    return { kind: 'ok', observations: [], data: 1 };
+  });
+  t.same((await build(hang, 100, 1000).runOnce()).statuses.map((s) => s.status), ['timeout'], 'a 1.5 s hang of its own after a quick runtime answer: timeout');
+  t.same((await build(asker, 1500, 100).runOnce()).statuses.map((s) => s.status), ['timeout'], 'a runtime wait longer than three runtime deadlines (3 x 100 ms) counts again: timeout');
+});

@@ -2,7 +2,7 @@
 // exec, runtimes and attributes. Commands and tests build it the same way.
 import type { AttrAccess, Exec, FillersAccess, HostAccess, NodeAccess, PodAccess, RuntimeAccess } from '../collectors/types.js';
 import { KmsgReader } from './host/kmsg.js';
-import { createAttrAccess, createTreeWalker } from './host/attrs.js';
+import { createAttrAccess, createTreeWalker, nativeStatfs } from './host/attrs.js';
 import type { TreeWalker } from '../collectors/common/fillers.js';
 import type { Config } from './config.js';
 import { exec } from './host/exec.js';
@@ -27,7 +27,8 @@ export interface Environment {
 }
 
 export function createEnvironment(config: Pick<Config, 'hostRoot' | 'runtime'>): Environment {
-  const host = createHostAccess({ root: config.hostRoot, exec });
+  const statfs = nativeStatfs();
+  const host = createHostAccess({ root: config.hostRoot, exec, ...(statfs ? { statfs } : {}) });
   const walker = createTreeWalker();
   return { host, exec, runtime: new Runtimes(host, config.runtime), attrs: createAttrAccess(), kmsg: new KmsgReader({ host }), ...(walker ? { walker } : {}) };
 }

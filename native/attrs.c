@@ -14,6 +14,7 @@
 #include <node_api.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <stdint.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -721,11 +722,137 @@ static napi_value du_tree(napi_env env, napi_callback_info info) {
   return queue_work(env, "nodewarden.duTree", du_execute, du_complete, d, &d->work, &d->deferred);
 }
 
+// statfs(2) of one path on a thread of its own, settling a promise: a statfs of a hung mount (a dead NFS
+// server, a frozen FUSE daemon) blocks in the kernel, and on libuv's pool it would hold one of its four
+// threads for good. Here only this thread waits; the caller keeps its own deadline and never asks the
+// same path again while one is outstanding (agent/host/access.ts). The thread is detached and the
+// thread-safe function unreferenced, so a stuck statfs never keeps the process from exiting.
+typedef struct {
+  char *path;
+  int err;
+  struct statfs st;
+  napi_threadsafe_function tsfn;
+  napi_deferred deferred;
+  napi_env env;
+  // Set by the environment's cleanup hook (the process is exiting): the thread must not touch the
+  // thread-safe function any more, whose mutex Node is about to destroy (touching it aborts the process).
+  pthread_mutex_t lock;
+  int closing;
+} statfs_job;
+
+static void statfs_env_closing(void *arg) {
+  statfs_job *j = arg;
+  pthread_mutex_lock(&j->lock);
+  j->closing = 1;
+  pthread_mutex_unlock(&j->lock);
+}
+
+static void statfs_settle(napi_env env, napi_value js_cb, void *context, void *data) {
+  statfs_job *j = data;
+  if (env != NULL) {
+    if (j->err != 0) {
+      napi_value code, message, error;
+      char msg[64];
+      snprintf(msg, sizeof msg, "statfs: %.50s", strerror(j->err));
+      napi_create_string_utf8(env, j->err == ENOENT ? "ENOENT" : j->err == ENOTDIR ? "ENOTDIR" : j->err == EACCES ? "EACCES" : "EIO", NAPI_AUTO_LENGTH, &code);
+      napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
+      napi_create_error(env, code, message, &error);
+      napi_set_named_property(env, error, "code", code);
+      napi_reject_deferred(env, j->deferred, error);
+    } else {
+      napi_value out, v;
+      napi_create_object(env, &out);
+      double bsize = j->st.f_frsize ? (double)j->st.f_frsize : (double)j->st.f_bsize;
+      const char *names[] = {"blockSize", "blocks", "blocksFree", "blocksAvailable", "inodes", "inodesFree"};
+      double vals[] = {bsize, (double)j->st.f_blocks, (double)j->st.f_bfree, (double)j->st.f_bavail, (double)j->st.f_files, (double)j->st.f_ffree};
+      for (int i = 0; i < 6; i++) {
+        napi_create_double(env, vals[i], &v);
+        napi_set_named_property(env, out, names[i], v);
+      }
+      napi_resolve_deferred(env, j->deferred, out);
+    }
+    napi_remove_env_cleanup_hook(env, statfs_env_closing, j);
+  }
+  pthread_mutex_destroy(&j->lock);
+  free(j->path);
+  free(j);
+}
+
+static void *statfs_thread(void *arg) {
+  statfs_job *j = arg;
+  j->err = statfs(j->path, &j->st) == 0 ? 0 : errno;
+  pthread_mutex_lock(&j->lock);
+  if (j->closing) {
+    // Exiting: nobody waits for the answer, and the job is this thread's to free.
+    pthread_mutex_unlock(&j->lock);
+    pthread_mutex_destroy(&j->lock);
+    free(j->path);
+    free(j);
+    return NULL;
+  }
+  napi_threadsafe_function tsfn = j->tsfn;
+  napi_call_threadsafe_function(tsfn, j, napi_tsfn_nonblocking);
+  napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+  pthread_mutex_unlock(&j->lock);
+  return NULL;
+}
+
+static napi_value statfs_async(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char buf[4096];
+  size_t got = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], buf, sizeof buf, &got) != napi_ok || got == 0 || got >= sizeof buf - 1) {
+    napi_throw_type_error(env, NULL, "statfs(path): a path shorter than 4095 bytes");
+    return NULL;
+  }
+  statfs_job *j = calloc(1, sizeof *j);
+  j->path = strdup(buf);
+  napi_value promise, label;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, "nodewarden.statfs", NAPI_AUTO_LENGTH, &label);
+  if (napi_create_threadsafe_function(env, NULL, NULL, label, 0, 1, NULL, NULL, NULL, statfs_settle, &j->tsfn) != napi_ok) {
+    free(j->path);
+    free(j);
+    napi_throw_error(env, NULL, "statfs: could not create its callback");
+    return NULL;
+  }
+  napi_unref_threadsafe_function(env, j->tsfn);
+  pthread_mutex_init(&j->lock, NULL);
+  j->env = env;
+  // Registered after the thread-safe function's own hook, so it runs before it (hooks run in reverse).
+  napi_add_env_cleanup_hook(env, statfs_env_closing, j);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  pthread_t tid;
+  int rc = pthread_create(&tid, &attr, statfs_thread, j);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    j->err = rc;
+    napi_release_threadsafe_function(j->tsfn, napi_tsfn_release);
+    napi_value code, message, error;
+    napi_create_string_utf8(env, "EAGAIN", NAPI_AUTO_LENGTH, &code);
+    napi_create_string_utf8(env, "statfs: no thread could be started", NAPI_AUTO_LENGTH, &message);
+    napi_create_error(env, code, message, &error);
+    napi_set_named_property(env, error, "code", code);
+    napi_reject_deferred(env, j->deferred, error);
+    napi_remove_env_cleanup_hook(env, statfs_env_closing, j);
+    pthread_mutex_destroy(&j->lock);
+    free(j->path);
+    free(j);
+  }
+  return promise;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"scanTree", NULL, scan_tree, NULL, NULL, NULL, napi_default, NULL},
       {"attrsOf", NULL, attrs_of, NULL, NULL, NULL, napi_default, NULL},
       {"duTree", NULL, du_tree, NULL, NULL, NULL, napi_default, NULL},
+      {"statfs", NULL, statfs_async, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -88,6 +88,11 @@ export function parseStatfsOutput(stdout: string): Map<string, FsStats> {
 export interface HostOptions {
   root: string;
   exec: Exec;
+  /**
+   * statfs(2) of one (agent-side) path off the JavaScript thread and off libuv's pool (agent/host/attrs.ts
+   * `nativeStatfs`); without it, statfs is asked of a `stat -f` child for all paths at once.
+   */
+  statfs?: (agentPath: string) => Promise<FsStats>;
 }
 
 export function createHostAccess(opts: HostOptions): HostAccess {
@@ -172,6 +177,31 @@ export function createHostAccess(opts: HostOptions): HostAccess {
         record(hp, single.stats.get(hostPath(hp)));
       };
 
+      const native = opts.statfs;
+      if (native) {
+        // One thread per path, each with the deadline: a hung path is known at once (no batch to
+        // split), and asked again only once its stuck statfs has returned.
+        await Promise.all(
+          hostPaths.map(async (hp) => {
+            const entry = unresponsive.get(hp);
+            if (entry?.stuckProbe) {
+              results.set(hp, { path: hp, ok: false, reason: 'timeout', error: `an earlier statfs has not returned (not answering since ${new Date(entry.since).toISOString()})` });
+              return;
+            }
+            const asked = native(hostPath(hp)).then(
+              (stats) => ({ stats }),
+              () => ({ stats: undefined }),
+            );
+            let timer: ReturnType<typeof setTimeout> | undefined;
+            const answer = await Promise.race([asked, new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)))]);
+            clearTimeout(timer);
+            if (answer === 'timeout') return markHung(hp, asked.then(() => undefined));
+            unresponsive.delete(hp);
+            record(hp, answer.stats);
+          }),
+        );
+        return hostPaths.map((hp) => results.get(hp) ?? { path: hp, ok: false as const, reason: 'error' as const, error: 'not asked' });
+      }
       const healthy = hostPaths.filter((hp) => !unresponsive.has(hp));
       const suspects = hostPaths.filter((hp) => unresponsive.has(hp));
       await Promise.all([

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { checkHostRoot, createHostAccess, parseStatfsOutput, readsInPlace } from '../../../agent/host/access.js';
 import { exec } from '../../../agent/host/exec.js';
+import { nativeStatfs } from '../../../agent/host/attrs.js';
 import type { Exec } from '../../../collectors/types.js';
 import { fillTo, hungFuseMount, makeLoopFs, requireLive } from '../../helpers/live.js';
 
@@ -128,6 +129,57 @@ t.test('live: a statfs that hangs times out alone; the other paths answer, then 
   rec.calls.length = 0;
   await host.statfs(paths, 5000);
   t.same(rec.calls, [paths], 'and back in the batch');
+});
+
+t.test('live: native statfs (a thread per path): the numbers stat -f shows; a hung mount times out alone and is not asked again while stuck', async (t) => {
+  if (!requireLive(t, { root: true, commands: ['mkfs.ext4', 'losetup'], paths: ['/dev/fuse'] })) return;
+  const statfs = nativeStatfs();
+  if (!statfs) {
+    t.fail('the native module is not built (npm ci builds it)');
+    return;
+  }
+  const a = makeLoopFs(16);
+  const hung = hungFuseMount();
+  t.teardown(() => {
+    hung.cleanup();
+    a.cleanup();
+  });
+  fillTo(a, 50);
+  let asked = 0;
+  const rec = recordingExec();
+  const host = createHostAccess({
+    root: '/',
+    exec: rec.exec,
+    statfs: (p) => {
+      asked++;
+      return statfs(p);
+    },
+  });
+  const ok = await host.statfs([a.mountPoint, '/nonexistent-nw'], 5000);
+  const df = spawnSync('stat', ['-f', '--printf=%S %b %a %c', a.mountPoint], { encoding: 'utf8' }).stdout.split(' ').map(Number);
+  const oa = ok[0];
+  t.same(oa?.ok ? [oa.stats.blockSize, oa.stats.blocks, oa.stats.blocksAvailable, oa.stats.inodes] : undefined, df, 'the numbers stat -f (and df) show');
+  t.match(ok[1], { ok: false, reason: 'error' }, 'a missing path is an error, not a hang');
+
+  const paths = [a.mountPoint, hung.mountPoint, '/'];
+  asked = 0;
+  const first = await host.statfs(paths, 1000);
+  t.same(first.map((o) => [o.path, o.ok]), [[a.mountPoint, true], [hung.mountPoint, false], ['/', true]], 'the hung mount does not stop the others');
+  t.match(first[1], { reason: 'timeout', error: /statfs did not answer within 1000 ms/ });
+  t.equal(asked, 3, 'each path asked once, on its own thread');
+  asked = 0;
+  const second = await host.statfs(paths, 1000);
+  t.same(second.map((o) => o.ok), [true, false, true]);
+  t.match(second[1], { reason: 'timeout', error: /an earlier statfs has not returned/ });
+  t.equal(asked, 2, 'the hung path is not asked again while its statfs is stuck (no pile-up of stuck threads)');
+  hung.abort();
+  let third = await host.statfs(paths, 5000);
+  for (let i = 0; i < 50 && third[1]?.ok === false && third[1].reason === 'timeout'; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    third = await host.statfs(paths, 5000);
+  }
+  t.match(third[1], { ok: false, reason: 'error' }, 'once its daemon is gone the stuck statfs returns, and the path answers (with an error)');
+  t.same(rec.calls, [], 'no stat -f child was started');
 });
 
 t.test('the kernel\'s own counters are read in place; what a stuck process, a mount or a disk can hold keeps the thread pool', async (t) => {

@@ -46,6 +46,8 @@ interface Slot {
   startedAt?: number;
   timer?: NodeJS.Timeout;
   lastData?: unknown;
+  /** What a no-data run kept for the next one (not reported as data). */
+  carry?: unknown;
   lastStatus?: CollectorStatus;
   /** Someone asked for a run at once while one was in flight: it yields early and runs again. */
   rerun?: boolean;
@@ -204,7 +206,7 @@ export class Runner extends EventEmitter {
         now: this.now,
         log,
         signal: controller.signal,
-        previous: slot.lastData,
+        previous: slot.lastData ?? slot.carry,
         rerunRequested: () => slot.rerun === true,
         triggered: slot.triggered === true,
         ...(this.opts.env.pods ? { pods: this.opts.env.pods } : {}),
@@ -267,6 +269,7 @@ export class Runner extends EventEmitter {
     const result = outcome.r;
     if (result.kind === 'no-data') {
       log.debug({ reason: result.reason }, 'collector does not apply here');
+      slot.carry = result.carry;
       return finish('no-data', [], [], result.reason);
     }
     if (result.kind === 'unavailable') {
@@ -275,6 +278,7 @@ export class Runner extends EventEmitter {
       return finish('unavailable', undefined, [], result.reason);
     }
     slot.lastData = result.data;
+    slot.carry = undefined;
     return finish('ok', result.observations, []);
   }
 

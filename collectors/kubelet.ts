@@ -27,6 +27,12 @@ export interface KubeletData {
   status?: number;
   body?: string;
   kubeletPid?: number;
+  /**
+   * No kubelet found: the pids whose comm was read then, and when. The next search reads only new pids
+   * (a process does not become kubelet by exec under an old pid in practice: kubelet is started anew),
+   * and reads them all again every KUBELET_RESCAN_MS.
+   */
+  notKubelet?: { pids: number[]; at: number };
   /** When the runtime was first seen not answering, by runtime name (ms since epoch). */
   runtimeStuckSince?: Record<string, number>;
   /**
@@ -146,13 +152,23 @@ export function evaluateKubelet(d: KubeletData, states: readonly RuntimeState[],
   return out;
 }
 
-/** The pid of a process named kubelet, or undefined. */
-async function findKubelet(host: HostAccess): Promise<number | undefined> {
-  for (const pid of await host.pids()) {
+/** How often a node without kubelet has every process's comm read again (in between, only new pids). */
+export const KUBELET_RESCAN_MS = 5 * 60_000;
+
+/**
+ * The pid of a process named kubelet, or undefined with the pids looked at. On a node with no kubelet
+ * (nothing answers its healthz) this ran every 15 s over every process, a fifth of the agent's reads
+ * of /proc under churn; now over the pids that are new since the last search.
+ */
+async function findKubelet(host: HostAccess, before: KubeletData['notKubelet'], now: number): Promise<{ pid?: number; notKubelet?: { pids: number[]; at: number } }> {
+  const pids = await host.pids();
+  const known = before && now - before.at < KUBELET_RESCAN_MS ? new Set(before.pids) : undefined;
+  for (const pid of pids) {
+    if (known?.has(pid)) continue;
     const comm = await host.readText(host.procPath(pid, 'comm'));
-    if (comm?.trim() === 'kubelet') return pid;
+    if (comm?.trim() === 'kubelet') return { pid };
   }
-  return undefined;
+  return { notKubelet: { pids, at: known ? before!.at : now } };
 }
 
 export const kubelet: Collector<KubeletConfig, KubeletData> = {
@@ -179,8 +195,8 @@ export const kubelet: Collector<KubeletConfig, KubeletData> = {
       const failure = err instanceof HttpRequestError ? err.failure : undefined;
       if (failure === 'timeout') data.healthz = 'hung';
       else {
-        const pid = await findKubelet(ctx.host);
-        if (pid === undefined) return { kind: 'no-data', reason: `no kubelet on this node (nothing answers ${config.healthzUrl} and no process is named kubelet)` };
+        const { pid, notKubelet } = await findKubelet(ctx.host, ctx.previous?.notKubelet, ctx.now());
+        if (pid === undefined) return { kind: 'no-data', reason: `no kubelet on this node (nothing answers ${config.healthzUrl} and no process is named kubelet)`, ...(notKubelet ? { carry: { healthz: 'absent', notKubelet } } : {}) };
         data.kubeletPid = pid;
         data.healthz = 'not-listening';
       }

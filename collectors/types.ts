@@ -160,6 +160,8 @@ export interface RuntimeAccess {
   imageLayers?(): Promise<Map<string, string> | undefined>;
   /** Asks each runtime whether it answers (the probe: the one call allowed to wait on a frozen runtime). Never throws. */
   ping(): Promise<RuntimeState[]>;
+  /** The newest view any reader has finished, without asking anyone (undefined before the first). */
+  latest?(): RuntimeSnapshot | undefined;
   /**
    * How long a suspicion about runtime state waits before it is read again and confirmed: longer than
    * the window in which a starting or exiting container looks inconsistent across docker, containerd
@@ -297,7 +299,7 @@ export const PERMISSION_DENIED = 'permission denied (nodewarden needs root on a 
 export type CollectResult<TData> =
   | { kind: 'ok'; observations: Observation[]; data: TData }
   /** The check does not apply on this node (no sockstat6, no docker socket): not an error. */
-  | { kind: 'no-data'; reason: string }
+  | { kind: 'no-data'; reason: string; /** Handed to the next run as `previous` (never reported as data): what a search already ruled out. */ carry?: TData }
   /**
    * Something it depends on does not answer (a frozen runtime, reported by its own check): the
    * collector's earlier findings stand, because not knowing is not healthy.

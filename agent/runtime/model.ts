@@ -164,7 +164,16 @@ export class Runtimes implements RuntimeAccess {
     if (this.cached && now - this.cached.at < this.maxAgeMs && (opts.since === undefined || this.cached.at >= opts.since)) return this.cached.value;
     const value = this.take(opts.since !== undefined);
     this.cached = { at: now, value };
+    void value.then((snap) => {
+      if (!this.newest || snap.takenAt >= this.newest.takenAt) this.newest = snap;
+    });
     return value;
+  }
+
+  private newest: RuntimeSnapshot | undefined;
+
+  latest(): RuntimeSnapshot | undefined {
+    return this.newest;
   }
 
   /**

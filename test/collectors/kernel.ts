@@ -260,3 +260,45 @@ t.test('cgroup v2, systemd driver (a host tree laid out as a v2 node has it): li
   const third = await run(second.data);
   t.equal(third.observations.find((o) => o.check === 'kernel.oom')?.evidence['count'], 2, 'a counter that stays put adds nothing');
 });
+
+t.test('who the containers are: asked of the runtime every 30 s at most, and at once on an OOM line; in between, any newer view another collector read is used without asking', async (t) => {
+  const root = 'test/fixtures/host/debian12-vm';
+  const container = (id: string, name: string) => ({ id, name, manager: 'docker', image: 'app', labels: {}, storage: {}, workload: { containerId: id, containerName: name }, docker: { running: true, pid: 0 } });
+  let asked = 0;
+  let newest: { runtimes: never[]; containers: unknown[]; takenAt: number } | undefined;
+  let clock = NOW;
+  const runtime = {
+    settleMs: 0,
+    ping: async () => [],
+    snapshot: async () => {
+      asked++;
+      return { runtimes: [], containers: [container(ID, 'own-read')], takenAt: clock };
+    },
+    latest: () => newest,
+  };
+  let batch: KmsgRecord[] = [];
+  const kmsg = { read: async () => ({ status: 'ok' as const, records: batch, lost: 0, overflows: 0 }), health: () => ({ ok: true, totals: {} }) };
+  const run = async (previous: unknown) => {
+    const r = await kernel.collect({ ...contextFor(kernel, root, { previous }), runtime, kmsg, now: () => clock } as never);
+    if (r.kind !== 'ok') throw new Error(r.kind);
+    return r.data as KernelData;
+  };
+  let data = await run(undefined);
+  t.equal(asked, 1, 'the first run asks');
+  clock += 1000;
+  const other = 'b'.repeat(64);
+  newest = { runtimes: [], containers: [container(other, 'borrowed')], takenAt: clock - 100 };
+  data = await run(data);
+  t.equal(asked, 1, 'a second later: not asked again');
+  t.ok(data.identities.some(([id, who]) => id === other && who.name === 'borrowed'), "another collector's newer view names its containers");
+  clock += 20_000;
+  data = await run(data);
+  t.equal(asked, 1, '21 s after the first read: still not asked');
+  clock += 10_000;
+  data = await run(data);
+  t.equal(asked, 2, '31 s after it: asked');
+  clock += 1000;
+  batch = recs([`oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=docker-${ID}.scope,mems_allowed=0,oom_memcg=/docker/${ID},task_memcg=/docker/${ID},task=java,pid=48213,uid=0`], 0, clock);
+  data = await run(data);
+  t.equal(asked, 3, 'an OOM line: asked at once, to name its container');
+});

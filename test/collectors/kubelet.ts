@@ -117,6 +117,39 @@ t.test('against a kubelet healthz over HTTP: 200 is quiet; 500 with a PLEG failu
   t.match(r4.kind === 'no-data' ? r4.reason : '', /no kubelet on this node/);
 });
 
+t.test('no kubelet: the next search reads only the pids that are new since the last one, and finds a kubelet that starts later', async (t) => {
+  const { cpSync, mkdirSync, writeFileSync, rmSync } = await import('node:fs');
+  const root = mkdtempSync(path.join(os.tmpdir(), 'nw-kubelet-scan-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  cpSync('test/fixtures/host/debian12-vm', root, { recursive: true });
+  const env = envFor(root);
+  const reads: string[] = [];
+  const readText = env.host.readText.bind(env.host);
+  env.host.readText = (p: string) => {
+    if (p.endsWith('/comm')) reads.push(p);
+    return readText(p);
+  };
+  const gone = await fakeHealthz((res) => res.end('ok'));
+  await gone.close();
+  const ctx = (previous?: unknown) => contextFor(kubelet, root, { env, previous, sets: [`collectors.kubelet.healthzUrl=${gone.url}`] });
+  const first = await kubelet.collect(ctx());
+  t.equal(first.kind, 'no-data');
+  const carried = first.kind === 'no-data' ? first.carry : undefined;
+  t.ok(reads.length >= 2, `the first search reads every process's comm (${reads.length})`);
+  reads.length = 0;
+  const second = await kubelet.collect(ctx(carried));
+  t.equal(second.kind, 'no-data');
+  t.same(reads, [], 'the next one reads none: no process is new');
+  mkdirSync(path.join(root, 'proc', '777'));
+  writeFileSync(path.join(root, 'proc', '777', 'comm'), 'kubelet\n');
+  reads.length = 0;
+  const third = await kubelet.collect(ctx(second.kind === 'no-data' ? second.carry : undefined));
+  // (Once kubelet is found, the runtime model reads the process table for its own reasons: not counted.)
+  t.same(reads.map((r) => path.basename(path.dirname(r)))[0], '777', 'the search read only the new pid before it found kubelet');
+  t.equal(third.kind, 'ok', 'a kubelet that started since is found (its healthz is not listening)');
+  t.equal(third.kind === 'ok' ? third.data.kubeletPid : undefined, 777);
+});
+
 t.test('live: dockerd frozen on a node where kubelet runs (a process named kubelet): kubelet.pleg names docker and counts down, before any NotReady', async (t) => {
   if (!requireRuntime(t)) return;
   const pid = ourDaemonPid('dockerd');

@@ -30,15 +30,17 @@ export const UNRESPONSIVE_HOLD_MS = 15_000;
 export const RUNNING_INSPECT_MAX_AGE_MS = 30_000;
 /** How long a namespace's container list is kept at most before it is listed whole again. */
 export const CONTAINERD_LIST_MAX_AGE_MS = 60_000;
+/** A runtime that answered this recently is not probed again before a snapshot's reads (they tell). */
+export const PROBE_REUSE_MS = 10_000;
 /** New containers asked one by one per snapshot at most; past it the whole list is cheaper. */
 const CONTAINERD_GETS_MAX = 16;
 
-const errCode = (err: unknown) => (err as { code?: string }).code;
+const errCode = (err: unknown) => (err as { code?: string } | undefined)?.code;
 const errText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /** Connection refused, or the socket file vanished between our look and the connect. */
 export function connectFailure(err: unknown): 'refused' | 'socket-gone' | undefined {
-  const causes: unknown[] = [err, (err as { cause?: unknown }).cause];
+  const causes: unknown[] = [err, (err as { cause?: unknown } | undefined)?.cause];
   for (const c of causes) {
     const code = errCode(c);
     if (code === 'ECONNREFUSED') return 'refused';
@@ -110,7 +112,7 @@ export class Runtimes implements RuntimeAccess {
       this.unresponsive.set(name, { at: this.now(), state });
       return state;
     }
-    if (/\bE(ACCES|PERM)\b/.test(`${errCode(err) ?? ''} ${errCode((err as { cause?: unknown }).cause) ?? ''} ${errText(err)}`)) {
+    if (/\bE(ACCES|PERM)\b/.test(`${errCode(err) ?? ''} ${errCode((err as { cause?: unknown } | undefined)?.cause) ?? ''} ${errText(err)}`)) {
       return { name, socket, status: 'forbidden', error: `permission denied on ${socket}`, latencyMs };
     }
     const how = connectFailure(err);
@@ -131,7 +133,9 @@ export class Runtimes implements RuntimeAccess {
       const version = await call();
       this.answered.add(name);
       this.unresponsive.delete(name);
-      return { name, socket, status: 'ok', version, latencyMs: this.now() - started };
+      const state: RuntimeState = { name, socket, status: 'ok', version, latencyMs: this.now() - started };
+      this.answeredAt.set(name, { at: this.now(), state });
+      return state;
     } catch (err) {
       return this.failed(name, err, this.now() - started);
     }
@@ -146,12 +150,22 @@ export class Runtimes implements RuntimeAccess {
     return p;
   }
 
-  /** For everyone but the probe: a runtime that timed out recently is unresponsive without asking it. */
-  private stateForRead(name: RuntimeName): Promise<RuntimeState> {
+  /** The last time each runtime answered (a probe, or all of a snapshot's calls), with the probe's state then. */
+  private readonly answeredAt = new Map<RuntimeName, { at: number; state: RuntimeState }>();
+
+  /**
+   * For everyone but the probe: a runtime that timed out recently is unresponsive without asking it; one
+   * that answered within PROBE_REUSE_MS is taken as up without a probe of its own (the snapshot's own
+   * calls then tell: a refused or timed-out list marks it so). Every snapshot began with a ping and a
+   * version call, a fifth of the runtime calls under churn.
+   */
+  private async stateForRead(name: RuntimeName): Promise<RuntimeState> {
     const held = this.unresponsive.get(name);
     if (held && this.now() - held.at < UNRESPONSIVE_HOLD_MS) {
-      return Promise.resolve({ ...held.state, error: `${held.state.error ?? 'no answer'} (at ${new Date(held.at).toISOString()}; not asked again until it answers the runtime probe)` });
+      return { ...held.state, error: `${held.state.error ?? 'no answer'} (at ${new Date(held.at).toISOString()}; not asked again until it answers the runtime probe)` };
     }
+    const recent = this.answeredAt.get(name);
+    if (recent && this.now() - recent.at < PROBE_REUSE_MS && (await this.host.exists(this.host.hostPath(this.socketOf(name))))) return { ...recent.state };
     return this.probe(name);
   }
 
@@ -269,6 +283,10 @@ export class Runtimes implements RuntimeAccess {
     };
     const [containerd, docker] = await Promise.all([settle('containerd', askContainerd), settle('docker', askDocker)]);
     const runtimes = [dockerState, containerdState];
+    for (const st of runtimes) {
+      const recent = this.answeredAt.get(st.name);
+      if (st.status === 'ok' && recent) recent.at = this.now();
+    }
 
     // Snapshot mounts of containerd's own containers: what is left of the budget, then they wait for
     // the next snapshot (uncached: an unknown dir is only less attribution, never a finding).

@@ -142,6 +142,36 @@ t.test('live: containerd\'s container list is kept between snapshots: new contai
   t.equal(calls.list, 3, 'after a gap the namespace is listed whole');
 });
 
+t.test('live: a runtime that answered within 10 s is not probed again before a snapshot; one that refuses is down at once (its list says so; an error without a cause no longer breaks the snapshot)', async (t) => {
+  if (!requireRuntime(t)) return;
+  const env = envFor('/');
+  const rt = env.runtime as import('../../../agent/runtime/model.js').Runtimes;
+  const probes = { docker: 0, containerd: 0 };
+  const ping = rt.docker.ping.bind(rt.docker);
+  const version = rt.containerd.version.bind(rt.containerd);
+  rt.docker.ping = () => (probes.docker++, ping());
+  rt.containerd.version = () => (probes.containerd++, version());
+  const first = await rt.snapshot();
+  t.same(first.runtimes.map((r) => r.status), ['ok', 'ok']);
+  t.same(probes, { docker: 1, containerd: 1 }, 'the first snapshot probes each runtime');
+  for (let i = 0; i < 3; i++) {
+    rt.invalidate();
+    const again = await rt.snapshot();
+    t.same(again.runtimes.map((r) => [r.status, r.version]), first.runtimes.map((r) => [r.status, r.version]), 'up, with the version it gave');
+  }
+  t.same(probes, { docker: 1, containerd: 1 }, 'three more snapshots: no probe (their own calls answered)');
+  await rt.ping();
+  t.same(probes, { docker: 2, containerd: 2 }, 'the runtime probe itself always asks');
+  // A runtime whose socket refuses: the snapshot's own calls say so, without a probe.
+  rt.docker.ping = () => Promise.reject(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
+  const containers = rt.docker.containers.bind(rt.docker);
+  rt.docker.containers = () => Promise.reject(Object.assign(new Error('connect ECONNREFUSED /var/run/docker.sock'), { code: 'ECONNREFUSED' }));
+  rt.invalidate();
+  const down = await rt.snapshot();
+  t.equal(down.runtimes.find((r) => r.name === 'docker')?.status, 'down', 'a refused list is docker down, at once');
+  rt.docker.containers = containers;
+});
+
 t.test('one container docker cannot inspect: the snapshot\'s timeout names the call still out (what kubelet\'s PLEG waits on too)', async (t) => {
   // dockerd's Engine API on a unix socket, as a stand-in: a real dockerd cannot be made to hang on one inspect.
   const http = await import('node:http');

@@ -99,12 +99,9 @@ t.test('live: under churn on docker and in k8s.io, no runc init or shim of a con
   const before = new Set((await orphansOf(env)).map((o) => o.subject));
   const churn = startChurn({ docker: DOCKER, image: TEST_IMAGE, criImage, prefix: 'nw-orph' });
   t.teardown(() => churn.stop());
-  // Each look with a suspect waits out its confirmation (8 s): at least three looks, and 12 s of churn
-  // (was 20 s: three looks already span more than 12 s whenever churn makes a suspect, and a look without
-  // one is a look at a node where nothing was being created; the soak bench, `npm run bench -- soak`,
-  // churns for minutes).
-  const end = Date.now() + 12_000;
+  const end = Date.now() + 20_000;
   let runs = 0;
+  // Each look with a suspect waits out its confirmation (8 s): at least three looks, and 20 s of churn.
   while (Date.now() < end || runs < 3) {
     for (const o of await orphansOf(env)) if (!before.has(o.subject)) t.fail(`orphan under churn: ${o.message}`);
     runs += 1;

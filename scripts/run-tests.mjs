@@ -4,13 +4,18 @@
 // runs as plain JavaScript under node: no TypeScript loader per file (tap's costs ~2 s a file here).
 //
 // Two groups, run side by side:
-// - live files, which use the real machine (docker, containerd, loop devices, mounts, kernel state),
-//   run one at a time. A test file is live when it has a line starting with `// @live`.
+// - live files, which use the real machine (docker, containerd, loop devices, mounts, kernel state).
+//   A test file is live when it has a line starting with `// @live`.
 //   Every file that imports test/helpers/live.ts or test/helpers/runtime.ts must say so: a file that does
 //   not is run with the live ones and counted as a failure (test/scripts/run-tests.ts holds that rule).
-//   A live file whose line is `// @live quiet` asserts something about the whole machine being calm
-//   (no finding on a busy node, pressure and load, timeouts at 2 s intervals): it waits until the unit
-//   files are done, so their CPU is not counted as the node's.
+//   Three kinds, run in this order:
+//   - `// @live`: exclusive, one at a time, never beside another live file (beside the unit files).
+//   - `// @live shared`: a file that neither restarts, freezes nor reconfigures the daemons, nor asserts
+//     anything about the whole node, and does not take another shared file's containers, images or mounts
+//     for its own: two at a time once the unit files are done (one beside the unit files before that).
+//   - `// @live quiet`: asserts something about the whole machine being calm (no finding on a busy node,
+//     pressure and load, timeouts at 2 s intervals): alone, after the unit files and every other live
+//     file, so no one else's CPU is counted as the node's.
 // - unit files run in parallel on the remaining lanes (--jobs, default 2: one lane beside the live file
 //   while live files run; all lanes when there are none).
 // Live files spend most of their time waiting for the runtime, so the unit files' CPU costs them little;
@@ -28,6 +33,7 @@ import path from 'node:path';
 
 const LIVE_MARKER = /^\/\/ @live\b/m;
 const QUIET_MARKER = /^\/\/ @live quiet\b/m;
+const SHARED_MARKER = /^\/\/ @live shared\b/m;
 const USES_LIVE_HELPERS = /(?:^import\s[^;]*?from\s+|\bimport\(\s*)['"](?:\.\.?\/)+helpers\/(?:live|runtime)\.js['"]/m;
 
 /** Every test source under root/test, relative to root, sorted (fixtures and helpers are not tests). */
@@ -52,12 +58,14 @@ export function classify(root, files = testFiles(root)) {
   const unit = [];
   const live = [];
   const quiet = [];
+  const shared = [];
   const unmarked = [];
   for (const file of files) {
     const text = readFileSync(path.join(root, file), 'utf8');
     if (LIVE_MARKER.test(text)) {
       live.push(file);
       if (QUIET_MARKER.test(text)) quiet.push(file);
+      else if (SHARED_MARKER.test(text)) shared.push(file);
     } else if (USES_LIVE_HELPERS.test(text)) {
       unmarked.push(file);
       live.push(file);
@@ -65,7 +73,7 @@ export function classify(root, files = testFiles(root)) {
       unit.push(file);
     }
   }
-  return { unit, live, quiet, unmarked };
+  return { unit, live, quiet, shared, unmarked };
 }
 
 function parseArgs(argv) {
@@ -131,14 +139,15 @@ function runFile(root, file, timeoutS) {
   });
 }
 
-async function runGroup(name, root, files, jobs, timeoutS, verbose, counter, before = () => Promise.resolve()) {
-  const sum = { total: 0, pass: 0, fail: 0, todo: 0, skip: 0 };
-  if (files.length === 0) return sum;
-  console.log(`# ${name}: ${files.length} files, ${jobs} at a time`);
+/**
+ * Runs files from one queue on lanes, adding their counts to sum: each lane waits for its gate, then
+ * takes the next file until none is left (a lane whose gate opens late may find nothing to do).
+ */
+async function runLanes(root, files, gates, timeoutS, verbose, counter, sum) {
   const queue = [...files];
-  const worker = async () => {
+  const worker = async (gate) => {
+    await gate;
     for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
-      await before(file);
       const r = await runFile(root, file, timeoutS);
       for (const k of Object.keys(sum)) sum[k] += r.counts[k];
       const n = ++counter.n;
@@ -147,9 +156,10 @@ async function runGroup(name, root, files, jobs, timeoutS, verbose, counter, bef
       console.log(`${r.ok ? 'ok' : 'not ok'} ${n} - ${file} # ${detail}${r.why ? `, ${r.why}` : ''}, ${(r.ms / 1000).toFixed(1)} s`);
     }
   };
-  await Promise.all(Array.from({ length: Math.min(jobs, files.length) }, worker));
-  return sum;
+  await Promise.all(gates.slice(0, files.length).map(worker));
 }
+
+const zero = () => ({ total: 0, pass: 0, fail: 0, todo: 0, skip: 0 });
 
 /** tap's own summary format, which .ci/run reads (one line per group, summed). */
 function summaryLine(s) {
@@ -184,17 +194,34 @@ async function main() {
   for (const f of groups.unmarked) {
     console.log(`not ok ${++counter.n} - ${f} imports test/helpers/live.ts or runtime.ts but has no "// @live" line: it runs with the live files`);
   }
-  // Quiet live files last, so that the others overlap the unit files.
   const quiet = new Set(groups.quiet);
-  const liveOrder = [...groups.live.filter((f) => !quiet.has(f)), ...groups.live.filter((f) => quiet.has(f))];
+  const shared = new Set(groups.shared);
+  const exclusive = groups.live.filter((f) => !quiet.has(f) && !shared.has(f));
   const unitJobs = groups.live.length ? Math.max(1, opts.jobs - 1) : opts.jobs;
-  const unitDone = runGroup('unit', opts.root, groups.unit, unitJobs, timeoutS, opts.verbose, counter).then((unit) => {
+  const unitDone = (async () => {
+    const unit = zero();
+    if (groups.unit.length) {
+      console.log(`# unit: ${groups.unit.length} files, ${unitJobs} at a time`);
+      await runLanes(opts.root, groups.unit, Array.from({ length: unitJobs }, () => Promise.resolve()), timeoutS, opts.verbose, counter, unit);
+    }
     unit.fail += groups.unmarked.length;
     unit.total += groups.unmarked.length;
     console.log(summaryLine(unit));
     return unit;
-  });
-  const livePromise = runGroup('live (one at a time)', opts.root, liveOrder, 1, timeoutS, opts.verbose, counter, (file) => (quiet.has(file) ? unitDone : Promise.resolve()));
+  })();
+  const livePromise = (async () => {
+    const live = zero();
+    if (!groups.live.length) return live;
+    console.log(`# live: ${exclusive.length} one at a time, then ${shared.size} shared (two at a time once the unit files are done), then ${quiet.size} quiet (alone, after the unit files)`);
+    // Exclusive first, beside the unit files: one live lane.
+    await runLanes(opts.root, exclusive, [Promise.resolve()], timeoutS, opts.verbose, counter, live);
+    // Shared: the second live lane opens when the unit files are done.
+    await runLanes(opts.root, groups.shared, [Promise.resolve(), unitDone], timeoutS, opts.verbose, counter, live);
+    // Quiet: alone.
+    await unitDone;
+    await runLanes(opts.root, groups.quiet, [Promise.resolve()], timeoutS, opts.verbose, counter, live);
+    return live;
+  })();
   const [unit, live] = await Promise.all([unitDone, livePromise]);
   if (groups.live.length) console.log(summaryLine(live));
   console.log(`1..${counter.n}`);

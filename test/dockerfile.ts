@@ -1,7 +1,7 @@
 // The Dockerfile, built on this machine's dockerd. Docker Hub cannot be reached here, so the node:20-slim
 // base is a stand-in made offline (scripts/make-node-standin.sh: Debian's packages and this machine's
 // Node), passed as NODE_IMAGE. The image then runs `check` against this machine's root at /host.
-// @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
+// @live shared: builds and runs its own image (no prune label, so web's prune leaves it alone) and asserts only the root filesystem's row and that sockets have holders, not the whole node: it may run beside another shared file
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { DOCKER, dockerTry, requireRuntime } from './helpers/runtime.js';

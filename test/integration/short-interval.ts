@@ -53,8 +53,12 @@ t.test('live: a 2 s-interval agent on a busy node reports drift, a ghost task, a
   const t0 = Date.now();
   const mark = (what: string) => t.comment(`${what} at +${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
-  // 1. Churn alone for 20 s: quiet.
-  await new Promise((r) => setTimeout(r, 20_000));
+  // 1. Churn alone for 12 s: quiet. Six runs of each collector at 2 s, and a suspect of the first run is
+  // confirmed or dismissed within 8 s (2 s settle, then 6 s more): the window holds whole confirmations.
+  // It was 20 s; the churn goes on through steps 2 to 5 (about a minute more), where the timeout
+  // assertion below still covers every run. The long version is `npm run bench -- soak --interval 2s`
+  // (minutes of churn at these intervals, false transitions counted).
+  await new Promise((r) => setTimeout(r, 12_000));
   const noise = fired.filter((f) => f.finding.check !== 'mount.holder' || heldByContainers(f.finding.evidence));
   t.same(noise.map((f) => `${f.finding.check} ${f.finding.message.slice(0, 140)}`), [], 'nothing fires while containers churn at 2 s intervals');
   mark('churn quiet');

@@ -1,4 +1,4 @@
-// @live: drives headless Chromium (Debian's chromium, no browser download) against a real aggregator on loopback; the prune case uses a real agent and dockerd
+// @live shared: drives headless Chromium (Debian's chromium, no browser download) against a real aggregator on loopback; the prune case uses a real agent and dockerd, pruning only its own labelled image (no other shared file makes one): it may run beside another shared file
 // The web view in a real browser: log in with a tail token, a node's cell turns red when its agent
 // sends a critical finding and back when it resolves, the table filters, a node page shows a remedy
 // that copies, a hostile finding renders as text while the CSP blocks inline script (violations are

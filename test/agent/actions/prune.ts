@@ -75,10 +75,16 @@ t.test('live: prune through the Docker Engine API and containerd: only the old u
   // The used image: a stopped docker container, and a containerd container without a task.
   t.equal(dockerTry('create', '--network', 'none', '--name', 'nwprune-c', 'nwprune/used:1', '/id.txt').code, 0);
   t.equal(ctrTry('-n', 'k8s.io', 'containers', 'create', 'docker.io/nwprune/used:1', 'nwprune-c', '/id.txt').code, 0);
-  // Old images are over 6 s old at the prune, the new one has 4 s of slack (2 s was too little on a loaded CI machine).
+  // The old images are made 6 s before the new one, and --until falls halfway between them at each
+  // prune (untilMs taken again right before it): 3 s on either side however long the dry run took.
+  // A fixed --until of 4 s after the new image failed once here under a loaded full run (the dry run and
+  // the copy into containerd took more than 4 s, so the new image was old enough to go).
+  const oldMadeBy = Date.now();
   await new Promise((r) => setTimeout(r, 6000));
+  const newMadeAt = Date.now();
   ids['nwprune/new:1'] = makeLabelledImage('nwprune/new:1');
   copyToContainerd('nwprune/new:1');
+  const cutoff = (oldMadeBy + newMadeAt) / 2;
 
   const env = envFor('/');
   // The node's configured sandbox image, read from a containerd config.toml as the agent reads it.
@@ -87,9 +93,9 @@ t.test('live: prune through the Docker Engine API and containerd: only the old u
   mkdirSync(path.join(root, 'etc/containerd'), { recursive: true });
   writeFileSync(path.join(root, 'etc/containerd/config.toml'), '[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "docker.io/nwprune/infra-sandbox:1"\n');
   const configured = await configuredSandboxes(createHostAccess({ root, exec }));
-  const opts = { untilMs: 4000, sandboxImages: [], configuredSandboxes: configured, containerdNamespaces: ['k8s.io'], label: 'nodewarden-test=prune' };
+  const opts = { untilMs: 0, sandboxImages: [], configuredSandboxes: configured, containerdNamespaces: ['k8s.io'], label: 'nodewarden-test=prune' };
   const all: PruneProgress[] = [];
-  const dryResult = await prune(env.runtime as Runtimes, { ...opts, dryRun: true }, (p) => all.push(p));
+  const dryResult = await prune(env.runtime as Runtimes, { ...opts, untilMs: Date.now() - cutoff, dryRun: true }, (p) => all.push(p));
   const dry = all.filter((p) => p.state !== 'kept');
   const kept = new Map(all.filter((p) => p.state === 'kept').map((p) => [p.image, p.reason]));
   for (const [image, reason] of [
@@ -115,7 +121,7 @@ t.test('live: prune through the Docker Engine API and containerd: only the old u
   t.match(ctrTry('-n', 'k8s.io', 'images', 'ls', '-q').stdout, /nwprune\/old:1/);
 
   const real: PruneProgress[] = [];
-  const result = await prune(env.runtime as Runtimes, { ...opts, dryRun: false }, (p) => p.state !== 'kept' && real.push(p));
+  const result = await prune(env.runtime as Runtimes, { ...opts, untilMs: Date.now() - cutoff, dryRun: false }, (p) => p.state !== 'kept' && real.push(p));
   t.same(real.map((p) => [p.image, p.state]).sort(), expected('removed'));
   t.equal(result.ok, true, result.errors.join('; '));
   t.equal(result.removed, 3);

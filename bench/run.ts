@@ -1,5 +1,8 @@
 // `npm run bench [-- NAME...]`: runs the side-by-side benchmarks and prints their ratios.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { benchAggregator, benchHostile } from './aggregator.js';
+import { benchChurnCost } from './churn-cost.js';
 import { benchDu } from './du.js';
 import { benchFootprint } from './footprint.js';
 import { benchHostileNet } from './hostile-net.js';
@@ -23,10 +26,12 @@ const BENCHES: Record<string, () => Promise<string>> = {
   kmsg: () => benchKmsg(),
   web: () => benchWeb(options.duration === undefined ? {} : { seconds: options.duration }),
   du: () => benchDu(),
+  'churn-cost': () => benchChurnCost({ ...(options.duration === undefined ? {} : { seconds: options.duration }), ...(options.base === undefined ? {} : { base: options.base }) }),
 };
 
-// Options: --duration 10m (or seconds) for soak and web (its steady state; default 60 s); --interval 2s: soak with runtime, drift and mounts every 2 s.
-const options: { duration?: number; interval?: string } = {};
+// Options: --duration 10m (or seconds) for soak, web (its steady state; default 60 s) and churn-cost (default 120 s); --interval 2s: soak with runtime, drift and mounts every 2 s;
+// --base DIR: churn-cost runs that checkout's build (built: dist/) side by side with this one.
+const options: { duration?: number; interval?: string; base?: string } = {};
 const args = process.argv.slice(2);
 const wanted: string[] = [];
 for (let i = 0; i < args.length; i++) {
@@ -45,6 +50,13 @@ for (let i = 0; i < args.length; i++) {
       process.exit(2);
     }
     options.interval = v;
+  } else if (args[i] === '--base') {
+    const v = args[++i] ?? '';
+    if (!existsSync(path.join(v, 'dist', 'cli', 'main.js'))) {
+      process.stderr.write(`bench: --base wants a built checkout (DIR/dist/cli/main.js), not ${v || 'nothing'}\n`);
+      process.exit(2);
+    }
+    options.base = v;
   } else wanted.push(args[i]!);
 }
 const unknown = wanted.filter((w) => !(w in BENCHES));

@@ -1,0 +1,63 @@
+// Bench: the agent's own cost on a busy node, as its own process (as the DaemonSet runs it, with
+// NODE_OPTIONS=--max-semi-space-size=2) under the soak's churn (4 docker loops of `run --rm`, 2 CRI-labelled
+// `ctr -n k8s.io run --rm` loops, a crash-looper). CPU of every thread of the process (and its children)
+// from /proc over the window, after 15 s of warm-up, and peak RSS (VmHWM). With `--base DIR` (a checkout
+// of another revision, built), that build runs side by side under the same churn in the same window:
+// on a shared machine only such side-by-side figures compare.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { startChurn } from './churn.js';
+import { copyToContainerd, DOCKER, TEST_IMAGE, dockerTry } from './runtime-faults.js';
+import { ROOT } from './util.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Clock ticks of the process: its threads (utime + stime) and its reaped children. */
+function ticks(pid: number): number {
+  let threads = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      threads += Number(f[11]) + Number(f[12]);
+    } catch {
+      // the thread ended
+    }
+  }
+  const st = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+  return Math.max(threads, Number(f[11]) + Number(f[12])) + Number(f[13]) + Number(f[14]);
+}
+
+export async function benchChurnCost(opts: { seconds?: number; base?: string } = {}): Promise<string> {
+  const seconds = opts.seconds ?? 120;
+  if (dockerTry('image', 'inspect', TEST_IMAGE).code !== 0) throw new Error(`churn-cost needs the test image ${TEST_IMAGE}: run npm test once (it builds it offline)`);
+  const builds = [{ name: 'this build', root: ROOT }, ...(opts.base ? [{ name: `base ${opts.base}`, root: path.resolve(opts.base) }] : [])];
+  const criImage = copyToContainerd(TEST_IMAGE, 'k8s.io', ['nodewarden-test=churn']);
+  const churn = startChurn({ docker: DOCKER, image: TEST_IMAGE, criImage, dockerLoops: 4, criLoops: 2, prefix: 'nw-cost' });
+  const agents: ChildProcess[] = [];
+  try {
+    builds.forEach((b, i) => {
+      const cursor = `/tmp/nw-churn-cost-cursor-${process.pid}-${i}.json`;
+      agents.push(spawn(process.execPath, ['--max-semi-space-size=2', path.join(b.root, 'dist', 'cli', 'main.js'), 'agent', '--listen', `127.0.0.1:${19770 + i}`, '--set', 'logLevel=warn', '--set', `collectors.kernel.cursorFile=${cursor}`], { stdio: ['ignore', 'ignore', 'inherit'] }));
+    });
+    await sleep(15_000);
+    const before = agents.map((a) => ticks(a.pid!));
+    const t0 = Date.now();
+    await sleep(seconds * 1000);
+    const after = agents.map((a) => ticks(a.pid!));
+    const elapsed = (Date.now() - t0) / 1000;
+    const lines = [`the agent under churn, ${Math.round(elapsed)} s after 15 s of warm-up${builds.length > 1 ? ', both builds side by side' : ''} (targets: 15 millicores, 80 MiB)`];
+    builds.forEach((b, i) => {
+      const mc = ((after[i]! - before[i]!) / 100 / elapsed) * 1000;
+      const hwm = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${agents[i]!.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+      lines.push(`  ${b.name.padEnd(40)} ${mc.toFixed(1).padStart(6)} millicores  peak RSS ${hwm.toFixed(0).padStart(4)} MiB`);
+    });
+    return lines.join('\n');
+  } finally {
+    for (const a of agents) a.kill('SIGTERM');
+    churn.stop();
+    for (let i = 0; i < builds.length; i++) rmSync(`/tmp/nw-churn-cost-cursor-${process.pid}-${i}.json`, { force: true });
+  }
+}

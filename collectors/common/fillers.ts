@@ -26,6 +26,12 @@ export interface Consumer {
   volume?: string;
   /** For `other`: how many smaller paths this row sums (the rest of the filesystem). */
   rest?: number;
+  /**
+   * For `other`: bytes taken off what the walk found, image layers under it counted by their images (a
+   * snapshots dir whose layers' own dirs are not known). Such a row is not refreshed incrementally: a
+   * refresh would count them again.
+   */
+  less?: number;
 }
 
 export type FilesystemRole = 'nodefs' | 'imagefs' | 'over-warning';
@@ -440,9 +446,9 @@ export async function measureFillers(input: FillersInput): Promise<Fillers> {
     const mine = others
       .map((o, i) => ({ o, w: walked.roots[roots.length + i] }))
       .filter(({ o, w }) => o.fs === row && w && w.kind !== 'missing' && w.kind !== 'elsewhere')
-      .map(({ o, w }) => ({ path: o.path, bytes: Math.max(0, w!.bytes - (o.less ?? 0)) }))
+      .map(({ o, w }) => ({ path: o.path, bytes: Math.max(0, w!.bytes - (o.less ?? 0)), ...(o.less !== undefined ? { less: o.less } : {}) }))
       .sort((a, b) => b.bytes - a.bytes);
-    for (const m of mine.slice(0, OTHER_ROWS)) consumers.push({ kind: 'other', bytes: m.bytes, path: m.path, filesystem: row.mountPoint });
+    for (const m of mine.slice(0, OTHER_ROWS)) consumers.push({ kind: 'other', filesystem: row.mountPoint, ...m });
     const rest = mine.slice(OTHER_ROWS);
     if (rest.length > 0) consumers.push({ kind: 'other', bytes: rest.reduce((n, m) => n + m.bytes, 0), path: row.mountPoint, filesystem: row.mountPoint, rest: rest.length });
   }
@@ -478,12 +484,13 @@ export const REFRESH_PER_FILESYSTEM = 5;
 
 /**
  * The consumers the agent refreshes incrementally between full walks: the largest `n` of each filesystem
- * that are directories or files of their own (not images, counted from their layers, nor the summed rest).
+ * that are directories or files of their own (not images, counted from their layers, nor the summed rest,
+ * nor a dir less the image layers in it).
  */
 export function refreshRoots(fillers: Fillers, n = REFRESH_PER_FILESYSTEM): string[] {
   const out: string[] = [];
   for (const fs of fillers.filesystems) {
-    const mine = fillers.consumers.filter((c) => c.filesystem === fs.mountPoint && !c.kind.startsWith('image-') && c.rest === undefined);
+    const mine = fillers.consumers.filter((c) => c.filesystem === fs.mountPoint && !c.kind.startsWith('image-') && c.rest === undefined && c.less === undefined);
     out.push(...mine.sort((a, b) => b.bytes - a.bytes).slice(0, n).map((c) => c.path));
   }
   return [...new Set(out)];

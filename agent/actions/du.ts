@@ -1,14 +1,16 @@
 // `nodewarden du`'s measuring, done on request: the config's dirs and thresholds, the native walk and
-// docker's image inventory handed to measureFillers (collectors/common/fillers.ts), which a collector
+// docker's and containerd's image inventories handed to measureFillers (collectors/common/fillers.ts), which a collector
 // view can call with its own context.
 import os from 'node:os';
-import { measureFillers, refreshRoots, type Fillers, type ImageInventory } from '../../collectors/common/fillers.js';
+import { measureFillers, refreshRoots, type Fillers, type ImageInventory, type InventoryImage } from '../../collectors/common/fillers.js';
 import type { DiskConfig } from '../../collectors/disk.js';
 import type { FillersAccess, Log, MeasuredFillers } from '../../collectors/types.js';
 import type { Config } from '../config.js';
 import type { Environment } from '../environment.js';
 import { createTreeWalker } from '../host/attrs.js';
 import { Runtimes } from '../runtime/model.js';
+import { errorMessage } from '../../protocol/errors.js';
+import { containerdInventory } from './containerd-images.js';
 import { dockerInventory } from './images.js';
 import { configuredSandboxes, sandboxReason } from './prune.js';
 
@@ -28,19 +30,37 @@ export function duThreads(): number {
   return Math.min(16, Math.max(8, os.availableParallelism() * 4));
 }
 
+/**
+ * docker's and containerd's images (prune.containerdNamespaces) together: a runtime that does not
+ * answer, or fails, leaves the other's images and a note; undefined when neither answers.
+ */
+export async function nodeInventory(rt: Runtimes, env: Pick<Environment, 'host'>, config: Pick<Config, 'prune' | 'runtime'>): Promise<{ images: InventoryImage[]; notes: string[] } | undefined> {
+  const [states, configured] = await Promise.all([rt.ping(), configuredSandboxes(env.host)]);
+  const up = (name: string) => states.find((s) => s.name === name)?.status === 'ok';
+  const pinnedReason = (refs: readonly string[]) => sandboxReason(refs, config.prune.sandboxImages, configured);
+  const notes: string[] = [];
+  const failed = (name: string) => (err: unknown) => {
+    notes.push(`${name}'s images could not be listed (${errorMessage(err)}): they are counted with the rest`);
+    return [] as InventoryImage[];
+  };
+  const [docker, containerd] = await Promise.all([
+    up('docker') ? dockerInventory(rt, env.host, { dockerRoot: config.runtime.dockerRoot, pinnedReason }).then((i) => i.images, failed('docker')) : undefined,
+    up('containerd') && config.prune.containerdNamespaces.length > 0
+      ? containerdInventory(rt, env.host, { containerdRoot: config.runtime.containerdRoot, namespaces: config.prune.containerdNamespaces, pinnedReason }).then((i) => {
+          for (const e of i.errors) notes.push(`${e}: its images are counted with the rest`);
+          return i.images;
+        }, failed('containerd'))
+      : undefined,
+  ]);
+  if (!docker && !containerd) return undefined;
+  return { images: [...(docker ?? []), ...(containerd ?? [])], notes };
+}
+
 export async function measureNode(env: Environment, config: Config, opts: DuOptions): Promise<Fillers> {
   const disk = config.collectors['disk'] as unknown as DiskConfig;
   const pods = config.collectors['pods'] as { podLogsDir?: unknown } | undefined;
   const rt = env.runtime instanceof Runtimes ? env.runtime : undefined;
-  const images: ImageInventory | undefined = rt
-    ? async () => {
-        const [states, configured] = await Promise.all([rt.ping(), configuredSandboxes(env.host)]);
-        if (states.find((s) => s.name === 'docker')?.status !== 'ok') return undefined;
-        const sandboxes = config.prune.sandboxImages;
-        const inv = await dockerInventory(rt, env.host, { dockerRoot: config.runtime.dockerRoot, pinnedReason: (refs) => sandboxReason(refs, sandboxes, configured) });
-        return inv.images;
-      }
-    : undefined;
+  const images: ImageInventory | undefined = rt ? () => nodeInventory(rt, env, config) : undefined;
   return measureFillers({
     host: env.host,
     runtime: env.runtime,

@@ -9,6 +9,7 @@ import { DockerError } from '../runtime/docker.js';
 import type { Runtimes } from '../runtime/model.js';
 import { errorMessage } from '../../protocol/errors.js';
 import { imageFrees, imageSize as layeredSize } from '../../collectors/common/fillers.js';
+import { containerdLayout, readContainerdNamespace } from './containerd-images.js';
 import { dockerInventory } from './images.js';
 
 export interface PruneOptions {
@@ -42,7 +43,7 @@ export function hasLabel(labels: Record<string, string> | null | undefined, sele
 
 export interface Candidate {
   runtime: 'docker' | 'containerd';
-  /** The image's id (docker's sha256:...). */
+  /** The image's id as its inventory has it (docker's sha256:..., containerd/NAMESPACE/TARGET). */
   id?: string;
   /** What to show: the first tag, or the id. */
   image: string;
@@ -192,51 +193,32 @@ export async function planDocker(rt: Runtimes, opts: PruneOptions): Promise<Plan
   return plan;
 }
 
-/** Sum of the manifest's config and layers, read from the content store; the target's size if that fails. */
-async function imageSize(rt: Runtimes, ns: string, target: { mediaType: string; digest: string; size: number }): Promise<number> {
-  try {
-    let manifest = JSON.parse((await rt.containerd.readBlob(ns, target.digest)).toString('utf8')) as {
-      manifests?: { digest: string; platform?: { os?: string; architecture?: string } }[];
-      layers?: { size: number }[];
-      config?: { size: number };
-    };
-    if (manifest.manifests) {
-      const arch = process.arch === 'x64' ? 'amd64' : process.arch;
-      const pick = manifest.manifests.find((m) => m.platform?.os === 'linux' && m.platform.architecture === arch) ?? manifest.manifests[0];
-      if (!pick) return target.size;
-      manifest = JSON.parse((await rt.containerd.readBlob(ns, pick.digest)).toString('utf8')) as typeof manifest;
-    }
-    return (manifest.config?.size ?? 0) + (manifest.layers ?? []).reduce((n, l) => n + l.size, 0);
-  } catch {
-    return target.size;
-  }
-}
-
 export async function planContainerd(rt: Runtimes, ns: string, opts: PruneOptions): Promise<Plan> {
   const now = opts.now ?? Date.now();
-  const [images, containers] = await Promise.all([rt.containerd.images(ns), rt.containerd.containers(ns)]);
-  // One image has several names in containerd (tag, repo@digest, sha256:id): group them by target.
-  const groups = new Map<string, typeof images>();
-  for (const img of images) groups.set(img.target.digest, [...(groups.get(img.target.digest) ?? []), img]);
+  // One image has several names in containerd (tag, repo@digest, sha256:id): the inventory groups them
+  // by target, with its layers (snapshots and blobs) as du counts them.
+  const { images, containers } = await readContainerdNamespace(rt, opts.host, containerdLayout(rt.settings.containerdRoot ?? '/var/lib/containerd', ns));
   // Containers in any state, pod sandboxes included (the CRI keeps them as containers too).
   const usedNames = new Set(containers.map((c) => canonicalRef(c.image)));
   const plan: Plan = { runtime: `containerd/${ns}`, candidates: [], kept: [] };
-  for (const [digest, group] of groups) {
-    const names = group.map((g) => g.name);
-    const shown = names.find((n) => !n.startsWith('sha256:') && !n.includes('@')) ?? names[0] ?? digest;
-    const created = Math.min(...group.map((g) => (g.createdAt ? Date.parse(g.createdAt) : now)));
-    if (!group.some((g) => hasLabel(g.labels, opts.label))) continue;
+  for (const img of images) {
+    const names = img.refs;
+    const created = img.createdMs ?? now;
+    if (!hasLabel(img.labels, opts.label)) continue;
     const sandbox = sandboxReason(names, opts.sandboxImages, opts.configuredSandboxes);
-    // One size for every image, kept or removed: its config and layers (the target's own size is the
+    // One size for every image, kept or removed: its layers, each once (the target's own size is the
     // manifest's, a few hundred bytes: a dry run showed 422B for a 1.9M image).
-    const size = await imageSize(rt, ns, group[0]!.target);
-    const kept = (reason: string) => plan.kept.push({ image: shown, reason, size });
+    const size = layeredSize(img);
+    const kept = (reason: string) => plan.kept.push({ image: img.name, reason, size });
     if (sandbox) kept(sandbox);
-    else if (names.some((n) => usedNames.has(canonicalRef(n)))) kept('used by a container');
-    else if (group.some((g) => g.labels['io.cri-containerd.pinned'] === 'pinned')) kept('pinned by the CRI');
+    else if (img.containers.length > 0 || names.some((n) => usedNames.has(canonicalRef(n)))) kept('used by a container');
+    else if (img.labels['io.cri-containerd.pinned'] === 'pinned') kept('pinned by the CRI');
     else if (created > now - opts.untilMs) kept('newer than --until');
-    else plan.candidates.push({ runtime: 'containerd', image: shown, refs: names, size, createdMs: created, namespace: ns });
+    else plan.candidates.push({ runtime: 'containerd', id: img.id, image: img.name, refs: names, size, createdMs: created, namespace: ns });
   }
+  // What each removal frees (du's reclaimable figure is the same function over the same layers).
+  const frees = imageFrees(images, plan.candidates.map((c) => c.id!));
+  for (const c of plan.candidates) c.size = frees.perImage.get(c.id!) ?? c.size;
   return plan;
 }
 

@@ -1,4 +1,5 @@
-// containerd through its gRPC API: tasks, containers and snapshot mounts, namespace by namespace.
+// containerd through its gRPC API: tasks, containers, images, content, snapshot mounts and usage,
+// namespace by namespace.
 import { GrpcClient, splitFrames } from './grpc.js';
 import { decodeMessage, encodeMessage, pb } from './protobuf.js';
 
@@ -163,6 +164,25 @@ export class ContainerdClient {
     ]);
     const r = decodeMessage(await this.call('/containerd.services.snapshots.v1.Snapshots/Mounts', body, namespace));
     return pb.messages(r, 1).map((m) => ({ type: pb.string(m, 1), source: pb.string(m, 2), options: pb.strings(m, 4) }));
+  }
+
+  /**
+   * What a snapshot holds on disk (Snapshots/Usage): for a committed layer (key = its chain id) the
+   * bytes its snapshotter recorded at commit, for an active one its upper dir now. Undefined when the
+   * snapshotter has no such snapshot (an image not unpacked for it).
+   */
+  async snapshotUsage(namespace: string, snapshotter: string, key: string): Promise<{ size: number; inodes: number } | undefined> {
+    const body = encodeMessage([
+      { n: 1, string: snapshotter },
+      { n: 2, string: key },
+    ]);
+    try {
+      const r = decodeMessage(await this.call('/containerd.services.snapshots.v1.Snapshots/Usage', body, namespace));
+      return { size: pb.int(r, 1), inodes: pb.int(r, 2) };
+    } catch (err) {
+      if (notFound(err)) return undefined;
+      throw err;
+    }
   }
 
   close(): void {

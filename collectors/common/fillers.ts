@@ -26,6 +26,12 @@ export interface Consumer {
   volume?: string;
   /** For `other`: how many smaller paths this row sums (the rest of the filesystem). */
   rest?: number;
+  /**
+   * For `other`: bytes taken off what the walk found, image layers under it counted by their images (a
+   * snapshots dir whose layers' own dirs are not known). Such a row is not refreshed incrementally: a
+   * refresh would count them again.
+   */
+  less?: number;
 }
 
 export type FilesystemRole = 'nodefs' | 'imagefs' | 'over-warning';
@@ -63,8 +69,13 @@ export interface Fillers {
 export interface ImageLayer {
   id: string;
   bytes: number;
-  /** Host directory of the layer, when known (excluded from the walk: the layer is counted by its image). */
+  /** Host directory (or file) of the layer, when known (excluded from the walk: the layer is counted by its image). */
   dir?: string;
+  /**
+   * When its own dir is not known: the directory it is somewhere under (containerd's snapshots dir, for
+   * a layer no container sits on). That directory's other rows are then one row less these bytes.
+   */
+  within?: string;
 }
 
 export interface LayeredImage {
@@ -80,10 +91,12 @@ export interface InventoryImage extends LayeredImage {
   pinned?: string;
   /** Ids of the containers (any state, pod sandboxes too) made from it. */
   containers: string[];
+  /** Those of them whose task runs, as the runtime that listed them said: for containers the snapshot does not know. */
+  running?: string[];
 }
 
-/** The images of the node's runtimes, with their layers; undefined when no runtime can tell. */
-export type ImageInventory = () => Promise<InventoryImage[] | undefined>;
+/** The images of the node's runtimes, with their layers and notes (a runtime that could not tell); undefined when none can. */
+export type ImageInventory = () => Promise<{ images: InventoryImage[]; notes: string[] } | undefined>;
 
 /**
  * What removing the images `removing` (in that order) frees: each layer no other image uses, counted
@@ -334,9 +347,13 @@ export async function measureFillers(input: FillersInput): Promise<Fillers> {
   for (const r of emptyDirs) addRoot(r);
 
   // Images: counted from their layers' sizes; their layer dirs are not walked (see imageFrees).
-  const inventory = await images;
+  const listed = await images;
+  const inventory = listed?.images;
+  if (listed) notes.push(...listed.notes);
   const imageRows: Consumer[] = [];
   const layerDirs: string[] = [];
+  // Layers whose dir is not known, by the dir they are somewhere under: each once, their bytes.
+  const hidden = new Map<string, { bytes: number; layers: number }>();
   if (inventory) {
     const running = new Set<string>();
     const stopped = new Set<string>();
@@ -345,15 +362,27 @@ export async function measureFillers(input: FillersInput): Promise<Fillers> {
     for (const img of inventory) {
       for (const id of img.containers) {
         const c = byId.get(id);
-        // A container the snapshot does not know (made since) still holds its image.
-        if (c && isRunning(c)) running.add(img.id);
+        // A container the snapshot does not know (made since, or in a namespace it does not read)
+        // still holds its image; the runtime that listed it says whether it runs.
+        if (c ? isRunning(c) : img.running?.includes(id)) running.add(img.id);
         else stopped.add(img.id);
         if (c) usedBy.set(img.id, [...(usedBy.get(img.id) ?? []), c]);
       }
     }
-    for (const img of inventory) for (const l of img.layers) if (l.dir) layerDirs.push(l.dir);
+    const hiddenSeen = new Set<string>();
+    for (const img of inventory) {
+      for (const l of img.layers) {
+        if (l.dir) layerDirs.push(l.dir);
+        else if (l.within && !hiddenSeen.has(l.id)) {
+          hiddenSeen.add(l.id);
+          const h = hidden.get(l.within) ?? { bytes: 0, layers: 0 };
+          hidden.set(l.within, { bytes: h.bytes + l.bytes, layers: h.layers + 1 });
+        }
+      }
+    }
     for (const r of classifyImages(inventory, running, stopped)) {
-      const dir = [...r.image.layers].reverse().find((l) => l.dir)?.dir ?? runtimeRoot ?? '/';
+      const top = [...r.image.layers].reverse().find((l) => l.dir || l.within);
+      const dir = top?.dir ?? top?.within ?? runtimeRoot ?? '/';
       const fs = fsOf(dir);
       if (!fs) continue;
       const users = usedBy.get(r.image.id) ?? [];
@@ -370,12 +399,19 @@ export async function measureFillers(input: FillersInput): Promise<Fillers> {
     }
   } else if (input.images) notes.push('no runtime listed its images: images are counted with the rest');
 
-  // The rest of each filesystem: its largest subtrees that hold nothing attributed.
-  const taken = [...roots.map((r) => r.path), ...emptyDirs.map((r) => r.path), ...layerDirs];
-  const others: { path: string; fs: DiskRow }[] = [];
+  // The rest of each filesystem: its largest subtrees that hold nothing attributed. A dir holding layers
+  // whose own dirs are not known is one root of its own (the known ones inside it excluded), less their bytes.
+  const hiddenDirs = [...hidden.keys()].filter((d) => fsOf(d));
+  const taken = [...roots.map((r) => r.path), ...emptyDirs.map((r) => r.path), ...layerDirs, ...hiddenDirs];
+  const others: { path: string; fs: DiskRow; less?: number }[] = [];
   for (const { row } of chosen) {
     const mine = taken.filter((p) => fsOf(p) === row);
     for (const p of await otherRoots(row.mountPoint, mine, (d) => host.list(host.hostPath(d)))) if (fsOf(p) === row) others.push({ path: p, fs: row });
+  }
+  for (const d of hiddenDirs) {
+    const h = hidden.get(d)!;
+    others.push({ path: d, fs: fsOf(d)!, less: h.bytes });
+    notes.push(`${h.layers} image layer${h.layers === 1 ? '' : 's'} under ${d} that no container sits on ${h.layers === 1 ? 'is' : 'are'} counted by the runtime's own size (it does not say which dir is whose); the rest of ${d} is one row`);
   }
 
   const walkPaths = [...roots.map((r) => r.path), ...others.map((o) => o.path)];
@@ -410,9 +446,9 @@ export async function measureFillers(input: FillersInput): Promise<Fillers> {
     const mine = others
       .map((o, i) => ({ o, w: walked.roots[roots.length + i] }))
       .filter(({ o, w }) => o.fs === row && w && w.kind !== 'missing' && w.kind !== 'elsewhere')
-      .map(({ o, w }) => ({ path: o.path, bytes: w!.bytes }))
+      .map(({ o, w }) => ({ path: o.path, bytes: Math.max(0, w!.bytes - (o.less ?? 0)), ...(o.less !== undefined ? { less: o.less } : {}) }))
       .sort((a, b) => b.bytes - a.bytes);
-    for (const m of mine.slice(0, OTHER_ROWS)) consumers.push({ kind: 'other', bytes: m.bytes, path: m.path, filesystem: row.mountPoint });
+    for (const m of mine.slice(0, OTHER_ROWS)) consumers.push({ kind: 'other', filesystem: row.mountPoint, ...m });
     const rest = mine.slice(OTHER_ROWS);
     if (rest.length > 0) consumers.push({ kind: 'other', bytes: rest.reduce((n, m) => n + m.bytes, 0), path: row.mountPoint, filesystem: row.mountPoint, rest: rest.length });
   }
@@ -448,12 +484,13 @@ export const REFRESH_PER_FILESYSTEM = 5;
 
 /**
  * The consumers the agent refreshes incrementally between full walks: the largest `n` of each filesystem
- * that are directories or files of their own (not images, counted from their layers, nor the summed rest).
+ * that are directories or files of their own (not images, counted from their layers, nor the summed rest,
+ * nor a dir less the image layers in it).
  */
 export function refreshRoots(fillers: Fillers, n = REFRESH_PER_FILESYSTEM): string[] {
   const out: string[] = [];
   for (const fs of fillers.filesystems) {
-    const mine = fillers.consumers.filter((c) => c.filesystem === fs.mountPoint && !c.kind.startsWith('image-') && c.rest === undefined);
+    const mine = fillers.consumers.filter((c) => c.filesystem === fs.mountPoint && !c.kind.startsWith('image-') && c.rest === undefined && c.less === undefined);
     out.push(...mine.sort((a, b) => b.bytes - a.bytes).slice(0, n).map((c) => c.path));
   }
   return [...new Set(out)];

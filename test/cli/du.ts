@@ -1,6 +1,6 @@
 // @live: real dockerd (containers with Kubernetes labels, images sharing layers) and a kubelet stand-in on a loop filesystem, through `nodewarden du` as a process
 import t from 'tap';
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Consumer, Fillers } from '../../collectors/common/fillers.js';
@@ -10,25 +10,13 @@ import { exec } from '../../agent/host/exec.js';
 import { Runtimes } from '../../agent/runtime/model.js';
 import type { PruneProgress } from '../../protocol/wire.js';
 import { hungFuseMount, makeLoopFs, requireLive } from '../helpers/live.js';
-import { BIN, until } from '../helpers/processes.js';
+import { duOf, runDu } from '../helpers/du.js';
+import { until } from '../helpers/processes.js';
 import { DOCKER_SOCK, CONTAINERD_SOCK, TEST_IMAGE, docker, dockerTry, ensureTestImage, inspectField, removeContainer, requireRuntime, runContainer } from '../helpers/runtime.js';
 
 const MiB = 1024 * 1024;
 const UID = '3f0c6a52-8d1e-4b7a-9c2f-5e6d7a8b9c01';
 const LABELS = (container: string) => ['--label', 'io.kubernetes.pod.namespace=nwdu', '--label', 'io.kubernetes.pod.name=app-1', '--label', `io.kubernetes.container.name=${container}`, '--label', `io.kubernetes.pod.uid=${UID}`];
-
-/** `du -s` of a path: allocated bytes (-B1, same filesystem) and apparent bytes (-b). */
-function duOf(p: string): { allocated: number; apparent: number } {
-  const n = (args: string[]) => Number(execFileSync('du', [...args, p], { encoding: 'utf8' }).split('\t')[0]);
-  return { allocated: n(['-sx', '-B1']), apparent: n(['-sxb']) };
-}
-
-/** `nodewarden du ARGS` as a process. It walks this machine's whole root filesystem too, which after a cache drop takes a while on a loaded VM. */
-function runDu(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, 'du', ...args], { timeout: 240_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }));
-  });
-}
 
 const near = (a: number, b: number, frac: number) => Math.abs(a - b) <= Math.max(b * frac, 256 * 1024);
 

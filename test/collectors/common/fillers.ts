@@ -1,9 +1,9 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { linkSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { classifyImages, fillFilesystems, imageFrees, layerDirOf, measureFillers, otherRoots, parsePodLogDir, type InventoryImage } from '../../../collectors/common/fillers.js';
+import { classifyImages, fillFilesystems, imageFrees, layerDirOf, measureFillers, otherRoots, parsePodLogDir, refreshRoots, type InventoryImage } from '../../../collectors/common/fillers.js';
 import { disk as diskCollector, type DiskConfig, type DiskRow } from '../../../collectors/disk.js';
 import { settingsFor } from '../../helpers/context.js';
 import type { RuntimeAccess, RuntimeContainer } from '../../../collectors/types.js';
@@ -76,19 +76,27 @@ t.test('fillFilesystems: nodefs, imagefs, and others only when over their warnin
   t.same(fillFilesystems([row('/', 40)], undefined, undefined, 85), [], 'no kubelet, no runtime, nothing full: nothing');
 });
 
-t.test('measureFillers over a host tree: every kind attributed, hard links once, symlinks not followed, adding up', async (t) => {
+/** A temporary host tree for measureFillers, with the native walker; undefined (failed) without the module. */
+function hostTree(t: Test, prefix: string) {
   const walker = createTreeWalker();
   if (!walker) {
     t.fail('the native module is not built (npm rebuild)');
-    return;
+    return undefined;
   }
-  const root = mkdtempSync(path.join(os.tmpdir(), 'nw-fillers-'));
+  const root = mkdtempSync(path.join(os.tmpdir(), prefix));
   t.teardown(() => rmSync(root, { recursive: true, force: true }));
   const at = (p: string) => path.join(root, p);
   const file = (p: string, kib: number) => {
     mkdirSync(path.dirname(at(p)), { recursive: true });
     writeFileSync(at(p), Buffer.alloc(kib * 1024, 1));
   };
+  return { walker, root, at, file };
+}
+
+t.test('measureFillers over a host tree: every kind attributed, hard links once, symlinks not followed, adding up', async (t) => {
+  const tree = hostTree(t, 'nw-fillers-');
+  if (!tree) return;
+  const { walker, root, at, file } = tree;
   const uid = '11111111-2222-4333-8444-555555555555';
   file('var/lib/docker/overlay2/c1/diff/data', 512);
   file('var/lib/docker/overlay2/c1/work/.keep', 0);
@@ -122,7 +130,7 @@ t.test('measureFillers over a host tree: every kind attributed, hard links once,
   ];
   const disk = settingsFor(diskCollector) as unknown as DiskConfig;
   const host = createHostAccess({ root, exec });
-  const r = await measureFillers({ host, runtime, walker, images: async () => inventory, settings: { kubeletRootDir: '/var/lib/kubelet', podLogsDir: '/var/log/pods', disk, timeoutMs: 30_000, maxEntries: 1_000_000, threads: 4 } });
+  const r = await measureFillers({ host, runtime, walker, images: async () => ({ images: inventory, notes: [] }), settings: { kubeletRootDir: '/var/lib/kubelet', podLogsDir: '/var/log/pods', disk, timeoutMs: 30_000, maxEntries: 1_000_000, threads: 4 } });
   const by = (p: string) => r.consumers.find((c) => c.path === p);
   const kib = (c: { bytes: number } | undefined) => Math.round((c?.bytes ?? -1) / 1024);
   t.match(by('/var/lib/docker/overlay2/c1'), { kind: 'writable-layer', pod: 'shop/web-1', container: 'web', image: 'shop/web:1', filesystem: '/' });
@@ -146,4 +154,46 @@ t.test('measureFillers over a host tree: every kind attributed, hard links once,
   t.equal(tight.partial?.reason, 'budget', 'an entry budget stops the walk, and says so');
   const none = await measureFillers({ host, runtime, walker: undefined, settings: { kubeletRootDir: '/var/lib/kubelet', podLogsDir: '/var/log/pods', disk, timeoutMs: 30_000, maxEntries: 3, threads: 1 } });
   t.equal(none.partial?.reason, 'no-walker', 'no native module: partial, with nothing walked');
+});
+
+t.test("measureFillers on containerd's layout: a layer no container sits on is counted once, by its size, and the snapshots dir's rest is one row", async (t) => {
+  const tree = hostTree(t, 'nw-fillers-ctrd-');
+  if (!tree) return;
+  const { walker, root, at, file } = tree;
+  const snaps = '/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs/snapshots';
+  const blobs = '/var/lib/containerd/io.containerd.content.v1.content/blobs/sha256';
+  file(`${snaps}/1/fs/bin/busybox`, 1024); // the base layer, under the running container (dir known)
+  file(`${snaps}/2/fs/tmp/out`, 512); // the container's writable layer
+  mkdirSync(at(`${snaps}/2/work`));
+  file(`${snaps}/3/fs/opt/app`, 2048); // the unused image's own layer: dir not known
+  file(`${snaps}/4/fs/leftover`, 256); // a snapshot nobody lists: the rest
+  file(`${blobs}/aaaa`, 300); // the unused image's layer blob
+  file(`${blobs}/ffff`, 64); // a blob of no listed image
+  file('var/lib/kubelet/config.yaml', 1);
+  const dev = execFileSync('stat', ['-c', '%Hd:%Ld', root], { encoding: 'utf8' }).trim();
+  mkdirSync(at('proc/1'), { recursive: true });
+  writeFileSync(at('proc/1/mountinfo'), `1 0 ${dev} / / rw,relatime - ext4 /dev/test rw\n`);
+  const runtime: RuntimeAccess = { snapshot: async () => ({ runtimes: [], containers: [], takenAt: 0 }), ping: async () => [], settleMs: 0 };
+  const KiB = 1024;
+  const inventory: InventoryImage[] = [
+    { id: 'containerd/k8s.io/sha256:base', name: 'busybox:1', layers: [{ id: 'base', bytes: 1028 * KiB, dir: `${snaps}/1` }], containers: ['ctr-1'], running: ['ctr-1'] },
+    { id: 'containerd/k8s.io/sha256:app', name: 'app:1', layers: [{ id: 'blob-a', bytes: 300 * KiB, dir: `${blobs}/aaaa` }, { id: 'base', bytes: 1028 * KiB }, { id: 'app', bytes: 2052 * KiB, within: snaps }], containers: [] },
+  ];
+  const disk = settingsFor(diskCollector) as unknown as DiskConfig;
+  const host = createHostAccess({ root, exec });
+  const r = await measureFillers({ host, runtime, walker, images: async () => ({ images: inventory, notes: [] }), settings: { kubeletRootDir: '/var/lib/kubelet', podLogsDir: '/var/log/pods', disk, timeoutMs: 30_000, maxEntries: 1_000_000, threads: 4 } });
+  const kib = (b: number | undefined) => Math.round((b ?? -1) / KiB);
+  t.same(r.consumers.filter((c) => c.kind.startsWith('image-')).map((c) => [c.kind, c.image, kib(c.bytes)]), [['image-reclaimable', 'app:1', 2352], ['image-in-use', 'busybox:1', 1028]], 'the unused image: its blob and its layer, not the base the running container holds (running as the runtime listed it)');
+  const rest = r.consumers.find((c) => c.kind === 'other' && c.path === snaps);
+  t.match(rest, { kind: 'other', less: 2052 * KiB }, 'the snapshots dir is one row, saying what it leaves out');
+  t.notOk(refreshRoots(r).includes(snaps), 'and it is not refreshed incrementally (a refresh would count the layer again)');
+  // Snapshots 2 (its container is not in this snapshot, so no writable-layer row) and 4, their dirs: the walk less the unused layer's size.
+  t.ok(kib(rest?.bytes) >= 768 && kib(rest?.bytes) < 820, `its rest: snapshots 2 and 4, not 3 again (${kib(rest?.bytes)} KiB)`);
+  t.notOk(r.consumers.some((c) => c.kind === 'other' && c.path.startsWith(`${snaps}/`)), 'no snapshot dir of its own among the other rows');
+  t.notOk(r.consumers.some((c) => c.kind === 'other' && c.path === `${blobs}/aaaa`), 'the blob is counted by its image');
+  t.ok(r.consumers.some((c) => c.kind === 'other' && c.path === `${blobs}/ffff`), 'a blob of no image is the rest');
+  t.ok(r.notes.some((n) => n.includes(`1 image layer under ${snaps}`)), `a note says how: ${r.notes.join(' | ')}`);
+  const total = r.consumers.reduce((n, c) => n + c.bytes, 0);
+  const du = Number(execFileSync('du', ['-sxB1', at('var')], { encoding: 'utf8' }).split('\t')[0]);
+  t.ok(Math.abs(total - du) < 64 * KiB, `the rows add up to du of the tree, nothing twice (${kib(total)} vs ${kib(du)} KiB)`);
 });

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -738,7 +739,20 @@ typedef struct {
   // thread-safe function any more, whose mutex Node is about to destroy (touching it aborts the process).
   pthread_mutex_t lock;
   int closing;
+  // Two owners, the thread and the settling callback: whoever lets go last frees the job (the callback
+  // may run on the main thread before the thread has unlocked).
+  atomic_int refs;
 } statfs_job;
+
+static void statfs_job_free(statfs_job *j) {
+  pthread_mutex_destroy(&j->lock);
+  free(j->path);
+  free(j);
+}
+
+static void statfs_job_release(statfs_job *j) {
+  if (atomic_fetch_sub(&j->refs, 1) == 1) statfs_job_free(j);
+}
 
 static void statfs_env_closing(void *arg) {
   statfs_job *j = arg;
@@ -773,9 +787,7 @@ static void statfs_settle(napi_env env, napi_value js_cb, void *context, void *d
     }
     napi_remove_env_cleanup_hook(env, statfs_env_closing, j);
   }
-  pthread_mutex_destroy(&j->lock);
-  free(j->path);
-  free(j);
+  statfs_job_release(j);
 }
 
 static void *statfs_thread(void *arg) {
@@ -783,17 +795,16 @@ static void *statfs_thread(void *arg) {
   j->err = statfs(j->path, &j->st) == 0 ? 0 : errno;
   pthread_mutex_lock(&j->lock);
   if (j->closing) {
-    // Exiting: nobody waits for the answer, and the job is this thread's to free.
+    // Exiting: nobody will settle the answer, and the job is this thread's alone to free.
     pthread_mutex_unlock(&j->lock);
-    pthread_mutex_destroy(&j->lock);
-    free(j->path);
-    free(j);
+    statfs_job_free(j);
     return NULL;
   }
   napi_threadsafe_function tsfn = j->tsfn;
-  napi_call_threadsafe_function(tsfn, j, napi_tsfn_nonblocking);
+  if (napi_call_threadsafe_function(tsfn, j, napi_tsfn_nonblocking) != napi_ok) atomic_fetch_sub(&j->refs, 1); // never settled
   napi_release_threadsafe_function(tsfn, napi_tsfn_release);
   pthread_mutex_unlock(&j->lock);
+  statfs_job_release(j);
   return NULL;
 }
 
@@ -820,13 +831,14 @@ static napi_value statfs_async(napi_env env, napi_callback_info info) {
   }
   napi_unref_threadsafe_function(env, j->tsfn);
   pthread_mutex_init(&j->lock, NULL);
+  atomic_init(&j->refs, 2);
   j->env = env;
   // Registered after the thread-safe function's own hook, so it runs before it (hooks run in reverse).
   napi_add_env_cleanup_hook(env, statfs_env_closing, j);
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  pthread_attr_setstacksize(&attr, 64 * 1024);
+  pthread_attr_setstacksize(&attr, 512 * 1024); // glibc takes static TLS out of it: ample room for it and the call
   pthread_t tid;
   int rc = pthread_create(&tid, &attr, statfs_thread, j);
   pthread_attr_destroy(&attr);
@@ -840,9 +852,7 @@ static napi_value statfs_async(napi_env env, napi_callback_info info) {
     napi_set_named_property(env, error, "code", code);
     napi_reject_deferred(env, j->deferred, error);
     napi_remove_env_cleanup_hook(env, statfs_env_closing, j);
-    pthread_mutex_destroy(&j->lock);
-    free(j->path);
-    free(j);
+    statfs_job_free(j);
   }
   return promise;
 }

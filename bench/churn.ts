@@ -71,3 +71,14 @@ export function heldByContainers(evidence: Record<string, unknown>): boolean {
     return false;
   });
 }
+
+/**
+ * Whether a runtime.orphan finding, seen at `seenAt`, is about processes that all started before `since`
+ * (with a second of slack): a shim leaked by someone before (a test that killed its churn mid-`ctr run`),
+ * too young then to be reported and come of age during a later test: not that test's doing.
+ */
+export function orphanedBefore(finding: { check: string; evidence: Record<string, unknown> }, seenAt: number, since: number): boolean {
+  if (finding.check !== 'runtime.orphan') return false;
+  const procs = (finding.evidence['processes'] as { ageSeconds?: unknown }[] | undefined) ?? [];
+  return procs.length > 0 && procs.every((p) => typeof p.ageSeconds === 'number' && seenAt - p.ageSeconds * 1000 < since - 1000);
+}

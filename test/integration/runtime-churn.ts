@@ -10,7 +10,7 @@ import { Runner } from '../../agent/runner.js';
 import type { Transition } from '../../agent/tracker.js';
 import { envFor, quietLog } from '../helpers/context.js';
 import { copyToContainerd, ctrTry, DOCKER, docker, dockerTry, ensureTestImage, inspectField, makeImmutableContainer, makePersistentDrift, ourDaemonPid, removeContainer, requireRuntime, runContainer, startRuntime, TEST_IMAGE } from '../helpers/runtime.js';
-import { heldByContainers, startChurn } from '../../bench/churn.js';
+import { heldByContainers, orphanedBefore, startChurn } from '../../bench/churn.js';
 import { holdMountsInNewNamespace, makeLoopFs, requireLive } from '../helpers/live.js';
 
 const RUNTIME = ['runtime', 'drift', 'mounts', 'immutable'];
@@ -33,11 +33,14 @@ t.test('live: churn on dockerd and in k8s.io: no findings; the real faults on th
   const env = envFor('/');
   const runner = new Runner({ collectors: COLLECTORS, config, env, log: quietLog });
   const fired: Transition[] = [];
+  const firedAt = new Map<Transition, number>();
   runner.on('transition', (tr: Transition) => {
-    if (tr.type !== 'resolved') fired.push(tr);
+    if (tr.type !== 'resolved') fired.push(tr), firedAt.set(tr, Date.now());
   });
+  const startedAt = Date.now();
   // Other people's leaks on a shared machine are not this test's business: what was active before the
-  // churn, and mounts held by processes no runtime started (a test's own `unshare -m`), are set aside.
+  // churn, shims leaked before this test began (orphanedBefore), and mounts held by processes no runtime
+  // started (a test's own `unshare -m`), are set aside.
   await runner.runOnce(RUNTIME);
   const baseline = new Set(runner.active().map((f) => f.id));
   const churn = startChurn({ docker: DOCKER, image: TEST_IMAGE, criImage });
@@ -63,7 +66,7 @@ t.test('live: churn on dockerd and in k8s.io: no findings; the real faults on th
   t.comment(`${cycles} cycles in ${((Date.now() - end) / 1000 + CHURN_SECONDS).toFixed(1)} s, ${suspected} suspects dismissed by confirmation; k8s.io containers now: ${k8sSeen.split('\n').filter((l) => l.startsWith('nw-churn-')).length}`);
   t.comment(`cycle durations (ms): ${durations.join(' | ')}`);
   t.ok(cycles >= MIN_CYCLES, `the collectors ran repeatedly (${cycles} cycles)`);
-  const ours = fired.filter((f) => !baseline.has(f.finding.id) && (f.finding.check !== 'mount.holder' || heldByContainers(f.finding.evidence)));
+  const ours = fired.filter((f) => !baseline.has(f.finding.id) && !orphanedBefore(f.finding, firedAt.get(f) ?? Date.now(), startedAt) && (f.finding.check !== 'mount.holder' || heldByContainers(f.finding.evidence)));
   for (const f of fired) if (!ours.includes(f)) t.comment(`set aside (not made by the churn): ${f.finding.message.slice(0, 200)}`);
   t.same(ours.map((f) => `${f.type} ${f.finding.check} ${f.finding.message.slice(0, 160)}`), [], 'no findings while containers churn');
   t.equal(inspectField('nw-churn-crashloop', '{{.HostConfig.RestartPolicy.Name}}'), 'always', 'the crash-looping container was there all along');

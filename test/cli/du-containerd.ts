@@ -1,4 +1,4 @@
-// @live: real containerd (k8s.io: an image in use by a running container, one held by a stopped one, one unused, a pause image), through `nodewarden du` as a process and prune's dry run
+// @live shared: real containerd (scoped to its own labelled images, so it may run beside the other shared files) (k8s.io: an image in use by a running container, one held by a stopped one, one unused, a pause image), through `nodewarden du` as a process and prune's dry run
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -3,7 +3,8 @@
 // `ctr -n k8s.io run --rm` loops, a crash-looper). CPU of every thread of the process (and its children)
 // from /proc over the window, after 15 s of warm-up, and peak RSS (VmHWM). With `--base DIR` (a checkout
 // of another revision, built), that build runs side by side under the same churn in the same window:
-// on a shared machine only such side-by-side figures compare.
+// on a shared machine only such side-by-side figures compare. `--set K=V` configures this build only, so
+// `--base .` compares a setting with the defaults (the fillers view forced on, for one).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -30,17 +31,21 @@ function ticks(pid: number): number {
   return Math.max(threads, Number(f[11]) + Number(f[12])) + Number(f[13]) + Number(f[14]);
 }
 
-export async function benchChurnCost(opts: { seconds?: number; base?: string } = {}): Promise<string> {
+export async function benchChurnCost(opts: { seconds?: number; base?: string; sets?: readonly string[] } = {}): Promise<string> {
   const seconds = opts.seconds ?? 120;
   if (dockerTry('image', 'inspect', TEST_IMAGE).code !== 0) throw new Error(`churn-cost needs the test image ${TEST_IMAGE}: run npm test once (it builds it offline)`);
-  const builds = [{ name: 'this build', root: ROOT }, ...(opts.base ? [{ name: `base ${opts.base}`, root: path.resolve(opts.base) }] : [])];
+  const sets = opts.sets ?? [];
+  const builds = [
+    { name: sets.length ? `this build, ${sets.join(' ')}` : 'this build', root: ROOT, sets },
+    ...(opts.base ? [{ name: `base ${opts.base}${sets.length ? ', defaults' : ''}`, root: path.resolve(opts.base), sets: [] as readonly string[] }] : []),
+  ];
   const criImage = copyToContainerd(TEST_IMAGE, 'k8s.io', ['nodewarden-test=churn']);
   const churn = startChurn({ docker: DOCKER, image: TEST_IMAGE, criImage, dockerLoops: 4, criLoops: 2, prefix: 'nw-cost' });
   const agents: ChildProcess[] = [];
   try {
     builds.forEach((b, i) => {
       const cursor = `/tmp/nw-churn-cost-cursor-${process.pid}-${i}.json`;
-      agents.push(spawn(process.execPath, ['--max-semi-space-size=2', path.join(b.root, 'dist', 'cli', 'main.js'), 'agent', '--listen', `127.0.0.1:${19770 + i}`, '--set', 'logLevel=warn', '--set', `collectors.kernel.cursorFile=${cursor}`], { stdio: ['ignore', 'ignore', 'inherit'] }));
+      agents.push(spawn(process.execPath, ['--max-semi-space-size=2', path.join(b.root, 'dist', 'cli', 'main.js'), 'agent', '--listen', `127.0.0.1:${19770 + i}`, '--set', 'logLevel=warn', '--set', `collectors.kernel.cursorFile=${cursor}`, ...b.sets.flatMap((x) => ['--set', x])], { stdio: ['ignore', 'ignore', 'inherit'] }));
     });
     await sleep(15_000);
     const before = agents.map((a) => ticks(a.pid!));
@@ -52,7 +57,7 @@ export async function benchChurnCost(opts: { seconds?: number; base?: string } =
     builds.forEach((b, i) => {
       const mc = ((after[i]! - before[i]!) / 100 / elapsed) * 1000;
       const hwm = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${agents[i]!.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
-      lines.push(`  ${b.name.padEnd(40)} ${mc.toFixed(1).padStart(6)} millicores  peak RSS ${hwm.toFixed(0).padStart(4)} MiB`);
+      lines.push(`  ${b.name.padEnd(60)} ${mc.toFixed(1).padStart(6)} millicores  peak RSS ${hwm.toFixed(0).padStart(4)} MiB`);
     });
     return lines.join('\n');
   } finally {

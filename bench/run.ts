@@ -26,12 +26,13 @@ const BENCHES: Record<string, () => Promise<string>> = {
   kmsg: () => benchKmsg(),
   web: () => benchWeb(options.duration === undefined ? {} : { seconds: options.duration }),
   du: () => benchDu(),
-  'churn-cost': () => benchChurnCost({ ...(options.duration === undefined ? {} : { seconds: options.duration }), ...(options.base === undefined ? {} : { base: options.base }) }),
+  'churn-cost': () => benchChurnCost({ ...(options.duration === undefined ? {} : { seconds: options.duration }), ...(options.base === undefined ? {} : { base: options.base }), sets: options.sets }),
 };
 
 // Options: --duration 10m (or seconds) for soak, web (its steady state; default 60 s) and churn-cost (default 120 s); --interval 2s: soak with runtime, drift and mounts every 2 s;
-// --base DIR: churn-cost runs that checkout's build (built: dist/) side by side with this one.
-const options: { duration?: number; interval?: string; base?: string } = {};
+// --base DIR: churn-cost runs that checkout's build (built: dist/) side by side with this one; --set K=V (repeatable): churn-cost's
+// config for this build only (`--base .` then compares a setting with the defaults).
+const options: { duration?: number; interval?: string; base?: string; sets: string[] } = { sets: [] };
 const args = process.argv.slice(2);
 const wanted: string[] = [];
 for (let i = 0; i < args.length; i++) {
@@ -50,6 +51,13 @@ for (let i = 0; i < args.length; i++) {
       process.exit(2);
     }
     options.interval = v;
+  } else if (args[i] === '--set') {
+    const v = args[++i] ?? '';
+    if (!/^[\w.]+=/.test(v)) {
+      process.stderr.write(`bench: --set wants KEY=VALUE, not ${v || 'nothing'}\n`);
+      process.exit(2);
+    }
+    options.sets.push(v);
   } else if (args[i] === '--base') {
     const v = args[++i] ?? '';
     if (!existsSync(path.join(v, 'dist', 'cli', 'main.js'))) {

@@ -32,13 +32,16 @@ function topLayerDir(ref: string): string {
   const manifest = parseManifest(execFileSync('ctr', ['-n', 'k8s.io', 'content', 'get', digest!], { encoding: 'utf8' }));
   if (manifest.kind !== 'manifest') throw new Error(`${ref}: not a plain manifest`);
   const chain = chainIds(parseImageConfig(execFileSync('ctr', ['-n', 'k8s.io', 'content', 'get', manifest.config.digest], { encoding: 'utf8' })));
-  const key = `nwductrd-view-${process.pid}`;
-  execFileSync('ctr', ['-n', 'k8s.io', 'snapshots', 'view', key, chain.at(-1)!], { stdio: 'ignore' });
-  const mount = ctrTry('-n', 'k8s.io', 'snapshots', 'mounts', '/mnt', key).stdout;
+  const key = `nwductrd-view-${process.pid}-${chain.length}-${Date.now()}`;
+  // The mounts come back from the one View call (`--mounts`): a view holds no lease, so containerd's
+  // garbage collector (scheduled by any removal, ours or a neighbour file's) may drop it before a
+  // second `ctr snapshots mounts` could ask (CI: an empty answer).
+  const mounts = JSON.parse(execFileSync('ctr', ['-n', 'k8s.io', 'snapshots', 'view', '--mounts', key, chain.at(-1)!], { encoding: 'utf8' })) as Array<{ Type: string; Source: string; Options?: string[] }>;
   ctrTry('-n', 'k8s.io', 'snapshots', 'rm', key);
-  // One parent: `mount -t bind DIR/fs ...`; several: overlay's lowerdir=TOP/fs:...
-  const m = /lowerdir=([^:,\s]+)/.exec(mount) ?? /-t bind (\S+)/.exec(mount);
-  if (!m) throw new Error(`${ref}: no snapshot dir in the mounts of a view of ${chain.at(-1)}: ${mount}`);
+  // One parent: a bind of DIR/fs; several: overlay's lowerdir=TOP/fs:...
+  const text = mounts.map((m) => `${m.Type} ${m.Source} ${(m.Options ?? []).join(',')}`).join('\n');
+  const m = /lowerdir=([^:,\s]+)/.exec(text) ?? /^bind (\S+)/m.exec(text);
+  if (!m) throw new Error(`${ref}: no snapshot dir in the mounts of a view of ${chain.at(-1)}: ${text}`);
   return m[1]!.replace(/\/fs$/, '');
 }
 

@@ -3,9 +3,16 @@
 // size from docker's layer store (/var/lib/docker/image/DRIVER/layerdb/sha256/CHAIN/size, the bytes of
 // the layer's files, read under --host-root) and its directory (cache-id). Where the layer store cannot
 // be read, an image is one layer of docker's Size, as before.
+//
+// The layer store's size is apparent bytes (the sum of its files' lengths), while a filesystem's used
+// bytes count allocated blocks: a layer of many small files (node_modules) takes several times its
+// apparent size, and du's table did not add up on a node holding a few such images. So each layer dir
+// is walked once for its allocated bytes (measureLayers) and remembered by layer: an image layer's dir
+// never changes while the layer exists.
 import { createHash } from 'node:crypto';
 import type { HostAccess } from '../../collectors/types.js';
-import type { ImageLayer, InventoryImage } from '../../collectors/common/fillers.js';
+import type { ImageLayer, InventoryImage, TreeWalker } from '../../collectors/common/fillers.js';
+import { createTreeWalker } from '../host/attrs.js';
 import type { DockerImageSummary } from '../runtime/docker.js';
 import type { Runtimes } from '../runtime/model.js';
 
@@ -35,6 +42,47 @@ export interface InventoryOptions {
   dockerRoot: string;
   /** Why an image with these names is never removed (prune's sandboxReason), or undefined. */
   pinnedReason?: (refs: readonly string[]) => string | undefined;
+  /** The walk that measures layer dirs' allocated bytes (default: the native one; undefined keeps the layer store's sizes). */
+  walker?: TreeWalker | undefined;
+}
+
+/** Allocated bytes of layer dirs already walked, by layer id and dir: a layer's files never change. */
+const layerCache = new Map<string, number>();
+const LAYER_CACHE_MAX = 50_000;
+/** The layer walk's deadline: past it, the layer store's sizes stay. */
+export const LAYER_WALK_MS = 60_000;
+
+/**
+ * Replaces each layer's bytes with the allocated bytes of its dir (one walk of the dirs not measured
+ * before; each dir as its own root), in place. A dir the walk could not measure (missing, on another
+ * device, the walk cut short) keeps the size it had. Returns how many layers were walked this time.
+ */
+export async function measureLayers(layers: ImageLayer[], host: HostAccess, walker: TreeWalker | undefined, cache: Map<string, number> = layerCache): Promise<number> {
+  const key = (l: ImageLayer) => `${l.id}\0${l.dir}`;
+  const withDir = layers.filter((l) => l.dir);
+  const todo = [...new Map(withDir.filter((l) => !cache.has(key(l))).map((l) => [l.dir!, l])).values()];
+  if (todo.length > 0 && walker) {
+    const walked = await walker.walk(
+      todo.map((l) => host.hostPath(l.dir!)),
+      { threads: 4, timeoutMs: LAYER_WALK_MS, maxEntries: 20_000_000, excludes: [], devices: todo.map(() => null) },
+    );
+    if (walked.partial === null) {
+      todo.forEach((l, i) => {
+        const w = walked.roots[i];
+        if (w && (w.kind === 'dir' || w.kind === 'file')) cache.set(key(l), w.bytes);
+      });
+    }
+  }
+  for (const l of withDir) {
+    const bytes = cache.get(key(l));
+    if (bytes !== undefined) l.bytes = bytes;
+  }
+  // Forget layers gone from the node (the cache is shared by du and prune: only when it grows large).
+  if (cache.size > LAYER_CACHE_MAX) {
+    const live = new Set(withDir.map(key));
+    for (const k of cache.keys()) if (!live.has(k)) cache.delete(k);
+  }
+  return walker ? todo.length : 0;
 }
 
 export async function dockerInventory(rt: Runtimes, host: HostAccess | undefined, opts: InventoryOptions): Promise<DockerInventory> {
@@ -63,6 +111,7 @@ export async function dockerInventory(rt: Runtimes, host: HostAccess | undefined
     }
   };
   const read = await Promise.all(summaries.map(layersOf));
+  if (host) await measureLayers(read.flatMap((ls) => ls ?? []), host, 'walker' in opts ? opts.walker : createTreeWalker());
   summaries.forEach((summary, i) => {
     const refs = [...(summary.RepoTags ?? []), ...(summary.RepoDigests ?? [])].filter((r) => !r.startsWith('<none>'));
     let layers = read[i];

@@ -24,7 +24,7 @@ t.test('live: du attributes writable layers, logs, emptyDirs and images to their
   if (!requireRuntime(t)) return;
   ensureTestImage();
   const names = ['nwdu-writer', 'nwdu-logger', 'nwdu-held', 'nwdu-c1', 'nwdu-c2'];
-  const images = ['nwdu/held:1', 'nwdu/child:1', 'nwdu/child:2'];
+  const images = ['nwdu/held:1', 'nwdu/child:1', 'nwdu/child:2', 'nwdu/small:1'];
   const cleanup = () => {
     for (const n of names) removeContainer(n);
     for (const i of images) dockerTry('rmi', '-f', i);
@@ -68,6 +68,12 @@ t.test('live: du attributes writable layers, logs, emptyDirs and images to their
   docker('commit', 'nwdu-c1', 'nwdu/held:1');
   removeContainer('nwdu-c1');
   docker('create', '--network', 'none', '--name', 'nwdu-held', ...LABELS('held'), 'nwdu/held:1', 'true');
+  // nwdu/small:1: a layer of 3,000 files of 6 bytes (as node_modules): 18 KB of files, 12 MB of blocks.
+  runContainer('nwdu-c1', ['sh', '-c', 'mkdir /s && cd /s && i=0; while [ $i -lt 3000 ]; do echo hello > f$i; i=$((i+1)); done']);
+  docker('wait', 'nwdu-c1');
+  docker('commit', 'nwdu-c1', 'nwdu/small:1');
+  removeContainer('nwdu-c1');
+  const smallLayer = path.dirname(docker('image', 'inspect', '-f', '{{.GraphDriver.Data.UpperDir}}', 'nwdu/small:1').trim());
 
   // A container writing 120 MiB into its writable layer; one logging ~40 MiB to stdout, rotated at 10 MiB x 3.
   const writer = runContainer('nwdu-writer', ['sh', '-c', 'dd if=/dev/urandom of=/big bs=1M count=120 && touch /done && exec sleep 600'], LABELS('writer'));
@@ -116,6 +122,10 @@ t.test('live: du attributes writable layers, logs, emptyDirs and images to their
   const img = (name: string) => find((c) => c.image === name && c.kind.startsWith('image-'));
   t.equal(img(TEST_IMAGE)[0]?.kind, 'image-in-use', 'busybox is in use by the running containers');
   t.equal(img('nwdu/held:1')[0]?.kind, 'image-held', 'the stopped container holds its image');
+  const small = img('nwdu/small:1')[0];
+  const smallRef = duOf(smallLayer);
+  t.ok(smallRef.allocated > 8 * smallRef.apparent, `the small-file layer allocates far more than its files hold (${smallRef.allocated} vs ${smallRef.apparent})`);
+  t.ok(small && near(small.bytes, smallRef.allocated, 0.03), `an image layer counts its allocated blocks, within 3 % of du -sx -B1 of its dir, not docker's apparent size (${small?.bytes} vs ${smallRef.allocated})`);
   const children = [...img('nwdu/child:1'), ...img('nwdu/child:2')];
   t.same(children.map((c) => c.kind), ['image-reclaimable', 'image-reclaimable'], 'the unused images are reclaimable');
   const childBytes = children.reduce((n, c) => n + c.bytes, 0);
@@ -132,6 +142,7 @@ t.test('live: du attributes writable layers, logs, emptyDirs and images to their
   const dry = seen.filter((p) => p.state === 'would-remove' && (p.image === 'nwdu/child:1' || p.image === 'nwdu/child:2'));
   t.equal(dry.length, 2, 'the dry run lists both');
   t.equal(dry.reduce((n, p) => n + p.size, 0), childBytes, "the dry run's sizes add up to du's reclaimable bytes for them");
+  t.equal(seen.find((p) => p.state === 'would-remove' && p.image === 'nwdu/small:1')?.size, small?.bytes, 'and for the small-file image, its allocated bytes too');
 
   for (const f of out.filesystems) {
     t.ok(Math.abs(f.unattributed) <= f.margin, `${f.mountPoint} (${f.roles.join(', ')}): the table adds up to used within the margin (unattributed ${f.unattributed}, margin ${f.margin})`);

@@ -4,6 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nodeInventory } from '../../../agent/actions/du.js';
+import { measureLayers } from '../../../agent/actions/images.js';
+import type { ImageLayer, TreeWalker, WalkResult } from '../../../collectors/common/fillers.js';
 import { createHostAccess } from '../../../agent/host/access.js';
 import { exec } from '../../../agent/host/exec.js';
 import type { Runtimes } from '../../../agent/runtime/model.js';
@@ -70,4 +72,45 @@ t.test("du's images: docker's and containerd's together; one runtime down or fai
   t.equal(await nodeInventory(runtimes('down', 'absent'), env, config), undefined, 'no runtime answers: no inventory (du says so in its own note)');
   const noNamespaces = await nodeInventory(runtimes('absent', 'ok'), env, { ...config, prune: { ...config.prune, containerdNamespaces: [] } });
   t.equal(noNamespaces, undefined, 'no containerd namespace configured: containerd is not asked');
+});
+
+t.test("docker layers are counted by their dirs' allocated bytes, walked once each, the layer store's size kept where a walk cannot tell", async (t) => {
+  const host = createHostAccess({ root: '/', exec });
+  const walks: string[][] = [];
+  let answer: (roots: readonly string[]) => WalkResult = (roots) => ({
+    roots: roots.map((r) => (r.endsWith('/gone') ? { bytes: 0, entries: 0, dev: null, kind: 'missing' as const } : r.endsWith('/other-fs') ? { bytes: 0, entries: 0, dev: '8:2', kind: 'elsewhere' as const } : { bytes: 40_960, entries: 10, dev: '8:1', kind: 'dir' as const })),
+    entries: 10,
+    errors: 0,
+    partial: null,
+  });
+  const walker: TreeWalker = {
+    walk: async (roots) => {
+      walks.push([...roots]);
+      return answer(roots);
+    },
+  };
+  const cache = new Map<string, number>();
+  const layers = (): ImageLayer[] => [
+    { id: 'sha256:a', bytes: 1_000, dir: '/var/lib/docker/overlay2/a' },
+    { id: 'sha256:a', bytes: 1_000, dir: '/var/lib/docker/overlay2/a' }, // the same layer in a second image
+    { id: 'sha256:b', bytes: 2_000, dir: '/var/lib/docker/overlay2/gone' },
+    { id: 'sha256:c', bytes: 3_000, dir: '/var/lib/docker/overlay2/other-fs' },
+    { id: 'image:x', bytes: 7_000 },
+  ];
+  const first = layers();
+  t.equal(await measureLayers(first, host, walker, cache), 3, 'three dirs walked, the shared one once');
+  t.same(walks, [['/var/lib/docker/overlay2/a', '/var/lib/docker/overlay2/gone', '/var/lib/docker/overlay2/other-fs']]);
+  t.same(first.map((l) => l.bytes), [40_960, 40_960, 2_000, 3_000, 7_000], 'walked dirs take their allocated bytes; a missing dir, one elsewhere and one without a dir keep their sizes');
+  const second = layers();
+  await measureLayers(second, host, walker, cache);
+  t.equal(walks.length, 2, 'the next measurement walks only what could not be measured before');
+  t.same(walks[1], ['/var/lib/docker/overlay2/gone', '/var/lib/docker/overlay2/other-fs']);
+  t.equal(second[0]!.bytes, 40_960, 'and takes the remembered bytes for the rest');
+  answer = (roots) => ({ roots: roots.map(() => ({ bytes: 1, entries: 1, dev: '8:1', kind: 'dir' as const })), entries: 1, errors: 0, partial: 'deadline' });
+  const cut = [{ id: 'sha256:d', bytes: 5_000, dir: '/var/lib/docker/overlay2/d' }];
+  await measureLayers(cut, host, walker, new Map());
+  t.equal(cut[0]!.bytes, 5_000, 'a walk cut short by its deadline changes nothing (its numbers would be low)');
+  const none = layers();
+  t.equal(await measureLayers(none, host, undefined, new Map()), 0, 'nothing walked');
+  t.same(none.map((l) => l.bytes), [1_000, 1_000, 2_000, 3_000, 7_000], 'without the native walker, the layer store says');
 });

@@ -7,8 +7,7 @@
 // freshly written tree of thousands must not cost a stat each). A small old file that starts growing is
 // seen at the next full walk. Hard links are counted once per link here (the full walk counts them once):
 // a series of refreshes is compared with itself, never with the walk.
-import { lstat, readdir } from 'node:fs/promises';
-import { lstatSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, type Stats } from 'node:fs';
 import path from 'node:path';
 
 /** Files at least this large are re-stat'ed at every refresh. */
@@ -19,6 +18,18 @@ export const RECENT_MS = 10 * 60_000;
 export const MAX_RECENT = 32;
 /** At most this many large files per root are re-stat'ed; the rest wait for the full walk. */
 export const MAX_TRACKED = 1_000;
+/**
+ * A root is indexed only while it holds at most MAX_ROOT_ENTRIES entries (indexing costs an lstat per
+ * entry, about 12 microseconds of CPU warm), and all roots together at most MAX_DIRS directories (an
+ * unchanged refresh costs an lstat per directory, at every disk run while a filesystem fills: 10,000 is
+ * about 0.15 s of CPU). A larger root (a data root of millions of files) is left to the full walk: on this
+ * machine, with every filesystem over its warning, the agent re-indexed a root of millions of entries at
+ * every run (250 millicores, 226 MiB).
+ */
+export const MAX_ROOT_ENTRIES = 250_000;
+export const MAX_DIRS = 10_000;
+/** A root found over its budget is not tried again for this long while it stays asked for. */
+export const OVER_BUDGET_RETRY_MS = 60 * 60_000;
 
 interface DirNode {
   ino: number;
@@ -44,6 +55,8 @@ export interface RefreshResult {
   calls: number;
   /** Entries indexed anew (first refresh of a root, or directories that changed). */
   indexed: number;
+  /** Roots over their budget (found now or within the last OVER_BUDGET_RETRY_MS): not measured. */
+  overBudget: string[];
 }
 
 class OverBudget extends Error {}
@@ -53,55 +66,57 @@ const allocated = (st: Stats): number => st.blocks * 512;
 /**
  * The refresher keeps one index per root between calls; a root not asked for is forgotten. `hostPath`
  * maps a host path to where the agent sees it (--host-root). `maxEntries` bounds what one call indexes
- * anew: a root past it is not measured (the full walk still is).
+ * anew for one root, `maxDirs` the directories all roots' indexes hold (the roots are taken in the
+ * order given, so the first, largest, come first): a root past either is not measured
+ * (the full walk still is), nor tried again for OVER_BUDGET_RETRY_MS.
  */
-export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEntries?: number; now?: () => number; mountPoints?: () => Promise<ReadonlySet<string>> } = {}): { refresh(roots: readonly string[]): Promise<RefreshResult> } {
+export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEntries?: number; maxDirs?: number; now?: () => number; mountPoints?: () => Promise<ReadonlySet<string>> } = {}): { refresh(roots: readonly string[]): Promise<RefreshResult> } {
   const hostPath = opts.hostPath ?? ((p: string) => p);
-  const maxEntries = opts.maxEntries ?? 2_000_000;
+  const maxEntries = opts.maxEntries ?? MAX_ROOT_ENTRIES;
+  const maxDirs = opts.maxDirs ?? MAX_DIRS;
   const now = opts.now ?? Date.now;
   let indexes = new Map<string, RootIndex>();
+  /** Roots found over their budget, with when. */
+  let overBudget = new Map<string, number>();
 
   return {
     async refresh(roots) {
-      const out: RefreshResult = { bytes: {}, calls: 0, indexed: 0 };
+      const out: RefreshResult = { bytes: {}, calls: 0, indexed: 0, overBudget: [] };
       const next = new Map<string, RootIndex>();
-      const budget = { entries: 0 };
+      const nextOver = new Map<string, number>();
+      // entries: indexed anew for the root at hand; dirs: held by the roots measured so far and this one.
+      const budget = { entries: 0, dirs: 0 };
       const t = now();
       // Never stat a mount point under a root (a dead NFS server hangs the call): it is another
       // filesystem, and a directory indexed before something was mounted on it is dropped.
       const mounts = (await opts.mountPoints?.()) ?? new Set<string>();
       let sinceYield = 0;
-      /**
-       * The unchanged-tree path: a synchronous lstat (a few microseconds warm, where a promise costs
-       * tens), yielding to the event loop every 256 calls; only paths the index knows as files and
-       * directories of the same filesystem, never a mount point.
-       */
-      const statKnown = async (p: string): Promise<Stats | undefined> => {
-        if (mounts.has(p)) return undefined;
-        out.calls++;
+      const pace = async () => {
         if (++sinceYield >= 256) {
           sinceYield = 0;
           await new Promise((r) => setImmediate(r));
         }
+      };
+      /**
+       * Synchronous lstat (a few microseconds warm, where a promise costs tens: indexing 127,000
+       * entries of /usr took 6.4 s of CPU with promises), yielding to the event loop every 256 calls;
+       * never a mount point. Synchronous calls are why the index lives on a worker thread.
+       */
+      const stat = async (p: string): Promise<Stats | undefined> => {
+        if (mounts.has(p)) return undefined;
+        out.calls++;
+        await pace();
         try {
           return lstatSync(p, { throwIfNoEntry: false });
         } catch {
           return undefined;
         }
       };
-      const stat = async (p: string): Promise<Stats | undefined> => {
-        if (mounts.has(p)) return undefined;
-        out.calls++;
-        try {
-          return await lstat(p);
-        } catch {
-          return undefined;
-        }
-      };
       const list = async (p: string): Promise<string[]> => {
         out.calls++;
+        await pace();
         try {
-          return await readdir(p);
+          return readdirSync(p);
         } catch {
           return [];
         }
@@ -113,11 +128,12 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
           // The listing is the same: only the watched files and the subdirectories can have changed.
           const node: DirNode = { ...old, tracked: new Map(), subdirs: new Map() };
           for (const name of old.tracked.keys()) {
-            const f = await statKnown(path.join(p, name));
+            const f = await stat(path.join(p, name));
             if (f) node.tracked.set(name, allocated(f));
           }
           for (const [name, child] of old.subdirs) {
-            const c = await statKnown(path.join(p, name));
+            if (++budget.dirs > maxDirs) throw new OverBudget();
+            const c = await stat(path.join(p, name));
             if (c?.isDirectory() && c.dev === dev) node.subdirs.set(name, await scan(path.join(p, name), c, dev, child, idx));
           }
           idx.tracked += node.tracked.size;
@@ -126,9 +142,10 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
         const names = await list(p);
         budget.entries += names.length;
         out.indexed += names.length;
-        if (budget.entries > maxEntries) throw new OverBudget();
+        if (budget.entries > maxEntries || ++budget.dirs > maxDirs) throw new OverBudget();
         const node: DirNode = { ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, own: allocated(st), tracked: new Map(), subdirs: new Map() };
-        const stats = await Promise.all(names.map((n) => stat(path.join(p, n))));
+        const stats: (Stats | undefined)[] = [];
+        for (const n of names) stats.push(await stat(path.join(p, n)));
         const dirs: [string, Stats][] = [];
         names.forEach((name, i) => {
           const e = stats[i];
@@ -142,7 +159,6 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
             if (e.isFile() && t - e.mtimeMs < RECENT_MS) idx.recent.push({ node, name, bytes: allocated(e), mtimeMs: e.mtimeMs });
           }
         });
-        // One directory at a time (its entries stat'ed together): a large tree never has all of its stats in flight.
         for (const [name, e] of dirs) node.subdirs.set(name, await scan(path.join(p, name), e, dev, old?.subdirs.get(name), idx));
         return node;
       };
@@ -154,6 +170,14 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
       };
 
       for (const root of new Set(roots)) {
+        const over = overBudget.get(root);
+        if (over !== undefined && t - over < OVER_BUDGET_RETRY_MS) {
+          nextOver.set(root, over);
+          out.overBudget.push(root);
+          continue;
+        }
+        budget.entries = 0;
+        const dirsBefore = budget.dirs;
         const st = await stat(hostPath(root));
         if (!st) continue;
         const old = indexes.get(root);
@@ -175,9 +199,13 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
           }
         } catch (err) {
           if (!(err instanceof OverBudget)) throw err;
+          budget.dirs = dirsBefore;
+          nextOver.set(root, t);
+          out.overBudget.push(root);
         }
       }
       indexes = next;
+      overBudget = nextOver;
       return out;
     },
   };

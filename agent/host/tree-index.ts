@@ -9,6 +9,7 @@
 // a series of refreshes is compared with itself, never with the walk.
 import { lstatSync, readdirSync, type Stats } from 'node:fs';
 import path from 'node:path';
+import { REFRESH_MAX_ENTRIES } from '../../collectors/common/fillers.js';
 
 /** Files at least this large are re-stat'ed at every refresh. */
 export const TRACK_BYTES = 1024 * 1024;
@@ -26,7 +27,7 @@ export const MAX_TRACKED = 1_000;
  * machine, with every filesystem over its warning, the agent re-indexed a root of millions of entries at
  * every run (250 millicores, 226 MiB).
  */
-export const MAX_ROOT_ENTRIES = 250_000;
+export const MAX_ROOT_ENTRIES = REFRESH_MAX_ENTRIES;
 export const MAX_DIRS = 10_000;
 /** A root found over its budget is not tried again for this long while it stays asked for. */
 export const OVER_BUDGET_RETRY_MS = 60 * 60_000;

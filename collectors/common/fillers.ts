@@ -32,6 +32,8 @@ export interface Consumer {
    * refresh would count them again.
    */
   less?: number;
+  /** Files and directories the walk counted under it (walked rows; a summed row, all of its paths'). */
+  entries?: number;
 }
 
 export type FilesystemRole = 'nodefs' | 'imagefs' | 'over-warning';
@@ -440,17 +442,17 @@ export async function measureFillers(input: FillersInput): Promise<Fillers> {
       return;
     }
     const { path, kind, ...who } = r;
-    consumers.push({ kind, bytes: w.bytes, path, filesystem: fsOf(path)!.mountPoint, ...who });
+    consumers.push({ kind, bytes: w.bytes, path, filesystem: fsOf(path)!.mountPoint, ...who, entries: w.entries });
   });
   for (const { row } of chosen) {
     const mine = others
       .map((o, i) => ({ o, w: walked.roots[roots.length + i] }))
       .filter(({ o, w }) => o.fs === row && w && w.kind !== 'missing' && w.kind !== 'elsewhere')
-      .map(({ o, w }) => ({ path: o.path, bytes: Math.max(0, w!.bytes - (o.less ?? 0)), ...(o.less !== undefined ? { less: o.less } : {}) }))
+      .map(({ o, w }) => ({ path: o.path, bytes: Math.max(0, w!.bytes - (o.less ?? 0)), ...(o.less !== undefined ? { less: o.less } : {}), entries: w!.entries }))
       .sort((a, b) => b.bytes - a.bytes);
     for (const m of mine.slice(0, OTHER_ROWS)) consumers.push({ kind: 'other', filesystem: row.mountPoint, ...m });
     const rest = mine.slice(OTHER_ROWS);
-    if (rest.length > 0) consumers.push({ kind: 'other', bytes: rest.reduce((n, m) => n + m.bytes, 0), path: row.mountPoint, filesystem: row.mountPoint, rest: rest.length });
+    if (rest.length > 0) consumers.push({ kind: 'other', bytes: rest.reduce((n, m) => n + m.bytes, 0), path: row.mountPoint, filesystem: row.mountPoint, rest: rest.length, entries: rest.reduce((n, m) => n + m.entries, 0) });
   }
   consumers.sort((a, b) => b.bytes - a.bytes);
   const filesystems = chosen.map(({ row, roles }) => summarise(row, roles, consumers));
@@ -481,16 +483,21 @@ export function summarise(row: DiskRow, roles: FilesystemRole[], consumers: read
 
 /** Consumers refreshed between full walks, per filesystem: the largest. */
 export const REFRESH_PER_FILESYSTEM = 5;
+/**
+ * A consumer the walk found holding more entries than this is not refreshed (indexing it would cost an
+ * lstat per entry, about 12 microseconds of CPU each): the full walk alone measures it.
+ */
+export const REFRESH_MAX_ENTRIES = 250_000;
 
 /**
  * The consumers the agent refreshes incrementally between full walks: the largest `n` of each filesystem
  * that are directories or files of their own (not images, counted from their layers, nor the summed rest,
- * nor a dir less the image layers in it).
+ * nor a dir less the image layers in it) and small enough to index (REFRESH_MAX_ENTRIES).
  */
 export function refreshRoots(fillers: Fillers, n = REFRESH_PER_FILESYSTEM): string[] {
   const out: string[] = [];
   for (const fs of fillers.filesystems) {
-    const mine = fillers.consumers.filter((c) => c.filesystem === fs.mountPoint && !c.kind.startsWith('image-') && c.rest === undefined && c.less === undefined);
+    const mine = fillers.consumers.filter((c) => c.filesystem === fs.mountPoint && !c.kind.startsWith('image-') && c.rest === undefined && c.less === undefined && (c.entries ?? 0) <= REFRESH_MAX_ENTRIES);
     out.push(...mine.sort((a, b) => b.bytes - a.bytes).slice(0, n).map((c) => c.path));
   }
   return [...new Set(out)];

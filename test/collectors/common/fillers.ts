@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { linkSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { classifyImages, fillFilesystems, imageFrees, layerDirOf, measureFillers, otherRoots, parsePodLogDir, refreshRoots, type InventoryImage } from '../../../collectors/common/fillers.js';
+import { classifyImages, fillFilesystems, imageFrees, layerDirOf, measureFillers, otherRoots, parsePodLogDir, refreshRoots, REFRESH_MAX_ENTRIES, type InventoryImage } from '../../../collectors/common/fillers.js';
 import { disk as diskCollector, type DiskConfig, type DiskRow } from '../../../collectors/disk.js';
 import { settingsFor } from '../../helpers/context.js';
 import type { RuntimeAccess, RuntimeContainer } from '../../../collectors/types.js';
@@ -196,4 +196,11 @@ t.test("measureFillers on containerd's layout: a layer no container sits on is c
   const total = r.consumers.reduce((n, c) => n + c.bytes, 0);
   const du = Number(execFileSync('du', ['-sxB1', at('var')], { encoding: 'utf8' }).split('\t')[0]);
   t.ok(Math.abs(total - du) < 64 * KiB, `the rows add up to du of the tree, nothing twice (${kib(total)} vs ${kib(du)} KiB)`);
+});
+
+t.test('refreshRoots: the largest of each filesystem, but never one the walk found too large to index', async (t) => {
+  const fs = { mountPoint: '/', device: '8:1', fsType: 'ext4', source: '/dev/sda1', roles: ['nodefs' as const], size: 100, used: 50, avail: 50, usePercent: 50, attributed: 50, unattributed: 0, margin: 1 };
+  const row = (path: string, bytes: number, entries: number) => ({ kind: 'other' as const, path, filesystem: '/', bytes, entries });
+  const fillers = { filesystems: [fs], entries: 0, errors: 0, notes: [], consumers: [row('/srv/millions', 900, REFRESH_MAX_ENTRIES + 1), row('/var/log', 500, 2_000), row('/opt', 400, 10), row('/home', 300, 10), row('/root', 200, 10), row('/etc', 100, 10), row('/tmp', 50, 10)] };
+  t.same(refreshRoots(fillers as never), ['/var/log', '/opt', '/home', '/root', '/etc'], 'a root of more entries than REFRESH_MAX_ENTRIES is left to the full walk, and the next largest takes its place');
 });

@@ -36,6 +36,11 @@ export interface ImmutableData {
   round: number;
   sweptThisRound: number;
   lastCycle: { urgentScanned: number; swept: number; units: number };
+  /**
+   * When a unit held more files than one slice's budget (a layer of 40,000 files at 1,000 a second):
+   * the pause it still owes, as a time (ctx.now()); scheduled runs sweep nothing until then.
+   */
+  restUntil?: number;
   /** In complete mode: every unit of storage examined in this run (nothing left pending). */
   complete?: { units: number; entries: number; errors: number };
 }
@@ -206,6 +211,7 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
     let swept = 0;
     let units = 0;
     let complete: ImmutableData['complete'];
+    let restUntil: number | undefined;
     if (config.complete) {
       // 3a. One-shot: every unit at once, on every core (as find-immutable does).
       const all = await listUnits(ctx);
@@ -221,6 +227,10 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
     } else if (ctx.triggered) {
       // 3b. A run a runtime event asked for: the urgent scan above is the point; the sweep waits for
       // the schedule, so the stuck removal is named in seconds.
+      restUntil = prev?.restUntil;
+    } else if (prev?.restUntil !== undefined && ctx.now() < prev.restUntil) {
+      // 3c'. Still owing the pause of a unit larger than a slice (see below): no sweep this run.
+      restUntil = prev.restUntil;
     } else {
       // 3c. The background sweep, paced to filesPerSecond, for at most sweepSlice; it yields early when
       // a runtime event asked for an urgent re-run (a container died or its removal failed).
@@ -239,9 +249,14 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
         units += 1;
         for (const [p, bits] of r.flagged) found.set(fromAgent(p), bits);
         // Spend at least entries / budget seconds per unit, on average; in short steps, so an urgent
-        // re-run (a container stuck in removal) does not wait out the pause after a large layer.
+        // re-run (a container stuck in removal) does not wait out the pause after a large layer. The
+        // pause ends with the slice: a layer of 50,000 files owes 50 s at 1,000 a second, longer than the
+        // run's 45 s timeout (every such run was a false collector.timeout). What is still owed is
+        // carried (restUntil): later scheduled runs sweep nothing until it is paid.
         const pauseEnd = started + (r.entries / config.filesPerSecond) * 1000;
-        while (!signal.aborted && !ctx.rerunRequested?.() && ctx.now() < pauseEnd) await sleep(Math.min(250, pauseEnd - ctx.now()), signal);
+        const waitEnd = Math.min(pauseEnd, sliceEnd);
+        while (!signal.aborted && !ctx.rerunRequested?.() && ctx.now() < waitEnd) await sleep(Math.min(250, waitEnd - ctx.now()), signal);
+        if (pauseEnd > ctx.now()) restUntil = pauseEnd;
       }
       sweptThisRound += swept;
     }
@@ -249,6 +264,7 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
     const flagged = [...found].map(([p, bits]) => ({ path: p, bits })).sort((a, b) => a.path.localeCompare(b.path));
     const data: ImmutableData = { pending, found: flagged, round, sweptThisRound, lastCycle: { urgentScanned, swept, units } };
     if (complete) data.complete = complete;
+    if (restUntil !== undefined) data.restUntil = restUntil;
 
     // 4. Confirmation: the files still flagged and their owners unchanged on a fresh read after the
     // settle window (a container removed normally in between is no longer anybody's blocker).

@@ -98,7 +98,8 @@ t.test('live: a container stuck in removal is named by the event it causes, not 
   if (!requireRuntime(t)) return;
   ensureTestImage();
   // The immutable collector's interval is 10 minutes here: only the docker event can make it look again.
-  const config = loadConfig({ node: 'events', sets: ["agent.listen=''", 'collectors.immutable.interval=10m', 'collectors.mounts.interval=10m'] });
+  // Its first run sweeps storage for one slice (10 s by default; 1 s here, the test waits for that run).
+  const config = loadConfig({ node: 'events', sets: ["agent.listen=''", 'collectors.immutable.interval=10m', 'collectors.immutable.sweepSlice=1s', 'collectors.mounts.interval=10m'] });
   for (const name of Object.keys(config.collectors)) config.collectors[name]!.enabled = ['runtime', 'immutable', 'mounts'].includes(name);
   const agent = await startAgent(config, { log: quietLog });
   t.teardown(() => agent.stop());
@@ -108,11 +109,15 @@ t.test('live: a container stuck in removal is named by the event it causes, not 
   });
   const fired: { at: number; t: Transition }[] = [];
   agent.runner.on('transition', (tr: Transition) => fired.push({ at: Date.now(), t: tr }));
+  const began = Date.now();
   for (let i = 0; i < 600 && runs.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+  t.comment(`first immutable run ${((Date.now() - began) / 1000).toFixed(1)} s after the agent started`);
   // Events from containers other tests left behind may already have made it run again: at least once.
   t.ok(runs.length >= 1, 'the first scheduled run is done');
 
+  const made = Date.now();
   const stuck = await makeImmutableContainer('nw-events-stuck');
+  t.comment(`the stuck container made in ${((Date.now() - made) / 1000).toFixed(1)} s`);
   t.teardown(() => stuck.cleanup());
   const { locked } = stuck;
   const removedAt = Date.now();

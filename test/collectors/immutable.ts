@@ -68,6 +68,9 @@ t.test('live: a background sweep under a budget finds an immutable file over sev
   let cycles = 0;
   let hit;
   while (cycles < 15 && !hit) {
+    // Back to back, as if the interval were no longer than the pause a unit cut off by the slice owes.
+    const owed = (previous?.restUntil ?? 0) - Date.now();
+    if (owed > 0) await new Promise((r) => setTimeout(r, owed));
     const r = await immutable.collect(contextFor(immutable, '/', { env, sets, previous }));
     if (r.kind !== 'ok') return void t.fail(`collect: ${r.kind}`);
     previous = r.data;
@@ -80,6 +83,36 @@ t.test('live: a background sweep under a budget finds an immutable file over sev
   execFileSync('chattr', ['-i', locked]);
   const after = await immutable.collect(contextFor(immutable, '/', { env, sets, previous }));
   t.notOk(after.kind === 'ok' && after.observations.some((o) => o.subject === locked), 'resolved after chattr -i');
+});
+
+t.test('live: a unit larger than a slice\'s budget ends the run at the slice (no collector.timeout for a layer of 50,000 files); the pause it still owes is carried, and later runs sweep nothing until it is paid', async (t) => {
+  if (!requireLive(t, { root: true })) return;
+  const env = envFor('/');
+  if (!env.attrs) return void t.fail('the native attrs module is not built');
+  const root = mkdtempSync(path.join(os.tmpdir(), 'nw-bigunit-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  // One unit of 2,000 files at 200 files/s owes 10 s; the slice is 500 ms (as a 50,000-file layer at
+  // the default 1,000 a second owes 50 s, against a 10 s slice and a 45 s timeout).
+  mkdirSync(path.join(root, 'big'));
+  for (let f = 0; f < 2000; f++) writeFileSync(path.join(root, 'big', `f${f}`), '');
+  const sets = [`collectors.immutable.roots=[${root}]`, 'collectors.immutable.filesPerSecond=200', 'collectors.immutable.sweepSlice=500ms'];
+  const started = Date.now();
+  const first = await immutable.collect(contextFor(immutable, '/', { env, sets }));
+  const took = Date.now() - started;
+  if (first.kind !== 'ok') return void t.fail(`collect: ${first.kind}`);
+  t.ok(took < 5000, `the run ends with its slice, not after the 10 s the unit owes (${took} ms)`);
+  t.equal(first.data.lastCycle.units, 1, 'it swept the big unit');
+  t.ok((first.data.restUntil ?? 0) > Date.now() + 3000, `the rest of the pause is carried (${((first.data.restUntil ?? 0) - Date.now()) / 1000} s)`);
+  const second = await immutable.collect(contextFor(immutable, '/', { env, sets, previous: first.data }));
+  if (second.kind !== 'ok') return void t.fail(`collect: ${second.kind}`);
+  t.equal(second.data.lastCycle.units, 0, 'the next run sweeps nothing while the pause is owed');
+  t.equal(second.data.round, first.data.round, 'and starts no new round');
+  t.equal(second.data.restUntil, first.data.restUntil, 'still owing');
+  const paid = { ...second.data, restUntil: Date.now() - 1 };
+  const third = await immutable.collect(contextFor(immutable, '/', { env, sets, previous: paid }));
+  if (third.kind !== 'ok') return void t.fail(`collect: ${third.kind}`);
+  t.equal(third.data.lastCycle.units, 1, 'once paid, the sweep goes on (a new round, the big unit again)');
+  t.equal(third.data.round, first.data.round + 1);
 });
 
 t.test('live: an immutable file in a container\'s writable layer makes docker rm -f fail; the finding names it, and clears after chattr -i', async (t) => {

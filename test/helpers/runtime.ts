@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Test } from 'tap';
 import { followDockerEvents, type ContainerEvent, type EventSink } from '../../agent/runtime/events.js';
 import { requireLive, type TapLike } from './live.js';
-export { DOCKER, TEST_IMAGE, docker, dockerTry, runContainer, removeContainer, inspectField, ourDaemonPid, startRuntime, startContainerd, makePersistentDrift, makeImmutableContainer, copyToContainerd } from '../../bench/runtime-faults.js';
+export { DOCKER, TEST_IMAGE, docker, dockerTry, runContainer, removeContainer, removeContainersAsync, reapLeakedShims, inspectField, ourDaemonPid, startRuntime, startContainerd, makePersistentDrift, makeImmutableContainer, copyToContainerd } from '../../bench/runtime-faults.js';
 import { DOCKER, TEST_IMAGE, dockerTry } from '../../bench/runtime-faults.js';
 
 export const DOCKER_SOCK = '/var/run/docker.sock';

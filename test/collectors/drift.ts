@@ -4,8 +4,12 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { drift, evaluateDrift, holdBack, HOLD_BACK_MS, type PidState } from '../../collectors/drift.js';
 import type { RuntimeContainer } from '../../collectors/types.js';
 import { contextFor, envFor } from '../helpers/context.js';
-import { copyToContainerd, docker, ensureTestImage, inspectField, makePersistentDrift, ourDaemonPid, removeContainer, requireRuntime, runContainer, startRuntime } from '../helpers/runtime.js';
+import { copyToContainerd, docker, ensureTestImage, inspectField, makePersistentDrift, ourDaemonPid, removeContainer, removeContainersAsync, requireRuntime, runContainer, startRuntime } from '../helpers/runtime.js';
 import { requireLive } from '../helpers/live.js';
+
+/** Removals left running in the background by a subtest; the file ends once they are done. */
+const removals: Promise<void>[] = [];
+t.teardown(() => Promise.all(removals));
 
 const c = (over: Partial<RuntimeContainer>): RuntimeContainer => ({
   id: 'a'.repeat(64), name: 'web', manager: 'docker', namespace: 'moby', image: 'img', labels: {}, workload: { containerId: 'a'.repeat(64), containerName: 'web' }, storage: {}, ...over,
@@ -83,8 +87,10 @@ t.test('live: drift that dockerd repairs by itself (containerd killed, the proce
   ensureTestImage();
   const id = runContainer('nw-drift-heal', ['sleep', '600']);
   t.teardown(() => {
-    removeContainer('nw-drift-heal');
     startRuntime();
+    // A drift that stayed takes 10 s to remove (docker waits for an exit that never comes): in the
+    // background, done before the file ends.
+    removals.push(removeContainersAsync(['nw-drift-heal']));
   });
   const pid = Number(inspectField('nw-drift-heal', '{{.State.Pid}}'));
   process.kill(ctdPid!, 'SIGKILL');

@@ -139,6 +139,9 @@ function runFile(root, file, timeoutS) {
   });
 }
 
+/** A file that took this long has its slow subtests listed under its line. */
+const SLOW_FILE_MS = 20_000;
+
 /**
  * Runs files from one queue on lanes, adding their counts to sum: each lane waits for its gate, then
  * takes the next file until none is left (a lane whose gate opens late may find nothing to do).
@@ -154,6 +157,12 @@ async function runLanes(root, files, gates, timeoutS, verbose, counter, sum) {
       const detail = `${r.counts.pass} pass${r.counts.fail ? `, ${r.counts.fail} fail` : ''}${r.counts.skip ? `, ${r.counts.skip} skip` : ''}${r.counts.todo ? `, ${r.counts.todo} todo` : ''}`;
       if (!r.ok || verbose) process.stdout.write(r.output.replace(/^/gm, '    ').replace(/ +$/, '') + '\n');
       console.log(`${r.ok ? 'ok' : 'not ok'} ${n} - ${file} # ${detail}${r.why ? `, ${r.why}` : ''}, ${(r.ms / 1000).toFixed(1)} s`);
+      // Where a slow file's time went (the suite's budget is watched in CI's log): its subtests over 5 s.
+      if (r.ok && !verbose && r.ms >= SLOW_FILE_MS) {
+        for (const m of r.output.matchAll(/^ok \d+ - (.*?) # time=([\d.]+)ms$/gm)) {
+          if (Number(m[2]) >= 5000) console.log(`#   ${(Number(m[2]) / 1000).toFixed(1).padStart(5)} s  ${m[1].slice(0, 110)}`);
+        }
+      }
     }
   };
   await Promise.all(gates.slice(0, files.length).map(worker));

@@ -379,7 +379,7 @@ t.test('live: a writer grows an emptyDir 1 MiB/s on a 200 MiB nodefs: the rate a
     clearInterval(timer);
     closeSync(fd);
   });
-  const until = started + 36_000;
+  const until = started + 24_000;
   while (Date.now() < until) {
     await new Promise((r) => setTimeout(r, 3000));
     run = await eviction(run.data);

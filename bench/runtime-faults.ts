@@ -72,21 +72,23 @@ export function startRuntime(): void {
  * nothing. They are real leaks and drift rightly names them (runtime.orphan), but every later look then
  * has suspects and waits out its confirmation (8 s): in a full test run the files after the faulting ones
  * took twice as long. Only shims of the containerd scripts/start-test-runtime.sh started (our socket, our
- * daemon running), with no child process, whose container is in no list of its namespace, at least
- * `minAgeSeconds` old (a shim being started has a container already). Returns the pids ended.
+ * daemon running) whose container is in no list of its namespace, at least `minAgeSeconds` old (a shim
+ * being started has a container already), running nothing or only a `runc init` left waiting for a start
+ * that never came (ended first, as runtime.orphan's remedy does). Returns the pids ended.
  */
 export function reapLeakedShims(minAgeSeconds = 10): number[] {
   if (ourDaemonPid('containerd') === undefined) return [];
   const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
   const hz = 100; // USER_HZ: /proc/PID/stat counts start times in it on every Linux ABI
-  const parents = new Set<number>();
+  const children = new Map<number, { pid: number; runcInit: boolean }[]>();
   const shims: { pid: number; ns: string; id: string }[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      parents.add(Number(fields[1]));
+      const ppid = Number(fields[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), { pid: Number(name), runcInit: stat.includes('(runc:[') }]);
       if (!stat.includes('(containerd-shim')) continue;
       if (uptime - Number(fields[19]) / hz < minAgeSeconds) continue;
       const args = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
@@ -100,18 +102,21 @@ export function reapLeakedShims(minAgeSeconds = 10): number[] {
   const known = new Map<string, Set<string> | undefined>();
   const ended: number[] = [];
   for (const s of shims) {
-    if (parents.has(s.pid)) continue;
+    const kids = children.get(s.pid) ?? [];
+    if (kids.some((k) => !k.runcInit)) continue;
     if (!known.has(s.ns)) {
       const r = spawnSync('ctr', ['-n', s.ns, 'containers', 'ls', '-q'], { encoding: 'utf8', timeout: 10_000 });
       known.set(s.ns, r.status === 0 ? new Set(r.stdout.split('\n').filter(Boolean)) : undefined);
     }
     const ids = known.get(s.ns);
     if (!ids || ids.has(s.id)) continue;
-    try {
-      process.kill(s.pid, 'SIGKILL');
-      ended.push(s.pid);
-    } catch {
-      // gone meanwhile
+    for (const pid of [...kids.map((k) => k.pid), s.pid]) {
+      try {
+        process.kill(pid, 'SIGKILL');
+        ended.push(pid);
+      } catch {
+        // gone meanwhile
+      }
     }
   }
   return ended;

@@ -7,6 +7,9 @@ import { contextFor, envFor } from '../helpers/context.js';
 import { copyToContainerd, docker, ensureTestImage, inspectField, makePersistentDrift, ourDaemonPid, removeContainer, removeContainersAsync, requireRuntime, runContainer, startRuntime } from '../helpers/runtime.js';
 import { requireLive } from '../helpers/live.js';
 
+/** For looks that test finding a fault, not staying quiet: a suspect's look waits out 4 s, not 8. */
+const FAST = ['runtime.settle=1s'];
+
 /** Removals left running in the background by a subtest; the file ends once they are done. */
 const removals: Promise<void>[] = [];
 t.teardown(() => Promise.all(removals));
@@ -67,7 +70,7 @@ t.test('live: a drift that stays (dockerd frozen while containerd restarts and t
   t.equal(inspectField('nw-drift', '{{.State.Running}}'), 'true', 'docker still says running');
   t.match(execFileSync('ctr', ['-n', 'moby', 'task', 'ls'], { encoding: 'utf8' }), new RegExp(`${id}\\s+${pid}\\s+STOPPED`), "containerd's task is STOPPED");
 
-  const r = await drift.collect(contextFor(drift, '/', { env: envFor('/') }));
+  const r = await drift.collect(contextFor(drift, '/', { env: envFor('/', FAST) }));
   t.equal(r.kind, 'ok');
   const f = r.kind === 'ok' ? r.observations.find((o) => o.subject === id) : undefined;
   t.equal(f?.severity, 'critical');
@@ -76,7 +79,7 @@ t.test('live: a drift that stays (dockerd frozen while containerd restarts and t
   t.same((f?.evidence['docker'] as { status: string }).status, 'running');
 
   docker('rm', '-f', 'nw-drift');
-  const after = await drift.collect(contextFor(drift, '/', { env: envFor('/') }));
+  const after = await drift.collect(contextFor(drift, '/', { env: envFor('/', FAST) }));
   t.notOk(after.kind === 'ok' && after.observations.some((o) => o.subject === id), 'resolved once the container is removed');
 });
 
@@ -139,12 +142,12 @@ t.test('live: the ghost-task remedy works as printed: the task docker does not k
   });
   // A pid-1 sleep ignores SIGTERM: the remedy must not rely on it.
   execFileSync('ctr', ['-n', 'moby', 'run', '-d', ref, id, 'sleep', '600'], { stdio: 'ignore' });
-  const r = await drift.collect(contextFor(drift, '/', { env: envFor('/') }));
+  const r = await drift.collect(contextFor(drift, '/', { env: envFor('/', FAST) }));
   const f = r.kind === 'ok' ? r.observations.find((o) => o.subject === id) : undefined;
   t.ok(f, `the ghost task is found (${r.kind})`);
   t.match(f?.message, /docker has no such container/);
   execFileSync('sh', ['-c', f!.remedy], { stdio: 'ignore', timeout: 30_000 });
   t.notMatch(execFileSync('ctr', ['-n', 'moby', 'containers', 'ls', '-q'], { encoding: 'utf8' }), new RegExp(`^${id}$`, 'm'), 'the container is gone after the printed remedy');
-  const after = await drift.collect(contextFor(drift, '/', { env: envFor('/') }));
+  const after = await drift.collect(contextFor(drift, '/', { env: envFor('/', FAST) }));
   t.notOk(after.kind === 'ok' && after.observations.some((o) => o.subject === id), 'and the finding resolves');
 });

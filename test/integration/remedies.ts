@@ -59,7 +59,8 @@ t.test('live: the persistent-drift remedy parses as pasted, and its runtime part
   });
   const { id } = await makePersistentDrift('nw-remedy-drift');
   const look = async () => {
-    const r = await drift.collect(contextFor(drift, '/', { env: envFor('/') }));
+    // Finding, not quiet under churn: a 1 s settle window (a suspect's look waits 4 s, not 8).
+    const r = await drift.collect(contextFor(drift, '/', { env: envFor('/', ['runtime.settle=1s']) }));
     return r.kind === 'ok' ? r.observations.find((o) => o.check === 'runtime.drift' && o.subject === id) : undefined;
   };
   const f = await look();

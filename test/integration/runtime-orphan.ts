@@ -69,7 +69,8 @@ t.test('live: a leaked runc init on a loop filesystem is named with its mounts a
   const stat = readFileSync(`/proc/${initPid}/stat`, 'utf8');
   t.match(stat, /\(runc:\[2:INIT\]\) S 1 /, `a real runc init (pid ${initPid}) with parent 1`);
 
-  const env = envFor('/', SETS);
+  // Finding, not quiet under churn: a 1 s settle window (a suspect's look waits 4 s, not 8).
+  const env = envFor('/', [...SETS, 'runtime.settle=1s']);
   let found: Awaited<ReturnType<typeof orphansOf>>[number] | undefined;
   await eventually(async () => {
     found = (await orphansOf(env)).find((o) => o.subject === id);

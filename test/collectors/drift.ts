@@ -110,11 +110,11 @@ t.test('live: drift that dockerd repairs by itself (containerd killed, the proce
   // dockerd had subscribed again, dockerd never hears of it and the drift is real (the runbooks' case).
   // A finding is false only if dockerd mends its view by itself after all.
   let mended = false;
-  for (let i = 0; i < 30 && !mended; i++) {
+  for (let i = 0; i < 20 && !mended; i++) {
     mended = inspectField('nw-drift-heal', '{{.State.Running}}') === 'false';
     if (!mended) await new Promise((r) => setTimeout(r, 500));
   }
-  t.notOk(mended, `a finding (${counts}) only for drift that stays: ${mended ? 'dockerd mended it by itself later, so it was a false finding' : 'docker still says running 15 s after its answer (and the 8 s of confirmation before it): dockerd lost the exit, the drift is real and rightly reported'}`);
+  t.notOk(mended, `a finding (${counts}) only for drift that stays: ${mended ? 'dockerd mended it by itself later, so it was a false finding' : 'docker still says running 10 s after its answer (and the 8 s of confirmation before it): dockerd lost the exit, the drift is real and rightly reported'}`);
 });
 
 t.test('every drift remedy is a command that parses as pasted (prose only in a trailing comment)', async (t) => {

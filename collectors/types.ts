@@ -38,6 +38,8 @@ export interface HostAccess {
   /** Lists a directory; undefined when it does not exist. */
   list(path: string): Promise<string[] | undefined>;
   exists(path: string): Promise<boolean>;
+  /** The bytes a file takes on disk (lstat's blocks of 512 bytes); undefined when it does not exist. */
+  allocatedBytes(path: string): Promise<number | undefined>;
   /**
    * statfs for host absolute paths, each answered within timeoutMs. A path that hangs (a dead NFS
    * server) answers `timeout` and is not asked again until an earlier probe of it returns.

@@ -152,7 +152,7 @@ export function assembleContainerdInventory(
   tasks: readonly Pick<ContainerdTask, 'containerId' | 'status'>[],
   usage: ReadonlyMap<string, number | undefined>,
   dirs: ReadonlyMap<string, string>,
-  blobs: ReadonlySet<string>,
+  blobs: ReadonlyMap<string, number | undefined>,
   pinnedReason?: (refs: readonly string[]) => string | undefined,
 ): ContainerdInventoryImage[] {
   const running = new Set(tasks.filter((t) => t.status === 'RUNNING').map((t) => t.containerId));
@@ -168,7 +168,9 @@ export function assembleContainerdInventory(
     const layers: ImageLayer[] = [];
     if (img.manifest) {
       for (const d of [img.manifest.config, ...img.manifest.layers]) {
-        if (blobs.has(d.digest)) layers.push({ id: blobLayerId(d.digest), bytes: d.size, dir: `${layout.blobsDir}/${d.digest.replace(':', '/')}` });
+        // On disk: its allocated bytes (du's `used` counts blocks; a 1 KB config blob takes 4 KiB), the
+        // descriptor's size when they could not be read.
+        if (blobs.has(d.digest)) layers.push({ id: blobLayerId(d.digest), bytes: blobs.get(d.digest) ?? d.size, dir: `${layout.blobsDir}/${d.digest.replace(':', '/')}` });
       }
     }
     for (const chainId of img.chain ?? []) {
@@ -283,10 +285,17 @@ export async function readContainerdNamespace(
       for (const [k, v] of layerDirsFromLowerDirs(chain, got.lowerDirs ?? []) ?? []) dirs.set(k, v);
     }),
   );
-  const blobs = new Set<string>();
+  const blobs = new Map<string, number | undefined>();
   if (host) {
     const digests = [...new Set(reads.flatMap((r) => (r.manifest ? [r.manifest.config, ...r.manifest.layers].map((d) => d.digest) : [])))];
-    await Promise.all(digests.map(async (d) => (await host.exists(host.hostPath(`${layout.blobsDir}/${d.replace(':', '/')}`))) && blobs.add(d)));
+    await Promise.all(
+      digests.map(async (d) => {
+        const p = host.hostPath(`${layout.blobsDir}/${d.replace(':', '/')}`);
+        const used = await host.allocatedBytes(p);
+        if (used !== undefined) blobs.set(d, used);
+        else if (await host.exists(p)) blobs.set(d, undefined);
+      }),
+    );
   }
   return { images: assembleContainerdInventory(layout, reads, containers, tasks, usage, dirs, blobs, pinnedReason), containers };
 }

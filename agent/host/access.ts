@@ -140,6 +140,13 @@ export function createHostAccess(opts: HostOptions): HostAccess {
         return false;
       }
     },
+    async allocatedBytes(p) {
+      try {
+        return (await fsp.lstat(p)).blocks * 512;
+      } catch {
+        return undefined;
+      }
+    },
     async pids() {
       const names = readdirSync(proc); // /proc itself: in place, as its files are
       const out: number[] = [];

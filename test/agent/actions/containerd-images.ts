@@ -108,7 +108,13 @@ t.test('the inventory of a namespace: containers per image, running or not, laye
     [twoChain[1]!, `${snaps}/7`],
   ]);
   // The CRI discarded the base layer's blob after unpacking; the config blobs and the top layer's stay.
-  const blobs = new Set(['sha256:aa732c3112d069b87faa9446c28a5820ed51cb3ddf4f658699b308a7363ff2b0', TOP, 'sha256:69b868e74ded9ab9cd2f9d7bd1455428220130b2bed885d5139c2442e364f5dd']);
+  // Each by its allocated bytes (a 1,254-byte config blob takes a 4 KiB block); one whose size could
+  // not be read counts its descriptor's size.
+  const blobs = new Map<string, number | undefined>([
+    ['sha256:aa732c3112d069b87faa9446c28a5820ed51cb3ddf4f658699b308a7363ff2b0', 4096],
+    [TOP, 4096],
+    ['sha256:69b868e74ded9ab9cd2f9d7bd1455428220130b2bed885d5139c2442e364f5dd', undefined],
+  ]);
   const containers = [
     { id: 'web', image: 'docker.io/shop/app:2' },
     { id: 'job', image: 'sha256:aa732c3112d069b87faa9446c28a5820ed51cb3ddf4f658699b308a7363ff2b0' },
@@ -122,11 +128,11 @@ t.test('the inventory of a namespace: containers per image, running or not, laye
   const [app, busybox, pause, pinned, broken] = inv;
   t.match(app, { id: 'containerd/k8s.io/sha256:two', name: 'docker.io/shop/app:2', containers: ['web', 'job'], running: ['web'], namespace: 'k8s.io', refs: grouped[0]!.names }, 'containers by any of its names; the one whose task runs');
   t.same(app!.layers, [
-    { id: 'containerd/content/sha256:aa732c3112d069b87faa9446c28a5820ed51cb3ddf4f658699b308a7363ff2b0', bytes: 1254, dir: '/var/lib/containerd/io.containerd.content.v1.content/blobs/sha256/aa732c3112d069b87faa9446c28a5820ed51cb3ddf4f658699b308a7363ff2b0' },
-    { id: `containerd/content/${TOP}`, bytes: 2048, dir: `/var/lib/containerd/io.containerd.content.v1.content/blobs/sha256/${TOP.slice(7)}` },
+    { id: 'containerd/content/sha256:aa732c3112d069b87faa9446c28a5820ed51cb3ddf4f658699b308a7363ff2b0', bytes: 4096, dir: '/var/lib/containerd/io.containerd.content.v1.content/blobs/sha256/aa732c3112d069b87faa9446c28a5820ed51cb3ddf4f658699b308a7363ff2b0' },
+    { id: `containerd/content/${TOP}`, bytes: 4096, dir: `/var/lib/containerd/io.containerd.content.v1.content/blobs/sha256/${TOP.slice(7)}` },
     { id: `containerd/k8s.io/overlayfs/${BASE}`, bytes: 1_998_848, dir: `${snaps}/1` },
     { id: `containerd/k8s.io/overlayfs/${twoChain[1]}`, bytes: 8_192, dir: `${snaps}/7` },
-  ], "blobs that are on disk, then snapshots base first with Usage's bytes and their dirs");
+  ], "blobs that are on disk by their allocated bytes, then snapshots base first with Usage's bytes and their dirs");
   t.same(busybox!.layers.map((l) => l.id), ['containerd/content/sha256:69b868e74ded9ab9cd2f9d7bd1455428220130b2bed885d5139c2442e364f5dd', `containerd/k8s.io/overlayfs/${BASE}`], 'the base snapshot is the same layer as in the app image');
   t.same([busybox!.containers, busybox!.pinned], [[], undefined]);
   t.same(pause!.layers, [{ id: 'containerd/k8s.io/overlayfs/sha256:p0', bytes: 4_096, within: snaps }], "no container on it: its dir is not known, only where it is");
@@ -138,7 +144,7 @@ t.test('the inventory of a namespace: containers per image, running or not, laye
   // Through du's classification and prune's function: shared layers once, ids apart from docker's.
   const rows = classifyImages(inv, new Set([app!.id]), new Set());
   t.same(rows.map((r) => [r.image.name, r.class, r.bytes]), [
-    ['docker.io/shop/app:2', 'in-use', 1254 + 2048 + 1_998_848 + 8_192],
+    ['docker.io/shop/app:2', 'in-use', 4096 + 4096 + 1_998_848 + 8_192],
     ['docker.io/library/busybox:1', 'reclaimable', 895],
     ['registry.k8s.io/pause:3.9', 'pinned', 4_096],
     ['docker.io/shop/pinned:1', 'pinned', 0],

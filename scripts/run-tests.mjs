@@ -162,6 +162,8 @@ async function runLanes(root, files, gates, timeoutS, verbose, counter, sum) {
         for (const m of r.output.matchAll(/^ok \d+ - (.*?) # time=([\d.]+)ms$/gm)) {
           if (Number(m[2]) >= 5000) console.log(`#   ${(Number(m[2]) / 1000).toFixed(1).padStart(5)} s  ${m[1].slice(0, 110)}`);
         }
+        // The steps a test marked with a comment ending "at +N s" (or ms).
+        for (const m of r.output.matchAll(/^\s+# (.{1,100} at \+[\d.]+ m?s)$/gm)) console.log(`#           ${m[1]}`);
       }
     }
   };

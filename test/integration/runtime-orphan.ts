@@ -100,12 +100,14 @@ t.test('live: under churn on docker and in k8s.io, no runc init or shim of a con
   const before = new Set((await orphansOf(env)).map((o) => o.subject));
   const churn = startChurn({ docker: DOCKER, image: TEST_IMAGE, criImage, prefix: 'nw-orph' });
   t.teardown(() => churn.stop());
-  const end = Date.now() + 20_000;
+  const t0 = Date.now();
+  const end = t0 + 20_000;
   let runs = 0;
   // Each look with a suspect waits out its confirmation (8 s): at least three looks, and 20 s of churn.
   while (Date.now() < end || runs < 3) {
     for (const o of await orphansOf(env)) if (!before.has(o.subject)) t.fail(`orphan under churn: ${o.message}`);
     runs += 1;
+    t.comment(`look ${runs} done at +${((Date.now() - t0) / 1000).toFixed(1)} s`);
   }
   t.ok(runs >= 3, `drift looked ${runs} times during the churn with a 1 s minimum age; ${before.size} orphans were there before`);
 });

@@ -170,6 +170,9 @@ async function listUnits(ctx: CollectorContext<ImmutableConfig, ImmutableData>):
   return units;
 }
 
+/** The longest pause a sweep may still owe (a unit of 3,600,000 files at 1,000 a second). */
+const MAX_REST_MS = 3_600_000;
+
 export const immutable: Collector<ImmutableConfig, ImmutableData> = {
   name: 'immutable',
   description: 'Files with the immutable or append-only attribute in container storage (statx, no file opened)',
@@ -228,8 +231,9 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
       // 3b. A run a runtime event asked for: the urgent scan above is the point; the sweep waits for
       // the schedule, so the stuck removal is named in seconds.
       restUntil = prev?.restUntil;
-    } else if (prev?.restUntil !== undefined && ctx.now() < prev.restUntil) {
-      // 3c'. Still owing the pause of a unit larger than a slice (see below): no sweep this run.
+    } else if (prev?.restUntil !== undefined && ctx.now() < prev.restUntil && prev.restUntil - ctx.now() <= MAX_REST_MS) {
+      // 3c'. Still owing the pause of a unit larger than a slice (see below): no sweep this run. (More
+      // than an hour ahead is a clock stepped back, not a debt: the sweep goes on.)
       restUntil = prev.restUntil;
     } else {
       // 3c. The background sweep, paced to filesPerSecond, for at most sweepSlice; it yields early when

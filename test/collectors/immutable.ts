@@ -108,6 +108,8 @@ t.test('live: a unit larger than a slice\'s budget ends the run at the slice (no
   t.equal(second.data.lastCycle.units, 0, 'the next run sweeps nothing while the pause is owed');
   t.equal(second.data.round, first.data.round, 'and starts no new round');
   t.equal(second.data.restUntil, first.data.restUntil, 'still owing');
+  const stepped = await immutable.collect(contextFor(immutable, '/', { env, sets, previous: { ...second.data, restUntil: Date.now() + 5 * 3_600_000 } }));
+  t.equal(stepped.kind === 'ok' ? stepped.data.lastCycle.units : -1, 1, 'a debt hours ahead is a clock stepped back: the sweep goes on');
   const paid = { ...second.data, restUntil: Date.now() - 1 };
   const third = await immutable.collect(contextFor(immutable, '/', { env, sets, previous: paid }));
   if (third.kind !== 'ok') return void t.fail(`collect: ${third.kind}`);

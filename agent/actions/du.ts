@@ -81,16 +81,37 @@ export async function measureNode(env: Environment, config: Config, opts: DuOpti
 export type RefreshRoots = (roots: readonly string[]) => Promise<{ bytes: Record<string, number> }>;
 
 /**
- * The agent's du measurement for the disk collector: made in the background, one at a time, at most
- * once per `everyMs` a caller asks with; the caller gets the last finished one at once (never waits on
- * the walk, which has its own deadline). A failed measurement is logged and leaves the last one. With
- * `refresh`, a caller that asks for it also starts a refresh of the last measurement's largest consumers
- * (one at a time; the next call returns it), much cheaper than the walk, for their growth rates.
+ * The share of one core the full du walks may use on average: a walk that cost C seconds of CPU is
+ * followed by the next no sooner than C / WALK_CPU_SHARE later (and no sooner than `everyMs`). The root
+ * filesystem of a node with a few images holds about 556,000 entries, a walk of 3.7 s of CPU: every
+ * 31 minutes instead of every 5 (12 millicores on average); a kubelet dir of 10,000 entries stays at
+ * `everyMs`. Between walks the largest consumers are refreshed incrementally, which is what their rates
+ * and the time-to-threshold estimate read.
  */
-export function createFillersAccess(measure: () => Promise<Fillers>, opts: { now?: () => number; log?: Log; refresh?: RefreshRoots } = {}): FillersAccess & { idle(): Promise<void> } {
+export const WALK_CPU_SHARE = 0.002;
+
+/** This process's CPU time so far, in ms (all its threads: the walk runs on native threads). */
+const processCpuMs = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
+/**
+ * The agent's du measurement for the disk collector: made in the background, one at a time, at most
+ * once per `everyMs` a caller asks with and paced to WALK_CPU_SHARE of a core; the caller gets the last
+ * finished one at once (never waits on the walk, which has its own deadline), for three such gaps. A
+ * failed measurement is logged and leaves the last one. With `refresh`, a caller that asks for it also
+ * starts a refresh of the last measurement's largest consumers (one at a time; the next call returns
+ * it), much cheaper than the walk, for their growth rates.
+ */
+export function createFillersAccess(measure: () => Promise<Fillers>, opts: { now?: () => number; cpuMs?: () => number; log?: Log; refresh?: RefreshRoots } = {}): FillersAccess & { idle(): Promise<void> } {
   const now = opts.now ?? Date.now;
+  const cpuMs = opts.cpuMs ?? processCpuMs;
   let last: MeasuredFillers | undefined;
   let startedAt: number | undefined;
+  /** How long the last walk's CPU asks the next one to wait, from the end of the last. */
+  let cpuGapMs = 0;
+  let endedAt = 0;
   let running: Promise<void> | undefined;
   let refreshing: Promise<void> | undefined;
   const startRefresh = (measured: MeasuredFillers) => {
@@ -109,8 +130,9 @@ export function createFillersAccess(measure: () => Promise<Fillers>, opts: { now
   return {
     async get(everyMs, getOpts) {
       const t = now();
-      if (!running && (startedAt === undefined || t - startedAt >= everyMs)) {
+      if (!running && (startedAt === undefined || (t - startedAt >= everyMs && t - endedAt >= cpuGapMs))) {
         startedAt = t;
+        const cpuBefore = cpuMs();
         running = measure().then(
           (fillers) => {
             last = { fillers, takenAt: now(), ...(last?.refreshed ? { refreshed: last.refreshed } : {}) };
@@ -118,10 +140,13 @@ export function createFillersAccess(measure: () => Promise<Fillers>, opts: { now
           },
           (err: unknown) => opts.log?.warn({ err: err instanceof Error ? err.message : String(err) }, 'du measurement failed'),
         ).finally(() => {
+          // The whole process's CPU meanwhile: the walk's threads and whatever else ran (an overestimate).
+          cpuGapMs = Math.max(0, cpuMs() - cpuBefore) / WALK_CPU_SHARE;
+          endedAt = now();
           running = undefined;
         });
       }
-      const fresh = last && now() - last.takenAt <= 3 * everyMs ? last : undefined;
+      const fresh = last && now() - last.takenAt <= 3 * Math.max(everyMs, cpuGapMs) ? last : undefined;
       if (fresh && getOpts?.refresh) startRefresh(fresh);
       return fresh;
     },

@@ -6,7 +6,7 @@ import type { KubeletGcEvent } from '../../../collectors/types.js';
 import { toKubeletGcEvent } from '../../../agent/kube/node.js';
 import type { Consumer, Fillers } from '../../../collectors/common/fillers.js';
 import type { DiskRow } from '../../../collectors/disk.js';
-import { createFillersAccess } from '../../../agent/actions/du.js';
+import { createFillersAccess, WALK_CPU_SHARE } from '../../../agent/actions/du.js';
 
 const GiB = 1024 ** 3;
 const gc = { high: 85, low: 80 };
@@ -139,6 +139,51 @@ t.test('the background measurement: one at a time, paced, the caller never waits
   await failing.idle();
   t.equal(await failing.get(1000), undefined, 'a failed measurement leaves none and does not throw');
   t.equal(await access.get(300_000), undefined, 'too old (3 x everyMs): not used');
+});
+
+t.test('the background measurement is paced to its CPU: a walk of 3.7 s of CPU waits 31 minutes for the next, not everyMs; its result is used that long', async (t) => {
+  let clock = 1_000_000;
+  let cpu = 0;
+  let calls = 0;
+  let release: (() => void) | undefined;
+  const measure = () => {
+    calls++;
+    return new Promise<Fillers>((resolve) => {
+      release = () => {
+        cpu += 3_700; // the walk's threads
+        clock += 20_000;
+        resolve(full);
+      };
+    });
+  };
+  const access = createFillersAccess(measure, { now: () => clock, cpuMs: () => cpu });
+  await access.get(300_000);
+  release!();
+  await access.idle();
+  const gap = 3_700 / WALK_CPU_SHARE;
+  t.equal(gap, 1_850_000, '3.7 s of CPU at 2 millicores: 1,850 s');
+  clock += 300_000;
+  t.equal((await access.get(300_000))?.fillers, full, 'past everyMs: the last one is used');
+  t.equal(calls, 1, 'but no new walk: its CPU asks for 1,850 s');
+  clock += gap - 300_000 - 1;
+  await access.get(300_000);
+  t.equal(calls, 1, 'not a millisecond before');
+  clock += 1;
+  t.equal((await access.get(300_000))?.fillers, full, 'then a new walk, the last one still used (3 gaps: 92 minutes)');
+  t.equal(calls, 2);
+  release!();
+  await access.idle();
+  let cheapCalls = 0;
+  const cheap = createFillersAccess(() => {
+    cheapCalls++;
+    cpu += 100;
+    return Promise.resolve(full);
+  }, { now: () => clock, cpuMs: () => cpu });
+  await cheap.get(300_000);
+  await cheap.idle();
+  clock += 300_000;
+  await cheap.get(300_000);
+  t.equal(cheapCalls, 2, 'a walk of 100 ms of CPU (a gap of 50 s) leaves everyMs the pace');
 });
 
 // kubelet's own Events, as the API server holds them (test/fixtures/k8s/events): one per message form.

@@ -107,31 +107,40 @@ t.test('describeConsumer', async (t) => {
   t.equal(describeConsumer(c('logs', 1, { container: 'nginx' })), 'logs of nginx (1.0G)', 'a container outside Kubernetes');
 });
 
-t.test('the background measurement: one at a time, paced, the caller never waits on it', async (t) => {
-  let clock = 1_000_000;
-  let calls = 0;
-  let release: (() => void) | undefined;
-  const measure = () => {
-    calls++;
+/** A measurement that finishes when the test says (`release`), after `onRelease` (the walk's cost). */
+function heldMeasure(onRelease = () => {}) {
+  const m = { calls: 0, release: () => {}, measure: () => new Promise<Fillers>(() => {}) };
+  m.measure = () => {
+    m.calls++;
     return new Promise<Fillers>((resolve) => {
-      release = () => resolve(full);
+      m.release = () => {
+        onRelease();
+        resolve(full);
+      };
     });
   };
-  const access = createFillersAccess(measure, { now: () => clock });
+  return m;
+}
+
+t.test('the background measurement: one at a time, paced, the caller never waits on it', async (t) => {
+  let clock = 1_000_000;
+  const held = heldMeasure();
+  const release = () => held.release();
+  const access = createFillersAccess(held.measure, { now: () => clock });
   t.equal(await access.get(300_000), undefined, 'nothing yet: the first call starts it and returns at once');
-  t.equal(calls, 1);
+  t.equal(held.calls, 1);
   t.equal(await access.get(300_000), undefined, 'still running: not started twice');
-  t.equal(calls, 1);
-  release!();
+  t.equal(held.calls, 1);
+  release();
   await access.idle();
   t.equal((await access.get(300_000))?.fillers, full, 'the finished measurement');
   clock += 60_000;
   await access.get(300_000);
-  t.equal(calls, 1, 'paced: no new one within everyMs');
+  t.equal(held.calls, 1, 'paced: no new one within everyMs');
   clock += 300_000;
   t.equal((await access.get(300_000))?.fillers, full, 'past everyMs: the last one is still used while a new one runs');
-  t.equal(calls, 2);
-  release!();
+  t.equal(held.calls, 2);
+  release();
   await access.idle();
   clock += 2_000_000;
   const failing = createFillersAccess(() => Promise.reject(new Error('boom')), { now: () => clock });
@@ -144,34 +153,26 @@ t.test('the background measurement: one at a time, paced, the caller never waits
 t.test('the background measurement is paced to its CPU: a walk of 3.7 s of CPU waits 31 minutes for the next, not everyMs; its result is used that long', async (t) => {
   let clock = 1_000_000;
   let cpu = 0;
-  let calls = 0;
-  let release: (() => void) | undefined;
-  const measure = () => {
-    calls++;
-    return new Promise<Fillers>((resolve) => {
-      release = () => {
-        cpu += 3_700; // the walk's threads
-        clock += 20_000;
-        resolve(full);
-      };
-    });
-  };
-  const access = createFillersAccess(measure, { now: () => clock, cpuMs: () => cpu });
+  const held = heldMeasure(() => {
+    cpu += 3_700; // the walk's threads
+    clock += 20_000;
+  });
+  const access = createFillersAccess(held.measure, { now: () => clock, cpuMs: () => cpu });
   await access.get(300_000);
-  release!();
+  held.release();
   await access.idle();
   const gap = 3_700 / WALK_CPU_SHARE;
   t.equal(gap, 1_850_000, '3.7 s of CPU at 2 millicores: 1,850 s');
   clock += 300_000;
   t.equal((await access.get(300_000))?.fillers, full, 'past everyMs: the last one is used');
-  t.equal(calls, 1, 'but no new walk: its CPU asks for 1,850 s');
+  t.equal(held.calls, 1, 'but no new walk: its CPU asks for 1,850 s');
   clock += gap - 300_000 - 1;
   await access.get(300_000);
-  t.equal(calls, 1, 'not a millisecond before');
+  t.equal(held.calls, 1, 'not a millisecond before');
   clock += 1;
   t.equal((await access.get(300_000))?.fillers, full, 'then a new walk, the last one still used (3 gaps: 92 minutes)');
-  t.equal(calls, 2);
-  release!();
+  t.equal(held.calls, 2);
+  held.release();
   await access.idle();
   let cheapCalls = 0;
   const cheap = createFillersAccess(() => {

@@ -18,9 +18,15 @@ export const CONTAINERD_TOPICS: Readonly<Record<string, string>> = {
   '/containers/delete': 'destroy',
 };
 
-/** containerd's filter syntax: several filters are OR'ed. The decoder checks the topic again anyway. */
-export function subscribeRequest(): Buffer {
-  return encodeMessage(Object.keys(CONTAINERD_TOPICS).map((topic) => ({ n: 1, string: `topic=="${topic}"` })));
+/**
+ * containerd's filter syntax: several filters are OR'ed, the selectors of one AND'ed. With `namespaces`,
+ * one filter per topic and namespace (the envelope's namespace field), so containerd sends nothing of the
+ * others; without, every namespace (picked client-side). The decoder checks both again anyway.
+ */
+export function subscribeRequest(namespaces?: readonly string[]): Buffer {
+  const topics = Object.keys(CONTAINERD_TOPICS);
+  const filters = namespaces ? topics.flatMap((topic) => namespaces.map((ns) => `topic=="${topic}",namespace=="${ns}"`)) : topics.map((topic) => `topic=="${topic}"`);
+  return encodeMessage(filters.map((f) => ({ n: 1, string: f })));
 }
 
 // containerd ids are free-form but bounded: [A-Za-z0-9][A-Za-z0-9_.-]{0,75} (identifiers.Validate).
@@ -63,6 +69,8 @@ export function decodeEnvelope(msg: Buffer, namespaces: readonly string[]): Cont
  * 'connected', 'resync' after a gap, and 'gap' (why the stream ended), like DockerEvents.
  */
 export class ContainerdEvents extends EventFollower {
+  private skipped: readonly string[] = [];
+
   constructor(
     private readonly socketPath: string,
     private readonly namespaces: readonly string[],
@@ -72,16 +80,36 @@ export class ContainerdEvents extends EventFollower {
     super();
   }
 
+  /** The namespaces this stream follows now: all of `namespaces` but the skipped ones. */
+  get following(): readonly string[] {
+    return this.namespaces.filter((ns) => !this.skipped.includes(ns));
+  }
+
+  /**
+   * Leaves these namespaces out of the subscription (docker's `moby` while docker's own event stream is
+   * up: the same containers' endings, a third of the events on a busy node, that the agent then only
+   * used to drop a cached view docker's events drop anyway). Never all of them: a subscription without a
+   * namespace filter would be every namespace. A change subscribes again at once; that reconnection's
+   * resync (a full re-read) covers the moment between.
+   */
+  skip(namespaces: readonly string[]): void {
+    const next = this.namespaces.filter((ns) => namespaces.includes(ns));
+    if (next.length === this.namespaces.length || next.join('\n') === this.skipped.join('\n')) return;
+    this.skipped = next;
+    this.resubscribe();
+  }
+
   protected open(): { close(): void } {
     let openedAt = 0;
-    // No containerd-namespace header: Subscribe then sees every namespace; ours are picked client-side.
-    return grpcStream(this.socketPath, SUBSCRIBE, subscribeRequest(), { timeoutMs: this.timeoutMs, pingMs: this.pingMs, probe: VERSION_METHOD }, {
+    const following = this.following;
+    // No containerd-namespace header: Subscribe then sees every namespace; the filters name ours.
+    return grpcStream(this.socketPath, SUBSCRIBE, subscribeRequest(following), { timeoutMs: this.timeoutMs, pingMs: this.pingMs, probe: VERSION_METHOD }, {
       onOpen: () => {
         openedAt = Date.now();
         this.opened(false);
       },
       onMessage: (msg) => {
-        const ev = decodeEnvelope(msg, this.namespaces);
+        const ev = decodeEnvelope(msg, following);
         if (ev) this.emit('event', ev);
       },
       onEnd: (err) => {

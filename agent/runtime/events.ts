@@ -77,7 +77,8 @@ export function backoffMs(attempt: number, random: () => number = Math.random): 
 
 /**
  * What every runtime event stream shares: start/stop, reconnecting with backoff, and 'connected' then
- * 'resync' on every connection but the first (what happened while we were away is unknown).
+ * 'resync' on every connection but the first (what happened while we were away is unknown);
+ * 'disconnected' when a connection that was up ends.
  */
 export abstract class EventFollower extends EventEmitter {
   private current: { close(): void } | undefined;
@@ -121,7 +122,13 @@ export abstract class EventFollower extends EventEmitter {
     if (this.connections > 1) this.emit('resync');
   }
 
+  /** Ends the current connection, if any: retry() then makes the next (with what open() asks now). */
+  protected resubscribe(): void {
+    this.current?.close();
+  }
+
   protected retry(): void {
+    if (this.live) this.emit('disconnected');
     this.live = false;
     this.current = undefined;
     if (this.stopped) return;

@@ -4,7 +4,8 @@
 // @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t from 'tap';
 import { ContainerdClient } from '../../agent/runtime/containerd.js';
-import { ContainerdEvents, containerdStatus } from '../../agent/runtime/containerd-events.js';
+import { ContainerdEvents, containerdStatus, decodeEnvelope, SUBSCRIBE, subscribeRequest, VERSION_METHOD } from '../../agent/runtime/containerd-events.js';
+import { grpcStream } from '../../agent/runtime/grpc.js';
 import { requireLive } from '../helpers/live.js';
 import { eventually } from '../helpers/processes.js';
 import { CONTAINERD_SOCK, copyToContainerd, ctrTry, ensureTestImage, followForTest, ourDaemonPid, requireRuntime, startContainerd, startRuntime, TEST_IMAGE } from '../helpers/runtime.js';
@@ -71,4 +72,46 @@ t.test('live: a quiet stream stays up; it is kept alive by calls containerd answ
   await new Promise((r) => setTimeout(r, 3000));
   t.same(gaps, [], 'no gap in 3 s of liveness checks every 100 ms');
   t.equal(connected, 1, 'one connection all along (no reconnect, so no re-read of everything)');
+});
+
+t.test("live: docker's namespace left out of the subscription: containerd sends none of its events, the CRI's still come; back in, they come again", async (t) => {
+  if (!requireRuntime(t)) return;
+  if (!requireLive(t, { commands: ['ctr'] })) return;
+  ensureTestImage();
+  const k8s = copyToContainerd(TEST_IMAGE, 'k8s.io', ['nodewarden-test=events']);
+  const moby = copyToContainerd(TEST_IMAGE, 'moby', ['nodewarden-test=events']);
+  const events = new ContainerdEvents(CONTAINERD_SOCK, ['moby', 'k8s.io'], 5000, 1000);
+  let connected = 0;
+  events.on('connected', () => connected++);
+  const { seen } = followForTest(t, events, async () => undefined);
+  const runOnce = (ns: string, image: string, name: string) => {
+    const r = ctrTry('-n', ns, 'run', '--rm', image, name, 'true');
+    if (r.code !== 0) t.fail(`ctr -n ${ns} run ${name}: exit ${r.code} ${r.stdout}`);
+  };
+  // What containerd itself sends for a subscription that names k8s.io only (decoded for every namespace).
+  const raw: string[] = [];
+  const rawStream = grpcStream(CONTAINERD_SOCK, SUBSCRIBE, subscribeRequest(['k8s.io']), { timeoutMs: 5000, pingMs: 1000, probe: VERSION_METHOD }, {
+    onMessage: (m) => {
+      const e = decodeEnvelope(m, ['moby', 'k8s.io']);
+      if (e) raw.push(e.namespace ?? '');
+    },
+    onEnd: () => {},
+  });
+  t.teardown(() => rawStream.close());
+  events.start();
+  t.ok(await until(() => connected === 1), 'the stream is up');
+  events.skip(['moby']);
+  t.ok(await until(() => connected === 2), 'skipping moby subscribes again');
+  t.same(events.following, ['k8s.io']);
+  runOnce('moby', moby, `nw-skip-moby-${process.pid}`);
+  runOnce('k8s.io', k8s, `nw-skip-k8s-${process.pid}`);
+  t.ok(await until(() => seen.some((e) => e.id === `nw-skip-k8s-${process.pid}` && e.topic === '/containers/delete')), "the CRI's container's events arrive");
+  t.same(seen.filter((e) => e.namespace === 'moby').map((e) => `${e.id} ${e.topic}`), [], "none of docker's namespace, though a container ran and ended there");
+  t.ok(raw.includes('k8s.io') && !raw.includes('moby'), `containerd itself sent none of moby's (the filter is the server's): ${[...new Set(raw)].join(', ')}`);
+  events.skip(['moby', 'k8s.io']);
+  t.same(events.following, ['k8s.io'], 'never every namespace left out (no filter would be all of them)');
+  events.skip([]);
+  t.ok(await until(() => connected === 3), 'back in: subscribes again');
+  runOnce('moby', moby, `nw-skip-moby2-${process.pid}`);
+  t.ok(await until(() => seen.some((e) => e.id === `nw-skip-moby2-${process.pid}` && e.namespace === 'moby' && e.topic === '/containers/delete')), "docker's namespace's events arrive again");
 });

@@ -42,6 +42,7 @@ t.test('containerd events: what containerd sends decodes, topic by topic', async
   t.equal(decodeEnvelope(envelope({ topic: '/containers/delete', ns: 'moby' }), NS)?.action, 'destroy');
   const sub = decodeMessage(subscribeRequest());
   t.same(pb.strings(sub, 1), Object.keys(CONTAINERD_TOPICS).map((tp) => `topic=="${tp}"`), 'the subscription asks for our topics only');
+  t.same(pb.strings(decodeMessage(subscribeRequest(['k8s.io'])), 1), Object.keys(CONTAINERD_TOPICS).map((tp) => `topic=="${tp}",namespace=="k8s.io"`), 'with namespaces: each topic in each of them only');
 });
 
 t.test('containerd events: hostile and foreign envelopes are dropped, never thrown', async (t) => {

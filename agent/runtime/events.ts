@@ -119,13 +119,18 @@ export abstract class EventFollower extends EventEmitter {
     this.live = true;
     this.connections += 1;
     this.emit('connected');
-    if (this.connections > 1) this.emit('resync');
+    // A resubscription we asked for is no outage: the resync still reads everything afresh, said quietly.
+    if (this.connections > 1) this.emit('resync', this.resubscribing ? 'resubscribed' : 'reconnected');
+    this.resubscribing = false;
   }
 
   /** Ends the current connection, if any: retry() then makes the next (with what open() asks now). */
   protected resubscribe(): void {
+    if (this.current) this.resubscribing = true;
     this.current?.close();
   }
+
+  private resubscribing = false;
 
   protected retry(): void {
     if (this.live) this.emit('disconnected');
@@ -243,9 +248,10 @@ export function followDockerEvents(events: EventEmitter, sink: EventSink, rechec
     };
     recheck(recheckMs, true);
   };
-  const onResync = () => {
+  const onResync = (why?: string) => {
     sink.invalidate();
-    sink.log.warn({}, 'runtime event stream reconnected: reading everything afresh');
+    if (why === 'resubscribed') sink.log.debug({}, 'runtime event stream subscribed again with other filters: reading everything afresh');
+    else sink.log.warn({}, 'runtime event stream reconnected: reading everything afresh');
     sink.trigger(RUNTIME_COLLECTORS);
   };
   events.on('event', onEvent);

@@ -82,7 +82,9 @@ t.test("live: docker's namespace left out of the subscription: containerd sends 
   const moby = copyToContainerd(TEST_IMAGE, 'moby', ['nodewarden-test=events']);
   const events = new ContainerdEvents(CONTAINERD_SOCK, ['moby', 'k8s.io'], 5000, 1000);
   let connected = 0;
+  const resyncs: string[] = [];
   events.on('connected', () => connected++);
+  events.on('resync', (why: string) => resyncs.push(why));
   const { seen } = followForTest(t, events, async () => undefined);
   const runOnce = (ns: string, image: string, name: string) => {
     const r = ctrTry('-n', ns, 'run', '--rm', image, name, 'true');
@@ -112,6 +114,7 @@ t.test("live: docker's namespace left out of the subscription: containerd sends 
   t.same(events.following, ['k8s.io'], 'never every namespace left out (no filter would be all of them)');
   events.skip([]);
   t.ok(await until(() => connected === 3), 'back in: subscribes again');
+  t.same(resyncs, ['resubscribed', 'resubscribed'], 'each a resync said to be ours, not an outage (logged at debug, not warn)');
   runOnce('moby', moby, `nw-skip-moby2-${process.pid}`);
   t.ok(await until(() => seen.some((e) => e.id === `nw-skip-moby2-${process.pid}` && e.namespace === 'moby' && e.topic === '/containers/delete')), "docker's namespace's events arrive again");
 });

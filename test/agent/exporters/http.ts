@@ -50,7 +50,10 @@ t.test('1,100 idle sockets neither exhaust the agent\'s fds nor lock out the pro
   const metrics = (await get(port, '/metrics')).text;
   t.equal(metric(metrics, 'nodewarden_collector_failures_total', 'disk'), 0, 'no collector run failed');
   t.notMatch(logs, /EMFILE/, 'no EMFILE anywhere in the logs');
-  t.ok(closedByAgent >= 1100 - 64, `${closedByAgent} idle sockets were closed by the agent`);
+  // Connections the kernel completed while the agent's accept queue was full wait for a SYN-ACK
+  // retransmit (1, 3, 7 s ...) before the agent sees them, so the evictions are counted as they come.
+  await until(() => closedByAgent >= 1100 - 64, 30_000, 'the agent to close every idle socket past its cap of 64');
+  t.ok(closedByAgent >= 1100 - 64, `${closedByAgent} idle sockets were closed by the agent (at most 64 kept)`);
   // And the idle ones that got a slot are closed at the idle deadline: every socket ends.
   await until(() => closedByAgent === 1100, 30_000, 'every idle socket to be closed');
   t.pass('every idle socket was closed');

@@ -48,9 +48,9 @@ export function decodeEnvelope(msg: Buffer, namespaces: readonly string[]): Cont
     const any = pb.message(env, 4);
     if (!any) return undefined;
     const typeUrl = pb.string(any, 1);
-    const value = any.get(2)?.at(-1);
-    if (value?.wire !== 2) return undefined;
-    const ev = decodeMessage(value.value);
+    const value = pb.bytes(any, 2);
+    if (!value) return undefined;
+    const ev = decodeMessage(value);
     // TaskExit / TaskDelete: container_id = 1. ContainerDelete: id = 1. The Any names the type.
     const want = topic === '/containers/delete' ? 'containerd.events.ContainerDelete' : topic === '/tasks/exit' ? 'containerd.events.TaskExit' : 'containerd.events.TaskDelete';
     if (!typeUrl.endsWith(want)) return undefined;

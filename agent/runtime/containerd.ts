@@ -99,8 +99,7 @@ export class ContainerdClient {
       metadata: { 'containerd-namespace': namespace },
     });
     const parts = splitFrames(body).map((f) => {
-      const m = decodeMessage(f);
-      return m.get(2)?.at(-1)?.value as Buffer | undefined;
+      return pb.bytes(decodeMessage(f), 2);
     });
     const data = Buffer.concat(parts.filter((p): p is Buffer => p !== undefined));
     if (data.length > maxBytes) throw new Error(`blob ${digest} is larger than ${maxBytes} bytes`);

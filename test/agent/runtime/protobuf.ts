@@ -13,6 +13,21 @@ t.test('round trip of strings, varints, nested and repeated fields', async (t) =
   t.equal(pb.string(m, 9), '', 'absent string is empty, as proto3 says');
 });
 
+t.test('varints past 49 bits stay exact; negative int64s decode signed; a nested message is read in place', async (t) => {
+  const big = 2n ** 60n + 12345n;
+  const buf = encodeMessage([{ n: 1, uint: big }, { n: 2, uint: BigInt.asUintN(64, -42n) }, { n: 3, uint: 2 ** 48 + 7 }, { n: 4, message: encodeMessage([{ n: 1, string: 'inner' }]) }]);
+  const m = decodeMessage(buf);
+  t.equal(m.get(1)?.[0]?.value, big, 'a 61-bit varint is an exact bigint');
+  t.equal(pb.int(m, 2), -42, 'a 10-byte varint is a negative int64');
+  t.equal(pb.uint(m, 3), 2 ** 48 + 7, 'a 49-bit varint is an exact number');
+  t.equal(pb.string(pb.message(m, 4)!, 1), 'inner');
+  t.equal(pb.bytes(m, 4)?.length, 7, 'bytes gives the field\'s own bytes');
+  // The same message inside a larger buffer decodes the same from its range.
+  const framed = Buffer.concat([Buffer.from([0xff, 0xff]), buf, Buffer.from([0x0b])]);
+  t.equal(pb.string(pb.message(decodeMessage(framed, 2, 2 + buf.length), 4)!, 1), 'inner', 'a range of a buffer decodes without what lies around it');
+  t.throws(() => decodeMessage(Buffer.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x01])), { code: 'NW_ERR_PARSE' }, 'a key past 32 bits is NW_ERR_PARSE');
+});
+
 t.test("timestamps: real ones decode, Go's zero time (negative seconds) is absent", async (t) => {
   const ts = (seconds: bigint) => encodeMessage([{ n: 10, message: encodeMessage([{ n: 1, uint: BigInt.asUintN(64, seconds) }, { n: 2, uint: 5e8 }]) }]);
   t.equal(pb.timestamp(decodeMessage(ts(1_700_000_000n)), 10), '2023-11-14T22:13:20.500Z');

@@ -5,7 +5,7 @@
 // of another revision, built), that build runs side by side under the same churn in the same window:
 // on a shared machine only such side-by-side figures compare. `--set K=V` configures this build only, so
 // `--base .` compares a setting with the defaults (the fillers view forced on, for one).
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { startChurn } from './churn.js';
@@ -13,6 +13,17 @@ import { copyToContainerd, DOCKER, TEST_IMAGE, dockerTry } from './runtime-fault
 import { ROOT } from './util.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * What the runtimes hold before the churn starts: every snapshot lists containerd's containers (each with
+ * its OCI spec), so leftovers change the agent's cost. 73 containers leaked into `moby` by earlier test
+ * runs (no task, unknown to docker) cost this agent 5 millicores and 10 MiB more under the same churn.
+ */
+function runtimePopulation(): string {
+  const lines = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 }).stdout?.split('\n').filter(Boolean).length ?? 0;
+  const ns = ['moby', 'k8s.io'].map((n) => `${lines('ctr', ['-n', n, 'containers', 'ls', '-q'])} in ${n}`).join(', ');
+  return `the node before the churn: ${lines(DOCKER, ['ps', '-aq'])} docker containers; containerd containers: ${ns}`;
+}
 
 /** Clock ticks of the process: its threads (utime + stime) and its reaped children. */
 function ticks(pid: number): number {
@@ -31,21 +42,24 @@ function ticks(pid: number): number {
   return Math.max(threads, Number(f[11]) + Number(f[12])) + Number(f[13]) + Number(f[14]);
 }
 
-export async function benchChurnCost(opts: { seconds?: number; base?: string; sets?: readonly string[] } = {}): Promise<string> {
+export async function benchChurnCost(opts: { seconds?: number; base?: string; sets?: readonly string[]; nodeFlags?: readonly string[] } = {}): Promise<string> {
   const seconds = opts.seconds ?? 120;
   if (dockerTry('image', 'inspect', TEST_IMAGE).code !== 0) throw new Error(`churn-cost needs the test image ${TEST_IMAGE}: run npm test once (it builds it offline)`);
   const sets = opts.sets ?? [];
+  const flags = opts.nodeFlags ?? [];
+  const changed = [...sets, ...flags];
   const builds = [
-    { name: sets.length ? `this build, ${sets.join(' ')}` : 'this build', root: ROOT, sets },
-    ...(opts.base ? [{ name: `base ${opts.base}${sets.length ? ', defaults' : ''}`, root: path.resolve(opts.base), sets: [] as readonly string[] }] : []),
+    { name: changed.length ? `this build, ${changed.join(' ')}` : 'this build', root: ROOT, sets, flags },
+    ...(opts.base ? [{ name: `base ${opts.base}${changed.length ? ', defaults' : ''}`, root: path.resolve(opts.base), sets: [] as readonly string[], flags: [] as readonly string[] }] : []),
   ];
+  const population = runtimePopulation();
   const criImage = copyToContainerd(TEST_IMAGE, 'k8s.io', ['nodewarden-test=churn']);
   const churn = startChurn({ docker: DOCKER, image: TEST_IMAGE, criImage, dockerLoops: 4, criLoops: 2, prefix: 'nw-cost' });
   const agents: ChildProcess[] = [];
   try {
     builds.forEach((b, i) => {
       const cursor = `/tmp/nw-churn-cost-cursor-${process.pid}-${i}.json`;
-      agents.push(spawn(process.execPath, ['--max-semi-space-size=2', path.join(b.root, 'dist', 'cli', 'main.js'), 'agent', '--listen', `127.0.0.1:${19770 + i}`, '--set', 'logLevel=warn', '--set', `collectors.kernel.cursorFile=${cursor}`, ...b.sets.flatMap((x) => ['--set', x])], { stdio: ['ignore', 'ignore', 'inherit'] }));
+      agents.push(spawn(process.execPath, ['--max-semi-space-size=2', ...b.flags, path.join(b.root, 'dist', 'cli', 'main.js'), 'agent', '--listen', `127.0.0.1:${19770 + i}`, '--set', 'logLevel=warn', '--set', `collectors.kernel.cursorFile=${cursor}`, ...b.sets.flatMap((x) => ['--set', x])], { stdio: ['ignore', 'ignore', 'inherit'] }));
     });
     await sleep(15_000);
     const before = agents.map((a) => ticks(a.pid!));
@@ -53,7 +67,7 @@ export async function benchChurnCost(opts: { seconds?: number; base?: string; se
     await sleep(seconds * 1000);
     const after = agents.map((a) => ticks(a.pid!));
     const elapsed = (Date.now() - t0) / 1000;
-    const lines = [`the agent under churn, ${Math.round(elapsed)} s after 15 s of warm-up${builds.length > 1 ? ', both builds side by side' : ''} (targets: 15 millicores, 80 MiB)`];
+    const lines = [`the agent under churn, ${Math.round(elapsed)} s after 15 s of warm-up${builds.length > 1 ? ', both builds side by side' : ''} (targets: 15 millicores, 80 MiB)`, `  ${population}`];
     builds.forEach((b, i) => {
       const mc = ((after[i]! - before[i]!) / 100 / elapsed) * 1000;
       const hwm = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${agents[i]!.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;

@@ -26,13 +26,14 @@ const BENCHES: Record<string, () => Promise<string>> = {
   kmsg: () => benchKmsg(),
   web: () => benchWeb(options.duration === undefined ? {} : { seconds: options.duration }),
   du: () => benchDu(),
-  'churn-cost': () => benchChurnCost({ ...(options.duration === undefined ? {} : { seconds: options.duration }), ...(options.base === undefined ? {} : { base: options.base }), sets: options.sets }),
+  'churn-cost': () => benchChurnCost({ ...(options.duration === undefined ? {} : { seconds: options.duration }), ...(options.base === undefined ? {} : { base: options.base }), sets: options.sets, nodeFlags: options.nodeFlags }),
 };
 
 // Options: --duration 10m (or seconds) for soak, web (its steady state; default 60 s) and churn-cost (default 120 s); --interval 2s: soak with runtime, drift and mounts every 2 s;
 // --base DIR: churn-cost runs that checkout's build (built: dist/) side by side with this one; --set K=V (repeatable): churn-cost's
-// config for this build only (`--base .` then compares a setting with the defaults).
-const options: { duration?: number; interval?: string; base?: string; sets: string[] } = { sets: [] };
+// config for this build only (`--base .` then compares a setting with the defaults); --node-flag F (repeatable): a V8/Node flag for
+// churn-cost's agent of this build only, after the DaemonSet's --max-semi-space-size=2 (`--base . --node-flag --single-threaded-gc`).
+const options: { duration?: number; interval?: string; base?: string; sets: string[]; nodeFlags: string[] } = { sets: [], nodeFlags: [] };
 const args = process.argv.slice(2);
 const wanted: string[] = [];
 for (let i = 0; i < args.length; i++) {
@@ -58,6 +59,13 @@ for (let i = 0; i < args.length; i++) {
       process.exit(2);
     }
     options.sets.push(v);
+  } else if (args[i] === '--node-flag') {
+    const v = args[++i] ?? '';
+    if (!/^--[\w-]+(=\S+)?$/.test(v)) {
+      process.stderr.write(`bench: --node-flag wants a flag such as --single-threaded-gc, not ${v || 'nothing'}\n`);
+      process.exit(2);
+    }
+    options.nodeFlags.push(v);
   } else if (args[i] === '--base') {
     const v = args[++i] ?? '';
     if (!existsSync(path.join(v, 'dist', 'cli', 'main.js'))) {

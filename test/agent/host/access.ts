@@ -8,6 +8,7 @@ import { checkHostRoot, createHostAccess, parseStatfsOutput, readsInPlace } from
 import { exec } from '../../../agent/host/exec.js';
 import { nativeStatfs } from '../../../agent/host/attrs.js';
 import type { Exec } from '../../../collectors/types.js';
+import fc from 'fast-check';
 import { fillTo, hungFuseMount, makeLoopFs, requireLive } from '../../helpers/live.js';
 
 const VM = path.resolve('test/fixtures/host/debian12-vm');
@@ -198,4 +199,27 @@ t.test('the kernel\'s own counters are read in place; what a stuck process, a mo
   t.equal(await host.readText(host.procPath(2 ** 22 + 1, 'stat')), undefined, 'a process that is gone');
   t.match(await host.readText(host.procPath('self', 'status')), /^Name:/m);
   t.ok((await host.pids()).includes(process.pid));
+});
+
+t.test('hostPath, procPath and sysPath build the same paths as path.join would, for any segments and any root', async (t) => {
+  const segment = fc.oneof(fc.constantFrom('', '.', '..', 'a', 'b c', '1234', '..a', '.hidden', 'x/y', '/abs', 'd/../e', 'f/', '//'), fc.string({ maxLength: 6 }), fc.nat({ max: 99999 }));
+  fc.assert(
+    fc.property(fc.constantFrom('/', '/host', '/host/', 'rel/root', '/a/../b'), fc.array(segment, { maxLength: 5 }), (root, parts) => {
+      const host = createHostAccess({ root, exec });
+      const r = path.resolve(root);
+      const joined = parts.map(String);
+      const p = `/${joined.join('/')}`;
+      return (
+        host.procPath(...parts) === path.join(r, 'proc', ...joined) &&
+        host.sysPath(...parts) === path.join(r, 'sys', ...joined) &&
+        host.hostPath(p) === path.join(r, path.posix.resolve('/', p)) &&
+        host.hostPath(joined.join('/')) === path.join(r, path.posix.resolve('/', joined.join('/')))
+      );
+    }),
+    { numRuns: 3000 },
+  );
+  t.pass('3,000 random paths, each as path.join builds it');
+  const h = createHostAccess({ root: '/host', exec });
+  t.equal(h.hostPath('/var/lib/../../../etc/shadow'), '/host/etc/shadow', '`..` still stops at the host root');
+  t.equal(h.procPath(42, 'fd'), '/host/proc/42/fd');
 });

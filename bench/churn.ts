@@ -1,8 +1,15 @@
 // Container churn for the soak bench and the busy-node test: loops of short-lived containers on dockerd
 // (--network none) and in containerd's k8s.io namespace with the CRI's labels, plus one crash-looping
 // container in restart back-off. Each loop is a process group ended by its pid.
+//
+// Stopping asks each loop to end after the container it is running (a stop file), and kills only a loop
+// still going 20 s later: a `ctr run --rm` or `docker run --rm` killed half-way leaks what it was making
+// (a shim no runtime knows, a container record in containerd's moby namespace), and the next test or
+// bench on this machine then measures, or reports, that leak.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 export interface Churn {
   loops: ChildProcess[];
@@ -15,21 +22,30 @@ const run = (cmd: string, ...args: string[]) => spawnSync(cmd, args, { encoding:
 export function startChurn(opts: { docker: string; image: string; criImage: string; dockerLoops?: number; criLoops?: number; prefix?: string }): Churn {
   const prefix = opts.prefix ?? 'nw-churn';
   const loops: ChildProcess[] = [];
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-churn-'));
+  const stopFile = path.join(dir, 'stop');
+  const going = `[ ! -e ${stopFile} ]`;
   const sleeps = [1, 3, 5, 7, 9, 2];
   for (let i = 0; i < (opts.dockerLoops ?? 4); i++) {
-    loops.push(spawn('sh', ['-c', `while :; do ${opts.docker} run --rm --network none ${opts.image} sh -c 'sleep 0.${sleeps[i % sleeps.length]}' >/dev/null 2>&1; done`], { stdio: 'ignore', detached: true }));
+    loops.push(spawn('sh', ['-c', `while ${going}; do ${opts.docker} run --rm --network none ${opts.image} sh -c 'sleep 0.${sleeps[i % sleeps.length]}' >/dev/null 2>&1; done`], { stdio: 'ignore', detached: true }));
   }
   // A crash-looping container in restart back-off: docker shows it running with pid 0 between attempts.
   run(opts.docker, 'rm', '-f', `${prefix}-crashloop`);
   run(opts.docker, 'run', '-d', '--network', 'none', '--name', `${prefix}-crashloop`, '--restart', 'always', opts.image, 'sh', '-c', 'sleep 0.2; exit 1');
   for (let n = 1; n <= (opts.criLoops ?? 2); n++) {
     const labels = [`io.kubernetes.pod.name=churn-${n}`, 'io.kubernetes.pod.namespace=default', 'io.kubernetes.container.name=work', `io.kubernetes.pod.uid=00000000-0000-4000-8000-00000000000${n}`, 'io.cri-containerd.kind=container'];
-    const script = `i=0; while :; do i=$((i+1)); ctr -n k8s.io run --rm ${labels.map((l) => `--label ${l}`).join(' ')} ${opts.criImage} ${prefix}-${n}-$i sh -c 'sleep 0.${2 * n}' >/dev/null 2>&1; done`;
+    const script = `i=0; while ${going}; do i=$((i+1)); ctr -n k8s.io run --rm ${labels.map((l) => `--label ${l}`).join(' ')} ${opts.criImage} ${prefix}-${n}-$i sh -c 'sleep 0.${2 * n}' >/dev/null 2>&1; done`;
     loops.push(spawn('sh', ['-c', script], { stdio: 'ignore', detached: true }));
   }
   return {
     loops,
     stop() {
+      writeFileSync(stopFile, '');
+      // Synchronous, as the callers' cleanups are. A loop that ended is a zombie until Node reaps it, which
+      // it cannot while this waits: alive means a state other than Z in its stat (`sh` has no space in it).
+      const pids = loops.map((l) => l.pid).filter((p): p is number => p !== undefined);
+      if (pids.length > 0) run('sh', '-c', `for i in $(seq 200); do alive=0; for p in ${pids.join(' ')}; do s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null); [ -n "$s" ] && [ "$s" != Z ] && alive=1; done; [ $alive = 0 ] && exit 0; sleep 0.1; done`);
+      rmSync(dir, { recursive: true, force: true });
       for (const l of loops) {
         try {
           if (l.pid) process.kill(-l.pid, 'SIGKILL');

@@ -52,6 +52,18 @@ export function connectFailure(err: unknown): 'refused' | 'socket-gone' | undefi
   return undefined;
 }
 
+/**
+ * Pure: what a cached docker inspect of a container not running is kept for: its state and its status
+ * without the age docker appends ("Exited (137) 3 seconds ago" -> "exited/Exited (137)"). The age changes
+ * every second while nothing else does: keyed by it, every snapshot inspected every stopped container
+ * again (each inspect waits while docker holds that container's lock). A restart or a new ending sends
+ * an event that drops the entry (invalidate(id)).
+ */
+export function inspectKey(state: string, status: string | undefined): string {
+  const s = (status ?? '').replace(/\s+(?:About |Less than )?(?:an? |\d+ )?[A-Za-z]+ ago$/, '');
+  return `${state}/${s}`;
+}
+
 export class Runtimes implements RuntimeAccess {
   readonly docker: DockerClient;
   readonly containerd: ContainerdClient;
@@ -255,7 +267,7 @@ export class Runtimes implements RuntimeAccess {
       // A 404 is a container removed between list and inspect; anything else (a timeout) is the runtime's.
       const inspected = await Promise.all(
         list.map((c) =>
-          track('docker', `the inspect of container ${c.Id.slice(0, 12)}${c.Names?.[0] ? ` (${c.Names[0]})` : ''}`, this.inspect(c.Id, `${c.State}/${c.Status}`, fresh)).catch((err: unknown) => {
+          track('docker', `the inspect of container ${c.Id.slice(0, 12)}${c.Names?.[0] ? ` (${c.Names[0]})` : ''}`, this.inspect(c.Id, inspectKey(c.State, c.Status), fresh)).catch((err: unknown) => {
             if (err instanceof DockerError && err.statusCode === 404) return undefined;
             throw err;
           }),

@@ -3,6 +3,18 @@ import t from 'tap';
 import { envFor } from '../../helpers/context.js';
 import { ensureTestImage, removeContainer, requireRuntime, runContainer } from '../../helpers/runtime.js';
 
+/** A real model of this machine's runtimes whose docker inspects of one container are counted. */
+function countingInspects(id: string): { rt: import('../../../agent/runtime/model.js').Runtimes; inspects: () => number } {
+  const rt = envFor('/').runtime as import('../../../agent/runtime/model.js').Runtimes;
+  let n = 0;
+  const real = rt.docker.inspect.bind(rt.docker);
+  rt.docker.inspect = (x: string) => {
+    if (x === id) n += 1;
+    return real(x);
+  };
+  return { rt, inspects: () => n };
+}
+
 t.test('live: the joined model of a real docker container and its containerd task', async (t) => {
   if (!requireRuntime(t)) return;
   ensureTestImage();
@@ -82,31 +94,62 @@ t.test('live: a running container\'s inspect is cached between events, and never
   const { docker } = await import('../../helpers/runtime.js');
   const id = runContainer('nw-model-cache', ['sleep', '300']);
   t.teardown(() => removeContainer('nw-model-cache'));
-  const env = envFor('/');
-  const rt = env.runtime as import('../../../agent/runtime/model.js').Runtimes;
-  let inspects = 0;
-  const real = rt.docker.inspect.bind(rt.docker);
-  rt.docker.inspect = (x: string) => {
-    if (x === id) inspects += 1;
-    return real(x);
-  };
+  const { rt, inspects } = countingInspects(id);
   const pidOf = async (opts: { since?: number } = {}) => (await rt.snapshot(opts)).containers.find((c) => c.id === id)?.docker?.pid;
   const pid1 = await pidOf();
   rt.invalidate(); // a gap in the events: everything is asked again
   await pidOf();
-  const before = inspects;
+  const before = inspects();
   rt.invalidate('another-container');
   t.equal(await pidOf(), pid1);
-  t.equal(inspects, before, 'an event about another container: our running container is not inspected again');
+  t.equal(inspects(), before, 'an event about another container: our running container is not inspected again');
   // Restarted behind the model's back (no event delivered to it): a cached read may be stale, a fresh one is not.
   docker('restart', '-t', '0', 'nw-model-cache');
   const fresh = await pidOf({ since: Date.now() });
   t.not(fresh, pid1, `a fresh read sees the new pid (${pid1} -> ${fresh})`);
-  t.equal(inspects, before + 1, 'a fresh read inspects again');
+  t.equal(inspects(), before + 1, 'a fresh read inspects again');
   docker('restart', '-t', '0', 'nw-model-cache');
   rt.invalidate(id); // its start event
   const afterEvent = await pidOf();
   t.not(afterEvent, fresh, 'after its own event the cached view is dropped');
+});
+
+t.test('a stopped container\'s cached inspect is keyed by its state and status without the age docker appends', async (t) => {
+  const { inspectKey } = await import('../../../agent/runtime/model.js');
+  const same = (a: string, b: string) => t.equal(inspectKey('exited', a), inspectKey('exited', b), `${a} ~ ${b}`);
+  same('Exited (137) 3 seconds ago', 'Exited (137) 4 seconds ago');
+  same('Exited (137) Less than a second ago', 'Exited (137) About a minute ago');
+  same('Exited (0) 2 hours ago', 'Exited (0) 3 days ago');
+  t.equal(inspectKey('exited', 'Exited (0) 5 seconds ago'), 'exited/Exited (0)');
+  t.not(inspectKey('exited', 'Exited (0) 5 seconds ago'), inspectKey('exited', 'Exited (1) 5 seconds ago'), 'another exit code is another entry');
+  t.not(inspectKey('exited', 'Exited (0) 5 seconds ago'), inspectKey('dead', 'Dead'), 'another state is another entry');
+  t.equal(inspectKey('restarting', 'Restarting (1) Less than a second ago'), 'restarting/Restarting (1)');
+  t.equal(inspectKey('removing', 'Removal In Progress'), 'removing/Removal In Progress');
+  t.equal(inspectKey('created', undefined), 'created/');
+});
+
+t.test('live: a stopped container is not inspected again as docker\'s "N seconds ago" changes', async (t) => {
+  if (!requireRuntime(t)) return;
+  ensureTestImage();
+  const { docker } = await import('../../helpers/runtime.js');
+  const id = runContainer('nw-model-exited', ['true']);
+  t.teardown(() => removeContainer('nw-model-exited'));
+  docker('wait', 'nw-model-exited');
+  const { rt, inspects } = countingInspects(id);
+  const first = (await rt.snapshot()).containers.find((c) => c.id === id);
+  t.equal(first?.docker?.running, false);
+  t.equal(inspects(), 1);
+  // Two seconds later docker's status reads "Exited (0) 3 seconds ago" instead of "... 1 second ago".
+  await new Promise((r) => setTimeout(r, 2100));
+  rt.invalidate('another-container');
+  const again = (await rt.snapshot({ since: Date.now() })).containers.find((c) => c.id === id);
+  t.equal(again?.docker?.exitCode, 0);
+  t.equal(inspects(), 1, 'its inspect was kept, even for a fresh read');
+  docker('start', 'nw-model-exited');
+  docker('wait', 'nw-model-exited');
+  rt.invalidate(id); // its start and die events
+  await rt.snapshot();
+  t.equal(inspects(), 2, 'after its own events it is inspected again');
 });
 
 t.test('live: containerd\'s container list is kept between snapshots: new containers asked by id, deleted ones forgotten, listed whole for a fresh read', async (t) => {

@@ -187,7 +187,13 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
     if (!attrs) return { kind: 'no-data', reason: 'the native attrs module is not built (npm rebuild needs python3, make and a C compiler)' };
     const { host, config, signal } = ctx;
     const prev = ctx.previous;
-    const snap = await ctx.runtime.snapshot();
+    // With suspects carried from an earlier run, this run's confirming read must rest on a view taken
+    // after the settle wait (see confirmSuspects): the one view taken now serves the urgent scan and that
+    // read. Two views per confirming run cost 2-4 s under churn (an inspect waits while docker starts or
+    // stops the container), the larger part of the time to name a stuck removal.
+    const runStart = ctx.now();
+    const confirmingNow = (ctx.confirmations?.size ?? 0) > 0;
+    const snap = await ctx.runtime.snapshot(confirmingNow ? { since: runStart } : {});
     const toAgent = (p: string) => host.hostPath(p);
     const fromAgent = (p: string) => (host.root === '/' ? p : `/${path.relative(host.root, p)}`);
 
@@ -273,7 +279,7 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
     // 4. Confirmation: the files still flagged and their owners unchanged on a fresh read after the
     // settle window (a container removed normally in between is no longer anybody's blocker).
     const { observations } = await confirmSuspects(ctx, async (since) => {
-      const view = since === undefined ? snap : await ctx.runtime.snapshot({ since });
+      const view = since === undefined || (confirmingNow && snap.takenAt >= runStart) ? snap : await ctx.runtime.snapshot({ since });
       const now = since === undefined ? flagged : flagged.flatMap((f) => {
         const bits = attrs.attrsOf(toAgent(f.path));
         return bits ? [{ path: f.path, bits }] : [];

@@ -142,6 +142,39 @@ t.test('live: an immutable file in a container\'s writable layer makes docker rm
   t.notOk(after.kind === 'ok' && after.observations.some((o) => o.subject === locked), 'resolved');
 });
 
+t.test('live: in the agent a stuck removal is confirmed across two runs, the confirming run asking the runtimes once', async (t) => {
+  if (!requireRuntime(t)) return;
+  ensureTestImage();
+  const stuck = await makeImmutableContainer('nw-immutable-across');
+  t.teardown(() => stuck.cleanup());
+  t.not(stuck.remove().code, 0, 'docker rm -f fails');
+  const env = envFor('/');
+  const rt = env.runtime as import('../../agent/runtime/model.js').Runtimes;
+  let lists = 0;
+  const realList = rt.docker.containers.bind(rt.docker);
+  rt.docker.containers = () => {
+    lists += 1;
+    return realList();
+  };
+  const sets = ['collectors.immutable.roots=[]'];
+  const confirmations = new Map();
+  let rereadIn: number | undefined;
+  const ctx = (previous?: unknown) => ({ ...contextFor(immutable, '/', { env, sets, previous }), confirmations, confirming: previous !== undefined, rerunIn: (ms: number) => void (rereadIn = ms) });
+  const first = await immutable.collect(ctx());
+  t.equal(first.kind, 'ok');
+  if (first.kind !== 'ok') return;
+  t.notOk(first.observations.some((o) => o.subject === stuck.locked), 'seen once: a suspect, not yet a finding');
+  t.ok(rereadIn !== undefined && rereadIn > 0, `a confirming run is asked for (in ${rereadIn} ms)`);
+  await new Promise((r) => setTimeout(r, rereadIn! + 50));
+  rt.invalidate('another-container'); // a busy node: some other container's event since
+  const before = lists;
+  const second = await immutable.collect(ctx(first.data));
+  t.equal(second.kind, 'ok');
+  if (second.kind !== 'ok') return;
+  t.equal(second.observations.find((o) => o.subject === stuck.locked)?.severity, 'critical', 'confirmed by the second run');
+  t.equal(lists - before, 1, "the confirming run's urgent scan and its confirming read share one fresh view");
+});
+
 t.test('image layers name the image and the removal that fails; a layer nobody uses is reported as orphaned', async (t) => {
   const layer = `${L}/${'d'.repeat(64)}`;
   const orphanLayer = `${L}/${'e'.repeat(64)}`;

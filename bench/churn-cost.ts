@@ -76,7 +76,7 @@ export async function benchChurnCost(opts: { seconds?: number; base?: string; se
     return lines.join('\n');
   } finally {
     for (const a of agents) a.kill('SIGTERM');
-    churn.stop();
+    await churn.stop();
     for (let i = 0; i < builds.length; i++) rmSync(`/tmp/nw-churn-cost-cursor-${process.pid}-${i}.json`, { force: true });
   }
 }

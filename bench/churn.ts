@@ -13,7 +13,8 @@ import path from 'node:path';
 
 export interface Churn {
   loops: ChildProcess[];
-  stop(): void;
+  /** Ends the loops (each after its current container) and removes what they left; resolves when done. */
+  stop(): Promise<void>;
 }
 
 const run = (cmd: string, ...args: string[]) => spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000 });
@@ -39,16 +40,23 @@ export function startChurn(opts: { docker: string; image: string; criImage: stri
   }
   return {
     loops,
-    stop() {
+    async stop() {
       writeFileSync(stopFile, '');
-      // Synchronous, as the callers' cleanups are. A loop that ended is a zombie until Node reaps it, which
-      // it cannot while this waits: alive means a state other than Z in its stat (`sh` has no space in it).
-      const pids = loops.map((l) => l.pid).filter((p): p is number => p !== undefined);
-      if (pids.length > 0) run('sh', '-c', `for i in $(seq 200); do alive=0; for p in ${pids.join(' ')}; do s=$(cut -d' ' -f3 /proc/$p/stat 2>/dev/null); [ -n "$s" ] && [ "$s" != Z ] && alive=1; done; [ $alive = 0 ] && exit 0; sleep 0.1; done`);
+      // Waits without blocking: an agent in this process (the soak) keeps running meanwhile. A loop that
+      // ended is a zombie until Node reaps it: alive means a state other than Z in its stat.
+      const running = (pid: number) => {
+        try {
+          const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+          return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+        } catch {
+          return false;
+        }
+      };
+      for (const end = Date.now() + 20_000; Date.now() < end && loops.some((l) => l.pid !== undefined && running(l.pid)); ) await new Promise((r) => setTimeout(r, 100));
       rmSync(dir, { recursive: true, force: true });
       for (const l of loops) {
         try {
-          if (l.pid) process.kill(-l.pid, 'SIGKILL');
+          if (l.pid && running(l.pid)) process.kill(-l.pid, 'SIGKILL');
         } catch {
           // already gone
         }

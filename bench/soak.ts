@@ -99,7 +99,7 @@ export async function benchSoak(opts: { seconds?: number; interval?: string } = 
     await until(at(0.55));
     // The churn pauses while the drift is made: containers that die while dockerd is frozen drift for
     // real, and would be true findings this bench cannot tell from false ones.
-    churn.stop();
+    await churn.stop();
     await sleep(2000);
     windows.push({ from: Date.now(), to: Date.now() + 30_000, what: 'drift recipe (containerd restart, dockerd frozen briefly)' });
     const d = await makePersistentDrift('nw-soak-drift');
@@ -176,7 +176,7 @@ export async function benchSoak(opts: { seconds?: number; interval?: string } = 
     return lines.join('\n');
   } finally {
     clearInterval(rssSampler);
-    churn?.stop();
+    await churn?.stop();
     for (const c of cleanups.reverse()) c();
     await agent.stop();
     startRuntime();

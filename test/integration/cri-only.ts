@@ -40,10 +40,10 @@ t.test('live: a CRI-only node with an empty docker data root and dockerd stopped
   const root = criOnlyRoot();
   const id = `nw-cri-drift-${process.pid}`;
   let release: (() => void) | undefined;
-  const churn = { stop() {} };
-  t.teardown(() => {
+  const churn = { stop: async () => {} };
+  t.teardown(async () => {
     release?.();
-    churn.stop();
+    await churn.stop();
     spawnSync('ctr', ['-n', 'k8s.io', 'task', 'kill', '-s', 'SIGKILL', id]);
     spawnSync('ctr', ['-n', 'k8s.io', 'task', 'rm', '-f', id]);
     spawnSync('ctr', ['-n', 'k8s.io', 'container', 'rm', id]);

@@ -44,8 +44,8 @@ t.test('live: churn on dockerd and in k8s.io: no findings; the real faults on th
   await runner.runOnce(RUNTIME);
   const baseline = new Set(runner.active().map((f) => f.id));
   const churn = startChurn({ docker: DOCKER, image: TEST_IMAGE, criImage });
-  t.teardown(() => {
-    churn.stop();
+  t.teardown(async () => {
+    await churn.stop();
     for (const n of ['nw-churn-drift', 'nw-churn-held']) removeContainer(n);
     startRuntime();
   });

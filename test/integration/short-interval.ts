@@ -41,10 +41,10 @@ t.test('live: a 2 s-interval agent on a busy node reports drift, a ghost task, a
   const churn = startChurn({ docker: DOCKER, image: TEST_IMAGE, criImage, prefix: 'nw-short' });
   const ghost = `nw-short-ghost-${process.pid}`;
   let frozen: number | undefined;
-  t.teardown(() => {
+  t.teardown(async () => {
     if (frozen) process.kill(frozen, 'SIGCONT');
     runner.stop();
-    churn.stop();
+    await churn.stop();
     removeContainer('nw-short-drift');
     spawnSync('ctr', ['-n', 'moby', 'task', 'kill', '-s', 'SIGKILL', ghost]);
     spawnSync('ctr', ['-n', 'moby', 'task', 'rm', '-f', ghost]);

@@ -63,14 +63,17 @@ export function ourDaemonPid(name: 'containerd' | 'dockerd'): number | undefined
  */
 export function startRuntime(): void {
   execFileSync('bash', [path.resolve('scripts/start-test-runtime.sh')], { stdio: 'ignore', timeout: 120_000 });
-  reapLeakedShims();
+  // Containers first: deleting a leaked record can leave its shim knowing no container, which the shim
+  // pass then ends.
   reapLeakedContainers();
+  reapLeakedShims();
 }
 
 /**
  * Deletes the container records these tests' faults leaked into containerd's `moby` namespace: docker
- * owns that namespace, and a container there that docker does not list, with no task, at least
- * `minAgeSeconds` old, is one whose creation or removal a daemon kill cut short. A machine that ran the
+ * owns that namespace, and a container there that docker does not list, with no task or a STOPPED one
+ * (deleted first), at least `minAgeSeconds` old, is one whose creation or removal a daemon kill cut short
+ * (the soak's dockerd restart and freeze leave one or two each run). A machine that ran the
  * suite for a day held 73; every whole `Containers/List` carried their specs, which made the agent under
  * churn cost 5 millicores and 10 MiB more and the benches measure a node no one runs. Only with our
  * containerd running and docker answering its list. Returns the ids deleted.
@@ -83,14 +86,18 @@ export function reapLeakedContainers(minAgeSeconds = 60): string[] {
   };
   const dockers = lines(DOCKER, ['ps', '-aq', '--no-trunc']);
   const containers = lines('ctr', ['-n', 'moby', 'containers', 'ls', '-q']);
-  const tasks = lines('ctr', ['-n', 'moby', 'tasks', 'ls', '-q']);
-  if (!dockers || !containers || !tasks) return [];
+  const taskLines = lines('ctr', ['-n', 'moby', 'tasks', 'ls']);
+  if (!dockers || !containers || !taskLines) return [];
+  // `TASK PID STATUS` after a header line.
+  const tasks = new Map([...taskLines].slice(1).map((l) => l.trim().split(/\s+/)).map((f) => [f[0]!, f[2] ?? ''] as const));
   const deleted: string[] = [];
   for (const id of containers) {
-    if (dockers.has(id) || tasks.has(id)) continue;
+    const task = tasks.get(id);
+    if (dockers.has(id) || (task !== undefined && task !== 'STOPPED')) continue;
     const info = spawnSync('ctr', ['-n', 'moby', 'containers', 'info', id], { encoding: 'utf8', timeout: 10_000 });
     const created = Date.parse(/"CreatedAt":\s*"([^"]+)"/.exec(info.stdout ?? '')?.[1] ?? '');
     if (!Number.isFinite(created) || Date.now() - created < minAgeSeconds * 1000) continue;
+    if (task !== undefined && spawnSync('ctr', ['-n', 'moby', 'tasks', 'rm', id], { stdio: 'ignore', timeout: 10_000 }).status !== 0) continue;
     if (spawnSync('ctr', ['-n', 'moby', 'containers', 'rm', id], { stdio: 'ignore', timeout: 10_000 }).status === 0) deleted.push(id);
   }
   return deleted;

@@ -26,7 +26,7 @@ function runtimePopulation(): string {
 }
 
 /** Clock ticks of the process: its threads (utime + stime) and its reaped children. */
-function ticks(pid: number): number {
+export function ticks(pid: number): number {
   let threads = 0;
   for (const t of readdirSync(`/proc/${pid}/task`)) {
     try {

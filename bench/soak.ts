@@ -2,16 +2,29 @@
 // the whole time; containerd and dockerd are restarted in the middle; faults are injected at known
 // times (an immutable file + failed removal, a persistent drift, a volume held after its container is
 // gone, dockerd frozen for 30 s). Reports false transitions and, per fault, injection -> finding.
+//
+// The agent runs as its own process, as the DaemonSet runs it (`--max-semi-space-size=2`), so its CPU
+// and peak RSS are its own and not the harness's: its transitions come from its log (one JSON line each,
+// `transition` and `finding`), its collectors' run counts from its /metrics.
 import { spawn, spawnSync } from 'node:child_process';
-import { loadConfig } from '../agent/config.js';
-import { startAgent } from '../agent/daemon.js';
-import { createLogger } from '../agent/log.js';
-import type { Transition } from '../agent/tracker.js';
 import type { Finding } from '../protocol/finding.js';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { ticks } from './churn-cost.js';
+import { ROOT } from './util.js';
 import { copyToContainerd, DOCKER, docker, dockerTry, makeImmutableContainer, makePersistentDrift, ourDaemonPid, removeContainer, runContainer, startRuntime, TEST_IMAGE } from './runtime-faults.js';
 import { heldByContainers, startChurn, type Churn } from './churn.js';
+
+/** One transition as the agent logged it. */
+interface Transition {
+  type: 'firing' | 'updated' | 'resolved';
+  finding: Finding;
+}
+
+/** The soak's agent listens here for /metrics (loopback only). */
+const SOAK_PORT = 19790;
 
 interface Fault {
   name: string;
@@ -31,24 +44,28 @@ export async function benchSoak(opts: { seconds?: number; interval?: string } = 
   const intervals = opts.interval ? SHORTENED.map((c) => `collectors.${c}.interval=${opts.interval}`) : [];
   if (dockerTry('image', 'inspect', TEST_IMAGE).code !== 0) throw new Error(`soak needs the test image ${TEST_IMAGE}: run npm test once (it builds it offline)`);
   const criImage = copyToContainerd(TEST_IMAGE, 'k8s.io', ['nodewarden-test=churn']);
-  const config = loadConfig({ node: 'soak', sets: ["agent.listen=''", ...intervals] });
-  const log = createLogger({ node: 'soak', level: 'silent' }) as never;
-  const agent = await startAgent(config, { log });
+  const cursor = `/tmp/nw-soak-cursor-${process.pid}.json`;
+  const agent = spawn(
+    process.execPath,
+    ['--max-semi-space-size=2', path.join(ROOT, 'dist', 'cli', 'main.js'), 'agent', '--node', 'soak', '--listen', `127.0.0.1:${SOAK_PORT}`, '--set', 'logLevel=info', '--set', `collectors.kernel.cursorFile=${cursor}`, ...intervals.flatMap((x) => ['--set', x])],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const exited = new Promise<void>((resolve) => agent.once('exit', () => resolve()));
   const transitions: { at: number; t: Transition }[] = [];
-  agent.runner.on('transition', (t: Transition) => transitions.push({ at: Date.now(), t }));
-  const driftRuns: Record<string, number> = {};
-  agent.runner.on('status', (st: { name: string; status: string; detail?: string }) => {
-    if (st.name === 'drift') driftRuns[`${st.status}${st.detail ? ` (${st.detail.slice(0, 60)})` : ''}`] = (driftRuns[`${st.status}${st.detail ? ` (${st.detail.slice(0, 60)})` : ''}`] ?? 0) + 1;
-  });
+  for (const stream of [agent.stdout, agent.stderr]) {
+    createInterface({ input: stream }).on('line', (line) => {
+      if (!line.includes('"transition"')) return;
+      try {
+        const o = JSON.parse(line) as { transition?: Transition['type']; finding?: Finding };
+        if (o.transition && o.finding) transitions.push({ at: Date.now(), t: { type: o.transition, finding: o.finding } });
+      } catch {
+        // not one of its JSON lines
+      }
+    });
+  }
   const t0 = Date.now();
-  // The agent's cost: this process runs it, and otherwise only sleeps and starts commands (whose CPU is
-  // theirs, not counted here). CPU from the start of the churn; peak RSS over the whole run.
-  let cpuFrom = process.cpuUsage();
+  let cpuFrom = 0;
   let cpuFromAt = Date.now();
-  let peakRss = process.memoryUsage().rss;
-  const rssSampler = setInterval(() => {
-    peakRss = Math.max(peakRss, process.memoryUsage().rss);
-  }, 500);
   const cleanups: (() => void)[] = [];
   const windows: { from: number; to: number; what: string }[] = [];
   let churn: Churn | undefined;
@@ -63,9 +80,10 @@ export async function benchSoak(opts: { seconds?: number; interval?: string } = 
   const fault = (name: string) => faults.find((f) => f.name.startsWith(name))!;
   try {
     await sleep(5000); // every collector's first run, before the churn: what is there already is not ours
-    const baseline = new Set(agent.runner.active().map((f) => f.id));
+    if (agent.exitCode !== null) throw new Error(`the soak's agent exited (${agent.exitCode}) at start`);
+    const baseline = new Set(transitions.filter((x) => x.t.type !== 'resolved').map((x) => x.t.finding.id));
     churn = newChurn();
-    cpuFrom = process.cpuUsage();
+    cpuFrom = ticks(agent.pid!);
     cpuFromAt = Date.now();
     const at = (fraction: number) => t0 + fraction * seconds * 1000;
     const until = async (when: number) => {
@@ -94,9 +112,7 @@ export async function benchSoak(opts: { seconds?: number; interval?: string } = 
     state.locked = stuck.locked;
     cleanups.push(() => stuck.cleanup());
     fault('immutable').at = Date.now();
-    // Not stuck.remove(): its spawnSync would freeze the agent in this process for the second the
-    // failing `docker rm -f` takes, and the time to the finding would count that freeze.
-    await new Promise<void>((resolve) => spawn(DOCKER, ['rm', '-f', 'nw-soak-immutable'], { stdio: 'ignore' }).on('close', () => resolve()));
+    stuck.remove();
 
     await until(at(0.55));
     // The churn pauses while the drift is made: containers that die while dockerd is frozen drift for
@@ -159,13 +175,15 @@ export async function benchSoak(opts: { seconds?: number; interval?: string } = 
     const orphanOfRestart = (x: { at: number; t: Transition }) => x.t.finding.check === 'runtime.orphan' && windows.some((w) => bornAt(x) >= w.from - 5000 && bornAt(x) <= w.to);
     const leakedByRestarts = transitions.filter((x) => x.t.type === 'firing' && orphanOfRestart(x));
     const falses = transitions.filter((x) => x.t.type !== 'resolved' && !expected(x) && !orphanBefore(x) && !orphanOfRestart(x));
-    const used = process.cpuUsage(cpuFrom);
-    const millicores = ((used.user + used.system) / 1000 / (Date.now() - cpuFromAt)) * 1000;
-    peakRss = Math.max(peakRss, process.memoryUsage().rss, process.resourceUsage().maxRSS * 1024);
+    const millicores = ((ticks(agent.pid!) - cpuFrom) / 100 / ((Date.now() - cpuFromAt) / 1000)) * 1000;
+    const peakRss = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${agent.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
+    const metrics = await fetch(`http://127.0.0.1:${SOAK_PORT}/metrics`).then((r) => r.text(), () => '');
+    const driftRuns: Record<string, number> = {};
+    for (const m of metrics.matchAll(/^nodewarden_collector_runs_total\{[^}]*collector="drift",status="([a-z-]+)"\} (\d+)$/gm)) driftRuns[m[1]!] = Number(m[2]);
     const lines = [
       `ran ${Math.round((Date.now() - t0) / 1000)} s at ${opts.interval ? `${SHORTENED.join(', ')} every ${opts.interval}, the rest at` : ''} default intervals; churn: 4 docker loops + 2 k8s.io loops + a crash-looping container; containerd restarted at ${Math.round(0.15 * seconds)} s, dockerd at ${Math.round(0.3 * seconds)} s`,
       `transitions: ${transitions.length}; false (firing or updated, not explained by a fault or a runtime restart window): ${falses.length}`,
-      `agent cost (this process: the agent in process, the harness only sleeps and starts commands): ${millicores.toFixed(1)} millicores average under churn, peak RSS ${(peakRss / 1048576).toFixed(0)} MiB (targets: 15 millicores, 80 MiB)`,
+      `agent cost (its own process, as the DaemonSet runs it): ${millicores.toFixed(1)} millicores average under churn, peak RSS ${(peakRss / 1048576).toFixed(0)} MiB (targets: 15 millicores, 80 MiB)`,
       `runtime.orphan leaked by the injected restarts (true findings): ${leakedByRestarts.length}${leakedByRestarts.length ? ` (${leakedByRestarts.map((x) => x.t.finding.subject.slice(0, 16)).join(', ')})` : ''}; already there before the soak: ${transitions.filter((x) => x.t.type === 'firing' && orphanBefore(x)).length}`,
       `drift runs: ${Object.entries(driftRuns).map(([k, n]) => `${n} ${k}`).join(', ')}`,
       `collector.timeout transitions: ${transitions.filter((x) => x.t.type !== 'resolved' && x.t.finding.check === 'collector.timeout').map((x) => `+${Math.round((x.at - t0) / 1000)}s ${x.t.finding.subject}`).join(', ') || 0}`,
@@ -177,10 +195,12 @@ export async function benchSoak(opts: { seconds?: number; interval?: string } = 
     ];
     return lines.join('\n');
   } finally {
-    clearInterval(rssSampler);
     await churn?.stop();
     for (const c of cleanups.reverse()) c();
-    await agent.stop();
+    agent.kill('SIGTERM');
+    await Promise.race([exited, sleep(15_000)]);
+    if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
+    rmSync(cursor, { force: true });
     startRuntime();
   }
 }

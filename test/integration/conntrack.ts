@@ -144,7 +144,10 @@ t.test('past the limit: the count stops at the max, the node\'s own table is unt
 
   // Namespace inodes are reused, so only lines from now on count (the ring may hold an earlier run's).
   const fullLines = (): string[] => spawnSync('dmesg', [], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.includes(`table full in netns ${inode}`));
-  const linesBefore = fullLines().length;
+  // The newest such line before this run (dmesg stamps each with its time, so lines are unique). Counting
+  // lines instead failed on a machine whose ring was full: as many old lines left the ring as new ones came.
+  // If that newest line itself has left the ring, every line still in it is newer.
+  const lastBefore = fullLines().at(-1);
   const startedAt = Date.now();
   const saved = readFileSync(MAX, 'utf8').trim();
   t.teardown(() => writeFileSync(MAX, `${saved}\n`));
@@ -184,7 +187,8 @@ t.test('past the limit: the count stops at the max, the node\'s own table is unt
   t.equal(fired?.evidence['netns'], inode);
   t.match(fired?.message, new RegExp(`network namespace ${inode} is full`));
   t.match(fired?.remedy, /lsns -t net/);
-  const lines = fullLines().slice(linesBefore);
+  const after = fullLines();
+  const lines = after.slice(lastBefore === undefined ? 0 : after.lastIndexOf(lastBefore) + 1);
   t.ok(lines.length > 0, 'dmesg has the line, from this run');
   t.comment(`dmesg: ${lines.length} new: ${lines[0]}`);
 });

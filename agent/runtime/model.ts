@@ -203,17 +203,19 @@ export class Runtimes implements RuntimeAccess {
   }
 
   /**
-   * docker's inspect of one container, cached. A stopped container's does not change. A running one's
-   * (its pid) changes only when it restarts, which sends a start event that drops its entry
-   * (invalidate(id)); it is still asked again at least every RUNNING_INSPECT_MAX_AGE_MS, and always for
-   * a fresh read (confirmation never rests on a cached inspect). On a busy node every snapshot
-   * inspected every running container.
+   * docker's inspect of one container, cached. A stopped container's does not change until it starts
+   * again (an event drops its entry, invalidate(id)); a running one's (its pid) changes only when it
+   * restarts, which sends a start event too; a running one is still asked again at least every
+   * RUNNING_INSPECT_MAX_AGE_MS. A fresh read inspects every container again, stopped or running:
+   * `check` and `why` have no event stream, and a container that exited, restarted and exited again
+   * with the same code has the same state key for both lives (confirmation never rests on a cached
+   * inspect). Without the cache every snapshot of a busy node inspected every container.
    */
   private async inspect(id: string, stateKey: string, fresh: boolean): Promise<DockerContainerInspect> {
     const hit = this.inspectCache.get(id);
     const running = stateKey.startsWith('running');
     const key = running ? 'running' : stateKey;
-    if (hit && hit.key === key && (!running || (!fresh && this.now() - hit.at < RUNNING_INSPECT_MAX_AGE_MS))) return hit.value;
+    if (hit && hit.key === key && !fresh && (!running || this.now() - hit.at < RUNNING_INSPECT_MAX_AGE_MS)) return hit.value;
     const value = await this.docker.inspect(id);
     this.inspectCache.set(id, { key, value, at: this.now() });
     return value;

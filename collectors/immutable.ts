@@ -290,10 +290,7 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
       // The attribute is a durable fact; what must hold still is the owner (removing -> dead is the
       // same blocked removal, a container that went away is not).
       return obs.map((observation) => ({ observation, facts: `${observation.severity}|${ownerOf(observation.subject, view.containers)?.container.id ?? '-'}` }));
-      // The settle window counts from the run's start: the view it judges was taken then (or before), and
-      // the scan after it only finds the files. Counted from the read's end, a run that waited 2 s for its
-      // view under churn added those 2 s to the time to name a stuck removal.
-    }, { sightedAt: runStart });
+    });
     return { kind: 'ok', observations, data };
   },
 };

@@ -61,19 +61,10 @@ export function keepConfirmed(first: readonly Suspect[], second: readonly Suspec
 export async function confirmSuspects(
   ctx: Pick<CollectorContext<unknown, unknown>, 'runtime' | 'now' | 'signal' | 'confirmations' | 'rerunIn' | 'pausing' | 'confirming'>,
   read: (since: number | undefined) => Promise<Suspect[]>,
-  opts: {
-    moreWaitsMs?: readonly number[];
-    unjudged?: () => ReadonlySet<string>;
-    /**
-     * When the facts this run judges were gathered, when that is before the read (a view the run took at its
-     * start): across runs the windows are counted from it, not from the read's end. Each view is still taken
-     * at or after the time it stands for, so two reads' views stay at least the windows apart.
-     */
-    sightedAt?: number;
-  } = {},
+  opts: { moreWaitsMs?: readonly number[]; unjudged?: () => ReadonlySet<string> } = {},
 ): Promise<{ observations: Observation[]; suspected: number; dismissed: number }> {
   const waits = [ctx.runtime.settleMs, ...(opts.moreWaitsMs ?? [])];
-  if (ctx.confirmations) return confirmAcrossRuns(ctx.confirmations, ctx, read, waits, opts.unjudged, opts.sightedAt);
+  if (ctx.confirmations) return confirmAcrossRuns(ctx.confirmations, ctx, read, waits, opts.unjudged);
   const first = await read(undefined);
   if (first.length === 0) return { observations: [], suspected: 0, dismissed: 0 };
   let kept: Suspect[] = first;
@@ -142,14 +133,10 @@ async function confirmAcrossRuns(
   read: (since: number | undefined) => Promise<Suspect[]>,
   waits: readonly number[],
   unjudged?: () => ReadonlySet<string>,
-  sightedAt?: number,
 ): Promise<{ observations: Observation[]; suspected: number; dismissed: number }> {
   // With something carried, this read must be fresh (a cached view taken before it proves nothing).
-  const suspects = await read(store.size > 0 ? (sightedAt ?? ctx.now()) : undefined);
-  const now = ctx.now();
-  const sighted = sightedAt === undefined ? now : Math.min(now, sightedAt);
-  const r = carrySuspects(store, suspects, waits, sighted, ctx.confirming !== true, unjudged?.());
-  // carrySuspects counts from the sighting; the runner's clock is now.
-  if (r.rereadInMs !== undefined) ctx.rerunIn?.(Math.max(0, sighted + r.rereadInMs - now));
+  const suspects = await read(store.size > 0 ? ctx.now() : undefined);
+  const r = carrySuspects(store, suspects, waits, ctx.now(), ctx.confirming !== true, unjudged?.());
+  if (r.rereadInMs !== undefined) ctx.rerunIn?.(r.rereadInMs);
   return { observations: r.observations, suspected: suspects.length, dismissed: r.dismissed };
 }

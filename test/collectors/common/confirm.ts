@@ -68,18 +68,12 @@ t.test('confirmSuspects with more waits: a suspect must rest on the same facts i
   t.equal(gone.count(), 2, 'nothing left after the second read: no third');
 });
 
-/** A context as the agent's runner gives it: a settle of 2 s, a confirmation store, the runs asked for. */
-function agentContext(now: () => number) {
+t.test('across runs (the agent): each run reads once; a suspect is confirmed when reads spanning the windows agree, and the runner is asked for the next read', async (t) => {
+  let clock = 10_000;
   const store = new Map();
   const asked: number[] = [];
   const sinces: (number | undefined)[] = [];
-  const ctx = { runtime: { settleMs: 2000, snapshot: async () => ({ runtimes: [], containers: [], takenAt: 0 }), ping: async () => [] }, now, signal: new AbortController().signal, confirmations: store, rerunIn: (ms: number) => asked.push(ms) };
-  return { store, asked, sinces, ctx };
-}
-
-t.test('across runs (the agent): each run reads once; a suspect is confirmed when reads spanning the windows agree, and the runner is asked for the next read', async (t) => {
-  let clock = 10_000;
-  const { store, asked, sinces, ctx } = agentContext(() => clock);
+  const ctx = { runtime: { settleMs: 2000, snapshot: async () => ({ runtimes: [], containers: [], takenAt: 0 }), ping: async () => [] }, now: () => clock, signal: new AbortController().signal, confirmations: store, rerunIn: (ms: number) => asked.push(ms) };
   const run = (suspects: Suspect[]) => confirmSuspects(ctx, async (since) => {
     sinces.push(since);
     return suspects;
@@ -106,30 +100,6 @@ t.test('across runs (the agent): each run reads once; a suspect is confirmed whe
   t.same([changed.observations, changed.dismissed], [[], 1], 'new facts (a restart): a new suspect');
   const gone = await run([]);
   t.same([gone.observations, gone.dismissed, store.size], [[], 1, 0], 'gone: dismissed and forgotten');
-});
-
-t.test('across runs with sightedAt (immutable: the view is taken at the run\'s start): the windows count from it, and the next read is asked for on the runner\'s clock', async (t) => {
-  let clock = 50_000;
-  const { asked, sinces, ctx } = agentContext(() => clock);
-  const run = (sightedAt: number) => confirmSuspects(ctx, async (since) => {
-    sinces.push(since);
-    return [s('f', 'critical|c1')];
-  }, { sightedAt });
-  // Run 1 starts at 50.0 s; its view took 1.9 s, so the read ends at 51.9 s.
-  clock = 51_900;
-  t.same((await run(50_000)).observations, []);
-  t.same(asked, [100], 'the next read is due 2 s after the view, 0.1 s from now (not 2 s from now)');
-  // Run 2 starts at 52.0 s: its own fresh view, 2 s after the first.
-  clock = 53_800;
-  const r = await run(52_000);
-  t.same(r.observations.map((o) => o.subject), ['f'], 'confirmed by two views 2 s apart');
-  t.same(sinces, [undefined, 52_000], 'the confirming read asks for a view at least as new as its run\'s start');
-  // A sighting time in the future (a clock that stepped) is never used: the read's own time is.
-  const store2 = new Map();
-  const asked2: number[] = [];
-  clock = 60_000;
-  await confirmSuspects({ ...ctx, confirmations: store2, rerunIn: (ms: number) => asked2.push(ms) }, async () => [s('g', '1')], { sightedAt: 90_000 });
-  t.same(asked2, [2000]);
 });
 
 t.test('within one run (check): every wait is announced so the runner moves its deadline', async (t) => {

@@ -13,7 +13,7 @@ import path from 'node:path';
 
 export interface Churn {
   loops: ChildProcess[];
-  /** Ends the loops (each after its current container) and removes what they left; resolves when done. */
+  /** Ends the loops (each after its current container) and removes what they left; resolves when done. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -25,7 +25,7 @@ export function startChurn(opts: { docker: string; image: string; criImage: stri
   const loops: ChildProcess[] = [];
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-churn-'));
   const stopFile = path.join(dir, 'stop');
-  const going = `[ ! -e ${stopFile} ]`;
+  const going = `[ ! -e '${stopFile}' ]`;
   const sleeps = [1, 3, 5, 7, 9, 2];
   for (let i = 0; i < (opts.dockerLoops ?? 4); i++) {
     loops.push(spawn('sh', ['-c', `while ${going}; do ${opts.docker} run --rm --network none ${opts.image} sh -c 'sleep 0.${sleeps[i % sleeps.length]}' >/dev/null 2>&1; done`], { stdio: 'ignore', detached: true }));
@@ -38,38 +38,39 @@ export function startChurn(opts: { docker: string; image: string; criImage: stri
     const script = `i=0; while ${going}; do i=$((i+1)); ctr -n k8s.io run --rm ${labels.map((l) => `--label ${l}`).join(' ')} ${opts.criImage} ${prefix}-${n}-$i sh -c 'sleep 0.${2 * n}' >/dev/null 2>&1; done`;
     loops.push(spawn('sh', ['-c', script], { stdio: 'ignore', detached: true }));
   }
+  // Whether a loop is still going: its ChildProcess has not exited (never its pid in /proc, which another
+  // process may have taken once Node reaped ours).
+  const going_ = (l: ChildProcess) => l.exitCode === null && l.signalCode === null;
+  const stopNow = async () => {
+    try {
+      writeFileSync(stopFile, '');
+    } catch {
+      // its directory is gone: the loops are killed below all the same
+    }
+    // Waits without blocking: an agent in this process keeps running meanwhile.
+    for (const end = Date.now() + 20_000; Date.now() < end && loops.some(going_); ) await new Promise((r) => setTimeout(r, 100));
+    for (const l of loops) {
+      try {
+        if (l.pid && going_(l)) process.kill(-l.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+    run(opts.docker, 'rm', '-f', `${prefix}-crashloop`);
+    // What a killed loop left behind: our own containers only, by their name prefix.
+    for (const line of run('ctr', '-n', 'k8s.io', 'containers', 'ls', '-q').stdout.split('\n')) {
+      if (!line.startsWith(`${prefix}-`)) continue;
+      run('ctr', '-n', 'k8s.io', 'tasks', 'kill', '-s', 'SIGKILL', line);
+      run('ctr', '-n', 'k8s.io', 'tasks', 'delete', line);
+      run('ctr', '-n', 'k8s.io', 'containers', 'delete', line);
+    }
+  };
+  let stopping: Promise<void> | undefined;
   return {
     loops,
-    async stop() {
-      writeFileSync(stopFile, '');
-      // Waits without blocking: an agent in this process (the soak) keeps running meanwhile. A loop that
-      // ended is a zombie until Node reaps it: alive means a state other than Z in its stat.
-      const running = (pid: number) => {
-        try {
-          const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-          return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-        } catch {
-          return false;
-        }
-      };
-      for (const end = Date.now() + 20_000; Date.now() < end && loops.some((l) => l.pid !== undefined && running(l.pid)); ) await new Promise((r) => setTimeout(r, 100));
-      rmSync(dir, { recursive: true, force: true });
-      for (const l of loops) {
-        try {
-          if (l.pid && running(l.pid)) process.kill(-l.pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-      run(opts.docker, 'rm', '-f', `${prefix}-crashloop`);
-      // What a killed loop left behind: our own containers only, by their name prefix.
-      for (const line of run('ctr', '-n', 'k8s.io', 'containers', 'ls', '-q').stdout.split('\n')) {
-        if (!line.startsWith(`${prefix}-`)) continue;
-        run('ctr', '-n', 'k8s.io', 'tasks', 'kill', '-s', 'SIGKILL', line);
-        run('ctr', '-n', 'k8s.io', 'tasks', 'delete', line);
-        run('ctr', '-n', 'k8s.io', 'containers', 'delete', line);
-      }
-    },
+    // Once: a second call (a caller's finally after its own stop) waits on the first.
+    stop: () => (stopping ??= stopNow()),
   };
 }
 

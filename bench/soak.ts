@@ -56,8 +56,9 @@ export async function benchSoak(opts: { seconds?: number; interval?: string } = 
     createInterface({ input: stream }).on('line', (line) => {
       if (!line.includes('"transition"')) return;
       try {
-        const o = JSON.parse(line) as { transition?: Transition['type']; finding?: Finding };
-        if (o.transition && o.finding) transitions.push({ at: Date.now(), t: { type: o.transition, finding: o.finding } });
+        // Stamped with the line's own time (the agent's clock when it logged it), not when it was read.
+        const o = JSON.parse(line) as { time?: number; transition?: Transition['type']; finding?: Finding };
+        if (o.transition && o.finding) transitions.push({ at: typeof o.time === 'number' ? o.time : Date.now(), t: { type: o.transition, finding: o.finding } });
       } catch {
         // not one of its JSON lines
       }
@@ -80,7 +81,7 @@ export async function benchSoak(opts: { seconds?: number; interval?: string } = 
   const fault = (name: string) => faults.find((f) => f.name.startsWith(name))!;
   try {
     await sleep(5000); // every collector's first run, before the churn: what is there already is not ours
-    if (agent.exitCode !== null) throw new Error(`the soak's agent exited (${agent.exitCode}) at start`);
+    if (agent.exitCode !== null || agent.signalCode !== null) throw new Error(`the soak's agent ended at start (${agent.exitCode ?? agent.signalCode})`);
     const baseline = new Set(transitions.filter((x) => x.t.type !== 'resolved').map((x) => x.t.finding.id));
     churn = newChurn();
     cpuFrom = ticks(agent.pid!);
@@ -195,12 +196,25 @@ export async function benchSoak(opts: { seconds?: number; interval?: string } = 
     ];
     return lines.join('\n');
   } finally {
-    await churn?.stop();
-    for (const c of cleanups.reverse()) c();
-    agent.kill('SIGTERM');
-    await Promise.race([exited, sleep(15_000)]);
-    if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
-    rmSync(cursor, { force: true });
-    startRuntime();
+    // Each step on its own: one that throws must not leave the agent (holding SOAK_PORT) or a mount behind.
+    try {
+      try {
+        await churn?.stop();
+      } finally {
+        for (const c of cleanups.reverse()) {
+          try {
+            c();
+          } catch (err) {
+            process.stderr.write(`soak: a cleanup failed: ${String(err)}\n`);
+          }
+        }
+      }
+    } finally {
+      agent.kill('SIGTERM');
+      await Promise.race([exited, sleep(15_000)]);
+      if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL');
+      rmSync(cursor, { force: true });
+      startRuntime();
+    }
   }
 }

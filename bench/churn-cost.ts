@@ -4,10 +4,13 @@
 // from /proc over the window, after 15 s of warm-up, and peak RSS (VmHWM). With `--base DIR` (a checkout
 // of another revision, built), that build runs side by side under the same churn in the same window:
 // on a shared machine only such side-by-side figures compare. `--set K=V` configures this build only, so
-// `--base .` compares a setting with the defaults (the fillers view forced on, for one).
+// `--base .` compares a setting with the defaults (the fillers view forced on, for one). Beside them, in the
+// same window, the floor: `docker events` and `ctr events` following the same events as the agent.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { CONTAINERD_TOPICS } from '../agent/runtime/containerd-events.js';
+import { DOCKER_EVENTS_FOLLOWED } from '../agent/runtime/events.js';
 import { startChurn } from './churn.js';
 import { copyToContainerd, DOCKER, TEST_IMAGE, dockerTry } from './runtime-faults.js';
 import { ROOT } from './util.js';
@@ -61,6 +64,14 @@ export async function benchChurnCost(opts: { seconds?: number; base?: string; se
       const cursor = `/tmp/nw-churn-cost-cursor-${process.pid}-${i}.json`;
       agents.push(spawn(process.execPath, ['--max-semi-space-size=2', ...b.flags, path.join(b.root, 'dist', 'cli', 'main.js'), 'agent', '--listen', `127.0.0.1:${19770 + i}`, '--set', 'logLevel=warn', '--set', `collectors.kernel.cursorFile=${cursor}`, ...b.sets.flatMap((x) => ['--set', x])], { stdio: ['ignore', 'ignore', 'inherit'] }));
     });
+    // The floor: the runtimes' own CLIs (Go) following exactly the events the agent follows, in the same
+    // window. What the agent pays beyond them is its own doing; what they pay is the cost of listening on
+    // this machine (each event a wake-up, a read and a parse).
+    const floor = [
+      { name: '`docker events` (the docker CLI, the same filter)', p: spawn(DOCKER, ['events', '--filter', 'type=container', ...DOCKER_EVENTS_FOLLOWED.flatMap((e) => ['--filter', `event=${e}`])], { stdio: 'ignore' }) },
+      { name: '`ctr events` (the same topics, in k8s.io)', p: spawn('ctr', ['events', ...Object.keys(CONTAINERD_TOPICS).map((t) => `topic=="${t}",namespace=="k8s.io"`)], { stdio: 'ignore' }) },
+    ];
+    agents.push(...floor.map((f) => f.p));
     await sleep(15_000);
     const before = agents.map((a) => ticks(a.pid!));
     const t0 = Date.now();
@@ -73,6 +84,14 @@ export async function benchChurnCost(opts: { seconds?: number; base?: string; se
       const hwm = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${agents[i]!.pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
       lines.push(`  ${b.name.padEnd(60)} ${mc.toFixed(1).padStart(6)} millicores  peak RSS ${hwm.toFixed(0).padStart(4)} MiB`);
     });
+    let floorMc = 0;
+    floor.forEach((f, j) => {
+      const i = builds.length + j;
+      const mc = ((after[i]! - before[i]!) / 100 / elapsed) * 1000;
+      floorMc += mc;
+      lines.push(`  ${f.name.padEnd(60)} ${mc.toFixed(1).padStart(6)} millicores`);
+    });
+    lines.push(`  ${'the floor: both CLIs listening, nothing else'.padEnd(60)} ${floorMc.toFixed(1).padStart(6)} millicores`);
     return lines.join('\n');
   } finally {
     for (const a of agents) a.kill('SIGTERM');

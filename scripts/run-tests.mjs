@@ -5,7 +5,8 @@
 //
 // Two groups, run side by side:
 // - live files, which use the real machine (docker, containerd, loop devices, mounts, kernel state).
-//   A test file is live when it has a line starting with `// @live`.
+//   A test file is live when it has a line starting with `// @live`. A file whose run may take longer than
+//   package.json's tap.timeout says how long with a line `// @timeout SECONDS`.
 //   Every file that imports test/helpers/live.ts or test/helpers/runtime.ts must say so: a file that does
 //   not is run with the live ones and counted as a failure (test/scripts/run-tests.ts holds that rule).
 //   Three kinds, run in this order:
@@ -34,6 +35,7 @@ import path from 'node:path';
 const LIVE_MARKER = /^\/\/ @live\b/m;
 const QUIET_MARKER = /^\/\/ @live quiet\b/m;
 const SHARED_MARKER = /^\/\/ @live shared\b/m;
+const TIMEOUT_MARKER = /^\/\/ @timeout (\d+)\b/m;
 const USES_LIVE_HELPERS = /(?:^import\s[^;]*?from\s+|\bimport\(\s*)['"](?:\.\.?\/)+helpers\/(?:live|runtime)\.js['"]/m;
 
 /** Every test source under root/test, relative to root, sorted (fixtures and helpers are not tests). */
@@ -95,8 +97,16 @@ function parseArgs(argv) {
 const SUMMARY = /^# \{ total: (\d+)(?:, pass: (\d+))?(?:, fail: (\d+))?(?:, todo: (\d+))?(?:, skip: (\d+))?/m;
 
 /** Runs one compiled test file; resolves with its counts and output. */
-function runFile(root, file, timeoutS) {
+function runFile(root, file, defaultTimeoutS) {
   const js = path.join(root, 'dist-test', file.replace(/\.ts$/, '.js'));
+  // A file that needs longer than tap's per-file timeout says so: a line `// @timeout SECONDS`.
+  let timeoutS = defaultTimeoutS;
+  try {
+    const own = TIMEOUT_MARKER.exec(readFileSync(path.join(root, file), 'utf8'));
+    if (own) timeoutS = Number(own[1]);
+  } catch {
+    // no source beside it: the default
+  }
   const started = Date.now();
   return new Promise((resolve) => {
     if (!existsSync(js)) {

@@ -1,6 +1,7 @@
 // The Dockerfile, built on this machine's dockerd. Docker Hub cannot be reached here, so the node:20-slim
 // base is a stand-in made offline (scripts/make-node-standin.sh: Debian's packages and this machine's
 // Node), passed as NODE_IMAGE. The image then runs `check` against this machine's root at /host.
+// @timeout 840: on a fresh machine the stand-in base (debootstrap, g++) is made first, 5-7 minutes here; .ci/run makes it before the tests
 // @live shared: builds and runs its own image (no prune label, so web's prune leaves it alone) and asserts only the root filesystem's row and that sockets have holders, not the whole node: it may run beside another shared file
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';

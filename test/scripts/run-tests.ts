@@ -128,3 +128,17 @@ verdict(both && unitDone && [...seen].every((n) => n === ${JSON.stringify(other)
   t.equal(run.stdout.match(/^# \{ total: \d+/gm)?.length, 2, 'still one summary line per group, as .ci/run reads them');
   t.match(run.stdout, /^# \{ total: 4, pass: 4 \}$/m, 'the live summary counts the shared files once each');
 });
+
+t.test('a file with `// @timeout SECONDS` gets that timeout; the others get tap.timeout', async (t) => {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'nw-run-tests-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  writeFileSync(path.join(root, 'package.json'), JSON.stringify({ tap: { timeout: 7 } }));
+  const file = fakeTestFile(root);
+  const sees = (want: string) => `const ok = process.env.TAP_TIMEOUT === '${want}'; console.log(ok ? 'ok 1' : 'not ok 1 - TAP_TIMEOUT ' + process.env.TAP_TIMEOUT); console.log('# { total: 1, pass: ' + (ok ? 1 : 0) + (ok ? '' : ', fail: 1') + ' }'); process.exit(ok ? 0 : 1);\n`;
+  file('test/long.ts', '// @timeout 840: a slow first build\n', sees('840'));
+  file('test/plain.ts', '// unit\n', sees('7'));
+  const run = spawnSync(process.execPath, [path.resolve('scripts/run-tests.mjs')], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+  t.equal(run.status, 0, run.stdout);
+  t.match(run.stdout, /^ok \d+ - test\/long\.ts/m);
+  t.match(run.stdout, /^ok \d+ - test\/plain\.ts/m);
+});

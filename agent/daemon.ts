@@ -93,6 +93,9 @@ export async function startAgent(config: Config, opts: { log: Log & { child(b: o
   // Runtime events make the runtime collectors look again at once (a container stuck in removal named
   // in seconds, not at the next interval); polling stays the safety net.
   const dockerEvents = new DockerEvents(env.host.hostPath(config.runtime.dockerSocket), config.runtime.timeout);
+  // While docker's events flow, a stopped container's kept inspect is dropped by its own events: a fresh
+  // read need not inspect every exited container again (a firing finding keeps every run fresh).
+  runtimes.eventsFollowed = () => dockerEvents.connected;
   const unfollow = followDockerEvents(dockerEvents, {
     invalidate: (id, ev) => {
       runtimes.invalidate(id);

@@ -69,7 +69,15 @@ export class Runtimes implements RuntimeAccess {
   readonly containerd: ContainerdClient;
   readonly settleMs: number;
   readonly namespaces: readonly string[];
-  private cached: { at: number; value: Promise<RuntimeSnapshot> } | undefined;
+  private cached: { at: number; fresh: boolean; value: Promise<RuntimeSnapshot> } | undefined;
+  /**
+   * Whether docker's event stream is being followed now (the agent sets it): then a stopped container's
+   * cached inspect is dropped by its own start or die event, and a fresh read may keep it. Without it
+   * (`check`, `why`, a stream that is down) a fresh read inspects every container again.
+   */
+  eventsFollowed: () => boolean = () => false;
+  /** Inspects in flight; invalidate() marks them: an answer that may predate the event is not kept. */
+  private readonly inflight = new Map<string, { overtaken: boolean }>();
   private readonly inspectCache = new Map<string, { key: string; value: DockerContainerInspect; at: number }>();
   private readonly snapshotDirCache = new Map<string, SnapshotDirs>();
   /** A runtime that timed out: nobody but the probe waits on it again until it answers (or the hold ends). */
@@ -187,9 +195,12 @@ export class Runtimes implements RuntimeAccess {
 
   snapshot(opts: { since?: number } = {}): Promise<RuntimeSnapshot> {
     const now = this.now();
-    if (this.cached && now - this.cached.at < this.maxAgeMs && (opts.since === undefined || this.cached.at >= opts.since)) return this.cached.value;
-    const value = this.take(opts.since !== undefined);
-    this.cached = { at: now, value };
+    // A read asked to be fresh is served only by a fresh one taken since: a plain snapshot (kept inspects,
+    // a kept containerd list) started after `since` is still not a confirmation.
+    if (this.cached && now - this.cached.at < this.maxAgeMs && (opts.since === undefined || (this.cached.fresh && this.cached.at >= opts.since))) return this.cached.value;
+    const fresh = opts.since !== undefined;
+    const value = this.take(fresh);
+    this.cached = { at: now, fresh, value };
     void value.then((snap) => {
       if (!this.newest || snap.takenAt >= this.newest.takenAt) this.newest = snap;
     });
@@ -206,19 +217,29 @@ export class Runtimes implements RuntimeAccess {
    * docker's inspect of one container, cached. A stopped container's does not change until it starts
    * again (an event drops its entry, invalidate(id)); a running one's (its pid) changes only when it
    * restarts, which sends a start event too; a running one is still asked again at least every
-   * RUNNING_INSPECT_MAX_AGE_MS. A fresh read inspects every container again, stopped or running:
-   * `check` and `why` have no event stream, and a container that exited, restarted and exited again
-   * with the same code has the same state key for both lives (confirmation never rests on a cached
-   * inspect). Without the cache every snapshot of a busy node inspected every container.
+   * RUNNING_INSPECT_MAX_AGE_MS. A fresh read inspects every running container again, and every stopped
+   * one too unless docker's events are being followed: `check` and `why` have none, and a container
+   * that exited, restarted and exited again with the same code has the same state key for both lives.
+   * In the agent the events drop a stopped container's entry when it starts or dies, so a firing finding
+   * (which keeps every run of its collector fresh) does not re-inspect hundreds of exited containers
+   * each run. Without the cache every snapshot of a busy node inspected every container.
    */
   private async inspect(id: string, stateKey: string, fresh: boolean): Promise<DockerContainerInspect> {
     const hit = this.inspectCache.get(id);
     const running = stateKey.startsWith('running');
     const key = running ? 'running' : stateKey;
-    if (hit && hit.key === key && !fresh && (!running || this.now() - hit.at < RUNNING_INSPECT_MAX_AGE_MS)) return hit.value;
-    const value = await this.docker.inspect(id);
-    this.inspectCache.set(id, { key, value, at: this.now() });
-    return value;
+    const keep = running ? !fresh && this.now() - (hit?.at ?? 0) < RUNNING_INSPECT_MAX_AGE_MS : !fresh || this.eventsFollowed();
+    if (hit && hit.key === key && keep) return hit.value;
+    const mark = { overtaken: false };
+    this.inflight.set(id, mark);
+    try {
+      const value = await this.docker.inspect(id);
+      // An event about it while the inspect was out (a restart): this answer may be from before it.
+      if (!mark.overtaken) this.inspectCache.set(id, { key, value, at: this.now() });
+      return value;
+    } finally {
+      if (this.inflight.get(id) === mark) this.inflight.delete(id);
+    }
   }
 
   /**
@@ -408,7 +429,12 @@ export class Runtimes implements RuntimeAccess {
     if (id === undefined) {
       this.inspectCache.clear();
       this.containerdLists.clear();
-    } else this.inspectCache.delete(id);
+      for (const m of this.inflight.values()) m.overtaken = true;
+    } else {
+      this.inspectCache.delete(id);
+      const m = this.inflight.get(id);
+      if (m) m.overtaken = true;
+    }
   }
 
   close(): void {

@@ -157,6 +157,48 @@ t.test('live: a stopped container is not inspected again as docker\'s "N seconds
   t.equal(inspects(), 3, 'after its own events it is inspected again');
 });
 
+t.test('live: while docker\'s events are followed a fresh read keeps a stopped container\'s inspect; a fresh read is never served by a plain snapshot; an inspect overtaken by an event is not kept', async (t) => {
+  if (!requireRuntime(t)) return;
+  ensureTestImage();
+  const { docker } = await import('../../helpers/runtime.js');
+  const id = runContainer('nw-model-followed', ['true']);
+  t.teardown(() => removeContainer('nw-model-followed'));
+  docker('wait', 'nw-model-followed');
+  const { rt, inspects } = countingInspects(id);
+  rt.eventsFollowed = () => true;
+  await rt.snapshot();
+  t.equal(inspects(), 1);
+  rt.invalidate('another-container');
+  await rt.snapshot({ since: Date.now() });
+  t.equal(inspects(), 1, 'its events would have dropped it: a fresh read keeps it');
+  // A plain snapshot taken after `since` is not a fresh one.
+  rt.eventsFollowed = () => false;
+  rt.invalidate('another-container');
+  const since = Date.now();
+  await rt.snapshot();
+  t.equal(inspects(), 1, 'the plain snapshot kept it');
+  await rt.snapshot({ since });
+  t.equal(inspects(), 2, 'the fresh read after it was read afresh, not served the plain one');
+  // An inspect in flight when the container's event comes is answered but not kept.
+  const real = rt.docker.inspect.bind(rt.docker);
+  rt.docker.inspect = async (x: string) => {
+    const v = await real(x);
+    if (x === id) rt.invalidate(id);
+    return v;
+  };
+  rt.invalidate(id);
+  await rt.snapshot();
+  rt.docker.inspect = real;
+  let calls = 0;
+  rt.docker.inspect = (x: string) => {
+    if (x === id) calls += 1;
+    return real(x);
+  };
+  rt.invalidate('another-container');
+  await rt.snapshot();
+  t.equal(calls, 1, 'the overtaken answer was not kept: the next snapshot inspects it again');
+});
+
 t.test('live: containerd\'s container list is kept between snapshots: new containers asked by id, deleted ones forgotten, listed whole for a fresh read', async (t) => {
   if (!requireRuntime(t)) return;
   ensureTestImage();

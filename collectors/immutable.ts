@@ -278,8 +278,10 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
 
     // 4. Confirmation: the files still flagged and their owners unchanged on a fresh read after the
     // settle window (a container removed normally in between is no longer anybody's blocker).
+    let judged: number | undefined;
     const { observations } = await confirmSuspects(ctx, async (since) => {
       const view = since === undefined || (confirmingNow && snap.takenAt >= runStart) ? snap : await ctx.runtime.snapshot({ since });
+      judged = view.takenAt;
       const now = since === undefined ? flagged : flagged.flatMap((f) => {
         const bits = attrs.attrsOf(toAgent(f.path));
         return bits ? [{ path: f.path, bits }] : [];
@@ -290,7 +292,8 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
       // The attribute is a durable fact; what must hold still is the owner (removing -> dead is the
       // same blocked removal, a container that went away is not).
       return obs.map((observation) => ({ observation, facts: `${observation.severity}|${ownerOf(observation.subject, view.containers)?.container.id ?? '-'}` }));
-    });
+      // Its view may be the one taken at the run's start: a read spaced from the last counts from there.
+    }, { viewStart: () => judged });
     return { kind: 'ok', observations, data };
   },
 };

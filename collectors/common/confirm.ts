@@ -61,10 +61,15 @@ export function keepConfirmed(first: readonly Suspect[], second: readonly Suspec
 export async function confirmSuspects(
   ctx: Pick<CollectorContext<unknown, unknown>, 'runtime' | 'now' | 'signal' | 'confirmations' | 'rerunIn' | 'pausing' | 'confirming'>,
   read: (since: number | undefined) => Promise<Suspect[]>,
-  opts: { moreWaitsMs?: readonly number[]; unjudged?: () => ReadonlySet<string> } = {},
+  opts: {
+    moreWaitsMs?: readonly number[];
+    unjudged?: () => ReadonlySet<string>;
+    /** When the view the read judged was taken, when that is before the read began (immutable's run-start view). */
+    viewStart?: () => number | undefined;
+  } = {},
 ): Promise<{ observations: Observation[]; suspected: number; dismissed: number }> {
   const waits = [ctx.runtime.settleMs, ...(opts.moreWaitsMs ?? [])];
-  if (ctx.confirmations) return confirmAcrossRuns(ctx.confirmations, ctx, read, waits, opts.unjudged);
+  if (ctx.confirmations) return confirmAcrossRuns(ctx.confirmations, ctx, read, waits, opts.unjudged, opts.viewStart);
   const first = await read(undefined);
   if (first.length === 0) return { observations: [], suspected: 0, dismissed: 0 };
   let kept: Suspect[] = first;
@@ -93,6 +98,12 @@ export function carrySuspects(
   earlyForNew = true,
   /** Checks this read could not judge (a runtime did not answer): their carried suspects are kept as they are. */
   unjudged: ReadonlySet<string> = new Set(),
+  /**
+   * The earliest moment any fact of this read was read (its view's start; `now` is its end). A read that
+   * began before the next one was due (a run triggered early) proves nothing: the same facts seen then
+   * neither count as a read nor confirm; other facts still dismiss.
+   */
+  readFrom: number = now,
 ): { observations: Observation[]; dismissed: number; rereadInMs?: number } {
   // offsets[i]: how long after the first sighting read i (0-based) is due.
   const offsets = [0];
@@ -108,7 +119,9 @@ export function carrySuspects(
     seen.add(k);
     const before = store.get(k);
     if (before && before.facts !== s.facts) dismissed += 1;
-    const e: CarriedSuspect = before && before.facts === s.facts ? { ...before, reads: before.reads + 1 } : { facts: s.facts, firstSeen: now, reads: 1 };
+    const same = before !== undefined && before.facts === s.facts;
+    const spaced = same && readFrom - before.firstSeen >= offsets[Math.min(before.reads, offsets.length - 1)]!;
+    const e: CarriedSuspect = same ? (spaced ? { ...before, reads: before.reads + 1 } : before) : { facts: s.facts, firstSeen: now, reads: 1 };
     store.set(k, e);
     if (e.reads >= offsets.length && now - e.firstSeen >= span) {
       observations.push(s.observation);
@@ -133,10 +146,14 @@ async function confirmAcrossRuns(
   read: (since: number | undefined) => Promise<Suspect[]>,
   waits: readonly number[],
   unjudged?: () => ReadonlySet<string>,
+  viewStart?: () => number | undefined,
 ): Promise<{ observations: Observation[]; suspected: number; dismissed: number }> {
   // With something carried, this read must be fresh (a cached view taken before it proves nothing).
-  const suspects = await read(store.size > 0 ? ctx.now() : undefined);
-  const r = carrySuspects(store, suspects, waits, ctx.now(), ctx.confirming !== true, unjudged?.());
+  const readStart = ctx.now();
+  const suspects = await read(store.size > 0 ? readStart : undefined);
+  const now = ctx.now();
+  const from = Math.min(now, viewStart?.() ?? readStart);
+  const r = carrySuspects(store, suspects, waits, now, ctx.confirming !== true, unjudged?.(), from);
   if (r.rereadInMs !== undefined) ctx.rerunIn?.(r.rereadInMs);
   return { observations: r.observations, suspected: suspects.length, dismissed: r.dismissed };
 }

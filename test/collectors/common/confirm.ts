@@ -1,5 +1,5 @@
 import t from 'tap';
-import { confirmSuspects, containerFacts, keepConfirmed, type Suspect } from '../../../collectors/common/confirm.js';
+import { carrySuspects, confirmSuspects, containerFacts, keepConfirmed, type Suspect } from '../../../collectors/common/confirm.js';
 import type { Observation } from '../../../protocol/finding.js';
 import type { RuntimeContainer } from '../../../collectors/types.js';
 
@@ -110,7 +110,6 @@ t.test('within one run (check): every wait is announced so the runner moves its 
 });
 
 t.test('across runs: a suspect first seen in an early confirming read waits for the schedule (a busy node has a container in transition at every read)', async (t) => {
-  const { carrySuspects } = await import('../../../collectors/common/confirm.js');
   const store = new Map();
   const first = carrySuspects(store, [s('a', '1')], [2000, 6000], 0, false);
   t.same([first.observations, first.rereadInMs], [[], undefined], 'no early read asked for it');
@@ -119,4 +118,20 @@ t.test('across runs: a suspect first seen in an early confirming read waits for 
   t.same(carrySuspects(store, [s('a', '1')], [2000, 6000], 30_250, true).observations.map((o) => o.subject), ['a'], 'three reads over 30 s: confirmed');
   const fresh = carrySuspects(new Map(), [s('b', '1')], [2000, 6000], 0, true);
   t.equal(fresh.rereadInMs, 2000, 'first seen in a scheduled run: the early read is asked for');
+});
+
+t.test('across runs: a read whose view began before the next read was due (a run triggered early) neither counts nor confirms', async (t) => {
+  const store = new Map<string, { facts: string; firstSeen: number; reads: number }>();
+  // Seen first at 50.0 s (the read's end). A run triggered at once reads from 50.05 s to 52.1 s.
+  carrySuspects(store, [s('f', 'critical|c1')], [2000], 50_000, true);
+  const early = carrySuspects(store, [s('f', 'critical|c1')], [2000], 52_100, true, new Set(), 50_050);
+  t.same(early.observations, [], 'two reads 0.05 s apart confirm nothing, though the second ended 2.1 s after the first');
+  t.equal([...store.values()][0]?.reads, 1, 'and it is not counted as a read');
+  t.ok(early.rereadInMs !== undefined && early.rereadInMs >= 250, 'the next read is still asked for');
+  const spaced = carrySuspects(store, [s('f', 'critical|c1')], [2000], 54_000, true, new Set(), 52_200);
+  t.same(spaced.observations.map((x: Observation) => x.subject), ['f'], 'a view begun 2.2 s after the first read confirms');
+  const other = new Map();
+  carrySuspects(other, [s('g', 'critical|c1')], [2000], 50_000, true);
+  const changed = carrySuspects(other, [s('g', 'critical|c2')], [2000], 50_500, true, new Set(), 50_100);
+  t.equal(changed.dismissed, 1, 'other facts in an early read still dismiss the suspect');
 });

@@ -59,7 +59,7 @@ export function startChurn(opts: { docker: string; image: string; criImage: stri
     rmSync(dir, { recursive: true, force: true });
     run(opts.docker, 'rm', '-f', `${prefix}-crashloop`);
     // What a killed loop left behind: our own containers only, by their name prefix.
-    for (const line of run('ctr', '-n', 'k8s.io', 'containers', 'ls', '-q').stdout.split('\n')) {
+    for (const line of (run('ctr', '-n', 'k8s.io', 'containers', 'ls', '-q').stdout ?? '').split('\n')) {
       if (!line.startsWith(`${prefix}-`)) continue;
       run('ctr', '-n', 'k8s.io', 'tasks', 'kill', '-s', 'SIGKILL', line);
       run('ctr', '-n', 'k8s.io', 'tasks', 'delete', line);

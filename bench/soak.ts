@@ -176,6 +176,7 @@ export async function benchSoak(opts: { seconds?: number; interval?: string } = 
     const orphanOfRestart = (x: { at: number; t: Transition }) => x.t.finding.check === 'runtime.orphan' && windows.some((w) => bornAt(x) >= w.from - 5000 && bornAt(x) <= w.to);
     const leakedByRestarts = transitions.filter((x) => x.t.type === 'firing' && orphanOfRestart(x));
     const falses = transitions.filter((x) => x.t.type !== 'resolved' && !expected(x) && !orphanBefore(x) && !orphanOfRestart(x));
+    if (agent.exitCode !== null || agent.signalCode !== null) throw new Error(`the soak's agent ended during the run (${agent.exitCode ?? agent.signalCode})`);
     const millicores = ((ticks(agent.pid!) - cpuFrom) / 100 / ((Date.now() - cpuFromAt) / 1000)) * 1000;
     const peakRss = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${agent.pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
     const metrics = await fetch(`http://127.0.0.1:${SOAK_PORT}/metrics`).then((r) => r.text(), () => '');

@@ -7,7 +7,7 @@
 import type { Evidence, Observation, Severity, Workload } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
 import { containerIdInMemcg, isRootMemcg, parseKernelLine, type KernelFact } from './kernel-rules.js';
-import { controllerCgroupOf, podUidIn } from './common/process.js';
+import { controllerCgroupOf, parseCgroupContainer, podUidIn } from './common/process.js';
 import type { Collector, HostAccess, KmsgRecord, RuntimeContainer } from './types.js';
 
 export const kernelConfigSpec = s.object({
@@ -79,6 +79,8 @@ export interface KernelEvent {
   containerId?: string;
   memcg?: string;
   pid?: number;
+  /** For a hung task: the record's monotonic time (usec since boot), to tell its process from a reused pid. */
+  bootUsec?: number;
 }
 
 /**
@@ -147,9 +149,10 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
       case 'hung-task':
         events.push({
           check: 'kernel.hungTask', subject: `task:${fact.task}`, severity: 'warning', atMs: at, pid: fact.pid,
-          text: `the kernel reports task ${fact.task} (pid ${fact.pid}) blocked in uninterruptible sleep (D state) for more than ${fact.seconds} seconds: it waits on I/O or a lock that does not come (a hung disk, NFS server or device-mapper device).`,
+          text: `the kernel reports task ${fact.task} (pid ${fact.pid}) blocked in uninterruptible sleep (D state) for more than ${fact.seconds} seconds: it waits on I/O or a lock that does not come (a hung disk, NFS server or device-mapper device, a frozen filesystem).`,
           remedy: `cat /proc/${fact.pid}/stack; ps -eo pid,stat,wchan:32,comm | awk '$2 ~ /D/'  # what it waits on; check the storage behind it`,
           evidence: { task: fact.task, pid: fact.pid, blocked_seconds: fact.seconds },
+          bootUsec: r.usec,
         });
         break;
       case 'soft-lockup':
@@ -246,6 +249,51 @@ function oomEvent(at: number, system: boolean, taskMemcg: string | undefined, oo
   if (pid !== undefined) ev.pid = pid;
   ev.text = oomText(ev);
   return ev;
+}
+
+/**
+ * Pure: whether /proc/PID/stat (`stat`) is still the process a hung-task line named: the same comm, and
+ * started before it was blocked (the line says it has been blocked `seconds` by the record's time
+ * `bootUsec`), so a pid reused since by another process is not taken for it. starttime is field 22, in
+ * clock ticks since boot (USER_HZ is 100 on Linux).
+ */
+export function isHungProcess(stat: string | undefined, task: string, seconds: number, bootUsec: number): boolean {
+  if (!stat) return false;
+  const open = stat.indexOf('(');
+  const close = stat.lastIndexOf(')');
+  if (open < 0 || close < open) return false;
+  if (stat.slice(open + 1, close) !== task) return false;
+  const startTicks = Number(stat.slice(close + 2).split(' ')[19]);
+  if (!Number.isFinite(startTicks)) return false;
+  // One second of slack: the kernel's check and the tick count are both coarse.
+  return startTicks * 10_000 <= bootUsec - seconds * 1_000_000 + 1_000_000;
+}
+
+/** Hung tasks whose container is looked up per run at most; a flood of them names the rest by process only. */
+export const MAX_HUNG_LOOKUPS = 32;
+
+/**
+ * Names the container of each hung task still blocked (the kernel reports one only after `seconds` in D
+ * state, so it is usually still there when its line is read): its /proc/PID/cgroup. The subject becomes
+ * the task in that container, so one hung task per container and cause is one finding.
+ */
+async function attributeHungTasks(host: HostAccess, events: KernelEvent[], identities: ReadonlyMap<string, { workload: Workload }>): Promise<void> {
+  let asked = 0;
+  for (const ev of events) {
+    if (ev.check !== 'kernel.hungTask' || ev.pid === undefined || ev.bootUsec === undefined) continue;
+    if (++asked > MAX_HUNG_LOOKUPS) break;
+    const task = String(ev.evidence['task']);
+    const stat = await host.readText(host.procPath(ev.pid, 'stat')).catch(() => undefined);
+    if (!isHungProcess(stat, task, Number(ev.evidence['blocked_seconds']), ev.bootUsec)) continue;
+    const ref = parseCgroupContainer((await host.readText(host.procPath(ev.pid, 'cgroup')).catch(() => undefined)) ?? '');
+    if (!ref) continue;
+    ev.containerId = ref.containerId;
+    ev.subject = `task:${task}@${ref.containerId}`;
+    ev.evidence['container_id'] = ref.containerId;
+    ev.workload = identities.get(ref.containerId)?.workload ?? { containerId: ref.containerId, ...(ref.podUid ? { podUid: ref.podUid } : {}) };
+    const short = ref.containerId.slice(0, 12);
+    ev.remedy = `cat /proc/${ev.pid}/stack; docker inspect --format '{{json .Mounts}}' ${short} 2>/dev/null || crictl inspect ${short} | grep -A30 '"mounts"'  # what it waits on, and the container's volumes: the storage behind one of them`;
+  }
 }
 
 /** The memory cgroup path of a process from its /proc/PID/cgroup (v1 memory controller, else v2). Pure. */
@@ -396,7 +444,7 @@ export const kernel: Collector<KernelConfig, KernelData> = {
     // Never wait on a slow runtime here (the log must keep being read every second): past 500 ms this
     // run names containers from what earlier snapshots showed, and the next run gets the cached view.
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const oomNow = events.some((e) => e.check === 'kernel.oom' || e.check === 'kernel.systemOom');
+    const oomNow = events.some((e) => e.check === 'kernel.oom' || e.check === 'kernel.systemOom' || e.check === 'kernel.hungTask');
     const look = oomNow || prev?.lookedAt === undefined || now - prev.lookedAt >= IDENTITY_REFRESH_MS;
     data.lookedAt = look ? now : prev?.lookedAt;
     const borrowed = look ? undefined : ctx.runtime.latest?.();
@@ -417,6 +465,7 @@ export const kernel: Collector<KernelConfig, KernelData> = {
     }
     while (identities.size > MAX_IDENTITIES) identities.delete(identities.keys().next().value as string);
     data.identities = [...identities];
+    await attributeHungTasks(host, events, identities);
 
     const killsByContainer = new Map<string, number>();
     const limits = new Map<string, number | undefined>();

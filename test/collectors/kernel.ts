@@ -1,13 +1,14 @@
 // @live: real OOM kills in docker containers, real writes to /dev/kmsg
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { appendFileSync } from 'node:fs';
-import { coalesce, eventsFromRecords, evaluateKernel, kernel, memcgOf, parseMemoryLimit, parseOomKillCounter, type KernelData } from '../../collectors/kernel.js';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { coalesce, eventsFromRecords, evaluateKernel, isHungProcess, kernel, memcgOf, parseMemoryLimit, parseOomKillCounter, type KernelData } from '../../collectors/kernel.js';
 import type { KmsgRecord } from '../../collectors/types.js';
 import { contextFor, envFor, settingsFor } from '../helpers/context.js';
 import { KmsgReader } from '../../agent/host/kmsg.js';
 import { requireRuntime, ensureTestImage, TEST_IMAGE, dockerTry } from '../helpers/runtime.js';
 import { eventually } from '../helpers/processes.js';
+import { makeLoopFs } from '../helpers/live.js';
 import type { Observation } from '../../protocol/finding.js';
 
 const config = settingsFor(kernel) as never as { lookback: number; maxGroups: number; cursorFile: string };
@@ -206,6 +207,67 @@ t.test('real kernel, real docker: an OOM-killed container is named by pod and co
   t.equal(childObs?.evidence['child_process'], true);
   t.match(childObs?.message, /child process: the container's main process \(pid \d+\) lives on/);
   t.equal(spawnSync('docker', ['inspect', '-f', '{{.State.Running}}', child], { encoding: 'utf8' }).stdout.trim(), 'true', 'pid 1 survived');
+});
+
+t.test('a hung task is believed of its pid only while that pid is the same process (comm, started before it was blocked)', async (t) => {
+  // /proc/PID/stat of a shell started 1000 ticks (10 s) after boot; the line came at 20 s, blocked for more than 2 s.
+  const stat = (comm: string, start: number) => `5896 (${comm}) D 5890 5896 5890 0 -1 4194560 120 0 0 0 0 0 0 0 20 0 1 0 ${start} 2 0 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0`;
+  t.ok(isHungProcess(stat('sh', 1000), 'sh', 2, 20_000_000), 'the same shell');
+  t.notOk(isHungProcess(stat('dd', 1000), 'sh', 2, 20_000_000), 'another command under the pid');
+  t.notOk(isHungProcess(stat('sh', 1950), 'sh', 2, 20_000_000), 'a shell started after the task had been blocked (19.5 s, past 20 - 2 s and a second of slack): the pid was reused');
+  t.ok(isHungProcess(stat('a) b', 1000), 'a) b', 2, 20_000_000), 'a comm with a parenthesis and a space');
+  t.notOk(isHungProcess(undefined, 'sh', 2, 20_000_000), 'the process is gone');
+  t.notOk(isHungProcess('garbage', 'sh', 2, 20_000_000));
+});
+
+t.test('real kernel, real docker: a process in a container blocked on a frozen filesystem is a hung task named with its pod and container', async (t) => {
+  if (!requireRuntime(t)) return;
+  ensureTestImage();
+  const sysctl = (name: string) => `/proc/sys/kernel/${name}`;
+  const before = { timeout: readFileSync(sysctl('hung_task_timeout_secs'), 'utf8').trim(), warnings: readFileSync(sysctl('hung_task_warnings'), 'utf8').trim() };
+  const fs = makeLoopFs(32);
+  const name = `nw-kernel-hung-${process.pid}`;
+  let frozen = false;
+  t.teardown(() => {
+    if (frozen) spawnSync('fsfreeze', ['-u', fs.mountPoint]);
+    writeFileSync(sysctl('hung_task_timeout_secs'), before.timeout);
+    writeFileSync(sysctl('hung_task_warnings'), before.warnings);
+    dockerTry('rm', '-f', name);
+    fs.cleanup();
+  });
+  const env = envFor('/');
+  env.kmsg = new KmsgReader({ host: env.host });
+  t.teardown(() => env.kmsg?.stop());
+  let { data } = await runKernel(env, undefined);
+  dockerTry('rm', '-f', name);
+  const id = execFileSync('docker', ['run', '-d', '--network', 'none', '--name', name, '-v', `${fs.mountPoint}:/data`,
+    '--label', 'io.kubernetes.pod.name=hung-pod', '--label', 'io.kubernetes.pod.namespace=team-b', '--label', 'io.kubernetes.container.name=writer', '--label', 'io.kubernetes.pod.uid=2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f6a',
+    TEST_IMAGE, 'sleep', '600'], { encoding: 'utf8' }).trim();
+  // The kernel reports a task after hung_task_timeout_secs in uninterruptible sleep; -1 warnings: no cap while the test runs.
+  writeFileSync(sysctl('hung_task_timeout_secs'), '2');
+  writeFileSync(sysctl('hung_task_warnings'), '-1');
+  execFileSync('fsfreeze', ['-f', fs.mountPoint]);
+  frozen = true;
+  // A write to a frozen filesystem waits in sb_start_write, in D state, until it thaws.
+  execFileSync('docker', ['exec', '-d', name, 'sh', '-c', 'echo x > /data/hung']);
+  let hung: Observation | undefined;
+  t.ok(await eventually(async () => {
+    const r = await runKernel(env, data);
+    data = r.data;
+    hung = r.obs.find((o) => o.check === 'kernel.hungTask' && o.subject === `task:sh@${id}`);
+    return hung !== undefined;
+  }, 30_000), 'the real "blocked for more than" line is read and its process found in the container');
+  t.equal(hung?.workload?.pod, 'hung-pod');
+  t.equal(hung?.workload?.namespace, 'team-b');
+  t.equal(hung?.workload?.containerName, 'writer');
+  t.match(hung?.message, /^Container writer of pod team-b\/hung-pod: The kernel reports task sh \(pid \d+\) blocked in uninterruptible sleep \(D state\) for more than \d+ seconds/);
+  t.match(hung?.remedy, new RegExp(`^cat /proc/\\d+/stack; docker inspect --format '\\{\\{json \\.Mounts\\}\\}' ${id.slice(0, 12)} `));
+  const pid = Number(hung?.evidence['pid']);
+  t.match(readFileSync(`/proc/${pid}/stack`, 'utf8'), /percpu_rwsem_wait|sb_start_write|mnt_want_write/, "the named pid is the one blocked on the frozen filesystem");
+  // Thawed, the write completes.
+  execFileSync('fsfreeze', ['-u', fs.mountPoint]);
+  frozen = false;
+  t.ok(await eventually(() => spawnSync('docker', ['exec', name, 'cat', '/data/hung'], { encoding: 'utf8' }).stdout.trim() === 'x', 10_000), 'the write completes once the filesystem thaws');
 });
 
 t.test('cgroup v2, systemd driver (a host tree laid out as a v2 node has it): limit from memory.max, a kill the log lost counted from memory.events', async (t) => {

@@ -19,7 +19,7 @@ export type KernelFact =
   /** "rcu: INFO: rcu_sched detected stalls on CPUs/tasks" / "self-detected stall on CPU" */
   | { kind: 'rcu-stall'; flavor: string }
   /** "EXT4-fs error (device X): ..." / "XFS (X): Corruption ..." / metadata I/O error / shutdown */
-  | { kind: 'fs-error'; fs: 'ext4' | 'xfs'; device: string; detail: string }
+  | { kind: 'fs-error'; fs: 'ext4' | 'xfs'; device: string; detail: string; warning?: boolean }
   /** "EXT4-fs (X): Remounting filesystem read-only" / XFS shutdown */
   | { kind: 'fs-readonly'; fs: 'ext4' | 'xfs'; device: string }
   /** "[blk_update_request: ]I/O error, dev X, sector N" / "Buffer I/O error on dev X, logical block N" */
@@ -27,7 +27,17 @@ export type KernelFact =
   /** "nf_conntrack: [nf_conntrack: ]table full[ in netns N], dropping packet" (6.18 names the network namespace's inode) */
   | { kind: 'conntrack-full'; netns?: number }
   /** "NAME: N callbacks suppressed": the kernel itself dropped N lines (ratelimit). */
-  | { kind: 'suppressed'; source: string; count: number };
+  | { kind: 'suppressed'; source: string; count: number }
+  /** What an oops is about, the line before its header: "BUG: kernel NULL pointer dereference, address: X", "kernel BUG at F:N!", ... */
+  | { kind: 'oops-cause'; cause: string }
+  /** An oops (die()): "Oops: 0000 [#1] SMP", "general protection fault: 0000 [#1]", "Oops: divide error: 0000 [#1]", arm64's "Internal error: Oops: ..." */
+  | { kind: 'oops'; what: string; number: number }
+  /** The process a stack dump was taken in: "CPU: 3 [UID: 0 ]PID: 1234 Comm: kworker/3:1 Tainted: ..." (follows an oops header). */
+  | { kind: 'cpu-comm'; cpu: number; pid: number; task: string }
+  /** "unregister_netdevice: waiting for lo to become free. Usage count = 1" (a network namespace that cannot be torn down). */
+  | { kind: 'netdev-busy'; device: string; usage: number }
+  /** Memory or machine-check errors the hardware reported: EDAC CE/UE, "CE memory read error", MCE logged. */
+  | { kind: 'hardware'; source: string; uncorrected: boolean; detail: string };
 
 const OOM_KILL = /^oom-kill:(.*)$/;
 const KILLED = /^(Memory cgroup out of memory|Out of memory(?: \(oom_kill_allocating_task\))?)?:? ?Kill(?:ed)? process (\d+) \(([^)]*)\)(.*)$/;
@@ -39,6 +49,8 @@ const LOCKUP = /(?:^|: )BUG: soft lockup - CPU#(\d+) stuck for (\d+)s! \[(.+):(\
 const RCU = /^(?:rcu: )?INFO: (rcu_\w+|rcu_preempt|rcu_sched|rcu_bh|rcu_tasks\w*) (?:detected stalls?|self-detected stall)/;
 const EXT4_ERR = /^EXT4-fs(?: warning)? error \(device ([^)]+)\): (.*)$/;
 const EXT4_ERR2 = /^EXT4-fs error \(device ([^)]+)\) ?(?:in )?(.*)$/;
+// "EXT4-fs warning (device sda1): ext4_dx_add_entry:2461: Directory (ino: 1234) index full, reach max htree level :2"
+const EXT4_WARN = /^EXT4-fs warning \(device ([^)]+)\): (.*)$/;
 const EXT4_RO = /^EXT4-fs \(([^)]+)\): Remounting filesystem read-only/;
 const XFS = /^XFS \(([^)]+)\): (.*)$/;
 const XFS_ERR = /Corruption|metadata I\/O error|Metadata corruption|I\/O Error Detected|xfs_do_force_shutdown|Filesystem has been shut down|Shutting down filesystem|log I\/O error/i;
@@ -49,6 +61,14 @@ const BUF_IO = /^Buffer I\/O error on (?:dev(?:ice)? )?([\w!./-]+), logical bloc
 // namespace against one global nf_conntrack_max, so a pod's namespace can be full while the node's is not.
 const CONNTRACK = /(?:^|: )nf_conntrack: (?:nf_conntrack: )?table full(?: in netns (\d+))?, dropping packet/;
 const SUPPRESSED = /^(\S+?):? (\d+) callbacks suppressed/;
+// die()'s header: the exception's name (x86 traps, 6.x prefixes them with "Oops: "), its error code and the oops count.
+const OOPS = /^(?:Internal error: )?(?:Oops(?: - BUG)?: (?:(.+?): )?|(general protection fault[^:]*|divide error|invalid opcode|stack segment|double fault): )([0-9a-f]{1,16}) \[#(\d+)\]/;
+const OOPS_CAUSE = /^(?:BUG: (unable to handle .+|kernel NULL pointer dereference.*)|Unable to handle kernel (.+)|(kernel BUG at \S+!))$/;
+const CPU_COMM = /^CPU: (\d+) (?:UID: \d+ )?PID: (\d+) Comm: (.+?) (?:Not tainted|Tainted:)/;
+const NETDEV = /^unregister_netdevice: waiting for (\S+) to become free\. Usage count = (-?\d+)/;
+const EDAC = /^EDAC (\S+): (\d+) (CE|UE) (.+)$/;
+const CE_READ = /CE memory read error/;
+const MCE = /^(?:mce: )?\[Hardware Error\]: Machine check events logged/;
 
 function kv(text: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -122,6 +142,8 @@ export function parseKernelLine(message: string): KernelFact | undefined {
   if (m) return { kind: 'rcu-stall', flavor: m[1]! };
   m = EXT4_RO.exec(line);
   if (m) return { kind: 'fs-readonly', fs: 'ext4', device: m[1]! };
+  m = EXT4_WARN.exec(line);
+  if (m) return { kind: 'fs-error', fs: 'ext4', device: m[1]!, detail: m[2]!.slice(0, 300), warning: true };
   m = EXT4_ERR.exec(line) ?? EXT4_ERR2.exec(line);
   if (m) return { kind: 'fs-error', fs: 'ext4', device: m[1]!, detail: m[2]!.slice(0, 300) };
   m = XFS.exec(line);
@@ -138,6 +160,18 @@ export function parseKernelLine(message: string): KernelFact | undefined {
   if (m) return m[1] === undefined ? { kind: 'conntrack-full' } : { kind: 'conntrack-full', netns: Number(m[1]) };
   m = SUPPRESSED.exec(line);
   if (m) return { kind: 'suppressed', source: m[1]!, count: Number(m[2]) };
+  m = OOPS.exec(line);
+  if (m) return { kind: 'oops', what: (m[1] ?? m[2] ?? 'Oops').slice(0, 200), number: Number(m[4]) };
+  m = OOPS_CAUSE.exec(line);
+  if (m) return { kind: 'oops-cause', cause: (m[1] ?? (m[2] ? `unable to handle kernel ${m[2]}` : m[3]!)).slice(0, 200) };
+  m = CPU_COMM.exec(line);
+  if (m) return { kind: 'cpu-comm', cpu: Number(m[1]), pid: Number(m[2]), task: m[3]!.slice(0, 64) };
+  m = NETDEV.exec(line);
+  if (m) return { kind: 'netdev-busy', device: m[1]!.slice(0, 64), usage: Number(m[2]) };
+  m = EDAC.exec(line);
+  if (m) return { kind: 'hardware', source: `edac:${m[1]!.slice(0, 32)}`, uncorrected: m[3] === 'UE', detail: `${m[2]} ${m[3]} ${m[4]!}`.slice(0, 300) };
+  if (CE_READ.test(line)) return { kind: 'hardware', source: 'memory', uncorrected: false, detail: line.slice(0, 300) };
+  if (MCE.test(line)) return { kind: 'hardware', source: 'mce', uncorrected: false, detail: 'machine check events logged (mcelog or rasdaemon has them)' };
   return undefined;
 }
 

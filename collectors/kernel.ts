@@ -17,7 +17,7 @@ export const kernelConfigSpec = s.object({
 });
 export type KernelConfig = Infer<typeof kernelConfigSpec>;
 
-export type KernelCheck = 'kernel.oom' | 'kernel.systemOom' | 'kernel.hungTask' | 'kernel.lockup' | 'kernel.fsError' | 'kernel.fsReadonly' | 'kernel.ioError' | 'kernel.conntrackFull' | 'kernel.logLoss';
+export type KernelCheck = 'kernel.oom' | 'kernel.systemOom' | 'kernel.hungTask' | 'kernel.lockup' | 'kernel.oops' | 'kernel.fsError' | 'kernel.fsReadonly' | 'kernel.ioError' | 'kernel.conntrackFull' | 'kernel.netdevice' | 'kernel.hardware' | 'kernel.logLoss';
 
 /** One cause on one subject, coalesced: how many, when, and the facts of the last one. */
 export interface KernelGroup {
@@ -95,6 +95,8 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
   let taskIn: { taskMemcg: string; oomMemcg: string; seq: number } | undefined;
   let lastOom: { ev: KernelEvent; seq: number } | undefined;
   let announced: { memcg: boolean; pid: number; seq: number } | undefined;
+  let oopsCause: { cause: string; seq: number } | undefined;
+  let lastOops: { ev: KernelEvent; seq: number } | undefined;
   for (const r of records) {
     if (r.facility !== 0) continue;
     const fact: KernelFact | undefined = parseKernelLine(r.message);
@@ -155,6 +157,54 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
           bootUsec: r.usec,
         });
         break;
+      case 'oops-cause':
+        oopsCause = { cause: fact.cause, seq: r.seq };
+        break;
+      case 'oops': {
+        // The cause is the line or few before the header ("BUG: kernel NULL pointer dereference, ..."); the
+        // process comes after it ("CPU: 1 PID: 1234 Comm: x ..."), joined below by position.
+        const cause = oopsCause && r.seq - oopsCause.seq <= 10 ? oopsCause.cause : undefined;
+        oopsCause = undefined;
+        const ev: KernelEvent = {
+          check: 'kernel.oops', subject: 'oops', severity: 'critical', atMs: at,
+          text: '',
+          remedy: "dmesg -T | grep -B5 -A40 -E 'Oops|BUG:|general protection'  # the stack names the code: a kernel or driver bug, or bad memory; the kernel is now tainted and may fail again: drain the node, reboot it, and check for a kernel update",
+          evidence: { oops: fact.what, oops_number: fact.number, ...(cause ? { cause } : {}) },
+        };
+        ev.text = oopsText(ev);
+        events.push(ev);
+        lastOops = { ev, seq: r.seq };
+        break;
+      }
+      case 'cpu-comm':
+        if (lastOops && r.seq - lastOops.seq <= 10 && lastOops.ev.evidence['task'] === undefined) {
+          Object.assign(lastOops.ev.evidence, { task: fact.task, pid: fact.pid, cpu: fact.cpu });
+          lastOops.ev.text = oopsText(lastOops.ev);
+        }
+        lastOops = undefined;
+        break;
+      case 'netdev-busy':
+        events.push({
+          check: 'kernel.netdevice', subject: `netdev:${fact.device}`, severity: 'warning', atMs: at,
+          text: `the kernel cannot free network device ${fact.device} (usage count ${fact.usage}): a network namespace being torn down is still referenced, and the kernel waits for it; while it does, creating and deleting network namespaces on this node can hang (pods stuck in ContainerCreating or Terminating, a runtime that stops answering).`,
+          remedy: "dmesg -T | grep unregister_netdevice | tail -5; ip -all netns list | wc -l  # a kernel bug that leaks a reference (often lo of a deleted pod's namespace): drain the node and reboot it; a newer kernel fixes most known causes",
+          evidence: { device: fact.device, usage_count: fact.usage },
+        });
+        break;
+      case 'hardware':
+        events.push({
+          check: 'kernel.hardware', subject: fact.source, severity: fact.uncorrected ? 'critical' : 'warning', atMs: at,
+          text: fact.uncorrected
+            ? `the hardware reported an uncorrected memory error (${fact.detail}): data in memory was lost; processes using it may have been killed and the node may crash.`
+            : fact.source === 'mce'
+              ? 'the CPU reported machine check events: hardware errors (memory, cache or bus) that it corrected or logged.'
+              : `the hardware corrected a memory error (${fact.detail}): corrected errors that keep coming announce a failing DIMM.`,
+          remedy: fact.source === 'mce'
+            ? 'journalctl -k | grep -i mce; ras-mc-ctl --errors  # which component; replace it if errors repeat'
+            : 'grep . /sys/devices/system/edac/mc/mc*/{ce,ue}_count; ras-mc-ctl --errors  # which DIMM; plan its replacement (drain the node first)',
+          evidence: { source: fact.source, uncorrected: fact.uncorrected, detail: fact.detail },
+        });
+        break;
       case 'soft-lockup':
         events.push({
           check: 'kernel.lockup', subject: 'soft-lockup', severity: 'critical', atMs: at,
@@ -172,6 +222,17 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
         });
         break;
       case 'fs-error':
+        if (fact.warning) {
+          // ext4's warnings (a directory index full, an I/O error writing an inode): a finding of their own
+          // per device, so an error on the same device is never lowered to a warning by coalescing.
+          events.push({
+            check: 'kernel.fsError', subject: `${fact.device}:warning`, severity: 'warning', atMs: at,
+            text: `the kernel warns about the ${fact.fs} filesystem on ${fact.device}: ${fact.detail}`,
+            remedy: `findmnt -S /dev/${fact.device}; dmesg -T | grep 'EXT4-fs warning (device ${fact.device})' | tail  # a full directory index fails file creation in that directory; I/O errors point at the disk (smartctl -a)`,
+            evidence: { fs: fact.fs, device: fact.device, detail: fact.detail, level: 'warning' },
+          });
+          break;
+        }
         events.push({
           check: 'kernel.fsError', subject: fact.device, severity: 'critical', atMs: at,
           text: `the kernel reports an ${fact.fs} error on ${fact.device}: ${fact.detail}`,
@@ -215,6 +276,14 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
     }
   }
   return { events, suppressed };
+}
+
+function oopsText(ev: KernelEvent): string {
+  const e = ev.evidence;
+  const what = String(e['oops']) === 'Oops' ? 'an oops' : `an oops (${String(e['oops'])})`;
+  const cause = typeof e['cause'] === 'string' ? `: ${e['cause']}` : '';
+  const who = typeof e['task'] === 'string' ? ` in ${e['task']} (pid ${String(e['pid'])}, CPU ${String(e['cpu'])})` : '';
+  return `the kernel had ${what}${who}${cause}. The kernel is now tainted: what the faulting code held (locks, memory) may stay held, and the node may hang or fail again.`;
 }
 
 function oomText(ev: KernelEvent): string {
@@ -401,13 +470,16 @@ export function coalesce(data: KernelData, events: readonly KernelEvent[], maxGr
 
 export const kernel: Collector<KernelConfig, KernelData> = {
   name: 'kernel',
-  description: 'The kernel log (/dev/kmsg, kernel records only): OOM kills by pod and container, hung tasks, lockups, filesystem and I/O errors, conntrack table full',
-  checks: ['kernel.oom', 'kernel.systemOom', 'kernel.hungTask', 'kernel.lockup', 'kernel.fsError', 'kernel.fsReadonly', 'kernel.ioError', 'kernel.conntrackFull', 'kernel.logLoss'],
+  description: 'The kernel log (/dev/kmsg, kernel records only): OOM kills by pod and container, hung tasks, lockups, oopses, filesystem and I/O errors, conntrack table full, network devices that cannot be freed, memory errors',
+  checks: ['kernel.oom', 'kernel.systemOom', 'kernel.hungTask', 'kernel.lockup', 'kernel.oops', 'kernel.fsError', 'kernel.fsReadonly', 'kernel.ioError', 'kernel.conntrackFull', 'kernel.netdevice', 'kernel.hardware', 'kernel.logLoss'],
   conditions: {
     'kernel.oom': null, // an event: the Pod gets it, the node is fine
     'kernel.systemOom': null,
     'kernel.hungTask': 'KernelDeadlock',
     'kernel.lockup': null,
+    'kernel.oops': null,
+    'kernel.netdevice': null,
+    'kernel.hardware': null,
     'kernel.fsError': null,
     'kernel.fsReadonly': 'ReadonlyFilesystem',
     'kernel.ioError': null,

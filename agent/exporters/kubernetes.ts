@@ -228,17 +228,21 @@ export const NPD_REASONS: Readonly<Record<string, string>> = {
   'kernel.hungTask': 'TaskHung',
   'kernel.ioError': 'IOError',
   'kernel.fsReadonly': 'FilesystemIsReadOnly',
+  'kernel.oops': 'KernelOops',
+  'kernel.netdevice': 'UnregisterNetDevice',
 };
 
-/** Pure: an Event's reason for a finding (NPD's where it has one; ext4 errors are its Ext4Error). */
+/** Pure: an Event's reason for a finding (NPD's where it has one; ext4 errors are its Ext4Error, EDAC memory read errors its MemoryReadError). */
 export function eventReason(f: Pick<Finding, 'check' | 'message'>): string {
-  if (f.check === 'kernel.fsError' && /EXT4-fs/i.test(f.message)) return 'Ext4Error';
+  if (f.check === 'kernel.fsError' && /warns about the ext4/i.test(f.message)) return 'Ext4Warning';
+  if (f.check === 'kernel.fsError' && /(EXT4-fs|an ext4 error)/i.test(f.message)) return 'Ext4Error';
+  if (f.check === 'kernel.hardware' && /memory read error/i.test(f.message)) return 'MemoryReadError';
   return NPD_REASONS[f.check] ?? camel(f.check);
 }
 
-/** The Pod an OOM kill or a crash loop also gets an Event on (besides the Node), when the finding names it. */
+/** The Pod an OOM kill, a hung task or a crash loop also gets an Event on (besides the Node), when the finding names it. */
 export function alsoOnPod(f: Finding): { namespace: string; name: string; uid?: string } | undefined {
-  if (f.check !== 'kernel.oom' && f.check !== 'kernel.systemOom' && f.check !== 'pod.crashLoop') return undefined;
+  if (f.check !== 'kernel.oom' && f.check !== 'kernel.systemOom' && f.check !== 'kernel.hungTask' && f.check !== 'pod.crashLoop') return undefined;
   if (!f.workload?.pod || !f.workload.namespace) return undefined;
   return { namespace: f.workload.namespace, name: f.workload.pod, ...(f.workload.podUid ? { uid: f.workload.podUid } : {}) };
 }

@@ -67,7 +67,7 @@ t.test('kernel 4.14: "Task in ... killed as a result of limit of ..." names the 
 });
 
 t.test('userspace writes to /dev/kmsg (any facility but 0) raise nothing, whatever they say', async (t) => {
-  const spoof = ['EXT4-fs (sda1): Remounting filesystem read-only', 'INFO: task x:1 blocked for more than 120 seconds.', ...REAL_618];
+  const spoof = ['EXT4-fs (sda1): Remounting filesystem read-only', 'INFO: task x:1 blocked for more than 120 seconds.', 'BUG: kernel NULL pointer dereference, address: 0000000000000008', 'Oops: 0000 [#1] PREEMPT SMP NOPTI', 'unregister_netdevice: waiting for lo to become free. Usage count = 1', 'EDAC MC1: 1 UE memory read error on DIMM#0', ...REAL_618];
   for (const facility of [1, 3, 23]) t.same(eventsFromRecords(recs(spoof, facility)).events, [], `facility ${facility}`);
 });
 
@@ -105,6 +105,50 @@ t.test('losses (ring overflow, callbacks suppressed) are evidence on the next fi
   t.match(obs.find((o) => o.check === 'kernel.logLoss')?.message, /17 overwritten in the ring/);
 });
 
+t.test('an oops is one critical finding with what it was about (the BUG line before it) and the process (the CPU line after it)', async (t) => {
+  const oops = ['BUG: kernel NULL pointer dereference, address: 0000000000000008', '#PF: supervisor read access in kernel mode', 'Oops: 0000 [#1] PREEMPT SMP NOPTI', 'CPU: 1 UID: 0 PID: 4121 Comm: kworker/1:2 Not tainted 6.18.44-fc-v1272 #1 PREEMPT(none)'];
+  const { events } = eventsFromRecords(recs(oops));
+  t.equal(events.length, 1, 'four lines, one oops');
+  t.same(events[0]?.evidence, { oops: 'Oops', oops_number: 1, cause: 'kernel NULL pointer dereference, address: 0000000000000008', task: 'kworker/1:2', pid: 4121, cpu: 1 });
+  const data = empty();
+  coalesce(data, events, 256);
+  // A second one later (a general protection fault without a BUG line): the same finding, counted.
+  coalesce(data, eventsFromRecords(recs(['Oops: general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#2] PREEMPT SMP NOPTI'], 0, NOW + 60_000)).events, 256);
+  const obs = evaluateKernel(data, NOW + 60_000, config as never);
+  t.equal(obs.length, 1);
+  t.equal(obs[0]?.check, 'kernel.oops');
+  t.equal(obs[0]?.severity, 'critical');
+  t.match(obs[0]?.message, /^The kernel had an oops \(general protection fault, probably for non-canonical address 0xdead000000000100\)\. The kernel is now tainted.* \(2 times since/);
+  const first = evaluateKernel({ ...empty(), groups: [] }, NOW, config as never);
+  t.same(first, [], 'nothing before');
+  const one = empty();
+  coalesce(one, events, 256);
+  t.match(evaluateKernel(one, NOW, config as never)[0]?.message, /^The kernel had an oops in kworker\/1:2 \(pid 4121, CPU 1\): kernel NULL pointer dereference, address: 0000000000000008\./);
+  // A CPU line far from any oops (an OOM report's dump) names nothing.
+  const far = eventsFromRecords(recs(['Oops: 0000 [#1] SMP', ...Array.from({ length: 20 }, () => 'x'), 'CPU: 0 PID: 1 Comm: init Not tainted 5.15.0 #1'])).events;
+  t.equal(far[0]?.evidence['task'], undefined);
+});
+
+t.test('a network device the kernel cannot free is one finding per device, its repeats counted; memory errors by severity; ext4 warnings apart from errors', async (t) => {
+  const data = empty();
+  const every10s = Array.from({ length: 30 }, (_, i) => ({ seq: 100 + i, facility: 0, level: 0, usec: i, wallMs: NOW + i * 10_000, message: 'unregister_netdevice: waiting for lo to become free. Usage count = 1' }));
+  coalesce(data, eventsFromRecords(every10s).events, 256);
+  coalesce(data, eventsFromRecords(recs(['unregister_netdevice: waiting for eth0 to become free. Usage count = 2'])).events, 256);
+  const net = evaluateKernel(data, NOW + 300_000, config as never).filter((o) => o.check === 'kernel.netdevice');
+  t.same(net.map((o) => o.subject).sort(), ['netdev:eth0', 'netdev:lo']);
+  const lo = net.find((o) => o.subject === 'netdev:lo');
+  t.equal(lo?.evidence['count'], 30);
+  t.match(lo?.message, /^The kernel cannot free network device lo \(usage count 1\).*pods stuck in ContainerCreating or Terminating.*\(30 times since .*, 6\.2\/min\)$/);
+
+  const hw = eventsFromRecords(recs(['EDAC MC0: 1 CE memory read error on CPU_SrcID#0_Ha#0_Chan#1_DIMM#0 (channel:1 slot:0)', 'EDAC MC1: 1 UE memory read error on CPU_SrcID#1_MC#0_Chan#0_DIMM#0 (channel:0 slot:0)', 'mce: [Hardware Error]: Machine check events logged'])).events;
+  t.same(hw.map((e) => [e.check, e.subject, e.severity]), [['kernel.hardware', 'edac:MC0', 'warning'], ['kernel.hardware', 'edac:MC1', 'critical'], ['kernel.hardware', 'mce', 'warning']]);
+
+  const fsd = empty();
+  coalesce(fsd, eventsFromRecords(recs(['EXT4-fs error (device sda1): ext4_lookup:1855: inode #2: comm ls: deleted inode referenced: 12', 'EXT4-fs warning (device sda1): ext4_dx_add_entry:2461: Directory (ino: 1234) index full, reach max htree level :2'])).events, 256);
+  const fsObs = evaluateKernel(fsd, NOW, config as never);
+  t.same(fsObs.map((o) => [o.subject, o.severity]), [['sda1', 'critical'], ['sda1:warning', 'warning']], 'a warning after an error does not lower it');
+});
+
 t.test('a healthy busy node logs a lot and raises nothing', async (t) => {
   const busy = [
     'docker0: port 1(veth1a2b3c4) entered blocking state',
@@ -116,6 +160,10 @@ t.test('a healthy busy node logs a lot and raises nothing', async (t) => {
     'IPv6: ADDRCONF(NETDEV_CHANGE): veth1a2b3c4: link becomes ready',
     'I/O error, dev fd0, sector 0 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 0',
     'blk_update_request: I/O error, dev sr0, sector 0 op 0x0:(READ) flags 0x0 phys_seg 1 prio class 0',
+    // An OOM report's and a hung task's stack dumps name their CPU and process too: no oops without its header.
+    'CPU: 1 UID: 0 PID: 27771 Comm: sh Not tainted 6.18.44-fc-v1272 #1 PREEMPT(none)',
+    'EDAC MC0: Giving out device to module skx_edac controller Skylake Socket#0 IMC#0: DEV 0000:3a:0a.0 (INTERRUPT)',
+    'EXT4-fs (sda1): warning: mounting fs with errors, running e2fsck is recommended',
   ];
   t.same(eventsFromRecords(recs(Array.from({ length: 1000 }, () => busy).flat())).events, []);
 });

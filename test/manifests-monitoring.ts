@@ -111,6 +111,8 @@ t.test('promtool: the rules check, their unit tests pass, the served metrics pas
           { series: 'nodewarden_findings{node="w7",check="pod.crashLoop",severity="warning"}', values: '1 2+0x70' },
           { series: 'nodewarden_findings{node="w8",check="pod.crashLoop",severity="warning"}', values: '1 1 1 1 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0' },
           { series: 'nodewarden_findings{node="w8",check="disk.usage",severity="warning"}', values: '1+0x70' },
+          // w9: one kill (its finding lasts 10 minutes), quiet, then kills that go on for over an hour.
+          { series: 'nodewarden_findings{node="w9",check="kernel.oom",severity="warning"}', values: '0 0 1+0x9 0+0x10 1+0x70' },
           { series: 'nodewarden_collector_failures_total{node="w6",collector="disk"}', values: '0 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1' },
         ],
         alert_rule_test: [
@@ -129,6 +131,12 @@ t.test('promtool: the rules check, their unit tests pass, the served metrics pas
           { eval_time: '17m', alertname: 'NodewardenCrashLoop', exp_alerts: [{ exp_labels: { severity: 'warning', node: 'w7' }, exp_annotations: expanded('NodewardenCrashLoop', { node: 'w7' }, '2') }] },
           // An hour on: the crash loop does not raise the generic warning alert too; the disk warning does.
           { eval_time: '65m', alertname: 'NodewardenWarningFindings', exp_alerts: [{ exp_labels: { severity: 'warning', node: 'w8', check: 'disk.usage' }, exp_annotations: expanded('NodewardenWarningFindings', { node: 'w8', check: 'disk.usage' }) }] },
+          // An OOM kill is said at once, for as long as its finding lasts; a kill that goes on for over an hour does not also raise the generic warning alert.
+          { eval_time: '1m', alertname: 'NodewardenOOMKills', exp_alerts: [] },
+          { eval_time: '3m', alertname: 'NodewardenOOMKills', exp_alerts: [{ exp_labels: { severity: 'warning', node: 'w9' }, exp_annotations: expanded('NodewardenOOMKills', { node: 'w9' }, '1') }] },
+          { eval_time: '20m', alertname: 'NodewardenOOMKills', exp_alerts: [] },
+          { eval_time: '90m', alertname: 'NodewardenWarningFindings', exp_alerts: [] },
+          { eval_time: '90m', alertname: 'NodewardenOOMKills', exp_alerts: [{ exp_labels: { severity: 'warning', node: 'w9' }, exp_annotations: expanded('NodewardenOOMKills', { node: 'w9' }, '1') }] },
           { eval_time: '35m', alertname: 'NodewardenCollectorFailing', exp_alerts: [{ exp_labels: { severity: 'warning', node: 'w5', collector: 'mounts' }, exp_annotations: expanded('NodewardenCollectorFailing', { node: 'w5', collector: 'mounts' }) }] },
         ],
       },

@@ -1,6 +1,7 @@
 // @live: uses the real machine through test/helpers/live.ts or runtime.ts, so it runs serially
 import t, { type Test } from 'tap';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { buildRows, consumerSeries, disk, evaluateDisk, growthView, selectFilesystems, usageOf, withGrowth, type DiskConfig, type DiskRow } from '../../collectors/disk.js';
@@ -231,6 +232,43 @@ t.test('live: an ext4 the kernel turns read-only after an error fires disk.reado
   const j = joined.kind === 'ok' ? joined.observations.find((x) => x.check === 'disk.readonly' && x.subject === fs.mountPoint) : undefined;
   t.match(j?.message, new RegExp(`kernel made it read-only.*The kernel logged: .*${dev}`));
   t.ok(Array.isArray(j?.evidence['kernel']), 'the kernel findings are in the evidence');
+});
+
+t.test('live: an ext4 corrupted with debugfs (a file inode cleared) logs a real EXT4-fs error on first lookup and is remounted read-only: kernel.fsError, kernel.fsReadonly and disk.readonly, joined', async (t) => {
+  if (!requireLive(t, { root: true, commands: ['mkfs.ext4', 'losetup', 'debugfs'] })) return;
+  const fs = makeLoopFs(16);
+  t.teardown(() => fs.cleanup());
+  mkdirSync(path.join(fs.mountPoint, 'data'));
+  writeFileSync(path.join(fs.mountPoint, 'data', 'f'), 'hi\n');
+  const ino = statSync(path.join(fs.mountPoint, 'data', 'f')).ino;
+  execFileSync('umount', [fs.mountPoint]);
+  execFileSync('debugfs', ['-w', '-R', `clri <${ino}>`, fs.device], { stdio: 'ignore' });
+  execFileSync('mount', ['-t', 'ext4', '-o', 'errors=remount-ro', fs.device, fs.mountPoint]);
+  const env = envFor('/');
+  const { kernel } = await import('../../collectors/kernel.js');
+  const { KmsgReader } = await import('../../agent/host/kmsg.js');
+  const kmsg = new KmsgReader({ host: env.host });
+  t.teardown(() => kmsg.stop());
+  const kctx = () => ({ ...contextFor(kernel, '/', { env }), kmsg });
+  const dev = path.basename(fs.device);
+  const k0 = await kernel.collect(kctx() as never);
+  const before = k0.kind === 'ok' ? k0.data : undefined;
+  const d0 = await disk.collect(contextFor(disk, '/', { env }));
+  t.notOk(d0.kind === 'ok' && d0.observations.some((f) => f.subject === fs.mountPoint), 'mounted read-write, nothing to say yet');
+  // The first lookup of the cleared inode: "deleted inode referenced", and errors=remount-ro does the rest.
+  t.throws(() => readFileSync(path.join(fs.mountPoint, 'data', 'f')), /-117|EUCLEAN/, 'the file is gone from under its entry (EUCLEAN, 117: Structure needs cleaning)');
+  const k = await kernel.collect({ ...kctx(), previous: before } as never);
+  const said = k.kind === 'ok' ? k.observations.filter((o) => o.subject === dev) : [];
+  const err = said.find((o) => o.check === 'kernel.fsError');
+  t.match(err?.message, new RegExp(`^The kernel reports an ext4 error on ${dev}: ext4_lookup:\\d+: inode #\\d+: comm node: deleted inode referenced: ${ino}`), 'the real error line, with the inode debugfs cleared');
+  t.equal(err?.severity, 'critical');
+  t.ok(said.some((o) => o.check === 'kernel.fsReadonly'), 'and the real remount');
+  const active = said.map((o) => ({ ...o, firstSeen: new Date().toISOString() }));
+  const d = await disk.collect({ ...contextFor(disk, '/', { env, previous: d0.kind === 'ok' ? d0.data : undefined }), active: () => active as never });
+  const ro = d.kind === 'ok' ? d.observations.find((x) => x.check === 'disk.readonly' && x.subject === fs.mountPoint) : undefined;
+  t.equal(ro?.severity, 'critical');
+  t.match(ro?.message, new RegExp(`kernel made it read-only.*The kernel logged: .*${dev}`));
+  t.throws(() => writeFileSync(path.join(fs.mountPoint, 'new'), 'x'), /EROFS/, 'writes fail, as the finding says');
 });
 
 t.test('live: a mount whose statfs hangs is disk.unresponsive; the other filesystems are still reported', async (t) => {

@@ -181,10 +181,11 @@ export class Fleet extends EventEmitter {
     return n;
   }
 
-  private record(t: Transition, at = new Date(this.now()).toISOString()): TimedTransition {
+  /** `before`: the finding as it was active before this transition (none for a new one), for listeners that count matches (the web feed's totals). */
+  private record(t: Transition, before?: Finding, at = new Date(this.now()).toISOString()): TimedTransition {
     const timed = { ...t, at };
     this.remember(timed);
-    this.emit('transition', timed);
+    this.emit('transition', timed, before);
     return timed;
   }
 
@@ -242,7 +243,7 @@ export class Fleet extends EventEmitter {
     const at = new Date(this.now()).toISOString();
     for (const f of [...n.active.values()]) {
       this.deleteActive(n, f.id);
-      this.record({ type: 'resolved', finding: { ...f, state: 'resolved', lastSeen: at } });
+      this.record({ type: 'resolved', finding: { ...f, state: 'resolved', lastSeen: at } }, f);
     }
     this.nodes.delete(node);
     this.emit('forget', node);
@@ -272,7 +273,7 @@ export class Fleet extends EventEmitter {
     const silent = n.active.get(silentId);
     if (silent) {
       this.deleteActive(n, silentId);
-      this.record({ type: 'resolved', finding: { ...silent, state: 'resolved', lastSeen: new Date(this.now()).toISOString() } });
+      this.record({ type: 'resolved', finding: { ...silent, state: 'resolved', lastSeen: new Date(this.now()).toISOString() } }, silent);
     }
     this.emit('node', node);
   }
@@ -335,13 +336,13 @@ export class Fleet extends EventEmitter {
       if (before.check === 'node.silent') continue;
       if (!next.has(id)) {
         this.deleteActive(n, id);
-        out.push(this.record({ type: 'resolved', finding: { ...before, state: 'resolved', lastSeen: new Date(this.now()).toISOString() } }));
+        out.push(this.record({ type: 'resolved', finding: { ...before, state: 'resolved', lastSeen: new Date(this.now()).toISOString() } }, before));
       }
     }
     for (const f of next.values()) {
       const before = this.setActive(n, f);
       if (!before) out.push(this.record({ type: 'firing', finding: f }));
-      else if (isNews(before, f)) out.push(this.record({ type: 'updated', finding: f }));
+      else if (isNews(before, f)) out.push(this.record({ type: 'updated', finding: f }, before));
     }
     return out;
   }
@@ -358,10 +359,11 @@ export class Fleet extends EventEmitter {
     }
     this.fits(n, nextBytes);
     for (const t of transitions) {
+      const before = n.active.get(t.finding.id);
       if (t.type === 'resolved') {
         if (!this.deleteActive(n, t.finding.id)) continue; // already gone: nothing to tell
       } else this.setActive(n, t.finding);
-      out.push(this.record(t));
+      out.push(this.record(t, before));
     }
     return out;
   }

@@ -156,7 +156,7 @@ export class WebFeed {
 
   constructor(private readonly opts: WebFeedOptions) {
     this.now = opts.now ?? Date.now;
-    opts.fleet.on('transition', (t: TimedTransition) => this.onTransition(t));
+    opts.fleet.on('transition', (t: TimedTransition, before?: Finding) => this.onTransition(t, before));
     opts.fleet.on('node', (node: string) => {
       for (const tab of this.tabs) this.markNode(tab, node);
     });
@@ -218,7 +218,8 @@ export class WebFeed {
     tab.dirtyNodes.clear();
   }
 
-  private onTransition(t: TimedTransition): void {
+  /** `before`: the finding as the fleet had it active before `t` (none for a new one). */
+  private onTransition(t: TimedTransition, before: Finding | undefined): void {
     for (const tab of this.tabs) {
       if (!tab.viewing || tab.resync) continue;
       this.markNode(tab, t.finding.node);
@@ -226,10 +227,15 @@ export class WebFeed {
       const f = t.finding;
       const matches = matchesWebFilter(f, tab.filter);
       const shown = tab.shown.has(f.id);
-      if (matches && t.type === 'firing') tab.total++;
-      if ((matches || shown) && t.type === 'resolved') tab.total--;
-      if (shown && !matches && t.type !== 'resolved') tab.total--; // updated out of the filter
-      if (matches || shown) tab.totalDirty = true;
+      // The total moves by whether the finding matched before and matches now: an update into the
+      // filter (its severity rose past a severity filter) counts, and a replayed 'firing' of a finding
+      // already active does not count twice.
+      const matchedBefore = before !== undefined && matchesWebFilter(before, tab.filter);
+      const matchesNow = t.type !== 'resolved' && matches;
+      if (matchedBefore !== matchesNow) {
+        tab.total += matchesNow ? 1 : -1;
+        tab.totalDirty = true;
+      } else if (matches || shown) tab.totalDirty = true;
       let change: TimedTransition | undefined;
       if (shown && (t.type === 'resolved' || !matches)) {
         tab.shown.delete(f.id);

@@ -255,6 +255,38 @@ t.test('the feed: a tab holding its limit hears only of changes that reach its r
   t.same((snaps.at(-1)!['rows'] as { subject: string }[]).map((f) => f.subject), ['/c'], 'for the latest view');
 });
 
+t.test('the feed: the total counts a finding updated into the filter and out of it, and not a replayed firing twice', async (t) => {
+  const { agg, port, base } = await start({ web: { flushMs: 100 } });
+  t.teardown(() => agg.stop());
+  const a = await agent(port, 'node-a');
+  t.teardown(() => a.close());
+  const s = await login(base);
+  const { ws, got } = await tab(port, s.cookie);
+  t.teardown(() => ws.close());
+  ws.send(JSON.stringify({ type: 'view', filter: { severity: 'critical' }, limit: 10 }));
+  await until(() => got.some((m) => m['type'] === 'snapshot'), 10_000, 'the snapshot');
+  const last = () => got.filter((m) => m['type'] === 'delta' || m['type'] === 'snapshot').at(-1)?.['total'];
+  const warn = finding('node-a', 'disk.usage', '/', 'warning');
+  const send = (type: string, f: object) => a.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type, finding: f }] }));
+  send('firing', warn);
+  send('firing', finding('node-a', 'disk.inodes', '/', 'critical'));
+  await until(() => last() === 1, 10_000, 'one critical');
+  send('updated', { ...warn, severity: 'critical', message: 'fuller' });
+  await until(() => last() === 2, 10_000, 'the warning that became critical counts');
+  t.equal(last(), 2);
+  // The agent replays a firing of a finding the aggregator already holds (a reconnect, or a hostile peer).
+  send('firing', { ...warn, severity: 'critical', message: 'fuller' });
+  send('firing', { ...warn, severity: 'critical', message: 'fuller' });
+  await new Promise((r) => setTimeout(r, 400));
+  t.equal(last(), 2, 'a replayed firing is not counted again');
+  send('updated', { ...warn, severity: 'warning', message: 'less full' });
+  await until(() => last() === 1, 10_000, 'back out of the filter');
+  // What a fresh snapshot counts is what the deltas said.
+  ws.send(JSON.stringify({ type: 'view', filter: { severity: 'critical' }, limit: 10 }));
+  await until(() => got.filter((m) => m['type'] === 'snapshot').length === 2, 10_000, 'a fresh snapshot');
+  t.equal(got.filter((m) => m['type'] === 'snapshot').at(-1)!['total'], 1, 'the snapshot agrees');
+});
+
 t.test('web requests: named hostile ones refused, fuzzed ones decode or throw a WireError', async (t) => {
   for (const [name, raw] of [
     ['not JSON', '{oops'],

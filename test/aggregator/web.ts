@@ -1,6 +1,6 @@
 // The web view's server side: its files and headers, the session routes, the cookie on the API and
 // on the live feed, CSRF, and the hostile cases by name. The page itself in a browser: test/web/app.ts.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import fc from 'fast-check';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -182,8 +182,9 @@ t.test('a revoked token ends its web sessions and tabs', async (t) => {
   t.equal((await fetch(`${base}/api/nodes`, { headers: { cookie: s.cookie } })).status, 401);
 });
 
-t.test('the feed: a snapshot for the view, coalesced deltas, and a fresh snapshot for a tab that falls behind', async (t) => {
-  const { agg, port, base } = await start({ web: { flushMs: 100, maxPending: 5 } });
+/** An aggregator with one agent (node-a) and one logged-in tab viewing critical findings, its first snapshot in. */
+async function criticalTab(t: Test, web: { flushMs: number; maxPending?: number }) {
+  const { agg, port, base } = await start({ web });
   t.teardown(() => agg.stop());
   const a = await agent(port, 'node-a');
   t.teardown(() => a.close());
@@ -192,6 +193,11 @@ t.test('the feed: a snapshot for the view, coalesced deltas, and a fresh snapsho
   t.teardown(() => ws.close());
   ws.send(JSON.stringify({ type: 'view', filter: { severity: 'critical' }, limit: 10 }));
   await until(() => got.some((m) => m['type'] === 'snapshot'), 10_000, 'the snapshot');
+  return { agg, port, base, a, ws, got };
+}
+
+t.test('the feed: a snapshot for the view, coalesced deltas, and a fresh snapshot for a tab that falls behind', async (t) => {
+  const { agg, base, a, got } = await criticalTab(t, { flushMs: 100, maxPending: 5 });
   const snap = got.find((m) => m['type'] === 'snapshot')!;
   t.same(snap['nodes'], [['node-a', -1, 0, 1, 0]], 'every node as a cell: none firing, connected, not silent');
   t.same(snap['rows'], []);
@@ -256,15 +262,7 @@ t.test('the feed: a tab holding its limit hears only of changes that reach its r
 });
 
 t.test('the feed: the total counts a finding updated into the filter and out of it, and not a replayed firing twice', async (t) => {
-  const { agg, port, base } = await start({ web: { flushMs: 100 } });
-  t.teardown(() => agg.stop());
-  const a = await agent(port, 'node-a');
-  t.teardown(() => a.close());
-  const s = await login(base);
-  const { ws, got } = await tab(port, s.cookie);
-  t.teardown(() => ws.close());
-  ws.send(JSON.stringify({ type: 'view', filter: { severity: 'critical' }, limit: 10 }));
-  await until(() => got.some((m) => m['type'] === 'snapshot'), 10_000, 'the snapshot');
+  const { a, ws, got } = await criticalTab(t, { flushMs: 100 });
   const last = () => got.filter((m) => m['type'] === 'delta' || m['type'] === 'snapshot').at(-1)?.['total'];
   const warn = finding('node-a', 'disk.usage', '/', 'warning');
   const send = (type: string, f: object) => a.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type, finding: f }] }));

@@ -363,6 +363,70 @@ function copyButton(text: string): HTMLElement {
   return b;
 }
 
+/** One of the largest consumers of a filesystem, as a disk finding's evidence names it (topConsumers). */
+interface DiskConsumer {
+  filesystem: string;
+  kind: string;
+  bytes: number;
+  path: string;
+  pod?: string;
+  container?: string;
+  ratePerMinute?: number;
+}
+
+/** The checks whose findings carry a measured filesystem's largest consumers (the agent's fillers view). */
+const CONSUMER_CHECKS = new Set(['disk.usage', 'disk.eviction', 'disk.imageGc']);
+
+/**
+ * Pure: the disk consumers the node's disk findings name, largest first, one row per filesystem and
+ * path. The evidence came from an agent: anything not of the expected shape is left out, and at most 10
+ * a filesystem are kept.
+ */
+export function diskConsumers(rows: readonly Pick<Finding, 'check' | 'subject' | 'evidence'>[]): DiskConsumer[] {
+  const seen = new Map<string, DiskConsumer>();
+  for (const f of rows) {
+    const list = CONSUMER_CHECKS.has(f.check) ? f.evidence?.['topConsumers'] : undefined;
+    if (!Array.isArray(list)) continue;
+    for (const raw of list.slice(0, 10)) {
+      if (typeof raw !== 'object' || raw === null) continue;
+      const c = raw as Record<string, unknown>;
+      if (typeof c['kind'] !== 'string' || typeof c['path'] !== 'string' || typeof c['bytes'] !== 'number' || !Number.isFinite(c['bytes']) || c['bytes'] < 0) continue;
+      const row: DiskConsumer = { filesystem: f.subject, kind: c['kind'].slice(0, 64), bytes: c['bytes'], path: c['path'].slice(0, 4096) };
+      if (typeof c['pod'] === 'string') row.pod = c['pod'].slice(0, 300);
+      if (typeof c['container'] === 'string') row.container = c['container'].slice(0, 300);
+      if (typeof c['ratePerMinute'] === 'number' && Number.isFinite(c['ratePerMinute'])) row.ratePerMinute = c['ratePerMinute'];
+      const key = `${row.filesystem}\0${row.path}`;
+      const had = seen.get(key);
+      if (!had || (row.ratePerMinute !== undefined && had.ratePerMinute === undefined)) seen.set(key, row);
+    }
+  }
+  return [...seen.values()].sort((a, b) => (a.filesystem < b.filesystem ? -1 : a.filesystem > b.filesystem ? 1 : b.bytes - a.bytes));
+}
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+/** Bytes as people read them: 1.5 GiB. */
+export function bytesText(n: number): string {
+  let i = 0;
+  let v = Math.abs(n);
+  while (v >= 1024 && i < UNITS.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${n < 0 ? '-' : ''}${i === 0 ? v : v.toFixed(1)} ${UNITS[i]}`;
+}
+
+function renderConsumers(rows: readonly Finding[]): void {
+  const consumers = diskConsumers(rows);
+  const table = $('consumers');
+  table.hidden = consumers.length === 0;
+  (table.querySelector('tbody') as HTMLElement).replaceChildren(
+    ...consumers.map((c) => el('tr', {}, el('td', {}, c.filesystem), el('td', {}, c.kind), el('td', { class: 'num' }, bytesText(c.bytes)), el('td', { class: 'num' }, c.ratePerMinute === undefined ? '' : `${c.ratePerMinute >= 0 ? '+' : ''}${bytesText(c.ratePerMinute)}/min`), el('td', {}, c.pod ?? '-'), el('td', {}, c.container ?? '-'), el('td', {}, c.path))),
+  );
+  $('consumers-note').textContent = consumers.length > 0
+    ? "The largest consumers of each filesystem the agent measured (it measures one while it is over its warning), from its disk findings. On the node, nodewarden du gives the whole table."
+    : 'No filesystem on this node is over its warning, so the agent has measured none. On the node, nodewarden du gives the whole table.';
+}
+
 function renderNodePage(rows: Finding[]): void {
   const name = currentRoute().arg;
   const info = state.node;
@@ -385,6 +449,7 @@ function renderNodePage(rows: Finding[]): void {
     ),
   );
   if (rows.length === 0) $('node-findings').replaceChildren(el('p', {}, 'No active findings.'));
+  renderConsumers(rows);
 }
 
 // ---- prune (admins): a dry run first, then a confirm ----

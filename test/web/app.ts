@@ -183,6 +183,28 @@ t.test('a tail token: live cells, filters, a node page, a remedy copied, hostile
     return (await fetch('/api/nodes/node-b/prune', { method: 'POST', headers: { 'content-type': 'application/json', 'x-nodewarden-csrf': s.csrf }, body: '{"dryRun":true}' })).status;
   });
   t.equal(refused, 403, 'and the API refuses a tail session even with its CSRF value');
+
+  // Disk consumers: none measured until a disk finding names them; then a table, largest first, the
+  // agent's strings as text and what is not of the expected shape left out.
+  t.ok(await page.locator('#consumers').isHidden(), 'no consumers table before any is measured');
+  t.match(await page.locator('#consumers-note').textContent(), /has measured none\. On the node, nodewarden du gives the whole table/);
+  b.send('firing', finding('node-b', 'disk.usage', '/var', 'warning', {
+    message: '/var is 88% full. Largest: ...',
+    evidence: { usedPercent: 88, topConsumers: [
+      { kind: 'logs', bytes: 41_943_040, path: '/var/log/pods/shop_web-1_u1/web/0.log', pod: 'shop/web-1', container: 'web', ratePerMinute: 1_048_576 },
+      { kind: 'emptydir', bytes: 3_221_225_472, path: '/var/lib/kubelet/pods/u2/volumes/kubernetes.io~empty-dir/cache', pod: 'data/ingest-3\u202eexe.sh', container: null, ratePerMinute: null },
+      { kind: 'writable-layer', bytes: 'a lot', path: '/var/lib/docker/overlay2/x/diff' },
+      'not a consumer',
+    ] },
+  }));
+  await page.waitForFunction(() => document.querySelectorAll('#consumers tbody tr').length === 2);
+  const consumerRows = await page.locator('#consumers tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
+  t.same(consumerRows, [
+    ['/var', 'emptydir', '3.0 GiB', '', 'data/ingest-3\\u202eexe.sh', '-', '/var/lib/kubelet/pods/u2/volumes/kubernetes.io~empty-dir/cache'],
+    ['/var', 'logs', '40.0 MiB', '+1.0 MiB/min', 'shop/web-1', 'web', '/var/log/pods/shop_web-1_u1/web/0.log'],
+  ], 'largest first, with pod, container and growth; the override shown, not obeyed; the malformed ones left out');
+  t.match(await page.locator('#consumers-note').textContent(), /largest consumers of each filesystem the agent measured/);
+  await shot(page, 'node-consumers');
   await shot(page, 'node-page');
 
   // The pod view: the `why` answer for a stuck pod, and for one that is not.

@@ -64,7 +64,7 @@ const SUPPRESSED = /^(\S+?):? (\d+) callbacks suppressed/;
 // die()'s header: the exception's name (x86 traps, 6.x prefixes them with "Oops: "), its error code and the oops count.
 const OOPS = /^(?:Internal error: )?(?:Oops(?: - BUG)?: (?:(.+?): )?|(general protection fault[^:]*|divide error|invalid opcode|stack segment|double fault): )([0-9a-f]{1,16}) \[#(\d+)\]/;
 const OOPS_CAUSE = /^(?:BUG: (unable to handle .+|kernel NULL pointer dereference.*)|Unable to handle kernel (.+)|(kernel BUG at \S+!))$/;
-const CPU_COMM = /^CPU: (\d+) (?:UID: \d+ )?PID: (\d+) Comm: (.+?) (?:Not tainted|Tainted:)/;
+const CPU_COMM = /^CPU: (\d+) (?:UID: \d+ )?PID: (\d+) Comm: (.+?) (?:Kdump: loaded )?(?:Not tainted|Tainted:)/;
 const NETDEV = /^unregister_netdevice: waiting for (\S+) to become free\. Usage count = (-?\d+)/;
 const EDAC = /^EDAC (\S+): (\d+) (CE|UE) (.+)$/;
 const CE_READ = /CE memory read error/;

@@ -193,7 +193,7 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
         break;
       case 'hardware':
         events.push({
-          check: 'kernel.hardware', subject: fact.source, severity: fact.uncorrected ? 'critical' : 'warning', atMs: at,
+          check: 'kernel.hardware', subject: fact.uncorrected ? `${fact.source}:uncorrected` : fact.source, severity: fact.uncorrected ? 'critical' : 'warning', atMs: at,
           text: fact.uncorrected
             ? `the hardware reported an uncorrected memory error (${fact.detail}): data in memory was lost; processes using it may have been killed and the node may crash.`
             : fact.source === 'mce'

@@ -141,7 +141,14 @@ t.test('a network device the kernel cannot free is one finding per device, its r
   t.match(lo?.message, /^The kernel cannot free network device lo \(usage count 1\).*pods stuck in ContainerCreating or Terminating.*\(30 times since .*, 6\.2\/min\)$/);
 
   const hw = eventsFromRecords(recs(['EDAC MC0: 1 CE memory read error on CPU_SrcID#0_Ha#0_Chan#1_DIMM#0 (channel:1 slot:0)', 'EDAC MC1: 1 UE memory read error on CPU_SrcID#1_MC#0_Chan#0_DIMM#0 (channel:0 slot:0)', 'mce: [Hardware Error]: Machine check events logged'])).events;
-  t.same(hw.map((e) => [e.check, e.subject, e.severity]), [['kernel.hardware', 'edac:MC0', 'warning'], ['kernel.hardware', 'edac:MC1', 'critical'], ['kernel.hardware', 'mce', 'warning']]);
+  t.same(hw.map((e) => [e.check, e.subject, e.severity]), [['kernel.hardware', 'edac:MC0', 'warning'], ['kernel.hardware', 'edac:MC1:uncorrected', 'critical'], ['kernel.hardware', 'mce', 'warning']]);
+  // A failing DIMM keeps logging corrected errors after an uncorrected one: the uncorrected stays critical.
+  const mem = empty();
+  coalesce(mem, eventsFromRecords(recs(['EDAC MC0: 1 UE memory read error on DIMM#0', 'EDAC MC0: 1 CE memory read error on DIMM#0'])).events, 256);
+  t.same(evaluateKernel(mem, NOW, config as never).map((o) => [o.subject, o.severity]), [['edac:MC0:uncorrected', 'critical'], ['edac:MC0', 'warning']]);
+  // kdump loaded (RHEL, OpenShift): the process is still its comm.
+  const kd = eventsFromRecords(recs(['Oops: 0000 [#1] SMP', 'CPU: 7 PID: 31337 Comm: java Kdump: loaded Tainted: G        W         4.18.0 #1'])).events;
+  t.equal(kd[0]?.evidence['task'], 'java');
 
   const fsd = empty();
   coalesce(fsd, eventsFromRecords(recs(['EXT4-fs error (device sda1): ext4_lookup:1855: inode #2: comm ls: deleted inode referenced: 12', 'EXT4-fs warning (device sda1): ext4_dx_add_entry:2461: Directory (ino: 1234) index full, reach max htree level :2'])).events, 256);

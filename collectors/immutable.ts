@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { Observation, Workload } from '../protocol/finding.js';
 import { s, type Infer } from '../protocol/schema.js';
 import os from 'node:os';
-import { confirmSuspects, sleep } from './common/confirm.js';
+import { confirmSuspects, heldFindings, sleep, suspectKey } from './common/confirm.js';
 import { shellQuote } from './common/text.js';
 import { ATTR_APPEND, ATTR_IMMUTABLE, type Collector, type CollectorContext, type RuntimeContainer, type ScanProgress } from './types.js';
 
@@ -43,6 +43,8 @@ export interface ImmutableData {
   restUntil?: number;
   /** In complete mode: every unit of storage examined in this run (nothing left pending). */
   complete?: { units: number; entries: number; errors: number };
+  /** Set while a runtime cannot be asked: how many flagged files were left unjudged (their owner's state is not known now). */
+  notJudged?: string;
 }
 
 /** The chattr that clears exactly these bits: -i, -a or -ia (chattr -i alone leaves an append-only file). */
@@ -279,13 +281,32 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
     // 4. Confirmation: the files still flagged and their owners unchanged on a fresh read after the
     // settle window (a container removed normally in between is no longer anybody's blocker).
     let judged: number | undefined;
+    /** Flagged files the latest read could not judge (a runtime did not answer): by suspectKey, and their paths. */
+    let unjudged = new Set<string>();
+    let unjudgedPaths = new Set<string>();
+    let notJudged: string | undefined;
     const { observations } = await confirmSuspects(ctx, async (since) => {
       const view = since === undefined || (confirmingNow && snap.takenAt >= runStart) ? snap : await ctx.runtime.snapshot({ since });
       judged = view.takenAt;
-      const now = since === undefined ? flagged : flagged.flatMap((f) => {
+      const read = since === undefined ? flagged : flagged.flatMap((f) => {
         const bits = attrs.attrsOf(toAgent(f.path));
         return bits ? [{ path: f.path, bits }] : [];
       });
+      // While a runtime cannot be asked, its containers are its last known ones (stale): whether such a
+      // container is dead or gone, and so a finding's severity and owner, is not known now. A file that
+      // such a container owns, or that no container owns (its owner may be one the runtime made since),
+      // is not judged: its suspect is carried as it is, what was firing keeps firing. Pod dirs are kubelet's.
+      const blind = view.runtimes.filter((r) => r.status !== 'ok' && r.status !== 'absent');
+      const unknowable = (p: string) => {
+        if (blind.length === 0) return false;
+        const owner = ownerOf(p, view.containers);
+        return owner ? blind.some((r) => r.name === owner.container.manager) : !POD_DIR_RE.test(p);
+      };
+      const held = read.filter((f) => unknowable(f.path));
+      const now = read.filter((f) => !held.includes(f));
+      unjudgedPaths = new Set(held.map((f) => f.path));
+      unjudged = new Set(held.map((f) => suspectKey('immutable.file', f.path)));
+      notJudged = held.length > 0 ? `${held.length} flagged file${held.length === 1 ? '' : 's'} not judged while ${blind.map((r) => `${r.name} is ${r.status}`).join(' and ')}` : undefined;
       const unowned = now.some((f) => layerDirOf(f.path) !== undefined && !ownerOf(f.path, view.containers));
       const images = unowned && ctx.runtime.imageLayers && !view.stale?.includes('docker') ? await ctx.runtime.imageLayers() : undefined;
       const obs = evaluateImmutable(now, view.containers, config, images);
@@ -293,7 +314,8 @@ export const immutable: Collector<ImmutableConfig, ImmutableData> = {
       // same blocked removal, a container that went away is not).
       return obs.map((observation) => ({ observation, facts: `${observation.severity}|${ownerOf(observation.subject, view.containers)?.container.id ?? '-'}` }));
       // Its view may be the one taken at the run's start: a read spaced from the last counts from there.
-    }, { viewStart: () => judged });
-    return { kind: 'ok', observations, data };
+    }, { viewStart: () => judged, unjudged: () => unjudged });
+    if (notJudged) data.notJudged = notJudged;
+    return { kind: 'ok', observations: [...observations, ...heldFindings(ctx.active?.() ?? [], 'immutable.file', unjudgedPaths, observations)], data };
   },
 };

@@ -79,7 +79,13 @@ export class Runtimes implements RuntimeAccess {
   /** Inspects in flight; invalidate() marks them: an answer that may predate the event is not kept. */
   private readonly inflight = new Map<string, { overtaken: boolean }>();
   private readonly inspectCache = new Map<string, { key: string; value: DockerContainerInspect; at: number }>();
-  private readonly snapshotDirCache = new Map<string, SnapshotDirs>();
+  /**
+   * By snapshotKeyOf(): a containerd container's snapshot dirs, with the container (namespace, id, creation
+   * time) they were asked for. Served only to that same container (a key reused by a later one, as `ctr run`
+   * reuses the id, is asked again); dropped when containerd deletes it (forget()) and, when a namespace is
+   * listed whole, for every container no longer in it: on a busy node it grew by one entry per container.
+   */
+  private readonly snapshotDirCache = new Map<string, { ns: string; id: string; createdAt: string | undefined; dirs: SnapshotDirs }>();
   /** A runtime that timed out: nobody but the probe waits on it again until it answers (or the hold ends). */
   private readonly unresponsive = new Map<RuntimeName, { at: number; state: RuntimeState }>();
   private readonly probes = new Map<RuntimeName, Promise<RuntimeState>>();
@@ -331,7 +337,7 @@ export class Runtimes implements RuntimeAccess {
       const key = snapshotKeyOf(ns, container);
       if (!key || snapshotDirs.has(key)) continue;
       const left = until - this.now();
-      const dirs = this.snapshotDirCache.get(key) ?? (left > 0 ? await withDeadline(this.snapshotDirs(key, ns, container), left, () => undefined) : undefined);
+      const dirs = this.keptDirs(key, ns, container) ?? (left > 0 ? await withDeadline(this.snapshotDirs(key, ns, container), left, () => undefined) : undefined);
       if (dirs) snapshotDirs.set(key, dirs);
     }
 
@@ -367,22 +373,41 @@ export class Runtimes implements RuntimeAccess {
       }
     }
     const list = await this.containerd.containers(ns);
-    this.containerdLists.set(ns, { at: this.now(), byId: new Map(list.map((c) => [c.id, c])) });
+    const byId = new Map(list.map((c) => [c.id, c]));
+    this.containerdLists.set(ns, { at: this.now(), byId });
+    // The whole namespace: snapshot dirs kept for a container it no longer holds go (a missed delete event).
+    for (const [key, e] of this.snapshotDirCache) if (e.ns === ns && !this.sameContainer(e, ns, byId.get(e.id))) this.snapshotDirCache.delete(key);
     return list;
   }
 
-  /** containerd deleted this container (its /containers/delete event): it leaves the kept lists. */
+  /** containerd deleted this container (its /containers/delete event): it leaves the kept lists, its snapshot dirs too. */
   forget(id: string, namespace?: string): void {
     for (const [ns, kept] of this.containerdLists) if (namespace === undefined || ns === namespace) kept.byId.delete(id);
+    for (const [key, e] of this.snapshotDirCache) if (e.id === id && (namespace === undefined || e.ns === namespace)) this.snapshotDirCache.delete(key);
+  }
+
+  /** How many containers' snapshot dirs are kept (tests; the cache must not outgrow the node's containers). */
+  get snapshotDirsKept(): number {
+    return this.snapshotDirCache.size;
+  }
+
+  private sameContainer(e: { ns: string; id: string; createdAt: string | undefined }, ns: string, c: ContainerdContainer | undefined): boolean {
+    return c !== undefined && e.ns === ns && e.id === c.id && e.createdAt === c.createdAt;
+  }
+
+  /** The kept snapshot dirs of exactly this container (not of an earlier one that had its key). */
+  private keptDirs(key: string, ns: string, c: ContainerdContainer): SnapshotDirs | undefined {
+    const e = this.snapshotDirCache.get(key);
+    return e && this.sameContainer(e, ns, c) ? e.dirs : undefined;
   }
 
   /** A snapshot's dirs, asked of containerd once per snapshot (a failed ask is asked again next time). */
   private async snapshotDirs(key: string, ns: string, c: ContainerdContainer): Promise<SnapshotDirs> {
-    const hit = this.snapshotDirCache.get(key);
+    const hit = this.keptDirs(key, ns, c);
     if (hit) return hit;
     try {
       const dirs = snapshotDirsFromMounts(await this.containerd.snapshotMounts(ns, c.snapshotter, c.snapshotKey));
-      this.snapshotDirCache.set(key, dirs);
+      this.snapshotDirCache.set(key, { ns, id: c.id, createdAt: c.createdAt, dirs });
       return dirs;
     } catch {
       return {};

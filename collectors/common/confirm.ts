@@ -3,7 +3,7 @@
 // suspect with the same facts (the same container id, pid, start time and state; the same mount
 // namespace and holders). A container that is starting, exiting or being removed looks inconsistent
 // across docker, containerd and the kernel for a few milliseconds; it is never evidence.
-import type { Observation } from '../../protocol/finding.js';
+import type { Finding, Observation } from '../../protocol/finding.js';
 import type { CarriedSuspect, CollectorContext, ConfirmationStore, RuntimeContainer } from '../types.js';
 import { sleep } from '../../protocol/deadline.js';
 
@@ -28,7 +28,9 @@ export function containerFacts(c: RuntimeContainer | undefined): string {
   ].join('|');
 }
 
-const key = (o: Observation) => `${o.check}\u0000${o.subject}`;
+/** A suspect's key in the confirmation store; also how `unjudged` names one suspect rather than a whole check. */
+export const suspectKey = (check: string, subject: string): string => `${check}\u0000${subject}`;
+const key = (o: Observation) => suspectKey(o.check, o.subject);
 
 // sleep (abortable: a run that is aborted stops waiting) lives with the deadline helper; immutable imports it from here.
 export { sleep } from '../../protocol/deadline.js';
@@ -63,6 +65,7 @@ export async function confirmSuspects(
   read: (since: number | undefined) => Promise<Suspect[]>,
   opts: {
     moreWaitsMs?: readonly number[];
+    /** After each read: checks, or single suspects (suspectKey), it could not judge; see carrySuspects. */
     unjudged?: () => ReadonlySet<string>;
     /** When the view the read judged was taken, when that is before the read began (immutable's run-start view). */
     viewStart?: () => number | undefined;
@@ -96,7 +99,10 @@ export function carrySuspects(
   now: number,
   /** False in a run that was itself an early confirming read: what it sees first waits for the schedule. */
   earlyForNew = true,
-  /** Checks this read could not judge (a runtime did not answer): their carried suspects are kept as they are. */
+  /**
+   * Checks this read could not judge (a runtime did not answer), or single suspects (suspectKey(check,
+   * subject)): their carried suspects are kept as they are, neither counted, confirmed nor dismissed.
+   */
   unjudged: ReadonlySet<string> = new Set(),
   /**
    * The earliest moment any fact of this read was read (its view's start; `now` is its end). A read that
@@ -132,12 +138,23 @@ export function carrySuspects(
     due = due === undefined ? at : Math.min(due, at);
   }
   for (const k of [...store.keys()]) {
-    if (!seen.has(k) && !unjudged.has(k.slice(0, k.indexOf('\u0000')))) {
+    if (!seen.has(k) && !unjudged.has(k) && !unjudged.has(k.slice(0, k.indexOf('\u0000')))) {
       store.delete(k);
       dismissed += 1;
     }
   }
   return due === undefined ? { observations, dismissed } : { observations, dismissed, rereadInMs: due - now };
+}
+
+/**
+ * What was firing about subjects a read could not judge, to keep firing unchanged (neither resolved nor
+ * judged again on facts that cannot be trusted), except those the read did report.
+ */
+export function heldFindings(active: readonly Finding[], check: string, subjects: ReadonlySet<string>, reported: readonly Observation[]): Observation[] {
+  const done = new Set(reported.filter((o) => o.check === check).map((o) => o.subject));
+  return active
+    .filter((f) => f.check === check && subjects.has(f.subject) && !done.has(f.subject))
+    .map((f): Observation => ({ check: f.check, severity: f.severity, subject: f.subject, message: f.message, evidence: f.evidence, remedy: f.remedy, ...(f.workload ? { workload: f.workload } : {}) }));
 }
 
 async function confirmAcrossRuns(

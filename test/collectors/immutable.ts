@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { evaluateImmutable, immutable, ownerOf, type ImmutableData } from '../../collectors/immutable.js';
-import type { RuntimeContainer } from '../../collectors/types.js';
+import type { RuntimeContainer, RuntimeSnapshot, RuntimeState } from '../../collectors/types.js';
 import { contextFor, envFor, settingsFor } from '../helpers/context.js';
 import { dockerTry, ensureTestImage, makeImmutableContainer, requireRuntime } from '../helpers/runtime.js';
 import { requireLive } from '../helpers/live.js';
@@ -219,4 +219,58 @@ t.test('live: after a failed image removal the layer left on disk is reported as
   t.ok(f, 'the immutable file is found');
   if (stillThere) t.match(f?.message, /in a layer of image nodewarden-test\/orphan:1/, 'the image is still listed: named');
   else t.match(f?.message, /orphaned by a failed image removal/, 'the image is gone, its layer stayed: orphaned');
+});
+
+t.test('while docker does not answer, a file its last known containers own is not judged on their stale state: the suspect is carried as it was, what fired keeps firing, the data says how many', async (t) => {
+  if (!requireLive(t, { root: true, commands: ['chattr'] })) return;
+  const env = envFor('/');
+  if (!env.attrs) return void t.fail('the native attrs module is not built');
+  const root = mkdtempSync(path.join(os.tmpdir(), 'nw-stale-'));
+  const locked = path.join(root, 'layer', 'diff', 'data', 'f');
+  mkdirSync(path.dirname(locked), { recursive: true });
+  writeFileSync(locked, 'x');
+  execFileSync('chattr', ['+i', locked]);
+  t.teardown(() => {
+    spawnSync('chattr', ['-i', locked]);
+    rmSync(root, { recursive: true, force: true });
+  });
+  const storage = { upperDir: path.join(root, 'layer', 'diff'), mergedDir: path.join(root, 'layer', 'merged') };
+  const dead = container({ storage, docker: { status: 'dead', running: false, pid: 0, dead: true, removing: false, error: '', exitCode: 0 } });
+  const running = container({ storage }); // what docker last said, before it froze and the container died
+  const ok: RuntimeState[] = [{ name: 'docker', socket: '/var/run/docker.sock', status: 'ok' }, { name: 'containerd', socket: '/run/containerd/containerd.sock', status: 'ok' }];
+  const frozen: RuntimeState[] = [{ ...ok[0]!, status: 'unresponsive', error: 'no answer within 5000 ms' }, ok[1]!];
+  let view: Omit<RuntimeSnapshot, 'takenAt'> = { runtimes: ok, containers: [dead] };
+  const runtime = { settleMs: 0, snapshot: async () => ({ ...view, takenAt: Date.now() }), ping: async () => view.runtimes };
+  const sets = ['collectors.immutable.roots=[]'];
+  const previous: ImmutableData = { pending: [], found: [{ path: locked, bits: 1 }], round: 1, sweptThisRound: 0, lastCycle: { urgentScanned: 0, swept: 0, units: 0 } };
+  const store = new Map();
+  const run = (active: unknown[] = []) => immutable.collect({ ...contextFor(immutable, '/', { env, sets, previous }), runtime, confirmations: store, active: () => active as never });
+  const about = (r: Awaited<ReturnType<typeof run>>) => (r.kind === 'ok' ? r.observations.filter((o) => o.subject === locked) : []);
+
+  // check (no store): two reads of the same stale list agree, and confirmed a finding on it.
+  view = { runtimes: frozen, containers: [dead], stale: ['docker'] };
+  const check = await immutable.collect({ ...contextFor(immutable, '/', { env, sets, previous }), runtime });
+  t.same(check.kind === 'ok' ? check.observations.filter((o) => o.subject === locked) : ['not ok'], [], 'check: not judged on a stale view');
+  t.match(check.kind === 'ok' ? check.data.notJudged : '', /^1 flagged file not judged while docker is unresponsive$/);
+
+  // The agent: a suspect on a fresh read; then docker freezes, its last known list still says running.
+  view = { runtimes: ok, containers: [dead] };
+  t.same(about(await run()), [], 'first sighting: a suspect');
+  const carried = [...store.values()];
+  t.equal(carried.length, 1);
+  view = { runtimes: frozen, containers: [running], stale: ['docker'] };
+  const blind = await run();
+  t.same(about(blind), [], 'nothing confirmed on the stale view');
+  t.same([...store.values()], carried, 'the suspect is carried as it was: neither dismissed nor re-based on the stale state');
+  t.match(blind.kind === 'ok' ? blind.data.notJudged : '', /^1 flagged file not judged while docker is unresponsive$/);
+  // docker answers again: the same facts as before the freeze confirm it.
+  view = { runtimes: ok, containers: [dead] };
+  const confirmed = about(await run());
+  t.same(confirmed.map((o) => o.severity), ['critical'], 'confirmed once docker answers with the same facts');
+  // Firing, then docker freezes again: it keeps firing unchanged, not resolved nor re-judged as a warning.
+  view = { runtimes: frozen, containers: [running], stale: ['docker'] };
+  const active = confirmed.map((o) => ({ ...o, id: 'x', node: 'test-node', state: 'firing', firstSeen: '', lastSeen: '' }));
+  const kept = await run(active);
+  t.same(about(kept).map((o) => [o.severity, o.message]), confirmed.map((o) => [o.severity, o.message]), 'what fired keeps firing, unchanged');
+  t.equal(store.size, 1, 'and its confirmation is kept for when docker answers');
 });

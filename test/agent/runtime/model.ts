@@ -303,3 +303,39 @@ t.test('one container docker cannot inspect: the snapshot\'s timeout names the c
   const [f] = evaluateKubelet({ healthz: 'ok', runtimeStuckSince: { docker: now - 60_000 }, node: { ready: { status: 'False', reason: 'KubeletNotReady', message: 'PLEG is not healthy: pleg was last seen active 3m0.5s ago; threshold is 3m0s' }, readAt: now } }, snap.runtimes, settingsFor(kubelet) as never, now);
   t.match(f?.message, /kubelet says "PLEG is not healthy.*docker unresponsive for 60 s \(docker did not answer all of one snapshot's calls within 500 ms; still waiting on the inspect of container 222222222222 \(\/stuck\)\)/, 'kubelet.pleg names the container');
 });
+
+t.test('live: containerd\'s snapshot dirs are kept only for containers that exist: dropped when one is deleted, pruned when a listing no longer has it, and a reused key is asked again', async (t) => {
+  const { requireLive } = await import('../../helpers/live.js');
+  const { copyToContainerd, ctrTry, TEST_IMAGE } = await import('../../helpers/runtime.js');
+  if (!requireRuntime(t) || !requireLive(t, { commands: ['ctr'] })) return;
+  ensureTestImage();
+  const ref = copyToContainerd(TEST_IMAGE, 'k8s.io', ['nodewarden-test=snapdirs']);
+  const ids = Array.from({ length: 4 }, (_, i) => `nw-snapdirs-${process.pid}-${i}`);
+  // Containers without a task: a snapshot each, as a CRI container has between create and start.
+  const create = (id: string) => t.equal(ctrTry('-n', 'k8s.io', 'containers', 'create', ref, id).code, 0, `ctr containers create ${id}`);
+  const remove = (id: string) => ctrTry('-n', 'k8s.io', 'containers', 'rm', id);
+  t.teardown(() => ids.forEach(remove));
+  const rt = envFor('/').runtime as import('../../../agent/runtime/model.js').Runtimes;
+  const upper = async (id: string) => (await rt.snapshot({ since: Date.now() })).containers.find((c) => c.id === id)?.storage.upperDir;
+  const base = (await rt.snapshot({ since: Date.now() }), rt.snapshotDirsKept);
+  ids.forEach(create);
+  t.ok(await upper(ids[0]!), 'a new container gets its snapshot dirs');
+  t.equal(rt.snapshotDirsKept, base + ids.length, 'one entry per container');
+  // Deleted with their events delivered: each leaves at once.
+  remove(ids[0]!);
+  rt.forget(ids[0]!, 'k8s.io');
+  t.equal(rt.snapshotDirsKept, base + ids.length - 1, "a container's /containers/delete drops its entry");
+  // Deleted with their events missed: the next whole listing of the namespace drops theirs.
+  for (const id of ids.slice(1, 3)) remove(id);
+  await rt.snapshot({ since: Date.now() });
+  t.equal(rt.snapshotDirsKept, base + 1, 'gone from the listing: gone from the cache (it does not grow with churn)');
+  // The same id made again (`ctr run` reuses the id as the snapshot key): its own new dirs, not the old ones.
+  const reused = ids[3]!;
+  const before = await upper(reused);
+  remove(reused);
+  create(reused);
+  const after = await upper(reused);
+  const mounts = ctrTry('-n', 'k8s.io', 'snapshots', 'mounts', '/tmp/x', reused).stdout;
+  t.ok(after && mounts.includes(after), `the new container's upper dir (${after}), as containerd has it now`);
+  t.not(after, before, 'not the deleted container\'s dirs');
+});

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { carrySuspects, confirmSuspects, containerFacts, keepConfirmed, type Suspect } from '../../../collectors/common/confirm.js';
+import { carrySuspects, confirmSuspects, containerFacts, keepConfirmed, suspectKey, type Suspect } from '../../../collectors/common/confirm.js';
 import type { Observation } from '../../../protocol/finding.js';
 import type { RuntimeContainer } from '../../../collectors/types.js';
 
@@ -134,4 +134,13 @@ t.test('across runs: a read whose view began before the next read was due (a run
   carrySuspects(other, [s('g', 'critical|c1')], [2000], 50_000, true);
   const changed = carrySuspects(other, [s('g', 'critical|c2')], [2000], 50_500, true, new Set(), 50_100);
   t.equal(changed.dismissed, 1, 'other facts in an early read still dismiss the suspect');
+});
+
+t.test('across runs: a read that could not judge one suspect (suspectKey) carries it as it was; the rest of the check is judged', async (t) => {
+  const store = new Map<string, { facts: string; firstSeen: number; reads: number }>();
+  carrySuspects(store, [s('a', 'critical|c1'), s('b', 'critical|c2')], [2000], 10_000, true);
+  const r = carrySuspects(store, [], [2000], 13_000, true, new Set([suspectKey('runtime.drift', 'a')]));
+  t.equal(r.dismissed, 1, 'b, not seen and judged, is dismissed');
+  t.same([...store.keys()], [suspectKey('runtime.drift', 'a')], 'a, not judged, is carried');
+  t.same(store.get(suspectKey('runtime.drift', 'a')), { facts: 'critical|c1', firstSeen: 10_000, reads: 1 }, 'unchanged');
 });

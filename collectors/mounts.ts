@@ -7,7 +7,7 @@ import { describeHolder, type Holder } from './common/process.js';
 import { mountLine, readMountNamespaces, type MountNamespace } from './common/namespaces.js';
 import type { MountInfo } from './common/mountinfo.js';
 import { shellQuote } from './common/text.js';
-import { confirmSuspects } from './common/confirm.js';
+import { confirmSuspects, heldFindings, suspectKey } from './common/confirm.js';
 import type { Collector, RuntimeContainer } from './types.js';
 
 export const mountsConfigSpec = s.object({
@@ -187,16 +187,13 @@ export const mounts: Collector<MountsConfig, MountsData> = {
       // Same namespace, same holders, the same mount (its id): a namespace that ended or a mount that
       // was taken down and made again between the reads is not one lasting leak.
       return obs.map((observation, i) => ({ observation, facts: `${leaked[i]!.namespace}|${leaked[i]!.pids.join(',')}|${leaked[i]!.mount.mountId}` }));
-    });
+      // A suspect about an unjudged mount is carried as it was (neither confirmed nor dropped).
+    }, { unjudged: () => new Set([...(unjudged ?? [])].map((s) => suspectKey('mount.holder', s))) });
     if (noHostNs) return { kind: 'no-data', reason: "cannot read the host's mount namespace through pid 1 or 2 (the agent needs hostPID)" };
     const confirmedSubjects = new Set(observations.map((o) => o.subject));
     const d = data ?? { namespaces: [], leaked: [], suspected: 0, dismissed: 0 };
     // Held while unjudged: what was firing about them before keeps firing, unchanged.
-    const kept = unjudged
-      ? (ctx.active?.() ?? [])
-          .filter((f) => f.check === 'mount.holder' && unjudged!.has(f.subject) && !confirmedSubjects.has(f.subject))
-          .map((f): Observation => ({ check: f.check, severity: f.severity, subject: f.subject, message: f.message, evidence: f.evidence, remedy: f.remedy, ...(f.workload ? { workload: f.workload } : {}) }))
-      : [];
+    const kept = unjudged ? heldFindings(ctx.active?.() ?? [], 'mount.holder', unjudged, observations) : [];
     return {
       kind: 'ok',
       observations: [...observations, ...kept],

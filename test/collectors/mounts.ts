@@ -154,4 +154,19 @@ t.test('live: while a runtime cannot be asked, a mount of runtime storage is not
   const active = fired.map((o) => ({ ...o, id: 'x', node: 'test-node', state: 'firing', firstSeen: '', lastSeen: '' }));
   const kept = await mounts.collect({ ...contextFor(mounts, '/', { env }), runtime: frozen, active: () => active as never });
   t.same(kept.kind === 'ok' ? ours(kept.observations).map((o) => o.message) : [], fired.map((o) => o.message), 'one already firing stays, unchanged (neither resolved nor re-judged)');
+
+  // The agent (a confirmation store): a suspect seen while docker answers is carried as it was through
+  // a read that cannot judge it, and is confirmed by the next read once docker answers again.
+  const store = new Map();
+  const inAgent = (runtime: Pick<typeof real, 'snapshot' | 'ping'>) =>
+    mounts.collect({ ...contextFor(mounts, '/', { env }), runtime: { settleMs: 0, snapshot: (o) => runtime.snapshot(o), ping: () => runtime.ping() }, confirmations: store });
+  const first = await inAgent(real);
+  t.same(first.kind === 'ok' ? ours(first.observations) : ['not ok'], [], 'in the agent, the first sighting is a suspect');
+  const carried = [...store.entries()].filter(([k]) => k.endsWith(` ${dir}`));
+  t.equal(carried.length, 1, 'carried in the store');
+  const blindRun = await inAgent({ snapshot: frozen.snapshot, ping: () => real.ping() });
+  t.same(blindRun.kind === 'ok' ? ours(blindRun.observations) : ['not ok'], [], 'not judged while docker does not answer');
+  t.same([...store.entries()].filter(([k]) => k.endsWith(` ${dir}`)), carried, 'the suspect is carried as it was, not dropped');
+  const after = await inAgent(real);
+  t.equal(after.kind === 'ok' ? ours(after.observations).length : 0, 1, 'docker answers: the same facts confirm it');
 });

@@ -422,9 +422,21 @@ function renderConsumers(rows: readonly Finding[]): void {
   (table.querySelector('tbody') as HTMLElement).replaceChildren(
     ...consumers.map((c) => el('tr', {}, el('td', {}, c.filesystem), el('td', {}, c.kind), el('td', { class: 'num' }, bytesText(c.bytes)), el('td', { class: 'num' }, c.ratePerMinute === undefined ? '' : `${c.ratePerMinute >= 0 ? '+' : ''}${bytesText(c.ratePerMinute)}/min`), el('td', {}, c.pod ?? '-'), el('td', {}, c.container ?? '-'), el('td', {}, c.path))),
   );
-  $('consumers-note').textContent = consumers.length > 0
-    ? "The largest consumers of each filesystem the agent measured (it measures one while it is over its warning), from its disk findings. On the node, nodewarden du gives the whole table."
-    : 'No filesystem on this node is over its warning, so the agent has measured none. On the node, nodewarden du gives the whole table.';
+  $('consumers-note').textContent = consumersNote(rows, consumers.length);
+}
+
+/**
+ * Pure: what the note under the consumers table says. The agent measures kubelet's filesystems (nodefs,
+ * imagefs) only, in the background, while one is over its warning: a disk finding about another
+ * filesystem, or one before the first measurement, names no consumers.
+ */
+export function consumersNote(rows: readonly Pick<Finding, 'check' | 'subject'>[], consumers: number): string {
+  const du = 'On the node, nodewarden du gives the whole table.';
+  if (consumers > 0) return `The largest consumers of the filesystems the agent measured (kubelet's nodefs and imagefs, while one is over its warning), from its disk findings. ${du}`;
+  const over = [...new Set(rows.filter((f) => CONSUMER_CHECKS.has(f.check)).map((f) => f.subject))];
+  if (over.length === 0) return `No filesystem on this node is over its warning, so the agent has measured none. ${du}`;
+  const named = over.slice(0, 3).map((s) => visible(s)).join(', ') + (over.length > 3 ? ` and ${over.length - 3} more` : '');
+  return `${named} ${over.length === 1 ? 'is' : 'are'} over ${over.length === 1 ? 'its' : 'their'} warning, and no finding names what fills ${over.length === 1 ? 'it' : 'them'}: the agent measures only kubelet's filesystems (nodefs, imagefs), in the background, so the first measurement may still be under way. ${du}`;
 }
 
 function renderNodePage(rows: Finding[]): void {

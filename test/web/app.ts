@@ -188,6 +188,15 @@ t.test('a tail token: live cells, filters, a node page, a remedy copied, hostile
   // agent's strings as text and what is not of the expected shape left out.
   t.ok(await page.locator('#consumers').isHidden(), 'no consumers table before any is measured');
   t.match(await page.locator('#consumers-note').textContent(), /has measured none\. On the node, nodewarden du gives the whole table/);
+  // A filesystem over its warning that the agent does not measure (not nodefs or imagefs): the note says
+  // so rather than "none is over its warning".
+  const data = finding('node-b', 'disk.usage', '/data', 'warning', { message: '/data is 90% full', evidence: { usedPercent: 90 } });
+  b.send('firing', data);
+  await page.waitForFunction(() => /^\/data is over its warning/.test(document.getElementById('consumers-note')?.textContent ?? ''));
+  t.match(await page.locator('#consumers-note').textContent(), /^\/data is over its warning, and no finding names what fills it: the agent measures only kubelet's filesystems/);
+  t.ok(await page.locator('#consumers').isHidden(), 'and no table');
+  b.send('resolved', data);
+  await page.waitForFunction(() => /has measured none/.test(document.getElementById('consumers-note')?.textContent ?? ''));
   b.send('firing', finding('node-b', 'disk.usage', '/var', 'warning', {
     message: '/var is 88% full. Largest: ...',
     evidence: { usedPercent: 88, topConsumers: [
@@ -203,7 +212,7 @@ t.test('a tail token: live cells, filters, a node page, a remedy copied, hostile
     ['/var', 'emptydir', '3.0 GiB', '', 'data/ingest-3\\u202eexe.sh', '-', '/var/lib/kubelet/pods/u2/volumes/kubernetes.io~empty-dir/cache'],
     ['/var', 'logs', '40.0 MiB', '+1.0 MiB/min', 'shop/web-1', 'web', '/var/log/pods/shop_web-1_u1/web/0.log'],
   ], 'largest first, with pod, container and growth; the override shown, not obeyed; the malformed ones left out');
-  t.match(await page.locator('#consumers-note').textContent(), /largest consumers of each filesystem the agent measured/);
+  t.match(await page.locator('#consumers-note').textContent(), /largest consumers of the filesystems the agent measured \(kubelet's nodefs and imagefs/);
   await shot(page, 'node-consumers');
   await shot(page, 'node-page');
 

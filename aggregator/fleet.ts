@@ -57,8 +57,9 @@ export interface FleetState {
 export type NodeSummary = [node: string, worst: number, active: number, connected: 0 | 1, silent: 0 | 1];
 
 /**
- * Emits 'transition' (TimedTransition) for every change any tailer should see, and 'node' (its name)
- * when a node connects, disconnects or is forgotten (the web view redraws its cell).
+ * Emits 'transition' (TimedTransition) for every change any tailer should see, 'refresh' (finding,
+ * before) for fresh numbers of an active finding (no transition), and 'node' (its name) when a node
+ * connects, disconnects or is forgotten (the web view redraws its cell).
  */
 export class Fleet extends EventEmitter {
   private readonly nodes = new Map<string, NodeState>();
@@ -393,7 +394,9 @@ export class Fleet extends EventEmitter {
       nextBytes += this.size(f) - this.size(before);
     }
     this.fits(n, nextBytes);
-    for (const f of fresh) this.setActive(n, f);
+    // 'refresh' (finding, before): no transition, but a listener counting matches of a filter on the
+    // text (the web feed's totals) must see the numbers change.
+    for (const f of fresh) this.emit('refresh', f, this.setActive(n, f));
     return { applied: fresh.length, refused };
   }
 

@@ -157,6 +157,9 @@ export class WebFeed {
   constructor(private readonly opts: WebFeedOptions) {
     this.now = opts.now ?? Date.now;
     opts.fleet.on('transition', (t: TimedTransition, before?: Finding) => this.onTransition(t, before));
+    // Fresh numbers: a row shown gets them, and a text filter on a number may now match or not (the
+    // total and the rows follow). Severity never changes in a refresh: the node's cell stays as it was.
+    opts.fleet.on('refresh', (f: Finding, before?: Finding) => this.onTransition({ type: 'updated', finding: f, at: new Date(this.now()).toISOString() }, before, false));
     opts.fleet.on('node', (node: string) => {
       for (const tab of this.tabs) this.markNode(tab, node);
     });
@@ -219,10 +222,10 @@ export class WebFeed {
   }
 
   /** `before`: the finding as the fleet had it active before `t` (none for a new one). */
-  private onTransition(t: TimedTransition, before: Finding | undefined): void {
+  private onTransition(t: TimedTransition, before: Finding | undefined, cellChanges = true): void {
     for (const tab of this.tabs) {
       if (!tab.viewing || tab.resync) continue;
-      this.markNode(tab, t.finding.node);
+      if (cellChanges) this.markNode(tab, t.finding.node);
       if (tab.resync) continue;
       const f = t.finding;
       const matches = matchesWebFilter(f, tab.filter);

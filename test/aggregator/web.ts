@@ -285,6 +285,26 @@ t.test('the feed: the total counts a finding updated into the filter and out of 
   t.equal(got.filter((m) => m['type'] === 'snapshot').at(-1)!['total'], 1, 'the snapshot agrees');
 });
 
+t.test('the feed: a refresh (fresh numbers, no transition) moves the total and the rows of a text filter on a number', async (t) => {
+  const { a, ws, got } = await criticalTab(t, { flushMs: 100 });
+  const last = () => got.filter((m) => m['type'] === 'delta' || m['type'] === 'snapshot').at(-1);
+  const full = finding('node-a', 'disk.usage', '/', 'critical', { message: '/ is 91% full' });
+  a.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type: 'firing', finding: full }, { type: 'firing', finding: finding('node-a', 'disk.usage', '/var', 'critical', { message: '/var is 93% full' }) }] }));
+  await until(() => last()?.['total'] === 2, 10_000, 'two criticals');
+  ws.send(JSON.stringify({ type: 'view', filter: { text: '91%' }, limit: 10 }));
+  await until(() => last()?.['type'] === 'snapshot' && last()!['total'] === 1, 10_000, 'a snapshot of the one at 91%');
+  const refresh = (message: string) => a.send(JSON.stringify({ v: 1, type: 'refresh', findings: [{ ...full, message, lastSeen: new Date().toISOString() }] }));
+  refresh('/ is 92% full');
+  await until(() => last()?.['total'] === 0, 10_000, 'out of the filter: the total is 0');
+  t.same((last()!['changes'] as [string, { subject: string }][]).map(([type, f]) => `${type} ${f.subject}`), ['resolved /'], 'and its row leaves the tab');
+  refresh('/ is 91% full');
+  await until(() => last()?.['total'] === 1, 10_000, 'back in');
+  t.same((last()!['changes'] as [string, { message: string }][]).map(([type, f]) => `${type} ${f.message}`), ['updated / is 91% full'], 'the row comes back with the fresh numbers');
+  ws.send(JSON.stringify({ type: 'view', filter: { text: '91%' }, limit: 10 }));
+  await until(() => got.filter((m) => m['type'] === 'snapshot').length === 3, 10_000, 'a fresh snapshot');
+  t.equal(got.filter((m) => m['type'] === 'snapshot').at(-1)!['total'], 1, 'the snapshot agrees with the deltas');
+});
+
 t.test('web requests: named hostile ones refused, fuzzed ones decode or throw a WireError', async (t) => {
   for (const [name, raw] of [
     ['not JSON', '{oops'],

@@ -324,7 +324,10 @@ function oomEvent(at: number, system: boolean, taskMemcg: string | undefined, oo
  * Pure: whether /proc/PID/stat (`stat`) is still the process a hung-task line named: the same comm, and
  * started before it was blocked (the line says it has been blocked `seconds` by the record's time
  * `bootUsec`), so a pid reused since by another process is not taken for it. starttime is field 22, in
- * clock ticks since boot (USER_HZ is 100 on Linux).
+ * clock ticks since boot (USER_HZ is 100 on Linux). The two clocks differ: the record's is the kernel's
+ * local_clock, which stops while the machine is suspended, and starttime is CLOCK_BOOTTIME, which does
+ * not. After a suspend starttime reads later than the record's clock would say, so the comparison can
+ * only fail to name a process (it is then named by comm and pid, no container), never name another one.
  */
 export function isHungProcess(stat: string | undefined, task: string, seconds: number, bootUsec: number): boolean {
   if (!stat) return false;

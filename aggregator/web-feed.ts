@@ -159,7 +159,7 @@ export class WebFeed {
     opts.fleet.on('transition', (t: TimedTransition, before?: Finding) => this.onTransition(t, before));
     // Fresh numbers: a row shown gets them, and a text filter on a number may now match or not (the
     // total and the rows follow). Severity never changes in a refresh: the node's cell stays as it was.
-    opts.fleet.on('refresh', (f: Finding, before?: Finding) => this.onTransition({ type: 'updated', finding: f, at: new Date(this.now()).toISOString() }, before, false));
+    opts.fleet.on('refresh', (f: Finding, before?: Finding) => this.onTransition({ type: 'updated', finding: f, at: new Date(this.now()).toISOString() }, before, true));
     opts.fleet.on('node', (node: string) => {
       for (const tab of this.tabs) this.markNode(tab, node);
     });
@@ -222,10 +222,16 @@ export class WebFeed {
   }
 
   /** `before`: the finding as the fleet had it active before `t` (none for a new one). */
-  private onTransition(t: TimedTransition, before: Finding | undefined, cellChanges = true): void {
+  /**
+   * `refresh`: fresh numbers only (no node, check, severity, subject or workload changes: refreshViolation),
+   * so only a text filter can change whether it matches, and only a tab showing it or filtering on text
+   * hears of it; its node's cell is left alone, and the total is sent only when it moved.
+   */
+  private onTransition(t: TimedTransition, before: Finding | undefined, refresh = false): void {
     for (const tab of this.tabs) {
       if (!tab.viewing || tab.resync) continue;
-      if (cellChanges) this.markNode(tab, t.finding.node);
+      if (refresh && !tab.filter.text && !tab.shown.has(t.finding.id)) continue;
+      if (!refresh) this.markNode(tab, t.finding.node);
       if (tab.resync) continue;
       const f = t.finding;
       const matches = matchesWebFilter(f, tab.filter);
@@ -238,7 +244,7 @@ export class WebFeed {
       if (matchedBefore !== matchesNow) {
         tab.total += matchesNow ? 1 : -1;
         tab.totalDirty = true;
-      } else if (matches || shown) tab.totalDirty = true;
+      } else if ((matches || shown) && !refresh) tab.totalDirty = true;
       let change: TimedTransition | undefined;
       if (shown && (t.type === 'resolved' || !matches)) {
         tab.shown.delete(f.id);

@@ -289,8 +289,17 @@ t.test('the feed: a refresh (fresh numbers, no transition) moves the total and t
   const { a, ws, got } = await criticalTab(t, { flushMs: 100 });
   const last = () => got.filter((m) => m['type'] === 'delta' || m['type'] === 'snapshot').at(-1);
   const full = finding('node-a', 'disk.usage', '/', 'critical', { message: '/ is 91% full' });
-  a.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type: 'firing', finding: full }, { type: 'firing', finding: finding('node-a', 'disk.usage', '/var', 'critical', { message: '/var is 93% full' }) }] }));
+  const varFull = finding('node-a', 'disk.usage', '/var', 'critical', { message: '/var is 93% full' });
+  a.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type: 'firing', finding: full }, { type: 'firing', finding: varFull }] }));
   await until(() => last()?.['total'] === 2, 10_000, 'two criticals');
+  // Fresh numbers of a finding this tab neither shows nor could match (no text filter): nothing is sent.
+  const inodes = finding('node-a', 'disk.inodes', '/', 'warning', { message: '/ has used 90% of its inodes' });
+  a.send(JSON.stringify({ v: 1, type: 'delta', transitions: [{ type: 'firing', finding: inodes }] }));
+  await new Promise((r) => setTimeout(r, 400));
+  const heard = got.length;
+  for (let i = 91; i < 96; i++) a.send(JSON.stringify({ v: 1, type: 'refresh', findings: [{ ...inodes, message: `/ has used ${i}% of its inodes`, lastSeen: new Date().toISOString() }] }));
+  await new Promise((r) => setTimeout(r, 500));
+  t.same(got.slice(heard).filter((m) => m['type'] !== 'tick'), [], 'a refresh of a finding the tab does not show, with no text filter: no message');
   ws.send(JSON.stringify({ type: 'view', filter: { text: '91%' }, limit: 10 }));
   await until(() => last()?.['type'] === 'snapshot' && last()!['total'] === 1, 10_000, 'a snapshot of the one at 91%');
   const refresh = (message: string) => a.send(JSON.stringify({ v: 1, type: 'refresh', findings: [{ ...full, message, lastSeen: new Date().toISOString() }] }));
@@ -303,6 +312,21 @@ t.test('the feed: a refresh (fresh numbers, no transition) moves the total and t
   ws.send(JSON.stringify({ type: 'view', filter: { text: '91%' }, limit: 10 }));
   await until(() => got.filter((m) => m['type'] === 'snapshot').length === 3, 10_000, 'a fresh snapshot');
   t.equal(got.filter((m) => m['type'] === 'snapshot').at(-1)!['total'], 1, 'the snapshot agrees with the deltas');
+  // The same numbers again, for a row shown: the row is sent, the total did not move.
+  const before = got.length;
+  refresh('/ is 91% full');
+  await until(() => got.slice(before).some((m) => m['type'] === 'delta'), 10_000, 'the shown row refreshed');
+  t.same(got.slice(before).filter((m) => m['type'] === 'delta').map((m) => [m['total'], (m['changes'] as unknown[]).length]), [[1, 1]]);
+  // Every finding matches, one row shown: fresh numbers of another (it matches, sorts after the row) move
+  // nothing this tab sees, and nothing is sent.
+  ws.send(JSON.stringify({ type: 'view', filter: {}, limit: 1 }));
+  await until(() => got.filter((m) => m['type'] === 'snapshot').length === 4, 10_000, 'a snapshot of one row');
+  t.same((got.filter((m) => m['type'] === 'snapshot').at(-1)!['rows'] as { subject: string }[]).map((f) => f.subject), ['/']);
+  await new Promise((r) => setTimeout(r, 400));
+  const quiet = got.length;
+  for (let i = 94; i < 99; i++) a.send(JSON.stringify({ v: 1, type: 'refresh', findings: [{ ...varFull, message: `/var is ${i}% full`, lastSeen: new Date().toISOString() }] }));
+  await new Promise((r) => setTimeout(r, 600));
+  t.same(got.slice(quiet).filter((m) => m['type'] !== 'tick'), [], 'a refresh of a matching finding the tab does not show, with no text filter: no message');
 });
 
 t.test('web requests: named hostile ones refused, fuzzed ones decode or throw a WireError', async (t) => {

@@ -422,21 +422,32 @@ function renderConsumers(rows: readonly Finding[]): void {
   (table.querySelector('tbody') as HTMLElement).replaceChildren(
     ...consumers.map((c) => el('tr', {}, el('td', {}, c.filesystem), el('td', {}, c.kind), el('td', { class: 'num' }, bytesText(c.bytes)), el('td', { class: 'num' }, c.ratePerMinute === undefined ? '' : `${c.ratePerMinute >= 0 ? '+' : ''}${bytesText(c.ratePerMinute)}/min`), el('td', {}, c.pod ?? '-'), el('td', {}, c.container ?? '-'), el('td', {}, c.path))),
   );
-  $('consumers-note').textContent = consumersNote(rows, consumers.length);
+  $('consumers-note').textContent = consumersNote(rows, consumers, state.total > rows.length);
 }
 
 /**
  * Pure: what the note under the consumers table says. The agent measures kubelet's filesystems (nodefs,
- * imagefs) only, in the background, while one is over its warning: a disk finding about another
- * filesystem, or one before the first measurement, names no consumers.
+ * imagefs) only, in the background, while one is over its warning: a disk.usage or disk.eviction finding
+ * about another filesystem, or one before the first measurement, names no consumers; disk.imageGc may
+ * fire on kubelet's own Events with no filesystem over anything. `partial`: the rows are the node's most
+ * severe findings, not all of them.
  */
-export function consumersNote(rows: readonly Pick<Finding, 'check' | 'subject'>[], consumers: number): string {
+export function consumersNote(rows: readonly Pick<Finding, 'check' | 'subject'>[], consumers: readonly Pick<DiskConsumer, 'filesystem'>[], partial = false): string {
   const du = 'On the node, nodewarden du gives the whole table.';
-  if (consumers > 0) return `The largest consumers of the filesystems the agent measured (kubelet's nodefs and imagefs, while one is over its warning), from its disk findings. ${du}`;
-  const over = [...new Set(rows.filter((f) => CONSUMER_CHECKS.has(f.check)).map((f) => f.subject))];
-  if (over.length === 0) return `No filesystem on this node is over its warning, so the agent has measured none. ${du}`;
-  const named = over.slice(0, 3).map((s) => visible(s)).join(', ') + (over.length > 3 ? ` and ${over.length - 3} more` : '');
-  return `${named} ${over.length === 1 ? 'is' : 'are'} over ${over.length === 1 ? 'its' : 'their'} warning, and no finding names what fills ${over.length === 1 ? 'it' : 'them'}: the agent measures only kubelet's filesystems (nodefs, imagefs), in the background, so the first measurement may still be under way. ${du}`;
+  const names = (list: readonly string[]) => list.slice(0, 3).map((x) => { const v = visible(x); return v.length > 80 ? `${v.slice(0, 79)}…` : v; }).join(', ') + (list.length > 3 ? ` and ${list.length - 3} more` : '');
+  const measured = new Set(consumers.map((c) => c.filesystem));
+  const over = [...new Set(rows.filter((f) => f.check === 'disk.usage' || f.check === 'disk.eviction').map((f) => f.subject))];
+  const unmeasured = over.filter((x) => !measured.has(x));
+  const gc = [...new Set(rows.filter((f) => f.check === 'disk.imageGc').map((f) => f.subject))].filter((x) => !measured.has(x) && !over.includes(x));
+  const parts: string[] = [];
+  if (consumers.length > 0) parts.push("The largest consumers of the filesystems the agent measured (kubelet's nodefs and imagefs, while one is over its warning), from its disk findings.");
+  if (unmeasured.length > 0) {
+    const one = unmeasured.length === 1;
+    parts.push(`${names(unmeasured)} ${one ? 'is' : 'are'} over ${one ? 'its' : 'their'} warning, and no finding names what fills ${one ? 'it' : 'them'}: the agent measures only kubelet's filesystems (nodefs, imagefs), in the background, so the first measurement may still be under way.`);
+  }
+  if (gc.length > 0) parts.push(`kubelet's image garbage collection needs attention on ${names(gc)}, and no finding names what fills it yet.`);
+  if (parts.length === 0) parts.push(partial ? 'No disk finding among the most severe findings shown here, so no consumers to list.' : 'No filesystem on this node is over its warning, so the agent has measured none.');
+  return `${parts.join(' ')} ${du}`;
 }
 
 function renderNodePage(rows: Finding[]): void {

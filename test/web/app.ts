@@ -197,6 +197,13 @@ t.test('a tail token: live cells, filters, a node page, a remedy copied, hostile
   t.ok(await page.locator('#consumers').isHidden(), 'and no table');
   b.send('resolved', data);
   await page.waitForFunction(() => /has measured none/.test(document.getElementById('consumers-note')?.textContent ?? ''));
+  // disk.imageGc on kubelet's Events alone: no filesystem is said to be over its warning.
+  const gc = finding('node-b', 'disk.imageGc', '/var/lib/docker', 'warning', { message: 'kubelet could not free space', evidence: {} });
+  b.send('firing', gc);
+  await page.waitForFunction(() => /image garbage collection/.test(document.getElementById('consumers-note')?.textContent ?? ''));
+  t.match(await page.locator('#consumers-note').textContent(), /^kubelet's image garbage collection needs attention on \/var\/lib\/docker, and no finding names what fills it yet\. On the node/);
+  b.send('resolved', gc);
+  await page.waitForFunction(() => /has measured none/.test(document.getElementById('consumers-note')?.textContent ?? ''));
   b.send('firing', finding('node-b', 'disk.usage', '/var', 'warning', {
     message: '/var is 88% full. Largest: ...',
     evidence: { usedPercent: 88, topConsumers: [
@@ -213,6 +220,12 @@ t.test('a tail token: live cells, filters, a node page, a remedy copied, hostile
     ['/var', 'logs', '40.0 MiB', '+1.0 MiB/min', 'shop/web-1', 'web', '/var/log/pods/shop_web-1_u1/web/0.log'],
   ], 'largest first, with pod, container and growth; the override shown, not obeyed; the malformed ones left out');
   t.match(await page.locator('#consumers-note').textContent(), /largest consumers of the filesystems the agent measured \(kubelet's nodefs and imagefs/);
+  // Beside a measured one, a filesystem over its warning that the agent does not measure is still named.
+  b.send('firing', data);
+  await page.waitForFunction(() => /\/data is over its warning/.test(document.getElementById('consumers-note')?.textContent ?? ''));
+  t.match(await page.locator('#consumers-note').textContent(), /^The largest consumers .* \/data is over its warning, and no finding names what fills it/);
+  b.send('resolved', data);
+  await page.waitForFunction(() => !/\/data/.test(document.getElementById('consumers-note')?.textContent ?? ''));
   await shot(page, 'node-consumers');
   await shot(page, 'node-page');
 

@@ -221,11 +221,11 @@ export class WebFeed {
     tab.dirtyNodes.clear();
   }
 
-  /** `before`: the finding as the fleet had it active before `t` (none for a new one). */
   /**
-   * `refresh`: fresh numbers only (no node, check, severity, subject or workload changes: refreshViolation),
-   * so only a text filter can change whether it matches, and only a tab showing it or filtering on text
-   * hears of it; its node's cell is left alone, and the total is sent only when it moved.
+   * `before`: the finding as the fleet had it active before `t` (none for a new one). `refresh`: fresh
+   * numbers only (no node, check, severity, subject or workload changes: refreshViolation), so only a
+   * text filter can change whether it matches, and only a tab showing it or filtering on text hears of
+   * it; its node's cell is left alone, and the total is sent only when it moved.
    */
   private onTransition(t: TimedTransition, before: Finding | undefined, refresh = false): void {
     for (const tab of this.tabs) {

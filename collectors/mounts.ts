@@ -187,8 +187,10 @@ export const mounts: Collector<MountsConfig, MountsData> = {
       // Same namespace, same holders, the same mount (its id): a namespace that ended or a mount that
       // was taken down and made again between the reads is not one lasting leak.
       return obs.map((observation, i) => ({ observation, facts: `${leaked[i]!.namespace}|${leaked[i]!.pids.join(',')}|${leaked[i]!.mount.mountId}` }));
+    }, {
       // A suspect about an unjudged mount is carried as it was (neither confirmed nor dropped).
-    }, { unjudged: () => new Set([...(unjudged ?? [])].map((s) => suspectKey('mount.holder', s))) });
+      unjudged: () => new Set([...(unjudged ?? [])].map((s) => suspectKey('mount.holder', s))),
+    });
     if (noHostNs) return { kind: 'no-data', reason: "cannot read the host's mount namespace through pid 1 or 2 (the agent needs hostPID)" };
     const confirmedSubjects = new Set(observations.map((o) => o.subject));
     const d = data ?? { namespaces: [], leaked: [], suspected: 0, dismissed: 0 };

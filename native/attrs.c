@@ -857,12 +857,146 @@ static napi_value statfs_async(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+// ---- statAt and listStat: the tree index's calls (agent/host/tree-index.ts), synchronous ----
+// The incremental refresh runs on its own worker thread and makes one call per directory instead of
+// one lstat per entry: no Stats object per entry, and each name looked up relative to its directory's
+// descriptor (one path walk per directory, not per entry). Each entry is ST_FIELDS numbers in a
+// Float64Array: kind (0 gone or unreadable, 1 directory, 2 regular file, 3 other), device, inode,
+// mtime and ctime in ms, allocated bytes (st_blocks * 512). Symlinks are never followed.
+#define ST_FIELDS 6
+#define ST_MASK (STATX_TYPE | STATX_INO | STATX_MTIME | STATX_CTIME | STATX_BLOCKS)
+
+static void put_stat(double *o, int dirfd, const char *name) {
+  struct statx stx;
+  if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, ST_MASK, &stx) != 0) {
+    memset(o, 0, ST_FIELDS * sizeof *o);
+    return;
+  }
+  o[0] = S_ISDIR(stx.stx_mode) ? 1 : S_ISREG(stx.stx_mode) ? 2 : 3;
+  o[1] = (double)makedev(stx.stx_dev_major, stx.stx_dev_minor);
+  o[2] = (double)stx.stx_ino;
+  o[3] = (double)stx.stx_mtime.tv_sec * 1e3 + stx.stx_mtime.tv_nsec / 1e6;
+  o[4] = (double)stx.stx_ctime.tv_sec * 1e3 + stx.stx_ctime.tv_nsec / 1e6;
+  o[5] = (double)stx.stx_blocks * 512;
+}
+
+static napi_value float64_array(napi_env env, const double *data, size_t n) {
+  void *buf = NULL;
+  napi_value ab, out;
+  napi_create_arraybuffer(env, n * sizeof(double), &buf, &ab);
+  if (n) memcpy(buf, data, n * sizeof(double));
+  napi_create_typedarray(env, napi_float64_array, n, ab, 0, &out);
+  return out;
+}
+
+// statAt(dir, names): the names' stats relative to dir (opened without following a symlink), or to
+// the working directory when dir is null (names are then whole paths). null when dir cannot be opened.
+static napi_value stat_at(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], out;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  napi_valuetype t = napi_undefined;
+  if (argc < 2 || napi_typeof(env, argv[0], &t) != napi_ok || (t != napi_string && t != napi_null)) {
+    napi_throw_type_error(env, NULL, "statAt(dir | null, names)");
+    return NULL;
+  }
+  char **names = NULL;
+  uint32_t n = 0;
+  int r = read_paths(env, argv[1], &names, &n);
+  if (r == -1) napi_throw_type_error(env, NULL, "statAt(dir | null, names)");
+  if (r != 0) return NULL;
+  int fd = AT_FDCWD;
+  if (t == napi_string) {
+    char dir[4096];
+    if (get_path(env, argv[0], dir, sizeof dir) != 0) {
+      free_paths(names, n);
+      return NULL;
+    }
+    fd = open_dir_long(dir);
+    if (fd < 0) {
+      free_paths(names, n);
+      napi_get_null(env, &out);
+      return out;
+    }
+  }
+  double *o = malloc((n ? n : 1) * ST_FIELDS * sizeof *o);
+  for (uint32_t i = 0; i < n; i++) put_stat(o + (size_t)i * ST_FIELDS, fd, names[i]);
+  if (fd != AT_FDCWD) close(fd);
+  out = float64_array(env, o, (size_t)n * ST_FIELDS);
+  free(o);
+  free_paths(names, n);
+  return out;
+}
+
+// listStat(dir, skip): { names, stats } of dir's entries ("." and ".." left out), or null when dir
+// cannot be opened. A name in skip (a mount point: another filesystem, maybe a hung one) is listed
+// with kind 0 and never looked up.
+static napi_value list_stat(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], out;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char dir[4096];
+  if (argc < 2) {
+    napi_throw_type_error(env, NULL, "listStat(dir, skip)");
+    return NULL;
+  }
+  if (get_path(env, argv[0], dir, sizeof dir) != 0) return NULL;
+  char **skip = NULL;
+  uint32_t nskip = 0;
+  int r = read_paths(env, argv[1], &skip, &nskip);
+  if (r == -1) napi_throw_type_error(env, NULL, "listStat(dir, skip)");
+  if (r != 0) return NULL;
+  dev_t dev;
+  DIR *d = open_listing(dir, &dev);
+  if (!d) {
+    free_paths(skip, nskip);
+    napi_get_null(env, &out);
+    return out;
+  }
+  int fd = dirfd(d);
+  size_t n = 0, cap = 64;
+  char **names = malloc(cap * sizeof *names);
+  double *o = malloc(cap * ST_FIELDS * sizeof *o);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.' && (e->d_name[1] == 0 || (e->d_name[1] == '.' && e->d_name[2] == 0))) continue;
+    if (n == cap) {
+      cap *= 2;
+      names = realloc(names, cap * sizeof *names);
+      o = realloc(o, cap * ST_FIELDS * sizeof *o);
+    }
+    names[n] = strdup(e->d_name);
+    int skipped = 0;
+    for (uint32_t i = 0; i < nskip && !skipped; i++) skipped = strcmp(skip[i], e->d_name) == 0;
+    if (skipped) memset(o + n * ST_FIELDS, 0, ST_FIELDS * sizeof *o);
+    else put_stat(o + n * ST_FIELDS, fd, e->d_name);
+    n++;
+  }
+  closedir(d);
+  napi_value arr, v;
+  napi_create_array_with_length(env, n, &arr);
+  for (size_t i = 0; i < n; i++) {
+    napi_create_string_utf8(env, names[i], NAPI_AUTO_LENGTH, &v);
+    napi_set_element(env, arr, (uint32_t)i, v);
+    free(names[i]);
+  }
+  free(names);
+  napi_create_object(env, &out);
+  napi_set_named_property(env, out, "names", arr);
+  napi_set_named_property(env, out, "stats", float64_array(env, o, n * ST_FIELDS));
+  free(o);
+  free_paths(skip, nskip);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"scanTree", NULL, scan_tree, NULL, NULL, NULL, napi_default, NULL},
       {"attrsOf", NULL, attrs_of, NULL, NULL, NULL, napi_default, NULL},
       {"duTree", NULL, du_tree, NULL, NULL, NULL, napi_default, NULL},
       {"statfs", NULL, statfs_async, NULL, NULL, NULL, napi_default, NULL},
+      {"statAt", NULL, stat_at, NULL, NULL, NULL, napi_default, NULL},
+      {"listStat", NULL, list_stat, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

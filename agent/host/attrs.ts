@@ -7,12 +7,15 @@ import { errnoCode } from '../../protocol/errors.js';
 import type { AttrAccess, AttrScan, FsStats, ScanProgress } from '../../collectors/types.js';
 import type { TreeWalker, WalkResult } from '../../collectors/common/fillers.js';
 import { withDeadline } from '../../protocol/deadline.js';
+import type { IndexFs } from './tree-index.js';
 
 interface NativeAttrs {
   scanTree(roots: string[], threads: number): Promise<AttrScan>;
   attrsOf(path: string): number;
   duTree?(roots: string[], threads: number, timeoutMs: number, maxEntries: number, excludes: string[], devices: (string | null)[]): Promise<WalkResult>;
   statfs?(path: string): Promise<FsStats>;
+  statAt?(dir: string | null, names: string[]): Float64Array | null;
+  listStat?(dir: string, skip: string[]): { names: string[]; stats: Float64Array } | null;
 }
 
 let loaded: NativeAttrs | null | undefined;
@@ -103,4 +106,20 @@ export function createTreeWalker(): TreeWalker | undefined {
 export function nativeStatfs(): ((path: string) => Promise<FsStats>) | undefined {
   const native = load();
   return native?.statfs?.bind(native);
+}
+
+/**
+ * The tree index's synchronous calls (statAt, listStat: one per directory, each name looked up relative
+ * to its directory), or undefined when the module was not built (or is an older build): the index then
+ * makes them of lstatSync and readdirSync.
+ */
+export function nativeIndexFs(): IndexFs | undefined {
+  const native = load();
+  const statAt = native?.statAt?.bind(native);
+  const listStat = native?.listStat?.bind(native);
+  if (!statAt || !listStat) return undefined;
+  return {
+    statAt: (dir, names) => statAt(dir, names) ?? undefined,
+    list: (dir, skip) => listStat(dir, [...skip]) ?? undefined,
+  };
 }

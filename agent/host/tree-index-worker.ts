@@ -1,5 +1,5 @@
 // Worker-thread entry for the incremental refresh (tree-index.ts): it keeps the indexes and makes the
-// lstat calls, so a filesystem that hangs in the kernel blocks this thread, never the agent's.
+// stat calls, so a filesystem that hangs in the kernel blocks this thread, never the agent's.
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { createTreeIndex } from './tree-index.js';

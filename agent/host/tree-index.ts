@@ -10,6 +10,7 @@
 import { lstatSync, readdirSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { REFRESH_MAX_ENTRIES } from '../../collectors/common/fillers.js';
+import { nativeIndexFs } from './attrs.js';
 
 /** Files at least this large are re-stat'ed at every refresh. */
 export const TRACK_BYTES = 1024 * 1024;
@@ -20,9 +21,9 @@ export const MAX_RECENT = 32;
 /** At most this many large files per root are re-stat'ed; the rest wait for the full walk. */
 export const MAX_TRACKED = 1_000;
 /**
- * A root is indexed only while it holds at most MAX_ROOT_ENTRIES entries (indexing costs an lstat per
- * entry, about 12 microseconds of CPU warm), and all roots together at most MAX_DIRS directories (an
- * unchanged refresh costs an lstat per directory at every disk run while a filesystem fills, about 23
+ * A root is indexed only while it holds at most MAX_ROOT_ENTRIES entries (indexing costs a stat per
+ * entry, about 5 microseconds of CPU warm from the native calls, 9 from lstatSync), and all roots together at most MAX_DIRS directories (an
+ * unchanged refresh costs a stat per directory at every disk run while a filesystem fills, about 23
  * microseconds each: on this machine's root 9,336 calls were 0.22 s of CPU a run, 1,650 calls 25 ms).
  * A larger root (a data root of millions of files) is left to the full walk: unbounded, with every
  * filesystem over its warning, the agent re-indexed a root of millions of entries at every run
@@ -63,7 +64,68 @@ export interface RefreshResult {
 
 class OverBudget extends Error {}
 
-const allocated = (st: Stats): number => st.blocks * 512;
+/** One entry's stat: kind 0 gone (or unreadable, or a mount point not looked up), 1 directory, 2 regular file, 3 other. */
+interface Lite {
+  kind: number;
+  dev: number;
+  ino: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  /** Allocated bytes (st_blocks * 512). */
+  bytes: number;
+}
+
+/**
+ * The index's calls, one per directory: the stats of some names in a directory (`dir` null: the names
+ * are whole paths), and a directory's listing with the stat of each entry (names in `skip` are never
+ * looked up: mount points). undefined when the directory cannot be opened. Stats are ST_FIELDS numbers
+ * per name, as the native module's statAt and listStat return them.
+ */
+export interface IndexFs {
+  statAt(dir: string | null, names: string[]): Float64Array | undefined;
+  list(dir: string, skip: readonly string[]): { names: string[]; stats: Float64Array } | undefined;
+}
+
+const ST_FIELDS = 6;
+const lite = (a: Float64Array, i: number): Lite => {
+  const o = i * ST_FIELDS;
+  return { kind: a[o]!, dev: a[o + 1]!, ino: a[o + 2]!, mtimeMs: a[o + 3]!, ctimeMs: a[o + 4]!, bytes: a[o + 5]! };
+};
+
+/** The same calls made of lstatSync and readdirSync, where the native module is not built. */
+export const jsIndexFs: IndexFs = {
+  statAt(dir, names) {
+    const out = new Float64Array(names.length * ST_FIELDS);
+    names.forEach((n, i) => putStats(out, i, dir === null ? n : path.join(dir, n)));
+    return out;
+  },
+  list(dir, skip) {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return undefined;
+    }
+    const out = new Float64Array(names.length * ST_FIELDS);
+    names.forEach((n, i) => {
+      if (!skip.includes(n)) putStats(out, i, path.join(dir, n));
+    });
+    return { names, stats: out };
+  },
+};
+
+function putStats(out: Float64Array, i: number, p: string): void {
+  let st: Stats | undefined;
+  try {
+    st = lstatSync(p, { throwIfNoEntry: false });
+  } catch {
+    st = undefined;
+  }
+  if (!st) return;
+  out.set([st.isDirectory() ? 1 : st.isFile() ? 2 : 3, st.dev, st.ino, st.mtimeMs, st.ctimeMs, st.blocks * 512], i * ST_FIELDS);
+}
+
+const join = (dir: string, name: string) => (dir.endsWith('/') ? dir + name : `${dir}/${name}`);
 
 /**
  * The refresher keeps one index per root between calls; a root not asked for is forgotten. `hostPath`
@@ -72,11 +134,12 @@ const allocated = (st: Stats): number => st.blocks * 512;
  * order given, so the first, largest, come first): a root past either is not measured
  * (the full walk still is), nor tried again for OVER_BUDGET_RETRY_MS.
  */
-export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEntries?: number; maxDirs?: number; now?: () => number; mountPoints?: () => Promise<ReadonlySet<string>> } = {}): { refresh(roots: readonly string[]): Promise<RefreshResult> } {
+export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEntries?: number; maxDirs?: number; now?: () => number; mountPoints?: () => Promise<ReadonlySet<string>>; fs?: IndexFs } = {}): { refresh(roots: readonly string[]): Promise<RefreshResult> } {
   const hostPath = opts.hostPath ?? ((p: string) => p);
   const maxEntries = opts.maxEntries ?? MAX_ROOT_ENTRIES;
   const maxDirs = opts.maxDirs ?? MAX_DIRS;
   const now = opts.now ?? Date.now;
+  const fs = opts.fs ?? nativeIndexFs() ?? jsIndexFs;
   let indexes = new Map<string, RootIndex>();
   /** Roots found over their budget, with when. */
   let overBudget = new Map<string, number>();
@@ -92,76 +155,83 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
       // Never stat a mount point under a root (a dead NFS server hangs the call): it is another
       // filesystem, and a directory indexed before something was mounted on it is dropped.
       const mounts = (await opts.mountPoints?.()) ?? new Set<string>();
+      const mountsIn = new Map<string, string[]>();
+      for (const m of mounts) {
+        const dir = path.dirname(m);
+        mountsIn.set(dir, [...(mountsIn.get(dir) ?? []), path.basename(m)]);
+      }
       let sinceYield = 0;
-      const pace = async () => {
-        if (++sinceYield >= 256) {
+      /** Counts `n` calls, yielding to the event loop every 256 (the calls are synchronous). */
+      const pace = async (n: number) => {
+        out.calls += n;
+        sinceYield += n;
+        if (sinceYield >= 256) {
           sinceYield = 0;
           await new Promise((r) => setImmediate(r));
         }
       };
       /**
-       * Synchronous lstat (a few microseconds warm, where a promise costs tens: indexing 127,000
-       * entries of /usr took 6.4 s of CPU with promises), yielding to the event loop every 256 calls;
-       * never a mount point. Synchronous calls are why the index lives on a worker thread.
+       * Synchronous calls, one per directory (a few microseconds an entry warm, where a promise per
+       * lstat costs tens: indexing 127,000 entries of /usr took 6.4 s of CPU with promises), never on a
+       * mount point. Synchronous calls are why the index lives on a worker thread.
        */
-      const stat = async (p: string): Promise<Stats | undefined> => {
-        if (mounts.has(p)) return undefined;
-        out.calls++;
-        await pace();
-        try {
-          return lstatSync(p, { throwIfNoEntry: false });
-        } catch {
-          return undefined;
-        }
-      };
-      const list = async (p: string): Promise<string[]> => {
-        out.calls++;
-        await pace();
-        try {
-          return readdirSync(p);
-        } catch {
-          return [];
-        }
+      const statAt = async (dir: string, names: string[]): Promise<(Lite | undefined)[]> => {
+        const asked = names.filter((n) => !mounts.has(join(dir, n)));
+        if (asked.length === 0) return names.map(() => undefined);
+        await pace(asked.length);
+        const a = fs.statAt(dir, asked);
+        const got = new Map<string, Lite>();
+        if (a) asked.forEach((n, i) => {
+          const l = lite(a, i);
+          if (l.kind !== 0) got.set(n, l);
+        });
+        return names.map((n) => got.get(n));
       };
 
       type Recent = { node: DirNode; name: string; bytes: number; mtimeMs: number };
-      const scan = async (p: string, st: Stats, dev: number, old: DirNode | undefined, idx: { tracked: number; recent: Recent[] }): Promise<DirNode> => {
+      const scan = async (p: string, st: Lite, dev: number, old: DirNode | undefined, idx: { tracked: number; recent: Recent[] }): Promise<DirNode> => {
         if (old && old.ino === st.ino && old.mtimeMs === st.mtimeMs && old.ctimeMs === st.ctimeMs) {
           // The listing is the same: only the watched files and the subdirectories can have changed.
           const node: DirNode = { ...old, tracked: new Map(), subdirs: new Map() };
-          for (const name of old.tracked.keys()) {
-            const f = await stat(path.join(p, name));
-            if (f) node.tracked.set(name, allocated(f));
-          }
-          for (const [name, child] of old.subdirs) {
-            if (++budget.dirs > maxDirs) throw new OverBudget();
-            const c = await stat(path.join(p, name));
-            if (c?.isDirectory() && c.dev === dev) node.subdirs.set(name, await scan(path.join(p, name), c, dev, child, idx));
+          const files = [...old.tracked.keys()];
+          const dirs = [...old.subdirs.keys()];
+          budget.dirs += dirs.length;
+          if (budget.dirs > maxDirs) throw new OverBudget();
+          const stats = files.length + dirs.length > 0 ? await statAt(p, [...files, ...dirs]) : [];
+          files.forEach((name, i) => {
+            const f = stats[i];
+            if (f) node.tracked.set(name, f.bytes);
+          });
+          for (const [i, name] of dirs.entries()) {
+            const c = stats[files.length + i];
+            if (c?.kind === 1 && c.dev === dev) node.subdirs.set(name, await scan(join(p, name), c, dev, old.subdirs.get(name), idx));
           }
           idx.tracked += node.tracked.size;
           return node;
         }
-        const names = await list(p);
+        const listed = fs.list(p, mountsIn.get(p) ?? []);
+        const names = listed?.names ?? [];
+        await pace(1 + names.length);
         budget.entries += names.length;
         out.indexed += names.length;
         if (budget.entries > maxEntries || ++budget.dirs > maxDirs) throw new OverBudget();
-        const node: DirNode = { ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, own: allocated(st), tracked: new Map(), subdirs: new Map() };
-        const stats: (Stats | undefined)[] = [];
-        for (const n of names) stats.push(await stat(path.join(p, n)));
-        const dirs: [string, Stats][] = [];
+        const node: DirNode = { ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, own: st.bytes, tracked: new Map(), subdirs: new Map() };
+        const dirs: [string, Lite][] = [];
         names.forEach((name, i) => {
-          const e = stats[i];
-          if (!e || e.dev !== dev) return; // vanished, or another filesystem mounted here: not ours
-          if (e.isDirectory()) dirs.push([name, e]);
-          else if (e.isFile() && allocated(e) >= TRACK_BYTES && idx.tracked < MAX_TRACKED) {
-            node.tracked.set(name, allocated(e));
+          const e = lite(listed!.stats, i);
+          if (e.kind === 0 || e.dev !== dev) return; // vanished, or another filesystem mounted here: not ours
+          // A name that is not UTF-8 cannot be looked up again by its decoded name: counted here, never entered or watched.
+          const lossy = name.includes('\uFFFD');
+          if (e.kind === 1 && !lossy) dirs.push([name, e]);
+          else if (e.kind === 2 && !lossy && e.bytes >= TRACK_BYTES && idx.tracked < MAX_TRACKED) {
+            node.tracked.set(name, e.bytes);
             idx.tracked++;
           } else {
-            node.own += allocated(e);
-            if (e.isFile() && t - e.mtimeMs < RECENT_MS) idx.recent.push({ node, name, bytes: allocated(e), mtimeMs: e.mtimeMs });
+            node.own += e.bytes;
+            if (e.kind === 2 && !lossy && t - e.mtimeMs < RECENT_MS) idx.recent.push({ node, name, bytes: e.bytes, mtimeMs: e.mtimeMs });
           }
         });
-        for (const [name, e] of dirs) node.subdirs.set(name, await scan(path.join(p, name), e, dev, old?.subdirs.get(name), idx));
+        for (const [name, e] of dirs) node.subdirs.set(name, await scan(join(p, name), e, dev, old?.subdirs.get(name), idx));
         return node;
       };
       const total = (n: DirNode): number => {
@@ -180,14 +250,20 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
         }
         budget.entries = 0;
         const dirsBefore = budget.dirs;
-        const st = await stat(hostPath(root));
-        if (!st) continue;
+        const at = hostPath(root);
+        let st: Lite | undefined;
+        if (!mounts.has(at)) {
+          await pace(1);
+          const a = fs.statAt(null, [at]);
+          st = a ? lite(a, 0) : undefined;
+        }
+        if (!st || st.kind === 0) continue;
         const old = indexes.get(root);
         const oldDir = old && old.dev === st.dev && 'ino' in old.node ? old.node : undefined;
         try {
-          if (st.isDirectory()) {
+          if (st.kind === 1) {
             const idx = { tracked: 0, recent: [] as Recent[] };
-            const node = await scan(hostPath(root), st, st.dev, oldDir, idx);
+            const node = await scan(at, st, st.dev, oldDir, idx);
             // The most recently written files listed in this refresh are watched too: they may be growing.
             for (const r of idx.recent.sort((a, b) => b.mtimeMs - a.mtimeMs).slice(0, MAX_RECENT)) {
               r.node.own -= r.bytes;
@@ -196,8 +272,8 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
             next.set(root, { dev: st.dev, node, tracked: idx.tracked });
             out.bytes[root] = total(node);
           } else {
-            next.set(root, { dev: st.dev, node: { file: allocated(st) }, tracked: 0 });
-            out.bytes[root] = allocated(st);
+            next.set(root, { dev: st.dev, node: { file: st.bytes }, tracked: 0 });
+            out.bytes[root] = st.bytes;
           }
         } catch (err) {
           if (!(err instanceof OverBudget)) throw err;

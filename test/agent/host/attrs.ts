@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createAttrAccess, scanInGroups } from '../../../agent/host/attrs.js';
+import { createAttrAccess, nativeIndexFs, scanInGroups } from '../../../agent/host/attrs.js';
 import type { AttrAccess, AttrScan, ScanProgress } from '../../../collectors/types.js';
 
 t.test('scanInGroups: every path scanned once, results summed, progress after each group up to all', async (t) => {
@@ -75,4 +75,32 @@ t.test('an error about a path of any length names the end of the path, within a 
   t.ok(Buffer.byteLength(message) <= 32 + 3 + 256 + 128, `the message is bounded (${Buffer.byteLength(message)} bytes)`);
   t.equal(messageOf(`/${'x'.repeat(300)}`), `statx ...${'x'.repeat(256)}: File name too long`, 'a path over 256 bytes keeps its last 256');
   t.equal(messageOf('y'.repeat(256)), `statx ${'y'.repeat(256)}: File name too long`, 'a path of 256 bytes is whole');
+});
+
+t.test("the tree index's native calls: hostile and broken input is refused or reported gone, never crashes", async (t) => {
+  const fs = nativeIndexFs();
+  if (!fs) {
+    if (process.env['CI'] === 'true') t.fail('the native module is not built');
+    else t.comment('skipped: the native module is not built');
+    return;
+  }
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nw-indexfs-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'f'), 'x'.repeat(10_000));
+  mkdirSync(path.join(dir, 'd'));
+  t.equal(fs.list(path.join(dir, 'missing'), []), undefined, 'a missing directory: no listing');
+  t.equal(fs.list(path.join(dir, 'f'), []), undefined, 'a file is not listed');
+  t.equal(fs.statAt(path.join(dir, 'missing'), ['f']), undefined, 'names under a missing directory: none');
+  const listed = fs.list(dir, ['d'])!;
+  t.same([...listed.names].sort(), ['d', 'f']);
+  const at = (name: string) => Array.from(listed.stats.subarray(listed.names.indexOf(name) * 6, listed.names.indexOf(name) * 6 + 6));
+  t.equal(at('d')[0], 0, 'a name to skip (a mount point) is never looked up');
+  t.equal(at('f')[0], 2, 'a regular file');
+  t.ok(at('f')[5]! >= 10_000, 'its allocated bytes');
+  const s = fs.statAt(dir, ['f', 'gone', '../' + path.basename(dir), 'a/b'.repeat(1000)])!;
+  t.same([s[0], s[6], s[12], s[18]], [2, 0, 1, 0], 'a file, a vanished name, a relative path, a name longer than NAME_MAX');
+  t.throws(() => fs.statAt(dir, ['x'.repeat(5000)]), TypeError, 'a name of 4096 bytes or more is refused');
+  t.throws(() => fs.list('x'.repeat(5000), []), TypeError, 'so is such a directory');
+  t.throws(() => fs.statAt(dir, 'f' as unknown as string[]), TypeError, 'names must be an array');
+  t.throws(() => fs.statAt(dir, [42 as unknown as string]), TypeError, 'of strings');
 });

@@ -4,7 +4,8 @@
 // from /proc over the window, after 15 s of warm-up, and peak RSS (VmHWM). With `--base DIR` (a checkout
 // of another revision, built), that build runs side by side under the same churn in the same window:
 // on a shared machine only such side-by-side figures compare. `--set K=V` configures this build only, so
-// `--base .` compares a setting with the defaults (the fillers view forced on, for one). Beside them, in the
+// `--base .` compares a setting with the defaults (the fillers view forced on, for one); `--base-set K=V`
+// configures the base (the same setting on both, to compare two builds with it). Beside them, in the
 // same window, the floor: `docker events` and `ctr events` following the same events as the agent.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -45,7 +46,7 @@ export function ticks(pid: number): number {
   return Math.max(threads, Number(f[11]) + Number(f[12])) + Number(f[13]) + Number(f[14]);
 }
 
-export async function benchChurnCost(opts: { seconds?: number; base?: string; sets?: readonly string[]; nodeFlags?: readonly string[] } = {}): Promise<string> {
+export async function benchChurnCost(opts: { seconds?: number; base?: string; sets?: readonly string[]; baseSets?: readonly string[]; nodeFlags?: readonly string[] } = {}): Promise<string> {
   const seconds = opts.seconds ?? 120;
   if (dockerTry('image', 'inspect', TEST_IMAGE).code !== 0) throw new Error(`churn-cost needs the test image ${TEST_IMAGE}: run npm test once (it builds it offline)`);
   const sets = opts.sets ?? [];
@@ -53,7 +54,7 @@ export async function benchChurnCost(opts: { seconds?: number; base?: string; se
   const changed = [...sets, ...flags];
   const builds = [
     { name: changed.length ? `this build, ${changed.join(' ')}` : 'this build', root: ROOT, sets, flags },
-    ...(opts.base ? [{ name: `base ${opts.base}${changed.length ? ', defaults' : ''}`, root: path.resolve(opts.base), sets: [] as readonly string[], flags: [] as readonly string[] }] : []),
+    ...(opts.base ? [{ name: `base ${opts.base}${opts.baseSets?.length ? `, ${opts.baseSets.join(' ')}` : changed.length ? ', defaults' : ''}`, root: path.resolve(opts.base), sets: opts.baseSets ?? [], flags: [] as readonly string[] }] : []),
   ];
   const population = runtimePopulation();
   const criImage = copyToContainerd(TEST_IMAGE, 'k8s.io', ['nodewarden-test=churn']);

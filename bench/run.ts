@@ -26,14 +26,14 @@ const BENCHES: Record<string, () => Promise<string>> = {
   kmsg: () => benchKmsg(),
   web: () => benchWeb(options.duration === undefined ? {} : { seconds: options.duration }),
   du: () => benchDu(),
-  'churn-cost': () => benchChurnCost({ ...(options.duration === undefined ? {} : { seconds: options.duration }), ...(options.base === undefined ? {} : { base: options.base }), sets: options.sets, nodeFlags: options.nodeFlags }),
+  'churn-cost': () => benchChurnCost({ ...(options.duration === undefined ? {} : { seconds: options.duration }), ...(options.base === undefined ? {} : { base: options.base }), sets: options.sets, baseSets: options.baseSets, nodeFlags: options.nodeFlags }),
 };
 
 // Options: --duration 10m (or seconds) for soak, web (its steady state; default 60 s) and churn-cost (default 120 s); --interval 2s: soak with runtime, drift and mounts every 2 s;
 // --base DIR: churn-cost runs that checkout's build (built: dist/) side by side with this one; --set K=V (repeatable): churn-cost's
-// config for this build only (`--base .` then compares a setting with the defaults); --node-flag F (repeatable): a V8/Node flag for
+// config for this build only (`--base .` then compares a setting with the defaults); --base-set K=V: the base's config; --node-flag F (repeatable): a V8/Node flag for
 // churn-cost's agent of this build only, after the DaemonSet's --max-semi-space-size=2 (`--base . --node-flag --single-threaded-gc`).
-const options: { duration?: number; interval?: string; base?: string; sets: string[]; nodeFlags: string[] } = { sets: [], nodeFlags: [] };
+const options: { duration?: number; interval?: string; base?: string; sets: string[]; baseSets: string[]; nodeFlags: string[] } = { sets: [], baseSets: [], nodeFlags: [] };
 const args = process.argv.slice(2);
 const wanted: string[] = [];
 for (let i = 0; i < args.length; i++) {
@@ -52,13 +52,13 @@ for (let i = 0; i < args.length; i++) {
       process.exit(2);
     }
     options.interval = v;
-  } else if (args[i] === '--set') {
+  } else if (args[i] === '--set' || args[i] === '--base-set') {
     const v = args[++i] ?? '';
     if (!/^[\w.]+=/.test(v)) {
-      process.stderr.write(`bench: --set wants KEY=VALUE, not ${v || 'nothing'}\n`);
+      process.stderr.write(`bench: ${args[i - 1]} wants KEY=VALUE, not ${v || 'nothing'}\n`);
       process.exit(2);
     }
-    options.sets.push(v);
+    (args[i - 1] === '--set' ? options.sets : options.baseSets).push(v);
   } else if (args[i] === '--node-flag') {
     const v = args[++i] ?? '';
     if (!/^--[\w-]+(=\S+)?$/.test(v)) {

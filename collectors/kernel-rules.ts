@@ -30,8 +30,10 @@ export type KernelFact =
   | { kind: 'suppressed'; source: string; count: number }
   /** What an oops is about, the line before its header: "BUG: kernel NULL pointer dereference, address: X", "kernel BUG at F:N!", ... */
   | { kind: 'oops-cause'; cause: string }
-  /** An oops (die()): "Oops: 0000 [#1] SMP", "general protection fault: 0000 [#1]", "Oops: divide error: 0000 [#1]", arm64's "Internal error: Oops: ..." */
+  /** An oops (die()'s header): "Oops: 0000 [#1] SMP", "alignment check: 0000 [#1]", "Oops: divide error: 0000 [#1]", arm64's "Internal error: REASON: ESR [#1]" */
   | { kind: 'oops'; what: string; number: number }
+  /** "------------[ cut here ]------------" or "---[ end trace ... ]---": a report starts or ends, so an oops line before it belongs to no header after it. */
+  | { kind: 'trace-boundary' }
   /** The process a stack dump was taken in: "CPU: 3 [UID: 0 ]PID: 1234 Comm: kworker/3:1 Tainted: ..." (follows an oops header). */
   | { kind: 'cpu-comm'; cpu: number; pid: number; task: string }
   /** "unregister_netdevice: waiting for lo to become free. Usage count = 1" (a network namespace that cannot be torn down). */
@@ -61,8 +63,16 @@ const BUF_IO = /^Buffer I\/O error on (?:dev(?:ice)? )?([\w!./-]+), logical bloc
 // namespace against one global nf_conntrack_max, so a pod's namespace can be full while the node's is not.
 const CONNTRACK = /(?:^|: )nf_conntrack: (?:nf_conntrack: )?table full(?: in netns (\d+))?, dropping packet/;
 const SUPPRESSED = /^(\S+?):? (\d+) callbacks suppressed/;
-// die()'s header: the exception's name (x86 traps, 6.x prefixes them with "Oops: "), its error code and the oops count.
-const OOPS = /^(?:Internal error: )?(?:Oops(?: - BUG)?: (?:(.+?): )?|(general protection fault[^:]*|divide error|invalid opcode|stack segment|double fault): )([0-9a-f]{1,16}) \[#(\d+)\]/;
+// die()'s header: a reason, an error code in hex and the oops count. arm64 prints any reason after
+// "Internal error: " ("Oops", "Oops - BUG", "synchronous external abort", "undefined instruction") with the
+// ESR; x86 prints the trap's name ("alignment check", "int3", "kernel stack overflow (double-fault)",
+// "general protection fault, probably for non-canonical address 0x..."), prefixed "Oops: " since 6.x, or
+// "Oops: CODE" for a page fault. The x86 form holds the whole record (a short name from its start, only
+// the kernel's upper-case flags after the count), so a driver message with ": 0000 [#1]" in it is not one.
+const OOPS_ARM = /^Internal error: (.{1,120}?): ([0-9a-f]{1,16}) \[#(\d+)\]/;
+const OOPS_NAME = '[a-z][\\w ,()./-]{0,119}?';
+const OOPS_X86 = new RegExp(`^(?:(?:Oops: )+(?:(${OOPS_NAME}): )?|(${OOPS_NAME}): )([0-9a-f]{1,16}) \\[#(\\d+)\\](?:\\s+[A-Z][A-Z0-9_]*)*\\s*$`);
+const TRACE_BOUNDARY = /^-+\[ (?:cut here \]-+$|end trace\b)/;
 const OOPS_CAUSE = /^(?:BUG: (unable to handle .+|kernel NULL pointer dereference.*)|Unable to handle kernel (.+)|(kernel BUG at \S+!))$/;
 const CPU_COMM = /^CPU: (\d+) (?:UID: \d+ )?PID: (\d+) Comm: (.+?) (?:Kdump: loaded )?(?:Not tainted|Tainted:)/;
 const NETDEV = /^unregister_netdevice: waiting for (\S+) to become free\. Usage count = (-?\d+)/;
@@ -160,8 +170,12 @@ export function parseKernelLine(message: string): KernelFact | undefined {
   if (m) return m[1] === undefined ? { kind: 'conntrack-full' } : { kind: 'conntrack-full', netns: Number(m[1]) };
   m = SUPPRESSED.exec(line);
   if (m) return { kind: 'suppressed', source: m[1]!, count: Number(m[2]) };
-  m = OOPS.exec(line);
+  m = OOPS_ARM.exec(line);
+  // "Oops - BUG" says BUG; "Oops" alone is the default.
+  if (m) return { kind: 'oops', what: m[1]!.replace(/^Oops - /, '').slice(0, 200), number: Number(m[3]) };
+  m = OOPS_X86.exec(line);
   if (m) return { kind: 'oops', what: (m[1] ?? m[2] ?? 'Oops').slice(0, 200), number: Number(m[4]) };
+  if (TRACE_BOUNDARY.test(line)) return { kind: 'trace-boundary' };
   m = OOPS_CAUSE.exec(line);
   if (m) return { kind: 'oops-cause', cause: (m[1] ?? (m[2] ? `unable to handle kernel ${m[2]}` : m[3]!)).slice(0, 200) };
   m = CPU_COMM.exec(line);

@@ -49,7 +49,36 @@ export interface KernelData {
   lookedAt?: number;
   /** The time of the newest runtime view this collector has used, its own or another collector's. */
   seenAt?: number;
+  /** An oops the last read ended in the middle of, to be joined with the next read's lines. */
+  oops?: OopsPending;
 }
+
+/**
+ * An oops being put together when a read ended: its cause line still waiting for the header, or the header
+ * still waiting for its "CPU: N PID: P Comm: C" line. One of each at most, by sequence number.
+ */
+export interface OopsPending {
+  cause?: { cause: string; seq: number };
+  header?: { seq: number; number: number; atMs: number };
+}
+
+/** The process line of an oops read before, to be added to its finding. */
+export interface OopsLateComm {
+  number: number;
+  atMs: number;
+  task: string;
+  pid: number;
+  cpu: number;
+}
+
+/**
+ * How far (in records) a cause line may come before its oops header: arm64 prints about 12 records of
+ * abort and page-table detail between them. Only another cause, header or report boundary in between
+ * cuts it shorter.
+ */
+export const OOPS_CAUSE_RECORDS = 40;
+/** How far the CPU line may come after the header ("Modules linked in:" and little else come between). */
+export const OOPS_COMM_RECORDS = 10;
 
 const MAX_IDENTITIES = 4096;
 const SNAPSHOT_WAIT_MS = 500;
@@ -85,18 +114,21 @@ export interface KernelEvent {
 
 /**
  * Turns kernel records into events. Pure: OOM reports span several lines (the cgroup's usage and limit,
- * "oom-kill:...", "Killed process ..."), joined here by position; everything else is one line each.
- * Records whose facility is not 0 (userspace writes to /dev/kmsg) are ignored.
+ * "oom-kill:...", "Killed process ..."), joined here by position; so do an oops's cause, header and
+ * process lines, also across reads: `pending` is what the previous read left unjoined, and the result's
+ * `oops` what this one leaves; `late` is the process line of a header the previous read ended on.
+ * Everything else is one line each. Records whose facility is not 0 (userspace writes to /dev/kmsg) are ignored.
  */
-export function eventsFromRecords(records: readonly KmsgRecord[]): { events: KernelEvent[]; suppressed: number } {
+export function eventsFromRecords(records: readonly KmsgRecord[], pending?: OopsPending): { events: KernelEvent[]; suppressed: number; oops?: OopsPending; late?: OopsLateComm } {
   const events: KernelEvent[] = [];
   let suppressed = 0;
+  let late: OopsLateComm | undefined;
   let memory: { usageKb: number; limitKb: number; seq: number } | undefined;
   let taskIn: { taskMemcg: string; oomMemcg: string; seq: number } | undefined;
   let lastOom: { ev: KernelEvent; seq: number } | undefined;
   let announced: { memcg: boolean; pid: number; seq: number } | undefined;
-  let oopsCause: { cause: string; seq: number } | undefined;
-  let lastOops: { ev: KernelEvent; seq: number } | undefined;
+  let oopsCause: { cause: string; seq: number } | undefined = pending?.cause;
+  let lastOops: { ev?: KernelEvent; seq: number; number: number; atMs: number } | undefined = pending?.header;
   for (const r of records) {
     if (r.facility !== 0) continue;
     const fact: KernelFact | undefined = parseKernelLine(r.message);
@@ -159,11 +191,18 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
         break;
       case 'oops-cause':
         oopsCause = { cause: fact.cause, seq: r.seq };
+        lastOops = undefined;
+        break;
+      case 'trace-boundary':
+        // A report starts or ends ("cut here", "end trace"): what came before belongs to no header after.
+        oopsCause = undefined;
+        lastOops = undefined;
         break;
       case 'oops': {
-        // The cause is the line or few before the header ("BUG: kernel NULL pointer dereference, ..."); the
-        // process comes after it ("CPU: 1 PID: 1234 Comm: x ..."), joined below by position.
-        const cause = oopsCause && r.seq - oopsCause.seq <= 10 ? oopsCause.cause : undefined;
+        // The cause comes before the header ("BUG: kernel NULL pointer dereference, ..." the line before on
+        // x86, "Unable to handle kernel ..." about 12 records before on arm64); the process after it
+        // ("CPU: 1 PID: 1234 Comm: x ..."), joined below by position.
+        const cause = oopsCause && r.seq > oopsCause.seq && r.seq - oopsCause.seq <= OOPS_CAUSE_RECORDS ? oopsCause.cause : undefined;
         oopsCause = undefined;
         const ev: KernelEvent = {
           check: 'kernel.oops', subject: 'oops', severity: 'critical', atMs: at,
@@ -171,15 +210,19 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
           remedy: "dmesg -T | grep -B5 -A40 -E 'Oops|BUG:|general protection'  # the stack names the code: a kernel or driver bug, or bad memory; the kernel is now tainted and may fail again: drain the node, reboot it, and check for a kernel update",
           evidence: { oops: fact.what, oops_number: fact.number, ...(cause ? { cause } : {}) },
         };
-        ev.text = oopsText(ev);
+        ev.text = oopsText(ev.evidence);
         events.push(ev);
-        lastOops = { ev, seq: r.seq };
+        lastOops = { ev, seq: r.seq, number: fact.number, atMs: at };
         break;
       }
       case 'cpu-comm':
-        if (lastOops && r.seq - lastOops.seq <= 10 && lastOops.ev.evidence['task'] === undefined) {
-          Object.assign(lastOops.ev.evidence, { task: fact.task, pid: fact.pid, cpu: fact.cpu });
-          lastOops.ev.text = oopsText(lastOops.ev);
+        if (lastOops && r.seq > lastOops.seq && r.seq - lastOops.seq <= OOPS_COMM_RECORDS) {
+          if (!lastOops.ev) {
+            late = { number: lastOops.number, atMs: lastOops.atMs, task: fact.task, pid: fact.pid, cpu: fact.cpu };
+          } else if (lastOops.ev.evidence['task'] === undefined) {
+            Object.assign(lastOops.ev.evidence, { task: fact.task, pid: fact.pid, cpu: fact.cpu });
+            lastOops.ev.text = oopsText(lastOops.ev.evidence);
+          }
         }
         lastOops = undefined;
         break;
@@ -275,11 +318,26 @@ export function eventsFromRecords(records: readonly KmsgRecord[]): { events: Ker
         break;
     }
   }
-  return { events, suppressed };
+  // What is left for the next read, while it can still be joined: the sequence numbers run on across reads.
+  const lastSeq = records.length > 0 ? records[records.length - 1]!.seq : undefined;
+  const oops: OopsPending = {};
+  if (oopsCause && (lastSeq === undefined || (lastSeq >= oopsCause.seq && lastSeq - oopsCause.seq < OOPS_CAUSE_RECORDS))) oops.cause = oopsCause;
+  if (lastOops && (lastSeq === undefined || (lastSeq >= lastOops.seq && lastSeq - lastOops.seq < OOPS_COMM_RECORDS))) oops.header = { seq: lastOops.seq, number: lastOops.number, atMs: lastOops.atMs };
+  return { events, suppressed, ...(oops.cause || oops.header ? { oops } : {}), ...(late ? { late } : {}) };
 }
 
-function oopsText(ev: KernelEvent): string {
-  const e = ev.evidence;
+/**
+ * Adds a process line read late to the oops finding it belongs to (the header was the end of the last
+ * read): the group whose last oops is that one and names no process yet. Pure (mutates data).
+ */
+export function addLateOopsComm(data: KernelData, late: OopsLateComm): void {
+  const g = data.groups.find((x) => x.check === 'kernel.oops' && x.lastMs === late.atMs && x.last['oops_number'] === late.number && x.last['task'] === undefined);
+  if (!g) return;
+  g.last = { ...g.last, task: late.task, pid: late.pid, cpu: late.cpu };
+  g.text = oopsText(g.last);
+}
+
+function oopsText(e: Evidence): string {
   const what = String(e['oops']) === 'Oops' ? 'an oops' : `an oops (${String(e['oops'])})`;
   const cause = typeof e['cause'] === 'string' ? `: ${e['cause']}` : '';
   const who = typeof e['task'] === 'string' ? ` in ${e['task']} (pid ${String(e['pid'])}, CPU ${String(e['cpu'])})` : '';
@@ -504,13 +562,18 @@ export const kernel: Collector<KernelConfig, KernelData> = {
       losses: (prev?.losses ?? []).filter((l) => l.atMs >= now - config.lookback),
       dropped: prev?.dropped ?? 0,
     };
+    if (prev?.oops) data.oops = prev.oops;
     const batch = await ctx.kmsg.read();
     if (batch.status === 'absent') return { kind: 'no-data', reason: batch.error ?? 'no /dev/kmsg' };
     if (batch.status === 'error' && batch.records.length === 0) return { kind: 'unavailable', reason: `the kernel log reader: ${batch.error ?? 'error'} (it reopens /dev/kmsg next run)` };
 
     // Only what is recent counts (a one-shot check reads the whole ring).
     const recent = batch.records.filter((r) => r.wallMs >= now - config.lookback);
-    const { events, suppressed } = eventsFromRecords(recent);
+    const { events, suppressed, oops, late } = eventsFromRecords(recent, data.oops);
+    // An oops whose lines this read ended among joins with the next read's (one cause and one header at most).
+    if (oops) data.oops = oops;
+    else delete data.oops;
+    if (late) addLateOopsComm(data, late);
     if (batch.lost > 0 || suppressed > 0) data.losses.push({ atMs: now, lost: batch.lost, suppressed });
     if (data.losses.length > 1000) data.losses.splice(0, data.losses.length - 1000);
 

@@ -75,3 +75,27 @@ t.test('conntrack table full: the 6.18 line names the network namespace, older o
   t.same(parseKernelLine('nf_conntrack: table full, dropping packet'), { kind: 'conntrack-full' });
   t.equal(parseKernelLine('nf_conntrack: table full in netns x, dropping packet'), undefined, 'a namespace that is not a number is no line we know');
 });
+
+t.test('die() headers of every reason: what the oops was and its count, from arm64 and x86 alike; a driver line with ": 0000 [#1]" in it is none', async (t) => {
+  const cases: [string, string, number][] = [
+    ['Internal error: synchronous external abort: 0000000096000010 [#1] PREEMPT SMP', 'synchronous external abort', 1],
+    ['Internal error: Oops - SP/PC alignment exception: 000000008a000000 [#1] PREEMPT SMP', 'SP/PC alignment exception', 1],
+    ['Internal error: Oops - BUG: 00000000f2000800 [#1] SMP', 'BUG', 1],
+    ['Internal error: undefined instruction: 0000000002000000 [#3] SMP', 'undefined instruction', 3],
+    ['Internal error: Oops: 0000000096000006 [#1] PREEMPT SMP', 'Oops', 1],
+    ['alignment check: 0000 [#1] SMP', 'alignment check', 1],
+    ['int3: 0000 [#1] PREEMPT SMP NOPTI', 'int3', 1],
+    ['kernel stack overflow (double-fault): 0000 [#1] SMP PTI', 'kernel stack overflow (double-fault)', 1],
+    ['Oops: general protection fault, probably for non-canonical address 0xdead000000000122: 0000 [#1] PREEMPT SMP NOPTI', 'general protection fault, probably for non-canonical address 0xdead000000000122', 1],
+    ['Oops: 0002 [#12] SMP PTI', 'Oops', 12],
+  ];
+  for (const [line, what, number] of cases) t.same(parseKernelLine(line), { kind: 'oops', what, number }, line);
+  for (const line of [
+    'mlx5_core 0000:3b:00.0: cmd_work_handler: 0000 [#1] pending',
+    'nvme nvme0: I/O 12 QID 3 timeout, aborting: 0000 [#1]',
+    'foo: 0000 [#1] retried, link up',
+    '0000 [#1] SMP',
+    'Oops: 0000 [#x] SMP',
+    'int3: 00000000000000000 [#1] SMP',
+  ]) t.equal(parseKernelLine(line), undefined, line);
+});

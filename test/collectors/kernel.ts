@@ -129,6 +129,100 @@ t.test('an oops is one critical finding with what it was about (the BUG line bef
   t.equal(far[0]?.evidence['task'], undefined);
 });
 
+/** A dmesg capture from test/fixtures/kernel/oops/ as the kernel's messages, without dmesg's timestamps. */
+function dmesg(name: string): string[] {
+  return readFileSync(`test/fixtures/kernel/oops/${name}`, 'utf8').split('\n')
+    .filter((l) => l !== '' && !l.startsWith('# '))
+    .map((l) => l.replace(/^\[\s*\d+\.\d+\] /, ''));
+}
+
+/** Records numbered on from `seq`, as a later read of the same log has them. */
+function recsFrom(seq: number, lines: string[], at = NOW): KmsgRecord[] {
+  return lines.map((message, i) => ({ seq: seq + i, facility: 0, level: 0, usec: seq + i, wallMs: at, message }));
+}
+
+t.test('arm64: the "Unable to handle kernel" line 12 records before the "Internal error:" header is its cause', async (t) => {
+  const lines = dmesg('arm64-6.1-null-deref.txt');
+  t.equal(lines.findIndex((l) => l.startsWith('Internal error:')) - lines.findIndex((l) => l.startsWith('Unable to handle')), 12, 'the fixture has the distance arm64 prints');
+  const { events } = eventsFromRecords(recs(lines));
+  t.equal(events.length, 1, 'one oops');
+  t.same(events[0]?.evidence, { oops: 'Oops', oops_number: 1, cause: 'unable to handle kernel NULL pointer dereference at virtual address 0000000000000008', task: 'containerd-shim', pid: 21874, cpu: 3 });
+  const data = empty();
+  coalesce(data, events, 256);
+  t.match(evaluateKernel(data, NOW, config as never)[0]?.message, /^The kernel had an oops in containerd-shim \(pid 21874, CPU 3\): unable to handle kernel NULL pointer dereference at virtual address 0000000000000008\./);
+});
+
+t.test('die() headers of any reason are an oops: arm64 synchronous external abort, x86 alignment check, int3, 6.x general protection fault', async (t) => {
+  const cases: [string, string, string, number][] = [
+    ['arm64-6.1-sea.txt', 'synchronous external abort', 'kworker/0:2', 1432],
+    ['x86-5.10-alignment-check.txt', 'alignment check', 'fio', 3198],
+    ['x86-5.15-int3.txt', 'int3', 'bpftrace', 118204],
+    ['x86-6.8-gpf-list-poison.txt', 'general protection fault, probably for non-canonical address 0xdead000000000122', 'kubelet', 2291],
+  ];
+  for (const [file, what, task, pid] of cases) {
+    const { events } = eventsFromRecords(recs(dmesg(file)));
+    t.equal(events.length, 1, `${file}: one event`);
+    t.equal(events[0]?.check, 'kernel.oops', file);
+    t.equal(events[0]?.severity, 'critical', file);
+    t.same([events[0]?.evidence['oops'], events[0]?.evidence['task'], events[0]?.evidence['pid'], events[0]?.evidence['cause']], [what, task, pid, undefined], `${file}: what and who, no cause line`);
+    t.match(events[0]?.text, new RegExp(`^the kernel had an oops \\(${what.replace(/[()]/g, '\\$&')}\\) in ${task.replace('/', '\\/')} \\(pid ${pid}, CPU \\d+\\)\\.`), file);
+  }
+});
+
+t.test('an oops split across two reads of the log is still one oops with its cause and its process', async (t) => {
+  // The pure join: what one read leaves pending, the next one finishes.
+  const arm = dmesg('arm64-6.1-null-deref.txt');
+  const at = arm.findIndex((l) => l.startsWith('Internal error:'));
+  const first = eventsFromRecords(recsFrom(500, arm.slice(0, at)));
+  t.same(first.events, [], 'the first read ends before the header');
+  t.ok(first.oops?.cause, 'its cause is kept for the next read');
+  const second = eventsFromRecords(recsFrom(500 + at, arm.slice(at)), first.oops);
+  t.equal(second.events[0]?.evidence['cause'], 'unable to handle kernel NULL pointer dereference at virtual address 0000000000000008');
+  t.equal(second.events[0]?.evidence['task'], 'containerd-shim');
+  t.equal(second.oops, undefined, 'nothing left pending once the report has ended');
+  // Sequence numbers start again at a reboot: a cause from the last boot joins nothing.
+  t.equal(eventsFromRecords(recsFrom(3, arm.slice(at)), first.oops).events[0]?.evidence['cause'], undefined);
+
+  // The collector keeps it across runs: the cause in one read, the header in the next; then a header at
+  // the end of a read and its CPU line at the start of the next.
+  const gpf = dmesg('x86-6.8-gpf-list-poison.txt');
+  let batch: KmsgRecord[] = [];
+  const kmsg = { read: async () => ({ status: 'ok' as const, records: batch, lost: 0, overflows: 0 }), health: () => ({ ok: true, totals: {} }) };
+  const runtime = { settleMs: 0, ping: async () => [], snapshot: async () => ({ runtimes: [], containers: [], takenAt: NOW }) };
+  const run = async (previous: unknown, now: number) => {
+    const r = await kernel.collect({ ...contextFor(kernel, 'test/fixtures/host/debian12-vm', { previous }), runtime, kmsg, now: () => now } as never);
+    if (r.kind !== 'ok') throw new Error(r.kind);
+    return r;
+  };
+  batch = recsFrom(500, arm.slice(0, at));
+  const r1 = await run(undefined, NOW);
+  t.same(r1.observations, [], 'a cause alone is no finding');
+  batch = recsFrom(500 + at, arm.slice(at));
+  const r2 = await run(r1.data, NOW + 1000);
+  t.match(r2.observations.find((o) => o.check === 'kernel.oops')?.message, /^The kernel had an oops in containerd-shim \(pid 21874, CPU 3\): unable to handle kernel NULL pointer dereference/);
+  batch = recsFrom(2000, gpf.slice(0, 1), NOW + 60_000);
+  const r3 = await run(r2.data, NOW + 60_000);
+  t.equal(r3.observations.find((o) => o.check === 'kernel.oops')?.evidence['task'], undefined, 'the header alone: no process yet');
+  batch = recsFrom(2001, gpf.slice(1), NOW + 60_000);
+  const r4 = await run(r3.data, NOW + 61_000);
+  const oops = r4.observations.find((o) => o.check === 'kernel.oops');
+  t.equal(oops?.evidence['count'], 2, 'two oopses, one finding');
+  t.same([oops?.evidence['oops'], oops?.evidence['task'], oops?.evidence['pid'], oops?.evidence['cpu']], ['general protection fault, probably for non-canonical address 0xdead000000000122', 'kubelet', 2291, 6]);
+  t.match(oops?.message, /^The kernel had an oops \(general protection fault, probably for non-canonical address 0xdead000000000122\) in kubelet \(pid 2291, CPU 6\)\./);
+});
+
+t.test('a cause line joins no header once its report has ended or another has begun', async (t) => {
+  // A "kernel BUG at" whose own header the ring lost, then a WARN's report and an unrelated oops: not its cause.
+  const ended = eventsFromRecords(recs(['kernel BUG at fs/ext4/inode.c:2708!', '---[ end trace 0000000000000000 ]---', 'Oops: 0000 [#2] SMP PTI'])).events;
+  t.equal(ended[0]?.evidence['cause'], undefined, 'after "end trace"');
+  const cut = eventsFromRecords(recs(['BUG: unable to handle page fault for address: ffffb1e2c0a3f000', '------------[ cut here ]------------', 'alignment check: 0000 [#2] SMP'])).events;
+  t.equal(cut[0]?.evidence['cause'], undefined, 'after "cut here"');
+  const far = eventsFromRecords(recs(['Unable to handle kernel paging request at virtual address ffff800081e3c000', ...Array.from({ length: 45 }, () => '  ESR = 0x0000000096000007'), 'Internal error: Oops: 0000000096000007 [#1] SMP'])).events;
+  t.equal(far[0]?.evidence['cause'], undefined, 'more than 40 records before');
+  const pending = eventsFromRecords(recs(['Unable to handle kernel paging request at virtual address ffff800081e3c000', ...Array.from({ length: 45 }, () => 'x')]));
+  t.equal(pending.oops, undefined, 'a cause 40 records old is not kept for the next read');
+});
+
 t.test('a network device the kernel cannot free is one finding per device, its repeats counted; memory errors by severity; ext4 warnings apart from errors', async (t) => {
   const data = empty();
   const every10s = Array.from({ length: 30 }, (_, i) => ({ seq: 100 + i, facility: 0, level: 0, usec: i, wallMs: NOW + i * 10_000, message: 'unregister_netdevice: waiting for lo to become free. Usage count = 1' }));

@@ -209,7 +209,8 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
           idx.tracked += node.tracked.size;
           return node;
         }
-        const listed = fs.list(p, mountsIn.get(p) ?? []);
+        // A root's host path can end in a slash ("/" under --host-root is "/host/"), the mount points' directories never do.
+        const listed = fs.list(p, mountsIn.get(p.replace(/\/+$/, '') || '/') ?? []);
         const names = listed?.names ?? [];
         await pace(1 + names.length);
         budget.entries += names.length;

@@ -120,6 +120,15 @@ for (const [label, fs] of [['native', native], ['lstat fallback', jsIndexFs]] as
     const index = createTreeIndex({ mountPoints: async () => new Set([path.join(root, 'd5')]) });
     t.equal((await index.refresh([root])).bytes[root], duB1(root) - duB1(path.join(root, 'd5')), 'the directory that is a mount point is left out');
   });
+
+  t.test(`${label}: under --host-root, a mount point right under the host's / is never looked up (the root's host path ends in a slash)`, async (t) => {
+    const { root } = tree(t);
+    // The worker's mapping: "/" under a host root of R is "R/".
+    const index = createTreeIndex({ hostPath: (p) => path.join(root, path.posix.resolve('/', p)), mountPoints: async () => new Set([path.join(root, 'd5')]) });
+    const want = duB1(root) - duB1(path.join(root, 'd5'));
+    t.equal((await index.refresh(['/'])).bytes['/'], want, 'listed anew: the mount point is left out');
+    t.equal((await index.refresh(['/'])).bytes['/'], want, 'unchanged: the same');
+  });
 }
 
 t.test('native: a directory whose name is not UTF-8 is counted by its own size and never entered, the same at every refresh; a symlink to a directory is not followed', { skip: native ? false : 'the native module is not built' }, async (t) => {

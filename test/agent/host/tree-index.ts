@@ -129,6 +129,17 @@ for (const [label, fs] of [['native', native], ['lstat fallback', jsIndexFs]] as
     t.equal((await index.refresh(['/'])).bytes['/'], want, 'listed anew: the mount point is left out');
     t.equal((await index.refresh(['/'])).bytes['/'], want, 'unchanged: the same');
   });
+
+  t.test(`${label}: a tree nested past 4096 bytes of path is measured as far as a path reaches, never thrown on`, async (t) => {
+    const { root } = tree(t);
+    const name = 'n'.repeat(200);
+    // Each directory made relative to the last (no path of 4096 bytes or more is ever passed to the kernel).
+    execFileSync(process.execPath, ['-e', `const fs = require('fs'); for (let i = 0; i < 30; i++) { fs.mkdirSync('${name}'); process.chdir('${name}'); }`], { cwd: root });
+    const index = createTreeIndex();
+    const first = await index.refresh([root]);
+    t.ok(first.bytes[root]! > duB1(root) - 30 * 4096 && first.bytes[root]! <= duB1(root), `listed anew (${first.bytes[root]} of du's ${duB1(root)})`);
+    t.equal((await index.refresh([root])).bytes[root], first.bytes[root], 'unchanged: the same');
+  });
 }
 
 t.test('native: a directory whose name is not UTF-8 is counted by its own size and never entered, the same at every refresh; a symlink to a directory is not followed', { skip: native ? false : 'the native module is not built' }, async (t) => {

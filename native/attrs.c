@@ -948,25 +948,28 @@ static int utf8_valid(const unsigned char *s) {
   return 1;
 }
 
-// listStat(dir, skip): { names, stats } of dir's entries ("." and ".." left out), or null when dir
-// cannot be opened. A name in skip (a mount point: another filesystem, maybe a hung one) is listed
+// listStat(dir, skip, max?): { names, stats } of dir's entries ("." and ".." left out), or null when dir
+// cannot be opened; when there are more than max entries, their names only (stats empty). A name in skip (a mount point: another filesystem, maybe a hung one) is listed
 // with kind 0 and never looked up. A mount point's name that is not UTF-8 comes from mountinfo's parser
 // with its odd bytes written "\xff" (collectors/common/text.ts) and cannot be compared byte for byte:
 // while skip holds such a name, no entry whose name is not UTF-8 is looked up.
 static napi_value list_stat(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], out;
+  size_t argc = 3;
+  napi_value argv[3], out;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   char dir[4096];
-  if (argc < 2) {
-    napi_throw_type_error(env, NULL, "listStat(dir, skip)");
+  double max = -1; // no limit
+  napi_valuetype mt = napi_undefined;
+  if (argc < 2 || (argc > 2 && (napi_typeof(env, argv[2], &mt) != napi_ok || (mt != napi_number && mt != napi_undefined)))) {
+    napi_throw_type_error(env, NULL, "listStat(dir, skip, max?)");
     return NULL;
   }
+  if (mt == napi_number) napi_get_value_double(env, argv[2], &max);
   if (get_path(env, argv[0], dir, sizeof dir) != 0) return NULL;
   char **skip = NULL;
   uint32_t nskip = 0;
   int r = read_paths(env, argv[1], &skip, &nskip);
-  if (r == -1) napi_throw_type_error(env, NULL, "listStat(dir, skip)");
+  if (r == -1) napi_throw_type_error(env, NULL, "listStat(dir, skip, max?)");
   if (r != 0) return NULL;
   dev_t dev;
   DIR *d = open_listing(dir, &dev);
@@ -978,33 +981,37 @@ static napi_value list_stat(napi_env env, napi_callback_info info) {
   int fd = dirfd(d);
   int skip_odd = 0;
   for (uint32_t i = 0; i < nskip && !skip_odd; i++) skip_odd = strstr(skip[i], "\\x") != NULL;
+  // The names first: a directory of more than max entries is over the caller's budget, and is not
+  // looked up entry by entry (one statx each, an inode read each when cold) only to be dropped.
   size_t n = 0, cap = 64;
   char **names = malloc(cap * sizeof *names);
-  double *o = malloc(cap * ST_FIELDS * sizeof *o);
-  int oom = !names || !o;
+  double *o = NULL;
+  int oom = !names;
   struct dirent *e;
   while (!oom && (e = readdir(d)) != NULL) {
     if (e->d_name[0] == '.' && (e->d_name[1] == 0 || (e->d_name[1] == '.' && e->d_name[2] == 0))) continue;
     if (n == cap) {
-      char **more_names = realloc(names, cap * 2 * sizeof *names);
-      if (more_names) names = more_names;
-      double *more = more_names ? realloc(o, cap * 2 * ST_FIELDS * sizeof *o) : NULL;
-      if (more) o = more;
-      if (!more_names || !more) {
+      char **more = realloc(names, cap * 2 * sizeof *names);
+      if (!more) {
         oom = 1;
         break;
       }
+      names = more;
       cap *= 2;
     }
     if (!(names[n] = strdup(e->d_name))) {
       oom = 1;
       break;
     }
-    int skipped = skip_odd && !utf8_valid((const unsigned char *)e->d_name);
-    for (uint32_t i = 0; i < nskip && !skipped; i++) skipped = strcmp(skip[i], e->d_name) == 0;
-    if (skipped) memset(o + n * ST_FIELDS, 0, ST_FIELDS * sizeof *o);
-    else put_stat(o + n * ST_FIELDS, fd, e->d_name);
     n++;
+  }
+  size_t stated = max >= 0 && (double)n > max ? 0 : n;
+  if (!oom && !(o = malloc((stated ? stated : 1) * ST_FIELDS * sizeof *o))) oom = 1;
+  for (size_t k = 0; !oom && k < stated; k++) {
+    int skipped = skip_odd && !utf8_valid((const unsigned char *)names[k]);
+    for (uint32_t i = 0; i < nskip && !skipped; i++) skipped = strcmp(skip[i], names[k]) == 0;
+    if (skipped) memset(o + k * ST_FIELDS, 0, ST_FIELDS * sizeof *o);
+    else put_stat(o + k * ST_FIELDS, fd, names[k]);
   }
   closedir(d);
   free_paths(skip, nskip);
@@ -1024,7 +1031,7 @@ static napi_value list_stat(napi_env env, napi_callback_info info) {
   free(names);
   napi_create_object(env, &out);
   napi_set_named_property(env, out, "names", arr);
-  napi_set_named_property(env, out, "stats", float64_array(env, o, n * ST_FIELDS));
+  napi_set_named_property(env, out, "stats", float64_array(env, o, stated * ST_FIELDS));
   free(o);
   return out;
 }

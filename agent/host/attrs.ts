@@ -15,7 +15,7 @@ interface NativeAttrs {
   duTree?(roots: string[], threads: number, timeoutMs: number, maxEntries: number, excludes: string[], devices: (string | null)[]): Promise<WalkResult>;
   statfs?(path: string): Promise<FsStats>;
   statAt?(dir: string | null, names: string[]): Float64Array | null;
-  listStat?(dir: string, skip: string[]): { names: string[]; stats: Float64Array } | null;
+  listStat?(dir: string, skip: string[], max?: number): { names: string[]; stats: Float64Array } | null;
 }
 
 let loaded: NativeAttrs | null | undefined;
@@ -135,6 +135,6 @@ export function nativeIndexFs(): IndexFs | undefined {
       });
       return out;
     },
-    list: (dir, skip) => (fits(dir) ? listStat(dir, [...skip]) ?? undefined : undefined),
+    list: (dir, skip, max) => (fits(dir) ? listStat(dir, [...skip], max) ?? undefined : undefined),
   };
 }

@@ -130,6 +130,16 @@ for (const [label, fs] of [['native', native], ['lstat fallback', jsIndexFs]] as
     t.equal((await index.refresh(['/'])).bytes['/'], want, 'unchanged: the same');
   });
 
+  t.test(`${label}: a directory of more entries than the budget is listed, never stat'ed entry by entry`, async (t) => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'nw-index-'));
+    t.teardown(() => void spawnSync('rm', ['-rf', root]));
+    mkdirSync(path.join(root, 'big'));
+    for (let i = 0; i < 500; i++) writeFileSync(path.join(root, 'big', `f${i}`), '');
+    const r = await createTreeIndex({ maxEntries: 100 }).refresh([root]);
+    t.same(r.overBudget, [root], 'over its budget');
+    t.equal(r.calls, 1 + 2 + 1, "the root's stat, its listing with its one entry's, and big's listing alone: none of its 500 entries looked up");
+  });
+
   t.test(`${label}: a tree nested past 4096 bytes of path is measured as far as a path reaches, never thrown on`, async (t) => {
     const { root } = tree(t);
     const name = 'n'.repeat(200);

@@ -70,8 +70,10 @@ const SUPPRESSED = /^(\S+?):? (\d+) callbacks suppressed/;
 // "Oops: CODE" for a page fault. The x86 form holds the whole record (a short name from its start, only
 // the kernel's upper-case flags after the count), so a driver message with ": 0000 [#1]" in it is not one.
 const OOPS_ARM = /^Internal error: (.{1,120}?): ([0-9a-f]{1,16}) \[#(\d+)\]/;
+// After "Oops: " the reason may start upper-case: ppc64's "Oops: Kernel access of bad area, sig: 11 [#1]".
 const OOPS_NAME = '[a-z][\\w ,()./-]{0,119}?';
-const OOPS_X86 = new RegExp(`^(?:(?:Oops: )+(?:(${OOPS_NAME}): )?|(${OOPS_NAME}): )([0-9a-f]{1,16}) \\[#(\\d+)\\](?:\\s+[A-Z][A-Z0-9_]*)*\\s*$`);
+const OOPS_NAME_AFTER = '[A-Za-z][\\w ,()./-]{0,119}?';
+const OOPS_X86 = new RegExp(`^(?:(?:Oops: )+(?:(${OOPS_NAME_AFTER}): )?|(${OOPS_NAME}): )([0-9a-f]{1,16}) \\[#(\\d+)\\](?:\\s+[A-Z][A-Z0-9_]*)*\\s*$`);
 const TRACE_BOUNDARY = /^-+\[ (?:cut here \]-+$|end trace\b)/;
 const OOPS_CAUSE = /^(?:BUG: (unable to handle .+|kernel NULL pointer dereference.*)|Unable to handle kernel (.+)|(kernel BUG at \S+!))$/;
 const CPU_COMM = /^CPU: (\d+) (?:UID: \d+ )?PID: (\d+) Comm: (.+?) (?:Kdump: loaded )?(?:Not tainted|Tainted:)/;

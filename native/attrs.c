@@ -883,7 +883,7 @@ static void put_stat(double *o, int dirfd, const char *name) {
 static napi_value float64_array(napi_env env, const double *data, size_t n) {
   void *buf = NULL;
   napi_value ab, out;
-  napi_create_arraybuffer(env, n * sizeof(double), &buf, &ab);
+  if (napi_create_arraybuffer(env, n * sizeof(double), &buf, &ab) != napi_ok) return NULL; // thrown (out of memory)
   if (n) memcpy(buf, data, n * sizeof(double));
   napi_create_typedarray(env, napi_float64_array, n, ab, 0, &out);
   return out;
@@ -920,6 +920,12 @@ static napi_value stat_at(napi_env env, napi_callback_info info) {
     }
   }
   double *o = malloc((n ? n : 1) * ST_FIELDS * sizeof *o);
+  if (!o) {
+    if (fd != AT_FDCWD) close(fd);
+    free_paths(names, n);
+    napi_throw_error(env, "NW_ERR_NOMEM", "statAt: out of memory");
+    return NULL;
+  }
   for (uint32_t i = 0; i < n; i++) put_stat(o + (size_t)i * ST_FIELDS, fd, names[i]);
   if (fd != AT_FDCWD) close(fd);
   out = float64_array(env, o, (size_t)n * ST_FIELDS);
@@ -928,23 +934,42 @@ static napi_value stat_at(napi_env env, napi_callback_info info) {
   return out;
 }
 
-// listStat(dir, skip): { names, stats } of dir's entries ("." and ".." left out), or null when dir
-// cannot be opened. A name in skip (a mount point: another filesystem, maybe a hung one) is listed
-// with kind 0 and never looked up.
+// 1 when s is well-formed UTF-8 (no overlong form, surrogate or code point past U+10FFFF).
+static int utf8_valid(const unsigned char *s) {
+  while (*s) {
+    unsigned char b = *s;
+    int len = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+    if (len == 0) return 0;
+    for (int i = 1; i < len; i++)
+      if ((s[i] & 0xc0) != 0x80) return 0;
+    if ((b == 0xe0 && s[1] < 0xa0) || (b == 0xed && s[1] > 0x9f) || (b == 0xf0 && s[1] < 0x90) || (b == 0xf4 && s[1] > 0x8f)) return 0;
+    s += len;
+  }
+  return 1;
+}
+
+// listStat(dir, skip, max?): { names, stats } of dir's entries ("." and ".." left out), or null when dir
+// cannot be opened; when there are more than max entries, their names only (stats empty). A name in skip (a mount point: another filesystem, maybe a hung one) is listed
+// with kind 0 and never looked up. A mount point's name that is not UTF-8 comes from mountinfo's parser
+// with its odd bytes written "\xff" (collectors/common/text.ts) and cannot be compared byte for byte:
+// while skip holds such a name, no entry whose name is not UTF-8 is looked up.
 static napi_value list_stat(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], out;
+  size_t argc = 3;
+  napi_value argv[3], out;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   char dir[4096];
-  if (argc < 2) {
-    napi_throw_type_error(env, NULL, "listStat(dir, skip)");
+  double max = -1; // no limit
+  napi_valuetype mt = napi_undefined;
+  if (argc < 2 || (argc > 2 && (napi_typeof(env, argv[2], &mt) != napi_ok || (mt != napi_number && mt != napi_undefined)))) {
+    napi_throw_type_error(env, NULL, "listStat(dir, skip, max?)");
     return NULL;
   }
+  if (mt == napi_number) napi_get_value_double(env, argv[2], &max);
   if (get_path(env, argv[0], dir, sizeof dir) != 0) return NULL;
   char **skip = NULL;
   uint32_t nskip = 0;
   int r = read_paths(env, argv[1], &skip, &nskip);
-  if (r == -1) napi_throw_type_error(env, NULL, "listStat(dir, skip)");
+  if (r == -1) napi_throw_type_error(env, NULL, "listStat(dir, skip, max?)");
   if (r != 0) return NULL;
   dev_t dev;
   DIR *d = open_listing(dir, &dev);
@@ -954,25 +979,48 @@ static napi_value list_stat(napi_env env, napi_callback_info info) {
     return out;
   }
   int fd = dirfd(d);
+  int skip_odd = 0;
+  for (uint32_t i = 0; i < nskip && !skip_odd; i++) skip_odd = strstr(skip[i], "\\x") != NULL;
+  // The names first: a directory of more than max entries is over the caller's budget, and is not
+  // looked up entry by entry (one statx each, an inode read each when cold) only to be dropped.
   size_t n = 0, cap = 64;
   char **names = malloc(cap * sizeof *names);
-  double *o = malloc(cap * ST_FIELDS * sizeof *o);
+  double *o = NULL;
+  int oom = !names;
   struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
+  while (!oom && (e = readdir(d)) != NULL) {
     if (e->d_name[0] == '.' && (e->d_name[1] == 0 || (e->d_name[1] == '.' && e->d_name[2] == 0))) continue;
     if (n == cap) {
+      char **more = realloc(names, cap * 2 * sizeof *names);
+      if (!more) {
+        oom = 1;
+        break;
+      }
+      names = more;
       cap *= 2;
-      names = realloc(names, cap * sizeof *names);
-      o = realloc(o, cap * ST_FIELDS * sizeof *o);
     }
-    names[n] = strdup(e->d_name);
-    int skipped = 0;
-    for (uint32_t i = 0; i < nskip && !skipped; i++) skipped = strcmp(skip[i], e->d_name) == 0;
-    if (skipped) memset(o + n * ST_FIELDS, 0, ST_FIELDS * sizeof *o);
-    else put_stat(o + n * ST_FIELDS, fd, e->d_name);
+    if (!(names[n] = strdup(e->d_name))) {
+      oom = 1;
+      break;
+    }
     n++;
   }
+  size_t stated = max >= 0 && (double)n > max ? 0 : n;
+  if (!oom && !(o = malloc((stated ? stated : 1) * ST_FIELDS * sizeof *o))) oom = 1;
+  for (size_t k = 0; !oom && k < stated; k++) {
+    int skipped = skip_odd && !utf8_valid((const unsigned char *)names[k]);
+    for (uint32_t i = 0; i < nskip && !skipped; i++) skipped = strcmp(skip[i], names[k]) == 0;
+    if (skipped) memset(o + k * ST_FIELDS, 0, ST_FIELDS * sizeof *o);
+    else put_stat(o + k * ST_FIELDS, fd, names[k]);
+  }
   closedir(d);
+  free_paths(skip, nskip);
+  if (oom) {
+    if (names) free_paths(names, n);
+    free(o);
+    napi_throw_error(env, "NW_ERR_NOMEM", "listStat: out of memory");
+    return NULL;
+  }
   napi_value arr, v;
   napi_create_array_with_length(env, n, &arr);
   for (size_t i = 0; i < n; i++) {
@@ -983,9 +1031,8 @@ static napi_value list_stat(napi_env env, napi_callback_info info) {
   free(names);
   napi_create_object(env, &out);
   napi_set_named_property(env, out, "names", arr);
-  napi_set_named_property(env, out, "stats", float64_array(env, o, n * ST_FIELDS));
+  napi_set_named_property(env, out, "stats", float64_array(env, o, stated * ST_FIELDS));
   free(o);
-  free_paths(skip, nskip);
   return out;
 }
 

@@ -15,7 +15,7 @@ interface NativeAttrs {
   duTree?(roots: string[], threads: number, timeoutMs: number, maxEntries: number, excludes: string[], devices: (string | null)[]): Promise<WalkResult>;
   statfs?(path: string): Promise<FsStats>;
   statAt?(dir: string | null, names: string[]): Float64Array | null;
-  listStat?(dir: string, skip: string[]): { names: string[]; stats: Float64Array } | null;
+  listStat?(dir: string, skip: string[], max?: number): { names: string[]; stats: Float64Array } | null;
 }
 
 let loaded: NativeAttrs | null | undefined;
@@ -118,8 +118,23 @@ export function nativeIndexFs(): IndexFs | undefined {
   const statAt = native?.statAt?.bind(native);
   const listStat = native?.listStat?.bind(native);
   if (!statAt || !listStat) return undefined;
+  // The module refuses (throws on) a path of 4095 bytes or more; the kernel cannot look one up either
+  // (ENAMETOOLONG), so such a directory is unreadable, as lstatSync and readdirSync find it.
+  const fits = (p: string) => Buffer.byteLength(p) < 4095;
   return {
-    statAt: (dir, names) => statAt(dir, names) ?? undefined,
-    list: (dir, skip) => listStat(dir, [...skip]) ?? undefined,
+    statAt(dir, names) {
+      if (dir !== null && !fits(dir)) return new Float64Array(names.length * 6);
+      if (names.every(fits)) return statAt(dir, names) ?? undefined;
+      const asked = names.filter(fits);
+      const got = asked.length > 0 ? statAt(dir, asked) : new Float64Array(0);
+      if (!got) return undefined;
+      const out = new Float64Array(names.length * 6);
+      let j = 0;
+      names.forEach((n, i) => {
+        if (fits(n)) out.set(got.subarray(j * 6, ++j * 6), i * 6);
+      });
+      return out;
+    },
+    list: (dir, skip, max) => (fits(dir) ? listStat(dir, [...skip], max) ?? undefined : undefined),
   };
 }

@@ -78,12 +78,12 @@ interface Lite {
 /**
  * The index's calls, one per directory: the stats of some names in a directory (`dir` null: the names
  * are whole paths), and a directory's listing with the stat of each entry (names in `skip` are never
- * looked up: mount points). undefined when the directory cannot be opened. Stats are ST_FIELDS numbers
+ * looked up: mount points; past `max` entries, the names only). undefined when the directory cannot be opened. Stats are ST_FIELDS numbers
  * per name, as the native module's statAt and listStat return them.
  */
 export interface IndexFs {
   statAt(dir: string | null, names: string[]): Float64Array | undefined;
-  list(dir: string, skip: readonly string[]): { names: string[]; stats: Float64Array } | undefined;
+  list(dir: string, skip: readonly string[], max?: number): { names: string[]; stats: Float64Array } | undefined;
 }
 
 const ST_FIELDS = 6;
@@ -99,13 +99,14 @@ export const jsIndexFs: IndexFs = {
     names.forEach((n, i) => putStats(out, i, dir === null ? n : path.join(dir, n)));
     return out;
   },
-  list(dir, skip) {
+  list(dir, skip, max) {
     let names: string[];
     try {
       names = readdirSync(dir);
     } catch {
       return undefined;
     }
+    if (max !== undefined && names.length > max) return { names, stats: new Float64Array(0) };
     const out = new Float64Array(names.length * ST_FIELDS);
     names.forEach((n, i) => {
       if (!skip.includes(n)) putStats(out, i, path.join(dir, n));
@@ -209,9 +210,11 @@ export function createTreeIndex(opts: { hostPath?: (p: string) => string; maxEnt
           idx.tracked += node.tracked.size;
           return node;
         }
-        const listed = fs.list(p, mountsIn.get(p) ?? []);
+        // A root's host path can end in a slash ("/" under --host-root is "/host/"), the mount points' directories never do.
+        // More entries than the budget has room for: their names only, none looked up (the root is dropped).
+        const listed = fs.list(p, mountsIn.get(p.replace(/\/+$/, '') || '/') ?? [], maxEntries - budget.entries);
         const names = listed?.names ?? [];
-        await pace(1 + names.length);
+        await pace(1 + (listed ? listed.stats.length / ST_FIELDS : 0));
         budget.entries += names.length;
         out.indexed += names.length;
         if (budget.entries > maxEntries || ++budget.dirs > maxDirs) throw new OverBudget();

@@ -88,6 +88,9 @@ t.test('die() headers of every reason: what the oops was and its count, from arm
     ['kernel stack overflow (double-fault): 0000 [#1] SMP PTI', 'kernel stack overflow (double-fault)', 1],
     ['Oops: general protection fault, probably for non-canonical address 0xdead000000000122: 0000 [#1] PREEMPT SMP NOPTI', 'general protection fault, probably for non-canonical address 0xdead000000000122', 1],
     ['Oops: 0002 [#12] SMP PTI', 'Oops', 12],
+    // ppc64 (its flags, "LE PAGE_SIZE=64K MMU=Radix SMP ...", are the next record): matched before 3376961
+    ['Oops: Kernel access of bad area, sig: 11 [#1]', 'Kernel access of bad area, sig', 1],
+    ['Oops: Exception in kernel mode, sig: 5 [#2]', 'Exception in kernel mode, sig', 2],
   ];
   for (const [line, what, number] of cases) t.same(parseKernelLine(line), { kind: 'oops', what, number }, line);
   for (const line of [

@@ -1,7 +1,7 @@
 // @live: the du walk on hostile trees, some of which need root (a tmpfs and a hung FUSE mount under the walked dir)
 import t, { type Test } from 'tap';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createTreeWalker } from '../../../agent/host/attrs.js';
@@ -149,4 +149,23 @@ t.test("the agent's incremental refresh inside a hung FUSE mount: its deadline e
   t.ok(ticks >= 10, `the agent's own thread kept running meanwhile (${ticks} timer ticks in 1.5 s)`);
   const again = await index.refresh([os.tmpdir()]).then(() => undefined, (e: Error) => e);
   t.match(again?.message, /refreshes stopped/, 'no second refresh is sent to a thread that is stuck');
+});
+
+t.test("the agent's incremental refresh of the host's / under --host-root lists it past a hung FUSE mount right under it, never looking the mount point up", async (t) => {
+  if (!requireLive(t, { root: true, paths: ['/dev/fuse'] })) return;
+  const { createTreeIndexWorker } = await import('../../../agent/host/tree-index.js');
+  const hostRoot = mkdtempSync(path.join(os.tmpdir(), 'nw-host-root-'));
+  mkdirSync(path.join(hostRoot, 'mnt'));
+  writeFileSync(path.join(hostRoot, 'file'), 'x'.repeat(10_000));
+  const hung = hungFuseMount(path.join(hostRoot, 'mnt'));
+  // "/" maps to hostRoot + "/": its listing must still skip "mnt".
+  const index = createTreeIndexWorker({ hostRoot, timeoutMs: 1500, mountPoints: async () => new Set([hung.mountPoint]) });
+  t.teardown(async () => {
+    hung.cleanup();
+    await index.close();
+    rmSync(hostRoot, { recursive: true, force: true });
+  });
+  const r = await index.refresh(['/']).then((x) => x, (e: Error) => e);
+  t.notOk(r instanceof Error, `the refresh came back: ${r instanceof Error ? r.message : 'ok'}`);
+  if (!(r instanceof Error)) t.ok(r.bytes['/']! >= 10_000, `the host's / measured (${r.bytes['/']} bytes)`);
 });

@@ -120,6 +120,36 @@ for (const [label, fs] of [['native', native], ['lstat fallback', jsIndexFs]] as
     const index = createTreeIndex({ mountPoints: async () => new Set([path.join(root, 'd5')]) });
     t.equal((await index.refresh([root])).bytes[root], duB1(root) - duB1(path.join(root, 'd5')), 'the directory that is a mount point is left out');
   });
+
+  t.test(`${label}: under --host-root, a mount point right under the host's / is never looked up (the root's host path ends in a slash)`, async (t) => {
+    const { root } = tree(t);
+    // The worker's mapping: "/" under a host root of R is "R/".
+    const index = createTreeIndex({ hostPath: (p) => path.join(root, path.posix.resolve('/', p)), mountPoints: async () => new Set([path.join(root, 'd5')]) });
+    const want = duB1(root) - duB1(path.join(root, 'd5'));
+    t.equal((await index.refresh(['/'])).bytes['/'], want, 'listed anew: the mount point is left out');
+    t.equal((await index.refresh(['/'])).bytes['/'], want, 'unchanged: the same');
+  });
+
+  t.test(`${label}: a directory of more entries than the budget is listed, never stat'ed entry by entry`, async (t) => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'nw-index-'));
+    t.teardown(() => void spawnSync('rm', ['-rf', root]));
+    mkdirSync(path.join(root, 'big'));
+    for (let i = 0; i < 500; i++) writeFileSync(path.join(root, 'big', `f${i}`), '');
+    const r = await createTreeIndex({ maxEntries: 100 }).refresh([root]);
+    t.same(r.overBudget, [root], 'over its budget');
+    t.equal(r.calls, 1 + 2 + 1, "the root's stat, its listing with its one entry's, and big's listing alone: none of its 500 entries looked up");
+  });
+
+  t.test(`${label}: a tree nested past 4096 bytes of path is measured as far as a path reaches, never thrown on`, async (t) => {
+    const { root } = tree(t);
+    const name = 'n'.repeat(200);
+    // Each directory made relative to the last (no path of 4096 bytes or more is ever passed to the kernel).
+    execFileSync(process.execPath, ['-e', `const fs = require('fs'); for (let i = 0; i < 30; i++) { fs.mkdirSync('${name}'); process.chdir('${name}'); }`], { cwd: root });
+    const index = createTreeIndex();
+    const first = await index.refresh([root]);
+    t.ok(first.bytes[root]! > duB1(root) - 30 * 4096 && first.bytes[root]! <= duB1(root), `listed anew (${first.bytes[root]} of du's ${duB1(root)})`);
+    t.equal((await index.refresh([root])).bytes[root], first.bytes[root], 'unchanged: the same');
+  });
 }
 
 t.test('native: a directory whose name is not UTF-8 is counted by its own size and never entered, the same at every refresh; a symlink to a directory is not followed', { skip: native ? false : 'the native module is not built' }, async (t) => {
